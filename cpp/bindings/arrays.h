@@ -1,0 +1,136 @@
+// NumPy <-> C++ boundary: every argument is checked here (type, dtype, ndim, shape, size) and
+// mapped without copies. Errors name the op and the argument: "[op] x must be ..., got ...".
+#pragma once
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "fastnn/common.h"
+
+namespace fastnn::bind {
+
+namespace py = pybind11;
+
+template <class T> using CArray = py::array_t<T, py::array::c_style>;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+[[noreturn]] inline void value_error(const char* op, const std::string& msg) {
+  throw py::value_error("[" + std::string(op) + "] " + msg);
+}
+[[noreturn]] inline void type_error(const char* op, const std::string& msg) {
+  throw py::type_error("[" + std::string(op) + "] " + msg);
+}
+
+// `h` as an ndarray (TypeError for lists, tensors, scalars: no silent conversion).
+inline py::array as_ndarray(const py::handle& h, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(h))
+    type_error(op, std::string(name) + " must be a numpy.ndarray, got " +
+                       py::str(py::type::of(h).attr("__name__")).cast<std::string>());
+  return py::reinterpret_borrow<py::array>(h);
+}
+
+template <class T> const char* dtype_name() { return sizeof(T) == 4 ? "float32" : "float64"; }
+
+// Calls f(float{}) or f(double{}) by the dtype of `a`; anything else is a TypeError.
+template <class F>
+decltype(auto) dispatch_float(const py::handle& h, const char* op, const char* name, F&& f) {
+  py::array a = as_ndarray(h, op, name);
+  if (a.dtype().equal(py::dtype::of<float>())) return f(float{});
+  if (a.dtype().equal(py::dtype::of<double>())) return f(double{});
+  type_error(op, std::string(name) + " must be float32 or float64, got " + dtype_str(a));
+}
+
+inline void check_ndim(const py::array& a, const char* op, const char* name, std::initializer_list<int> allowed,
+                       const char* what = nullptr) {
+  for (int d : allowed)
+    if (a.ndim() == d) return;
+  std::string want;
+  if (what) {
+    want = what;
+  } else {
+    for (int d : allowed) want += (want.empty() ? "" : " or ") + std::to_string(d) + "-D";
+  }
+  value_error(op, std::string(name) + " must be " + want + ", got shape " + shape_str(a));
+}
+
+// Shape equality; -1 in `want` matches any extent.
+inline void check_shape(const py::array& a, const char* op, const char* name, const std::vector<py::ssize_t>& want) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || a.shape(i) == want[i];
+  if (ok) return;
+  std::string w = "(";
+  for (size_t i = 0; i < want.size(); ++i)
+    w += (i ? ", " : "") + (want[i] < 0 ? std::string("*") : std::to_string(want[i]));
+  w += want.size() == 1 ? ",)" : ")";
+  value_error(op, std::string(name) + " must have shape " + w + ", got " + shape_str(a));
+}
+
+inline void check_nonempty(const py::array& a, const char* op, const char* name) {
+  if (a.size() == 0) value_error(op, std::string(name) + " is empty (shape " + shape_str(a) + ")");
+}
+
+// Input array of dtype T, non-empty, C-contiguous. Strided views are copied once here (the
+// kernels read memory linearly); a wrong dtype is a TypeError, never converted.
+template <class T>
+CArray<T> in(const py::handle& h, const char* op, const char* name, bool allow_empty = false) {
+  py::array a = as_ndarray(h, op, name);
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    type_error(op, std::string(name) + " must be " + dtype_name<T>() + " like the other inputs, got " + dtype_str(a));
+  if (!allow_empty) check_nonempty(a, op, name);
+  return CArray<T>::ensure(a);
+}
+
+// Array updated in place (running statistics, out=): must already be C-contiguous, writeable and
+// of dtype T, since a copy would silently drop the update.
+template <class T>
+CArray<T> inout(const py::handle& h, const char* op, const char* name) {
+  py::array a = as_ndarray(h, op, name);
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    type_error(op, std::string(name) + " must be " + dtype_name<T>() + ", got " + dtype_str(a));
+  if (!a.attr("flags").attr("c_contiguous").cast<bool>())
+    value_error(op, std::string(name) + " is updated in place and must be C-contiguous");
+  if (!a.writeable()) value_error(op, std::string(name) + " is updated in place and must be writeable");
+  return py::reinterpret_borrow<CArray<T>>(a);
+}
+
+// Scalars that must be finite (and optionally in a range) are checked here, not in the kernels.
+inline void check_finite(double v, const char* op, const char* name) {
+  if (!std::isfinite(v)) value_error(op, std::string(name) + " must be finite, got " + std::to_string(v));
+}
+
+// True if the byte ranges of two arrays overlap (out= must not alias an input).
+inline bool overlaps(const py::array& a, const py::array& b) {
+  auto lo_hi = [](const py::array& x) {
+    auto lo = reinterpret_cast<std::uintptr_t>(x.data());
+    return std::pair<std::uintptr_t, std::uintptr_t>(lo, lo + static_cast<std::uintptr_t>(x.nbytes()));
+  };
+  auto [a0, a1] = lo_hi(a);
+  auto [b0, b1] = lo_hi(b);
+  return a0 < b1 && b0 < a1;
+}
+
+// Translates fastnn::invalid_argument (kernel-side checks) into ValueError.
+inline void register_exceptions(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const fastnn::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+  (void)m;
+}
+
+}  // namespace fastnn::bind

@@ -1,0 +1,51 @@
+// Thread count and build configuration.
+#include <string>
+
+#include "bindings/arrays.h"
+
+namespace fastnn::bind {
+
+void bind_config(py::module_& m) {
+  // Eigen's own count defaults to the calling thread's OpenMP ICV; pin it to ours from the start.
+  fastnn::set_num_threads(fastnn::num_threads());
+
+  m.def("set_num_threads", &fastnn::set_num_threads, py::arg("n"),
+        "Set the number of threads every fastnn kernel uses (all Python threads, not changed by "
+        "torch.set_num_threads or OMP_NUM_THREADS after import).");
+  m.def("get_num_threads", &fastnn::num_threads, "Number of threads fastnn kernels use.");
+  m.def("_cpu_supports", [](const std::string& feature) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (feature == "avx2") return bool(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    if (feature == "avx512") return bool(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"));
+#endif
+    (void)feature;
+    return false;
+  });
+  m.def("_build_info", []() {
+    py::dict d;
+    d["version"] = FASTNN_VERSION;
+    d["isa"] = FASTNN_ISA;
+    d["compiler"] = FASTNN_COMPILER;
+    d["build_type"] = FASTNN_BUILD_TYPE;
+    d["cxx_flags"] = FASTNN_CXX_FLAGS;
+    d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+    d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                 std::to_string(EIGEN_MINOR_VERSION);
+#ifdef _OPENMP
+    d["openmp"] = std::to_string(_OPENMP);
+#else
+    d["openmp"] = py::none();
+#endif
+#if defined(__AVX512F__)
+    d["vector_bits"] = 512;
+#elif defined(__AVX__)
+    d["vector_bits"] = 256;
+#else
+    d["vector_bits"] = 128;
+#endif
+    return d;
+  });
+}
+
+}  // namespace fastnn::bind

@@ -1,0 +1,117 @@
+// matmul (2-D, strided and transposed views mapped without copies) and bmm (3-D batched).
+#include "bindings/arrays.h"
+#include "fastnn/kernels/gemm.h"
+
+namespace fastnn::bind {
+namespace {
+
+// A zero-copy view of 2-D `a` for Eigen: row-major when the elements of a row are adjacent
+// (C order, column slices), column-major when those of a column are (a.T, Fortran order). Any
+// other layout (a[:, ::2], negative strides) is copied to C order here, while we hold the GIL.
+template <class T>
+struct MatrixArg {
+  py::array keep;  // owns the copy, if one was made
+  const T* data;
+  index_t rows, cols, outer;
+  bool col_major;
+
+  explicit MatrixArg(const py::array& a) : keep(a), rows(a.shape(0)), cols(a.shape(1)) {
+    const py::ssize_t sz = sizeof(T);
+    const py::ssize_t s0 = rows == 1 ? cols * sz : a.strides(0), s1 = cols == 1 ? sz : a.strides(1);
+    if (s1 == sz && s0 > 0 && s0 % sz == 0 && s0 / sz >= cols) {
+      col_major = false, outer = s0 / sz;
+    } else if (s0 == sz && s1 > 0 && s1 % sz == 0 && s1 / sz >= rows) {
+      col_major = true, outer = s1 / sz;
+    } else {
+      keep = CArray<T>::ensure(a);
+      col_major = false, outer = cols;
+    }
+    data = static_cast<const T*>(keep.data());
+  }
+
+  // Calls f(map) with the matching Eigen map; needs no GIL.
+  template <class F>
+  void visit(F&& f) const {
+    if (col_major)
+      f(Eigen::Map<const ColMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>(data, rows, cols, Eigen::OuterStride<>(outer)));
+    else
+      f(CMatMap<T>(data, rows, cols, Eigen::OuterStride<>(outer)));
+  }
+};
+
+// Checks `out` (shape, dtype, layout, aliasing) or allocates it.
+template <class T>
+CArray<T> output(const py::object& out, const char* op, std::vector<py::ssize_t> shape,
+                 std::initializer_list<const py::array*> inputs) {
+  if (out.is_none()) return CArray<T>(shape);
+  CArray<T> o = inout<T>(out, op, "out");
+  check_shape(o, op, "out", shape);
+  for (const py::array* x : inputs)
+    if (overlaps(o, *x)) value_error(op, "out must not share memory with an input");
+  return o;
+}
+
+template <class T>
+py::array matmul_impl(const py::array& a, const py::array& b, const py::object& out) {
+  const char* op = "matmul";
+  py::array bb = as_ndarray(b, op, "b");
+  if (!bb.dtype().equal(py::dtype::of<T>()))
+    type_error(op, std::string("b must be ") + dtype_name<T>() + " like a, got " + dtype_str(bb));
+  check_ndim(bb, op, "b", {2});
+  check_nonempty(a, op, "a");
+  check_nonempty(bb, op, "b");
+  if (a.shape(1) != bb.shape(0))
+    value_error(op, "inner dimensions differ: a is " + shape_str(a) + ", b is " + shape_str(bb));
+  CArray<T> c = output<T>(out, op, {a.shape(0), bb.shape(1)}, {&a, &bb});
+  T* cp = c.mutable_data();
+  const MatrixArg<T> am(a), bm(bb);
+  {
+    py::gil_scoped_release nogil;
+    MatMap<T> cm(cp, a.shape(0), bb.shape(1), Eigen::OuterStride<>(bb.shape(1)));
+    am.visit([&](const auto& av) { bm.visit([&](const auto& bv) { gemm(av, bv, cm); }); });
+  }
+  return std::move(c);
+}
+
+template <class T>
+py::array bmm_impl(const py::handle& a_in, const py::handle& b_in, const py::object& out) {
+  const char* op = "bmm";
+  CArray<T> a = in<T>(a_in, op, "a"), b = in<T>(b_in, op, "b");
+  check_ndim(a, op, "a", {3});
+  check_ndim(b, op, "b", {3});
+  if (a.shape(0) != b.shape(0) || a.shape(2) != b.shape(1))
+    value_error(op, "a (B, M, K) and b (B, K, N) do not match: a is " + shape_str(a) + ", b is " + shape_str(b));
+  const index_t B = a.shape(0), M = a.shape(1), K = a.shape(2), N = b.shape(2);
+  CArray<T> c = output<T>(out, op, {B, M, N}, {&a, &b});
+  const T *ap = a.data(), *bp = b.data();
+  T* cp = c.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    bmm(ap, bp, cp, B, M, K, N);
+  }
+  return std::move(c);
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+  m.def(
+      "matmul",
+      [](const py::handle& a_in, const py::handle& b, const py::object& out) -> py::array {
+        return dispatch_float(a_in, "matmul", "a", [&](auto tag) {
+          using T = decltype(tag);
+          py::array a = as_ndarray(a_in, "matmul", "a");
+          check_ndim(a, "matmul", "a", {2});
+          return matmul_impl<T>(a, as_ndarray(b, "matmul", "b"), out);
+        });
+      },
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none());
+  m.def(
+      "bmm",
+      [](const py::handle& a, const py::handle& b, const py::object& out) -> py::array {
+        return dispatch_float(a, "bmm", "a", [&](auto tag) { return bmm_impl<decltype(tag)>(a, b, out); });
+      },
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none());
+}
+
+}  // namespace fastnn::bind

@@ -1,0 +1,29 @@
+// The extension module fastnn._C: one bind_<topic>() per file, registered here.
+#include <pybind11/pybind11.h>
+
+#include "bindings/arrays.h"
+
+namespace py = pybind11;
+
+namespace fastnn::bind {
+void bind_config(py::module_& m);
+void bind_gemm(py::module_& m);
+void bind_linear(py::module_& m);
+void bind_activations(py::module_& m);
+void bind_loss(py::module_& m);
+void bind_batchnorm(py::module_& m);
+void bind_dropout(py::module_& m);
+}  // namespace fastnn::bind
+
+PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
+  using namespace fastnn::bind;
+  m.doc() = "fastnn C++ core (Eigen + OpenMP). Use fastnn.functional for the documented API.";
+  register_exceptions(m);
+  bind_config(m);
+  bind_gemm(m);
+  bind_linear(m);
+  bind_activations(m);
+  bind_loss(m);
+  bind_batchnorm(m);
+  bind_dropout(m);
+}

@@ -1,0 +1,16 @@
+"""fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
+
+from ._config import build_info, get_num_threads, set_num_threads, show_config
+from . import functional, reference
+
+__version__ = build_info()["version"]
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "functional",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+    "show_config",
+]

@@ -1,0 +1,59 @@
+"""Thread count and build configuration."""
+
+import sys
+
+from ._loader import load_core
+
+_C = load_core()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every fastnn kernel uses.
+
+    The count is fastnn's own: it holds in every Python thread and is not changed by
+    ``torch.set_num_threads`` or by OpenMP calls made elsewhere. The default is
+    ``OMP_NUM_THREADS`` (or the number of cores) at import.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of threads fastnn kernels use."""
+    return _C.get_num_threads()
+
+
+def build_info() -> dict:
+    """Build flags of the loaded core: version, ISA, compiler, flags, SIMD, Eigen, OpenMP."""
+    info = dict(_C._build_info())
+    info["module"] = _C.__name__
+    info["num_threads"] = get_num_threads()
+    return info
+
+
+def show_config(file=None) -> None:
+    """Print the build configuration (flags, SIMD level, threads) and the runtime versions."""
+    import numpy as np
+
+    info = build_info()
+    out = file or sys.stdout
+    rows = [
+        ("fastnn", info["version"]),
+        ("module", info["module"]),
+        ("isa", info["isa"]),
+        ("simd", f"{info['simd']} ({info['vector_bits']}-bit vectors)"),
+        ("compiler", info["compiler"]),
+        ("build type", info["build_type"]),
+        ("cxx flags", " ".join(info["cxx_flags"].split())),
+        ("eigen", info["eigen"]),
+        ("openmp", info["openmp"] or "no (single-threaded build)"),
+        ("threads", info["num_threads"]),
+        ("python", sys.version.split()[0]),
+        ("numpy", np.__version__),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}", file=out)

@@ -1,0 +1,14 @@
+"""NumPy reference implementations: the executable specification of every C++ kernel.
+
+One module per kernel header, same stem (``cpp/include/fastnn/kernels/gemm.h`` ->
+``reference/gemm.py``). They are written to read like the formulas in SPEC.md, not to be fast.
+Each function has the signature and return convention of its :mod:`fastnn.functional` twin.
+"""
+
+from . import rng
+from .activations import *  # noqa: F401,F403
+from .batchnorm import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .gemm import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403

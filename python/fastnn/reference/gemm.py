@@ -1,0 +1,23 @@
+"""Matrix products."""
+
+import numpy as np
+
+__all__ = ["bmm", "matmul"]
+
+
+def matmul(a, b, out=None):
+    """C = A B."""
+    c = np.matmul(a, b)
+    if out is not None:
+        out[...] = c
+        return out
+    return c
+
+
+def bmm(a, b, out=None):
+    """C[i] = A[i] B[i] for every i of the batch."""
+    c = np.einsum("bmk,bkn->bmn", a, b)
+    if out is not None:
+        out[...] = c
+        return out
+    return c
