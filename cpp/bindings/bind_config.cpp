@@ -1,4 +1,5 @@
 // Thread count and build configuration.
+#include <atomic>
 #include <string>
 
 #include "bindings/arrays.h"
@@ -13,6 +14,13 @@ void bind_config(py::module_& m) {
         "Set the number of threads every fastnn kernel uses (all Python threads, not changed by "
         "torch.set_num_threads or OMP_NUM_THREADS after import).");
   m.def("get_num_threads", &fastnn::num_threads, "Number of threads fastnn kernels use.");
+  // For tests: how many threads a parallel_for over `work` scalar operations really runs on.
+  m.def("_parallel_threads_used", [](index_t work) {
+    py::gil_scoped_release nogil;
+    std::atomic<int> used{0};
+    parallel_for(work, 1, [&](index_t, index_t) { used.fetch_add(1); });
+    return used.load();
+  });
   m.def("_cpu_supports", [](const std::string& feature) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     if (feature == "avx2") return bool(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
