@@ -1,0 +1,95 @@
+"""Parameters are named views into one flat buffer per model (and gradients into a second one).
+
+Optimizers update the whole model in one fused C++ pass over the flat buffers; L-BFGS, CG and
+Newton see the model as the vector it is. A ``Parameter`` is only a window (offset, shape) into its
+``FlatBuffer``; ``data`` and ``grad`` are NumPy views of the same memory the C++ layers use.
+"""
+
+import numpy as np
+
+# Segment flags (the third column of FlatBuffer.segments()), shared with the C++ optimizers.
+TRAINABLE = 1  # requires_grad: receives gradients and updates
+DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm parameters no)
+
+
+class FlatBuffer:
+    """The flat parameter and gradient storage of one model."""
+
+    def __init__(self, size, dtype=np.float32):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"FlatBuffer: dtype must be float32 or float64, got {dtype}")
+        self.dtype = dtype
+        self.params = np.zeros(size, dtype=dtype)
+        self.grads = np.zeros(size, dtype=dtype)
+        self.parameters = []  # in offset order
+
+    def segments(self, parameters=None):
+        """(k, 3) int64 array of [offset, size, flags] for `parameters` (default: all), for the C++ optimizers."""
+        ps = self.parameters if parameters is None else parameters
+        return np.array([[p.offset, p.size, p.flags] for p in ps], dtype=np.int64).reshape(-1, 3)
+
+
+class Parameter:
+    """A named view (offset, shape) into a FlatBuffer.
+
+    Attributes:
+        data: NumPy view of the values (writes go to the model).
+        grad: NumPy view of the accumulated gradient.
+        requires_grad: False freezes it (no gradient, no update).
+        weight_decay: whether weight decay / L1 / L2 / max-norm apply (False for biases and BN).
+    """
+
+    def __init__(self, buffer, offset, shape, requires_grad=True, weight_decay=True, name=""):
+        self.buffer = buffer
+        self.offset = int(offset)
+        self.shape = tuple(int(s) for s in shape)
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+        if self.offset < 0 or self.offset + self.size > buffer.params.size:
+            raise ValueError(f"Parameter {name!r}: [{offset}, {offset + self.size}) is outside the buffer")
+        self.requires_grad = bool(requires_grad)
+        self.weight_decay = bool(weight_decay)
+        self.name = name
+
+    @property
+    def data(self):
+        return self.buffer.params[self.offset : self.offset + self.size].reshape(self.shape)
+
+    @data.setter
+    def data(self, value):
+        value = np.asarray(value)
+        if value.shape != self.shape:
+            raise ValueError(f"Parameter {self.name!r}: expected shape {self.shape}, got {value.shape}")
+        self.data[...] = value
+
+    @property
+    def grad(self):
+        return self.buffer.grads[self.offset : self.offset + self.size].reshape(self.shape)
+
+    @property
+    def flags(self):
+        return (TRAINABLE if self.requires_grad else 0) | (DECAY if self.weight_decay else 0)
+
+    @property
+    def dtype(self):
+        return self.buffer.dtype
+
+    def numpy(self):
+        """A copy of the values."""
+        return self.data.copy()
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+
+def pack(shapes, dtype=np.float32, names=None, decay=None):
+    """A FlatBuffer holding parameters of the given shapes back to back; returns (buffer, [Parameter])."""
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    buf = FlatBuffer(sum(sizes), dtype)
+    offset = 0
+    for i, (shape, size) in enumerate(zip(shapes, sizes)):
+        p = Parameter(buf, offset, shape, weight_decay=True if decay is None else decay[i],
+                      name=names[i] if names else str(i))
+        buf.parameters.append(p)
+        offset += size
+    return buf, buf.parameters
