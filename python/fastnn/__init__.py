@@ -1,7 +1,8 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
 from ._config import build_info, get_num_threads, set_num_threads, show_config
-from . import functional, reference
+from . import functional, nn, random, reference
+from .random import manual_seed
 
 __version__ = build_info()["version"]
 
@@ -10,6 +11,9 @@ __all__ = [
     "build_info",
     "functional",
     "get_num_threads",
+    "manual_seed",
+    "nn",
+    "random",
     "reference",
     "set_num_threads",
     "show_config",

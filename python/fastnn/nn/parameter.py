@@ -40,8 +40,9 @@ class Parameter:
         weight_decay: whether weight decay / L1 / L2 / max-norm apply (False for biases and BN).
     """
 
-    def __init__(self, buffer, offset, shape, requires_grad=True, weight_decay=True, name=""):
+    def __init__(self, buffer, offset, shape, requires_grad=True, weight_decay=True, name="", owner=None):
         self.buffer = buffer
+        self.owner = owner  # the module whose C++ layer reads this memory; told when it moves (repack)
         self.offset = int(offset)
         self.shape = tuple(int(s) for s in shape)
         self.size = int(np.prod(self.shape, dtype=np.int64))
@@ -93,3 +94,44 @@ def pack(shapes, dtype=np.float32, names=None, decay=None):
         buf.parameters.append(p)
         offset += size
     return buf, buf.parameters
+
+
+def repack(parameters, dtype=None):
+    """Moves `parameters` into one new FlatBuffer, back to back in the given order.
+
+    Values (and gradients) are copied; every Parameter object stays valid (its buffer and offset
+    change), and each owner module's ``_rebind()`` is called so its C++ layer reads the new memory.
+    Returns the buffer. NumPy views taken earlier from ``p.data`` keep pointing at the old memory.
+    """
+    parameters = list(parameters)
+    if not parameters:
+        raise ValueError("repack: no parameters")
+    dtype = np.dtype(dtype or parameters[0].dtype)
+    if any(p.dtype != dtype for p in parameters):
+        raise TypeError(f"repack: parameters have different dtypes {sorted({str(p.dtype) for p in parameters})}")
+    buf = FlatBuffer(sum(p.size for p in parameters), dtype)
+    offset = 0
+    for p in parameters:
+        buf.params[offset : offset + p.size] = p.data.reshape(-1)
+        buf.grads[offset : offset + p.size] = p.grad.reshape(-1)
+        p.buffer, p.offset = buf, offset
+        buf.parameters.append(p)
+        offset += p.size
+    owners = {id(p.owner): p.owner for p in parameters if p.owner is not None}
+    for owner in owners.values():
+        owner._rebind()
+    return buf
+
+
+def shared_buffer(parameters):
+    """The FlatBuffer that holds exactly `parameters` back to back, or None."""
+    parameters = list(parameters)
+    if not parameters:
+        return None
+    buf = parameters[0].buffer
+    offset = 0
+    for p in parameters:
+        if p.buffer is not buf or p.offset != offset:
+            return None
+        offset += p.size
+    return buf if offset == buf.params.size else None

@@ -1,0 +1,96 @@
+// C++ layers as Python objects (handles used by fastnn.nn), plus the trampoline that lets a layer
+// written in Python sit inside a C++ container.
+#include <cstring>
+
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "bindings/layer_binding.h"
+#include "fastnn/layers/shape_layers.h"
+#include "fastnn/net/sequential.h"
+
+namespace fastnn::bind {
+namespace {
+
+// A layer implemented by a Python object with forward(x) -> y and backward(g) -> dx (NumPy).
+// Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but correct.
+template <class T>
+class PythonLayer : public Layer<T> {
+ public:
+  explicit PythonLayer(py::object module) : module_(std::move(module)) {}
+  ~PythonLayer() override {
+    py::gil_scoped_acquire gil;
+    module_ = py::object();
+  }
+  std::string kind() const override {
+    py::gil_scoped_acquire gil;
+    return py::str(py::type::of(module_).attr("__name__")).cast<std::string>();
+  }
+  Shape output_shape(const Shape& in) const override { return in; }  // known only by running it
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    py::gil_scoped_acquire gil;
+    py::object was = module_.attr("training");
+    module_.attr("training") = py::bool_(ctx.training);
+    py::object y = module_.attr("forward")(to_numpy(x));
+    module_.attr("training") = was;
+    return from_numpy(y, out_, "forward");
+  }
+  View<T> backward(const View<T>& g, bool) override {
+    py::gil_scoped_acquire gil;
+    return from_numpy(module_.attr("backward")(to_numpy(g)), grad_in_, "backward");
+  }
+
+ private:
+  static py::array to_numpy(const View<T>& v) {
+    std::vector<py::ssize_t> shape(v.shape.begin(), v.shape.end());
+    CArray<T> a(shape);
+    std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
+    return std::move(a);
+  }
+  View<T> from_numpy(const py::object& obj, Workspace<T>& ws, const char* what) {
+    const std::string op = kind() + "." + what;
+    if (!py::isinstance<py::array>(obj))
+      throw py::type_error("[" + op + "] must return a numpy.ndarray, got " +
+                           py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().equal(py::dtype::of<T>()))
+      throw py::type_error("[" + op + "] returned " + dtype_str(a) + ", the model is " + dtype_name<T>());
+    CArray<T> c = CArray<T>::ensure(a);
+    Shape s(c.shape(), c.shape() + c.ndim());
+    View<T> v = ws.get(s);
+    std::memcpy(v.data, c.data(), sizeof(T) * v.size());
+    return v;
+  }
+
+  py::object module_;
+  Workspace<T> out_, grad_in_;
+};
+
+template <class T>
+void bind_dtype(py::module_& m, const std::string& suffix) {
+  bind_layer_base<T>(m, "Layer_" + suffix);
+  py::class_<Identity<T>, Layer<T>, std::shared_ptr<Identity<T>>>(m, ("Identity_" + suffix).c_str())
+      .def(py::init<>());
+  py::class_<Flatten<T>, Layer<T>, std::shared_ptr<Flatten<T>>>(m, ("Flatten_" + suffix).c_str())
+      .def(py::init<int, int>(), py::arg("start_dim") = 1, py::arg("end_dim") = -1);
+  py::class_<Sequential<T>, Layer<T>, std::shared_ptr<Sequential<T>>>(m, ("Sequential_" + suffix).c_str())
+      .def(py::init([](std::vector<LayerPtr<T>> children) {
+             auto s = std::make_shared<Sequential<T>>(std::move(children));
+             std::uint64_t next = 1;
+             s->assign_salts(next);
+             return s;
+           }),
+           py::arg("children"));
+  py::class_<PythonLayer<T>, Layer<T>, std::shared_ptr<PythonLayer<T>>>(m, ("PythonLayer_" + suffix).c_str())
+      .def(py::init<py::object>(), py::arg("module"));
+}
+
+}  // namespace
+
+void bind_layers(py::module_& m) {
+  bind_dtype<float>(m, "float32");
+  bind_dtype<double>(m, "float64");
+}
+
+}  // namespace fastnn::bind

@@ -1,0 +1,111 @@
+// The Python face of Layer<T>: parameters, state, forward/backward on NumPy arrays.
+#pragma once
+
+#include <cstring>
+#include <string>
+
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "fastnn/layers/layer.h"
+
+namespace fastnn::bind {
+
+// Copy of a layer-owned view (the layer reuses its buffers at the next call).
+template <class T>
+py::array copy_out(const View<T>& v) {
+  std::vector<py::ssize_t> shape(v.shape.begin(), v.shape.end());
+  CArray<T> a(shape);
+  std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
+  return std::move(a);
+}
+
+// A C-contiguous input of dtype T, as a view. The caller (fastnn.nn) keeps the array alive until
+// backward, because layers keep a pointer to their input.
+template <class T>
+View<T> input_view(const py::handle& h, const std::string& op, const char* name) {
+  py::array a = as_ndarray(h, op.c_str(), name);
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    type_error(op.c_str(), std::string(name) + " must be " + dtype_name<T>() + " (the model's dtype), got " + dtype_str(a));
+  if (!a.attr("flags").attr("c_contiguous").cast<bool>())
+    value_error(op.c_str(), std::string(name) + " must be C-contiguous");
+  check_nonempty(a, op.c_str(), name);
+  if (a.ndim() < 1) value_error(op.c_str(), std::string(name) + " must have a batch dimension, got a scalar");
+  return View<T>{static_cast<T*>(a.mutable_data()), Shape(a.shape(), a.shape() + a.ndim())};
+}
+
+template <class T>
+void bind_layer_base(py::module_& m, const std::string& name) {
+  py::class_<Layer<T>, LayerPtr<T>>(m, name.c_str())
+      .def_property_readonly("kind", &Layer<T>::kind)
+      .def("param_specs",
+           [](const Layer<T>& l) {
+             py::list out;
+             for (const auto& p : l.param_specs())
+               out.append(py::make_tuple(p.name, py::tuple(py::cast(p.shape)), p.decay));
+             return out;
+           })
+      .def("num_params", &Layer<T>::num_params)
+      .def(
+          "bind_params",
+          [](Layer<T>& l, const py::handle& params, const py::handle& grads, index_t offset) {
+            const std::string op = l.kind() + ".bind_params";
+            CArray<T> p = inout<T>(params, op.c_str(), "params"), g = inout<T>(grads, op.c_str(), "grads");
+            if (p.size() != g.size() || offset < 0 || offset + l.num_params() > p.size())
+              value_error(op.c_str(), "buffers of " + std::to_string(p.size()) + "/" + std::to_string(g.size()) +
+                                          " elements cannot hold " + std::to_string(l.num_params()) +
+                                          " parameters at offset " + std::to_string(offset));
+            l.bind_params(p.mutable_data() + offset, g.mutable_data() + offset);
+          },
+          py::arg("params"), py::arg("grads"), py::arg("offset"))
+      .def_readwrite("params_trainable", &Layer<T>::params_trainable)
+      .def_readwrite("salt", &Layer<T>::salt)
+      .def(
+          "state",
+          [](py::object self) {
+            auto& l = self.cast<Layer<T>&>();
+            py::list out;
+            for (auto& s : l.state()) {
+              std::vector<py::ssize_t> shape(s.view.shape.begin(), s.view.shape.end());
+              // A view into the layer's memory that keeps the layer alive.
+              out.append(py::make_tuple(s.name, py::array_t<T>(shape, s.view.data, self)));
+            }
+            return out;
+          })
+      .def(
+          "output_shape", [](const Layer<T>& l, const Shape& in) { return l.output_shape(in); }, py::arg("shape"))
+      .def(
+          "forward",
+          [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step) {
+            View<T> xv = input_view<T>(x, l.kind() + ".forward", "x");
+            Context ctx{training, seed, step};
+            View<T> y;
+            {
+              py::gil_scoped_release nogil;
+              y = l.forward(xv, ctx);
+            }
+            l.last_output_shape = y.shape;
+            return copy_out(y);
+          },
+          py::arg("x"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0)
+      .def(
+          "backward",
+          [](Layer<T>& l, const py::handle& g, bool need_input_grad) -> py::object {
+            const std::string op = l.kind() + ".backward";
+            View<T> gv = input_view<T>(g, op, "grad_out");
+            if (l.last_output_shape.empty()) value_error(op.c_str(), "backward called before forward");
+            if (gv.shape != l.last_output_shape)
+              value_error(op.c_str(), "grad_out must have the shape of the last output " +
+                                          fastnn::shape_str(l.last_output_shape) + ", got " + fastnn::shape_str(gv.shape));
+            View<T> dx;
+            {
+              py::gil_scoped_release nogil;
+              dx = l.backward(gv, need_input_grad);
+            }
+            if (!need_input_grad) return py::none();
+            return copy_out(dx);
+          },
+          py::arg("grad_out"), py::arg("need_input_grad") = true);
+}
+
+}  // namespace fastnn::bind

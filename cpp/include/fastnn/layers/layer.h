@@ -1,0 +1,80 @@
+// The layer contract. Layers are stateful C++ objects over views of the model's flat parameter
+// and gradient buffers; Python modules are thin handles on them, so model(x), train_step and the
+// C++ epoch loop all run this one implementation.
+//
+//   forward(x, ctx)  -> output view (owned by the layer, valid until its next forward);
+//                       keeps what backward needs (x must stay alive until then).
+//   backward(g, need_input_grad) -> grad wrt x (owned by the layer); ACCUMULATES (+=) parameter
+//                       gradients into the flat gradient buffer (micrograd's contract; zero_grad resets).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fastnn/layers/tensor.h"
+
+namespace fastnn {
+
+struct ParamSpec {
+  std::string name;  // PyTorch's name: "weight", "bias"
+  Shape shape;
+  bool decay;        // weight decay / L1 / max-norm apply (weights yes, biases and BN no)
+};
+
+// Non-trainable state saved with the model (BatchNorm's running statistics).
+template <class T>
+struct StateSpec {
+  std::string name;
+  View<T> view;
+};
+
+// What one forward pass needs to know besides its input.
+struct Context {
+  bool training = true;
+  std::uint64_t seed = 0;  // randomness (dropout, RReLU) is a function of (seed, step, layer salt, element)
+  std::uint64_t step = 0;
+};
+
+template <class T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  // PyTorch class name ("Linear", "ReLU", ...).
+  virtual std::string kind() const = 0;
+
+  // Parameters in a fixed order; the model lays them out back to back in its flat buffer.
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  index_t num_params() const {
+    index_t n = 0;
+    for (const auto& p : param_specs()) n += numel(p.shape);
+    return n;
+  }
+  // Points the parameters at this layer's slice of the flat buffers (num_params() elements each).
+  virtual void bind_params(T* params, T* grads) {
+    (void)params;
+    (void)grads;
+  }
+  // Named non-trainable state (running statistics), for state_dict.
+  virtual std::vector<StateSpec<T>> state() { return {}; }
+
+  // Output shape for an input shape (including the batch dimension); throws invalid_argument
+  // naming the layer when the input does not fit.
+  virtual Shape output_shape(const Shape& in) const = 0;
+
+  virtual View<T> forward(const View<T>& x, const Context& ctx) = 0;
+  virtual View<T> backward(const View<T>& grad_out, bool need_input_grad) = 0;
+
+  // Distinguishes the random streams of different layers of one model.
+  std::uint64_t salt = 0;
+  // Frozen layers (all parameters requires_grad=False) skip parameter-gradient work.
+  bool params_trainable = true;
+  // Shape of the last forward's output, so a Python-level backward can check its gradient.
+  Shape last_output_shape;
+};
+
+template <class T> using LayerPtr = std::shared_ptr<Layer<T>>;
+
+}  // namespace fastnn

@@ -1,0 +1,79 @@
+// Sequential container: children run in order; their parameters are laid out back to back.
+#pragma once
+
+#include <utility>
+
+#include "fastnn/layers/layer.h"
+
+namespace fastnn {
+
+template <class T>
+class Sequential : public Layer<T> {
+ public:
+  explicit Sequential(std::vector<LayerPtr<T>> children) : children_(std::move(children)) {
+    for (size_t i = 0; i < children_.size(); ++i)
+      FASTNN_CHECK(children_[i] != nullptr, "Sequential", "child " << i << " is None");
+  }
+
+  std::string kind() const override { return "Sequential"; }
+  const std::vector<LayerPtr<T>>& children() const { return children_; }
+
+  std::vector<ParamSpec> param_specs() const override {
+    std::vector<ParamSpec> out;
+    for (size_t i = 0; i < children_.size(); ++i)
+      for (auto p : children_[i]->param_specs()) {
+        p.name = std::to_string(i) + "." + p.name;
+        out.push_back(std::move(p));
+      }
+    return out;
+  }
+
+  void bind_params(T* params, T* grads) override {
+    index_t offset = 0;
+    for (auto& c : children_) {
+      c->bind_params(params + offset, grads + offset);
+      offset += c->num_params();
+    }
+  }
+
+  std::vector<StateSpec<T>> state() override {
+    std::vector<StateSpec<T>> out;
+    for (size_t i = 0; i < children_.size(); ++i)
+      for (auto s : children_[i]->state()) {
+        s.name = std::to_string(i) + "." + s.name;
+        out.push_back(std::move(s));
+      }
+    return out;
+  }
+
+  Shape output_shape(const Shape& in) const override {
+    Shape s = in;
+    for (const auto& c : children_) s = c->output_shape(s);
+    return s;
+  }
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    View<T> h = x;
+    for (auto& c : children_) h = c->forward(h, ctx);
+    return h;
+  }
+
+  View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
+    View<T> g = grad_out;
+    for (size_t i = children_.size(); i-- > 0;) g = children_[i]->backward(g, i > 0 || need_input_grad);
+    return g;
+  }
+
+  // Gives every descendant its own random stream.
+  void assign_salts(std::uint64_t& next) {
+    for (auto& c : children_) {
+      c->salt = next++;
+      if (auto* s = dynamic_cast<Sequential<T>*>(c.get())) s->assign_salts(next);
+    }
+  }
+
+ private:
+  std::vector<LayerPtr<T>> children_;
+};
+
+}  // namespace fastnn

@@ -1,0 +1,76 @@
+"""LayerModule: a Module that is a thin handle on a C++ layer object."""
+
+import numpy as np
+
+from .. import random as _random
+from .._config import _C
+from .module import Module
+from .parameter import pack
+
+_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def dtype_suffix(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in _DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return _DTYPES[dtype]
+
+
+def make_layer(kind, dtype, *args, **kwargs):
+    """The C++ layer object `kind` for `dtype` (e.g. _C.Linear_float32(...))."""
+    return getattr(_C, f"{kind}_{dtype_suffix(dtype)}")(*args, **kwargs)
+
+
+class LayerModule(Module):
+    """A built-in layer: parameters live in a flat buffer that the C++ layer reads directly."""
+
+    def __init__(self, layer, dtype, own_params=True):
+        super().__init__()
+        object.__setattr__(self, "_layer", layer)
+        object.__setattr__(self, "dtype", np.dtype(dtype))
+        object.__setattr__(self, "_last_input", None)
+        if not own_params:  # containers: the parameters belong to the children
+            return
+        specs = layer.param_specs()
+        if specs:
+            names = [name for name, _, _ in specs]
+            _, params = pack([shape for _, shape, _ in specs], self.dtype, names, [decay for _, _, decay in specs])
+            for p in params:
+                p.owner = self
+                self._parameters[p.name] = p
+            self._rebind()
+        for name, _ in layer.state():
+            self._states[name] = self._state_getter(name)
+
+    def _state_getter(self, name):
+        def get():
+            return dict(self._layer.state())[name]
+
+        return get
+
+    def _rebind(self):
+        params = list(self._parameters.values())
+        if not params:
+            return
+        first = params[0]
+        self._layer.bind_params(first.buffer.params, first.buffer.grads, first.offset)
+        self._layer.params_trainable = any(p.requires_grad for p in params)
+
+    def _as_input(self, x, name="x"):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"[{type(self).__name__}] {name} must be a numpy.ndarray, got {type(x).__name__}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"[{type(self).__name__}] {name} is {x.dtype} but the model is {self.dtype}; "
+                            f"convert with x.astype(np.{self.dtype})")
+        return np.ascontiguousarray(x)
+
+    def forward(self, x):
+        x = self._as_input(x)
+        object.__setattr__(self, "_last_input", x)  # the C++ layer reads it again in backward
+        return self._layer.forward(x, self.training, _random.seed(), _random.next_step())
+
+    def backward(self, grad_out):
+        if self._last_input is None:
+            raise RuntimeError(f"[{type(self).__name__}] backward called before forward")
+        return self._layer.backward(self._as_input(grad_out, "grad_out"), True)

@@ -1,0 +1,61 @@
+"""Sequential: children run in order inside one C++ call."""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ._layer_module import LayerModule, dtype_suffix, make_layer
+from .._config import _C
+from .module import Module
+
+
+def cpp_layer(module, dtype):
+    """The C++ layer of a built-in module, or a trampoline around a module written in Python."""
+    if isinstance(module, LayerModule):
+        if module.dtype != np.dtype(dtype):
+            raise TypeError(f"Sequential: {type(module).__name__} is {module.dtype}, the others are {np.dtype(dtype)}")
+        return module._layer
+    return getattr(_C, f"PythonLayer_{dtype_suffix(dtype)}")(module)
+
+
+def _model_dtype(modules):
+    dtypes = {m.dtype for m in modules if isinstance(m, LayerModule)}
+    dtypes |= {p.dtype for m in modules if not isinstance(m, LayerModule) for p in m.parameters()}
+    if len(dtypes) > 1:
+        raise TypeError(f"Sequential: modules have different dtypes {sorted(str(d) for d in dtypes)}")
+    return dtypes.pop() if dtypes else np.dtype(np.float32)
+
+
+class Sequential(LayerModule):
+    """A chain of modules; ``Sequential(a, b, c)(x) == c(b(a(x)))``, children named "0", "1", ...
+
+    All parameters of the model live in one flat buffer (``flat_parameters()``), and forward and
+    backward run in one C++ call with the GIL released.
+    """
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
+            named = list(modules[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(modules)]
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: child {name!r} is a {type(m).__name__}, not a fastnn.nn.Module")
+        dtype = _model_dtype([m for _, m in named])
+        layer = make_layer("Sequential", dtype, [cpp_layer(m, dtype) for _, m in named])
+        super().__init__(layer, dtype, own_params=False)
+        for name, m in named:
+            setattr(self, name, m)
+        self.flatten_parameters_()
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())

@@ -1,0 +1,180 @@
+"""Module: the PyTorch-familiar base class (parameters, train/eval, state_dict, forward/backward).
+
+Built-in layers are thin handles on C++ layer objects (see ``_layer_module.py``); containers compose
+the same objects in C++, so ``model(x)``, ``model.backward(g)``, ``train_step`` and ``fit`` run one
+implementation. A Module written in Python implements ``forward(x)`` and ``backward(grad_out)``
+itself (there is no autograd): backward returns the gradient with respect to the input and
+accumulates (+=) the gradients of its parameters.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .parameter import repack, shared_buffer
+
+
+class Module:
+    """Base class of every layer and model."""
+
+    def __init__(self):
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_parameters", OrderedDict())  # local name -> Parameter
+        object.__setattr__(self, "_states", OrderedDict())  # local name -> callable returning an array view
+        object.__setattr__(self, "training", True)
+
+    # --- structure -------------------------------------------------------------------------------
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Module):
+            if "_modules" not in self.__dict__:
+                raise AttributeError("call Module.__init__() before assigning submodules")
+            self._modules[name] = value
+        elif name in self.__dict__.get("_modules", {}):
+            del self._modules[name]
+        object.__setattr__(self, name, value)
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix=""):
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for cname, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}.{cname}" if prefix else cname)
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    def _named_states(self, prefix=""):
+        for name, get in self._states.items():
+            yield (f"{prefix}.{name}" if prefix else name), get
+        for cname, child in self._modules.items():
+            yield from child._named_states(f"{prefix}.{cname}" if prefix else cname)
+
+    # --- flat buffers ----------------------------------------------------------------------------
+
+    def flatten_parameters_(self):
+        """Puts all parameters of this module into one flat buffer (idempotent); returns the buffer."""
+        params = list(self.parameters())
+        if not params:
+            return None
+        return shared_buffer(params) or repack(params)
+
+    def flat_parameters(self):
+        """All parameter values as one 1-D array (a view: writes change the model)."""
+        buf = self.flatten_parameters_()
+        return buf.params if buf is not None else np.zeros(0, np.float32)
+
+    def flat_grad(self):
+        """All parameter gradients as one 1-D array (a view)."""
+        buf = self.flatten_parameters_()
+        return buf.grads if buf is not None else np.zeros(0, np.float32)
+
+    def _rebind(self):
+        """Called when this module's parameters move to another buffer (C++ layers re-point)."""
+
+    # --- modes and gradients -------------------------------------------------------------------
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+            m._on_mode_change()
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _on_mode_change(self):
+        pass
+
+    def zero_grad(self):
+        params = list(self.parameters())
+        buf = shared_buffer(params)
+        if buf is not None:
+            buf.grads.fill(0)
+        else:
+            for p in params:
+                p.grad[...] = 0
+
+    def requires_grad_(self, requires_grad=True):
+        """Freezes (False) or unfreezes every parameter of this module."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        for m in self.modules():
+            m._rebind()
+        return self
+
+    # --- computation -----------------------------------------------------------------------------
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+
+    def backward(self, grad_out):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Parameters and running statistics by PyTorch's names, as copies."""
+        out = OrderedDict()
+        for name, p in self.named_parameters():
+            out[name] = p.data.copy()
+        for name, get in self._named_states():
+            out[name] = np.array(get(), copy=True)
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copies values in (shapes must match; dtypes are converted to the model's).
+
+        strict: missing or unexpected keys raise KeyError listing them.
+        """
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update({name: get() for name, get in self._named_states()})
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, value in state_dict.items():
+            if name not in targets:
+                continue
+            value = np.asarray(value)
+            dst = targets[name]
+            if value.shape != dst.shape:
+                raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model expects {dst.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity")
+        for name, value in state_dict.items():  # all checked first: a bad dict changes nothing
+            if name in targets:
+                targets[name][...] = np.asarray(value)
+        return self
+
+    # --- display -------------------------------------------------------------------------------
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, child in self._modules.items():
+                child_repr = repr(child).replace("\n", "\n  ")
+                lines.append(f"\n  ({name}): {child_repr}")
+            lines.append("\n")
+        return "".join(lines) + ")"
