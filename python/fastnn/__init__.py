@@ -1,13 +1,14 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
 from ._config import build_info, get_num_threads, set_num_threads, show_config
-from . import functional, reference
+from . import datasets, functional, reference
 
 __version__ = build_info()["version"]
 
 __all__ = [
     "__version__",
     "build_info",
+    "datasets",
     "functional",
     "get_num_threads",
     "reference",
