@@ -1,7 +1,7 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
 from ._config import build_info, get_num_threads, set_num_threads, show_config
-from . import functional, nn, random, reference
+from . import datasets, functional, nn, random, reference
 from .random import manual_seed
 
 __version__ = build_info()["version"]
@@ -9,6 +9,7 @@ __version__ = build_info()["version"]
 __all__ = [
     "__version__",
     "build_info",
+    "datasets",
     "functional",
     "get_num_threads",
     "manual_seed",
