@@ -1,6 +1,196 @@
-// Placeholder until the batchnorm kernels land.
+// batch_norm_forward / _backward (train and eval), batch_norm_fold, batch_norm_affine.
+#include <optional>
+
 #include "bindings/arrays.h"
+#include "fastnn/kernels/batchnorm.h"
 
 namespace fastnn::bind {
-void bind_batchnorm(py::module_& m) { (void)m; }
+namespace {
+
+constexpr const char* kXShapes = "(N, C), (N, C, L) or (N, C, H, W)";
+
+// x viewed as (N, C, S): S is the product of the spatial extents (1 for a (N, C) input).
+struct Geometry {
+  index_t N, C, S;
+  explicit Geometry(const py::array& x) : N(x.shape(0)), C(x.shape(1)), S(1) {
+    for (py::ssize_t d = 2; d < x.ndim(); ++d) S *= x.shape(d);
+  }
+};
+
+template <class T>
+CArray<T> input_x(const py::handle& h, const char* op, const char* name) {
+  CArray<T> x = in<T>(h, op, name);
+  check_ndim(x, op, name, {2, 3, 4}, kXShapes);
+  return x;
+}
+
+// A (C,) input of dtype T, or nothing for None.
+template <class T>
+std::optional<CArray<T>> optional_channels(const py::object& h, const char* op, const char* name, index_t C) {
+  if (h.is_none()) return std::nullopt;
+  CArray<T> a = in<T>(h, op, name);
+  check_shape(a, op, name, {C});
+  return a;
+}
+
+template <class T>
+CArray<T> channels(const py::handle& h, const char* op, const char* name, index_t C) {
+  CArray<T> a = in<T>(h, op, name);
+  check_shape(a, op, name, {C});
+  return a;
+}
+
+template <class T> const T* ptr(const std::optional<CArray<T>>& a) { return a ? a->data() : nullptr; }
+
+void check_eps(double eps, const char* op) {
+  check_finite(eps, op, "eps");
+  if (!(eps > 0)) value_error(op, "eps must be > 0, got " + std::to_string(eps));
+}
+
+template <class T>
+py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
+                       const py::object& running_mean, const py::object& running_var, bool training,
+                       double momentum, double eps) {
+  const char* op = "batch_norm_forward";
+  CArray<T> x = input_x<T>(x_in, op, "x");
+  const Geometry geo(x);
+  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
+  const auto b = optional_channels<T>(bias, op, "bias", geo.C);
+  check_finite(momentum, op, "momentum");
+  if (momentum < 0 || momentum > 1) value_error(op, "momentum must be in [0, 1], got " + std::to_string(momentum));
+  check_eps(eps, op);
+  if (running_mean.is_none() != running_var.is_none())
+    value_error(op, "running_mean and running_var must both be arrays or both be None");
+  std::optional<CArray<T>> rm, rv;
+  if (!running_mean.is_none()) {
+    rm = inout<T>(running_mean, op, "running_mean");
+    rv = inout<T>(running_var, op, "running_var");
+    check_shape(*rm, op, "running_mean", {geo.C});
+    check_shape(*rv, op, "running_var", {geo.C});
+    if (overlaps(*rm, *rv)) value_error(op, "running_mean and running_var must not share memory");
+    const std::initializer_list<const py::array*> inputs = {&x, w ? &*w : nullptr, b ? &*b : nullptr};
+    for (const py::array* a : inputs) {
+      if (a && (overlaps(*rm, *a) || overlaps(*rv, *a)))
+        value_error(op, "running_mean and running_var are updated in place and must not share memory with an input");
+    }
+  }
+  if (training && geo.N * geo.S <= 1)
+    value_error(op, "Expected more than 1 value per channel when training, got input of shape " + shape_str(x));
+  if (!training && !rm) value_error(op, "training=False needs running_mean and running_var, got None");
+
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  CArray<T> y(shape), save_mean(geo.C), save_invstd(geo.C);
+  const T *xp = x.data(), *wp = ptr(w), *bp = ptr(b);
+  T *yp = y.mutable_data(), *mp = save_mean.mutable_data(), *ip = save_invstd.mutable_data();
+  T *rmp = rm ? rm->mutable_data() : nullptr, *rvp = rv ? rv->mutable_data() : nullptr;
+  if (training) {
+    py::gil_scoped_release nogil;
+    batch_norm_forward_train(xp, geo.N, geo.C, geo.S, wp, bp, T(eps), yp, mp, ip, T(momentum), rmp, rvp);
+  } else {
+    std::vector<T> scale(geo.C), shift(geo.C);
+    py::gil_scoped_release nogil;
+    batch_norm_forward_eval(xp, geo.N, geo.C, geo.S, wp, bp, rmp, rvp, T(eps), yp, scale.data(), shift.data());
+    std::copy(rmp, rmp + geo.C, mp);
+    batch_norm_invstd(rvp, geo.C, T(eps), ip);
+  }
+  return py::make_tuple(std::move(y), std::move(save_mean), std::move(save_invstd));
+}
+
+template <class T>
+py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
+                        const py::handle& save_mean, const py::handle& save_invstd, bool training) {
+  const char* op = "batch_norm_backward";
+  CArray<T> x = input_x<T>(x_in, op, "x");
+  const Geometry geo(x);
+  CArray<T> g = in<T>(grad_out, op, "grad_out");
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  check_shape(g, op, "grad_out", shape);
+  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
+  CArray<T> mean = channels<T>(save_mean, op, "save_mean", geo.C);
+  CArray<T> invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
+
+  CArray<T> dx(shape), dgamma(geo.C), dbeta(geo.C);
+  const T *gp = g.data(), *xp = x.data(), *wp = ptr(w), *mp = mean.data(), *ip = invstd.data();
+  T *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    batch_norm_backward(gp, xp, geo.N, geo.C, geo.S, wp, mp, ip, training, dxp, dgp, dbp);
+  }
+  return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta));
+}
+
+template <class T>
+py::tuple fold_impl(const py::object& weight, const py::object& bias, const py::handle& running_mean,
+                    const py::handle& running_var, double eps) {
+  const char* op = "batch_norm_fold";
+  CArray<T> rm = in<T>(running_mean, op, "running_mean");
+  check_ndim(rm, op, "running_mean", {1}, "(C,)");
+  const index_t C = rm.shape(0);
+  CArray<T> rv = channels<T>(running_var, op, "running_var", C);
+  const auto w = optional_channels<T>(weight, op, "weight", C);
+  const auto b = optional_channels<T>(bias, op, "bias", C);
+  check_eps(eps, op);
+  CArray<T> scale(C), shift(C);
+  batch_norm_fold(ptr(w), ptr(b), rm.data(), rv.data(), C, T(eps), scale.mutable_data(), shift.mutable_data());
+  return py::make_tuple(std::move(scale), std::move(shift));
+}
+
+template <class T>
+py::array affine_impl(const py::handle& x_in, const py::handle& scale_in, const py::handle& shift_in) {
+  const char* op = "batch_norm_affine";
+  CArray<T> x = input_x<T>(x_in, op, "x");
+  const Geometry geo(x);
+  CArray<T> scale = channels<T>(scale_in, op, "scale", geo.C);
+  CArray<T> shift = channels<T>(shift_in, op, "shift", geo.C);
+  CArray<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const T *xp = x.data(), *sp = scale.data(), *hp = shift.data();
+  T* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    batch_norm_affine(xp, geo.N, geo.C, geo.S, sp, hp, yp);
+  }
+  return std::move(y);
+}
+
+}  // namespace
+
+void bind_batchnorm(py::module_& m) {
+  m.def(
+      "batch_norm_forward",
+      [](const py::handle& x, const py::object& weight, const py::object& bias, const py::object& running_mean,
+         const py::object& running_var, bool training, double momentum, double eps) -> py::tuple {
+        return dispatch_float(x, "batch_norm_forward", "x", [&](auto tag) {
+          return forward_impl<decltype(tag)>(x, weight, bias, running_mean, running_var, training, momentum, eps);
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+      py::arg("training"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5);
+  m.def(
+      "batch_norm_backward",
+      [](const py::handle& grad_out, const py::handle& x, const py::object& weight, const py::handle& save_mean,
+         const py::handle& save_invstd, bool training) -> py::tuple {
+        return dispatch_float(x, "batch_norm_backward", "x", [&](auto tag) {
+          return backward_impl<decltype(tag)>(grad_out, x, weight, save_mean, save_invstd, training);
+        });
+      },
+      py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),
+      py::arg("training") = true);
+  m.def(
+      "batch_norm_fold",
+      [](const py::object& weight, const py::object& bias, const py::handle& running_mean,
+         const py::handle& running_var, double eps) -> py::tuple {
+        return dispatch_float(running_mean, "batch_norm_fold", "running_mean", [&](auto tag) {
+          return fold_impl<decltype(tag)>(weight, bias, running_mean, running_var, eps);
+        });
+      },
+      py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("eps") = 1e-5);
+  m.def(
+      "batch_norm_affine",
+      [](const py::handle& x, const py::handle& scale, const py::handle& shift) -> py::array {
+        return dispatch_float(x, "batch_norm_affine", "x",
+                              [&](auto tag) { return affine_impl<decltype(tag)>(x, scale, shift); });
+      },
+      py::arg("x"), py::arg("scale"), py::arg("shift"));
+}
+
 }  // namespace fastnn::bind

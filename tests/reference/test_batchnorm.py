@@ -1,0 +1,155 @@
+"""Reference batch normalization: finite differences (float64) and PyTorch as independent oracles."""
+
+import numpy as np
+import pytest
+
+from fastnn import reference as R
+from tests.conftest import assert_gradient, requires_torch
+
+SHAPES = [(5, 3), (4, 3, 5), (3, 2, 2, 3)]
+
+
+def _params(rng, C, dtype=np.float64):
+    weight = rng.uniform(0.5, 2.0, C).astype(dtype)
+    bias = rng.uniform(-1.0, 1.0, C).astype(dtype)
+    running_mean = rng.uniform(-1.0, 1.0, C).astype(dtype)
+    running_var = rng.uniform(0.5, 2.0, C).astype(dtype)
+    return weight, bias, running_mean, running_var
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_training_backward_matches_finite_differences(rng, shape, affine):
+    x = rng.normal(0.5, 1.5, shape)
+    w, b, _, _ = _params(rng, shape[1])
+    w, b = (w, b) if affine else (None, None)
+    g = rng.normal(size=shape)  # random upstream gradient: an all-ones one makes dx exactly 0
+
+    def loss():
+        return np.sum(g * R.batch_norm_forward(x, w, b, None, None, True)[0])
+
+    _, mean, invstd = R.batch_norm_forward(x, w, b, None, None, True)
+    dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=True)
+    assert np.abs(dx).max() > 1e-3
+    assert_gradient(loss, x, dx)
+    wg = np.ones(shape[1]) if w is None else w
+    bg = np.zeros(shape[1]) if b is None else b
+    assert_gradient(lambda: np.sum(g * R.batch_norm_forward(x, wg, bg, None, None, True)[0]), wg, dw)
+    assert_gradient(lambda: np.sum(g * R.batch_norm_forward(x, wg, bg, None, None, True)[0]), bg, db)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_eval_backward_matches_finite_differences(rng, shape):
+    x = rng.normal(size=shape)
+    w, b, rm, rv = _params(rng, shape[1])
+    g = rng.normal(size=shape)
+
+    def loss():
+        return np.sum(g * R.batch_norm_forward(x, w, b, rm, rv, False)[0])
+
+    _, mean, invstd = R.batch_norm_forward(x, w, b, rm, rv, False)
+    dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=False)
+    assert_gradient(loss, x, dx)
+    assert_gradient(loss, w, dw)
+    assert_gradient(loss, b, db)
+
+
+def test_training_forward_normalizes_each_channel(rng):
+    x = rng.normal(3.0, 2.0, (6, 4, 5, 5))
+    y, mean, invstd = R.batch_norm_forward(x, None, None, None, None, True, eps=0.0)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-12)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(invstd, 1 / x.std(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_eval_is_the_folded_affine(rng):
+    x = rng.normal(size=(7, 3, 4))
+    w, b, rm, rv = _params(rng, 3)
+    y, save_mean, save_invstd = R.batch_norm_forward(x, w, b, rm, rv, False, eps=1e-3)
+    expected = w[:, None] * (x - rm[:, None]) / np.sqrt(rv[:, None] + 1e-3) + b[:, None]
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    np.testing.assert_array_equal(save_mean, rm)
+    np.testing.assert_allclose(save_invstd, 1 / np.sqrt(rv + 1e-3), rtol=1e-15)
+    scale, shift = R.batch_norm_fold(w, b, rm, rv, eps=1e-3)
+    np.testing.assert_allclose(R.batch_norm_affine(x, scale, shift), expected, rtol=1e-12)
+
+
+def test_float32_stays_float32(rng):
+    x = rng.normal(size=(4, 3, 2)).astype(np.float32)
+    w, b, rm, rv = (a.astype(np.float32) for a in _params(rng, 3))
+    for training in (True, False):
+        outs = R.batch_norm_forward(x, w, b, rm, rv, training)
+        assert all(o.dtype == np.float32 for o in outs)
+        grads = R.batch_norm_backward(x, x, w, outs[1], outs[2], training)
+        assert all(o.dtype == np.float32 for o in grads)
+    assert all(o.dtype == np.float32 for o in R.batch_norm_fold(w, b, rm, rv))
+
+
+def test_variance_is_two_pass(rng):
+    # E[x^2] - E[x]^2 loses everything here (x^2 ~ 1e16 in float64); deviations from the mean do not.
+    x = 1e8 + rng.uniform(-1, 1, (1000, 2))
+    _, _, invstd = R.batch_norm_forward(x, None, None, None, None, True, eps=1e-5)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x.var(axis=0) + 1e-5), rtol=1e-6)
+
+
+def test_one_value_per_channel_in_training_is_an_error():
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        R.batch_norm_forward(np.ones((1, 3)), None, None, None, None, True)
+    R.batch_norm_forward(np.ones((1, 3, 2)), None, None, None, None, True)  # n = 2 is fine
+
+
+@requires_torch
+@pytest.mark.parametrize("shape", SHAPES + [(8, 16)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_training_matches_torch(rng, shape, affine):
+    import torch
+
+    C = shape[1]
+    x = rng.normal(0.3, 1.7, shape)
+    w, b, rm, rv = _params(rng, C)
+    w, b = (w, b) if affine else (None, None)
+    g = rng.normal(size=shape)
+    rm_t, rv_t = torch.tensor(rm), torch.tensor(rv)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True) if affine else None
+    bt = torch.tensor(b, requires_grad=True) if affine else None
+    yt = torch.nn.functional.batch_norm(xt, rm_t, rv_t, wt, bt, training=True, momentum=0.3, eps=1e-4)
+    yt.backward(torch.tensor(g))
+    _, mean_t, invstd_t = torch.native_batch_norm(torch.tensor(x), None, None, None, None, True, 0.3, 1e-4)
+
+    y, mean, invstd = R.batch_norm_forward(x, w, b, rm, rv, True, momentum=0.3, eps=1e-4)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mean, mean_t.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(invstd, invstd_t.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rm, rm_t.numpy(), rtol=1e-12, atol=1e-14)  # running stats updated in place
+    np.testing.assert_allclose(rv, rv_t.numpy(), rtol=1e-12)
+
+    dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=True)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    if affine:
+        np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@requires_torch
+@pytest.mark.parametrize("shape", SHAPES)
+def test_eval_matches_torch(rng, shape):
+    import torch
+
+    x = rng.normal(size=shape)
+    w, b, rm, rv = _params(rng, shape[1])
+    g = rng.normal(size=shape)
+    xt = torch.tensor(x, requires_grad=True)
+    wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+    yt = torch.nn.functional.batch_norm(xt, torch.tensor(rm), torch.tensor(rv), wt, bt, training=False, eps=1e-3)
+    yt.backward(torch.tensor(g))
+    rm0, rv0 = rm.copy(), rv.copy()
+    y, mean, invstd = R.batch_norm_forward(x, w, b, rm, rv, False, eps=1e-3)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(rm, rm0)  # eval leaves the running statistics alone
+    np.testing.assert_array_equal(rv, rv0)
+    dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=False)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
