@@ -13,6 +13,7 @@ void bind_activations(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_dropout(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -26,4 +27,5 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_loss(m);
   bind_batchnorm(m);
   bind_dropout(m);
+  bind_optim(m);
 }
