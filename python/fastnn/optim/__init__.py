@@ -1,0 +1,39 @@
+"""First-order optimizers over a model's flat parameter buffer, LR schedulers, gradient clipping.
+
+Every optimizer updates all of a model's parameters in one fused C++ pass per parameter group
+(OpenMP, vectorized), with PyTorch's update rules and hyperparameter names; frozen parameters are
+skipped and weight decay / L1 / max-norm touch only the parameters created with weight decay
+(weights, not biases or BatchNorm parameters).
+
+    opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
+    sched = fastnn.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    for epoch in range(10):
+        for x, y in batches:
+            opt.zero_grad()
+            ...backward...
+            fastnn.optim.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+        sched.step()
+"""
+
+from . import lr_scheduler
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .clip import clip_grad_norm_, clip_grad_value_, max_norm_
+from .optimizer import Optimizer, segment_table
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = [
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "SGD",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "lr_scheduler",
+    "max_norm_",
+    "segment_table",
+]

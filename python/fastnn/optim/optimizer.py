@@ -1,0 +1,301 @@
+"""The optimizer base class: parameter groups, flat state, zero_grad, state_dict.
+
+A model's parameters are views into one flat buffer (:mod:`fastnn.nn.parameter`), so an
+optimizer's state is a few flat arrays of the same length as ``FlatBuffer.params`` (Adam's
+``exp_avg`` and ``exp_avg_sq``, ...), and one step is one fused C++ pass over the buffers per
+parameter group (``fastnn._C.<name>_step``), skipping frozen parameters and applying weight decay,
+L1 and max-norm only to the parameters created with ``weight_decay=True``.
+"""
+
+import math
+
+import numpy as np
+
+from ..nn.parameter import TRAINABLE, Parameter
+
+__all__ = ["Optimizer", "segment_table"]
+
+
+def segment_table(parameters):
+    """(k, 4) int64 table [offset, size, flags, row_len] of `parameters` for the C++ kernels.
+
+    ``flags`` are TRAINABLE=1 | DECAY=2 (see ``FlatBuffer.segments``); ``row_len`` is
+    ``prod(shape[1:])`` for ndim >= 2 (one unit's incoming weights, the rows max-norm constrains)
+    and 0 otherwise.
+    """
+    rows = [(p.offset, p.size, p.flags, math.prod(p.shape[1:]) if len(p.shape) >= 2 else 0) for p in parameters]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _check_range(value, name, low=0.0, high=math.inf, high_inclusive=False, low_inclusive=True):
+    ok_low = low <= value if low_inclusive else low < value
+    ok_high = value <= high if high_inclusive else value < high
+    if not (ok_low and ok_high):  # also rejects NaN
+        raise ValueError(f"Invalid {name}: {value}")
+
+
+class Optimizer:
+    """Base class of the first-order optimizers (PyTorch's ``torch.optim.Optimizer`` interface).
+
+    Args:
+        params: an iterable of :class:`~fastnn.nn.parameter.Parameter` (all views into the same
+            FlatBuffer, i.e. one model), or an iterable of dicts (parameter groups) each holding
+            ``"params"`` and optionally per-group hyperparameters overriding `defaults`.
+        defaults: the default hyperparameters of every group.
+
+    Attributes:
+        param_groups: list of dicts with ``"params"`` and the hyperparameters (``"lr"``, ...);
+            schedulers and users may change them between steps.
+        state: dict of NumPy arrays: flat arrays of the buffer's length (allocated at the first
+            step that needs them) and per-group counters (``"step"``, shape ``(len(param_groups),)``).
+        buffer: the FlatBuffer the parameters live in.
+
+    Subclasses list their state in ``_flat_state`` / ``_group_state``, validate a group's
+    hyperparameters in ``_check_group`` and implement ``_step_group``.
+    """
+
+    _flat_state = ()  # names of the state arrays parallel to FlatBuffer.params
+    _group_state = ("step",)  # names of the per-group int64 counters
+    _required_after_step = ()  # flat state that must exist once a group has stepped
+
+    def __init__(self, params, defaults):
+        if isinstance(params, (Parameter, dict, np.ndarray)):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Parameters or dicts, "
+                f"but got {type(params).__name__}"
+            )
+        self.defaults = dict(defaults)
+        self._check_group(self.defaults)
+        self.param_groups = []
+        self.state = {name: np.zeros(0, dtype=np.int64) for name in self._group_state}
+        self.buffer = None
+        self._segments = []  # per group: (flags signature, segment table, any trainable)
+        self._grad_ranges = []  # merged [start, end) ranges of every parameter, for zero_grad
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+        if self.buffer is None:
+            raise ValueError("optimizer got an empty parameter list (every group is empty)")
+
+    # --- parameter groups -------------------------------------------------------------------------
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters (a dict with ``"params"`` and optional hyperparameters)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if isinstance(params, Parameter):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, not a set")
+        elif params is None:
+            raise ValueError("param_group must have a 'params' entry")
+        params = list(params)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"optimizer can only optimize fastnn Parameters, but one of the params is {type(p).__name__}")
+            if self.buffer is None:
+                self.buffer = p.buffer
+            elif p.buffer is not self.buffer:
+                raise ValueError(
+                    f"all parameters of an optimizer must be views into the same FlatBuffer (one model); "
+                    f"parameter {p.name!r} belongs to another buffer"
+                )
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if taken & set(ids):
+            raise ValueError("some parameters appear in more than one parameter group")
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        self._check_group(group)
+        group["params"] = params
+        self.param_groups.append(group)
+        self._segments.append(None)
+        for name in self._group_state:
+            self.state[name] = np.append(self.state[name], np.int64(0))
+        self._grad_ranges = _merged_ranges(p for g in self.param_groups for p in g["params"])
+        self._init_group(len(self.param_groups) - 1, group)
+
+    def _check_group(self, group):
+        """Raise ValueError for invalid hyperparameters (messages as in torch.optim)."""
+        _check_range(group["lr"], "learning rate")
+        _check_range(group["weight_decay"], "weight_decay value")
+        _check_range(group["l1"], "l1 value")
+        if group["max_norm"] is not None:
+            _check_range(group["max_norm"], "max_norm value", low_inclusive=False)
+
+    def _init_group(self, index, group):
+        """Initialize the state of a new group (Adagrad's accumulator); nothing by default."""
+
+    def _group_segments(self, index):
+        """(segment table, has a trainable parameter) of a group; rebuilt when a parameter was
+        frozen or unfrozen since the last step."""
+        params = self.param_groups[index]["params"]
+        signature = tuple(p.flags for p in params)
+        cached = self._segments[index]
+        if cached is None or cached[0] != signature:
+            cached = (signature, segment_table(params), any(flags & TRAINABLE for flags in signature))
+            self._segments[index] = cached
+        return cached[1], cached[2]
+
+    def _flat(self, name, fill=0.0):
+        """The flat state array `name`, allocated (filled with `fill`) on first use."""
+        array = self.state.get(name)
+        if array is None:
+            array = np.full(self.buffer.params.size, fill, dtype=self.buffer.dtype)
+            self.state[name] = array
+        return array
+
+    # --- stepping ---------------------------------------------------------------------------------
+
+    def zero_grad(self):
+        """Zero the gradients of this optimizer's parameters (one fill when they cover the whole buffer)."""
+        grads = self.buffer.grads
+        if len(self._grad_ranges) == 1 and self._grad_ranges[0] == (0, grads.size):
+            grads.fill(0)
+        else:
+            for start, end in self._grad_ranges:
+                grads[start:end] = 0
+
+    def step(self, closure=None):
+        """One optimization step over every parameter group; returns closure() if given.
+
+        Each group's step counter advances when the group has a trainable parameter.
+        """
+        loss = None if closure is None else closure()
+        for index, group in enumerate(self.param_groups):
+            segments, trainable = self._group_segments(index)
+            if not trainable:
+                continue  # torch skips parameters without gradients
+            self.state["step"][index] += 1
+            self._step_group(index, group, segments, int(self.state["step"][index]))
+        return loss
+
+    def _step_group(self, index, group, segments, step):
+        raise NotImplementedError
+
+    # --- saving -----------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """The optimizer's state as plain data: ``{"state": {name: ndarray}, "param_groups": [dict]}``.
+
+        ``state`` holds copies of the flat arrays and the per-group counters; each group lists its
+        hyperparameters and ``"params"``: the indices of its parameters (numbered across groups in
+        order, as in PyTorch). No pickling is needed to store it (e.g. ``np.savez`` the arrays).
+        """
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {key: value for key, value in group.items() if key != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        return {"state": {name: array.copy() for name, array in self.state.items()}, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore a state saved by :meth:`state_dict` of an optimizer of the same kind and layout.
+
+        Raises ValueError (before changing anything) when groups, hyperparameters or arrays do not
+        match this optimizer: the number of groups or of parameters per group, a missing or invalid
+        hyperparameter, an unknown state entry, or a state array of the wrong shape or dtype.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'param_groups' and 'state', got {keys}")
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(self.param_groups):
+            n = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else type(saved_groups).__name__
+            raise ValueError(
+                f"{name}.load_state_dict: loaded state dict has {n} parameter groups, the optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
+                n = len(saved.get("params", ())) if isinstance(saved, dict) else "?"
+                raise ValueError(
+                    f"{name}.load_state_dict: loaded state dict contains a parameter group that doesn't match the "
+                    f"size of optimizer's group (group {i}: {n} parameters saved, {len(group['params'])} in the optimizer)"
+                )
+            missing = sorted(set(self.defaults) - set(saved))
+            if missing:
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} lacks the hyperparameters {missing}")
+            new = {key: value for key, value in saved.items() if key != "params"}
+            try:
+                self._check_group(new)
+            except ValueError as e:
+                raise ValueError(f"{name}.load_state_dict: parameter group {i}: {e}") from None
+            new["params"] = group["params"]
+            new_groups.append(new)
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{name}.load_state_dict: 'state' must be a dict, got {type(saved_state).__name__}")
+        unknown = sorted(set(saved_state) - set(self._flat_state) - set(self._group_state))
+        if unknown:
+            raise ValueError(
+                f"{name}.load_state_dict: unknown state entries {unknown}; {name} keeps "
+                f"{sorted(self._flat_state + self._group_state)}"
+            )
+        n, n_groups = self.buffer.params.size, len(self.param_groups)
+        new_state = {}
+        for key in self._group_state:
+            value = saved_state.get(key)
+            if not isinstance(value, np.ndarray) or value.shape != (n_groups,) or value.dtype.kind not in "iu":
+                got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+                raise ValueError(
+                    f"{name}.load_state_dict: state[{key!r}] must be an integer array of shape ({n_groups},) "
+                    f"(one count per parameter group), got {got}"
+                )
+            if (value < 0).any():
+                raise ValueError(f"{name}.load_state_dict: state[{key!r}] has negative counts: {value}")
+            new_state[key] = value.astype(np.int64)
+        for key in self._flat_state:
+            if key not in saved_state:
+                continue
+            value = saved_state[key]
+            if not isinstance(value, np.ndarray) or value.shape != (n,) or value.dtype != self.buffer.dtype:
+                got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+                raise ValueError(
+                    f"{name}.load_state_dict: state[{key!r}] must be a {self.buffer.dtype} array of shape ({n},) "
+                    f"like the model's flat buffer, got {got}"
+                )
+            new_state[key] = np.array(value, dtype=self.buffer.dtype, order="C", copy=True)
+        self._check_loaded_state(new_state)
+        self.param_groups[:] = new_groups
+        self.state = new_state
+        self._segments = [None] * n_groups
+
+    def _check_loaded_state(self, state):
+        """Raise ValueError when loaded state arrays are missing for groups that have stepped."""
+        if (state["step"] > 0).any():
+            missing = [key for key in self._required_after_step if key not in state]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: the state has steps {state['step']} but lacks {missing}"
+                )
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        return "\n".join(lines + [")"])
+
+
+def _merged_ranges(parameters):
+    """Sorted, merged [start, end) ranges covered by `parameters` in the flat buffer."""
+    spans = sorted((p.offset, p.offset + p.size) for p in parameters if p.size > 0)
+    merged = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
