@@ -34,6 +34,13 @@ def test_stream_matches_pure_python(seed, step):
     assert [int(b) for b in rng.bits(rng.stream_key(seed, step), 40)] == bits_int(seed, step, 40)
 
 
+@pytest.mark.parametrize("z", [0, 5, 2**63 + 5, MASK64])
+def test_mix64_on_scalars_wraps_without_warnings(z):
+    # pyproject turns warnings into errors: NumPy scalar arithmetic warns on overflow, arrays do not
+    assert int(rng.mix64(np.uint64(z))) == mix64_int(z)
+    assert int(rng.mix64(z)) == mix64_int(z)
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 0.999])
 def test_keep_mask_is_top_32_bits_against_threshold(p):
     want = [(b >> 32) >= int(p * 2**32) for b in bits_int(17, 4, 200)]
