@@ -1,6 +1,104 @@
-// Placeholder until the dropout kernels land.
+// dropout_forward / dropout_backward: inverted dropout with a counter-based mask (bool array).
+#include <cstring>
+
 #include "bindings/arrays.h"
+#include "fastnn/kernels/dropout.h"
 
 namespace fastnn::bind {
-void bind_dropout(py::module_& m) { (void)m; }
+namespace {
+
+using BoolArray = py::array_t<bool, py::array::c_style>;
+
+// p: a real number in [0, 1) (p = 1 would divide by 1 - p = 0).
+double p_arg(const py::handle& h, const char* op) {
+  const double p = PyBool_Check(h.ptr()) ? -1.0 : PyFloat_AsDouble(h.ptr());
+  if (PyBool_Check(h.ptr()) || (p == -1.0 && PyErr_Occurred())) {
+    PyErr_Clear();
+    type_error(op, "p must be a real number, got " + py::str(py::type::of(h).attr("__name__")).cast<std::string>());
+  }
+  check_finite(p, op, "p");
+  if (!(p >= 0.0 && p < 1.0)) value_error(op, "p must be in [0, 1), got " + py::str(py::float_(p)).cast<std::string>());
+  return p;
+}
+
+// A Python int (or NumPy integer) in [0, 2**64), as uint64.
+std::uint64_t u64_arg(const py::handle& h, const char* op, const char* name) {
+  if (PyBool_Check(h.ptr()) || !PyIndex_Check(h.ptr()))
+    type_error(op, std::string(name) + " must be an integer, got " +
+                       py::str(py::type::of(h).attr("__name__")).cast<std::string>());
+  auto v = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+  if (!v) throw py::error_already_set();
+  const unsigned long long u = PyLong_AsUnsignedLongLong(v.ptr());  // OverflowError if < 0 or >= 2**64
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    value_error(op, std::string(name) + " must be a non-negative integer < 2**64, got " +
+                        py::str(v).cast<std::string>());
+  }
+  return static_cast<std::uint64_t>(u);
+}
+
+std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+template <class T>
+py::tuple forward_impl(const py::handle& x_in, const py::handle& p_in, const py::handle& seed_in,
+                       const py::handle& step_in, bool training) {
+  const char* op = "dropout_forward";
+  CArray<T> x = in<T>(x_in, op, "x");
+  const double p = p_arg(p_in, op);
+  const std::uint64_t seed = u64_arg(seed_in, op, "seed"), step = u64_arg(step_in, op, "step");
+  const auto shape = shape_of(x);
+  CArray<T> y(shape);
+  BoolArray mask(shape);
+  const T* xp = x.data();
+  T* yp = y.mutable_data();
+  auto* mp = reinterpret_cast<std::uint8_t*>(mask.mutable_data());
+  const index_t n = x.size();
+  {
+    py::gil_scoped_release nogil;
+    // Eval mode is the identity: dropout_forward with p = 0 copies x and keeps every element.
+    dropout_forward(xp, yp, mp, n, training ? p : 0.0, seed, step);
+  }
+  return py::make_tuple(std::move(y), std::move(mask));
+}
+
+template <class T>
+py::array backward_impl(const py::handle& g_in, const py::handle& mask_in, const py::handle& p_in) {
+  const char* op = "dropout_backward";
+  CArray<T> g = in<T>(g_in, op, "grad_out");
+  py::array m = as_ndarray(mask_in, op, "mask");
+  if (!m.dtype().equal(py::dtype::of<bool>())) type_error(op, "mask must be bool, got " + dtype_str(m));
+  check_shape(m, op, "mask", shape_of(g));
+  BoolArray mask = BoolArray::ensure(m);
+  const double p = p_arg(p_in, op);
+  CArray<T> grad_in(shape_of(g));
+  const T* gp = g.data();
+  const auto* mp = reinterpret_cast<const std::uint8_t*>(mask.data());
+  T* dp = grad_in.mutable_data();
+  const index_t n = g.size();
+  {
+    py::gil_scoped_release nogil;
+    dropout_backward(gp, mp, dp, n, p);
+  }
+  return std::move(grad_in);
+}
+
+}  // namespace
+
+void bind_dropout(py::module_& m) {
+  m.def(
+      "dropout_forward",
+      [](const py::handle& x, const py::handle& p, const py::handle& seed, const py::handle& step, bool training) {
+        return dispatch_float(x, "dropout_forward", "x",
+                              [&](auto tag) { return forward_impl<decltype(tag)>(x, p, seed, step, training); });
+      },
+      py::arg("x"), py::arg("p") = 0.5, py::arg("seed") = 0, py::arg("step") = 0, py::arg("training") = true);
+  m.def(
+      "dropout_backward",
+      [](const py::handle& grad_out, const py::handle& mask, const py::handle& p) {
+        return dispatch_float(grad_out, "dropout_backward", "grad_out",
+                              [&](auto tag) { return backward_impl<decltype(tag)>(grad_out, mask, p); });
+      },
+      py::arg("grad_out"), py::arg("mask"), py::arg("p"));
+}
+
 }  // namespace fastnn::bind

@@ -15,8 +15,9 @@ _C = np.uint64(0x632BE59BD9B4E019)
 def mix64(z):
     """SplitMix64 finalizer on uint64 arrays (arithmetic wraps modulo 2**64)."""
     z = np.asarray(z, dtype=np.uint64)
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
+    with np.errstate(over="ignore"):  # 0-d input computes on NumPy scalars, which warn on wrap-around
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))
 
 

@@ -1,0 +1,273 @@
+// Losses and their gradients: softmax cross-entropy (class labels or class probabilities),
+// binary cross-entropy with logits, mean squared error. Each has _forward (loss), _backward
+// (gradient times an upstream scalar) and _forward_backward (both in one pass, what a training
+// step needs). Losses are accumulated in double; per-element work is vectorized in T with Eigen.
+// Results depend on the data only, not on the thread count or on where the buffers sit in memory:
+// sums run in orders fixed by the sizes (blocks of the data, not of the threads), and exp/log1p
+// are evaluated into an aligned stack buffer, because Eigen peels unaligned heads with scalar
+// code (std::exp, another summation order) whose last bits differ from its packet code.
+// reference/loss.py holds the formulas.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "fastnn/common.h"
+
+namespace fastnn {
+
+enum class Reduction { mean, sum };
+
+namespace detail {
+
+// At most this many partial sums per reduction: a fixed, data-determined split (a stack array, no
+// allocation) that parallel_for then shares among the threads.
+constexpr index_t kMaxSumBlocks = 64;
+
+// sum over blocks b of block_sum(begin_b, end_b), where [0, n) is cut into at most kMaxSumBlocks
+// blocks of at least min_block items. The blocks depend on n only, so the result is bit-identical
+// for any thread count. block_sum(begin, end) -> double must not throw; cost = work per item.
+template <class F>
+double blocked_sum(index_t n, index_t min_block, index_t cost, F&& block_sum) {
+  const index_t blocks = std::max<index_t>(1, std::min(kMaxSumBlocks, n / std::max<index_t>(min_block, 1)));
+  double partial[kMaxSumBlocks];
+  parallel_for(blocks, (n / blocks) * cost, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) partial[b] = block_sum(b * n / blocks, (b + 1) * n / blocks);
+  });
+  double total = 0.0;
+  for (index_t b = 0; b < blocks; ++b) total += partial[b];
+  return total;
+}
+
+// Scale of the gradient and of the loss: 1/count for a mean, 1 for a sum.
+inline double reduction_scale(Reduction r, index_t count) { return r == Reduction::mean ? 1.0 / double(count) : 1.0; }
+
+// Elements per inner chunk: the size of the aligned stack buffer into which exp and log1p are
+// evaluated (see the top of this file).
+constexpr index_t kLossChunk = 256;
+
+template <class T> using AlignedArrMap = Eigen::Map<Arr<T>, Eigen::Aligned64>;
+
+// sum of term(k) for k in [0, n) in double, in an order fixed by n: 16 interleaved partial sums
+// (gcc vectorizes the lanes; Eigen's cast<double>().sum() runs as one serial chain of adds).
+template <class Term>
+double sum_in_double(index_t n, Term&& term) {
+  constexpr index_t kLanes = 16;
+  double lane[kLanes] = {};
+  index_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (index_t j = 0; j < kLanes; ++j) lane[j] += static_cast<double>(term(k + j));
+  for (index_t j = 0; k + j < n; ++j) lane[j] += static_cast<double>(term(k + j));
+  for (index_t width = kLanes / 2; width > 0; width /= 2)
+    for (index_t j = 0; j < width; ++j) lane[j] += lane[j + width];
+  return lane[0];
+}
+
+}  // namespace detail
+
+// ---- softmax cross-entropy ----------------------------------------------------------------------
+// loss_i = -sum_c t_ic log softmax(z_i)_c = lse(z_i) sum_c t_ic - sum_c t_ic z_ic, with
+// lse(z) = max(z) + log sum_c exp(z_c - max(z)) (no overflow for large logits).
+// d loss_i / d z_i = softmax(z_i) sum_c t_ic - t_i.
+
+// Target of class labels: row i is one-hot(labels[i]), labels[i] in [0, c) (see find_bad_label).
+template <class L>
+struct ClassLabels {
+  static_assert(std::is_integral_v<L>, "class labels are integers");
+  const L* labels;
+};
+
+// Target of class probabilities (or one-hot rows): a C-contiguous (n, c) array.
+template <class T>
+struct ClassProbs {
+  const T* probs;
+};
+
+// Index of the first label outside [0, c), or -1 when all are valid. Call before the kernels.
+template <class L>
+index_t find_bad_label(const L* labels, index_t n, index_t c) {
+  for (index_t i = 0; i < n; ++i)
+    if (labels[i] < 0 || static_cast<index_t>(labels[i]) >= c) return i;
+  return -1;
+}
+
+namespace detail {
+
+// Loss of row i given lse = log sum exp(z_i); g, when not null, holds exp(z_i - max z_i) with sum
+// s and becomes (softmax * sum t - t) * scale.
+template <class T, class L>
+double ce_row(const ClassLabels<L>& t, index_t i, const T* z, T* g, index_t c, T s, double lse, T scale) {
+  const index_t y = static_cast<index_t>(t.labels[i]);
+  if (g) {
+    ArrMap<T>(g, c) *= scale / s;
+    g[y] -= scale;
+  }
+  return lse - double(z[y]);
+}
+template <class T>
+double ce_row(const ClassProbs<T>& t, index_t i, const T* z, T* g, index_t c, T s, double lse, T scale) {
+  const T* ti = t.probs + i * c;
+  const double t_sum = sum_in_double(c, [&](index_t k) { return ti[k]; });
+  const double tz_sum = sum_in_double(c, [&](index_t k) { return ti[k] * z[k]; });
+  if (g) {
+    ArrMap<T> gi(g, c);
+    gi = gi * (scale * static_cast<T>(t_sum) / s) - scale * CArrMap<T>(ti, c);
+  }
+  return lse * t_sum - tz_sum;
+}
+
+// Sum over rows [r0, r1) of the loss; with grad != nullptr also writes grad rows scaled by `scale`.
+template <class T, class Target>
+double ce_rows(const T* logits, const Target& target, T* grad, index_t r0, index_t r1, index_t c, T scale) {
+  alignas(64) T buf[kLossChunk];
+  double loss = 0.0;
+  for (index_t i = r0; i < r1; ++i) {
+    const T* z = logits + i * c;
+    T* g = grad ? grad + i * c : nullptr;
+    const T m = CArrMap<T>(z, c).maxCoeff();
+    T s = 0;
+    for (index_t k = 0; k < c; k += kLossChunk) {
+      const index_t len = std::min(kLossChunk, c - k);
+      AlignedArrMap<T> e(buf, len);
+      e = (CArrMap<T>(z + k, len) - m).exp();
+      s += e.sum();
+      if (g) ArrMap<T>(g + k, len) = e;
+    }
+    loss += ce_row(target, i, z, g, c, s, double(m) + std::log(double(s)), scale);
+  }
+  return loss;
+}
+
+template <class T, class Target>
+double cross_entropy(const T* logits, const Target& target, T* grad, index_t n, index_t c, double grad_scale,
+                     Reduction r) {
+  const double scale = reduction_scale(r, n);
+  const T gscale = static_cast<T>(grad_scale * scale);
+  const index_t min_rows = std::max<index_t>(1, 2048 / c);
+  return scale * blocked_sum(n, min_rows, 16 * c, [&](index_t r0, index_t r1) {
+           return ce_rows(logits, target, grad, r0, r1, c, gscale);
+         });
+}
+
+}  // namespace detail
+
+// Cross-entropy of logits (n, c) against `target` (ClassLabels or ClassProbs), mean over rows or sum.
+template <class T, class Target>
+double cross_entropy_forward(const T* logits, const Target& target, index_t n, index_t c,
+                             Reduction r = Reduction::mean) {
+  return detail::cross_entropy(logits, target, static_cast<T*>(nullptr), n, c, 1.0, r);
+}
+
+// grad_logits (n, c) = d(grad * loss)/d logits = (softmax(z) sum t - t) * grad / n (mean) or * grad (sum).
+template <class T, class Target>
+void cross_entropy_backward(const T* logits, const Target& target, T* grad_logits, index_t n, index_t c,
+                            double grad = 1.0, Reduction r = Reduction::mean) {
+  detail::cross_entropy(logits, target, grad_logits, n, c, grad, r);
+}
+
+// Loss and grad_logits (upstream gradient 1) in one pass over the logits.
+template <class T, class Target>
+double cross_entropy_forward_backward(const T* logits, const Target& target, T* grad_logits, index_t n, index_t c,
+                                      Reduction r = Reduction::mean) {
+  return detail::cross_entropy(logits, target, grad_logits, n, c, 1.0, r);
+}
+
+// ---- binary cross-entropy with logits -----------------------------------------------------------
+// loss_i = max(z, 0) - z t + log(1 + exp(-|z|))   (= -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)))
+// d loss_i / d z = sigmoid(z) - t, sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) else, e = exp(-|z|).
+
+namespace detail {
+
+template <class T>
+double bce_chunk(const T* z, const T* t, T* grad, index_t n, T scale) {
+  alignas(64) T buf[kLossChunk];
+  AlignedArrMap<T> e(buf, n);
+  CArrMap<T> zi(z, n), ti(t, n);
+  e = (-zi.abs()).exp();
+  if (grad) {
+    ArrMap<T> g(grad, n);
+    g = T(1) / (T(1) + e);  // sigmoid(|z|); sigmoid(-|z|) = e sigmoid(|z|): one division
+    g = ((zi >= T(0)).select(g, e * g) - ti) * scale;
+  }
+  e = zi.max(T(0)) - zi * ti + e.log1p();
+  return sum_in_double(n, [&](index_t k) { return buf[k]; });
+}
+
+template <class T>
+double bce(const T* logits, const T* target, T* grad, index_t n, double grad_scale, Reduction r) {
+  const double scale = reduction_scale(r, n);
+  const T gscale = static_cast<T>(grad_scale * scale);
+  return scale * blocked_sum(n, 4 * kLossChunk, 24, [&](index_t b, index_t e) {
+           double loss = 0.0;
+           for (index_t i = b; i < e; i += kLossChunk)
+             loss += bce_chunk(logits + i, target + i, grad ? grad + i : nullptr, std::min(kLossChunk, e - i), gscale);
+           return loss;
+         });
+}
+
+}  // namespace detail
+
+// Binary cross-entropy with logits over n elements (any shape), mean or sum.
+template <class T>
+double binary_cross_entropy_with_logits_forward(const T* logits, const T* target, index_t n,
+                                                Reduction r = Reduction::mean) {
+  return detail::bce(logits, target, static_cast<T*>(nullptr), n, 1.0, r);
+}
+
+// grad_logits = (sigmoid(z) - t) * grad / n (mean) or * grad (sum).
+template <class T>
+void binary_cross_entropy_with_logits_backward(const T* logits, const T* target, T* grad_logits, index_t n,
+                                               double grad = 1.0, Reduction r = Reduction::mean) {
+  detail::bce(logits, target, grad_logits, n, grad, r);
+}
+
+template <class T>
+double binary_cross_entropy_with_logits_forward_backward(const T* logits, const T* target, T* grad_logits, index_t n,
+                                                         Reduction r = Reduction::mean) {
+  return detail::bce(logits, target, grad_logits, n, 1.0, r);
+}
+
+// ---- mean squared error -------------------------------------------------------------------------
+// loss = sum (x - t)^2 / n (mean) or sum (x - t)^2; d loss / d x = 2 (x - t) / n.
+
+namespace detail {
+
+template <class T>
+double mse_chunk(const T* x, const T* t, T* grad, index_t n, T scale) {
+  if (grad) ArrMap<T>(grad, n) = (CArrMap<T>(x, n) - CArrMap<T>(t, n)) * (T(2) * scale);
+  return sum_in_double(n, [&](index_t k) { return (x[k] - t[k]) * (x[k] - t[k]); });
+}
+
+template <class T>
+double mse(const T* input, const T* target, T* grad, index_t n, double grad_scale, Reduction r) {
+  const double scale = reduction_scale(r, n);
+  const T gscale = static_cast<T>(grad_scale * scale);
+  return scale * blocked_sum(n, 4 * kLossChunk, 4, [&](index_t b, index_t e) {
+           double loss = 0.0;
+           for (index_t i = b; i < e; i += kLossChunk)
+             loss += mse_chunk(input + i, target + i, grad ? grad + i : nullptr, std::min(kLossChunk, e - i), gscale);
+           return loss;
+         });
+}
+
+}  // namespace detail
+
+template <class T>
+double mse_forward(const T* input, const T* target, index_t n, Reduction r = Reduction::mean) {
+  return detail::mse(input, target, static_cast<T*>(nullptr), n, 1.0, r);
+}
+
+// grad_input = 2 (input - target) * grad / n (mean) or * grad (sum).
+template <class T>
+void mse_backward(const T* input, const T* target, T* grad_input, index_t n, double grad = 1.0,
+                  Reduction r = Reduction::mean) {
+  detail::mse(input, target, grad_input, n, grad, r);
+}
+
+template <class T>
+double mse_forward_backward(const T* input, const T* target, T* grad_input, index_t n, Reduction r = Reduction::mean) {
+  return detail::mse(input, target, grad_input, n, 1.0, r);
+}
+
+}  // namespace fastnn
