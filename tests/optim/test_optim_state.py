@@ -227,14 +227,32 @@ def test_bad_params():
         optim.SGD(params[0], lr=0.1)
     with pytest.raises(TypeError, match="can only optimize fastnn Parameters, but one of the params is ndarray"):
         optim.SGD([params[0], np.zeros(3)], lr=0.1)
+    late_buf, late = pack([(3,)], np.float32)
+    opt = optim.SGD(params[:1], lr=0.1)
     with pytest.raises(ValueError, match="same FlatBuffer"):
-        optim.SGD([params[0], other[0]], lr=0.1)
+        opt.add_param_group({"params": late})
     with pytest.raises(ValueError, match="duplicate parameters"):
         optim.SGD([params[0], params[0]], lr=0.1)
     with pytest.raises(ValueError, match="more than one parameter group"):
         optim.SGD([{"params": params[:2]}, {"params": params[1:3]}], lr=0.1)
     with pytest.raises(TypeError, match="ordered collections"):
         optim.SGD([{"params": set(params[:2])}], lr=0.1)
+
+
+def test_parameters_of_several_buffers_are_gathered_into_one():
+    """A model built from separately created modules still gets one fused step."""
+    _, a = pack([(2, 3), (3,)], np.float32)
+    _, b = pack([(4,)], np.float32)
+    for p, v in zip(a + b, (1.0, 2.0, 3.0)):
+        p.data[...] = v
+    opt = optim.SGD(a + b, lr=0.5)
+    assert a[0].buffer is b[0].buffer is opt.buffer and opt.buffer.params.size == 13
+    for p, v in zip(a + b, (1.0, 2.0, 3.0)):
+        assert np.all(p.data == v)
+        p.grad[...] = 1.0
+    opt.step()
+    for p, v in zip(a + b, (1.0, 2.0, 3.0)):
+        np.testing.assert_allclose(p.data, v - 0.5)
 
 
 def test_add_param_group_later():

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..nn.parameter import TRAINABLE, Parameter
+from ..nn.parameter import TRAINABLE, Parameter, repack
 
 __all__ = ["Optimizer", "segment_table"]
 
@@ -25,6 +25,19 @@ def segment_table(parameters):
     """
     rows = [(p.offset, p.size, p.flags, math.prod(p.shape[1:]) if len(p.shape) >= 2 else 0) for p in parameters]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _gather_into_one_buffer(groups):
+    """Moves the parameters into one flat buffer when they come from several (a model written in
+    Python whose children were built separately), so that one fused pass updates them all."""
+    for g in groups:
+        if isinstance(g.get("params"), (list, tuple)) or g.get("params") is None or isinstance(g["params"], Parameter):
+            continue
+        if not isinstance(g["params"], (set, frozenset)):
+            g["params"] = list(g["params"])  # generators (model.parameters()) are read once
+    params = [p for g in groups for p in ([g["params"]] if isinstance(g.get("params"), Parameter) else g.get("params") or [])]
+    if all(isinstance(p, Parameter) for p in params) and len({id(p.buffer) for p in params}) > 1:
+        repack(list({id(p): p for p in params}.values()))
 
 
 def _check_range(value, name, low=0.0, high=math.inf, high_inclusive=False, low_inclusive=True):
@@ -76,6 +89,7 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
+        _gather_into_one_buffer(groups)
         for group in groups:
             self.add_param_group(group)
         if self.buffer is None:

@@ -5,7 +5,7 @@ One module per kernel header, same stem (``cpp/include/fastnn/kernels/gemm.h`` -
 Each function has the signature and return convention of its :mod:`fastnn.functional` twin.
 """
 
-from . import rng
+from . import optim, rng
 from .activations import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
