@@ -218,7 +218,6 @@ def test_bad_group_hyperparameter():
 
 def test_bad_params():
     buf, params = make_model(np.float32)
-    other_buf, other = pack([(2, 2)], np.float32)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.SGD([], lr=0.1)
     with pytest.raises(ValueError, match="every group is empty"):
