@@ -40,11 +40,12 @@ def test_pointwise_matches_reference(rng, name, shape, dtype):
     assert_close(gi, rgi)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", POINTWISE)
-def test_pointwise_extreme_inputs(name):
-    x = np.array([-1e4, -100.0, -30.0, -1e-30, 0.0, 1e-30, 30.0, 100.0, 1e4], dtype=np.float32)
+def test_pointwise_extreme_inputs(name, dtype):
+    x = np.array([-1e4, -100.0, -30.0, -0.4, -1e-30, 0.0, 1e-30, 0.6, 30.0, 100.0, 1e4], dtype=dtype)
     kw = POINTWISE[name][0]
-    g = np.linspace(-1, 1, x.size, dtype=np.float32)
+    g = np.linspace(-1, 1, x.size, dtype=dtype)
     y, gi = forward_backward(F, name, x, g, kw)
     ry, rgi = forward_backward(R, name, x, g, kw)
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(gi))
