@@ -25,10 +25,11 @@ namespace fastnn {
 
 namespace blockwise {
 
-// Elementwise math runs on fixed-size, aligned blocks, so Eigen evaluates every element with the same
-// SIMD code. (On unaligned maps Eigen computes the unaligned head and the tail with scalar code that
-// can differ from the SIMD code in the last bit; results would then depend on where a thread's slice
-// starts.) 256 bytes = whole registers at any SIMD width; a short last block is zero-padded.
+// Transcendental math (exp, tanh, expm1) runs on fixed-size, aligned blocks, so Eigen evaluates every
+// element with the same SIMD code. (On unaligned maps Eigen computes the unaligned head and the tail
+// with scalar code that can differ from the SIMD code in the last bit; results would then depend on
+// where a thread's slice starts.) 256 bytes = whole registers at any SIMD width; a short last block is
+// zero-padded.
 template <class T> constexpr index_t kBlock = 256 / sizeof(T);
 template <class T> using Block = Eigen::Array<T, kBlock<T>, 1>;
 
@@ -433,8 +434,8 @@ void prelu_backward(const T* grad_out, const T* x, const T* weight, T* grad_in, 
     parallel_for(kChunks, chunk, [&](index_t b, index_t e) {
       for (index_t k = b; k < e; ++k) {
         const index_t lo = std::min(n, k * chunk), len = std::min(n, lo + chunk) - lo;
+        partial[k] = serial::negative_part_dot(grad_out + lo, x + lo, len);  // before grad_in: may alias grad_out
         serial::leaky_relu_backward(grad_out + lo, x + lo, grad_in + lo, len, weight[0]);
-        partial[k] = serial::negative_part_dot(grad_out + lo, x + lo, len);
       }
     });
     double s = 0;
@@ -467,8 +468,8 @@ void prelu_backward(const T* grad_out, const T* x, const T* weight, T* grad_in, 
       double acc = 0;
       for (index_t i = 0; i < outer; ++i) {
         const index_t off = i * sample + c * inner;
+        acc += serial::negative_part_dot(grad_out + off, x + off, inner);  // before grad_in: may alias grad_out
         serial::leaky_relu_backward(grad_out + off, x + off, grad_in + off, inner, weight[c]);
-        acc += serial::negative_part_dot(grad_out + off, x + off, inner);
       }
       grad_weight[c] = T(acc);
     }
