@@ -7,6 +7,8 @@ Each function has the signature and return convention of its :mod:`fastnn.functi
 
 from . import optim, rng
 from .activations import *  # noqa: F401,F403
+from .softmax import *  # noqa: F401,F403
+from .maxout import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403

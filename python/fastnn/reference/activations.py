@@ -1,23 +1,18 @@
 """Pointwise activations and their derivatives (kernels/activations.h).
 
-The row-wise softmax / log_softmax (softmax.py) and the grouped maxout (maxout.py) belong to the
-same topic and are re-exported here. Python float parameters combine with arrays in the arrays' dtype (NEP 50), so float32 in is
-float32 out.
+Softmax / log_softmax (softmax.py) and maxout (maxout.py) have their own modules. Python float
+parameters combine with arrays in the arrays' dtype (NEP 50), so float32 in is float32 out.
 """
 
 import numpy as np
 
 from . import rng
-from .maxout import maxout_backward, maxout_forward
-from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
     "elu_forward", "elu_backward", "selu_forward", "selu_backward",
     "prelu_forward", "prelu_backward", "rrelu_forward", "rrelu_backward",
-    "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
-    "maxout_forward", "maxout_backward",
 ]  # fmt: skip
 
 # PyTorch's SELU constants (Klambauer et al. 2017).
