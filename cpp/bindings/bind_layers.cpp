@@ -6,6 +6,9 @@
 
 #include "bindings/arrays.h"
 #include "bindings/layer_binding.h"
+#include "fastnn/layers/activation.h"
+#include "fastnn/layers/batchnorm.h"
+#include "fastnn/layers/dropout.h"
 #include "fastnn/layers/shape_layers.h"
 #include "fastnn/net/sequential.h"
 
@@ -82,6 +85,27 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
              return s;
            }),
            py::arg("children"));
+  py::class_<PointwiseActivation<T>, Layer<T>, std::shared_ptr<PointwiseActivation<T>>>(m, ("Pointwise_" + suffix).c_str())
+      .def(py::init([](const std::string& kind, double param) {
+             for (Pointwise a : {Pointwise::Sigmoid, Pointwise::Tanh, Pointwise::ReLU, Pointwise::LeakyReLU,
+                                 Pointwise::ELU, Pointwise::SELU})
+               if (kind == pointwise_name(a)) return std::make_shared<PointwiseActivation<T>>(a, param);
+             throw py::value_error("unknown activation " + kind);
+           }),
+           py::arg("kind"), py::arg("param") = 0.0);
+  py::class_<PReLU<T>, Layer<T>, std::shared_ptr<PReLU<T>>>(m, ("PReLU_" + suffix).c_str())
+      .def(py::init<index_t>(), py::arg("num_parameters"));
+  py::class_<RReLU<T>, Layer<T>, std::shared_ptr<RReLU<T>>>(m, ("RReLU_" + suffix).c_str())
+      .def(py::init<double, double>(), py::arg("lower"), py::arg("upper"));
+  py::class_<Softmax<T>, Layer<T>, std::shared_ptr<Softmax<T>>>(m, ("Softmax_" + suffix).c_str())
+      .def(py::init<bool>(), py::arg("log") = false);
+  py::class_<Maxout<T>, Layer<T>, std::shared_ptr<Maxout<T>>>(m, ("Maxout_" + suffix).c_str())
+      .def(py::init<index_t>(), py::arg("pieces"));
+  py::class_<BatchNorm<T>, Layer<T>, std::shared_ptr<BatchNorm<T>>>(m, ("BatchNorm_" + suffix).c_str())
+      .def(py::init<index_t, double, double, bool, bool, int>(), py::arg("num_features"), py::arg("eps"),
+           py::arg("momentum"), py::arg("affine"), py::arg("track_running_stats"), py::arg("spatial_dims"));
+  py::class_<Dropout<T>, Layer<T>, std::shared_ptr<Dropout<T>>>(m, ("Dropout_" + suffix).c_str())
+      .def(py::init<double>(), py::arg("p"));
   py::class_<PythonLayer<T>, Layer<T>, std::shared_ptr<PythonLayer<T>>>(m, ("PythonLayer_" + suffix).c_str())
       .def(py::init<py::object>(), py::arg("module"));
 }

@@ -7,7 +7,7 @@ import os
 def load_core():
     try:
         return importlib.import_module("fastnn._C")
-    except ImportError as native_error:
+    except ModuleNotFoundError as native_error:
         # Portable wheels ship _C_base/_C_avx2/_C_avx512. Ask the baseline module what the CPU
         # supports *before* importing a variant whose init code may use those instructions.
         try:

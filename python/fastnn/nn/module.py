@@ -134,10 +134,12 @@ class Module:
     def state_dict(self):
         """Parameters and running statistics by PyTorch's names, as copies."""
         out = OrderedDict()
-        for name, p in self.named_parameters():
-            out[name] = p.data.copy()
-        for name, get in self._named_states():
-            out[name] = np.array(get(), copy=True)
+        for prefix, m in self.named_modules():  # per module: parameters, then running statistics
+            join = (lambda n: f"{prefix}.{n}") if prefix else (lambda n: n)
+            for name, p in m._parameters.items():
+                out[join(name)] = p.data.copy()
+            for name, get in m._states.items():
+                out[join(name)] = np.array(get(), copy=True)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
@@ -147,6 +149,8 @@ class Module:
         """
         targets = {name: p.data for name, p in self.named_parameters()}
         targets.update({name: get() for name, get in self._named_states()})
+        # PyTorch's BatchNorm also saves num_batches_tracked (used only with momentum=None).
+        state_dict = {k: v for k, v in state_dict.items() if not k.split(".")[-1] == "num_batches_tracked"}
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):

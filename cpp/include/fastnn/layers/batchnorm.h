@@ -1,0 +1,95 @@
+// BatchNorm1d / BatchNorm2d over kernels/batchnorm.h: training uses batch statistics and updates
+// the running ones; eval applies the folded affine (scale = gamma/sqrt(var+eps), shift = beta - mean*scale).
+#pragma once
+
+#include "fastnn/kernels/batchnorm.h"
+#include "fastnn/layers/layer.h"
+
+namespace fastnn {
+
+template <class T>
+class BatchNorm : public Layer<T> {
+ public:
+  // spatial_dims: 0 for BatchNorm1d on (N, C) [or (N, C, L) with 1], 2 for BatchNorm2d on (N, C, H, W).
+  BatchNorm(index_t num_features, double eps, double momentum, bool affine, bool track_running_stats, int spatial_dims)
+      : C_(num_features), eps_(static_cast<T>(eps)), momentum_(static_cast<T>(momentum)), affine_(affine),
+        track_(track_running_stats), spatial_(spatial_dims), running_mean_(num_features, T(0)),
+        running_var_(num_features, T(1)), mean_(num_features), invstd_(num_features), scale_(num_features),
+        shift_(num_features), dgamma_(num_features), dbeta_(num_features) {
+    FASTNN_CHECK(C_ >= 1, kind(), "num_features must be >= 1, got " << C_);
+    FASTNN_CHECK(eps > 0 && std::isfinite(eps), kind(), "eps must be positive and finite, got " << eps);
+    FASTNN_CHECK(momentum >= 0 && momentum <= 1, kind(), "momentum must be in [0, 1], got " << momentum);
+  }
+
+  std::string kind() const override { return spatial_ == 2 ? "BatchNorm2d" : "BatchNorm1d"; }
+  std::vector<ParamSpec> param_specs() const override {
+    if (!affine_) return {};
+    return {{"weight", {C_}, false}, {"bias", {C_}, false}};
+  }
+  void bind_params(T* params, T* grads) override {
+    gamma_ = params, beta_ = params + C_;
+    dgamma_acc_ = grads, dbeta_acc_ = grads + C_;
+  }
+  std::vector<StateSpec<T>> state() override {
+    if (!track_) return {};
+    return {{"running_mean", View<T>{running_mean_.data(), {C_}}}, {"running_var", View<T>{running_var_.data(), {C_}}}};
+  }
+
+  Shape output_shape(const Shape& in) const override {
+    const bool ok = spatial_ == 2 ? in.size() == 4 : (in.size() == 2 || in.size() == 3);
+    FASTNN_CHECK(ok && in[1] == C_, kind(),
+                 "expected input " << (spatial_ == 2 ? "(N, C, H, W)" : "(N, C) or (N, C, L)") << " with C = " << C_
+                                   << ", got " << shape_str(in));
+    return in;
+  }
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    output_shape(x.shape);
+    x_ = x;
+    training_ = ctx.training || !track_;  // without running statistics eval also uses the batch's
+    const index_t N = x.batch(), S = x.features() / C_;
+    View<T> y = out_.get(x.shape);
+    if (training_) {
+      FASTNN_CHECK(N * S > 1, kind(), "Expected more than 1 value per channel when training, got input "
+                                          << shape_str(x.shape));
+      batch_norm_forward_train(x.data, N, C_, S, gamma_, beta_, eps_, y.data, mean_.data(), invstd_.data(),
+                               momentum_, track_ && ctx.training ? running_mean_.data() : nullptr,
+                               track_ && ctx.training ? running_var_.data() : nullptr);
+    } else {
+      batch_norm_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
+                              y.data, scale_.data(), shift_.data());
+      std::copy(running_mean_.begin(), running_mean_.end(), mean_.begin());
+      batch_norm_invstd(running_var_.data(), C_, eps_, invstd_.data());
+    }
+    return y;
+  }
+
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    const index_t N = g.batch(), S = g.features() / C_;
+    View<T> dx = grad_in_.get(g.shape);
+    batch_norm_backward(g.data, x_.data, N, C_, S, gamma_, mean_.data(), invstd_.data(), training_, dx.data,
+                        dgamma_.data(), dbeta_.data());
+    if (affine_ && this->params_trainable)
+      for (index_t c = 0; c < C_; ++c) dgamma_acc_[c] += dgamma_[c], dbeta_acc_[c] += dbeta_[c];
+    return need_input_grad ? dx : View<T>{};
+  }
+
+  index_t num_features() const { return C_; }
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  bool track_running_stats() const { return track_; }
+
+ private:
+  index_t C_;
+  T eps_, momentum_;
+  bool affine_, track_;
+  int spatial_;
+  bool training_ = true;
+  T *gamma_ = nullptr, *beta_ = nullptr, *dgamma_acc_ = nullptr, *dbeta_acc_ = nullptr;
+  std::vector<T> running_mean_, running_var_, mean_, invstd_, scale_, shift_, dgamma_, dbeta_;
+  View<T> x_;
+  Workspace<T> out_, grad_in_;
+};
+
+}  // namespace fastnn

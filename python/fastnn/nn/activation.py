@@ -1,0 +1,153 @@
+"""Activation layers (PyTorch names and defaults), each a handle on a C++ layer."""
+
+import math
+
+import numpy as np
+
+from ._layer_module import LayerModule, make_layer
+
+
+class _Pointwise(LayerModule):
+    _kind = None
+
+    def __init__(self, param=0.0, dtype=np.float32):
+        super().__init__(make_layer("Pointwise", dtype, self._kind, float(param)), dtype)
+
+
+class Sigmoid(_Pointwise):
+    """y = 1 / (1 + exp(-x))."""
+
+    _kind = "Sigmoid"
+
+    def __init__(self, dtype=np.float32):
+        super().__init__(0.0, dtype)
+
+
+class Tanh(_Pointwise):
+    """y = tanh(x)."""
+
+    _kind = "Tanh"
+
+    def __init__(self, dtype=np.float32):
+        super().__init__(0.0, dtype)
+
+
+class ReLU(_Pointwise):
+    """y = max(0, x)."""
+
+    _kind = "ReLU"
+
+    def __init__(self, inplace=False, dtype=np.float32):
+        super().__init__(0.0, dtype)  # `inplace` accepted for PyTorch compatibility; buffers are reused anyway
+
+
+class LeakyReLU(_Pointwise):
+    """y = x if x >= 0 else negative_slope * x."""
+
+    _kind = "LeakyReLU"
+
+    def __init__(self, negative_slope=0.01, inplace=False, dtype=np.float32):
+        if not math.isfinite(negative_slope):
+            raise ValueError(f"LeakyReLU: negative_slope must be finite, got {negative_slope}")
+        super().__init__(negative_slope, dtype)
+        object.__setattr__(self, "negative_slope", negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(_Pointwise):
+    """y = x if x > 0 else alpha * (exp(x) - 1)."""
+
+    _kind = "ELU"
+
+    def __init__(self, alpha=1.0, inplace=False, dtype=np.float32):
+        if not math.isfinite(alpha):
+            raise ValueError(f"ELU: alpha must be finite, got {alpha}")
+        super().__init__(alpha, dtype)
+        object.__setattr__(self, "alpha", alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+class SELU(_Pointwise):
+    """y = scale * (x if x > 0 else alpha * (exp(x) - 1)), PyTorch's constants."""
+
+    _kind = "SELU"
+
+    def __init__(self, inplace=False, dtype=np.float32):
+        super().__init__(0.0, dtype)
+
+
+class PReLU(LayerModule):
+    """y = x if x >= 0 else a * x, with the slope a learned (one shared, or one per channel of dim 1)."""
+
+    def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
+        super().__init__(make_layer("PReLU", dtype, int(num_parameters)), dtype)
+        self.weight.data[...] = init
+        object.__setattr__(self, "num_parameters", num_parameters)
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class RReLU(LayerModule):
+    """Randomized leaky ReLU: slope ~ U[lower, upper] per element in training, (lower+upper)/2 in eval."""
+
+    def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, dtype=np.float32):
+        super().__init__(make_layer("RReLU", dtype, float(lower), float(upper)), dtype)
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}"
+
+
+def _check_last_dim(cls, dim):
+    if dim not in (None, -1, 1):
+        raise ValueError(f"{cls}: only the last dimension is supported (dim=-1, or 1 for 2-D input), got dim={dim}")
+
+
+class Softmax(LayerModule):
+    """Softmax over the last dimension: y_i = exp(x_i) / sum_j exp(x_j)."""
+
+    def __init__(self, dim=-1, dtype=np.float32):
+        _check_last_dim("Softmax", dim)
+        super().__init__(make_layer("Softmax", dtype, False), dtype)
+        object.__setattr__(self, "dim", dim)
+
+    def forward(self, x):
+        if self.dim == 1 and np.ndim(x) != 2:
+            raise ValueError(f"Softmax(dim=1) supports 2-D input only, got shape {np.shape(x)}")
+        return super().forward(x)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """log(softmax(x)) over the last dimension, computed stably."""
+
+    def __init__(self, dim=-1, dtype=np.float32):
+        _check_last_dim("LogSoftmax", dim)
+        LayerModule.__init__(self, make_layer("Softmax", dtype, True), dtype)
+        object.__setattr__(self, "dim", dim)
+
+
+class Maxout(LayerModule):
+    """Maxout units: (N, C * pieces) -> (N, C), y_c = max_k x_{c * pieces + k}.
+
+    Put it after a Linear(in, out * pieces): max(w1·x + b1, ..., wk·x + bk) per output unit.
+    """
+
+    def __init__(self, pieces, dtype=np.float32):
+        super().__init__(make_layer("Maxout", dtype, int(pieces)), dtype)
+        object.__setattr__(self, "pieces", pieces)
+
+    def extra_repr(self):
+        return f"pieces={self.pieces}"
