@@ -5,7 +5,7 @@ import numpy as np
 from .. import random as _random
 from .._config import _C
 from .module import Module
-from .parameter import pack
+from .parameter import FlatBuffer, pack
 
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
@@ -22,11 +22,25 @@ def make_layer(kind, dtype, *args, **kwargs):
     return getattr(_C, f"{kind}_{dtype_suffix(dtype)}")(*args, **kwargs)
 
 
-class LayerModule(Module):
-    """A built-in layer: parameters live in a flat buffer that the C++ layer reads directly."""
+def layer_factory(kind, *args):
+    """dtype -> the C++ layer `kind` built with `args` (what LayerModule keeps to change dtype)."""
+    return lambda dtype: make_layer(kind, dtype, *args)
 
-    def __init__(self, layer, dtype, own_params=True):
+
+class LayerModule(Module):
+    """A built-in layer: parameters live in a flat buffer that the C++ layer reads directly.
+
+    Args:
+        factory: dtype -> the C++ layer object (called again by ``to(dtype)``).
+        dtype: float32 or float64; layers without parameters follow their input's dtype.
+    """
+
+    def __init__(self, factory, dtype, own_params=True, children=()):
         super().__init__()
+        for name, child in children:  # containers: children first, so the factory can see them
+            setattr(self, name, child)
+        layer = factory(np.dtype(dtype))
+        object.__setattr__(self, "_factory", factory)
         object.__setattr__(self, "_layer", layer)
         object.__setattr__(self, "dtype", np.dtype(dtype))
         object.__setattr__(self, "_last_input", None)
@@ -57,9 +71,35 @@ class LayerModule(Module):
         self._layer.bind_params(first.buffer.params, first.buffer.grads, first.offset)
         self._layer.params_trainable = any(p.requires_grad for p in params)
 
+    def to(self, dtype):
+        """Converts parameters, running statistics and the C++ layer to `dtype` (in place; returns self)."""
+        dtype = np.dtype(dtype)
+        dtype_suffix(dtype)
+        if dtype == self.dtype:
+            return self
+        old_states = {name: np.array(arr) for name, arr in self._layer.state()}
+        object.__setattr__(self, "_layer", self._factory(dtype))
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "_last_input", None)
+        for name, arr in self._layer.state():
+            arr[...] = old_states[name]
+        params = list(self._parameters.values())
+        if params:
+            buf = FlatBuffer(sum(p.size for p in params), dtype)
+            offset = 0
+            for p in params:
+                buf.params[offset : offset + p.size] = p.data.reshape(-1)
+                p.buffer, p.offset = buf, offset
+                buf.parameters.append(p)
+                offset += p.size
+            self._rebind()
+        return self
+
     def _as_input(self, x, name="x"):
         if not isinstance(x, np.ndarray):
             raise TypeError(f"[{type(self).__name__}] {name} must be a numpy.ndarray, got {type(x).__name__}")
+        if x.dtype != self.dtype and x.dtype in _DTYPES and not any(True for _ in self.parameters()):
+            self.to(x.dtype)  # layers without parameters work in either precision, like PyTorch's
         if x.dtype != self.dtype:
             raise TypeError(f"[{type(self).__name__}] {name} is {x.dtype} but the model is {self.dtype}; "
                             f"convert with x.astype(np.{self.dtype})")

@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 
-from ._layer_module import LayerModule, make_layer
+from ._layer_module import LayerModule, layer_factory
 
 
 class _Pointwise(LayerModule):
     _kind = None
 
     def __init__(self, param=0.0, dtype=np.float32):
-        super().__init__(make_layer("Pointwise", dtype, self._kind, float(param)), dtype)
+        super().__init__(layer_factory("Pointwise", self._kind, float(param)), dtype)
 
 
 class Sigmoid(_Pointwise):
@@ -84,7 +84,7 @@ class PReLU(LayerModule):
     """y = x if x >= 0 else a * x, with the slope a learned (one shared, or one per channel of dim 1)."""
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
-        super().__init__(make_layer("PReLU", dtype, int(num_parameters)), dtype)
+        super().__init__(layer_factory("PReLU", int(num_parameters)), dtype)
         self.weight.data[...] = init
         object.__setattr__(self, "num_parameters", num_parameters)
 
@@ -100,7 +100,7 @@ class RReLU(LayerModule):
     """Randomized leaky ReLU: slope ~ U[lower, upper] per element in training, (lower+upper)/2 in eval."""
 
     def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, dtype=np.float32):
-        super().__init__(make_layer("RReLU", dtype, float(lower), float(upper)), dtype)
+        super().__init__(layer_factory("RReLU", float(lower), float(upper)), dtype)
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
 
@@ -118,7 +118,7 @@ class Softmax(LayerModule):
 
     def __init__(self, dim=-1, dtype=np.float32):
         _check_last_dim("Softmax", dim)
-        super().__init__(make_layer("Softmax", dtype, False), dtype)
+        super().__init__(layer_factory("Softmax", False), dtype)
         object.__setattr__(self, "dim", dim)
 
     def forward(self, x):
@@ -135,7 +135,7 @@ class LogSoftmax(Softmax):
 
     def __init__(self, dim=-1, dtype=np.float32):
         _check_last_dim("LogSoftmax", dim)
-        LayerModule.__init__(self, make_layer("Softmax", dtype, True), dtype)
+        LayerModule.__init__(self, layer_factory("Softmax", True), dtype)
         object.__setattr__(self, "dim", dim)
 
 
@@ -146,7 +146,7 @@ class Maxout(LayerModule):
     """
 
     def __init__(self, pieces, dtype=np.float32):
-        super().__init__(make_layer("Maxout", dtype, int(pieces)), dtype)
+        super().__init__(layer_factory("Maxout", int(pieces)), dtype)
         object.__setattr__(self, "pieces", pieces)
 
     def extra_repr(self):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._layer_module import LayerModule, make_layer
+from ._layer_module import LayerModule, layer_factory
 
 
 class _BatchNorm(LayerModule):
@@ -12,9 +12,9 @@ class _BatchNorm(LayerModule):
                  dtype=np.float32):
         if momentum is None:
             raise ValueError(f"{type(self).__name__}: momentum=None (cumulative average) is not supported")
-        layer = make_layer("BatchNorm", dtype, int(num_features), float(eps), float(momentum), bool(affine),
-                           bool(track_running_stats), self._spatial)
-        super().__init__(layer, dtype)
+        factory = layer_factory("BatchNorm", int(num_features), float(eps), float(momentum), bool(affine),
+                                bool(track_running_stats), self._spatial)
+        super().__init__(factory, dtype)
         if affine:
             self._parameters["weight"].data[...] = 1
             self._parameters["bias"].data[...] = 0

@@ -19,11 +19,14 @@ def cpp_layer(module, dtype):
 
 
 def _model_dtype(modules):
-    dtypes = {m.dtype for m in modules if isinstance(m, LayerModule)}
-    dtypes |= {p.dtype for m in modules if not isinstance(m, LayerModule) for p in m.parameters()}
+    """The dtype of the modules that have parameters (parameter-free ones follow it)."""
+    dtypes = {p.dtype for m in modules for p in m.parameters()}
     if len(dtypes) > 1:
         raise TypeError(f"Sequential: modules have different dtypes {sorted(str(d) for d in dtypes)}")
-    return dtypes.pop() if dtypes else np.dtype(np.float32)
+    if dtypes:
+        return dtypes.pop()
+    first = next((m.dtype for m in modules if isinstance(m, LayerModule)), np.dtype(np.float32))
+    return np.dtype(first)
 
 
 class Sequential(LayerModule):
@@ -42,11 +45,23 @@ class Sequential(LayerModule):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: child {name!r} is a {type(m).__name__}, not a fastnn.nn.Module")
         dtype = _model_dtype([m for _, m in named])
-        layer = make_layer("Sequential", dtype, [cpp_layer(m, dtype) for _, m in named])
-        super().__init__(layer, dtype, own_params=False)
-        for name, m in named:
-            setattr(self, name, m)
+        for _, m in named:
+            if isinstance(m, LayerModule) and not any(True for _ in m.parameters()):
+                m.to(dtype)
+        super().__init__(lambda dt: make_layer("Sequential", dt, [cpp_layer(m, dt) for m in self._modules.values()]),
+                         dtype, own_params=False, children=named)
         self.flatten_parameters_()
+
+    def to(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        for m in self._modules.values():
+            m.to(dtype)
+        object.__setattr__(self, "_layer", self._factory(dtype))
+        object.__setattr__(self, "dtype", dtype)
+        self.flatten_parameters_()
+        return self
 
     def __len__(self):
         return len(self._modules)

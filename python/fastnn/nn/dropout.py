@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ._layer_module import LayerModule, make_layer
+from ._layer_module import LayerModule, layer_factory
 
 
 class Dropout(LayerModule):
@@ -16,7 +16,7 @@ class Dropout(LayerModule):
     def __init__(self, p=0.5, inplace=False, dtype=np.float32):
         if not (isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p < 1):
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        super().__init__(make_layer("Dropout", dtype, float(p)), dtype)
+        super().__init__(layer_factory("Dropout", float(p)), dtype)
         object.__setattr__(self, "p", p)
 
     def extra_repr(self):

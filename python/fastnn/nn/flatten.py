@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from ._layer_module import LayerModule, make_layer
+from ._layer_module import LayerModule, layer_factory
 
 
 class Flatten(LayerModule):
     """Flattens dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
 
     def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
-        super().__init__(make_layer("Flatten", dtype, start_dim, end_dim), dtype)
+        super().__init__(layer_factory("Flatten", start_dim, end_dim), dtype)
         object.__setattr__(self, "start_dim", start_dim)
         object.__setattr__(self, "end_dim", end_dim)
 
@@ -21,4 +21,4 @@ class Identity(LayerModule):
     """Returns its input."""
 
     def __init__(self, dtype=np.float32):
-        super().__init__(make_layer("Identity", dtype), dtype)
+        super().__init__(layer_factory("Identity"), dtype)

@@ -118,6 +118,18 @@ class Module:
             m._rebind()
         return self
 
+    def to(self, dtype):
+        """Converts every parameter and running statistic to `dtype` (float32 or float64), in place."""
+        for child in self.children():
+            child.to(dtype)
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
     # --- computation -----------------------------------------------------------------------------
 
     def forward(self, x):
