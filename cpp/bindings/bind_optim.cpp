@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
+#include "bindings/stepper.h"
 #include "fastnn/optim/adagrad.h"
 #include "fastnn/optim/adam.h"
 #include "fastnn/optim/clip.h"
@@ -99,6 +100,13 @@ class FlatArgs {
 
   index_t size() const { return n_; }
 
+  // The arrays, to keep alive while a deferred step (Stepper) holds their pointers.
+  std::vector<py::object> arrays() const {
+    std::vector<py::object> out;
+    for (const auto& entry : seen_) out.push_back(std::get<0>(entry));
+    return out;
+  }
+
  private:
   const char* op_;
   index_t n_ = -1;
@@ -139,14 +147,39 @@ void run_nogil(F&& f) {
   f();
 }
 
+// Runs the step now (without the GIL; returns None) or, with defer=True, returns it as a Stepper
+// that the C++ training loop calls once per batch: fn(k) takes the k-th step from here on.
+template <class T, class F>
+py::object finish(bool defer, const FlatArgs<T>& a, const SegmentArg& s, F&& fn) {
+  if (!defer) {
+    py::gil_scoped_release nogil;
+    fn(index_t(0));
+    return py::none();
+  }
+  auto st = std::make_shared<Stepper>();
+  st->keep = a.arrays();
+  st->keep.push_back(s.keep);
+  st->fn = std::forward<F>(fn);
+  return py::cast(st);
+}
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
+  py::class_<Stepper, std::shared_ptr<Stepper>>(m, "Stepper",
+                                                "An optimizer step prepared once (defer=True) for the C++ training loop.")
+      .def(
+          "__call__",
+          [](Stepper& st, index_t k) {
+            py::gil_scoped_release nogil;
+            st.fn(k);
+          },
+          py::arg("k") = 0, "Takes the k-th step (0-based) counted from the step the Stepper was made for.");
   m.def(
       "sgd_step",
       [](const py::handle& params, const py::handle& grads, const py::handle& segments,
          const py::handle& momentum_buffer, bool first_step, double lr, double momentum, double dampening,
-         bool nesterov, double weight_decay, bool maximize, double l1, std::optional<double> max_norm) {
+         bool nesterov, double weight_decay, bool maximize, double l1, std::optional<double> max_norm, bool defer) -> py::object {
         const char* op = "sgd_step";
         SGDOptions o;
         o.penalties = penalties_arg(op, lr, weight_decay, l1, max_norm);
@@ -155,27 +188,27 @@ void bind_optim(py::module_& m) {
         if (nesterov && (momentum <= 0 || dampening != 0))
           value_error(op, "Nesterov momentum requires a momentum and zero dampening");
         o.lr = lr, o.momentum = momentum, o.dampening = dampening, o.nesterov = nesterov, o.maximize = maximize;
-        dispatch_float(params, op, "params", [&](auto tag) {
+        return dispatch_float(params, op, "params", [&](auto tag) -> py::object {
           using T = decltype(tag);
           FlatArgs<T> a(op);
           T* p = a.add(params, "params", true);
           const T* g = a.add(grads, "grads", false);
           T* b = a.add_optional(momentum_buffer, "momentum_buffer", momentum != 0, "momentum != 0");
           const SegmentArg s = segments_arg(segments, op, a.size());
-          run_nogil([&] { sgd_step(s.table, p, g, b, first_step, o); });
+          return finish(defer, a, s, [=, tbl = s.table](index_t k) { sgd_step(tbl, p, g, b, first_step && k == 0, o); });
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("momentum_buffer"), py::kw_only(),
       py::arg("first_step"), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
       py::arg("nesterov") = false, py::arg("weight_decay") = 0.0, py::arg("maximize") = false, py::arg("l1") = 0.0,
-      py::arg("max_norm") = py::none(),
+      py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused SGD step (torch.optim.SGD rule) over the trainable segments; see fastnn.optim.SGD.");
 
   m.def(
       "adagrad_step",
       [](const py::handle& params, const py::handle& grads, const py::handle& segments, const py::handle& state_sum,
          index_t step, double lr, double lr_decay, double eps, double weight_decay, bool maximize, double l1,
-         std::optional<double> max_norm) {
+         std::optional<double> max_norm, bool defer) -> py::object {
         const char* op = "adagrad_step";
         AdagradOptions o;
         o.penalties = penalties_arg(op, lr, weight_decay, l1, max_norm);
@@ -183,19 +216,19 @@ void bind_optim(py::module_& m) {
         check_min(eps, op, "eps", 0.0);
         check_step(step, op);
         o.lr = lr, o.lr_decay = lr_decay, o.eps = eps, o.maximize = maximize;
-        dispatch_float(params, op, "params", [&](auto tag) {
+        return dispatch_float(params, op, "params", [&](auto tag) -> py::object {
           using T = decltype(tag);
           FlatArgs<T> a(op);
           T* p = a.add(params, "params", true);
           const T* g = a.add(grads, "grads", false);
           T* sum = a.add(state_sum, "state_sum", true);
           const SegmentArg s = segments_arg(segments, op, a.size());
-          run_nogil([&] { adagrad_step(s.table, p, g, sum, step, o); });
+          return finish(defer, a, s, [=, tbl = s.table](index_t k) { adagrad_step(tbl, p, g, sum, step + k, o); });
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("state_sum"), py::kw_only(), py::arg("step"),
       py::arg("lr"), py::arg("lr_decay") = 0.0, py::arg("eps") = 1e-10, py::arg("weight_decay") = 0.0,
-      py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(),
+      py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused Adagrad step (torch.optim.Adagrad rule); step is the 1-based number of this step.");
 
   m.def(
@@ -203,7 +236,7 @@ void bind_optim(py::module_& m) {
       [](const py::handle& params, const py::handle& grads, const py::handle& segments, const py::handle& square_avg,
          const py::handle& grad_avg, const py::handle& momentum_buffer, double lr, double alpha, double eps,
          double weight_decay, double momentum, bool centered, bool maximize, double l1,
-         std::optional<double> max_norm) {
+         std::optional<double> max_norm, bool defer) -> py::object {
         const char* op = "rmsprop_step";
         RMSpropOptions o;
         o.penalties = penalties_arg(op, lr, weight_decay, l1, max_norm);
@@ -211,7 +244,7 @@ void bind_optim(py::module_& m) {
         check_min(eps, op, "eps", 0.0);
         check_min(momentum, op, "momentum", 0.0);
         o.lr = lr, o.alpha = alpha, o.eps = eps, o.momentum = momentum, o.centered = centered, o.maximize = maximize;
-        dispatch_float(params, op, "params", [&](auto tag) {
+        return dispatch_float(params, op, "params", [&](auto tag) -> py::object {
           using T = decltype(tag);
           FlatArgs<T> a(op);
           T* p = a.add(params, "params", true);
@@ -220,13 +253,13 @@ void bind_optim(py::module_& m) {
           T* ga = a.add_optional(grad_avg, "grad_avg", centered, "centered");
           T* b = a.add_optional(momentum_buffer, "momentum_buffer", momentum > 0, "momentum > 0");
           const SegmentArg s = segments_arg(segments, op, a.size());
-          run_nogil([&] { rmsprop_step(s.table, p, g, v, ga, b, o); });
+          return finish(defer, a, s, [=, tbl = s.table](index_t) { rmsprop_step(tbl, p, g, v, ga, b, o); });
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("square_avg"), py::arg("grad_avg"),
       py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
       py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("centered") = false,
-      py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(),
+      py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused RMSprop step (torch.optim.RMSprop rule).");
 
   m.def(
@@ -234,7 +267,7 @@ void bind_optim(py::module_& m) {
       [](const py::handle& params, const py::handle& grads, const py::handle& segments, const py::handle& exp_avg,
          const py::handle& exp_avg_sq, const py::handle& max_exp_avg_sq, index_t step, double lr, double beta1,
          double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled_weight_decay, bool maximize,
-         double l1, std::optional<double> max_norm) {
+         double l1, std::optional<double> max_norm, bool defer) -> py::object {
         const char* op = "adam_step";
         AdamOptions o;
         o.penalties = penalties_arg(op, lr, weight_decay, l1, max_norm, decoupled_weight_decay);
@@ -243,7 +276,7 @@ void bind_optim(py::module_& m) {
         check_min(eps, op, "eps", 0.0);
         check_step(step, op);
         o.lr = lr, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.amsgrad = amsgrad, o.maximize = maximize;
-        dispatch_float(params, op, "params", [&](auto tag) {
+        return dispatch_float(params, op, "params", [&](auto tag) -> py::object {
           using T = decltype(tag);
           FlatArgs<T> a(op);
           T* p = a.add(params, "params", true);
@@ -252,14 +285,14 @@ void bind_optim(py::module_& m) {
           T* m2 = a.add(exp_avg_sq, "exp_avg_sq", true);
           T* vmax = a.add_optional(max_exp_avg_sq, "max_exp_avg_sq", amsgrad, "amsgrad");
           const SegmentArg s = segments_arg(segments, op, a.size());
-          run_nogil([&] { adam_step(s.table, p, g, m1, m2, vmax, step, o); });
+          return finish(defer, a, s, [=, tbl = s.table](index_t k) { adam_step(tbl, p, g, m1, m2, vmax, step + k, o); });
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
       py::arg("max_exp_avg_sq"), py::kw_only(), py::arg("step"), py::arg("lr"), py::arg("beta1") = 0.9,
       py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("amsgrad") = false,
       py::arg("decoupled_weight_decay") = false, py::arg("maximize") = false, py::arg("l1") = 0.0,
-      py::arg("max_norm") = py::none(),
+      py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused Adam / AdamW step (torch.optim.Adam rule); step is the 1-based number of this step.");
 
   m.def(

@@ -15,6 +15,7 @@ void bind_batchnorm(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_layers(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_train(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -30,4 +31,5 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_dropout(m);
   bind_layers(m);
   bind_optim(m);
+  bind_train(m);
 }

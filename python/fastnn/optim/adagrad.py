@@ -50,8 +50,8 @@ class Adagrad(Optimizer):
         for p in group["params"]:
             state_sum[p.offset : p.offset + p.size] = group["initial_accumulator_value"]
 
-    def _step_group(self, index, group, segments, step):
-        _C.adagrad_step(self.buffer.params, self.buffer.grads, segments, self._flat("sum"), step=step,
+    def _step_group(self, index, group, segments, step, defer=False):
+        return _C.adagrad_step(self.buffer.params, self.buffer.grads, segments, self._flat("sum"), step=step,
                         lr=group["lr"], lr_decay=group["lr_decay"], eps=group["eps"],
                         weight_decay=group["weight_decay"], maximize=group["maximize"], l1=group["l1"],
-                        max_norm=group["max_norm"])
+                        max_norm=group["max_norm"], defer=defer)

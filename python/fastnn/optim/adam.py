@@ -48,13 +48,13 @@ class Adam(Optimizer):
         for i, beta in enumerate(betas):
             _check_range(beta, f"beta parameter at index {i}", high=1.0)
 
-    def _step_group(self, index, group, segments, step):
+    def _step_group(self, index, group, segments, step, defer=False):
         beta1, beta2 = group["betas"]
-        _C.adam_step(self.buffer.params, self.buffer.grads, segments, self._flat("exp_avg"), self._flat("exp_avg_sq"),
+        return _C.adam_step(self.buffer.params, self.buffer.grads, segments, self._flat("exp_avg"), self._flat("exp_avg_sq"),
                      self._flat("max_exp_avg_sq") if group["amsgrad"] else None, step=step, lr=group["lr"],
                      beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                      amsgrad=group["amsgrad"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                     maximize=group["maximize"], l1=group["l1"], max_norm=group["max_norm"])
+                     maximize=group["maximize"], l1=group["l1"], max_norm=group["max_norm"], defer=defer)
 
 
 class AdamW(Adam):

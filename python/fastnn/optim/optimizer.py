@@ -192,8 +192,35 @@ class Optimizer:
             self._step_group(index, group, segments, int(self.state["step"][index]))
         return loss
 
-    def _step_group(self, index, group, segments, step):
+    def _step_group(self, index, group, segments, step, defer=False):
+        """Steps one group now, or (defer=True) returns it as a ``_C.Stepper`` for the C++ loop."""
         raise NotImplementedError
+
+    def _deferred_steps(self):
+        """The steps of every trainable group, prepared for the C++ training loop.
+
+        Stepper k-th call takes step ``state["step"] + 1 + k``; call :meth:`_advance` with the
+        number of steps taken afterwards. Hyperparameters are read now: make new ones after a
+        scheduler changes the learning rate.
+        """
+        steps = []
+        for index, group in enumerate(self.param_groups):
+            segments, trainable = self._group_segments(index)
+            if trainable:
+                steps.append(self._step_group(index, group, segments, int(self.state["step"][index]) + 1, defer=True))
+        return steps
+
+    def _advance(self, steps_taken):
+        """Records `steps_taken` deferred steps in the per-group counters."""
+        if steps_taken <= 0:
+            return
+        for index in range(len(self.param_groups)):
+            if self._group_segments(index)[1]:
+                self.state["step"][index] += steps_taken
+                self._after_steps(index)
+
+    def _after_steps(self, index):
+        """Subclass hook after deferred steps of group `index` ran."""
 
     # --- saving -----------------------------------------------------------------------------------
 

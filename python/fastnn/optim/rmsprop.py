@@ -46,10 +46,10 @@ class RMSprop(Optimizer):
         _check_range(group["momentum"], "momentum value")
         _check_range(group["alpha"], "alpha value")
 
-    def _step_group(self, index, group, segments, step):
-        _C.rmsprop_step(self.buffer.params, self.buffer.grads, segments, self._flat("square_avg"),
+    def _step_group(self, index, group, segments, step, defer=False):
+        return _C.rmsprop_step(self.buffer.params, self.buffer.grads, segments, self._flat("square_avg"),
                         self._flat("grad_avg") if group["centered"] else None,
                         self._flat("momentum_buffer") if group["momentum"] > 0 else None,
                         lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
                         momentum=group["momentum"], centered=group["centered"], maximize=group["maximize"],
-                        l1=group["l1"], max_norm=group["max_norm"])
+                        l1=group["l1"], max_norm=group["max_norm"], defer=defer)

@@ -56,14 +56,19 @@ class SGD(Optimizer):
         if state["momentum_buffer_initialized"].any() and "momentum_buffer" not in state:
             raise ValueError("SGD.load_state_dict: momentum_buffer_initialized is set but momentum_buffer is missing")
 
-    def _step_group(self, index, group, segments, step):
+    def _step_group(self, index, group, segments, step, defer=False):
         buffer, first = None, False
         if group["momentum"] != 0:
             buffer = self._flat("momentum_buffer")
             initialized = self.state["momentum_buffer_initialized"]
             first = not initialized[index]
-            initialized[index] = 1
-        _C.sgd_step(self.buffer.params, self.buffer.grads, segments, buffer, first_step=first, lr=group["lr"],
+            if not defer:  # a deferred step marks it when it has run (_advance)
+                initialized[index] = 1
+        return _C.sgd_step(self.buffer.params, self.buffer.grads, segments, buffer, first_step=first, lr=group["lr"],
                     momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"],
                     weight_decay=group["weight_decay"], maximize=group["maximize"], l1=group["l1"],
-                    max_norm=group["max_norm"])
+                    max_norm=group["max_norm"], defer=defer)
+
+    def _after_steps(self, index):
+        if self.param_groups[index]["momentum"] != 0:
+            self.state["momentum_buffer_initialized"][index] = 1

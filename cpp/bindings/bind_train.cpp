@@ -1,0 +1,205 @@
+// The C++ training loop as Python functions: train_epoch, train_step, evaluate, predict.
+// Python (fastnn.train) validates the data and owns callbacks, schedules and history.
+#include <cstring>
+
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "bindings/layer_binding.h"
+#include "bindings/stepper.h"
+#include "fastnn/net/train.h"
+
+namespace fastnn::bind {
+namespace {
+
+Objective objective_arg(const std::string& loss, const std::string& reduction) {
+  Objective o;
+  if (loss == "cross_entropy") o.kind = LossKind::CrossEntropy;
+  else if (loss == "bce_with_logits") o.kind = LossKind::BCEWithLogits;
+  else if (loss == "mse") o.kind = LossKind::MSE;
+  else throw py::value_error("[train] loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got '" + loss + "'");
+  if (reduction == "mean") o.reduction = Reduction::mean;
+  else if (reduction == "sum") o.reduction = Reduction::sum;
+  else throw py::value_error("[train] reduction must be 'mean' or 'sum', got '" + reduction + "'");
+  return o;
+}
+
+// X and y as a Dataset view; the arrays stay referenced by `keep`.
+template <class T>
+Dataset<T> dataset_arg(const py::handle& X, const py::handle& y, const char* op, std::vector<py::object>& keep) {
+  CArray<T> x = in<T>(X, op, "X");
+  if (x.ndim() < 2) value_error(op, "X must have a batch dimension and features, got shape " + shape_str(x));
+  keep.push_back(x);
+  Dataset<T> d;
+  d.x = x.data();
+  d.n = x.shape(0);
+  d.sample_shape.assign(x.shape() + 1, x.shape() + x.ndim());
+  if (y.is_none()) return d;
+  py::array ya = as_ndarray(y, op, "y");
+  if (ya.ndim() < 1 || ya.shape(0) != d.n)
+    value_error(op, "y must have one entry per sample of X (" + std::to_string(d.n) + "), got shape " + shape_str(ya));
+  if (ya.dtype().kind() == 'i' || ya.dtype().kind() == 'u') {
+    if (ya.ndim() != 1) value_error(op, "integer labels y must be 1-D, got shape " + shape_str(ya));
+    auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(ya);
+    keep.push_back(labels);
+    d.y.labels = labels.data();
+  } else {
+    CArray<T> v = in<T>(ya, op, "y");
+    keep.push_back(v);
+    d.y.values = v.data();
+    d.y.width = v.size() / d.n;
+  }
+  return d;
+}
+
+template <class T>
+Layer<T>& layer_arg(const py::handle& model, const char* op) {
+  try {
+    return model.cast<Layer<T>&>();
+  } catch (const py::cast_error&) {
+    type_error(op, std::string("the model's layers are not ") + dtype_name<T>() + " like X");
+  }
+}
+
+std::vector<StepFn> steps_arg(const std::vector<std::shared_ptr<Stepper>>& steppers) {
+  std::vector<StepFn> out;
+  for (const auto& s : steppers) out.push_back([s](index_t k) { s->fn(k); });
+  return out;
+}
+
+template <class T>
+T* grads_arg(const py::handle& grads, const char* op, index_t* n, std::vector<py::object>& keep) {
+  if (grads.is_none()) return *n = 0, nullptr;
+  CArray<T> g = inout<T>(grads, op, "grads");
+  keep.push_back(g);
+  *n = g.size();
+  return g.mutable_data();
+}
+
+SegmentTable segments_arg(const py::handle& segs, std::vector<py::object>& keep) {
+  if (segs.is_none()) return SegmentTable{};
+  auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(segs);
+  if (!a || a.ndim() != 2 || a.shape(1) < 3) throw py::value_error("[train] clip segments must be an (k, 3|4) int64 table");
+  keep.push_back(a);
+  return SegmentTable{a.data(), static_cast<index_t>(a.shape(0)), static_cast<index_t>(a.shape(1))};
+}
+
+py::dict stats_dict(const EpochStats& s) {
+  py::dict d;
+  d["loss_sum"] = s.loss_sum;
+  d["correct"] = s.correct;
+  d["samples"] = s.samples;
+  d["batches"] = s.batches;
+  d["nonfinite_batch"] = s.nonfinite_batch;
+  return d;
+}
+
+template <class T>
+py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py::handle& y, const Objective& obj,
+                          const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
+                          const EpochOptions& o, const py::handle& clip_segments, const py::object& progress) {
+  const char* op = "train_epoch";
+  std::vector<py::object> keep;
+  Dataset<T> d = dataset_arg<T>(X, y, op, keep);
+  index_t n_params;
+  T* g = grads_arg<T>(grads, op, &n_params, keep);
+  Layer<T>& layer = layer_arg<T>(model, op);
+  Trainer<T> trainer(layer, g, n_params, segments_arg(clip_segments, keep));
+  ProgressFn report;
+  if (!progress.is_none())
+    report = [&progress](index_t done, index_t total, double loss) {
+      py::gil_scoped_acquire gil;
+      progress(done, total, loss);
+    };
+  const std::vector<StepFn> steps = steps_arg(steppers);
+  EpochStats st;
+  {
+    py::gil_scoped_release nogil;
+    st = trainer.train_epoch(d, obj, steps, o, report);
+  }
+  return stats_dict(st);
+}
+
+template <class T>
+py::array predict_impl(const py::handle& model, const py::handle& X, index_t batch_size) {
+  const char* op = "predict";
+  std::vector<py::object> keep;
+  Dataset<T> d = dataset_arg<T>(X, py::none(), op, keep);
+  Layer<T>& layer = layer_arg<T>(model, op);
+  const index_t s = d.sample_size();
+  py::array_t<T> out;
+  T* dst = nullptr;
+  index_t out_row = 0;
+  for (index_t start = 0; start < d.n; start += batch_size) {
+    const index_t count = std::min(batch_size, d.n - start);
+    View<T> xv{const_cast<T*>(d.x + start * s), Shape{count}};
+    xv.shape.insert(xv.shape.end(), d.sample_shape.begin(), d.sample_shape.end());
+    View<T> y;
+    {
+      py::gil_scoped_release nogil;
+      y = layer.forward(xv, Context{false, 0, 0});
+    }
+    if (dst == nullptr) {  // the output shape is known after the first batch
+      std::vector<py::ssize_t> shape(y.shape.begin(), y.shape.end());
+      shape[0] = d.n;
+      out = py::array_t<T>(shape);
+      dst = out.mutable_data();
+      out_row = y.features();
+    }
+    std::memcpy(dst + start * out_row, y.data, sizeof(T) * y.size());
+  }
+  return std::move(out);
+}
+
+}  // namespace
+
+void bind_train(py::module_& m) {
+  m.def(
+      "train_epoch",
+      [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
+         const std::string& reduction, const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
+         index_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch, std::uint64_t first_step,
+         double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress) {
+        if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
+        EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value};
+        const Objective obj = objective_arg(loss, reduction);
+        return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
+          return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress);
+        });
+      },
+      py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("grads"),
+      py::arg("steppers"), py::arg("batch_size"), py::arg("shuffle"), py::arg("seed"), py::arg("epoch"),
+      py::arg("first_step"), py::arg("clip_norm") = 0.0, py::arg("clip_value") = 0.0,
+      py::arg("clip_segments") = py::none(), py::arg("progress") = py::none());
+  m.def(
+      "evaluate",
+      [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
+         const std::string& reduction, index_t batch_size) {
+        if (batch_size < 1) value_error("evaluate", "batch_size must be >= 1, got " + std::to_string(batch_size));
+        const Objective obj = objective_arg(loss, reduction);
+        return dispatch_float(X, "evaluate", "X", [&](auto tag) {
+          using T = decltype(tag);
+          std::vector<py::object> keep;
+          Dataset<T> d = dataset_arg<T>(X, y, "evaluate", keep);
+          Layer<T>& layer = layer_arg<T>(model, "evaluate");
+          EpochStats st;
+          {
+            py::gil_scoped_release nogil;
+            st = evaluate(layer, d, obj, batch_size);
+          }
+          return stats_dict(st);
+        });
+      },
+      py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("batch_size"));
+  m.def(
+      "predict",
+      [](const py::handle& model, const py::handle& X, index_t batch_size) {
+        if (batch_size < 1) value_error("predict", "batch_size must be >= 1, got " + std::to_string(batch_size));
+        return dispatch_float(X, "predict", "X",
+                              [&](auto tag) { return predict_impl<decltype(tag)>(model, X, batch_size); });
+      },
+      py::arg("model"), py::arg("X"), py::arg("batch_size"));
+}
+
+}  // namespace fastnn::bind

@@ -1,0 +1,74 @@
+// Linear: y = act(x W^T + b), PyTorch layout (W is (out, in)); bias and an optional activation
+// are fused into the pass that follows the GEMM (kernels/linear.h).
+#pragma once
+
+#include "fastnn/kernels/linear.h"
+#include "fastnn/layers/layer.h"
+
+namespace fastnn {
+
+template <class T>
+class Linear : public Layer<T> {
+ public:
+  Linear(index_t in_features, index_t out_features, bool bias, Activation act = Activation::none,
+         double negative_slope = 0.01)
+      : in_(in_features), out_(out_features), has_bias_(bias), act_(act), slope_(static_cast<T>(negative_slope)) {
+    FASTNN_CHECK(in_ >= 1 && out_ >= 1, "Linear",
+                 "in_features and out_features must be >= 1, got " << in_ << " and " << out_);
+  }
+
+  std::string kind() const override { return "Linear"; }
+  std::vector<ParamSpec> param_specs() const override {
+    std::vector<ParamSpec> p{{"weight", {out_, in_}, true}};
+    if (has_bias_) p.push_back({"bias", {out_}, false});
+    return p;
+  }
+  void bind_params(T* params, T* grads) override {
+    w_ = params, dw_ = grads;
+    b_ = has_bias_ ? params + out_ * in_ : nullptr;
+    db_ = has_bias_ ? grads + out_ * in_ : nullptr;
+  }
+
+  Shape output_shape(const Shape& in) const override {
+    FASTNN_CHECK(in.size() == 2 && in[1] == in_, "Linear",
+                 "expected input (N, " << in_ << "), got " << shape_str(in));
+    return {in[0], out_};
+  }
+
+  View<T> forward(const View<T>& x, const Context&) override {
+    x_ = x;
+    y_ = out_ws_.get(output_shape(x.shape));
+    linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act_, slope_);
+    return y_;
+  }
+
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    const index_t n = g.batch();
+    View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
+    T* scratch = act_ == Activation::none ? nullptr : scratch_.get({n, out_}).data;
+    T *dw = dw_, *db = db_;
+    bool accumulate = true;
+    if (!this->params_trainable) {  // frozen: the flat gradient stays zero
+      dw = frozen_.get({out_ * in_ + out_}).data;
+      db = has_bias_ ? dw + out_ * in_ : nullptr;
+      accumulate = false;
+    }
+    linear_backward(g.data, x_.data, w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n, in_, out_,
+                    act_, slope_, accumulate);
+    return dx;
+  }
+
+  index_t in_features() const { return in_; }
+  index_t out_features() const { return out_; }
+
+ private:
+  index_t in_, out_;
+  bool has_bias_;
+  Activation act_;
+  T slope_;
+  T *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
+  View<T> x_, y_;
+  Workspace<T> out_ws_, grad_in_, scratch_, frozen_;
+};
+
+}  // namespace fastnn

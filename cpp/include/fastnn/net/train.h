@@ -1,0 +1,182 @@
+// The training loop in C++: one call runs a whole epoch (shuffle, batching, forward, loss,
+// backward, gradient clipping, optimizer step, metrics) with no Python in between, so small
+// models are not dominated by per-op overhead. evaluate() and predict() batch in eval mode.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <vector>
+
+#include "fastnn/kernels/rng.h"
+#include "fastnn/layers/layer.h"
+#include "fastnn/net/objective.h"
+#include "fastnn/optim/clip.h"
+
+namespace fastnn {
+
+// A data set in memory: N samples of sample_shape, row-major, plus targets.
+template <class T>
+struct Dataset {
+  const T* x = nullptr;
+  index_t n = 0;
+  Shape sample_shape;
+  Targets<T> y;
+
+  index_t sample_size() const { return numel(sample_shape); }
+};
+
+struct EpochOptions {
+  index_t batch_size = 32;
+  bool shuffle = true;
+  std::uint64_t seed = 0;      // shuffling and dropout streams
+  std::uint64_t epoch = 0;     // shuffling order of this epoch
+  std::uint64_t first_step = 0;  // dropout/RReLU step of the first batch (continues across epochs)
+  double clip_norm = 0;        // > 0: clip the global gradient norm (norm_type 2)
+  double clip_value = 0;       // > 0: clamp gradients to [-clip_value, clip_value]
+};
+
+struct EpochStats {
+  double loss_sum = 0;        // sum over batches of batch loss * batch samples (mean reduction)
+  index_t correct = 0;
+  index_t samples = 0;
+  index_t batches = 0;        // = optimizer steps taken
+  index_t nonfinite_batch = -1;  // first batch whose loss was NaN/inf (the epoch stops there)
+};
+
+// Deterministic permutation of [0, n) for (seed, epoch): Fisher-Yates on counter-based draws.
+inline std::vector<index_t> epoch_order(index_t n, bool shuffle, std::uint64_t seed, std::uint64_t epoch) {
+  std::vector<index_t> order(n);
+  std::iota(order.begin(), order.end(), index_t(0));
+  if (!shuffle) return order;
+  const std::uint64_t key = rng::stream_key(seed ^ 0x5eed5eed5eed5eedULL, epoch);
+  for (index_t i = n - 1; i > 0; --i) {
+    // Lemire's multiply-shift maps 64 random bits to [0, i] without a division.
+    const unsigned __int128 m = static_cast<unsigned __int128>(rng::bits(key, i)) * static_cast<std::uint64_t>(i + 1);
+    std::swap(order[i], order[static_cast<index_t>(m >> 64)]);
+  }
+  return order;
+}
+
+// Copies samples order[b..e) of the data set into contiguous batch buffers.
+template <class T>
+class BatchGather {
+ public:
+  void gather(const Dataset<T>& d, const index_t* idx, index_t count) {
+    const index_t s = d.sample_size();
+    Shape shape{count};
+    shape.insert(shape.end(), d.sample_shape.begin(), d.sample_shape.end());
+    x_ = xs_.get(shape);
+    for (index_t i = 0; i < count; ++i) std::memcpy(x_.data + i * s, d.x + idx[i] * s, sizeof(T) * s);
+    y_ = Targets<T>{};
+    if (d.y.has_labels()) {
+      labels_.resize(count);
+      for (index_t i = 0; i < count; ++i) labels_[i] = d.y.labels[idx[i]];
+      y_.labels = labels_.data();
+    } else if (d.y.values) {
+      const index_t w = d.y.width;
+      values_.resize(count * w);
+      for (index_t i = 0; i < count; ++i) std::memcpy(values_.data() + i * w, d.y.values + idx[i] * w, sizeof(T) * w);
+      y_.values = values_.data();
+      y_.width = w;
+    }
+  }
+  const View<T>& x() const { return x_; }
+  const Targets<T>& y() const { return y_; }
+
+ private:
+  Workspace<T> xs_;
+  View<T> x_;
+  Targets<T> y_;
+  std::vector<std::int64_t> labels_;
+  std::vector<T> values_;
+};
+
+// One optimizer step: step(k) takes the k-th step of this epoch.
+using StepFn = std::function<void(index_t)>;
+// Progress report: (batches done, batches in the epoch, running mean loss); called at most ~10 times a second.
+using ProgressFn = std::function<void(index_t, index_t, double)>;
+
+template <class T>
+class Trainer {
+ public:
+  // grads: the model's flat gradient buffer (n_params values), zeroed before every batch.
+  // clip_segments: the trainable segments, for gradient clipping (may be empty when not clipping).
+  Trainer(Layer<T>& model, T* grads, index_t n_params, SegmentTable clip_segments)
+      : model_(model), grads_(grads), n_params_(n_params), clip_segments_(clip_segments) {}
+
+  // One minibatch: forward, loss, backward, clip, steps. Returns the batch loss.
+  double train_batch(const View<T>& x, const Targets<T>& y, const Objective& obj, const std::vector<StepFn>& steps,
+                     index_t k, const Context& ctx, const EpochOptions& o, index_t* correct) {
+    if (n_params_ > 0) std::memset(grads_, 0, sizeof(T) * n_params_);
+    View<T> out = model_.forward(x, ctx);
+    View<T> g = grad_ws_.get(out.shape);
+    const double loss = objective_forward_backward(obj, out, y, g.data, correct);
+    if (!std::isfinite(loss)) return loss;  // leave the parameters as they were
+    model_.backward(g, false);
+    if (o.clip_norm > 0) clip_grad_norm_(clip_segments_, grads_, o.clip_norm, 2.0);
+    if (o.clip_value > 0) clip_grad_value_(clip_segments_, grads_, static_cast<T>(o.clip_value));
+    for (const auto& step : steps) step(k);
+    return loss;
+  }
+
+  EpochStats train_epoch(const Dataset<T>& d, const Objective& obj, const std::vector<StepFn>& steps,
+                         const EpochOptions& o, const ProgressFn& progress) {
+    EpochStats st;
+    const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
+    const index_t nb = (d.n + o.batch_size - 1) / o.batch_size;
+    auto last_report = std::chrono::steady_clock::now();
+    for (index_t b = 0; b < nb; ++b) {
+      const index_t start = b * o.batch_size, count = std::min(o.batch_size, d.n - start);
+      gather_.gather(d, order.data() + start, count);
+      Context ctx{true, o.seed, o.first_step + static_cast<std::uint64_t>(b)};
+      const double loss = train_batch(gather_.x(), gather_.y(), obj, steps, b, ctx, o, &st.correct);
+      if (!std::isfinite(loss)) {
+        st.nonfinite_batch = b;
+        return st;
+      }
+      st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
+      st.samples += count;
+      st.batches = b + 1;
+      if (progress) {
+        const auto now = std::chrono::steady_clock::now();
+        if (b + 1 == nb || now - last_report > std::chrono::milliseconds(100)) {
+          progress(b + 1, nb, st.loss_sum / double(st.samples));
+          last_report = now;
+        }
+      }
+    }
+    return st;
+  }
+
+ private:
+  Layer<T>& model_;
+  T* grads_;
+  index_t n_params_;
+  SegmentTable clip_segments_;
+  BatchGather<T> gather_;
+  Workspace<T> grad_ws_;
+};
+
+// Loss and correct predictions over a data set in eval mode (no parameter changes).
+template <class T>
+EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, index_t batch_size) {
+  EpochStats st;
+  Workspace<T> scratch;
+  BatchGather<T> gather;
+  std::vector<index_t> order(d.n);
+  std::iota(order.begin(), order.end(), index_t(0));
+  for (index_t start = 0; start < d.n; start += batch_size) {
+    const index_t count = std::min(batch_size, d.n - start);
+    gather.gather(d, order.data() + start, count);
+    View<T> out = model.forward(gather.x(), Context{false, 0, 0});
+    const double loss = objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct);
+    st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
+    st.samples += count;
+    st.batches += 1;
+  }
+  return st;
+}
+
+}  // namespace fastnn

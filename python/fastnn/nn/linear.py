@@ -1,0 +1,64 @@
+"""Linear (fully connected) layer: y = x W^T + b, W of shape (out_features, in_features) as PyTorch."""
+
+import math
+
+import numpy as np
+
+from . import init as _init
+from ._layer_module import LayerModule, layer_factory
+
+_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+class Linear(LayerModule):
+    """Fully connected layer.
+
+    Args:
+        in_features, out_features: sizes.
+        bias: learn an additive bias (no weight decay on it by default).
+        init: weight initializer: a name from fastnn.nn.init.get ("he_normal", "xavier_uniform", ...),
+            a callable f(array, generator), or None for PyTorch's default (kaiming_uniform a=sqrt(5),
+            bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+        generator: seed or np.random.Generator for the initializer (default: fastnn's global seed).
+        activation: fuse an activation into the layer ("relu", "leaky_relu", "sigmoid", "tanh").
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init=None, generator=None, activation="none",
+                 negative_slope=0.01, dtype=np.float32):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"Linear: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        if not math.isfinite(negative_slope):
+            raise ValueError(f"Linear: negative_slope must be finite, got {negative_slope}")
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Linear: {name} must be a positive integer, got {v!r}")
+        super().__init__(layer_factory("Linear", int(in_features), int(out_features), bool(bias), activation,
+                                       float(negative_slope)), dtype)
+        for name, value in (("in_features", in_features), ("out_features", out_features),
+                            ("activation", activation), ("negative_slope", negative_slope)):
+            object.__setattr__(self, name, value)
+        self.reset_parameters(init, generator)
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    @property
+    def bias(self):
+        return self._parameters.get("bias")
+
+    def reset_parameters(self, init=None, generator=None):
+        from .. import random as _random
+
+        gen = _random.generator(generator)
+        bias = self.bias.data if self.bias is not None else None
+        if init is None:
+            _init.pytorch_linear_default_(self.weight.data, bias, generator=gen)
+            return
+        _init.get(init)(self.weight.data, generator=gen)
+        if bias is not None:
+            bias[...] = 0
+
+    def extra_repr(self):
+        act = f", activation={self.activation!r}" if self.activation != "none" else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{act}"

@@ -1,0 +1,8 @@
+"""Training: fit / evaluate / predict / train_step and callbacks."""
+
+from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN
+from .fit import evaluate, fit, predict, train_step
+from .history import History
+
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
+           "ModelCheckpoint", "TerminateOnNaN", "evaluate", "fit", "predict", "train_step"]

@@ -1,0 +1,196 @@
+"""Callbacks called by fit() at epoch ends (Keras names and semantics)."""
+
+import csv
+import math
+import os
+
+
+
+class Callback:
+    """Base class. fit() sets ``self.model``, ``self.optimizer`` and ``self.fit_state`` before training.
+
+    Set ``self.fit_state.stop_training = True`` to stop after the current epoch.
+    """
+
+    model = None
+    optimizer = None
+    fit_state = None
+
+    def set_context(self, model, optimizer, fit_state):
+        self.model, self.optimizer, self.fit_state = model, optimizer, fit_state
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+def _monitor_mode(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if "acc" in monitor else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+
+    The seeds' rule "stop when error[t+1] - error[t] > -eps" is ``patience=0, min_delta=eps``.
+    restore_best_weights puts back the parameters (and running statistics) of the best epoch.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
+                 restore_best_weights=False):
+        if patience < 0 or min_delta < 0:
+            raise ValueError(f"EarlyStopping: patience and min_delta must be >= 0, got {patience}, {min_delta}")
+        self.monitor, self.min_delta, self.patience = monitor, float(min_delta), int(patience)
+        self.mode = _monitor_mode(monitor, mode)
+        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        self.best = None
+        self.best_epoch = None
+        self.best_weights = None
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def _improved(self, value, reference):
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_epoch, self.best_weights, self.wait, self.stopped_epoch = self.baseline, None, None, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping: monitor {self.monitor!r} is not among the metrics {sorted(logs)}")
+        value = logs[self.monitor]
+        if self._improved(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.state_dict()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.fit_state.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (and optimizer) after each epoch, or only when `monitor` improves.
+
+    The file is written to a temporary name and renamed, so a crash never leaves half a file.
+    `filepath` may contain ``{epoch}`` and metric names: ``"ckpt-{epoch:02d}-{val_loss:.3f}.fnn"``.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True):
+        self.filepath, self.monitor, self.save_best_only = os.fspath(filepath), monitor, save_best_only
+        self.mode = _monitor_mode(monitor, mode)
+        self.save_optimizer = save_optimizer
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ..io import save
+
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint: monitor {self.monitor!r} is not among the metrics {sorted(logs)}")
+            value = logs[self.monitor]
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if not better:
+                return
+            self.best = value
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        save(path, self.model, self.optimizer if self.save_optimizer else None,
+             extra={"epoch": epoch + 1, "global_step": self.fit_state.global_step})
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at each epoch's start: ``schedule(epoch, lr) -> new lr`` (Keras), or
+    steps a scheduler from :mod:`fastnn.optim.lr_scheduler` at each epoch's end
+    (ReduceLROnPlateau gets the monitored metric)."""
+
+    def __init__(self, schedule, monitor="val_loss"):
+        self.schedule, self.monitor = schedule, monitor
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if callable(self.schedule) and not hasattr(self.schedule, "step"):
+            lr = float(self.schedule(epoch, self.optimizer.param_groups[0]["lr"]))
+            if not (math.isfinite(lr) and lr >= 0):
+                raise ValueError(f"LearningRateScheduler: schedule returned an invalid learning rate {lr}")
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        if hasattr(self.schedule, "step"):
+            if type(self.schedule).__name__ == "ReduceLROnPlateau":
+                self.schedule.step(logs[self.monitor])
+            else:
+                self.schedule.step()
+
+
+class CSVLogger(Callback):
+    """Appends one row of metrics per epoch to a CSV file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        self._keys = None
+        if not self.append and os.path.exists(self.filename):
+            os.remove(self.filename)
+
+    def on_epoch_end(self, epoch, logs=None):
+        new = not os.path.exists(self.filename) or os.path.getsize(self.filename) == 0
+        if self._keys is None:
+            self._keys = sorted(logs)
+        with open(self.filename, "a", newline="") as f:
+            writer = csv.writer(f, delimiter=self.separator)
+            if new:
+                writer.writerow(["epoch"] + self._keys)
+            writer.writerow([epoch] + [logs.get(k, "") for k in self._keys])
+
+
+class TerminateOnNaN(Callback):
+    """With this callback a NaN/inf loss stops training (keeping the last good parameters)
+    instead of raising FloatingPointError."""
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: on_epoch_end=lambda epoch, logs: ..."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None):
+        self._hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                           on_train_begin=on_train_begin, on_train_end=on_train_end)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._hooks["on_epoch_begin"]:
+            self._hooks["on_epoch_begin"](epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._hooks["on_epoch_end"]:
+            self._hooks["on_epoch_end"](epoch, logs)
+
+    def on_train_begin(self, logs=None):
+        if self._hooks["on_train_begin"]:
+            self._hooks["on_train_begin"](logs)
+
+    def on_train_end(self, logs=None):
+        if self._hooks["on_train_end"]:
+            self._hooks["on_train_end"](logs)
+
+
+__all__ = ["Callback", "CSVLogger", "EarlyStopping", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint",
+           "TerminateOnNaN"]

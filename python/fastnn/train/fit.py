@@ -1,0 +1,278 @@
+"""fit / evaluate / predict / train_step: the epoch loop runs in C++ (fastnn._C.train_epoch).
+
+Python validates the data once, then calls C++ once per epoch; it is called back only at epoch
+ends (callbacks, schedules, history) and for a progress bar refresh at most ~10 times a second.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from .. import optim as _optim
+from .. import random as _random
+from .._config import _C
+from ..nn import loss as _loss
+from ..nn._layer_module import LayerModule
+from ..nn.container import Sequential
+from ..nn.module import Module
+from .callbacks import Callback, TerminateOnNaN
+from .history import History
+from .progress import make_bar
+
+_LOSS_KERNELS = {
+    _loss.CrossEntropyLoss: "cross_entropy",
+    _loss.BCEWithLogitsLoss: "bce_with_logits",
+    _loss.MSELoss: "mse",
+}
+_LOSS_NAMES = {"cross_entropy": _loss.CrossEntropyLoss, "crossentropy": _loss.CrossEntropyLoss,
+               "bce_with_logits": _loss.BCEWithLogitsLoss, "mse": _loss.MSELoss}
+_OPTIMIZERS = {"sgd": _optim.SGD, "adam": _optim.Adam, "adamw": _optim.AdamW, "rmsprop": _optim.RMSprop,
+               "adagrad": _optim.Adagrad}
+
+
+class FitState:
+    """What callbacks may read or change while fit() runs."""
+
+    def __init__(self):
+        self.stop_training = False
+        self.epoch = 0
+        self.global_step = 0
+
+
+def _as_loss(loss):
+    if isinstance(loss, str):
+        if loss.lower() not in _LOSS_NAMES:
+            raise ValueError(f"fit: unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a loss object")
+        loss = _LOSS_NAMES[loss.lower()]()
+    kernel = _LOSS_KERNELS.get(type(loss))
+    if kernel is None:
+        raise TypeError(f"fit: loss must be CrossEntropyLoss, BCEWithLogitsLoss or MSELoss, got {type(loss).__name__}")
+    return loss, kernel
+
+
+def _as_optimizer(optimizer, model, lr):
+    if isinstance(optimizer, _optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
+        cls = _OPTIMIZERS[optimizer.lower()]
+        return cls(model.parameters(), lr=lr) if lr is not None else cls(model.parameters())
+    raise ValueError(f"fit: optimizer must be an Optimizer or one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+
+
+def _as_cpp_model(model):
+    """The module whose C++ layer runs the loop (a Python-written module is wrapped in a Sequential)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    return model if isinstance(model, LayerModule) else Sequential(model)
+
+
+def _check_X(X, model, name="X"):
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
+    X = np.ascontiguousarray(X, dtype=model.dtype)  # Keras-style: data is converted to the model's precision
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})")
+    return X
+
+
+def _output_width(model, X):
+    """Outputs per sample (one eval-mode forward of one sample); also checks the input shape."""
+    out = _C.predict(model._layer, X[:1], 1)
+    return int(np.prod(out.shape[1:]))
+
+
+def _check_y(y, kernel, n, width, model, name="y"):
+    y = np.asarray(y)
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{name} must have {n} entries (one per sample), got shape {y.shape}")
+    if kernel == "cross_entropy" and y.ndim == 1:
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{name}: class labels must be integers, got {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        bad = (y < 0) | (y >= width)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name}[{i}] = {y[i]} is not a class index in [0, {width}) (the model has {width} outputs)")
+        return y
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be numeric, got {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=model.dtype)
+    if int(np.prod(y.shape[1:])) != width:
+        raise ValueError(f"{name} must have {width} values per sample like the model output, got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return y
+
+
+def _split(X, y, validation_data, validation_split):
+    if validation_data is not None and validation_split:
+        raise ValueError("fit: give validation_data or validation_split, not both")
+    if validation_split:
+        if not 0 < validation_split < 1:
+            raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
+        n_val = int(round(len(X) * validation_split))
+        if n_val < 1 or n_val >= len(X):
+            raise ValueError(f"fit: validation_split={validation_split} leaves no training or no validation samples")
+        return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])  # the last samples, before shuffling (Keras)
+    return X, y, validation_data
+
+
+def _metrics(stats, kernel, width):
+    loss = stats["loss_sum"] / max(stats["samples"], 1)
+    if kernel == "mse":
+        return loss, None
+    per_sample = width if kernel == "bce_with_logits" else 1
+    return loss, stats["correct"] / max(stats["samples"] * per_sample, 1)
+
+
+def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
+        validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
+        clip_grad_norm=None, clip_grad_value=None):
+    """Trains `model` on (X, y); the epoch loop runs in C++.
+
+    Args:
+        model: a fastnn.nn.Module (Sequential of built-in layers is fastest).
+        X: (N, ...) samples (converted to the model's dtype).
+        y: (N,) integer labels for cross-entropy, or (N, outputs) targets.
+        loss: a loss object (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss) or its name.
+        optimizer: an Optimizer over model.parameters(), or a name ("adam", "sgd", ...; with `lr`).
+        epochs, batch_size: batch_size=N is batch gradient descent, 1 single-sample SGD.
+        validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y).
+        shuffle, seed: the sample order of epoch e is a function of (seed, e) only.
+        callbacks: Callback objects (EarlyStopping, ModelCheckpoint, ...).
+        verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        initial_epoch: epoch to start at (resuming; shuffling and dropout continue as if never stopped).
+        clip_grad_norm / clip_grad_value: gradient clipping before every step.
+    Returns:
+        History with per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds.
+    """
+    loss_obj, kernel = _as_loss(loss)
+    cpp_model = _as_cpp_model(model)
+    X = _check_X(X, cpp_model)
+    width = _output_width(cpp_model, X)
+    y = _check_y(y, kernel, len(X), width, cpp_model)
+    X, y, val = _split(X, y, validation_data, validation_split)
+    if val is not None:
+        Xv = _check_X(val[0], cpp_model, "validation X")
+        yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0 or initial_epoch < 0:
+        raise ValueError(f"fit: epochs and initial_epoch must be non-negative integers, got {epochs}, {initial_epoch}")
+    opt = _as_optimizer(optimizer, cpp_model, lr)
+    params = list(cpp_model.parameters())
+    grads = cpp_model.flat_grad() if params else None
+    if params and opt.buffer is not params[0].buffer:
+        raise ValueError("fit: the optimizer does not hold this model's parameters (create it from model.parameters())")
+    clip_segments = _optim.segment_table(params) if (clip_grad_norm or clip_grad_value) and params else None
+    if seed is None:
+        seed = int(_random.generator().integers(0, 2**63))
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
+    terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
+
+    state = FitState()
+    batches_per_epoch = math.ceil(len(X) / batch_size)
+    history = History()
+    for cb in callbacks:
+        cb.set_context(cpp_model, opt, state)
+        cb.on_train_begin({})
+    cpp_model.train()
+    for epoch in range(initial_epoch, initial_epoch + epochs):
+        state.epoch = epoch
+        state.global_step = epoch * batches_per_epoch
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, {})
+        start = time.perf_counter()
+        bar = make_bar(batches_per_epoch, f"epoch {epoch + 1}/{initial_epoch + epochs}", verbose)
+        steps = opt._deferred_steps() if params else []
+        cpp_model.train()
+        stats = _C.train_epoch(
+            cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
+            int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0), float(clip_grad_value or 0.0),
+            clip_segments, (lambda done, total, running: bar.update_to(done, running)) if bar else None)
+        opt._advance(stats["batches"])
+        state.global_step += stats["batches"]
+        if stats["nonfinite_batch"] >= 0:
+            if bar:
+                bar.close("stopped: non-finite loss")
+            message = (f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch {stats['nonfinite_batch'] + 1}; "
+                       "the parameters are those before that batch (lower the learning rate or clip gradients)")
+            if terminate_on_nan:
+                break
+            raise FloatingPointError(message)
+        train_loss, train_acc = _metrics(stats, kernel, width)
+        logs = {"loss": train_loss}
+        if train_acc is not None:
+            logs["accuracy"] = train_acc
+        if val is not None:
+            vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256))
+            val_loss, val_acc = _metrics(vstats, kernel, width)
+            logs["val_loss"] = val_loss
+            if val_acc is not None:
+                logs["val_accuracy"] = val_acc
+        logs["lr"] = float(opt.param_groups[0]["lr"])
+        logs["seconds"] = time.perf_counter() - start
+        summary = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "seconds"))
+        summary += f" ({logs['seconds']:.2f}s)"
+        if bar:
+            bar.close(summary)
+        elif verbose == 2:
+            print(f"epoch {epoch + 1}/{initial_epoch + epochs}: {summary}")
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        history.append(epoch, logs)
+        if state.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end({})
+    return history
+
+
+def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
+    """Loss and accuracy of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}."""
+    loss_obj, kernel = _as_loss(loss)
+    cpp_model = _as_cpp_model(model)
+    X = _check_X(X, cpp_model)
+    width = _output_width(cpp_model, X)
+    y = _check_y(y, kernel, len(X), width, cpp_model)
+    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, int(batch_size))
+    value, acc = _metrics(stats, kernel, width)
+    return {"loss": value} if acc is None else {"loss": value, "accuracy": acc}
+
+
+def predict(model, X, batch_size=256):
+    """Model outputs for X in eval mode, computed in batches in C++."""
+    cpp_model = _as_cpp_model(model)
+    X = _check_X(X, cpp_model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}")
+    return _C.predict(cpp_model._layer, X, int(batch_size))
+
+
+def train_step(model, x, y, loss, optimizer, seed=0, step=0):
+    """One minibatch (forward, loss, backward, optimizer step) in one C++ call; returns the loss.
+
+    For people who write their own loop. The model is put in training mode.
+    """
+    loss_obj, kernel = _as_loss(loss)
+    cpp_model = _as_cpp_model(model)
+    x = _check_X(x, cpp_model, "x")
+    width = _output_width(cpp_model, x)
+    y = _check_y(y, kernel, len(x), width, cpp_model)
+    params = list(cpp_model.parameters())
+    cpp_model.train()
+    stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction, cpp_model.flat_grad() if params else None,
+                           optimizer._deferred_steps() if params else [], len(x), False, int(seed), 0, int(step))
+    if stats["nonfinite_batch"] >= 0:
+        raise FloatingPointError("train_step: the loss is NaN or infinite; the parameters were not changed")
+    optimizer._advance(stats["batches"])
+    return stats["loss_sum"] / len(x) if loss_obj.reduction == "mean" else stats["loss_sum"]
