@@ -1,0 +1,321 @@
+// Linear (fully connected) layer, PyTorch layout: y = act(x W^T + b), x (N, in), W (out, in), b (out).
+// Forward: one GEMM, then bias + activation fused into one pass over each thread's block of y
+// while it is still in cache. Backward: g = grad_y * act'(y) (from the saved output, with the bias
+// sums in the same pass), then grad_x = g W and grad_W = g^T x, optionally accumulated (+=).
+// Threads split the GEMM outputs into blocks that each run Eigen's GEMM kernel serially: faster
+// than Eigen's own threading here, with a threshold of our own, and bit-identical to one thread.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "fastnn/common.h"
+
+namespace fastnn {
+
+// Activations fused into the linear layer.
+enum class Activation { none, relu, leaky_relu, sigmoid, tanh };
+
+inline const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::none: return "none";
+    case Activation::relu: return "relu";
+    case Activation::leaky_relu: return "leaky_relu";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::tanh: return "tanh";
+  }
+  return "?";
+}
+
+// The accepted names, for error messages.
+inline const char* activation_names() { return "'none', 'relu', 'leaky_relu', 'sigmoid', 'tanh'"; }
+
+// Parses a name ("relu", ...); false if unknown.
+inline bool parse_activation(const std::string& name, Activation* out) {
+  for (Activation a : {Activation::none, Activation::relu, Activation::leaky_relu, Activation::sigmoid, Activation::tanh})
+    if (name == activation_name(a)) return *out = a, true;
+  return false;
+}
+
+namespace linear_detail {
+
+// TODO(activations.h): call the shared serial cores once merged.
+// v[j] = act(v[j] + b[j]) (b may be null) over one contiguous range, in place. The loops are
+// written so gcc vectorizes them; `t < 0 ? .. : t` keeps NaN as NaN (like torch.relu).
+template <class T>
+inline void bias_activation(T* v, const T* b, index_t len, Activation act, T slope) {
+  ArrMap<T> a(v, len);
+  switch (act) {
+    case Activation::none:
+      if (b) a += CArrMap<T>(b, len);
+      break;
+    case Activation::relu:
+      if (b) {
+        for (index_t j = 0; j < len; ++j) { const T t = v[j] + b[j]; v[j] = t < T(0) ? T(0) : t; }
+      } else {
+        for (index_t j = 0; j < len; ++j) v[j] = v[j] < T(0) ? T(0) : v[j];
+      }
+      break;
+    case Activation::leaky_relu:
+      if (b) {
+        for (index_t j = 0; j < len; ++j) { const T t = v[j] + b[j]; v[j] = t < T(0) ? slope * t : t; }
+      } else {
+        for (index_t j = 0; j < len; ++j) v[j] = v[j] < T(0) ? slope * v[j] : v[j];
+      }
+      break;
+    case Activation::sigmoid:  // Eigen's vectorized logistic
+      if (b) a = (a + CArrMap<T>(b, len)).logistic(); else a = a.logistic();
+      break;
+    case Activation::tanh:
+      if (b) a = (a + CArrMap<T>(b, len)).tanh(); else a = a.tanh();
+      break;
+  }
+}
+
+// TODO(activations.h): call the shared serial cores once merged.
+// The derivative of each activation written in terms of its output y = act(z).
+template <class T> struct DerivNone    { static T d(T, T) { return T(1); } };
+template <class T> struct DerivRelu    { static T d(T y, T) { return y > T(0) ? T(1) : T(0); } };
+template <class T> struct DerivLeaky   { static T d(T y, T s) { return y > T(0) ? T(1) : s; } };  // needs s > 0
+template <class T> struct DerivSigmoid { static T d(T y, T) { return y * (T(1) - y); } };
+template <class T> struct DerivTanh    { static T d(T y, T) { return T(1) - y * y; } };
+
+template <class T, class F>
+inline void with_derivative(Activation act, F&& f) {
+  switch (act) {
+    case Activation::none: return f(DerivNone<T>{});
+    case Activation::relu: return f(DerivRelu<T>{});
+    case Activation::leaky_relu: return f(DerivLeaky<T>{});
+    case Activation::sigmoid: return f(DerivSigmoid<T>{});
+    case Activation::tanh: return f(DerivTanh<T>{});
+  }
+}
+
+// Scalar operations per element of the fused passes (for parallel_for's threshold).
+inline index_t activation_cost(Activation act) {
+  return act == Activation::sigmoid || act == Activation::tanh ? 16 : 1;
+}
+
+// c = a b, or c += a b, on the calling thread only: the code path Eigen's product expression
+// takes when it does not thread (the GEMM kernel with one-thread blocking). Outside a parallel
+// region Eigen threads products above 100k multiply-adds (Parallelizer.h), which on this machine
+// is slower than serial up to ~2M multiply-adds (7 us vs 4 us for 128x32x32) and changes the last
+// bits (another k-blocking). c may be a block of a larger product: `vector` says whether the whole
+// product has one row or one column, which Eigen's matrix-vector kernel then computes; otherwise a
+// block of one row or column still goes through the GEMM kernel, to be summed as in the whole.
+// Operands: Eigen maps, blocks or transposes with unit inner stride.
+// TODO(gemm.h): belongs there (gemm() cannot be kept off threads otherwise).
+template <class A, class B, class C>
+void gemm_serial(const A& a, const B& b, C& c, bool accumulate, bool vector) {
+  using T = typename C::Scalar;
+  using Eigen::Index;
+  const Index m = c.rows(), n = c.cols(), k = a.cols();
+  if (vector || k + m + n < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {  // paths Eigen never threads
+    if (accumulate) c.noalias() += a * b; else c.noalias() = a * b;
+    return;
+  }
+  eigen_assert(a.innerStride() == 1 && b.innerStride() == 1 && c.innerStride() == 1);
+  if (!accumulate) c.setZero();
+  constexpr auto order = [](int flags) { return (flags & Eigen::RowMajorBit) ? Eigen::RowMajor : Eigen::ColMajor; };
+  using Product = Eigen::internal::general_matrix_matrix_product<Index, T, order(A::Flags), false, T, order(B::Flags),
+                                                                 false, order(C::Flags), 1>;
+  Eigen::internal::gemm_blocking_space<order(C::Flags), T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic> blocking(
+      m, n, k, 1, true);
+  Product::run(m, n, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(), 1, c.outerStride(), T(1),
+               blocking, nullptr);
+}
+
+// Threads for one GEMM of `macs` multiply-adds: at least kGemmMinMacsPerThread each. Measured
+// here on Linear forward + backward (batch 128, 2 cores): two threads pay from width ~96 on
+// (1.2M multiply-adds per product); below, waking the second thread and moving the blocks
+// between the cores' caches cost more than the halved arithmetic.
+constexpr index_t kGemmMinMacsPerThread = 512 * 1024;
+inline int gemm_threads(index_t macs) {
+  const int nt = num_threads();
+  if (nt <= 1 || macs < 2 * kGemmMinMacsPerThread) return 1;
+  return static_cast<int>(std::min<index_t>(nt, macs / kGemmMinMacsPerThread));
+}
+
+// Eigen computes a row-major C = A B as C^T = B^T A^T, in register tiles of mr rows of B^T by
+// nr rows of A. A block of C whose rows start at a multiple of nr and whose columns start at a
+// multiple of mr is summed by the same micro-kernels in the same order as in the whole product
+// (the k-blocking depends on the depth only), so splitting C this way between threads gives the
+// bits of the one-thread result; Eigen's own threaded GEMM does not (it blocks k differently).
+template <class T> constexpr index_t gemm_row_unit() { return Eigen::internal::gebp_traits<T, T>::nr; }
+template <class T> constexpr index_t gemm_col_unit() { return Eigen::internal::gebp_traits<T, T>::mr; }
+
+// Part `part` of `parts` of [0, len) cut at multiples of `unit`: calls f(begin, end) if not empty.
+template <class F>
+inline void split_part(index_t len, index_t unit, index_t part, index_t parts, F&& f) {
+  const index_t units = (len + unit - 1) / unit;
+  const index_t b = std::min(len, units * part / parts * unit), e = std::min(len, units * (part + 1) / parts * unit);
+  if (b < e) f(b, e);
+}
+
+// Thread t's share (of nth) of a row-major m x n GEMM result: calls block(r0, r1, c0, c1).
+// Rows are split unless n is much larger than m (measured): every thread packs all of the
+// operand that is not split, and the right operand (k x n) is the one a row split repeats.
+template <class T, class F>
+inline void gemm_part(index_t m, index_t n, index_t t, index_t nth, F&& block) {
+  if (4 * m >= n)
+    split_part(m, gemm_row_unit<T>(), t, nth, [&](index_t r0, index_t r1) { block(r0, r1, index_t(0), n); });
+  else
+    split_part(n, gemm_col_unit<T>(), t, nth, [&](index_t c0, index_t c1) { block(index_t(0), m, c0, c1); });
+}
+
+// Columns per tile of the backward elementwise pass: every column is summed over all rows by one
+// thread in row order, so grad_bias does not depend on the thread count.
+constexpr index_t kBiasTile = 64;
+
+}  // namespace linear_detail
+
+// ---- forward -------------------------------------------------------------------------------
+
+// y = act(x W^T + b) for any Eigen matrix views x (N, in) and w (out, in) (row- or column-major);
+// bias (out) may be null; y is C-contiguous (N, out) and must not alias x or w.
+// slope is leaky_relu's negative slope.
+//
+// Threads take blocks of y (rows, or columns when out > 4N), each running Eigen's GEMM serially on
+// its block and then the fused bias + activation on it while it is still in cache. Blocks start at
+// multiples of Eigen's register tile, so every element is summed by the same micro-kernel in the
+// same order whatever the thread count: the result does not depend on it (Eigen's own threaded
+// GEMM picks a different k-blocking for two threads and changes the last bits).
+template <class XM, class WM, class T>
+void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>& w, const T* bias, T* y,
+                    Activation act = Activation::none, T slope = T(0.01)) {
+  using namespace linear_detail;
+  const index_t n = x.rows(), out = w.rows();
+  // y[r0:r1, c0:c1] = act(x[r0:r1] W[c0:c1]^T + b[c0:c1])
+  auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
+    if (r0 >= r1 || c0 >= c1) return;
+    MatMap<T> yb(y + r0 * out + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(out));
+    gemm_serial(x.derived().middleRows(r0, r1 - r0), w.derived().middleRows(c0, c1 - c0).transpose(), yb, false,
+                n == 1 || out == 1);
+    if (!bias && act == Activation::none) return;
+    for (index_t i = r0; i < r1; ++i) bias_activation(y + i * out + c0, bias ? bias + c0 : bias, c1 - c0, act, slope);
+  };
+#ifdef _OPENMP
+  if (const int nt = gemm_threads(n * x.cols() * out); nt >= 2) {
+#pragma omp parallel num_threads(nt)
+    gemm_part<T>(n, out, omp_get_thread_num(), omp_get_num_threads(), block);
+    return;
+  }
+#endif
+  block(0, n, 0, out);
+}
+
+// Raw-pointer form, all C-contiguous: x (n, in), w (out, in), bias (out) or null, y (n, out).
+template <class T>
+void linear_forward(const T* x, const T* w, const T* bias, T* y, index_t n, index_t in, index_t out,
+                    Activation act = Activation::none, T slope = T(0.01)) {
+  linear_forward(CMatMap<T>(x, n, in, Eigen::OuterStride<>(in)), CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)),
+                 bias, y, act, slope);
+}
+
+// ---- backward ------------------------------------------------------------------------------
+
+// g = grad_out * act'(y) into `g` (skipped when act is none: g is grad_out itself) and, if
+// grad_bias is given, grad_bias (+)= column sums of g, in one pass. All (n, out) C-contiguous.
+template <class T>
+void linear_backward_elementwise(const T* grad_out, const T* y, T* g, T* grad_bias, index_t n, index_t out,
+                                 Activation act, T slope, bool accumulate) {
+  using namespace linear_detail;
+  const bool write_g = act != Activation::none;
+  if (!write_g && !grad_bias) return;
+  const index_t tiles = (out + kBiasTile - 1) / kBiasTile;
+  with_derivative<T>(act, [&](auto deriv) {
+    using D = decltype(deriv);
+    parallel_for(tiles, n * kBiasTile * activation_cost(act), [&](index_t t0, index_t t1) {
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t j0 = t * kBiasTile, w = std::min(kBiasTile, out - j0);
+        T sum[kBiasTile] = {};
+        for (index_t i = 0; i < n; ++i) {
+          const T* go = grad_out + i * out + j0;
+          if (write_g) {
+            const T* yy = y + i * out + j0;
+            T* gg = g + i * out + j0;
+            for (index_t j = 0; j < w; ++j) {
+              const T v = go[j] * D::d(yy[j], slope);
+              gg[j] = v;
+              sum[j] += v;
+            }
+          } else {
+            for (index_t j = 0; j < w; ++j) sum[j] += go[j];
+          }
+        }
+        if (grad_bias) {
+          T* gb = grad_bias + j0;
+          if (accumulate) {
+            for (index_t j = 0; j < w; ++j) gb[j] += sum[j];
+          } else {
+            std::memcpy(gb, sum, static_cast<size_t>(w) * sizeof(T));
+          }
+        }
+      }
+    });
+  });
+}
+
+// Backward of linear_forward, given the upstream gradient grad_out (n, out) and, unless act is
+// none, the forward output y (n, out), both C-contiguous; x (n, in) and w (out, in) any Eigen views.
+//   g = grad_out * act'(y);  grad_input = g W  (n, in);  grad_weight = g^T x  (out, in);
+//   grad_bias = sum_rows g  (out).
+// Null outputs are skipped. With `accumulate`, grad_weight and grad_bias are added to (+=, the
+// layers' contract) instead of overwritten; grad_input is always overwritten. `scratch` holds g
+// (n * out elements; may be grad_out itself when the caller no longer needs it; unused when act
+// is none). leaky_relu needs slope > 0 (the sign of y must tell the side of zero).
+template <class XM, class WM, class T>
+void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>& w, const T* y,
+                     T* grad_input, T* grad_weight, T* grad_bias, T* scratch, Activation act = Activation::none,
+                     T slope = T(0.01), bool accumulate = false) {
+  const index_t n = x.rows(), in = x.cols(), out = w.rows();
+  FASTNN_CHECK(act == Activation::none || (y && scratch), "linear_backward",
+               "y and scratch are required for activation " << activation_name(act));
+  FASTNN_CHECK(act != Activation::leaky_relu || slope > T(0), "linear_backward",
+               "leaky_relu backward needs negative_slope > 0, got " << slope);
+  const T* g = act == Activation::none ? grad_out : scratch;
+  linear_backward_elementwise(grad_out, y, scratch, grad_bias, n, out, act, slope, accumulate);
+  CMatMap<T> gm(g, n, out, Eigen::OuterStride<>(out));
+  // grad_input[r0:r1, c0:c1] = g[r0:r1] W[:, c0:c1]
+  auto input_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
+    MatMap<T> gi(grad_input + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
+    linear_detail::gemm_serial(gm.middleRows(r0, r1 - r0), w.derived().middleCols(c0, c1 - c0), gi, false,
+                               n == 1 || in == 1);
+  };
+  // grad_weight[r0:r1, c0:c1] (+)= g[:, r0:r1]^T x[:, c0:c1]; `+=` is the GEMM's own C += A B, free.
+  auto weight_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
+    MatMap<T> gw(grad_weight + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
+    linear_detail::gemm_serial(gm.middleCols(r0, r1 - r0).transpose(), x.derived().middleCols(c0, c1 - c0), gw,
+                               accumulate, out == 1 || in == 1);
+  };
+  if (!grad_input && !grad_weight) return;
+  // Each thread computes its block of grad_input, then its block of grad_weight (no barrier: the
+  // two only read g, W and x). Measured: splitting each product beats running the two whole
+  // products side by side on two threads, which contend for the shared cache.
+#ifdef _OPENMP
+  if (const int nt = linear_detail::gemm_threads(n * in * out); nt >= 2) {
+#pragma omp parallel num_threads(nt)
+    {
+      const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
+      if (grad_input) linear_detail::gemm_part<T>(n, in, t, nth, input_block);
+      if (grad_weight) linear_detail::gemm_part<T>(out, in, t, nth, weight_block);
+    }
+    return;
+  }
+#endif
+  if (grad_input) input_block(0, n, 0, in);
+  if (grad_weight) weight_block(0, out, 0, in);
+}
+
+// Raw-pointer form, all C-contiguous: x (n, in), w (out, in).
+template <class T>
+void linear_backward(const T* grad_out, const T* x, const T* w, const T* y, T* grad_input, T* grad_weight,
+                     T* grad_bias, T* scratch, index_t n, index_t in, index_t out,
+                     Activation act = Activation::none, T slope = T(0.01), bool accumulate = false) {
+  linear_backward(grad_out, CMatMap<T>(x, n, in, Eigen::OuterStride<>(in)),
+                  CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)), y, grad_input, grad_weight, grad_bias, scratch,
+                  act, slope, accumulate);
+}
+
+}  // namespace fastnn

@@ -1,0 +1,102 @@
+"""Reference linear layer: gradients vs central finite differences, values vs PyTorch."""
+
+import numpy as np
+import pytest
+
+from fastnn import reference as R
+from tests.conftest import assert_gradient, random_array, requires_torch
+
+ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
+
+
+def torch_linear(x, weight, bias, activation, negative_slope, grad_out):
+    """PyTorch's y = act(F.linear(x, W, b)) and its autograd gradients (dx, dW, db or None)."""
+    import torch
+
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    tb = None if bias is None else torch.tensor(bias, requires_grad=True)
+    z = torch.nn.functional.linear(tx, tw, tb)
+    y = {
+        "none": lambda: z,
+        "relu": lambda: torch.relu(z),
+        "leaky_relu": lambda: torch.nn.functional.leaky_relu(z, negative_slope),
+        "sigmoid": lambda: torch.sigmoid(z),
+        "tanh": lambda: torch.tanh(z),
+    }[activation]()
+    y.backward(torch.tensor(grad_out))
+    db = None if tb is None else tb.grad.numpy()
+    return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), db
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_backward_matches_finite_differences(rng, activation, with_bias):
+    n, n_in, n_out, slope = 4, 5, 3, 0.2
+    x, w = random_array(rng, (n, n_in), np.float64), random_array(rng, (n_out, n_in), np.float64)
+    b = random_array(rng, (n_out,), np.float64) if with_bias else None
+    grad_out = random_array(rng, (n, n_out), np.float64)
+
+    def loss():
+        return float(np.sum(R.linear_forward(x, w, b, activation, slope) * grad_out))
+
+    y = R.linear_forward(x, w, b, activation, slope)
+    gx, gw, gb = R.linear_backward(grad_out, x, w, y, activation, slope)
+    assert_gradient(loss, x, gx)
+    assert_gradient(loss, w, gw)
+    if with_bias:
+        assert_gradient(loss, b, gb)
+
+
+@requires_torch
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matches_torch(rng, activation, with_bias):
+    n, n_in, n_out, slope = 7, 33, 31, 0.05
+    x, w = random_array(rng, (n, n_in), np.float64), random_array(rng, (n_out, n_in), np.float64)
+    b = random_array(rng, (n_out,), np.float64) if with_bias else None
+    grad_out = random_array(rng, (n, n_out), np.float64)
+    ty, tgx, tgw, tgb = torch_linear(x, w, b, activation, slope, grad_out)
+    y = R.linear_forward(x, w, b, activation, slope)
+    np.testing.assert_allclose(y, ty, rtol=1e-12, atol=1e-12)
+    gx, gw, gb = R.linear_backward(grad_out, x, w, y, activation, slope)
+    np.testing.assert_allclose(gx, tgx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, tgw, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        np.testing.assert_allclose(gb, tgb, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_stays_float32(rng):
+    x, w, b = (random_array(rng, s, np.float32) for s in [(3, 4), (2, 4), (2,)])
+    for activation in ACTIVATIONS:
+        y = R.linear_forward(x, w, b, activation)
+        assert y.dtype == np.float32
+        assert all(g.dtype == np.float32 for g in R.linear_backward(np.ones_like(y), x, w, y, activation))
+
+
+def test_sigmoid_does_not_overflow():
+    x = np.array([[1.0]])
+    y = R.linear_forward(x, np.array([[-1000.0], [1000.0]]), activation="sigmoid")
+    np.testing.assert_array_equal(y, [[0.0, 1.0]])
+
+
+def test_skipped_and_accumulated_gradients(rng):
+    x, w = random_array(rng, (3, 4), np.float64), random_array(rng, (2, 4), np.float64)
+    grad_out = random_array(rng, (3, 2), np.float64)
+    gx, gw, gb = R.linear_backward(grad_out, x, w, need_input_grad=False, need_bias_grad=False)
+    assert gx is None and gb is None
+    np.testing.assert_allclose(gw, grad_out.T @ x)
+    gw_acc, gb_acc = np.ones((2, 4)), np.ones(2)
+    _, gw2, gb2 = R.linear_backward(grad_out, x, w, grad_weight_out=gw_acc, grad_bias_out=gb_acc)
+    assert gw2 is gw_acc and gb2 is gb_acc
+    np.testing.assert_allclose(gw_acc, 1 + grad_out.T @ x)
+    np.testing.assert_allclose(gb_acc, 1 + grad_out.sum(0))
+
+
+def test_bad_arguments():
+    x, w = np.ones((2, 3)), np.ones((4, 3))
+    with pytest.raises(ValueError, match="activation must be one of 'none', 'relu'"):
+        R.linear_forward(x, w, activation="gelu")
+    with pytest.raises(ValueError, match="y .* is required"):
+        R.linear_backward(np.ones((2, 4)), x, w, activation="relu")
+    with pytest.raises(ValueError, match="negative_slope > 0"):
+        R.linear_backward(np.ones((2, 4)), x, w, np.ones((2, 4)), "leaky_relu", 0.0)
