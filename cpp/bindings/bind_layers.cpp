@@ -9,6 +9,7 @@
 #include "fastnn/layers/activation.h"
 #include "fastnn/layers/batchnorm.h"
 #include "fastnn/layers/dropout.h"
+#include "fastnn/layers/linear.h"
 #include "fastnn/layers/shape_layers.h"
 #include "fastnn/net/sequential.h"
 
@@ -104,6 +105,16 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
   py::class_<BatchNorm<T>, Layer<T>, std::shared_ptr<BatchNorm<T>>>(m, ("BatchNorm_" + suffix).c_str())
       .def(py::init<index_t, double, double, bool, bool, int>(), py::arg("num_features"), py::arg("eps"),
            py::arg("momentum"), py::arg("affine"), py::arg("track_running_stats"), py::arg("spatial_dims"));
+  py::class_<Linear<T>, Layer<T>, std::shared_ptr<Linear<T>>>(m, ("Linear_" + suffix).c_str())
+      .def(py::init([](index_t in, index_t out, bool bias, const std::string& activation, double slope) {
+             Activation act;
+             if (!parse_activation(activation, &act))
+               throw py::value_error("[Linear] activation must be one of " + std::string(activation_names()) +
+                                     ", got '" + activation + "'");
+             return std::make_shared<Linear<T>>(in, out, bias, act, slope);
+           }),
+           py::arg("in_features"), py::arg("out_features"), py::arg("bias") = true, py::arg("activation") = "none",
+           py::arg("negative_slope") = 0.01);
   py::class_<Dropout<T>, Layer<T>, std::shared_ptr<Dropout<T>>>(m, ("Dropout_" + suffix).c_str())
       .def(py::init<double>(), py::arg("p"));
   py::class_<PythonLayer<T>, Layer<T>, std::shared_ptr<PythonLayer<T>>>(m, ("PythonLayer_" + suffix).c_str())

@@ -1,7 +1,8 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
 from ._config import build_info, get_num_threads, set_num_threads, show_config
-from . import datasets, functional, nn, optim, random, reference
+from . import datasets, functional, nn, optim, random, reference, train
+from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
 
 __version__ = build_info()["version"]
@@ -11,7 +12,12 @@ __all__ = [
     "build_info",
     "datasets",
     "functional",
+    "evaluate",
+    "fit",
     "get_num_threads",
+    "predict",
+    "train",
+    "train_step",
     "manual_seed",
     "nn",
     "optim",

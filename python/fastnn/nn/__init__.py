@@ -6,12 +6,13 @@ from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import Sequential
 from .dropout import Dropout
 from .flatten import Flatten, Identity
+from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
 from .module import Module
 from .parameter import FlatBuffer, Parameter
 
 __all__ = [
     "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
-    "Flatten", "Identity", "LeakyReLU", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
+    "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
     "ReLU", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "init", "one_hot",
 ]  # fmt: skip

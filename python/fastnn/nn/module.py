@@ -141,6 +141,24 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
+    # --- training (fastnn.train; the epoch loop runs in C++) ------------------------------------
+
+    def fit(self, X, y, **kwargs):
+        """``fastnn.fit(self, X, y, ...)``: see :func:`fastnn.train.fit`."""
+        from ..train import fit
+
+        return fit(self, X, y, **kwargs)
+
+    def evaluate(self, X, y, **kwargs):
+        from ..train import evaluate
+
+        return evaluate(self, X, y, **kwargs)
+
+    def predict(self, X, **kwargs):
+        from ..train import predict
+
+        return predict(self, X, **kwargs)
+
     # --- state ---------------------------------------------------------------------------------
 
     def state_dict(self):
