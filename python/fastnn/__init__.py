@@ -1,7 +1,8 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
 from ._config import build_info, get_num_threads, set_num_threads, show_config
-from . import datasets, functional, nn, optim, random, reference, train
+from . import datasets, functional, io, nn, optim, random, reference, train
+from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
 
@@ -15,6 +16,9 @@ __all__ = [
     "evaluate",
     "fit",
     "get_num_threads",
+    "io",
+    "load",
+    "save",
     "predict",
     "train",
     "train_step",

@@ -35,6 +35,12 @@ class LayerModule(Module):
         dtype: float32 or float64; layers without parameters follow their input's dtype.
     """
 
+    _config_keys = ()  # constructor arguments saved with the model (fastnn.io)
+
+    def _config(self):
+        """Constructor arguments that rebuild this layer (no parameter values)."""
+        return {k: getattr(self, k) for k in self._config_keys}
+
     def __init__(self, factory, dtype, own_params=True, children=()):
         super().__init__()
         for name, child in children:  # containers: children first, so the factory can see them

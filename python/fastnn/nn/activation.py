@@ -44,6 +44,8 @@ class ReLU(_Pointwise):
 class LeakyReLU(_Pointwise):
     """y = x if x >= 0 else negative_slope * x."""
 
+    _config_keys = ("negative_slope",)
+
     _kind = "LeakyReLU"
 
     def __init__(self, negative_slope=0.01, inplace=False, dtype=np.float32):
@@ -58,6 +60,8 @@ class LeakyReLU(_Pointwise):
 
 class ELU(_Pointwise):
     """y = x if x > 0 else alpha * (exp(x) - 1)."""
+
+    _config_keys = ("alpha",)
 
     _kind = "ELU"
 
@@ -83,6 +87,8 @@ class SELU(_Pointwise):
 class PReLU(LayerModule):
     """y = x if x >= 0 else a * x, with the slope a learned (one shared, or one per channel of dim 1)."""
 
+    _config_keys = ("num_parameters",)
+
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__(layer_factory("PReLU", int(num_parameters)), dtype)
         self.weight.data[...] = init
@@ -98,6 +104,8 @@ class PReLU(LayerModule):
 
 class RReLU(LayerModule):
     """Randomized leaky ReLU: slope ~ U[lower, upper] per element in training, (lower+upper)/2 in eval."""
+
+    _config_keys = ("lower", "upper")
 
     def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, dtype=np.float32):
         super().__init__(layer_factory("RReLU", float(lower), float(upper)), dtype)
@@ -115,6 +123,8 @@ def _check_last_dim(cls, dim):
 
 class Softmax(LayerModule):
     """Softmax over the last dimension: y_i = exp(x_i) / sum_j exp(x_j)."""
+
+    _config_keys = ("dim",)
 
     def __init__(self, dim=-1, dtype=np.float32):
         _check_last_dim("Softmax", dim)
@@ -144,6 +154,8 @@ class Maxout(LayerModule):
 
     Put it after a Linear(in, out * pieces): max(w1·x + b1, ..., wk·x + bk) per output unit.
     """
+
+    _config_keys = ("pieces",)
 
     def __init__(self, pieces, dtype=np.float32):
         super().__init__(layer_factory("Maxout", int(pieces)), dtype)

@@ -7,6 +7,7 @@ from ._layer_module import LayerModule, layer_factory
 
 class _BatchNorm(LayerModule):
     _spatial = 0
+    _config_keys = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32):

@@ -13,6 +13,8 @@ class Dropout(LayerModule):
     The mask is a function of (seed, step, layer, element): see :func:`fastnn.manual_seed`.
     """
 
+    _config_keys = ("p",)
+
     def __init__(self, p=0.5, inplace=False, dtype=np.float32):
         if not (isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p < 1):
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")

@@ -8,6 +8,8 @@ from ._layer_module import LayerModule, layer_factory
 class Flatten(LayerModule):
     """Flattens dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
 
+    _config_keys = ("start_dim", "end_dim")
+
     def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
         super().__init__(layer_factory("Flatten", start_dim, end_dim), dtype)
         object.__setattr__(self, "start_dim", start_dim)

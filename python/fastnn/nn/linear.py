@@ -23,6 +23,8 @@ class Linear(LayerModule):
         activation: fuse an activation into the layer ("relu", "leaky_relu", "sigmoid", "tanh").
     """
 
+    _config_keys = ("in_features", "out_features", "activation", "negative_slope")
+
     def __init__(self, in_features, out_features, bias=True, init=None, generator=None, activation="none",
                  negative_slope=0.01, dtype=np.float32):
         if activation not in _ACTIVATIONS:
@@ -58,6 +60,9 @@ class Linear(LayerModule):
         _init.get(init)(self.weight.data, generator=gen)
         if bias is not None:
             bias[...] = 0
+
+    def _config(self):
+        return {**super()._config(), "bias": self.bias is not None}
 
     def extra_repr(self):
         act = f", activation={self.activation!r}" if self.activation != "none" else ""
