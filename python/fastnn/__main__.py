@@ -1,4 +1,5 @@
-"""`python -m fastnn`: print the build configuration and time fastnn's GEMM against NumPy's BLAS."""
+"""`python -m fastnn train`: train a model on Fashion-MNIST; `python -m fastnn info`: build configuration
+and a GEMM timing against NumPy's BLAS."""
 
 import argparse
 import sys
@@ -37,13 +38,82 @@ def gemm_report(size=1024, repeats=10, file=None):
     print(f"  ratio  {t_numpy / t_fastnn:.2f}x numpy   max |diff| {err:.2e}", file=out)
 
 
+MODELS = {
+    "mlp": "784-256-128-10 MLP with BatchNorm, ReLU and Dropout(0.2) (the default)",
+    "mlp-s": "the seeds' 784-32-32-10 MLP with BatchNorm and ReLU",
+    "mlp-l": "784-512-256-10 MLP with BatchNorm, ReLU and Dropout(0.5)",
+    "linear": "softmax regression 784-10",
+}
+
+
+def build_model(name, in_features=784, classes=10):
+    from fastnn import nn
+
+    def block(i, o, p):
+        layers = [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
+        return layers + ([nn.Dropout(p)] if p else [])
+
+    if name == "mlp":
+        layers = block(in_features, 256, 0.2) + block(256, 128, 0.2) + [nn.Linear(128, classes)]
+    elif name == "mlp-s":
+        layers = block(in_features, 32, 0) + block(32, 32, 0) + [nn.Linear(32, classes)]
+    elif name == "mlp-l":
+        layers = block(in_features, 512, 0.5) + block(512, 256, 0.5) + [nn.Linear(256, classes)]
+    elif name == "linear":
+        layers = [nn.Linear(in_features, classes)]
+    else:
+        raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return nn.Sequential(*layers)
+
+
+def train(args):
+    from fastnn import datasets, optim
+
+    if args.threads:
+        fastnn.set_num_threads(args.threads)
+    fastnn.manual_seed(args.seed)
+    (X, y), (Xt, yt) = datasets.fashion_mnist(args.data)
+    print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X)} train / {len(Xt)} test images")
+    model = build_model(args.model)
+    print(model)
+    opt_cls = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSprop,
+               "adagrad": optim.Adagrad}[args.optimizer]
+    kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
+    lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
+    opt = opt_cls(model.parameters(), lr=lr, **kwargs)
+    history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
+                         validation_data=(Xt, yt), seed=args.seed, verbose=1 if args.verbose else 2)
+    result = fastnn.evaluate(model, Xt, yt)
+    seconds = history["seconds"]
+    print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
+          f"({len(seconds)} epochs, {sum(seconds):.1f}s, {fastnn.get_num_threads()} threads)")
+    if args.save:
+        fastnn.save(args.save, model, opt, extra={"epochs": len(seconds)})
+        print(f"saved to {args.save}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     info = sub.add_parser("info", help="build configuration and a GEMM timing (the default)")
     info.add_argument("--size", type=int, default=1024, help="GEMM size (default 1024)")
     info.add_argument("--threads", type=int, default=None, help="fastnn threads (default: all)")
+    tr = sub.add_parser("train", help="train a model on Fashion-MNIST and print its test accuracy")
+    tr.add_argument("--model", default="mlp", choices=sorted(MODELS), help="; ".join(f"{k}: {v}" for k, v in MODELS.items()))
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
+    tr.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; 0.05 for sgd)")
+    tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
+                                                 "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")
+    tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return train(args)
     if args.command in (None, "info"):
         if getattr(args, "threads", None):
             fastnn.set_num_threads(args.threads)

@@ -8,8 +8,11 @@ class _PlainBar:
     def __init__(self, total, desc, file):
         self.total, self.desc, self.file = total, desc, file
         self.start = time.perf_counter()
+        self.interactive = hasattr(file, "isatty") and file.isatty()
 
     def update_to(self, done, loss):
+        if not self.interactive:  # a log file gets the epoch summary only
+            return
         width = 30
         filled = int(width * done / max(self.total, 1))
         elapsed = time.perf_counter() - self.start
@@ -18,7 +21,7 @@ class _PlainBar:
         self.file.flush()
 
     def close(self, summary):
-        self.file.write(f"\r{self.desc} {summary}" + " " * 20 + "\n")
+        self.file.write((f"\r{self.desc} {summary}" + " " * 20 if self.interactive else f"{self.desc} {summary}") + "\n")
         self.file.flush()
 
 
