@@ -2,7 +2,7 @@
 
 from . import init
 from .activation import ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, RReLU, Sigmoid, Softmax, Tanh
-from .batchnorm import BatchNorm1d, BatchNorm2d
+from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_statistics
 from .container import Sequential
 from .dropout import Dropout
 from .flatten import Flatten, Identity
@@ -14,5 +14,5 @@ from .parameter import FlatBuffer, Parameter
 __all__ = [
     "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
     "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
-    "ReLU", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "init", "one_hot",
+    "ReLU", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

@@ -64,3 +64,93 @@ class BatchNorm2d(_BatchNorm):
     """Normalizes each channel of (N, C, H, W) over its N*H*W values (see BatchNorm1d)."""
 
     _spatial = 2
+
+
+def _flat_children(model):
+    """The leaf layers of nested Sequentials, in order."""
+    from .container import Sequential
+
+    if isinstance(model, Sequential):
+        out = []
+        for child in model.children():
+            out.extend(_flat_children(child))
+        return out
+    return [model]
+
+
+def recompute_bn_statistics(model, X, batch_size=1024):
+    """Replaces every BatchNorm's running statistics by the exact mean and (unbiased) variance of
+    its input over the whole training set X, the post-training pass of the seeds ("code 2").
+
+    Layers run in eval mode, in order, so each BatchNorm sees inputs normalized by the exact
+    statistics of the ones before it. Returns the model (in eval mode).
+    """
+    layers = _flat_children(model)
+    X = np.ascontiguousarray(X, dtype=model.dtype if hasattr(model, "dtype") else np.float32)
+    if X.ndim < 2 or len(X) < 2:
+        raise ValueError(f"recompute_bn_statistics: X must hold at least 2 samples, got shape {X.shape}")
+    model.eval()
+    for index, bn in enumerate(layers):
+        if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+            continue
+        total = 0
+        s1 = s2 = None
+        for start in range(0, len(X), batch_size):
+            h = X[start:start + batch_size]
+            for layer in layers[:index]:
+                h = layer._layer.forward(np.ascontiguousarray(h), False, 0, 0)
+            h = h.astype(np.float64).swapaxes(0, 1).reshape(bn.num_features, -1)  # (C, N*H*W)
+            s1 = h.sum(1) if s1 is None else s1 + h.sum(1)
+            s2 = (h * h).sum(1) if s2 is None else s2 + (h * h).sum(1)
+            total += h.shape[1]
+        mean = s1 / total
+        var = np.maximum(s2 / total - mean * mean, 0.0) * total / (total - 1)
+        bn.running_mean[...] = mean
+        bn.running_var[...] = var
+    return model
+
+
+def fold_batchnorm(model):
+    """An inference model: every BatchNorm that follows a Linear is folded into it.
+
+    W' = scale * W and b' = scale * b + shift per output unit, with scale = gamma / sqrt(var + eps)
+    and shift = beta - mean * scale from the running statistics. Other layers are copied as they
+    are. Returns a new Sequential in eval mode; the given model is not changed.
+    """
+    from .container import Sequential
+    from .linear import Linear
+
+    layers = _flat_children(model)
+    out = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Linear) and isinstance(nxt, BatchNorm1d) and nxt.track_running_stats:
+            gamma = nxt.weight.data if nxt.affine else 1.0
+            beta = nxt.bias.data if nxt.affine else 0.0
+            scale = gamma / np.sqrt(nxt.running_var + nxt.eps)
+            shift = beta - nxt.running_mean * scale
+            folded = Linear(layer.in_features, layer.out_features, bias=True, activation=layer.activation,
+                            negative_slope=layer.negative_slope, dtype=layer.dtype)
+            folded.weight.data[...] = layer.weight.data * scale[:, None]
+            bias = layer.bias.data if layer.bias is not None else 0.0
+            folded.bias.data[...] = bias * scale + shift
+            out.append(folded)
+            i += 2
+            continue
+        copy = _copy_layer(layer)
+        out.append(copy)
+        i += 1
+    return Sequential(*out).eval()
+
+
+def _copy_layer(layer):
+    from ..io import _LAYERS
+
+    cls = type(layer)
+    if _LAYERS.get(cls.__name__) is not cls:
+        raise TypeError(f"fold_batchnorm: cannot copy {cls.__name__} (only built-in layers)")
+    copy = cls(**layer._config(), dtype=layer.dtype)
+    copy.load_state_dict(layer.state_dict())
+    return copy
