@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fastnn/common.h"
+#include "fastnn/kernels/gemm.h"
 
 namespace fastnn {
 
@@ -97,73 +98,6 @@ inline index_t activation_cost(Activation act) {
   return act == Activation::sigmoid || act == Activation::tanh ? 16 : 1;
 }
 
-// c = a b, or c += a b, on the calling thread only: the code path Eigen's product expression
-// takes when it does not thread (the GEMM kernel with one-thread blocking). Outside a parallel
-// region Eigen threads products above 100k multiply-adds (Parallelizer.h), which on this machine
-// is slower than serial up to ~2M multiply-adds (7 us vs 4 us for 128x32x32) and changes the last
-// bits (another k-blocking). c may be a block of a larger product: `vector` says whether the whole
-// product has one row or one column, which Eigen's matrix-vector kernel then computes; otherwise a
-// block of one row or column still goes through the GEMM kernel, to be summed as in the whole.
-// Operands: Eigen maps, blocks or transposes with unit inner stride.
-// TODO(gemm.h): belongs there (gemm() cannot be kept off threads otherwise).
-template <class A, class B, class C>
-void gemm_serial(const A& a, const B& b, C& c, bool accumulate, bool vector) {
-  using T = typename C::Scalar;
-  using Eigen::Index;
-  const Index m = c.rows(), n = c.cols(), k = a.cols();
-  if (vector || k + m + n < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {  // paths Eigen never threads
-    if (accumulate) c.noalias() += a * b; else c.noalias() = a * b;
-    return;
-  }
-  eigen_assert(a.innerStride() == 1 && b.innerStride() == 1 && c.innerStride() == 1);
-  if (!accumulate) c.setZero();
-  constexpr auto order = [](int flags) { return (flags & Eigen::RowMajorBit) ? Eigen::RowMajor : Eigen::ColMajor; };
-  using Product = Eigen::internal::general_matrix_matrix_product<Index, T, order(A::Flags), false, T, order(B::Flags),
-                                                                 false, order(C::Flags), 1>;
-  Eigen::internal::gemm_blocking_space<order(C::Flags), T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic> blocking(
-      m, n, k, 1, true);
-  Product::run(m, n, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(), 1, c.outerStride(), T(1),
-               blocking, nullptr);
-}
-
-// Threads for one GEMM of `macs` multiply-adds: at least kGemmMinMacsPerThread each. Measured
-// here on Linear forward + backward (batch 128, 2 cores): two threads pay from width ~96 on
-// (1.2M multiply-adds per product); below, waking the second thread and moving the blocks
-// between the cores' caches cost more than the halved arithmetic.
-constexpr index_t kGemmMinMacsPerThread = 512 * 1024;
-inline int gemm_threads(index_t macs) {
-  const int nt = num_threads();
-  if (nt <= 1 || macs < 2 * kGemmMinMacsPerThread) return 1;
-  return static_cast<int>(std::min<index_t>(nt, macs / kGemmMinMacsPerThread));
-}
-
-// Eigen computes a row-major C = A B as C^T = B^T A^T, in register tiles of mr rows of B^T by
-// nr rows of A. A block of C whose rows start at a multiple of nr and whose columns start at a
-// multiple of mr is summed by the same micro-kernels in the same order as in the whole product
-// (the k-blocking depends on the depth only), so splitting C this way between threads gives the
-// bits of the one-thread result; Eigen's own threaded GEMM does not (it blocks k differently).
-template <class T> constexpr index_t gemm_row_unit() { return Eigen::internal::gebp_traits<T, T>::nr; }
-template <class T> constexpr index_t gemm_col_unit() { return Eigen::internal::gebp_traits<T, T>::mr; }
-
-// Part `part` of `parts` of [0, len) cut at multiples of `unit`: calls f(begin, end) if not empty.
-template <class F>
-inline void split_part(index_t len, index_t unit, index_t part, index_t parts, F&& f) {
-  const index_t units = (len + unit - 1) / unit;
-  const index_t b = std::min(len, units * part / parts * unit), e = std::min(len, units * (part + 1) / parts * unit);
-  if (b < e) f(b, e);
-}
-
-// Thread t's share (of nth) of a row-major m x n GEMM result: calls block(r0, r1, c0, c1).
-// Rows are split unless n is much larger than m (measured): every thread packs all of the
-// operand that is not split, and the right operand (k x n) is the one a row split repeats.
-template <class T, class F>
-inline void gemm_part(index_t m, index_t n, index_t t, index_t nth, F&& block) {
-  if (4 * m >= n)
-    split_part(m, gemm_row_unit<T>(), t, nth, [&](index_t r0, index_t r1) { block(r0, r1, index_t(0), n); });
-  else
-    split_part(n, gemm_col_unit<T>(), t, nth, [&](index_t c0, index_t c1) { block(index_t(0), m, c0, c1); });
-}
-
 // Columns per tile of the backward elementwise pass: every column is summed over all rows by one
 // thread in row order, so grad_bias does not depend on the thread count.
 constexpr index_t kBiasTile = 64;
@@ -185,6 +119,7 @@ template <class XM, class WM, class T>
 void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>& w, const T* bias, T* y,
                     Activation act = Activation::none, T slope = T(0.01)) {
   using namespace linear_detail;
+  using namespace gemm_detail;
   const index_t n = x.rows(), out = w.rows();
   // y[r0:r1, c0:c1] = act(x[r0:r1] W[c0:c1]^T + b[c0:c1])
   auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
@@ -221,6 +156,7 @@ template <class T>
 void linear_backward_elementwise(const T* grad_out, const T* y, T* g, T* grad_bias, index_t n, index_t out,
                                  Activation act, T slope, bool accumulate) {
   using namespace linear_detail;
+  using namespace gemm_detail;
   const bool write_g = act != Activation::none;
   if (!write_g && !grad_bias) return;
   const index_t tiles = (out + kBiasTile - 1) / kBiasTile;
@@ -280,13 +216,13 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
   // grad_input[r0:r1, c0:c1] = g[r0:r1] W[:, c0:c1]
   auto input_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     MatMap<T> gi(grad_input + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
-    linear_detail::gemm_serial(gm.middleRows(r0, r1 - r0), w.derived().middleCols(c0, c1 - c0), gi, false,
+    gemm_detail::gemm_serial(gm.middleRows(r0, r1 - r0), w.derived().middleCols(c0, c1 - c0), gi, false,
                                n == 1 || in == 1);
   };
   // grad_weight[r0:r1, c0:c1] (+)= g[:, r0:r1]^T x[:, c0:c1]; `+=` is the GEMM's own C += A B, free.
   auto weight_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     MatMap<T> gw(grad_weight + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
-    linear_detail::gemm_serial(gm.middleCols(r0, r1 - r0).transpose(), x.derived().middleCols(c0, c1 - c0), gw,
+    gemm_detail::gemm_serial(gm.middleCols(r0, r1 - r0).transpose(), x.derived().middleCols(c0, c1 - c0), gw,
                                accumulate, out == 1 || in == 1);
   };
   if (!grad_input && !grad_weight) return;
@@ -294,12 +230,12 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
   // two only read g, W and x). Measured: splitting each product beats running the two whole
   // products side by side on two threads, which contend for the shared cache.
 #ifdef _OPENMP
-  if (const int nt = linear_detail::gemm_threads(n * in * out); nt >= 2) {
+  if (const int nt = gemm_detail::gemm_threads(n * in * out); nt >= 2) {
 #pragma omp parallel num_threads(nt)
     {
       const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-      if (grad_input) linear_detail::gemm_part<T>(n, in, t, nth, input_block);
-      if (grad_weight) linear_detail::gemm_part<T>(out, in, t, nth, weight_block);
+      if (grad_input) gemm_detail::gemm_part<T>(n, in, t, nth, input_block);
+      if (grad_weight) gemm_detail::gemm_part<T>(out, in, t, nth, weight_block);
     }
     return;
   }
