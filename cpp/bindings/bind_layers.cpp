@@ -85,7 +85,8 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
              s->assign_salts(next);
              return s;
            }),
-           py::arg("children"));
+           py::arg("children"))
+      .def_property_readonly("execution_plan", &Sequential<T>::execution_plan);
   py::class_<PointwiseActivation<T>, Layer<T>, std::shared_ptr<PointwiseActivation<T>>>(m, ("Pointwise_" + suffix).c_str())
       .def(py::init([](const std::string& kind, double param) {
              for (Pointwise a : {Pointwise::Sigmoid, Pointwise::Tanh, Pointwise::ReLU, Pointwise::LeakyReLU,

@@ -290,3 +290,27 @@ def test_state_dict_loads_into_torch_and_back(rng):
     back.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})  # includes num_batches_tracked
     back.eval()
     np.testing.assert_allclose(back(x), model(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Sigmoid, nn.Tanh, lambda dtype: nn.LeakyReLU(0.1, dtype=dtype)])
+def test_linear_activation_pairs_are_fused_and_exact(rng, act):
+    fastnn.manual_seed(11)
+    lin = nn.Linear(9, 7, dtype=np.float64)
+    fused = nn.Sequential(lin, act(dtype=np.float64), nn.Linear(7, 3, dtype=np.float64))
+    plan = fused._layer.execution_plan
+    assert plan[0].startswith("Linear+") and len(plan) == 2
+    x, w = rng.standard_normal((6, 9)), rng.standard_normal((6, 3))
+
+    def loss():
+        return float(np.sum(w * fused(x)))
+
+    fused.zero_grad()
+    fused(x)
+    dx = fused.backward(w)
+    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
+    for p in fused.parameters():
+        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+    # The same layers unfused (an Identity between them) give the same numbers.
+    plain = [fused[0](x)]
+    plain.append(fused[1](plain[0]))
+    np.testing.assert_allclose(fused[2](plain[1]), fused(x), rtol=1e-12, atol=1e-14)

@@ -35,17 +35,24 @@ class Linear : public Layer<T> {
     return {in[0], out_};
   }
 
-  View<T> forward(const View<T>& x, const Context&) override {
+  View<T> forward(const View<T>& x, const Context&) override { return forward_fused(x, act_, slope_); }
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    return backward_fused(g, need_input_grad, act_, slope_);
+  }
+
+  // Forward/backward with `act` applied in the same pass; Sequential uses them to fuse a
+  // following activation layer (FusedLinearActivation).
+  View<T> forward_fused(const View<T>& x, Activation act, T slope) {
     x_ = x;
     y_ = out_ws_.get(output_shape(x.shape));
-    linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act_, slope_);
+    linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act, slope);
     return y_;
   }
 
-  View<T> backward(const View<T>& g, bool need_input_grad) override {
+  View<T> backward_fused(const View<T>& g, bool need_input_grad, Activation act, T slope) {
     const index_t n = g.batch();
     View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
-    T* scratch = act_ == Activation::none ? nullptr : scratch_.get({n, out_}).data;
+    T* scratch = act == Activation::none ? nullptr : scratch_.get({n, out_}).data;
     T *dw = dw_, *db = db_;
     bool accumulate = true;
     if (!this->params_trainable) {  // frozen: the flat gradient stays zero
@@ -54,10 +61,11 @@ class Linear : public Layer<T> {
       accumulate = false;
     }
     linear_backward(g.data, x_.data, w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n, in_, out_,
-                    act_, slope_, accumulate);
+                    act, slope, accumulate);
     return dx;
   }
 
+  Activation activation() const { return act_; }
   index_t in_features() const { return in_; }
   index_t out_features() const { return out_; }
 
@@ -69,6 +77,27 @@ class Linear : public Layer<T> {
   T *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
   View<T> x_, y_;
   Workspace<T> out_ws_, grad_in_, scratch_, frozen_;
+};
+
+// A Linear followed by an activation layer, run as one layer: the activation is applied in the
+// pass that adds the bias, and its derivative in the pass that sums the bias gradient. The
+// parameters stay the Linear's; the activation layer itself is skipped.
+template <class T>
+class FusedLinearActivation : public Layer<T> {
+ public:
+  FusedLinearActivation(std::shared_ptr<Linear<T>> linear, Activation act, T slope)
+      : linear_(std::move(linear)), act_(act), slope_(slope) {}
+  std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
+  Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
+  View<T> forward(const View<T>& x, const Context&) override { return linear_->forward_fused(x, act_, slope_); }
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    return linear_->backward_fused(g, need_input_grad, act_, slope_);
+  }
+
+ private:
+  std::shared_ptr<Linear<T>> linear_;
+  Activation act_;
+  T slope_;
 };
 
 }  // namespace fastnn

@@ -3,7 +3,9 @@
 
 #include <utility>
 
+#include "fastnn/layers/activation.h"
 #include "fastnn/layers/layer.h"
+#include "fastnn/layers/linear.h"
 
 namespace fastnn {
 
@@ -13,6 +15,7 @@ class Sequential : public Layer<T> {
   explicit Sequential(std::vector<LayerPtr<T>> children) : children_(std::move(children)) {
     for (size_t i = 0; i < children_.size(); ++i)
       FASTNN_CHECK(children_[i] != nullptr, "Sequential", "child " << i << " is None");
+    plan_execution();
   }
 
   std::string kind() const override { return "Sequential"; }
@@ -54,14 +57,38 @@ class Sequential : public Layer<T> {
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     View<T> h = x;
-    for (auto& c : children_) h = c->forward(h, ctx);
+    for (auto& c : exec_) h = c->forward(h, ctx);
     return h;
   }
 
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
     View<T> g = grad_out;
-    for (size_t i = children_.size(); i-- > 0;) g = children_[i]->backward(g, i > 0 || need_input_grad);
+    for (size_t i = exec_.size(); i-- > 0;) g = exec_[i]->backward(g, i > 0 || need_input_grad);
     return g;
+  }
+
+  // Names of the layers as they run (fused pairs show as "Linear+relu").
+  std::vector<std::string> execution_plan() const {
+    std::vector<std::string> out;
+    for (const auto& c : exec_) out.push_back(c->kind());
+    return out;
+  }
+
+  // The layers to run: a Linear without activation followed by ReLU, LeakyReLU (slope > 0),
+  // Sigmoid or Tanh runs as one fused layer (one pass less over the activations each way).
+  void plan_execution() {
+    exec_.clear();
+    for (size_t i = 0; i < children_.size(); ++i) {
+      auto lin = std::dynamic_pointer_cast<Linear<T>>(children_[i]);
+      auto act = i + 1 < children_.size() ? std::dynamic_pointer_cast<PointwiseActivation<T>>(children_[i + 1]) : nullptr;
+      Activation fused;
+      if (lin && act && lin->activation() == Activation::none && fusable(*act, &fused)) {
+        exec_.push_back(std::make_shared<FusedLinearActivation<T>>(lin, fused, static_cast<T>(act->param())));
+        ++i;
+      } else {
+        exec_.push_back(children_[i]);
+      }
+    }
   }
 
   // Gives every descendant its own random stream.
@@ -73,7 +100,18 @@ class Sequential : public Layer<T> {
   }
 
  private:
+  static bool fusable(const PointwiseActivation<T>& a, Activation* out) {
+    switch (a.act()) {
+      case Pointwise::ReLU: return *out = Activation::relu, true;
+      case Pointwise::LeakyReLU: return a.param() > 0 && (*out = Activation::leaky_relu, true);
+      case Pointwise::Sigmoid: return *out = Activation::sigmoid, true;
+      case Pointwise::Tanh: return *out = Activation::tanh, true;
+      default: return false;
+    }
+  }
+
   std::vector<LayerPtr<T>> children_;
+  std::vector<LayerPtr<T>> exec_;  // children_ with fusable pairs merged
 };
 
 }  // namespace fastnn
