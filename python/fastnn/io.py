@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -114,8 +115,10 @@ def _read(path):
         raise
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, json.JSONDecodeError,
-            ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError,
+            json.JSONDecodeError, ValueError, KeyError, NotImplementedError, RuntimeError) as e:
+        # zlib.error: damaged compressed data; NotImplementedError / RuntimeError: a compression
+        # method zipfile lacks, or an encrypted member
         raise ModelFileError(f"{path}: not a readable fastnn model file (truncated or corrupted?): {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a fastnn model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
@@ -135,7 +138,10 @@ def load(path, with_optimizer=False):
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
-    model = _build(meta.get("architecture"), np.dtype(dtype))
+    try:
+        model = _build(meta.get("architecture"), np.dtype(dtype))
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     try:
         model.load_state_dict(state)

@@ -41,9 +41,10 @@ def _monitor_mode(monitor, mode):
 
 
 class EarlyStopping(Callback):
-    """Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+    """Stops after `patience` epochs in a row in which `monitor` did not improve by more than `min_delta`.
 
-    The seeds' rule "stop when error[t+1] - error[t] > -eps" is ``patience=0, min_delta=eps``.
+    As in Keras, the check follows an epoch without improvement, so patience 0 and 1 both stop at
+    the first one. The seeds' rule "stop when error[t+1] - error[t] > -eps" is ``patience=0, min_delta=eps``.
     restore_best_weights puts back the parameters (and running statistics) of the best epoch.
     """
 
@@ -80,7 +81,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.state_dict()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.fit_state.stop_training = True
             if self.restore_best_weights and self.best_weights is not None:

@@ -81,9 +81,12 @@ def _check_X(X, model, name="X"):
     return X
 
 
-def _output_width(model, X):
+def _output_width(model, X, name="X"):
     """Outputs per sample (one eval-mode forward of one sample); also checks the input shape."""
-    out = _C.predict(model._layer, X[:1], 1)
+    try:
+        out = _C.predict(model._layer, X[:1], 1)
+    except ValueError as e:  # the layer names its expected shape; add the data's own
+        raise ValueError(f"{name} has shape {X.shape}, which the model does not accept: {e}") from None
     return int(np.prod(out.shape[1:]))
 
 
@@ -113,6 +116,9 @@ def _check_y(y, kernel, n, width, model, name="y"):
 def _split(X, y, validation_data, validation_split):
     if validation_data is not None and validation_split:
         raise ValueError("fit: give validation_data or validation_split, not both")
+    if validation_data is not None and not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        raise ValueError(f"fit: validation_data must be a pair (X_val, y_val), got a {type(validation_data).__name__}"
+                         + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
     if validation_split:
         if not 0 < validation_split < 1:
             raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
@@ -160,6 +166,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     X, y, val = _split(X, y, validation_data, validation_split)
     if val is not None:
         Xv = _check_X(val[0], cpp_model, "validation X")
+        _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
