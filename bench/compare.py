@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def run(pytest_args, json_path):
     cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider",
-           f"--benchmark-json={json_path}", "--benchmark-min-rounds=5", *pytest_args]
+           f"--benchmark-json={json_path}", "--benchmark-min-rounds=5", "-o", "python_files=bench_*.py", *pytest_args]
     print("$", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)
 

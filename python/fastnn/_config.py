@@ -1,5 +1,6 @@
 """Thread count and build configuration."""
 
+import os
 import sys
 
 from ._loader import load_core
@@ -51,6 +52,7 @@ def show_config(file=None) -> None:
         ("eigen", info["eigen"]),
         ("openmp", info["openmp"] or "no (single-threaded build)"),
         ("threads", info["num_threads"]),
+        ("GOMP_SPINCOUNT", os.environ.get("GOMP_SPINCOUNT", "(libgomp default)")),
         ("python", sys.version.split()[0]),
         ("numpy", np.__version__),
     ]

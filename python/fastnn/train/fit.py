@@ -75,7 +75,8 @@ def _check_X(X, model, name="X"):
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
     X = np.ascontiguousarray(X, dtype=model.dtype)  # Keras-style: data is converted to the model's precision
-    if not np.isfinite(X).all():
+    # One vectorized sum is finite exactly when nothing is NaN/inf, unless it overflows: then scan.
+    if not np.isfinite(np.add.reduce(X, axis=None)) and not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})")
     return X
