@@ -135,3 +135,19 @@ def test_gil_is_released_during_compute():
     done.set()
     t.join()
     assert during > 20, "no Python thread ran while the kernels computed: the GIL was held"
+
+
+def test_recycled_output_buffers_are_independent_and_correct():
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((256, 512)).astype(np.float32) for _ in range(3)]
+    outs = [F.relu_forward(x) for x in xs]  # large outputs come from the buffer pool
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.shares_memory(outs[i], outs[j])
+    del outs
+    again = [F.relu_forward(x) for x in reversed(xs)]  # reuses the freed buffers
+    for x, y in zip(reversed(xs), again):
+        assert np.array_equal(y, np.maximum(x, 0))
+    del again
+    assert fastnn.empty_cache() >= 3 * 256 * 512 * 4
+    assert fastnn.empty_cache() == 0

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
 #include <initializer_list>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -79,6 +82,80 @@ inline void check_shape(const py::array& a, const char* op, const char* name, co
 
 inline void check_nonempty(const py::array& a, const char* op, const char* name) {
   if (a.size() == 0) value_error(op, std::string(name) + " is empty (shape " + shape_str(a) + ")");
+}
+
+// Output buffers are recycled. A fresh multi-megabyte NumPy array is mmapped by glibc and
+// returned to the OS when freed, so every call pays its page faults again (first touch runs at
+// ~3 GB/s: 1.5 ms for the two 4 MB arrays of a ReLU forward+backward, 4x the kernels' time).
+// Freed output buffers go back to a size-keyed pool instead (bounded), as PyTorch's caching
+// allocator does; small arrays use NumPy's allocator.
+class BufferPool {
+ public:
+  static constexpr size_t kMinBytes = 256 * 1024;
+  static constexpr size_t kMaxPooledBytes = 256u * 1024 * 1024;
+
+  static BufferPool& instance() {
+    static BufferPool* pool = new BufferPool();  // never destroyed: capsules may outlive static teardown
+    return *pool;
+  }
+  void* get(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        pooled_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void put(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pooled_ + bytes > kMaxPooledBytes) {
+      std::free(p);
+      return;
+    }
+    free_.emplace(bytes, p);
+    pooled_ += bytes;
+  }
+  // Returns every pooled buffer to the system; the number of bytes released.
+  size_t release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& kv : free_) std::free(kv.second);
+    free_.clear();
+    size_t n = pooled_;
+    pooled_ = 0;
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t pooled_ = 0;
+};
+
+// A new C-contiguous output array (uninitialized), from the pool when it is large.
+template <class T>
+CArray<T> new_array(const std::vector<py::ssize_t>& shape) {
+  size_t n = 1;
+  for (py::ssize_t d : shape) n *= static_cast<size_t>(d);
+  const size_t bytes = (std::max<size_t>(n * sizeof(T), 1) + 4095) / 4096 * 4096;
+  if (bytes < BufferPool::kMinBytes) return CArray<T>(shape);
+  struct Block {
+    void* data;
+    size_t bytes;
+  };
+  auto* block = new Block{BufferPool::instance().get(bytes), bytes};
+  py::capsule owner(block, [](void* b) {
+    auto* blk = static_cast<Block*>(b);
+    BufferPool::instance().put(blk->data, blk->bytes);
+    delete blk;
+  });
+  return CArray<T>(shape, static_cast<T*>(block->data), owner);
 }
 
 // Input array of dtype T, non-empty, C-contiguous. Strided views are copied once here (the

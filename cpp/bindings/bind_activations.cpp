@@ -69,7 +69,7 @@ bool bool_arg(const py::handle& h, const char* op, const char* name) {
 template <class T, class K>
 py::array pointwise_forward(const py::handle& x_in, const char* op, K&& kernel) {
   CArray<T> x = in<T>(x_in, op, "x");
-  CArray<T> y(shape_of(x));
+  CArray<T> y = new_array<T>(shape_of(x));
   const T* xp = x.data();
   T* yp = y.mutable_data();
   const index_t n = x.size();
@@ -87,7 +87,7 @@ py::array pointwise_backward(const py::handle& g_in, const py::handle& s_in, con
   CArray<T> g = in<T>(g_in, op, "grad_out");
   CArray<T> s = in<T>(s_in, op, saved);
   check_shape(s, op, saved, shape_of(g));
-  CArray<T> gi(shape_of(g));
+  CArray<T> gi = new_array<T>(shape_of(g));
   const T *gp = g.data(), *sp = s.data();
   T* gip = gi.mutable_data();
   const index_t n = g.size();
@@ -144,7 +144,7 @@ py::array prelu_forward_impl(const py::handle& x_in, const py::handle& w_in) {
   const char* op = "prelu_forward";
   CArray<T> x = in<T>(x_in, op, "x"), w = in<T>(w_in, op, "weight");
   const PreluShape s = prelu_shape(x, w, op);
-  CArray<T> y(shape_of(x));
+  CArray<T> y = new_array<T>(shape_of(x));
   const T *xp = x.data(), *wp = w.data();
   T* yp = y.mutable_data();
   {
@@ -160,7 +160,7 @@ py::tuple prelu_backward_impl(const py::handle& g_in, const py::handle& x_in, co
   CArray<T> g = in<T>(g_in, op, "grad_out"), x = in<T>(x_in, op, "x"), w = in<T>(w_in, op, "weight");
   check_shape(x, op, "x", shape_of(g));
   const PreluShape s = prelu_shape(x, w, op);
-  CArray<T> gi(shape_of(x)), gw(shape_of(w));
+  CArray<T> gi = new_array<T>(shape_of(x)), gw = new_array<T>(shape_of(w));
   const T *gp = g.data(), *xp = x.data(), *wp = w.data();
   T *gip = gi.mutable_data(), *gwp = gw.mutable_data();
   {
@@ -174,7 +174,7 @@ template <class T>
 py::tuple rrelu_forward_impl(const py::handle& x_in, double lower, double upper, bool training, std::uint64_t seed,
                              std::uint64_t step) {
   CArray<T> x = in<T>(x_in, "rrelu_forward", "x");
-  CArray<T> y(shape_of(x)), noise(shape_of(x));
+  CArray<T> y = new_array<T>(shape_of(x)), noise = new_array<T>(shape_of(x));
   const T* xp = x.data();
   T *yp = y.mutable_data(), *np = noise.mutable_data();
   const index_t n = x.size();
@@ -191,7 +191,7 @@ py::array rowwise_forward(const py::handle& x_in, const char* op, K&& kernel) {
   CArray<T> x = in<T>(x_in, op, "x");
   if (x.ndim() < 1) value_error(op, "x must have at least 1 dimension, got shape " + shape_str(x));
   const index_t cols = x.shape(x.ndim() - 1), rows = x.size() / cols;
-  CArray<T> y(shape_of(x));
+  CArray<T> y = new_array<T>(shape_of(x));
   const T* xp = x.data();
   T* yp = y.mutable_data();
   {
@@ -207,7 +207,7 @@ py::array rowwise_backward(const py::handle& g_in, const py::handle& y_in, const
   if (g.ndim() < 1) value_error(op, "grad_out must have at least 1 dimension, got shape " + shape_str(g));
   check_shape(y, op, "y", shape_of(g));
   const index_t cols = g.shape(g.ndim() - 1), rows = g.size() / cols;
-  CArray<T> gi(shape_of(g));
+  CArray<T> gi = new_array<T>(shape_of(g));
   const T *gp = g.data(), *yp = y.data();
   T* gip = gi.mutable_data();
   {
@@ -248,7 +248,7 @@ py::tuple maxout_forward_impl(const py::handle& x_in, const py::handle& pieces_i
     value_error(op, "x.shape[1] = " + std::to_string(x.shape(1)) + " is not divisible by pieces = " +
                         std::to_string(pieces));
   const index_t channels = x.shape(1) / pieces, groups = x.shape(0) * channels;
-  CArray<T> y({x.shape(0), channels});
+  CArray<T> y = new_array<T>(std::vector<py::ssize_t>{x.shape(0), channels});
   py::array_t<std::int64_t> argmax({x.shape(0), channels});
   const T* xp = x.data();
   T* yp = y.mutable_data();
@@ -277,7 +277,7 @@ py::array maxout_backward_impl(const py::handle& g_in, const py::handle& a_in, c
     if (ap[i] < 0 || ap[i] >= pieces)
       value_error(op, "argmax must lie in [0, pieces = " + std::to_string(pieces) + "), got " + std::to_string(ap[i]) +
                           " at flat index " + std::to_string(i));
-  CArray<T> gi({g.shape(0), g.shape(1) * static_cast<py::ssize_t>(pieces)});
+  CArray<T> gi = new_array<T>(std::vector<py::ssize_t>{g.shape(0), g.shape(1) * static_cast<py::ssize_t>(pieces)});
   const T* gp = g.data();
   T* gip = gi.mutable_data();
   {

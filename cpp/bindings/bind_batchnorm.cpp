@@ -79,7 +79,7 @@ py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const p
   if (!training && !rm) value_error(op, "training=False needs running_mean and running_var, got None");
 
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  CArray<T> y(shape), save_mean(geo.C), save_invstd(geo.C);
+  CArray<T> y = new_array<T>(shape), save_mean = new_array<T>(std::vector<py::ssize_t>{geo.C}), save_invstd = new_array<T>(std::vector<py::ssize_t>{geo.C});
   const T *xp = x.data(), *wp = ptr(w), *bp = ptr(b);
   T *yp = y.mutable_data(), *mp = save_mean.mutable_data(), *ip = save_invstd.mutable_data();
   T *rmp = rm ? rm->mutable_data() : nullptr, *rvp = rv ? rv->mutable_data() : nullptr;
@@ -109,7 +109,7 @@ py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, cons
   CArray<T> mean = channels<T>(save_mean, op, "save_mean", geo.C);
   CArray<T> invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
 
-  CArray<T> dx(shape), dgamma(geo.C), dbeta(geo.C);
+  CArray<T> dx = new_array<T>(shape), dgamma = new_array<T>(std::vector<py::ssize_t>{geo.C}), dbeta = new_array<T>(std::vector<py::ssize_t>{geo.C});
   const T *gp = g.data(), *xp = x.data(), *wp = ptr(w), *mp = mean.data(), *ip = invstd.data();
   T *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
   {
@@ -130,7 +130,7 @@ py::tuple fold_impl(const py::object& weight, const py::object& bias, const py::
   const auto w = optional_channels<T>(weight, op, "weight", C);
   const auto b = optional_channels<T>(bias, op, "bias", C);
   check_eps(eps, op);
-  CArray<T> scale(C), shift(C);
+  CArray<T> scale = new_array<T>(std::vector<py::ssize_t>{C}), shift = new_array<T>(std::vector<py::ssize_t>{C});
   batch_norm_fold(ptr(w), ptr(b), rm.data(), rv.data(), C, T(eps), scale.mutable_data(), shift.mutable_data());
   return py::make_tuple(std::move(scale), std::move(shift));
 }
@@ -142,7 +142,7 @@ py::array affine_impl(const py::handle& x_in, const py::handle& scale_in, const 
   const Geometry geo(x);
   CArray<T> scale = channels<T>(scale_in, op, "scale", geo.C);
   CArray<T> shift = channels<T>(shift_in, op, "shift", geo.C);
-  CArray<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  CArray<T> y = new_array<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const T *xp = x.data(), *sp = scale.data(), *hp = shift.data();
   T* yp = y.mutable_data();
   {

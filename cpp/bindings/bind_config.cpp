@@ -21,6 +21,8 @@ void bind_config(py::module_& m) {
     parallel_for(work, 1, [&](index_t, index_t) { used.fetch_add(1); });
     return used.load();
   });
+  m.def("empty_cache", []() { return BufferPool::instance().release(); },
+        "Returns the recycled output buffers to the system; the number of bytes released.");
   m.def("_cpu_supports", [](const std::string& feature) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     if (feature == "avx2") return bool(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));

@@ -47,7 +47,7 @@ py::tuple forward_impl(const py::handle& x_in, const py::handle& p_in, const py:
   const double p = p_arg(p_in, op);
   const std::uint64_t seed = u64_arg(seed_in, op, "seed"), step = u64_arg(step_in, op, "step");
   const auto shape = shape_of(x);
-  CArray<T> y(shape);
+  CArray<T> y = new_array<T>(shape);
   BoolArray mask(shape);
   const T* xp = x.data();
   T* yp = y.mutable_data();
@@ -70,7 +70,7 @@ py::array backward_impl(const py::handle& g_in, const py::handle& mask_in, const
   check_shape(m, op, "mask", shape_of(g));
   BoolArray mask = BoolArray::ensure(m);
   const double p = p_arg(p_in, op);
-  CArray<T> grad_in(shape_of(g));
+  CArray<T> grad_in = new_array<T>(shape_of(g));
   const T* gp = g.data();
   const auto* mp = reinterpret_cast<const std::uint8_t*>(mask.data());
   T* dp = grad_in.mutable_data();

@@ -10,7 +10,7 @@ namespace {
 template <class T>
 CArray<T> output(const py::object& out, const char* op, std::vector<py::ssize_t> shape,
                  std::initializer_list<const py::array*> inputs) {
-  if (out.is_none()) return CArray<T>(shape);
+  if (out.is_none()) return new_array<T>(shape);
   CArray<T> o = inout<T>(out, op, "out");
   check_shape(o, op, "out", shape);
   for (const py::array* x : inputs)

@@ -48,7 +48,7 @@ class PythonLayer : public Layer<T> {
  private:
   static py::array to_numpy(const View<T>& v) {
     std::vector<py::ssize_t> shape(v.shape.begin(), v.shape.end());
-    CArray<T> a(shape);
+    CArray<T> a = new_array<T>(shape);
     std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
     return std::move(a);
   }

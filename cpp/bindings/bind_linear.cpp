@@ -75,7 +75,7 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
   check_finite(slope, op, "negative_slope");
 
   const MatrixArg<T> xm(x), wm(w);
-  CArray<T> y({n, out});
+  CArray<T> y = new_array<T>(std::vector<py::ssize_t>{n, out});
   const T* bp = b_in.is_none() ? nullptr : b.data();
   T* yp = y.mutable_data();
   {
@@ -128,13 +128,13 @@ py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const p
 
   const bool acc_w = !gw_out.is_none(), acc_b = !gb_out.is_none();
   CArray<T> gw = acc_w ? accumulator<T>(gw_out, op, "grad_weight_out", {out, in_f}, {&x, &w, &go, &y})
-                       : CArray<T>({out, in_f});
+                       : new_array<T>({out, in_f});
   CArray<T> gb;
-  if (need_gb) gb = acc_b ? accumulator<T>(gb_out, op, "grad_bias_out", {out}, {&x, &w, &go, &y, &gw}) : CArray<T>({out});
+  if (need_gb) gb = acc_b ? accumulator<T>(gb_out, op, "grad_bias_out", {out}, {&x, &w, &go, &y, &gw}) : new_array<T>({out});
   CArray<T> gi;
-  if (need_gi) gi = CArray<T>({n, in_f});
+  if (need_gi) gi = new_array<T>({n, in_f});
   CArray<T> scratch;
-  if (act != Activation::none) scratch = CArray<T>({n, out});
+  if (act != Activation::none) scratch = new_array<T>({n, out});
 
   const MatrixArg<T> xm(x), wm(w);
   const T *gop = go.data(), *yp = y_in.is_none() ? nullptr : y.data();

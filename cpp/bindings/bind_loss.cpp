@@ -45,7 +45,7 @@ py::object result(Want want, double loss, py::array grad) {
 // Runs kernel(grad_ptr_or_null) -> loss without the GIL, with the gradient output allocated first.
 template <class T, class K>
 py::object run(Want want, std::vector<py::ssize_t> shape, K&& kernel) {
-  CArray<T> grad = want == Want::loss ? CArray<T>(std::vector<py::ssize_t>{0}) : CArray<T>(shape);
+  CArray<T> grad = want == Want::loss ? CArray<T>(std::vector<py::ssize_t>{0}) : new_array<T>(shape);
   T* gp = want == Want::loss ? nullptr : grad.mutable_data();
   double loss;
   {

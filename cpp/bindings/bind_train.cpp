@@ -143,7 +143,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
     if (dst == nullptr) {  // the output shape is known after the first batch
       std::vector<py::ssize_t> shape(y.shape.begin(), y.shape.end());
       shape[0] = d.n;
-      out = py::array_t<T>(shape);
+      out = new_array<T>(shape);
       dst = out.mutable_data();
       out_row = y.features();
     }

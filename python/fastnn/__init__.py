@@ -1,6 +1,6 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
-from ._config import build_info, get_num_threads, set_num_threads, show_config
+from ._config import build_info, empty_cache, get_num_threads, set_num_threads, show_config
 from . import datasets, functional, io, nn, optim, random, reference, train
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
@@ -11,6 +11,7 @@ __version__ = build_info()["version"]
 __all__ = [
     "__version__",
     "build_info",
+    "empty_cache",
     "datasets",
     "functional",
     "evaluate",

@@ -27,6 +27,12 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
+def empty_cache() -> int:
+    """Frees the recycled output buffers (fastnn keeps up to 256 MB of freed kernel outputs for
+    reuse, as PyTorch's caching allocator does); returns the number of bytes released."""
+    return _C.empty_cache()
+
+
 def build_info() -> dict:
     """Build flags of the loaded core: version, ISA, compiler, flags, SIMD, Eigen, OpenMP."""
     info = dict(_C._build_info())
