@@ -8,6 +8,10 @@ import os
 THREADS = int(os.environ.get("FASTNN_BENCH_THREADS", "2"))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(THREADS)
+# OpenBLAS's workers keep spinning after numpy's call returns and starve whatever runs next on
+# 2 cores (BUILD-NOTES.md section 3: 512^2 matmuls back to back 9.3 ms instead of 3.5 ms). Let
+# them sleep soon, so that each library is timed without the previous one's threads in the way.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
