@@ -68,7 +68,11 @@ class BatchGather {
     Shape shape{count};
     shape.insert(shape.end(), d.sample_shape.begin(), d.sample_shape.end());
     x_ = xs_.get(shape);
-    for (index_t i = 0; i < count; ++i) std::memcpy(x_.data + i * s, d.x + idx[i] * s, sizeof(T) * s);
+    // Rows come from random places of a large array: memory latency bound, so two threads help.
+    T* dst = x_.data;
+    parallel_for(count, s, [&](index_t b, index_t e) {
+      for (index_t i = b; i < e; ++i) std::memcpy(dst + i * s, d.x + idx[i] * s, sizeof(T) * s);
+    });
     y_ = Targets<T>{};
     if (d.y.has_labels()) {
       labels_.resize(count);
