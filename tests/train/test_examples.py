@@ -17,7 +17,7 @@ HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
     ("optimizers.py", "Nesterov"),
 ])
 def test_example_runs(tmp_path, script, expected):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ)  # the fastnn under test: installed, or the work tree via PYTHONPATH
     out = tmp_path / "curves.png"
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), "--epochs", "1", "--data", "bundled", "--threads", "1",
