@@ -17,7 +17,9 @@ HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
     ("optimizers.py", "Nesterov"),
 ])
 def test_example_runs(tmp_path, script, expected):
-    env = dict(os.environ)  # the fastnn under test: installed, or the work tree via PYTHONPATH
+    # The fastnn under test: installed, or a work tree on PYTHONPATH (made absolute: cwd changes).
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     out = tmp_path / "curves.png"
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), "--epochs", "1", "--data", "bundled", "--threads", "1",
