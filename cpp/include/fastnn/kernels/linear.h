@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fastnn/common.h"
+#include "fastnn/kernels/activations.h"
 #include "fastnn/kernels/gemm.h"
 
 namespace fastnn {
@@ -41,40 +42,22 @@ inline bool parse_activation(const std::string& name, Activation* out) {
 
 namespace linear_detail {
 
-// TODO(activations.h): call the shared serial cores once merged.
-// v[j] = act(v[j] + b[j]) (b may be null) over one contiguous range, in place. The loops are
-// written so gcc vectorizes them; `t < 0 ? .. : t` keeps NaN as NaN (like torch.relu).
+// v[j] = act(v[j] + b[j]) (b may be null) over one contiguous range, in place, while the range
+// is in L1: the bias add, then the activation's serial core from activations.h.
 template <class T>
 inline void bias_activation(T* v, const T* b, index_t len, Activation act, T slope) {
-  ArrMap<T> a(v, len);
+  if (b) ArrMap<T>(v, len) += CArrMap<T>(b, len);
   switch (act) {
-    case Activation::none:
-      if (b) a += CArrMap<T>(b, len);
-      break;
-    case Activation::relu:
-      if (b) {
-        for (index_t j = 0; j < len; ++j) { const T t = v[j] + b[j]; v[j] = t < T(0) ? T(0) : t; }
-      } else {
-        for (index_t j = 0; j < len; ++j) v[j] = v[j] < T(0) ? T(0) : v[j];
-      }
-      break;
-    case Activation::leaky_relu:
-      if (b) {
-        for (index_t j = 0; j < len; ++j) { const T t = v[j] + b[j]; v[j] = t < T(0) ? slope * t : t; }
-      } else {
-        for (index_t j = 0; j < len; ++j) v[j] = v[j] < T(0) ? slope * v[j] : v[j];
-      }
-      break;
-    case Activation::sigmoid:  // Eigen's vectorized logistic
-      if (b) a = (a + CArrMap<T>(b, len)).logistic(); else a = a.logistic();
-      break;
-    case Activation::tanh:
-      if (b) a = (a + CArrMap<T>(b, len)).tanh(); else a = a.tanh();
-      break;
+    case Activation::none: break;
+    case Activation::relu: serial::relu_forward(v, v, len); break;
+    case Activation::leaky_relu: serial::leaky_relu_forward(v, v, len, slope); break;
+    case Activation::sigmoid: serial::sigmoid_forward(v, v, len); break;
+    case Activation::tanh: serial::tanh_forward(v, v, len); break;
   }
 }
 
-// TODO(activations.h): call the shared serial cores once merged.
+// Derivatives from the output, applied elementwise inside the pass that also sums the bias
+// gradient (one read of grad_out), which is why they are not the activations.h cores.
 // The derivative of each activation written in terms of its output y = act(z).
 template <class T> struct DerivNone    { static T d(T, T) { return T(1); } };
 template <class T> struct DerivRelu    { static T d(T y, T) { return y > T(0) ? T(1) : T(0); } };
