@@ -457,3 +457,14 @@ def test_fashion_mnist_mlp_reaches_88_percent():
     assert history["val_accuracy"][-1] >= 0.88, history
     assert all(a < 0.88 for a in history["val_accuracy"][:-1])
     assert fastnn.evaluate(model, Xt, yt)["accuracy"] == history["val_accuracy"][-1]
+
+
+def test_lr_with_an_optimizer_object_is_an_error():
+    model = nn.Sequential(nn.Linear(3, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    X, y = np.ones((4, 3), np.float32), np.zeros(4, np.int64)
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="lr= goes with an optimizer name"):
+        fastnn.fit(model, X, y, optimizer=opt, lr=0.5, verbose=0)
+    for k, v in model.state_dict().items():
+        assert np.array_equal(v, before[k])

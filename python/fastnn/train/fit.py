@@ -53,6 +53,9 @@ def _as_loss(loss):
 
 def _as_optimizer(optimizer, model, lr):
     if isinstance(optimizer, _optim.Optimizer):
+        if lr is not None:
+            raise ValueError("fit: lr= goes with an optimizer name; an Optimizer object has its own "
+                             "(optimizer.param_groups[i]['lr'])")
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
         cls = _OPTIMIZERS[optimizer.lower()]
