@@ -314,3 +314,15 @@ def test_linear_activation_pairs_are_fused_and_exact(rng, act):
     plain = [fused[0](x)]
     plain.append(fused[1](plain[0]))
     np.testing.assert_allclose(fused[2](plain[1]), fused(x), rtol=1e-12, atol=1e-14)
+
+
+def test_mixed_train_and_eval_modes_are_refused(rng):
+    model = _mlp(np.float32, rng)
+    model[1].eval()  # e.g. trying to freeze BatchNorm statistics
+    x = random_array(rng, (4, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"modules \['1'\] are in eval mode and the others in training mode"):
+        model(x)
+    with pytest.raises(ValueError, match="fit: modules"):
+        fastnn.fit(model, x, np.zeros(4, np.int64), verbose=0)
+    model.eval()
+    model(x)  # one mode again: fine

@@ -112,6 +112,8 @@ class LayerModule(Module):
         return np.ascontiguousarray(x)
 
     def forward(self, x):
+        if self._modules:
+            self._check_single_mode(f"{type(self).__name__}.forward")
         x = self._as_input(x)
         object.__setattr__(self, "_last_input", x)  # the C++ layer reads it again in backward
         return self._layer.forward(x, self.training, _random.seed(), _random.next_step())

@@ -164,6 +164,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     """
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
+    cpp_model._check_single_mode("fit")
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
     y = _check_y(y, kernel, len(X), width, cpp_model)
