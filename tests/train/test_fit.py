@@ -468,3 +468,11 @@ def test_lr_with_an_optimizer_object_is_an_error():
         fastnn.fit(model, X, y, optimizer=opt, lr=0.5, verbose=0)
     for k, v in model.state_dict().items():
         assert np.array_equal(v, before[k])
+
+
+def test_denormals_are_flushed_only_inside_fit():
+    """fit flushes denormals (Adam's decaying moments) but restores the caller's FP mode."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    fastnn.fit(model, np.ones((8, 3), np.float32), np.zeros(8, np.int64), optimizer="adam", verbose=0)
+    tiny = np.array([1e-40], np.float32)
+    assert (tiny * np.float32(1.0))[0] != 0
