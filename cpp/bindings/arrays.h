@@ -198,16 +198,4 @@ inline bool overlaps(const py::array& a, const py::array& b) {
   return a0 < b1 && b0 < a1;
 }
 
-// Translates fastnn::invalid_argument (kernel-side checks) into ValueError.
-inline void register_exceptions(py::module_& m) {
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const fastnn::invalid_argument& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    }
-  });
-  (void)m;
-}
-
 }  // namespace fastnn::bind

@@ -21,7 +21,6 @@ void bind_train(py::module_& m);
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   using namespace fastnn::bind;
   m.doc() = "fastnn C++ core (Eigen + OpenMP). Use fastnn.functional for the documented API.";
-  register_exceptions(m);
   bind_config(m);
   bind_gemm(m);
   bind_linear(m);

@@ -28,7 +28,7 @@ template <class T> using CMatMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned,
 template <class T> using ArrMap = Eigen::Map<Arr<T>>;
 template <class T> using CArrMap = Eigen::Map<const Arr<T>>;
 
-// Thrown for bad arguments; the bindings turn it into ValueError. Messages start with "[op] ".
+// Thrown for bad arguments; pybind11 turns std::invalid_argument into ValueError. Messages start with "[op] ".
 struct invalid_argument : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };

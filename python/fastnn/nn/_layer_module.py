@@ -41,6 +41,9 @@ class LayerModule(Module):
         """Constructor arguments that rebuild this layer (no parameter values)."""
         return {k: getattr(self, k) for k in self._config_keys}
 
+    def extra_repr(self):
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self._config_keys)
+
     def __init__(self, factory, dtype, own_params=True, children=()):
         super().__init__()
         for name, child in children:  # containers: children first, so the factory can see them

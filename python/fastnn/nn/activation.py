@@ -11,6 +11,10 @@ class _Pointwise(LayerModule):
     _kind = None
 
     def __init__(self, param=0.0, dtype=np.float32):
+        for name in self._config_keys:  # LeakyReLU's negative_slope, ELU's alpha
+            if not math.isfinite(param):
+                raise ValueError(f"{type(self).__name__}: {name} must be finite, got {param}")
+            object.__setattr__(self, name, param)
         super().__init__(layer_factory("Pointwise", self._kind, float(param)), dtype)
 
 
@@ -49,13 +53,7 @@ class LeakyReLU(_Pointwise):
     _kind = "LeakyReLU"
 
     def __init__(self, negative_slope=0.01, inplace=False, dtype=np.float32):
-        if not math.isfinite(negative_slope):
-            raise ValueError(f"LeakyReLU: negative_slope must be finite, got {negative_slope}")
         super().__init__(negative_slope, dtype)
-        object.__setattr__(self, "negative_slope", negative_slope)
-
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
 
 
 class ELU(_Pointwise):
@@ -66,13 +64,7 @@ class ELU(_Pointwise):
     _kind = "ELU"
 
     def __init__(self, alpha=1.0, inplace=False, dtype=np.float32):
-        if not math.isfinite(alpha):
-            raise ValueError(f"ELU: alpha must be finite, got {alpha}")
         super().__init__(alpha, dtype)
-        object.__setattr__(self, "alpha", alpha)
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}"
 
 
 class SELU(_Pointwise):
@@ -98,9 +90,6 @@ class PReLU(LayerModule):
     def weight(self):
         return self._parameters["weight"]
 
-    def extra_repr(self):
-        return f"num_parameters={self.num_parameters}"
-
 
 class RReLU(LayerModule):
     """Randomized leaky ReLU: slope ~ U[lower, upper] per element in training, (lower+upper)/2 in eval."""
@@ -111,9 +100,6 @@ class RReLU(LayerModule):
         super().__init__(layer_factory("RReLU", float(lower), float(upper)), dtype)
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
-
-    def extra_repr(self):
-        return f"lower={self.lower}, upper={self.upper}"
 
 
 def _check_last_dim(cls, dim):
@@ -136,9 +122,6 @@ class Softmax(LayerModule):
             raise ValueError(f"Softmax(dim=1) supports 2-D input only, got shape {np.shape(x)}")
         return super().forward(x)
 
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
 
 class LogSoftmax(Softmax):
     """log(softmax(x)) over the last dimension, computed stably."""
@@ -160,6 +143,3 @@ class Maxout(LayerModule):
     def __init__(self, pieces, dtype=np.float32):
         super().__init__(layer_factory("Maxout", int(pieces)), dtype)
         object.__setattr__(self, "pieces", pieces)
-
-    def extra_repr(self):
-        return f"pieces={self.pieces}"

@@ -20,6 +20,3 @@ class Dropout(LayerModule):
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         super().__init__(layer_factory("Dropout", float(p)), dtype)
         object.__setattr__(self, "p", p)
-
-    def extra_repr(self):
-        return f"p={self.p}"

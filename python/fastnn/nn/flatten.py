@@ -15,9 +15,6 @@ class Flatten(LayerModule):
         object.__setattr__(self, "start_dim", start_dim)
         object.__setattr__(self, "end_dim", end_dim)
 
-    def extra_repr(self):
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
 
 class Identity(LayerModule):
     """Returns its input."""

@@ -43,7 +43,6 @@ class Workspace {
     if (static_cast<index_t>(buf_.size()) < n) buf_.resize(n);
     return View<T>{buf_.data(), shape};
   }
-  void release() { std::vector<T>().swap(buf_); }
 
  private:
   std::vector<T> buf_;
