@@ -326,3 +326,20 @@ def test_mixed_train_and_eval_modes_are_refused(rng):
         fastnn.fit(model, x, np.zeros(4, np.int64), verbose=0)
     model.eval()
     model(x)  # one mode again: fine
+
+
+def test_a_shared_module_is_one_set_of_parameters_saved_under_every_name():
+    """PyTorch's rule for weight sharing: parameters() lists a shared parameter once, state_dict
+    keeps every name (so the dict loads into the same torch architecture)."""
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias"]
+    assert len(list(model.parameters())) == 2
+    assert model.flat_parameters().size == 20
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert [name for name, _ in model.named_modules()] == ["", "0", "1"]
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    w, b = shared.weight.numpy(), shared.bias.numpy()
+    np.testing.assert_allclose(model(x), np.maximum(x @ w.T + b, 0) @ w.T + b, rtol=1e-5, atol=1e-6)
+    model.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(np.asarray(shared.weight), w)

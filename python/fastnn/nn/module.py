@@ -40,20 +40,34 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
-        yield prefix, self
-        for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """(name, module) pairs, this module first. A module used in several places (shared
+        weights) is yielded once, under its first name, unless remove_duplicate=False (PyTorch's rule)."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            if remove_duplicate:
+                if id(m) in seen:
+                    continue
+                seen.add(id(m))
+            yield name, m
+            stack.extend(reversed([(f"{name}.{c}" if name else c, child) for c, child in m._modules.items()]))
 
     def modules(self):
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix=""):
-        for name, p in self._parameters.items():
-            yield (f"{prefix}.{name}" if prefix else name), p
-        for cname, child in self._modules.items():
-            yield from child.named_parameters(f"{prefix}.{cname}" if prefix else cname)
+    def named_parameters(self, prefix="", remove_duplicate=True):
+        """(name, Parameter) pairs; a shared parameter is yielded once unless remove_duplicate=False."""
+        seen = set()
+        for mname, m in self.named_modules(prefix, remove_duplicate):
+            for name, p in m._parameters.items():
+                if remove_duplicate:
+                    if id(p) in seen:
+                        continue
+                    seen.add(id(p))
+                yield (f"{mname}.{name}" if mname else name), p
 
     def parameters(self):
         for _, p in self.named_parameters():
@@ -174,7 +188,8 @@ class Module:
     def state_dict(self):
         """Parameters and running statistics by PyTorch's names, as copies."""
         out = OrderedDict()
-        for prefix, m in self.named_modules():  # per module: parameters, then running statistics
+        # per module: parameters, then running statistics; a shared module under each of its names, as in PyTorch
+        for prefix, m in self.named_modules(remove_duplicate=False):
             join = (lambda n: f"{prefix}.{n}") if prefix else (lambda n: n)
             for name, p in m._parameters.items():
                 out[join(name)] = p.data.copy()
@@ -187,7 +202,7 @@ class Module:
 
         strict: missing or unexpected keys raise KeyError listing them.
         """
-        targets = {name: p.data for name, p in self.named_parameters()}
+        targets = {name: p.data for name, p in self.named_parameters(remove_duplicate=False)}
         targets.update({name: get() for name, get in self._named_states()})
         # PyTorch's BatchNorm also saves num_batches_tracked (used only with momentum=None).
         state_dict = {k: v for k, v in state_dict.items() if not k.split(".")[-1] == "num_batches_tracked"}

@@ -79,6 +79,12 @@ class Parameter:
         """A copy of the values."""
         return self.data.copy()
 
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(p): the values (a view unless a copy or another dtype is asked for)."""
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
 

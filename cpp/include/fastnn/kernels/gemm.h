@@ -67,12 +67,29 @@ inline void split_part(index_t len, index_t unit, index_t part, index_t parts, F
   if (b < e) f(b, e);
 }
 
-// Thread t's share (of nth) of a row-major m x n GEMM result: calls block(r0, r1, c0, c1).
-// Rows are split unless n is much larger than m (measured): every thread packs all of the
-// operand that is not split, and the right operand (k x n) is the one a row split repeats.
+// Largest part of [0, len) cut into `parts` at multiples of `unit` (as split_part cuts it).
+inline index_t largest_part(index_t len, index_t unit, index_t parts) {
+  const index_t units = (len + unit - 1) / unit;
+  return std::min(len, (units + parts - 1) / parts * unit);
+}
+
+// Whether to split a row-major m x n x k GEMM between nth threads by rows of C (else by columns).
+// Every thread packs the whole operand that is not split (B for a row split, A for a column
+// split) and its share of the other, then multiplies its block; the slowest thread sets the time.
+// Packing an element costs about as much as kPackCost multiply-adds (it is a pass through memory).
+template <class T>
+inline bool split_rows(index_t m, index_t n, index_t k, index_t nth) {
+  constexpr index_t kPackCost = 48;
+  const index_t rows = largest_part(m, gemm_row_unit<T>(), nth), cols = largest_part(n, gemm_col_unit<T>(), nth);
+  const index_t by_rows = rows * n * k + kPackCost * (k * n + rows * k);
+  const index_t by_cols = m * cols * k + kPackCost * (m * k + k * cols);
+  return by_rows <= by_cols;
+}
+
+// Thread t's share (of nth) of a row-major m x n x k GEMM result: calls block(r0, r1, c0, c1).
 template <class T, class F>
-inline void gemm_part(index_t m, index_t n, index_t t, index_t nth, F&& block) {
-  if (4 * m >= n)
+inline void gemm_part(index_t m, index_t n, index_t k, index_t t, index_t nth, F&& block) {
+  if (split_rows<T>(m, n, k, nth))
     split_part(m, gemm_row_unit<T>(), t, nth, [&](index_t r0, index_t r1) { block(r0, r1, index_t(0), n); });
   else
     split_part(n, gemm_col_unit<T>(), t, nth, [&](index_t c0, index_t c1) { block(index_t(0), m, c0, c1); });
@@ -96,7 +113,7 @@ void gemm(const A& a, const B& b, C& c, bool accumulate = false) {
 #ifdef _OPENMP
   if (const int nt = gemm_threads(m * k * n); nt >= 2) {
 #pragma omp parallel num_threads(nt)
-    gemm_part<T>(m, n, omp_get_thread_num(), omp_get_num_threads(), block);
+    gemm_part<T>(m, n, k, omp_get_thread_num(), omp_get_num_threads(), block);
     return;
   }
 #endif

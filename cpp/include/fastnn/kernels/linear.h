@@ -116,7 +116,7 @@ void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>&
 #ifdef _OPENMP
   if (const int nt = gemm_threads(n * x.cols() * out); nt >= 2) {
 #pragma omp parallel num_threads(nt)
-    gemm_part<T>(n, out, omp_get_thread_num(), omp_get_num_threads(), block);
+    gemm_part<T>(n, out, x.cols(), omp_get_thread_num(), omp_get_num_threads(), block);
     return;
   }
 #endif
@@ -217,8 +217,8 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
 #pragma omp parallel num_threads(nt)
     {
       const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-      if (grad_input) gemm_detail::gemm_part<T>(n, in, t, nth, input_block);
-      if (grad_weight) gemm_detail::gemm_part<T>(out, in, t, nth, weight_block);
+      if (grad_input) gemm_detail::gemm_part<T>(n, in, out, t, nth, input_block);
+      if (grad_weight) gemm_detail::gemm_part<T>(out, in, n, t, nth, weight_block);
     }
     return;
   }

@@ -84,6 +84,7 @@ class PReLU : public Layer<T> {
   index_t num_parameters() const { return n_; }
   std::vector<ParamSpec> param_specs() const override { return {{"weight", {n_}, false}}; }
   void bind_params(T* params, T* grads) override { w_ = params, dw_ = grads; }
+  bool supports_grad_overwrite() const override { return true; }
 
   Shape output_shape(const Shape& in) const override {
     FASTNN_CHECK(n_ == 1 || (in.size() >= 2 && in[1] == n_), "PReLU",
@@ -104,7 +105,7 @@ class PReLU : public Layer<T> {
     tmp_dw_.resize(n_);
     prelu_backward(g.data, x_.data, w_, dx.data, tmp_dw_.data(), outer(g), n_, inner(g));
     if (this->params_trainable)
-      for (index_t c = 0; c < n_; ++c) dw_[c] += tmp_dw_[c];
+      for (index_t c = 0; c < n_; ++c) dw_[c] = this->overwrite_grads ? tmp_dw_[c] : dw_[c] + tmp_dw_[c];
     return need_input_grad ? dx : View<T>{};
   }
 

@@ -69,11 +69,18 @@ class BatchNorm : public Layer<T> {
     View<T> dx = grad_in_.get(g.shape);
     batch_norm_backward(g.data, x_.data, N, C_, S, gamma_, mean_.data(), invstd_.data(), training_, dx.data,
                         dgamma_.data(), dbeta_.data());
-    if (affine_ && this->params_trainable)
-      for (index_t c = 0; c < C_; ++c) dgamma_acc_[c] += dgamma_[c], dbeta_acc_[c] += dbeta_[c];
+    if (affine_ && this->params_trainable) {
+      if (this->overwrite_grads) {
+        std::copy(dgamma_.begin(), dgamma_.end(), dgamma_acc_);
+        std::copy(dbeta_.begin(), dbeta_.end(), dbeta_acc_);
+      } else {
+        for (index_t c = 0; c < C_; ++c) dgamma_acc_[c] += dgamma_[c], dbeta_acc_[c] += dbeta_[c];
+      }
+    }
     return need_input_grad ? dx : View<T>{};
   }
 
+  bool supports_grad_overwrite() const override { return true; }
   index_t num_features() const { return C_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }

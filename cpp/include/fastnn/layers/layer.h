@@ -5,7 +5,8 @@
 //   forward(x, ctx)  -> output view (owned by the layer, valid until its next forward);
 //                       keeps what backward needs (x must stay alive until then).
 //   backward(g, need_input_grad) -> grad wrt x (owned by the layer); ACCUMULATES (+=) parameter
-//                       gradients into the flat gradient buffer (micrograd's contract; zero_grad resets).
+//                       gradients into the flat gradient buffer (micrograd's contract; zero_grad resets),
+//                       or writes them (=) while overwrite_grads is set (the epoch loop's fast path).
 #pragma once
 
 #include <cstdint>
@@ -67,10 +68,19 @@ class Layer {
   virtual View<T> forward(const View<T>& x, const Context& ctx) = 0;
   virtual View<T> backward(const View<T>& grad_out, bool need_input_grad) = 0;
 
+  // Whether every backward writes all of this layer's trainable parameter gradients, so that
+  // with overwrite_grads set the flat gradient need not be zeroed before each batch. Layers that
+  // own parameters and honor overwrite_grads override this; containers check their children.
+  virtual bool supports_grad_overwrite() const { return num_params() == 0; }
+  // Sets overwrite_grads here and in every descendant.
+  virtual void set_grad_overwrite(bool on) { overwrite_grads = on; }
+
   // Distinguishes the random streams of different layers of one model.
   std::uint64_t salt = 0;
   // Frozen layers (all parameters requires_grad=False) skip parameter-gradient work.
   bool params_trainable = true;
+  // backward writes (=) parameter gradients instead of adding to them (see supports_grad_overwrite).
+  bool overwrite_grads = false;
   // Shape of the last forward's output, so a Python-level backward can check its gradient.
   Shape last_output_shape;
 };

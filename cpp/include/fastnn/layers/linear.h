@@ -54,7 +54,7 @@ class Linear : public Layer<T> {
     View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
     T* scratch = act == Activation::none ? nullptr : scratch_.get({n, out_}).data;
     T *dw = dw_, *db = db_;
-    bool accumulate = true;
+    bool accumulate = !this->overwrite_grads;
     if (!this->params_trainable) {  // frozen: the flat gradient stays zero
       dw = frozen_.get({out_ * in_ + out_}).data;
       db = has_bias_ ? dw + out_ * in_ : nullptr;
@@ -65,6 +65,7 @@ class Linear : public Layer<T> {
     return dx;
   }
 
+  bool supports_grad_overwrite() const override { return true; }
   Activation activation() const { return act_; }
   index_t in_features() const { return in_; }
   index_t out_features() const { return out_; }

@@ -1,6 +1,7 @@
 // Sequential container: children run in order; their parameters are laid out back to back.
 #pragma once
 
+#include <algorithm>
 #include <utility>
 
 #include "fastnn/layers/activation.h"
@@ -67,6 +68,17 @@ class Sequential : public Layer<T> {
     return g;
   }
 
+  // True when every child writes its gradients on request and no layer owning parameters
+  // appears twice (a shared layer's gradient is the sum over its uses: it must accumulate).
+  bool supports_grad_overwrite() const override {
+    std::vector<const Layer<T>*> owners;
+    return collect_overwriters(owners);
+  }
+  void set_grad_overwrite(bool on) override {
+    this->overwrite_grads = on;
+    for (auto& c : children_) c->set_grad_overwrite(on);
+  }
+
   // Names of the layers as they run (fused pairs show as "Linear+relu").
   std::vector<std::string> execution_plan() const {
     std::vector<std::string> out;
@@ -100,6 +112,20 @@ class Sequential : public Layer<T> {
   }
 
  private:
+  bool collect_overwriters(std::vector<const Layer<T>*>& owners) const {
+    for (const auto& c : children_) {
+      if (auto* s = dynamic_cast<const Sequential<T>*>(c.get())) {
+        if (!s->collect_overwriters(owners)) return false;
+        continue;
+      }
+      if (!c->supports_grad_overwrite()) return false;
+      if (c->num_params() == 0) continue;
+      if (std::find(owners.begin(), owners.end(), c.get()) != owners.end()) return false;
+      owners.push_back(c.get());
+    }
+    return true;
+  }
+
   static bool fusable(const PointwiseActivation<T>& a, Activation* out) {
     switch (a.act()) {
       case Pointwise::ReLU: return *out = Activation::relu, true;

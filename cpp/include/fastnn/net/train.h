@@ -135,6 +135,29 @@ class FlushDenormals {
 #endif
 };
 
+// While it lives, the model's backward writes the parameter gradients instead of adding to them
+// (when all its layers can), so the flat gradient is zeroed once here instead of before every
+// batch: that memset was 4% of a large MLP's batch. Frozen parameters' gradients stay zero.
+template <class T>
+class GradOverwrite {
+ public:
+  GradOverwrite(Layer<T>& model, T* grads, index_t n) : model_(model) {
+    if (n == 0 || !model.supports_grad_overwrite()) return;
+    std::memset(grads, 0, sizeof(T) * n);
+    model_.set_grad_overwrite(true);
+    on_ = true;
+  }
+  ~GradOverwrite() {
+    if (on_) model_.set_grad_overwrite(false);
+  }
+  GradOverwrite(const GradOverwrite&) = delete;
+  GradOverwrite& operator=(const GradOverwrite&) = delete;
+
+ private:
+  Layer<T>& model_;
+  bool on_ = false;
+};
+
 // One optimizer step: step(k) takes the k-th step of this epoch.
 using StepFn = std::function<void(index_t)>;
 // Progress report: (batches done, batches in the epoch, running mean loss); called at most ~10 times a second.
@@ -151,7 +174,7 @@ class Trainer {
   // One minibatch: forward, loss, backward, clip, steps. Returns the batch loss.
   double train_batch(const View<T>& x, const Targets<T>& y, const Objective& obj, const std::vector<StepFn>& steps,
                      index_t k, const Context& ctx, const EpochOptions& o, index_t* correct) {
-    if (n_params_ > 0) std::memset(grads_, 0, sizeof(T) * n_params_);
+    if (n_params_ > 0 && !model_.overwrite_grads) std::memset(grads_, 0, sizeof(T) * n_params_);
     View<T> out = model_.forward(x, ctx);
     View<T> g = grad_ws_.get(out.shape);
     const double loss = objective_forward_backward(obj, out, y, g.data, correct);
@@ -166,6 +189,7 @@ class Trainer {
   EpochStats train_epoch(const Dataset<T>& d, const Objective& obj, const std::vector<StepFn>& steps,
                          const EpochOptions& o, const ProgressFn& progress) {
     FlushDenormals ftz;
+    GradOverwrite overwrite(model_, grads_, n_params_);
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
     const index_t nb = (d.n + o.batch_size - 1) / o.batch_size;
