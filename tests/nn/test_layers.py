@@ -328,18 +328,38 @@ def test_mixed_train_and_eval_modes_are_refused(rng):
     model(x)  # one mode again: fine
 
 
-def test_a_shared_module_is_one_set_of_parameters_saved_under_every_name():
-    """PyTorch's rule for weight sharing: parameters() lists a shared parameter once, state_dict
-    keeps every name (so the dict loads into the same torch architecture)."""
-    shared = nn.Linear(4, 4)
-    model = nn.Sequential(shared, nn.ReLU(), shared)
-    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias"]
-    assert len(list(model.parameters())) == 2
-    assert model.flat_parameters().size == 20
-    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
-    assert [name for name, _ in model.named_modules()] == ["", "0", "1"]
-    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    w, b = shared.weight.numpy(), shared.bias.numpy()
-    np.testing.assert_allclose(model(x), np.maximum(x @ w.T + b, 0) @ w.T + b, rtol=1e-5, atol=1e-6)
-    model.load_state_dict(model.state_dict())
-    np.testing.assert_array_equal(np.asarray(shared.weight), w)
+def test_a_parameter_free_module_can_be_used_in_several_places():
+    """PyTorch code often reuses one activation object; each use needs its own C++ buffers."""
+    act = nn.ELU()  # not fused into the Linear before it, so its own layer runs
+    fastnn.manual_seed(0)
+    a = nn.Sequential(nn.Linear(5, 6), act, nn.Linear(6, 4), act, nn.Linear(4, 3))
+    fastnn.manual_seed(0)
+    b = nn.Sequential(nn.Linear(5, 6), nn.ELU(), nn.Linear(6, 4), nn.ELU(), nn.Linear(4, 3))
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    g = np.random.default_rng(1).normal(size=(7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a(x), b(x))
+    np.testing.assert_array_equal(a.backward(g), b.backward(g))
+    np.testing.assert_array_equal(a.flat_grad(), b.flat_grad())
+    a.double()
+    assert a(x.astype(np.float64)).dtype == np.float64
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(4, 4), lambda: nn.Sequential(nn.ReLU())],
+                         ids=["linear", "container"])
+def test_sharing_a_module_with_parameters_or_children_is_refused(make):
+    shared = make()
+    with pytest.raises(ValueError, match=r"Sequential: .* used at '0' is used again in child '2'"):
+        nn.Sequential(shared, nn.ReLU(), shared)
+
+
+def test_parameters_lists_a_shared_parameter_once():
+    class Tied(nn.Module):  # a Python module holding the same layer twice, PyTorch-style
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+            self.b = self.a
+
+    model = Tied()
+    assert [name for name, _ in model.named_parameters()] == ["a.weight", "a.bias"]
+    assert list(model.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert [name for name, _ in model.named_modules()] == ["", "a"]
