@@ -247,6 +247,26 @@ def test_fit_writes_every_trainable_gradient_and_leaves_frozen_ones_zero():
     np.testing.assert_array_equal(np.asarray(a[0].weight), np.asarray(b[0].weight))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_size", [1, 13, 64])
+def test_a_first_layer_reading_rows_in_place_trains_as_on_a_copied_batch(dtype, batch_size):
+    """A narrow first Linear reads the shuffled samples where they lie (no gather copy); behind an
+    Identity the loop copies the batch first. Same kernels, same order: the same bits."""
+    X, y = blobs(150, dtype=dtype)
+    fastnn.manual_seed(5)
+    a = nn.Sequential(nn.Linear(FEATURES, 24, dtype=dtype), nn.ReLU(), nn.Linear(24, CLASSES, dtype=dtype))
+    b = nn.Sequential(nn.Identity(), *[fresh for fresh in (nn.Linear(FEATURES, 24, dtype=dtype), nn.ReLU(),
+                                                             nn.Linear(24, CLASSES, dtype=dtype))])
+    b.load_state_dict({f"{int(k[0]) + 1}{k[1:]}": v for k, v in a.state_dict().items()})
+    runs = []
+    for m in (a, b):
+        h = fastnn.fit(m, X, y, optimizer=optim.Adam(m.parameters(), lr=1e-2), epochs=2, batch_size=batch_size,
+                       seed=7, validation_data=(X[:40], y[:40]), verbose=0)
+        runs.append((h, m.flat_parameters().copy()))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert runs[0][0]["loss"] == runs[1][0]["loss"] and runs[0][0]["val_loss"] == runs[1][0]["val_loss"]
+
+
 @requires_torch
 @pytest.mark.parametrize("opt_name", ["nesterov", "adam"])
 def test_fit_matches_torch(opt_name):

@@ -13,6 +13,7 @@
 #include "fastnn/common.h"
 #include "fastnn/kernels/activations.h"
 #include "fastnn/kernels/gemm.h"
+#include "fastnn/kernels/linear_narrow.h"
 
 namespace fastnn {
 
@@ -85,7 +86,30 @@ inline index_t activation_cost(Activation act) {
 // thread in row order, so grad_bias does not depend on the thread count.
 constexpr index_t kBiasTile = 64;
 
+// Pointers to the rows of a row-major matrix view (inner stride 1), for the narrow kernels.
+template <class XM>
+std::vector<const typename XM::Scalar*> row_pointers(const XM& x) {
+  std::vector<const typename XM::Scalar*> rows(static_cast<size_t>(x.rows()));
+  for (index_t r = 0; r < x.rows(); ++r) rows[r] = x.data() + r * x.outerStride();
+  return rows;
+}
+
+// Whether x (N, in) can be read row by row: row-major with unit inner stride.
+template <class XM>
+constexpr bool rows_addressable() {
+  return (XM::Flags & Eigen::RowMajorBit) && XM::InnerStrideAtCompileTime == 1;
+}
+
 }  // namespace linear_detail
+
+// y = act(rows W^T + b) for a batch given as row pointers (linear_narrow.h); w (out, in) with
+// narrow_linear_fits<T>(out).
+template <class T, class WM>
+void linear_forward_rows(const T* const* rows, index_t n, const Eigen::MatrixBase<WM>& w, const T* bias, T* y,
+                         Activation act = Activation::none, T slope = T(0.01)) {
+  const index_t out = w.rows();
+  narrow_linear_forward(rows, n, w, y, [&](T* row) { linear_detail::bias_activation(row, bias, out, act, slope); });
+}
 
 // ---- forward -------------------------------------------------------------------------------
 
@@ -104,6 +128,12 @@ void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>&
   using namespace linear_detail;
   using namespace gemm_detail;
   const index_t n = x.rows(), out = w.rows();
+  if constexpr (rows_addressable<XM>()) {
+    if (narrow_linear_fits<T>(out)) {
+      const auto rows = row_pointers(x.derived());
+      return linear_forward_rows(rows.data(), n, w, bias, y, act, slope);
+    }
+  }
   // y[r0:r1, c0:c1] = act(x[r0:r1] W[c0:c1]^T + b[c0:c1])
   auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     if (r0 >= r1 || c0 >= c1) return;
@@ -209,6 +239,17 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
                                accumulate, out == 1 || in == 1);
   };
   if (!grad_input && !grad_weight) return;
+  if constexpr (linear_detail::rows_addressable<XM>()) {
+    if (grad_weight && narrow_linear_fits<T>(out)) {  // few outputs: the narrow kernel (linear_narrow.h)
+      if (grad_input) {  // g W: a plain product
+        MatMap<T> gi(grad_input, n, in, Eigen::OuterStride<>(in));
+        gemm(gm, w.derived(), gi);
+      }
+      const auto rows = linear_detail::row_pointers(x.derived());
+      narrow_linear_weight_grad(rows.data(), n, g, out, in, grad_weight, accumulate);
+      return;
+    }
+  }
   // Each thread computes its block of grad_input, then its block of grad_weight (no barrier: the
   // two only read g, W and x). Measured: splitting each product beats running the two whole
   // products side by side on two threads, which contend for the shared cache.
@@ -235,6 +276,25 @@ void linear_backward(const T* grad_out, const T* x, const T* w, const T* y, T* g
   linear_backward(grad_out, CMatMap<T>(x, n, in, Eigen::OuterStride<>(in)),
                   CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)), y, grad_input, grad_weight, grad_bias, scratch,
                   act, slope, accumulate);
+}
+
+}  // namespace fastnn
+
+namespace fastnn {
+
+// Backward of linear_forward_rows (the input given as row pointers; narrow_linear_fits<T>(out)):
+// the same outputs and contract as linear_backward. w (out, in) C-contiguous.
+template <class T>
+void linear_backward_rows(const T* grad_out, const T* const* rows, const T* w, const T* y, T* grad_input,
+                          T* grad_weight, T* grad_bias, T* scratch, index_t n, index_t in, index_t out,
+                          Activation act = Activation::none, T slope = T(0.01), bool accumulate = false) {
+  const T* g = act == Activation::none ? grad_out : scratch;
+  linear_backward_elementwise(grad_out, y, scratch, grad_bias, n, out, act, slope, accumulate);
+  if (grad_input) {  // g W
+    MatMap<T> gi(grad_input, n, in, Eigen::OuterStride<>(in));
+    gemm(CMatMap<T>(g, n, out, Eigen::OuterStride<>(out)), CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)), gi);
+  }
+  if (grad_weight) narrow_linear_weight_grad(rows, n, g, out, in, grad_weight, accumulate);
 }
 
 }  // namespace fastnn

@@ -68,6 +68,15 @@ class Layer {
   virtual View<T> forward(const View<T>& x, const Context& ctx) = 0;
   virtual View<T> backward(const View<T>& grad_out, bool need_input_grad) = 0;
 
+  // Input given as pointers to its rows (a shuffled batch's samples where they lie in the data
+  // set, not copied): layers that can read it say so, and the epoch loop skips the gather copy.
+  // `shape` is the batch's shape (N, features); the rows must stay alive until backward.
+  virtual bool reads_rows() const { return false; }
+  virtual View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) {
+    (void)rows, (void)shape, (void)ctx;
+    throw invalid_argument("[" + kind() + "] cannot read its input as row pointers");
+  }
+
   // Whether every backward writes all of this layer's trainable parameter gradients, so that
   // with overwrite_grads set the flat gradient need not be zeroed before each batch. Layers that
   // own parameters and honor overwrite_grads override this; containers check their children.

@@ -44,8 +44,24 @@ class Linear : public Layer<T> {
   // following activation layer (FusedLinearActivation).
   View<T> forward_fused(const View<T>& x, Activation act, T slope) {
     x_ = x;
+    rows_.clear();
     y_ = out_ws_.get(output_shape(x.shape));
     linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act, slope);
+    return y_;
+  }
+
+  // Few outputs (linear_narrow.h): the kernels read the input rows where they are.
+  bool reads_rows() const override { return narrow_linear_fits<T>(out_); }
+  View<T> forward_rows(const T* const* rows, const Shape& shape, const Context&) override {
+    return forward_rows_fused(rows, shape, act_, slope_);
+  }
+  View<T> forward_rows_fused(const T* const* rows, const Shape& shape, Activation act, T slope) {
+    FASTNN_CHECK(reads_rows(), "Linear", "row-pointer input needs out_features <= " << 4 * narrow_detail::kP<T>);
+    x_ = View<T>{nullptr, shape};
+    rows_.assign(rows, rows + shape[0]);
+    y_ = out_ws_.get(output_shape(shape));
+    linear_forward_rows(rows, shape[0], CMatMap<T>(w_, out_, in_, Eigen::OuterStride<>(in_)), b_, y_.data, act,
+                        slope);
     return y_;
   }
 
@@ -60,8 +76,12 @@ class Linear : public Layer<T> {
       db = has_bias_ ? dw + out_ * in_ : nullptr;
       accumulate = false;
     }
-    linear_backward(g.data, x_.data, w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n, in_, out_,
-                    act, slope, accumulate);
+    if (!rows_.empty())
+      linear_backward_rows(g.data, rows_.data(), w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n,
+                           in_, out_, act, slope, accumulate);
+    else
+      linear_backward(g.data, x_.data, w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n, in_,
+                      out_, act, slope, accumulate);
     return dx;
   }
 
@@ -77,6 +97,7 @@ class Linear : public Layer<T> {
   T slope_;
   T *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
   View<T> x_, y_;
+  std::vector<const T*> rows_;  // the input rows, when the last forward read row pointers
   Workspace<T> out_ws_, grad_in_, scratch_, frozen_;
 };
 
@@ -91,6 +112,10 @@ class FusedLinearActivation : public Layer<T> {
   std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
   Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
   View<T> forward(const View<T>& x, const Context&) override { return linear_->forward_fused(x, act_, slope_); }
+  bool reads_rows() const override { return linear_->reads_rows(); }
+  View<T> forward_rows(const T* const* rows, const Shape& shape, const Context&) override {
+    return linear_->forward_rows_fused(rows, shape, act_, slope_);
+  }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     return linear_->backward_fused(g, need_input_grad, act_, slope_);
   }

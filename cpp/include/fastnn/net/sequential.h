@@ -62,6 +62,13 @@ class Sequential : public Layer<T> {
     return h;
   }
 
+  bool reads_rows() const override { return !exec_.empty() && exec_[0]->reads_rows(); }
+  View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) override {
+    View<T> h = exec_[0]->forward_rows(rows, shape, ctx);
+    for (size_t i = 1; i < exec_.size(); ++i) h = exec_[i]->forward(h, ctx);
+    return h;
+  }
+
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
     View<T> g = grad_out;
     for (size_t i = exec_.size(); i-- > 0;) g = exec_[i]->backward(g, i > 0 || need_input_grad);

@@ -64,20 +64,40 @@ inline std::vector<index_t> epoch_order(index_t n, bool shuffle, std::uint64_t s
   return order;
 }
 
-// Copies samples order[b..e) of the data set into contiguous batch buffers.
+// One batch of samples idx[0..count) of a data set: the targets are copied; the inputs are either
+// copied into a contiguous buffer or, for a model that reads row pointers (Layer::reads_rows),
+// only pointed at where they lie.
 template <class T>
 class BatchGather {
  public:
-  void gather(const Dataset<T>& d, const index_t* idx, index_t count) {
+  void gather(const Dataset<T>& d, const index_t* idx, index_t count, bool copy_inputs) {
     const index_t s = d.sample_size();
     Shape shape{count};
     shape.insert(shape.end(), d.sample_shape.begin(), d.sample_shape.end());
+    gather_targets(d, idx, count);
+    if (!copy_inputs) {
+      x_ = View<T>{nullptr, shape};
+      rows_.resize(count);
+      for (index_t i = 0; i < count; ++i) rows_[i] = d.x + idx[i] * s;
+      return;
+    }
+    rows_.clear();
     x_ = xs_.get(shape);
     // Rows come from random places of a large array: memory latency bound, so two threads help.
     T* dst = x_.data;
     parallel_for(count, s, [&](index_t b, index_t e) {
       for (index_t i = b; i < e; ++i) std::memcpy(dst + i * s, d.x + idx[i] * s, sizeof(T) * s);
     });
+  }
+
+  // The model's output for this batch.
+  View<T> forward(Layer<T>& model, const Context& ctx) const {
+    return rows_.empty() ? model.forward(x_, ctx) : model.forward_rows(rows_.data(), x_.shape, ctx);
+  }
+  const Targets<T>& y() const { return y_; }
+
+ private:
+  void gather_targets(const Dataset<T>& d, const index_t* idx, index_t count) {
     y_ = Targets<T>{};
     if (d.y.has_labels()) {
       labels_.resize(count);
@@ -91,12 +111,9 @@ class BatchGather {
       y_.width = w;
     }
   }
-  const View<T>& x() const { return x_; }
-  const Targets<T>& y() const { return y_; }
-
- private:
   Workspace<T> xs_;
   View<T> x_;
+  std::vector<const T*> rows_;
   Targets<T> y_;
   std::vector<std::int64_t> labels_;
   std::vector<T> values_;
@@ -135,6 +152,12 @@ class FlushDenormals {
 #endif
 };
 
+// Whether the model reads the data set's samples in place (see BatchGather).
+template <class T>
+bool reads_rows(const Layer<T>& model, const Dataset<T>& d) {
+  return d.sample_shape.size() == 1 && model.reads_rows();
+}
+
 // While it lives, the model's backward writes the parameter gradients instead of adding to them
 // (when all its layers can), so the flat gradient is zeroed once here instead of before every
 // batch: that memset was 4% of a large MLP's batch. Frozen parameters' gradients stay zero.
@@ -172,10 +195,11 @@ class Trainer {
       : model_(model), grads_(grads), n_params_(n_params), clip_segments_(clip_segments) {}
 
   // One minibatch: forward, loss, backward, clip, steps. Returns the batch loss.
-  double train_batch(const View<T>& x, const Targets<T>& y, const Objective& obj, const std::vector<StepFn>& steps,
-                     index_t k, const Context& ctx, const EpochOptions& o, index_t* correct) {
+  double train_batch(const BatchGather<T>& batch, const Objective& obj, const std::vector<StepFn>& steps, index_t k,
+                     const Context& ctx, const EpochOptions& o, index_t* correct) {
     if (n_params_ > 0 && !model_.overwrite_grads) std::memset(grads_, 0, sizeof(T) * n_params_);
-    View<T> out = model_.forward(x, ctx);
+    View<T> out = batch.forward(model_, ctx);
+    const Targets<T>& y = batch.y();
     View<T> g = grad_ws_.get(out.shape);
     const double loss = objective_forward_backward(obj, out, y, g.data, correct);
     if (!std::isfinite(loss)) return loss;  // leave the parameters as they were
@@ -193,12 +217,13 @@ class Trainer {
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
     const index_t nb = (d.n + o.batch_size - 1) / o.batch_size;
+    const bool copy_inputs = !reads_rows(model_, d);
     auto last_report = std::chrono::steady_clock::now();
     for (index_t b = 0; b < nb; ++b) {
       const index_t start = b * o.batch_size, count = std::min(o.batch_size, d.n - start);
-      gather_.gather(d, order.data() + start, count);
+      gather_.gather(d, order.data() + start, count, copy_inputs);
       Context ctx{true, o.seed, o.first_step + static_cast<std::uint64_t>(b)};
-      const double loss = train_batch(gather_.x(), gather_.y(), obj, steps, b, ctx, o, &st.correct);
+      const double loss = train_batch(gather_, obj, steps, b, ctx, o, &st.correct);
       if (!std::isfinite(loss)) {
         st.nonfinite_batch = b;
         return st;
@@ -234,10 +259,11 @@ EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, 
   BatchGather<T> gather;
   std::vector<index_t> order(d.n);
   std::iota(order.begin(), order.end(), index_t(0));
+  const bool copy_inputs = !reads_rows(model, d);
   for (index_t start = 0; start < d.n; start += batch_size) {
     const index_t count = std::min(batch_size, d.n - start);
-    gather.gather(d, order.data() + start, count);
-    View<T> out = model.forward(gather.x(), Context{false, 0, 0});
+    gather.gather(d, order.data() + start, count, copy_inputs);
+    View<T> out = gather.forward(model, Context{false, 0, 0});
     const double loss = objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct);
     st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
     st.samples += count;

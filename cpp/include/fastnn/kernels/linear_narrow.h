@@ -1,0 +1,197 @@
+// Linear layers with few outputs (at most 4 SIMD packets: 64 floats with AVX-512), such as the
+// first layer of a small MLP (784 -> 32). Eigen's GEMM packs both operands for every product and
+// its register tile (48 x 4 floats) is mostly empty at such widths; these kernels keep a whole
+// output row in registers and read the input rows where they are, so a shuffled batch needs no
+// gather copy either: the rows are given as pointers (the samples of the epoch, in order).
+//
+//   forward:      y[r, :] = x_r W^T   (+ bias and activation, linear.h's epilogue)
+//   weight grad:  dW[o, k] (+)= sum_r g[r, o] x_r[k]
+//
+// Every output element is summed by the same instructions in the same order (k, resp. r,
+// ascending) whatever the thread count and alignment: results are bit-identical across both.
+#pragma once
+
+#include <vector>
+
+#include "fastnn/common.h"
+
+// Fully unrolled loops over register tiles, so that the accumulator arrays live in registers
+// (without it gcc kept them on the stack: 3x slower).
+#if defined(__GNUC__) && !defined(__clang__)
+#define FASTNN_UNROLL _Pragma("GCC unroll 16")
+#elif defined(__clang__)
+#define FASTNN_UNROLL _Pragma("unroll")
+#else
+#define FASTNN_UNROLL
+#endif
+
+namespace fastnn {
+namespace narrow_detail {
+
+using Eigen::internal::pload;
+using Eigen::internal::ploadu;
+using Eigen::internal::pmadd;
+using Eigen::internal::pset1;
+using Eigen::internal::pstore;
+using Eigen::internal::pstoreu;
+using Eigen::internal::padd;
+
+template <class T> using Packet = typename Eigen::internal::packet_traits<T>::type;
+template <class T> constexpr int kP = Eigen::internal::unpacket_traits<Packet<T>>::size;
+constexpr int kRegs = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;  // 32 with AVX-512, 16 with AVX2/SSE
+
+// Rows per forward register tile for NV packets of output: the accumulators (R x NV), the NV
+// weight packets and one broadcast must fit in the vector registers, and the R row pointers in
+// the general ones (measured: 12 rows spill them and run at a third of the speed of 6).
+template <int NV> constexpr int forward_rows() {
+  const int cap = NV == 1 ? 8 : 6;
+  const int r = (kRegs - NV - 2) / NV;
+  return r > cap ? cap : r;
+}
+// Output rows x input packets per weight-gradient register tile.
+constexpr int kGradOut = kRegs >= 32 ? 8 : 4;
+constexpr int kGradPackets = kRegs >= 32 ? 3 : 2;
+
+// acc (R x NV packets) = rows[0..R) x wt, where wt is W^T zero-padded to NV packets per input.
+template <class T, int NV, int R, class Post>
+inline void forward_tile(const T* const* rows, const T* wt, index_t in, T* out, index_t ld, index_t width,
+                         const Post& post) {
+  using P = Packet<T>;
+  constexpr int S = kP<T>;
+  P acc[R][NV];
+  FASTNN_UNROLL for (int i = 0; i < R; ++i)
+    FASTNN_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = pset1<P>(T(0));
+  const T* x[R];
+  FASTNN_UNROLL for (int i = 0; i < R; ++i) x[i] = rows[i];
+  for (index_t k = 0; k < in; ++k) {
+    P w[NV];
+    FASTNN_UNROLL for (int v = 0; v < NV; ++v) w[v] = pload<P>(wt + k * NV * S + v * S);
+    FASTNN_UNROLL for (int i = 0; i < R; ++i) {
+      const P xv = pset1<P>(x[i][k]);
+      FASTNN_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = pmadd(xv, w[v], acc[i][v]);
+    }
+  }
+  alignas(64) T buf[NV * S];
+  FASTNN_UNROLL for (int i = 0; i < R; ++i) {
+    FASTNN_UNROLL for (int v = 0; v < NV; ++v) pstore(buf + v * S, acc[i][v]);
+    std::copy(buf, buf + width, out + i * ld);
+    post(out + i * ld);
+  }
+}
+
+template <class T, int NV, class Post>
+void forward_rows_nv(const T* const* rows, const T* wt, index_t in, T* y, index_t out, index_t r0, index_t r1,
+                     const Post& post) {
+  constexpr int R = forward_rows<NV>();
+  index_t r = r0;
+  for (; r + R <= r1; r += R) forward_tile<T, NV, R>(rows + r, wt, in, y + r * out, out, out, post);
+  for (; r < r1; ++r) forward_tile<T, NV, 1>(rows + r, wt, in, y + r * out, out, out, post);
+}
+
+// dw[o0 + i, k0 + j*S ...] (+)= sum_r g[r, o0 + i] x_r[k0 + ...] for OB outputs and KV packets of inputs.
+template <class T, int OB, int KV>
+inline void grad_tile(const T* const* rows, index_t n, const T* g, index_t out, index_t o0, index_t k0, T* dw,
+                      index_t in, bool accumulate) {
+  using P = Packet<T>;
+  constexpr int S = kP<T>;
+  P acc[OB][KV];
+  FASTNN_UNROLL for (int i = 0; i < OB; ++i)
+    FASTNN_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = pset1<P>(T(0));
+  for (index_t r = 0; r < n; ++r) {
+    const T* x = rows[r] + k0;
+    P xv[KV];
+    FASTNN_UNROLL for (int j = 0; j < KV; ++j) xv[j] = ploadu<P>(x + j * S);
+    const T* gr = g + r * out + o0;
+    FASTNN_UNROLL for (int i = 0; i < OB; ++i) {
+      const P gv = pset1<P>(gr[i]);
+      FASTNN_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = pmadd(gv, xv[j], acc[i][j]);
+    }
+  }
+  FASTNN_UNROLL for (int i = 0; i < OB; ++i)
+    FASTNN_UNROLL for (int j = 0; j < KV; ++j) {
+      T* d = dw + (o0 + i) * in + k0 + j * S;
+      pstoreu(d, accumulate ? padd(ploadu<P>(d), acc[i][j]) : acc[i][j]);
+    }
+}
+
+// All outputs for the input columns [k0, k0 + KV * S).
+template <class T, int KV>
+void grad_columns(const T* const* rows, index_t n, const T* g, index_t out, index_t k0, T* dw, index_t in,
+                  bool accumulate) {
+  index_t o = 0;
+  for (; o + kGradOut <= out; o += kGradOut) grad_tile<T, kGradOut, KV>(rows, n, g, out, o, k0, dw, in, accumulate);
+  for (; o < out; ++o) grad_tile<T, 1, KV>(rows, n, g, out, o, k0, dw, in, accumulate);
+}
+
+// Input columns past the last whole packet, one scalar sum per element (same order: r ascending).
+template <class T>
+void grad_scalar_columns(const T* const* rows, index_t n, const T* g, index_t out, index_t k0, index_t k1, T* dw,
+                         index_t in, bool accumulate) {
+  for (index_t o = 0; o < out; ++o)
+    for (index_t k = k0; k < k1; ++k) {
+      T s = 0;
+      for (index_t r = 0; r < n; ++r) s += g[r * out + o] * rows[r][k];
+      dw[o * in + k] = accumulate ? dw[o * in + k] + s : s;
+    }
+}
+
+// W^T (in x NV*S), zero-padded, in an aligned buffer owned by the calling thread.
+template <class T, class WM>
+const T* pack_transposed(const WM& w, index_t nv) {
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> buf;
+  const index_t out = w.rows(), in = w.cols(), width = nv * kP<T>;
+  buf.resize(static_cast<size_t>(in * width));
+  // k outer: the stores run contiguously and the `out` rows being read stay in L1 (o outer
+  // stored with a stride of `width` and missed L1 on every element: 4x slower).
+  for (index_t k = 0; k < in; ++k) {
+    T* dst = buf.data() + k * width;
+    for (index_t o = 0; o < out; ++o) dst[o] = w(o, k);
+    for (index_t o = out; o < width; ++o) dst[o] = T(0);
+  }
+  return buf.data();
+}
+
+}  // namespace narrow_detail
+
+// Whether the narrow kernels handle `out` outputs.
+template <class T>
+constexpr bool narrow_linear_fits(index_t out) {
+  return out >= 1 && out <= 4 * narrow_detail::kP<T>;
+}
+
+// y (n, out), C-contiguous = rows x W^T, then post(y row) on each row while it is in L1 (the
+// caller's bias + activation); rows[r] points at input row r (in values); w: any view of (out, in).
+template <class T, class WM, class Post>
+void narrow_linear_forward(const T* const* rows, index_t n, const Eigen::MatrixBase<WM>& w, T* y, const Post& post) {
+  using namespace narrow_detail;
+  const index_t out = w.rows(), in = w.cols(), nv = (out + kP<T> - 1) / kP<T>;
+  const T* wt = pack_transposed<T>(w.derived(), nv);
+  const index_t unit = 12;  // rows per work item: a multiple of every forward_rows<NV>() used below
+  const index_t items = (n + unit - 1) / unit;
+  parallel_for(items, unit * in * out, [&](index_t b, index_t e) {
+    const index_t r0 = b * unit, r1 = std::min(n, e * unit);
+    switch (nv) {
+      case 1: return forward_rows_nv<T, 1>(rows, wt, in, y, out, r0, r1, post);
+      case 2: return forward_rows_nv<T, 2>(rows, wt, in, y, out, r0, r1, post);
+      case 3: return forward_rows_nv<T, 3>(rows, wt, in, y, out, r0, r1, post);
+      default: return forward_rows_nv<T, 4>(rows, wt, in, y, out, r0, r1, post);
+    }
+  });
+}
+
+// dw (out, in), C-contiguous, (+)= g^T [rows]: g (n, out) C-contiguous.
+template <class T>
+void narrow_linear_weight_grad(const T* const* rows, index_t n, const T* g, index_t out, index_t in, T* dw,
+                               bool accumulate) {
+  using namespace narrow_detail;
+  constexpr index_t chunk = kGradPackets * kP<T>;
+  const index_t chunks = in / chunk;
+  parallel_for(chunks, n * out * chunk, [&](index_t b, index_t e) {
+    for (index_t c = b; c < e; ++c) grad_columns<T, kGradPackets>(rows, n, g, out, c * chunk, dw, in, accumulate);
+  });
+  index_t k = chunks * chunk;
+  for (; k + kP<T> <= in; k += kP<T>) grad_columns<T, 1>(rows, n, g, out, k, dw, in, accumulate);
+  grad_scalar_columns(rows, n, g, out, k, in, dw, in, accumulate);
+}
+
+}  // namespace fastnn
