@@ -8,6 +8,7 @@
 #include "bindings/arrays.h"
 #include "bindings/layer_binding.h"
 #include "bindings/stepper.h"
+#include "fastnn/kernels/finite.h"
 #include "fastnn/net/train.h"
 
 namespace fastnn::bind {
@@ -155,6 +156,17 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
 }  // namespace
 
 void bind_train(py::module_& m) {
+  m.def(
+      "first_nonfinite",
+      [](const py::handle& x) {
+        return dispatch_float(x, "first_nonfinite", "x", [&](auto tag) {
+          using T = decltype(tag);
+          CArray<T> a = in<T>(x, "first_nonfinite", "x", true);
+          py::gil_scoped_release nogil;
+          return first_nonfinite(a.data(), static_cast<index_t>(a.size()));
+        });
+      },
+      py::arg("x"));
   m.def(
       "train_epoch",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,

@@ -620,4 +620,21 @@ def dropout_backward(grad_out, mask, p):
     return _C.dropout_backward(grad_out, mask, p)
 
 
+# --- finite -------------------------------------------------------------------------------------
+
+
+def first_nonfinite(x):
+    """Flat (C-order) index of the first NaN or infinity in x, or -1 when all values are finite.
+
+    The check fit() runs on its data: both threads scan, vectorized (NumPy's equivalent,
+    ``np.isfinite(x).all()``, runs on one thread and allocates a boolean array).
+
+    Args:
+        x: float32 or float64 array of any shape (C-contiguous is fastest; others are copied).
+    Returns:
+        int.
+    """
+    return _C.first_nonfinite(x)
+
+
 # --- end ----------------------------------------------------------------------------------------

@@ -14,3 +14,4 @@ from .dropout import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .finite import *  # noqa: F401,F403

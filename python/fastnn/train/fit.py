@@ -78,10 +78,10 @@ def _check_X(X, model, name="X"):
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
     X = np.ascontiguousarray(X, dtype=model.dtype)  # Keras-style: data is converted to the model's precision
-    # One vectorized sum is finite exactly when nothing is NaN/inf, unless it overflows: then scan.
-    if not np.isfinite(np.add.reduce(X, axis=None)) and not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})")
+    bad = _C.first_nonfinite(X)
+    if bad >= 0:
+        index = tuple(int(i) for i in np.unravel_index(bad, X.shape))
+        raise ValueError(f"{name} contains NaN or infinity (first at index {index})")
     return X
 
 
