@@ -1,8 +1,12 @@
-// batch_norm_forward / _backward (train and eval), batch_norm_fold, batch_norm_affine.
+// batch_norm_forward / _backward (train and eval), batch_norm_fold, batch_norm_affine, and the
+// fused batch_norm_relu_forward / _backward (batch norm + ReLU + optional dropout).
+#include <cstdint>
 #include <optional>
 
 #include "bindings/arrays.h"
+#include "bindings/dropout_args.h"
 #include "fastnn/kernels/batchnorm.h"
+#include "fastnn/kernels/batchnorm_activation.h"
 
 namespace fastnn::bind {
 namespace {
@@ -47,42 +51,55 @@ void check_eps(double eps, const char* op) {
   if (!(eps > 0)) value_error(op, "eps must be > 0, got " + std::to_string(eps));
 }
 
+// The checked arguments of a forward: x, gamma/beta and the running statistics (updated in place).
+template <class T>
+struct ForwardArgs {
+  CArray<T> x;
+  Geometry geo;
+  std::optional<CArray<T>> w, b, rm, rv;
+  std::vector<py::ssize_t> shape;
+
+  ForwardArgs(const char* op, const py::handle& x_in, const py::object& weight, const py::object& bias,
+              const py::object& running_mean, const py::object& running_var, bool training, double momentum,
+              double eps)
+      : x(input_x<T>(x_in, op, "x")), geo(x), shape(x.shape(), x.shape() + x.ndim()) {
+    w = optional_channels<T>(weight, op, "weight", geo.C);
+    b = optional_channels<T>(bias, op, "bias", geo.C);
+    check_finite(momentum, op, "momentum");
+    if (momentum < 0 || momentum > 1) value_error(op, "momentum must be in [0, 1], got " + std::to_string(momentum));
+    check_eps(eps, op);
+    if (running_mean.is_none() != running_var.is_none())
+      value_error(op, "running_mean and running_var must both be arrays or both be None");
+    if (!running_mean.is_none()) {
+      rm = inout<T>(running_mean, op, "running_mean");
+      rv = inout<T>(running_var, op, "running_var");
+      check_shape(*rm, op, "running_mean", {geo.C});
+      check_shape(*rv, op, "running_var", {geo.C});
+      if (overlaps(*rm, *rv)) value_error(op, "running_mean and running_var must not share memory");
+      const std::initializer_list<const py::array*> inputs = {&x, w ? &*w : nullptr, b ? &*b : nullptr};
+      for (const py::array* a : inputs) {
+        if (a && (overlaps(*rm, *a) || overlaps(*rv, *a)))
+          value_error(op, "running_mean and running_var are updated in place and must not share memory with an input");
+      }
+    }
+    if (training && geo.N * geo.S <= 1)
+      value_error(op, "Expected more than 1 value per channel when training, got input of shape " + shape_str(x));
+    if (!training && !rm) value_error(op, "training=False needs running_mean and running_var, got None");
+  }
+  T* running_mean() { return rm ? rm->mutable_data() : nullptr; }
+  T* running_var() { return rv ? rv->mutable_data() : nullptr; }
+};
+
 template <class T>
 py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
                        const py::object& running_mean, const py::object& running_var, bool training,
                        double momentum, double eps) {
-  const char* op = "batch_norm_forward";
-  CArray<T> x = input_x<T>(x_in, op, "x");
-  const Geometry geo(x);
-  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
-  const auto b = optional_channels<T>(bias, op, "bias", geo.C);
-  check_finite(momentum, op, "momentum");
-  if (momentum < 0 || momentum > 1) value_error(op, "momentum must be in [0, 1], got " + std::to_string(momentum));
-  check_eps(eps, op);
-  if (running_mean.is_none() != running_var.is_none())
-    value_error(op, "running_mean and running_var must both be arrays or both be None");
-  std::optional<CArray<T>> rm, rv;
-  if (!running_mean.is_none()) {
-    rm = inout<T>(running_mean, op, "running_mean");
-    rv = inout<T>(running_var, op, "running_var");
-    check_shape(*rm, op, "running_mean", {geo.C});
-    check_shape(*rv, op, "running_var", {geo.C});
-    if (overlaps(*rm, *rv)) value_error(op, "running_mean and running_var must not share memory");
-    const std::initializer_list<const py::array*> inputs = {&x, w ? &*w : nullptr, b ? &*b : nullptr};
-    for (const py::array* a : inputs) {
-      if (a && (overlaps(*rm, *a) || overlaps(*rv, *a)))
-        value_error(op, "running_mean and running_var are updated in place and must not share memory with an input");
-    }
-  }
-  if (training && geo.N * geo.S <= 1)
-    value_error(op, "Expected more than 1 value per channel when training, got input of shape " + shape_str(x));
-  if (!training && !rm) value_error(op, "training=False needs running_mean and running_var, got None");
-
-  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  CArray<T> y = new_array<T>(shape), save_mean = new_array<T>(std::vector<py::ssize_t>{geo.C}), save_invstd = new_array<T>(std::vector<py::ssize_t>{geo.C});
-  const T *xp = x.data(), *wp = ptr(w), *bp = ptr(b);
+  ForwardArgs<T> args("batch_norm_forward", x_in, weight, bias, running_mean, running_var, training, momentum, eps);
+  const Geometry& geo = args.geo;
+  CArray<T> y = new_array<T>(args.shape), save_mean = new_array<T>(std::vector<py::ssize_t>{geo.C}), save_invstd = new_array<T>(std::vector<py::ssize_t>{geo.C});
+  const T *xp = args.x.data(), *wp = ptr(args.w), *bp = ptr(args.b);
   T *yp = y.mutable_data(), *mp = save_mean.mutable_data(), *ip = save_invstd.mutable_data();
-  T *rmp = rm ? rm->mutable_data() : nullptr, *rvp = rv ? rv->mutable_data() : nullptr;
+  T *rmp = args.running_mean(), *rvp = args.running_var();
   if (training) {
     py::gil_scoped_release nogil;
     batch_norm_forward_train(xp, geo.N, geo.C, geo.S, wp, bp, T(eps), yp, mp, ip, T(momentum), rmp, rvp);
@@ -94,6 +111,38 @@ py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const p
     batch_norm_invstd(rvp, geo.C, T(eps), ip);
   }
   return py::make_tuple(std::move(y), std::move(save_mean), std::move(save_invstd));
+}
+
+// Batch norm + ReLU + dropout (p, seed, step; training only): returns (y, save_mean, save_invstd, mask).
+template <class T>
+py::tuple relu_forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
+                            const py::object& running_mean, const py::object& running_var, bool training,
+                            double momentum, double eps, const py::handle& p_in, const py::handle& seed_in,
+                            const py::handle& step_in) {
+  const char* op = "batch_norm_relu_forward";
+  ForwardArgs<T> args(op, x_in, weight, bias, running_mean, running_var, training, momentum, eps);
+  const double p = p_arg(p_in, op);
+  const std::uint64_t seed = u64_arg(seed_in, op, "seed"), step = u64_arg(step_in, op, "step");
+  const Geometry& geo = args.geo;
+  CArray<T> y = new_array<T>(args.shape), save_mean = new_array<T>(std::vector<py::ssize_t>{geo.C}), save_invstd = new_array<T>(std::vector<py::ssize_t>{geo.C});
+  py::array_t<std::uint8_t, py::array::c_style> mask(args.shape);
+  const T *xp = args.x.data(), *wp = ptr(args.w), *bp = ptr(args.b);
+  T *yp = y.mutable_data(), *mp = save_mean.mutable_data(), *ip = save_invstd.mutable_data();
+  T *rmp = args.running_mean(), *rvp = args.running_var();
+  std::uint8_t* kp = mask.mutable_data();
+  if (training) {
+    py::gil_scoped_release nogil;
+    batch_norm_relu_forward_train(xp, geo.N, geo.C, geo.S, wp, bp, T(eps), yp, kp, mp, ip, T(momentum), rmp, rvp, p,
+                                  seed, step);
+  } else {
+    std::vector<T> scale(geo.C), shift(geo.C);
+    py::gil_scoped_release nogil;
+    batch_norm_relu_forward_eval(xp, geo.N, geo.C, geo.S, wp, bp, rmp, rvp, T(eps), yp, kp, scale.data(),
+                                 shift.data());
+    std::copy(rmp, rmp + geo.C, mp);
+    batch_norm_invstd(rvp, geo.C, T(eps), ip);
+  }
+  return py::make_tuple(std::move(y), std::move(save_mean), std::move(save_invstd), std::move(mask));
 }
 
 template <class T>
@@ -115,6 +164,37 @@ py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, cons
   {
     py::gil_scoped_release nogil;
     batch_norm_backward(gp, xp, geo.N, geo.C, geo.S, wp, mp, ip, training, dxp, dgp, dbp);
+  }
+  return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta));
+}
+
+template <class T>
+py::tuple relu_backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
+                             const py::handle& save_mean, const py::handle& save_invstd, const py::handle& mask_in,
+                             bool training, const py::handle& p_in) {
+  const char* op = "batch_norm_relu_backward";
+  CArray<T> x = input_x<T>(x_in, op, "x");
+  const Geometry geo(x);
+  CArray<T> g = in<T>(grad_out, op, "grad_out");
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  check_shape(g, op, "grad_out", shape);
+  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
+  CArray<T> mean = channels<T>(save_mean, op, "save_mean", geo.C);
+  CArray<T> invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
+  py::array m = as_ndarray(mask_in, op, "mask");
+  if (!m.dtype().equal(py::dtype::of<std::uint8_t>())) type_error(op, "mask must be uint8, got " + dtype_str(m));
+  check_shape(m, op, "mask", shape);
+  auto mask = py::array_t<std::uint8_t, py::array::c_style>::ensure(m);
+  const double p = p_arg(p_in, op);
+
+  CArray<T> dx = new_array<T>(shape), dgamma = new_array<T>(std::vector<py::ssize_t>{geo.C}), dbeta = new_array<T>(std::vector<py::ssize_t>{geo.C});
+  const T *gp = g.data(), *xp = x.data(), *wp = ptr(w), *mp = mean.data(), *ip = invstd.data();
+  const std::uint8_t* kp = mask.data();
+  T *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    // Eval mode has no dropout: its p is ignored.
+    batch_norm_relu_backward(gp, kp, xp, geo.N, geo.C, geo.S, wp, mp, ip, training, training ? p : 0.0, dxp, dgp, dbp);
   }
   return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta));
 }
@@ -191,6 +271,29 @@ void bind_batchnorm(py::module_& m) {
                               [&](auto tag) { return affine_impl<decltype(tag)>(x, scale, shift); });
       },
       py::arg("x"), py::arg("scale"), py::arg("shift"));
+  m.def(
+      "batch_norm_relu_forward",
+      [](const py::handle& x, const py::object& weight, const py::object& bias, const py::object& running_mean,
+         const py::object& running_var, bool training, double momentum, double eps, const py::handle& p,
+         const py::handle& seed, const py::handle& step) -> py::tuple {
+        return dispatch_float(x, "batch_norm_relu_forward", "x", [&](auto tag) {
+          return relu_forward_impl<decltype(tag)>(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                                  p, seed, step);
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+      py::arg("training"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5, py::arg("p") = 0.0, py::arg("seed") = 0,
+      py::arg("step") = 0);
+  m.def(
+      "batch_norm_relu_backward",
+      [](const py::handle& grad_out, const py::handle& x, const py::object& weight, const py::handle& save_mean,
+         const py::handle& save_invstd, const py::handle& mask, bool training, const py::handle& p) -> py::tuple {
+        return dispatch_float(x, "batch_norm_relu_backward", "x", [&](auto tag) {
+          return relu_backward_impl<decltype(tag)>(grad_out, x, weight, save_mean, save_invstd, mask, training, p);
+        });
+      },
+      py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),
+      py::arg("mask"), py::arg("training") = true, py::arg("p") = 0.0);
 }
 
 }  // namespace fastnn::bind

@@ -10,6 +10,7 @@ from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .maxout import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from .batchnorm_activation import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403

@@ -13,6 +13,8 @@
 // columns, which is what a (N, C) input needs: a channel is a strided column). Per-column sums are
 // kept in double (4-row partials in T), then folded into channels in column order, so each
 // channel's result depends on neither the grouping nor the thread count.
+// The group/tile drivers (bn_detail::forward_train_groups, backward_groups) take the per-tile output
+// work as a callback, so kernels/batchnorm_activation.h runs the same passes with ReLU and dropout fused.
 #pragma once
 
 #include <algorithm>
@@ -176,25 +178,23 @@ void column_grad_input(const T* __restrict g, const T* __restrict x, T* __restri
 
 }  // namespace bn_detail
 
-// Training-mode forward (seed 001 code 1), per channel c over its n = N*S values:
-//   mu = mean(x), var = mean((x - mu)^2) (biased, two-pass), invstd = 1/sqrt(var + eps),
-//   y = gamma * (x - mu) * invstd + beta,  save_mean = mu,  save_invstd = invstd.
-// gamma/beta may be null (gamma = 1, beta = 0). If running_mean and running_var are not null they are
-// updated as PyTorch does: r_mean = (1-momentum) r_mean + momentum mu,
-// r_var = (1-momentum) r_var + momentum var n/(n-1). Needs n > 1. All buffers C-contiguous;
-// x, y: N*C*S values; the per-channel ones: C values. y must not alias x.
-template <class T>
-void batch_norm_forward_train(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
-                              T* y, T* save_mean, T* save_invstd, T momentum = T(0), T* running_mean = nullptr,
-                              T* running_var = nullptr) {
-  using namespace bn_detail;
+namespace bn_detail {
+
+// The training forward's statistics and running-average update (see batch_norm_forward_train),
+// with the output pass left to the caller: normalize_tile(j0, L, col_m, col_a, col_b) must write
+// the outputs of the tile [j0, j0 + L) from y = (x - col_m) * col_a + col_b. `cost` is
+// parallel_for's work per channel. save_scale, if not null, receives the per-channel a (C values).
+template <class T, class NormalizeTile>
+void forward_train_groups(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
+                          T* save_mean, T* save_invstd, T momentum, T* running_mean, T* running_var, T* save_scale,
+                          index_t cost, const char* op, NormalizeTile&& normalize_tile) {
   const index_t n = N * S, ld = C * S;
-  FASTNN_CHECK(N > 0 && C > 0 && S > 0, "batch_norm_forward", "x is empty");
-  FASTNN_CHECK(n > 1, "batch_norm_forward", "Expected more than 1 value per channel when training, got " << n);
-  FASTNN_CHECK((running_mean == nullptr) == (running_var == nullptr), "batch_norm_forward",
+  FASTNN_CHECK(N > 0 && C > 0 && S > 0, op, "x is empty");
+  FASTNN_CHECK(n > 1, op, "Expected more than 1 value per channel when training, got " << n);
+  FASTNN_CHECK((running_mean == nullptr) == (running_var == nullptr), op,
                "running_mean and running_var must both be given or both be null");
   const index_t k = group_channels<T>(N, S);
-  parallel_for(C, 4 * n, [&](index_t c0, index_t c1) {
+  parallel_for(C, cost, [&](index_t c0, index_t c1) {
     double sum[kMaxGroupChannels], sq[kMaxGroupChannels], acc[kTileCols];
     T mean_c[kMaxGroupChannels], scale_c[kMaxGroupChannels], beta_c[kMaxGroupChannels];
     T col_m[kTileCols], col_a[kTileCols], col_b[kTileCols];
@@ -220,16 +220,38 @@ void batch_norm_forward_train(const T* x, index_t N, index_t C, index_t S, const
         beta_c[c] = beta ? beta[cg] : T(0);
         save_mean[cg] = mean_c[c];
         save_invstd[cg] = T(invstd);
+        if (save_scale) save_scale[cg] = scale_c[c];
         if (running_mean) update_running(mu, var, n, double(momentum), running_mean[cg], running_var[cg]);
       }
       for_each_tile(ca, cb, S, [&](index_t j0, index_t L) {
         expand_columns(mean_c, j0, L, S, ca, col_m);
         expand_columns(scale_c, j0, L, S, ca, col_a);
         expand_columns(beta_c, j0, L, S, ca, col_b);
-        column_normalize(x + j0, y + j0, ld, N, L, col_m, col_a, col_b);
+        normalize_tile(j0, L, col_m, col_a, col_b);
       });
     });
   });
+}
+
+}  // namespace bn_detail
+
+// Training-mode forward (seed 001 code 1), per channel c over its n = N*S values:
+//   mu = mean(x), var = mean((x - mu)^2) (biased, two-pass), invstd = 1/sqrt(var + eps),
+//   y = gamma * (x - mu) * invstd + beta,  save_mean = mu,  save_invstd = invstd.
+// gamma/beta may be null (gamma = 1, beta = 0). If running_mean and running_var are not null they are
+// updated as PyTorch does: r_mean = (1-momentum) r_mean + momentum mu,
+// r_var = (1-momentum) r_var + momentum var n/(n-1). Needs n > 1. All buffers C-contiguous;
+// x, y: N*C*S values; the per-channel ones: C values. y must not alias x.
+template <class T>
+void batch_norm_forward_train(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
+                              T* y, T* save_mean, T* save_invstd, T momentum = T(0), T* running_mean = nullptr,
+                              T* running_var = nullptr) {
+  const index_t ld = C * S;
+  bn_detail::forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean,
+                                  running_var, static_cast<T*>(nullptr), 4 * N * S, "batch_norm_forward",
+                                  [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
+                                    bn_detail::column_normalize(x + j0, y + j0, ld, N, L, m, a, b);
+                                  });
 }
 
 // Running-statistics update alone, for callers that computed the batch mean and biased variance
@@ -292,21 +314,21 @@ void batch_norm_forward_eval(const T* x, index_t N, index_t C, index_t S, const 
   batch_norm_affine(x, N, C, S, scale, shift, y);
 }
 
-// Backward of batch_norm_forward_train / _eval for upstream gradient g (same layout as x), per
-// channel with x_hat = (x - mean) * invstd:
-//   dbeta = sum g,  dgamma = sum g x_hat,
-//   training: dx = gamma invstd / n * (n g - dbeta - x_hat dgamma)   (mean and var depend on x)
-//   eval:     dx = gamma invstd g                                   (running statistics are constants)
-// gamma may be null (1); dgamma and dbeta are always written. dx must not alias g or x.
-// Two passes per channel group: the sums (g and x read once), then dx (re-read from L2).
-template <class T>
-void batch_norm_backward(const T* g, const T* x, index_t N, index_t C, index_t S, const T* gamma,
-                         const T* save_mean, const T* save_invstd, bool training, T* dx, T* dgamma, T* dbeta) {
-  using namespace bn_detail;
-  const index_t n = N * S, ld = C * S;
-  FASTNN_CHECK(N > 0 && C > 0 && S > 0, "batch_norm_backward", "x is empty");
-  const index_t k = group_channels<T>(2 * N, S);  // g and x both stay in L2
-  parallel_for(C, 5 * n, [&](index_t c0, index_t c1) {
+namespace bn_detail {
+
+// batch_norm_backward's two passes per channel group with the per-element work left to the
+// caller: sums_tile(j0, L, col_m, acc_g, acc_gx) must write the column sums of g and of
+// g (x - col_m) over the tile [j0, j0 + L); input_tile(j0, L, col_m, col_a, col_b, col_d) must write
+// dx = col_a g + col_b (x - col_m) + col_d there. `rows` is the number of T-sized rows that the
+// two passes read per channel (what must stay in L2 between them); `cost` parallel_for's work per channel.
+template <class T, class SumsTile, class InputTile>
+void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* save_mean, const T* save_invstd,
+                     bool training, T* dgamma, T* dbeta, index_t rows, index_t cost, const char* op,
+                     SumsTile&& sums_tile, InputTile&& input_tile) {
+  const index_t n = N * S;
+  FASTNN_CHECK(N > 0 && C > 0 && S > 0, op, "x is empty");
+  const index_t k = group_channels<T>(rows, S);
+  parallel_for(C, cost, [&](index_t c0, index_t c1) {
     double sg[kMaxGroupChannels], sgx[kMaxGroupChannels], acc_g[kTileCols], acc_gx[kTileCols];
     T mean_c[kMaxGroupChannels], a_c[kMaxGroupChannels], b_c[kMaxGroupChannels], d_c[kMaxGroupChannels];
     T col_m[kTileCols], col_a[kTileCols], col_b[kTileCols], col_d[kTileCols];
@@ -317,7 +339,7 @@ void batch_norm_backward(const T* g, const T* x, index_t N, index_t C, index_t S
       for (index_t c = 0; c < kc; ++c) mean_c[c] = save_mean[ca + c];
       for_each_tile(ca, cb, S, [&](index_t j0, index_t L) {
         expand_columns(mean_c, j0, L, S, ca, col_m);
-        column_grad_sums(g + j0, x + j0, ld, N, L, col_m, acc_g, acc_gx);
+        sums_tile(j0, L, col_m, acc_g, acc_gx);
         fold_columns(acc_g, j0, L, S, ca, sg);
         fold_columns(acc_gx, j0, L, S, ca, sgx);
       });
@@ -338,10 +360,34 @@ void batch_norm_backward(const T* g, const T* x, index_t N, index_t C, index_t S
         expand_columns(a_c, j0, L, S, ca, col_a);
         expand_columns(b_c, j0, L, S, ca, col_b);
         expand_columns(d_c, j0, L, S, ca, col_d);
-        column_grad_input(g + j0, x + j0, dx + j0, ld, N, L, col_m, col_a, col_b, col_d);
+        input_tile(j0, L, col_m, col_a, col_b, col_d);
       });
     });
   });
+}
+
+}  // namespace bn_detail
+
+// Backward of batch_norm_forward_train / _eval for upstream gradient g (same layout as x), per
+// channel with x_hat = (x - mean) * invstd:
+//   dbeta = sum g,  dgamma = sum g x_hat,
+//   training: dx = gamma invstd / n * (n g - dbeta - x_hat dgamma)   (mean and var depend on x)
+//   eval:     dx = gamma invstd g                                   (running statistics are constants)
+// gamma may be null (1); dgamma and dbeta are always written. dx must not alias g or x.
+// Two passes per channel group: the sums (g and x read once), then dx (re-read from L2).
+template <class T>
+void batch_norm_backward(const T* g, const T* x, index_t N, index_t C, index_t S, const T* gamma,
+                         const T* save_mean, const T* save_invstd, bool training, T* dx, T* dgamma, T* dbeta) {
+  using namespace bn_detail;
+  const index_t ld = C * S;
+  backward_groups(
+      N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, 2 * N, 5 * N * S, "batch_norm_backward",
+      [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
+        column_grad_sums(g + j0, x + j0, ld, N, L, m, acc_g, acc_gx);
+      },
+      [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+        column_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, a, b, d);
+      });
 }
 
 }  // namespace fastnn

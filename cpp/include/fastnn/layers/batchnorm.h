@@ -1,8 +1,13 @@
 // BatchNorm1d / BatchNorm2d over kernels/batchnorm.h: training uses batch statistics and updates
 // the running ones; eval applies the folded affine (scale = gamma/sqrt(var+eps), shift = beta - mean*scale).
+// forward_relu / backward_relu run it with a following ReLU (and dropout) in the same passes
+// (kernels/batchnorm_activation.h); Sequential uses them through FusedBatchNormActivation.
 #pragma once
 
+#include <cstdint>
+
 #include "fastnn/kernels/batchnorm.h"
+#include "fastnn/kernels/batchnorm_activation.h"
 #include "fastnn/layers/layer.h"
 
 namespace fastnn {
@@ -50,16 +55,13 @@ class BatchNorm : public Layer<T> {
     const index_t N = x.batch(), S = x.features() / C_;
     View<T> y = out_.get(x.shape);
     if (training_) {
-      FASTNN_CHECK(N * S > 1, kind(), "Expected more than 1 value per channel when training, got input "
-                                          << shape_str(x.shape));
+      check_batch(x.shape);
       batch_norm_forward_train(x.data, N, C_, S, gamma_, beta_, eps_, y.data, mean_.data(), invstd_.data(),
-                               momentum_, track_ && ctx.training ? running_mean_.data() : nullptr,
-                               track_ && ctx.training ? running_var_.data() : nullptr);
+                               momentum_, running_mean(ctx), running_var(ctx));
     } else {
       batch_norm_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
                               y.data, scale_.data(), shift_.data());
-      std::copy(running_mean_.begin(), running_mean_.end(), mean_.begin());
-      batch_norm_invstd(running_var_.data(), C_, eps_, invstd_.data());
+      save_running_stats();
     }
     return y;
   }
@@ -69,14 +71,49 @@ class BatchNorm : public Layer<T> {
     View<T> dx = grad_in_.get(g.shape);
     batch_norm_backward(g.data, x_.data, N, C_, S, gamma_, mean_.data(), invstd_.data(), training_, dx.data,
                         dgamma_.data(), dbeta_.data());
-    if (affine_ && this->params_trainable) {
-      if (this->overwrite_grads) {
-        std::copy(dgamma_.begin(), dgamma_.end(), dgamma_acc_);
-        std::copy(dbeta_.begin(), dbeta_.end(), dbeta_acc_);
-      } else {
-        for (index_t c = 0; c < C_; ++c) dgamma_acc_[c] += dgamma_[c], dbeta_acc_[c] += dbeta_[c];
-      }
+    accumulate_param_grads();
+    return need_input_grad ? dx : View<T>{};
+  }
+
+  // forward followed by ReLU and inverted dropout with drop probability p (0: none) under the
+  // stream key `seed` (what the Dropout layer passes to dropout_forward), in one pass over the output.
+  View<T> forward_relu(const View<T>& x, const Context& ctx, double p, std::uint64_t seed) {
+    output_shape(x.shape);
+    x_ = x;
+    training_ = ctx.training || !track_;
+    FASTNN_CHECK(training_ || p == 0, kind(), "dropout needs training mode");  // eval: the running statistics
+    const index_t N = x.batch(), S = x.features() / C_;
+    View<T> y = out_.get(x.shape);
+    fused_p_ = p;
+    // Without dropout the backward recomputes where the ReLU passed from x: no mask.
+    std::uint8_t* mask = nullptr;
+    if (p > 0) {
+      mask_.resize(static_cast<size_t>(x.size()));
+      mask = mask_.data();
     }
+    if (training_) {
+      check_batch(x.shape);
+      batch_norm_relu_forward_train(x.data, N, C_, S, gamma_, beta_, eps_, y.data, mask, mean_.data(), invstd_.data(),
+                                    momentum_, running_mean(ctx), running_var(ctx), p, seed, ctx.step, scale_.data());
+    } else {
+      batch_norm_relu_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
+                                   y.data, mask, scale_.data(), shift_.data());
+      save_running_stats();
+    }
+    return y;
+  }
+
+  // Backward of forward_relu: the ReLU and dropout derivatives applied inside BN's backward passes.
+  View<T> backward_relu(const View<T>& g, bool need_input_grad) {
+    const index_t N = g.batch(), S = g.features() / C_;
+    View<T> dx = grad_in_.get(g.shape);
+    // z as forward_relu computed it: training (x - mean) * scale + beta, eval scale * x + shift.
+    const T* z_mean = training_ ? mean_.data() : nullptr;
+    const T* z_shift = training_ ? beta_ : shift_.data();
+    batch_norm_relu_backward(g.data, fused_p_ > 0 ? mask_.data() : nullptr, x_.data, N, C_, S, gamma_, mean_.data(),
+                             invstd_.data(), training_, fused_p_, dx.data, dgamma_.data(), dbeta_.data(), z_mean,
+                             scale_.data(), z_shift);
+    accumulate_param_grads();
     return need_input_grad ? dx : View<T>{};
   }
 
@@ -88,13 +125,38 @@ class BatchNorm : public Layer<T> {
   bool track_running_stats() const { return track_; }
 
  private:
+  void check_batch(const Shape& in) const {
+    FASTNN_CHECK(numel(in) / C_ > 1, kind(), "Expected more than 1 value per channel when training, got input "
+                                                 << shape_str(in));
+  }
+  // The running statistics to update: only when tracked and the model trains.
+  T* running_mean(const Context& ctx) { return track_ && ctx.training ? running_mean_.data() : nullptr; }
+  T* running_var(const Context& ctx) { return track_ && ctx.training ? running_var_.data() : nullptr; }
+  // Eval mode: the statistics backward differentiates with are the running ones.
+  void save_running_stats() {
+    std::copy(running_mean_.begin(), running_mean_.end(), mean_.begin());
+    batch_norm_invstd(running_var_.data(), C_, eps_, invstd_.data());
+  }
+  void accumulate_param_grads() {
+    if (!affine_ || !this->params_trainable) return;
+    if (this->overwrite_grads) {
+      std::copy(dgamma_.begin(), dgamma_.end(), dgamma_acc_);
+      std::copy(dbeta_.begin(), dbeta_.end(), dbeta_acc_);
+    } else {
+      for (index_t c = 0; c < C_; ++c) dgamma_acc_[c] += dgamma_[c], dbeta_acc_[c] += dbeta_[c];
+    }
+  }
+
   index_t C_;
   T eps_, momentum_;
   bool affine_, track_;
   int spatial_;
   bool training_ = true;
+  double fused_p_ = 0;  // forward_relu's drop probability, for backward_relu
   T *gamma_ = nullptr, *beta_ = nullptr, *dgamma_acc_ = nullptr, *dbeta_acc_ = nullptr;
+  // scale_/shift_: eval's folded affine; forward_relu in training keeps its gamma * invstd in scale_.
   std::vector<T> running_mean_, running_var_, mean_, invstd_, scale_, shift_, dgamma_, dbeta_;
+  std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
   View<T> x_;
   Workspace<T> out_, grad_in_;
 };

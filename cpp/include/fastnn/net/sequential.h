@@ -5,6 +5,9 @@
 #include <utility>
 
 #include "fastnn/layers/activation.h"
+#include "fastnn/layers/batchnorm.h"
+#include "fastnn/layers/batchnorm_activation.h"
+#include "fastnn/layers/dropout.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/layers/linear.h"
 
@@ -86,7 +89,7 @@ class Sequential : public Layer<T> {
     for (auto& c : children_) c->set_grad_overwrite(on);
   }
 
-  // Names of the layers as they run (fused pairs show as "Linear+relu").
+  // Names of the layers as they run (fused ones show as "Linear+relu", "BatchNorm1d+relu+dropout").
   std::vector<std::string> execution_plan() const {
     std::vector<std::string> out;
     for (const auto& c : exec_) out.push_back(c->kind());
@@ -94,16 +97,22 @@ class Sequential : public Layer<T> {
   }
 
   // The layers to run: a Linear without activation followed by ReLU, LeakyReLU (slope > 0),
-  // Sigmoid or Tanh runs as one fused layer (one pass less over the activations each way).
+  // Sigmoid or Tanh runs as one fused layer (one pass less over the activations each way), and so
+  // does a BatchNorm followed by ReLU, with the Dropout that follows it if any (two passes less).
   void plan_execution() {
     exec_.clear();
     for (size_t i = 0; i < children_.size(); ++i) {
       auto lin = std::dynamic_pointer_cast<Linear<T>>(children_[i]);
+      auto bn = std::dynamic_pointer_cast<BatchNorm<T>>(children_[i]);
       auto act = i + 1 < children_.size() ? std::dynamic_pointer_cast<PointwiseActivation<T>>(children_[i + 1]) : nullptr;
       Activation fused;
       if (lin && act && lin->activation() == Activation::none && fusable(*act, &fused)) {
         exec_.push_back(std::make_shared<FusedLinearActivation<T>>(lin, fused, static_cast<T>(act->param())));
         ++i;
+      } else if (bn && act && act->act() == Pointwise::ReLU) {
+        auto drop = i + 2 < children_.size() ? std::dynamic_pointer_cast<Dropout<T>>(children_[i + 2]) : nullptr;
+        exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
+        i += drop ? 2 : 1;
       } else {
         exec_.push_back(children_[i]);
       }

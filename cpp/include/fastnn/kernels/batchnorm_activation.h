@@ -1,0 +1,323 @@
+// Batch normalization followed by ReLU and optionally inverted dropout, in BatchNorm's passes:
+//   forward:  z = BN(x) (batchnorm.h, train or eval),  r = relu(z),  y = r * keep / (1 - p)
+//   backward: g_z = [z > 0] * keep / (1 - p) * g,  then BN's backward on g_z
+// The ReLU and the dropout cost no pass of their own: they are applied where the normalize pass
+// writes z, and their derivative where BN's two backward passes read g. The backward learns where
+// the ReLU passed (z > 0; y == 0 cannot tell after dropout) in one of two ways:
+//   - mask bytes written by the forward (needed with dropout, which must remember its draws):
+//       bit 0 (kReluPass): z > 0;  bit 1 (kKept): dropout kept the element (always set without dropout);
+//   - without dropout, no mask at all: z is recomputed from x, which BN's backward reads anyway, as
+//     (x - z_mean) * z_scale + z_shift with the per-channel coefficients and the expression the
+//     forward used, so it is the same value, bit for bit (measured on (128, 32, 28, 28) floats:
+//     with the mask BatchNorm2d+ReLU forward+backward took 1.5x BatchNorm2d's time, recomputing 1.1x).
+// The keep decision is dropout.h's, element for element (the flat C-order index of x under
+// rng::stream_key(seed, step)), and every value is computed with the same expression as in the
+// separate kernels, so BatchNorm -> ReLU -> Dropout layers and this fused op give bit-identical
+// outputs and gradients. reference/batchnorm_activation.py composes the separate references.
+#pragma once
+
+#include <cstdint>
+
+#include "fastnn/common.h"
+#include "fastnn/kernels/batchnorm.h"
+#include "fastnn/kernels/dropout.h"
+#include "fastnn/kernels/rng.h"
+
+namespace fastnn {
+
+constexpr std::uint8_t kReluPass = 1;  // mask bit: z > 0
+constexpr std::uint8_t kKept = 2;      // mask bit: kept by dropout
+
+namespace bn_detail {
+
+// relu(z) as relu_forward computes it (NaN stays NaN) and the mask bit of its derivative
+// (relu_backward passes the gradient where the output is > 0, which is never the case for NaN).
+template <class T> inline T relu_of(T z) { return z < T(0) ? T(0) : z; }
+template <class T> inline std::uint8_t relu_bit(T z) { return z > T(0) ? kReluPass : 0; }
+
+// y = relu((x - m) a + b) on one tile (as column_normalize), without dropout; the mask bytes too
+// unless mask is null.
+template <class T>
+void column_normalize_relu(const T* __restrict x, T* __restrict y, std::uint8_t* __restrict mask, index_t ld,
+                           index_t N, index_t L, const T* __restrict m, const T* __restrict a,
+                           const T* __restrict b) {
+  for (index_t i = 0; i < N; ++i) {
+    const T* __restrict xr = x + i * ld;
+    T* __restrict yr = y + i * ld;
+    if (!mask) {
+      for (index_t j = 0; j < L; ++j) yr[j] = relu_of((xr[j] - m[j]) * a[j] + b[j]);
+      continue;
+    }
+    std::uint8_t* __restrict mr = mask + i * ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T z = (xr[j] - m[j]) * a[j] + b[j];
+      yr[j] = relu_of(z);
+      mr[j] = std::uint8_t(relu_bit(z) | kKept);
+    }
+  }
+}
+
+// y = relu((x - m) a + b) * keep / (1 - p) on one tile; `first` is the flat index of the tile's
+// element (0, 0). The counter of element k is key + (k + 1) kGamma, advanced by addition along a row
+// as in dropout_forward_range. 512-bit vectors for the 64-bit hash, as there (FASTNN_DROPOUT_512).
+template <class T>
+FASTNN_DROPOUT_512 void column_normalize_relu_dropout(const T* __restrict x, T* __restrict y,
+                                                      std::uint8_t* __restrict mask, index_t ld, index_t N, index_t L,
+                                                      const T* __restrict m, const T* __restrict a,
+                                                      const T* __restrict b, index_t first, std::uint64_t key,
+                                                      std::uint64_t threshold, T scale) {
+  for (index_t i = 0; i < N; ++i) {
+    const T* __restrict xr = x + i * ld;
+    T* __restrict yr = y + i * ld;
+    std::uint8_t* __restrict mr = mask + i * ld;
+    std::uint64_t counter = key + (static_cast<std::uint64_t>(first + i * ld) + 1) * rng::kGamma;
+    for (index_t j = 0; j < L; ++j) {
+      const bool kept = rng::keep(rng::mix64(counter), threshold);
+      counter += rng::kGamma;
+      const T z = (xr[j] - m[j]) * a[j] + b[j];
+      yr[j] = relu_of(z) * (kept ? scale : T(0));  // as dropout_forward_range: a dropped NaN stays NaN
+      mr[j] = std::uint8_t(relu_bit(z) | (kept ? kKept : 0));
+    }
+  }
+}
+
+// The gradient reaching BN: relu_backward(dropout_backward(g)) = [z > 0] g keep / (1 - p), with the
+// products in the order the separate kernels use. scale = 1 / (1 - p) (1 without dropout).
+template <class T>
+inline T masked_grad(T g, std::uint8_t mk, T scale) {
+  return (mk & kReluPass) ? g * ((mk & kKept) ? scale : T(0)) : T(0);
+}
+
+// column_grad_sums with g replaced by masked_grad(g, mask): the same arithmetic, term by term.
+template <class T>
+void column_masked_grad_sums(const T* __restrict g, const std::uint8_t* __restrict mask, const T* __restrict x,
+                             index_t ld, index_t N, index_t L, const T* __restrict m, T scale, double* __restrict sg,
+                             double* __restrict sgx) {
+  std::fill(sg, sg + L, 0.0);
+  std::fill(sgx, sgx + L, 0.0);
+  index_t i = 0;
+  for (; i + 4 <= N; i += 4) {
+    const T *__restrict g0 = g + i * ld, *__restrict g1 = g0 + ld, *__restrict g2 = g1 + ld, *__restrict g3 = g2 + ld;
+    const std::uint8_t *__restrict k0 = mask + i * ld, *__restrict k1 = k0 + ld, *__restrict k2 = k1 + ld,
+                                   *__restrict k3 = k2 + ld;
+    const T *__restrict x0 = x + i * ld, *__restrict x1 = x0 + ld, *__restrict x2 = x1 + ld, *__restrict x3 = x2 + ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T e0 = masked_grad(g0[j], k0[j], scale), e1 = masked_grad(g1[j], k1[j], scale);
+      const T e2 = masked_grad(g2[j], k2[j], scale), e3 = masked_grad(g3[j], k3[j], scale);
+      sg[j] += double((e0 + e1) + (e2 + e3));
+      sgx[j] += double((e0 * (x0[j] - m[j]) + e1 * (x1[j] - m[j])) + (e2 * (x2[j] - m[j]) + e3 * (x3[j] - m[j])));
+    }
+  }
+  for (; i < N; ++i) {
+    const T *__restrict g0 = g + i * ld, *__restrict x0 = x + i * ld;
+    const std::uint8_t* __restrict k0 = mask + i * ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T e0 = masked_grad(g0[j], k0[j], scale);
+      sg[j] += double(e0);
+      sgx[j] += double(e0 * (x0[j] - m[j]));
+    }
+  }
+}
+
+// column_grad_input with g replaced by masked_grad(g, mask).
+template <class T>
+void column_masked_grad_input(const T* __restrict g, const std::uint8_t* __restrict mask, const T* __restrict x,
+                              T* __restrict dx, index_t ld, index_t N, index_t L, const T* __restrict m, T scale,
+                              const T* __restrict a, const T* __restrict b, const T* __restrict d) {
+  for (index_t i = 0; i < N; ++i) {
+    const T *__restrict gr = g + i * ld, *__restrict xr = x + i * ld;
+    const std::uint8_t* __restrict kr = mask + i * ld;
+    T* __restrict dr = dx + i * ld;
+    for (index_t j = 0; j < L; ++j) dr[j] = a[j] * masked_grad(gr[j], kr[j], scale) + b[j] * (xr[j] - m[j]) + d[j];
+  }
+}
+
+// column_grad_sums with g replaced by [z > 0] g, z = (x - zm) za + zb recomputed (no dropout).
+template <class T>
+void column_relu_grad_sums(const T* __restrict g, const T* __restrict x, index_t ld, index_t N, index_t L,
+                           const T* __restrict m, const T* __restrict zm, const T* __restrict za,
+                           const T* __restrict zb, double* __restrict sg, double* __restrict sgx) {
+  std::fill(sg, sg + L, 0.0);
+  std::fill(sgx, sgx + L, 0.0);
+  auto gate = [&](T gv, T xv, index_t j) { return (xv - zm[j]) * za[j] + zb[j] > T(0) ? gv : T(0); };
+  index_t i = 0;
+  for (; i + 4 <= N; i += 4) {
+    const T *__restrict g0 = g + i * ld, *__restrict g1 = g0 + ld, *__restrict g2 = g1 + ld, *__restrict g3 = g2 + ld;
+    const T *__restrict x0 = x + i * ld, *__restrict x1 = x0 + ld, *__restrict x2 = x1 + ld, *__restrict x3 = x2 + ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T e0 = gate(g0[j], x0[j], j), e1 = gate(g1[j], x1[j], j), e2 = gate(g2[j], x2[j], j),
+              e3 = gate(g3[j], x3[j], j);
+      sg[j] += double((e0 + e1) + (e2 + e3));
+      sgx[j] += double((e0 * (x0[j] - m[j]) + e1 * (x1[j] - m[j])) + (e2 * (x2[j] - m[j]) + e3 * (x3[j] - m[j])));
+    }
+  }
+  for (; i < N; ++i) {
+    const T *__restrict g0 = g + i * ld, *__restrict x0 = x + i * ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T e0 = gate(g0[j], x0[j], j);
+      sg[j] += double(e0);
+      sgx[j] += double(e0 * (x0[j] - m[j]));
+    }
+  }
+}
+
+// column_grad_input with g replaced by [z > 0] g, z recomputed.
+template <class T>
+void column_relu_grad_input(const T* __restrict g, const T* __restrict x, T* __restrict dx, index_t ld, index_t N,
+                            index_t L, const T* __restrict m, const T* __restrict zm, const T* __restrict za,
+                            const T* __restrict zb, const T* __restrict a, const T* __restrict b,
+                            const T* __restrict d) {
+  for (index_t i = 0; i < N; ++i) {
+    const T *__restrict gr = g + i * ld, *__restrict xr = x + i * ld;
+    T* __restrict dr = dx + i * ld;
+    for (index_t j = 0; j < L; ++j) {
+      const T e = (xr[j] - zm[j]) * za[j] + zb[j] > T(0) ? gr[j] : T(0);
+      dr[j] = a[j] * e + b[j] * (xr[j] - m[j]) + d[j];
+    }
+  }
+}
+
+// col[j] = v[c(j)] for the columns of the tile at j0, or 0 when v is null.
+template <class T>
+void expand_or_zero(const T* v, index_t j0, index_t L, index_t S, T* col) {
+  if (v) {
+    expand_columns(v, j0, L, S, 0, col);
+  } else {
+    std::fill(col, col + L, T(0));
+  }
+}
+
+}  // namespace bn_detail
+
+// Training-mode forward: batch_norm_forward_train (the same statistics, save_mean/save_invstd and
+// running-statistics update) with y = relu(z) * keep / (1 - p) written by the normalize pass. p in
+// [0, 1); p = 0 is ReLU alone. The keep decisions are dropout_forward's for (seed, step) over the
+// N*C*S elements of x in C order. mask (N*C*S bytes, kReluPass | kKept) may be null when p = 0:
+// the backward then recomputes z from save_mean, z_scale (if not null, receives the C per-channel
+// scales gamma * invstd the forward used) and beta. y must not alias x.
+template <class T>
+void batch_norm_relu_forward_train(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
+                                   T* y, std::uint8_t* mask, T* save_mean, T* save_invstd, T momentum,
+                                   T* running_mean, T* running_var, double p, std::uint64_t seed, std::uint64_t step,
+                                   T* z_scale = nullptr) {
+  using namespace bn_detail;
+  FASTNN_CHECK(p >= 0.0 && p < 1.0, "batch_norm_relu_forward", "p must be in [0, 1), got " << p);
+  FASTNN_CHECK(mask || p == 0.0, "batch_norm_relu_forward", "dropout needs the mask");
+  const index_t ld = C * S, n = N * S;
+  if (p == 0.0) {
+    forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var,
+                         z_scale, 4 * n, "batch_norm_relu_forward",
+                         [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
+                           column_normalize_relu(x + j0, y + j0, mask ? mask + j0 : nullptr, ld, N, L, m, a, b);
+                         });
+    return;
+  }
+  const std::uint64_t key = rng::stream_key(seed, step), threshold = rng::keep_threshold(p);
+  const T scale = static_cast<T>(1.0 / (1.0 - p));  // as dropout_forward
+  forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var,
+                       z_scale, 4 * n + detail::kDropoutCost * n, "batch_norm_relu_forward",
+                       [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
+                         column_normalize_relu_dropout(x + j0, y + j0, mask + j0, ld, N, L, m, a, b, j0, key,
+                                                       threshold, scale);
+                       });
+}
+
+// Eval-mode forward: y = relu(scale x + shift) with the folded affine from the running statistics
+// (batch_norm_forward_eval; dropout is the identity in eval mode), and the mask bytes unless mask
+// is null (the backward then recomputes z with z_mean = 0, z_scale = scale, z_shift = shift).
+// scale and shift (C values each) receive the folded affine. y must not alias x.
+template <class T>
+void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta,
+                                  const T* running_mean, const T* running_var, T eps, T* y, std::uint8_t* mask,
+                                  T* scale, T* shift) {
+  using bn_detail::relu_bit;
+  using bn_detail::relu_of;
+  batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale, shift);
+  if (S == 1) {  // rows, as batch_norm_affine
+    parallel_for(N, C, [&](index_t i0, index_t i1) {
+      for (index_t i = i0; i < i1; ++i) {
+        const T* __restrict xr = x + i * C;
+        T* __restrict yr = y + i * C;
+        if (!mask) {
+          for (index_t c = 0; c < C; ++c) yr[c] = relu_of(scale[c] * xr[c] + shift[c]);
+          continue;
+        }
+        std::uint8_t* __restrict mr = mask + i * C;
+        for (index_t c = 0; c < C; ++c) {
+          const T z = scale[c] * xr[c] + shift[c];
+          yr[c] = relu_of(z);
+          mr[c] = std::uint8_t(relu_bit(z) | kKept);
+        }
+      }
+    });
+    return;
+  }
+  parallel_for(N * C, S, [&](index_t p0, index_t p1) {  // planes (n, c) of S contiguous values
+    for (index_t q = p0; q < p1; ++q) {
+      const T a = scale[q % C], b = shift[q % C];
+      const T* __restrict xp = x + q * S;
+      T* __restrict yp = y + q * S;
+      if (!mask) {
+        for (index_t s = 0; s < S; ++s) yp[s] = relu_of(a * xp[s] + b);
+        continue;
+      }
+      std::uint8_t* __restrict mp = mask + q * S;
+      for (index_t s = 0; s < S; ++s) {
+        const T z = a * xp[s] + b;
+        yp[s] = relu_of(z);
+        mp[s] = std::uint8_t(relu_bit(z) | kKept);
+      }
+    }
+  });
+}
+
+// Backward of batch_norm_relu_forward_train / _eval: batch_norm_backward applied to
+// g_z = [z > 0] * keep / (1 - p) * g, which is formed where BN's two passes read g (no pass of its
+// own). mask: the forward's, or null (p = 0) to recompute z = (x - z_mean) * z_scale + z_shift per
+// channel (z_mean, z_shift null: 0) with the forward's coefficients: training save_mean, the
+// forward's z_scale and beta; eval 0, scale and shift. p: the forward's drop probability (0 without
+// dropout or in eval mode); training: the mode of the forward's batch normalization.
+// dx must not alias g or x.
+template <class T>
+void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, index_t N, index_t C, index_t S,
+                              const T* gamma, const T* save_mean, const T* save_invstd, bool training, double p, T* dx,
+                              T* dgamma, T* dbeta, const T* z_mean = nullptr, const T* z_scale = nullptr,
+                              const T* z_shift = nullptr) {
+  using namespace bn_detail;
+  const char* op = "batch_norm_relu_backward";
+  FASTNN_CHECK(p >= 0.0 && p < 1.0, op, "p must be in [0, 1), got " << p);
+  FASTNN_CHECK(mask || (p == 0.0 && z_scale), op, "needs the mask, or z_scale without dropout");
+  const index_t ld = C * S;
+  if (!mask) {
+    backward_groups(
+        N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, 2 * N, 6 * N * S, op,
+        [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
+          T zm[kTileCols], za[kTileCols], zb[kTileCols];
+          expand_or_zero(z_mean, j0, L, S, zm);
+          expand_or_zero(z_scale, j0, L, S, za);
+          expand_or_zero(z_shift, j0, L, S, zb);
+          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, zm, za, zb, acc_g, acc_gx);
+        },
+        [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+          T zm[kTileCols], za[kTileCols], zb[kTileCols];
+          expand_or_zero(z_mean, j0, L, S, zm);
+          expand_or_zero(z_scale, j0, L, S, za);
+          expand_or_zero(z_shift, j0, L, S, zb);
+          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, zm, za, zb, a, b, d);
+        });
+    return;
+  }
+  const T scale = static_cast<T>(1.0 / (1.0 - p));  // as dropout_backward (exactly 1 for p = 0)
+  // Per channel the passes read g, x and the mask bytes (a quarter or an eighth of a row of T).
+  const index_t rows = 2 * N + (N + index_t(sizeof(T)) - 1) / index_t(sizeof(T));
+  backward_groups(
+      N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, rows, 6 * N * S, op,
+      [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
+        column_masked_grad_sums(g + j0, mask + j0, x + j0, ld, N, L, m, scale, acc_g, acc_gx);
+      },
+      [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+        column_masked_grad_input(g + j0, mask + j0, x + j0, dx + j0, ld, N, L, m, scale, a, b, d);
+      });
+}
+
+}  // namespace fastnn
