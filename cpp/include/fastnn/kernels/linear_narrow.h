@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fastnn/common.h"
+#include "fastnn/kernels/gemm.h"
 
 // Fully unrolled loops over register tiles, so that the accumulator arrays live in registers
 // (without it gcc kept them on the stack: 3x slower).
@@ -142,6 +143,25 @@ void grad_scalar_columns(const T* const* rows, index_t n, const T* g, index_t ou
     }
 }
 
+// f(begin, end) over [0, items) on the threads a GEMM of `macs` multiply-adds would use (a
+// parallel region costs microseconds: small layers stay on one thread).
+template <class F>
+void parallel_items(index_t items, index_t macs, F&& f) {
+  if (items <= 0) return;
+  const int nt = static_cast<int>(std::min<index_t>(gemm_detail::gemm_threads(macs), items));
+  if (nt <= 1) return f(index_t(0), items);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
+    const index_t b = items * t / nth, e = items * (t + 1) / nth;
+    if (b < e) f(b, e);
+  }
+#else
+  f(index_t(0), items);
+#endif
+}
+
 // W^T (in x NV*S), zero-padded, in an aligned buffer owned by the calling thread.
 template <class T, class WM>
 const T* pack_transposed(const WM& w, index_t nv) {
@@ -175,7 +195,7 @@ void narrow_linear_forward(const T* const* rows, index_t n, const Eigen::MatrixB
   const T* wt = pack_transposed<T>(w.derived(), nv);
   const index_t unit = 12;  // rows per work item: a multiple of every forward_rows<NV>() used below
   const index_t items = (n + unit - 1) / unit;
-  parallel_for(items, unit * in * out, [&](index_t b, index_t e) {
+  parallel_items(items, n * in * out, [&](index_t b, index_t e) {
     const index_t r0 = b * unit, r1 = std::min(n, e * unit);
     switch (nv) {
       case 1: return forward_rows_nv<T, 1>(rows, wt, in, y, out, r0, r1, post);
@@ -193,7 +213,7 @@ void narrow_linear_weight_grad(const T* const* rows, index_t n, const T* g, inde
   using namespace narrow_detail;
   constexpr index_t chunk = kGradPackets * kP<T>;
   const index_t chunks = in / chunk;
-  parallel_for(chunks, n * out * chunk, [&](index_t b, index_t e) {
+  parallel_items(chunks, n * out * in, [&](index_t b, index_t e) {
     for (index_t c = b; c < e; ++c) grad_columns<T, kGradPackets>(rows, n, g, out, c * chunk, dw, in, accumulate);
   });
   index_t k = chunks * chunk;
