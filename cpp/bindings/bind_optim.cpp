@@ -39,14 +39,14 @@ SegmentArg segments_arg(const py::handle& h, const char* op, index_t n) {
   const SegmentTable& t = s.table;
   std::vector<std::pair<index_t, index_t>> spans;
   for (index_t i = 0; i < t.count; ++i) {
-    const std::string row = "segments row " + std::to_string(i) + ": ";
+    auto row = [i] { return "segments row " + std::to_string(i) + ": "; };  // built only for an error
     if (t.offset(i) < 0 || t.size(i) < 0 || t.offset(i) > n - t.size(i))
-      value_error(op, row + "[offset " + std::to_string(t.offset(i)) + ", size " + std::to_string(t.size(i)) +
+      value_error(op, row() + "[offset " + std::to_string(t.offset(i)) + ", size " + std::to_string(t.size(i)) +
                           "] is outside the buffer of " + std::to_string(n) + " elements");
     if (t.flags(i) < 0 || t.flags(i) > (kSegmentTrainable | kSegmentDecay))
-      value_error(op, row + "flags must be a combination of TRAINABLE=1 and DECAY=2, got " + std::to_string(t.flags(i)));
+      value_error(op, row() + "flags must be a combination of TRAINABLE=1 and DECAY=2, got " + std::to_string(t.flags(i)));
     if (t.row_len(i) < 0 || (t.row_len(i) > 0 && t.size(i) % t.row_len(i) != 0))
-      value_error(op, row + "row_len " + std::to_string(t.row_len(i)) + " does not divide size " +
+      value_error(op, row() + "row_len " + std::to_string(t.row_len(i)) + " does not divide size " +
                           std::to_string(t.size(i)));
     if (t.size(i) > 0) spans.emplace_back(t.offset(i), t.offset(i) + t.size(i));
   }
@@ -78,7 +78,7 @@ class FlatArgs {
       value_error(op_, std::string(name) + " must have " + std::to_string(n_) + " elements like " + first_ +
                            ", got " + std::to_string(a.shape(0)));
     }
-    if (!a.attr("flags").attr("c_contiguous").cast<bool>())
+    if (!(a.flags() & py::array::c_style))  // NumPy's flag, read directly: this runs at every step
       value_error(op_, std::string(name) + " must be C-contiguous (a flat buffer, not a strided view)");
     if (writeable && !a.writeable()) value_error(op_, std::string(name) + " is updated in place and must be writeable");
     for (const auto& [other, other_name, other_writeable] : seen_)
@@ -165,6 +165,8 @@ py::object finish(bool defer, const FlatArgs<T>& a, const SegmentArg& s, F&& fn)
 
 }  // namespace
 
+// The *_step functions take their hyperparameters positionally too (no py::kw_only): the Python
+// optimizers pass them so at every step, as matching keyword arguments costs ~1.3 us per call.
 void bind_optim(py::module_& m) {
   py::class_<Stepper, std::shared_ptr<Stepper>>(m, "Stepper",
                                                 "An optimizer step prepared once (defer=True) for the C++ training loop.")
@@ -198,7 +200,7 @@ void bind_optim(py::module_& m) {
           return finish(defer, a, s, [=, tbl = s.table](index_t k) { sgd_step(tbl, p, g, b, first_step && k == 0, o); });
         });
       },
-      py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("momentum_buffer"), py::kw_only(),
+      py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("momentum_buffer"),
       py::arg("first_step"), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
       py::arg("nesterov") = false, py::arg("weight_decay") = 0.0, py::arg("maximize") = false, py::arg("l1") = 0.0,
       py::arg("max_norm") = py::none(), py::arg("defer") = false,
@@ -226,7 +228,7 @@ void bind_optim(py::module_& m) {
           return finish(defer, a, s, [=, tbl = s.table](index_t k) { adagrad_step(tbl, p, g, sum, step + k, o); });
         });
       },
-      py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("state_sum"), py::kw_only(), py::arg("step"),
+      py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("state_sum"), py::arg("step"),
       py::arg("lr"), py::arg("lr_decay") = 0.0, py::arg("eps") = 1e-10, py::arg("weight_decay") = 0.0,
       py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused Adagrad step (torch.optim.Adagrad rule); step is the 1-based number of this step.");
@@ -257,7 +259,7 @@ void bind_optim(py::module_& m) {
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("square_avg"), py::arg("grad_avg"),
-      py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
+      py::arg("momentum_buffer"), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
       py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("centered") = false,
       py::arg("maximize") = false, py::arg("l1") = 0.0, py::arg("max_norm") = py::none(), py::arg("defer") = false,
       "One fused RMSprop step (torch.optim.RMSprop rule).");
@@ -289,7 +291,7 @@ void bind_optim(py::module_& m) {
         });
       },
       py::arg("params"), py::arg("grads"), py::arg("segments"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
-      py::arg("max_exp_avg_sq"), py::kw_only(), py::arg("step"), py::arg("lr"), py::arg("beta1") = 0.9,
+      py::arg("max_exp_avg_sq"), py::arg("step"), py::arg("lr"), py::arg("beta1") = 0.9,
       py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("amsgrad") = false,
       py::arg("decoupled_weight_decay") = false, py::arg("maximize") = false, py::arg("l1") = 0.0,
       py::arg("max_norm") = py::none(), py::arg("defer") = false,

@@ -51,7 +51,6 @@ class Adagrad(Optimizer):
             state_sum[p.offset : p.offset + p.size] = group["initial_accumulator_value"]
 
     def _step_group(self, index, group, segments, step, defer=False):
-        return _C.adagrad_step(self.buffer.params, self.buffer.grads, segments, self._flat("sum"), step=step,
-                        lr=group["lr"], lr_decay=group["lr_decay"], eps=group["eps"],
-                        weight_decay=group["weight_decay"], maximize=group["maximize"], l1=group["l1"],
-                        max_norm=group["max_norm"], defer=defer)
+        return _C.adagrad_step(self.buffer.params, self.buffer.grads, segments, self._flat("sum"), step,
+                        group["lr"], group["lr_decay"], group["eps"], group["weight_decay"], group["maximize"],
+                        group["l1"], group["max_norm"], defer)  # positional: faster

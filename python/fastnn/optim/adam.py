@@ -50,11 +50,11 @@ class Adam(Optimizer):
 
     def _step_group(self, index, group, segments, step, defer=False):
         beta1, beta2 = group["betas"]
+        # positional: pybind11 takes ~1 us longer per call to match keyword arguments
         return _C.adam_step(self.buffer.params, self.buffer.grads, segments, self._flat("exp_avg"), self._flat("exp_avg_sq"),
-                     self._flat("max_exp_avg_sq") if group["amsgrad"] else None, step=step, lr=group["lr"],
-                     beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                     amsgrad=group["amsgrad"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                     maximize=group["maximize"], l1=group["l1"], max_norm=group["max_norm"], defer=defer)
+                            self._flat("max_exp_avg_sq") if group["amsgrad"] else None, step, group["lr"], beta1, beta2,
+                            group["eps"], group["weight_decay"], group["amsgrad"], group["decoupled_weight_decay"],
+                            group["maximize"], group["l1"], group["max_norm"], defer)
 
 
 class AdamW(Adam):

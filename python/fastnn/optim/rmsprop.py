@@ -50,6 +50,5 @@ class RMSprop(Optimizer):
         return _C.rmsprop_step(self.buffer.params, self.buffer.grads, segments, self._flat("square_avg"),
                         self._flat("grad_avg") if group["centered"] else None,
                         self._flat("momentum_buffer") if group["momentum"] > 0 else None,
-                        lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
-                        momentum=group["momentum"], centered=group["centered"], maximize=group["maximize"],
-                        l1=group["l1"], max_norm=group["max_norm"], defer=defer)
+                        group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
+                        group["centered"], group["maximize"], group["l1"], group["max_norm"], defer)  # positional: faster

@@ -22,18 +22,26 @@ struct Penalties {
   double max_norm = 0;  // <= 0: no max-norm constraint
 };
 
-// The gradient the optimizer's rule sees for the n parameters p: g = ±grad (+ wd·p) (+ l1·sign(p));
-// with decoupled decay p is shrunk in place instead. Returns `grad` itself when nothing changes it,
-// else `scratch` (n <= kOptimBlock values).
+// What the optimizer's rule sees for a block of n parameters p: the gradient g = ±grad (+ wd·p)
+// (+ l1·sign(p)), and param_scale: the factor 1 - lr·wd of decoupled weight decay (AdamW) that
+// the rule applies to p in its own pass (p <- p*param_scale, then its update), else 1.
 template <class T>
-const T* effective_gradient(const Penalties& pen, bool decays, bool maximize, double lr, T* p, const T* grad,
-                            index_t n, T* scratch) {
+struct EffectiveGradient {
+  const T* grad;  // `grad` itself when nothing changes it, else `scratch`
+  T param_scale;
+};
+
+// Forms the effective gradient of the n parameters p (n <= kOptimBlock values in scratch).
+template <class T>
+EffectiveGradient<T> effective_gradient(const Penalties& pen, bool decays, bool maximize, double lr, T* p,
+                                        const T* grad, index_t n, T* scratch) {
   const bool l2 = decays && pen.weight_decay != 0 && !pen.decoupled;
   const bool l1 = decays && pen.l1 != 0;
+  const bool shrink = decays && pen.weight_decay != 0 && pen.decoupled;
+  const T scale = shrink ? static_cast<T>(1.0 - lr * pen.weight_decay) : T(1);
+  if (!maximize && !l2 && !l1) return {grad, scale};
   ArrMap<T> pa(p, n);
-  if (decays && pen.weight_decay != 0 && pen.decoupled)
-    pa *= static_cast<T>(1.0 - lr * pen.weight_decay);
-  if (!maximize && !l2 && !l1) return grad;
+  if (shrink) pa *= scale;  // first, so that L1's sign(p) sees the decayed parameters
   ArrMap<T> g(scratch, n);
   if (maximize)
     g = -CArrMap<T>(grad, n);
@@ -41,7 +49,7 @@ const T* effective_gradient(const Penalties& pen, bool decays, bool maximize, do
     g = CArrMap<T>(grad, n);
   if (l2) g += static_cast<T>(pen.weight_decay) * pa;
   if (l1) g += static_cast<T>(pen.l1) * pa.sign();
-  return scratch;
+  return {scratch, T(1)};
 }
 
 // One row w (n values): if ||w||_2 > max_norm, w <- w * max_norm / (||w||_2 + 1e-7) (torch.renorm).

@@ -35,8 +35,9 @@ struct SegmentTable {
 
 // Elements per block: the scratch gradient of one block (a stack array) stays in L1 cache.
 constexpr index_t kOptimBlock = 1024;
-// Elements per parallel work item: the unit of thread scheduling (and of partial sums).
-constexpr index_t kOptimItem = 16384;
+// Elements per parallel work item: the unit of thread scheduling (and of partial sums). Small
+// enough to split a 26K-parameter model evenly over two threads.
+constexpr index_t kOptimItem = 4096;
 
 // The trainable segments cut into independent work items of at most kOptimItem elements (at
 // least one whole unit). `unit(i)` is the number of elements that must stay in one item (a row
@@ -45,7 +46,8 @@ constexpr index_t kOptimItem = 16384;
 class SegmentPlan {
  public:
   template <class Unit>
-  SegmentPlan(const SegmentTable& segs, Unit&& unit) : segs_(segs), first_(segs.count + 1, 0), per_item_(segs.count, 1) {
+  SegmentPlan(const SegmentTable& segs, Unit&& unit)
+      : segs_(segs), first_(segs.count + 1, 0), start_(segs.count + 1, 0), per_item_(segs.count, 1) {
     for (index_t i = 0; i < segs.count; ++i) {
       index_t items = 0;
       if (segs.trainable(i) && segs.size(i) > 0) {
@@ -54,8 +56,9 @@ class SegmentPlan {
         items = (segs.size(i) + per_item_[i] - 1) / per_item_[i];
       }
       first_[i + 1] = first_[i] + items;
-      if (items > 0) elements_ += segs.size(i);
+      start_[i + 1] = start_[i] + (items > 0 ? segs.size(i) : 0);
     }
+    elements_ = start_.back();
   }
 
   index_t items() const { return first_.back(); }
@@ -63,12 +66,17 @@ class SegmentPlan {
 
   // Calls visit(item, segment, begin, end) for every item, in parallel over items; [begin, end)
   // is relative to the segment's offset. `cost` is the work of one element: the loop goes
-  // parallel when the elements' total work is worth a second thread (small segments make small items).
+  // parallel when the elements' total work is worth a second thread. The threads share the
+  // elements, not the items, equally (small segments make small items), to within half an item:
+  // a thread visits the items whose middle is in its share.
   template <class Visit>
   void for_each(index_t cost, Visit&& visit) const {
     if (items() == 0) return;
-    const index_t item_cost = (elements_ * cost + items() - 1) / items();
-    parallel_for(items(), item_cost, [&](index_t i0, index_t i1) {
+    constexpr index_t kGrain = 256;  // elements per unit of the split
+    const index_t grains = (elements_ + kGrain - 1) / kGrain;
+    parallel_for(grains, kGrain * cost, [&](index_t g0, index_t g1) {
+      const index_t i0 = first_item_from(g0 * kGrain), i1 = first_item_from(g1 * kGrain);
+      if (i0 >= i1) return;
       index_t s = std::upper_bound(first_.begin(), first_.end(), i0) - first_.begin() - 1;
       for (index_t it = i0; it < i1; ++it) {
         while (first_[s + 1] <= it) ++s;
@@ -79,8 +87,29 @@ class SegmentPlan {
   }
 
  private:
+  // Twice the middle of item it, counted in the elements of all items in table order.
+  index_t twice_middle(index_t it) const {
+    const index_t s = std::upper_bound(first_.begin(), first_.end(), it) - first_.begin() - 1;
+    const index_t begin = (it - first_[s]) * per_item_[s];
+    return 2 * (start_[s] + begin) + std::min(per_item_[s], segs_.size(s) - begin);
+  }
+
+  // The first item whose middle is at or after element e (items() if none).
+  index_t first_item_from(index_t e) const {
+    index_t lo = 0, hi = items();
+    while (lo < hi) {
+      const index_t mid = lo + (hi - lo) / 2;
+      if (twice_middle(mid) < 2 * e)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+
   SegmentTable segs_;
   std::vector<index_t> first_;     // first_[i]: number of the first item of segment i
+  std::vector<index_t> start_;     // start_[i]: elements of the items of segments before i
   std::vector<index_t> per_item_;  // elements per item in segment i
   index_t elements_ = 0;
 };
