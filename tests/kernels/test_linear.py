@@ -122,8 +122,9 @@ def test_no_bias_and_skipped_gradients(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["none", "leaky_relu"])
 @pytest.mark.parametrize("given", ["both", "weight", "bias"])
-def test_accumulate_into_given_gradients(rng, dtype, activation, given):
-    x, w, b, grad_out = make(rng, 33, 32, 129, dtype)
+@pytest.mark.parametrize("shape", [(33, 32, 129), (128, 784, 32)], ids=["gemm", "narrow-two-halves"])
+def test_accumulate_into_given_gradients(rng, dtype, activation, given, shape):
+    x, w, b, grad_out = make(rng, *shape, dtype)
     y = F.linear_forward(x, w, b, activation)
     _, gw, gb = R.linear_backward(grad_out, x, w, y, activation)
     gw_acc = random_array(rng, gw.shape, dtype) if given != "bias" else None
@@ -150,7 +151,9 @@ def test_accumulate_into_given_gradients(rng, dtype, activation, given):
     + [("relu", 16, 1000, 700, True), ("tanh", 9, 300, 1001, True)]  # threads split y's columns
     + [("none", 520, 64, 100, False)]  # grad_weight alone; N > Eigen's k-block
     + [("relu", 8, 3000, 49, True), ("none", 5, 12000, 20, True)]  # a last block of one column / row
-    + [("sigmoid", 1, 2048, 600, True)],  # batch of one: matrix-vector products
+    + [("sigmoid", 1, 2048, 600, True)]  # batch of one: matrix-vector products
+    # few outputs (linear_narrow.h): rows split for the forward, grad_weight summed in two row halves
+    + [("relu", 128, 784, 32, False), ("tanh", 61, 1000, 17, True), ("none", 300, 257, 64, True)],
 )
 def test_same_result_with_one_and_two_threads(rng, activation, n, n_in, n_out, need_input):
     # Bit for bit: the threads split the outputs, never a sum (GEMM blocks at Eigen's register
