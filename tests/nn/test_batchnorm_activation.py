@@ -272,3 +272,8 @@ def test_fused_layer_gives_the_same_results_with_one_and_two_threads(rng, kind, 
                 np.testing.assert_array_equal(one[k], two[k], err_msg=k)
         else:
             np.testing.assert_array_equal(one, two)
+
+
+def test_execution_plan_is_public_on_sequential():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3), nn.ReLU())
+    assert model.execution_plan == ["Linear", "BatchNorm1d+relu+dropout", "Linear+relu"]

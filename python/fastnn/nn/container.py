@@ -86,6 +86,12 @@ class Sequential(LayerModule):
         self.flatten_parameters_()
         return self
 
+    @property
+    def execution_plan(self):
+        """The layers as the C++ loop runs them: fused pairs and triples show as one entry,
+        e.g. ``['Linear', 'BatchNorm1d+relu+dropout', 'Linear+relu', 'Linear']``."""
+        return list(self._layer.execution_plan)
+
     def __len__(self):
         return len(self._modules)
 
