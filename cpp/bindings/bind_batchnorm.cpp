@@ -90,6 +90,30 @@ struct ForwardArgs {
   T* running_var() { return rv ? rv->mutable_data() : nullptr; }
 };
 
+// The checked arguments of a backward and its outputs dx, dgamma, dbeta (allocated).
+template <class T>
+struct BackwardArgs {
+  CArray<T> x;
+  Geometry geo;
+  std::vector<py::ssize_t> shape;
+  CArray<T> g, mean, invstd;
+  std::optional<CArray<T>> w;
+  CArray<T> dx, dgamma, dbeta;
+
+  BackwardArgs(const char* op, const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
+               const py::handle& save_mean, const py::handle& save_invstd)
+      : x(input_x<T>(x_in, op, "x")), geo(x), shape(x.shape(), x.shape() + x.ndim()), g(in<T>(grad_out, op, "grad_out")) {
+    check_shape(g, op, "grad_out", shape);
+    w = optional_channels<T>(weight, op, "weight", geo.C);
+    mean = channels<T>(save_mean, op, "save_mean", geo.C);
+    invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
+    dx = new_array<T>(shape);
+    dgamma = new_array<T>(std::vector<py::ssize_t>{geo.C});
+    dbeta = new_array<T>(std::vector<py::ssize_t>{geo.C});
+  }
+  py::tuple result() { return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta)); }
+};
+
 template <class T>
 py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
                        const py::object& running_mean, const py::object& running_var, bool training,
@@ -148,24 +172,13 @@ py::tuple relu_forward_impl(const py::handle& x_in, const py::object& weight, co
 template <class T>
 py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
                         const py::handle& save_mean, const py::handle& save_invstd, bool training) {
-  const char* op = "batch_norm_backward";
-  CArray<T> x = input_x<T>(x_in, op, "x");
-  const Geometry geo(x);
-  CArray<T> g = in<T>(grad_out, op, "grad_out");
-  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  check_shape(g, op, "grad_out", shape);
-  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
-  CArray<T> mean = channels<T>(save_mean, op, "save_mean", geo.C);
-  CArray<T> invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
-
-  CArray<T> dx = new_array<T>(shape), dgamma = new_array<T>(std::vector<py::ssize_t>{geo.C}), dbeta = new_array<T>(std::vector<py::ssize_t>{geo.C});
-  const T *gp = g.data(), *xp = x.data(), *wp = ptr(w), *mp = mean.data(), *ip = invstd.data();
-  T *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
+  BackwardArgs<T> a("batch_norm_backward", grad_out, x_in, weight, save_mean, save_invstd);
   {
     py::gil_scoped_release nogil;
-    batch_norm_backward(gp, xp, geo.N, geo.C, geo.S, wp, mp, ip, training, dxp, dgp, dbp);
+    batch_norm_backward(a.g.data(), a.x.data(), a.geo.N, a.geo.C, a.geo.S, ptr(a.w), a.mean.data(), a.invstd.data(),
+                        training, a.dx.mutable_data(), a.dgamma.mutable_data(), a.dbeta.mutable_data());
   }
-  return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta));
+  return a.result();
 }
 
 template <class T>
@@ -173,30 +186,20 @@ py::tuple relu_backward_impl(const py::handle& grad_out, const py::handle& x_in,
                              const py::handle& save_mean, const py::handle& save_invstd, const py::handle& mask_in,
                              bool training, const py::handle& p_in) {
   const char* op = "batch_norm_relu_backward";
-  CArray<T> x = input_x<T>(x_in, op, "x");
-  const Geometry geo(x);
-  CArray<T> g = in<T>(grad_out, op, "grad_out");
-  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  check_shape(g, op, "grad_out", shape);
-  const auto w = optional_channels<T>(weight, op, "weight", geo.C);
-  CArray<T> mean = channels<T>(save_mean, op, "save_mean", geo.C);
-  CArray<T> invstd = channels<T>(save_invstd, op, "save_invstd", geo.C);
+  BackwardArgs<T> a(op, grad_out, x_in, weight, save_mean, save_invstd);
   py::array m = as_ndarray(mask_in, op, "mask");
   if (!m.dtype().equal(py::dtype::of<std::uint8_t>())) type_error(op, "mask must be uint8, got " + dtype_str(m));
-  check_shape(m, op, "mask", shape);
+  check_shape(m, op, "mask", a.shape);
   auto mask = py::array_t<std::uint8_t, py::array::c_style>::ensure(m);
   const double p = p_arg(p_in, op);
-
-  CArray<T> dx = new_array<T>(shape), dgamma = new_array<T>(std::vector<py::ssize_t>{geo.C}), dbeta = new_array<T>(std::vector<py::ssize_t>{geo.C});
-  const T *gp = g.data(), *xp = x.data(), *wp = ptr(w), *mp = mean.data(), *ip = invstd.data();
-  const std::uint8_t* kp = mask.data();
-  T *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
   {
     py::gil_scoped_release nogil;
     // Eval mode has no dropout: its p is ignored.
-    batch_norm_relu_backward(gp, kp, xp, geo.N, geo.C, geo.S, wp, mp, ip, training, training ? p : 0.0, dxp, dgp, dbp);
+    batch_norm_relu_backward(a.g.data(), mask.data(), a.x.data(), a.geo.N, a.geo.C, a.geo.S, ptr(a.w), a.mean.data(),
+                             a.invstd.data(), training, training ? p : 0.0, a.dx.mutable_data(),
+                             a.dgamma.mutable_data(), a.dbeta.mutable_data());
   }
-  return py::make_tuple(std::move(dx), std::move(dgamma), std::move(dbeta));
+  return a.result();
 }
 
 template <class T>
