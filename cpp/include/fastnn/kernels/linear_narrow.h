@@ -43,7 +43,7 @@ constexpr int kRegs = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;  // 32 with AVX-51
 
 // Rows per forward register tile for NV packets of output: the accumulators (R x NV), the NV
 // weight packets and one broadcast must fit in the vector registers, and the R row pointers in
-// the general ones (measured: 12 rows spill them and run at a third of the speed of 6).
+// the general ones; 6 rows of 2 packets keep 12 multiply-adds in flight, enough to hide latency.
 template <int NV> constexpr int forward_rows() {
   const int r = (kRegs - NV - 2) / NV;
   return r > 6 ? 6 : r;
@@ -57,13 +57,13 @@ static_assert(kForwardUnit % forward_rows<1>() == 0 && kForwardUnit % forward_ro
 constexpr int kGradOut = kRegs >= 32 ? 8 : 4;
 constexpr int kGradPackets = kRegs >= 32 ? 3 : 2;
 
-// acc (R x NV packets) = rows[0..R) x wt, where wt is W^T zero-padded to NV packets per input.
-// `next` (null for the last tile): the rows of the next tile, fetched into cache meanwhile, a
-// cache line per row every S inputs: the samples of a shuffled batch lie at random places of a
-// large data set, and waiting for memory doubled the time of an MLP's first layer.
+// out[0..R) (rows of `width` values) = rows[0..R) x wt, where wt is W^T zero-padded to NV packets
+// per input; then post(row) on each. next[0..n_next): the rows of the next tile, fetched into
+// cache meanwhile, a cache line per row every S inputs: the samples of a shuffled batch lie at
+// random places of a large data set, and waiting for memory doubled the time of an MLP's first layer.
 template <class T, int NV, int R, class Post>
 inline void forward_tile(const T* const* rows, const T* const* next, index_t n_next, const T* wt, index_t in, T* out,
-                         index_t ld, index_t width, const Post& post) {
+                         index_t width, const Post& post) {
   using P = Packet<T>;
   constexpr int S = kP<T>;
   P acc[R][NV];
@@ -84,8 +84,8 @@ inline void forward_tile(const T* const* rows, const T* const* next, index_t n_n
   alignas(64) T buf[NV * S];
   FASTNN_UNROLL for (int i = 0; i < R; ++i) {
     FASTNN_UNROLL for (int v = 0; v < NV; ++v) pstore(buf + v * S, acc[i][v]);
-    std::copy(buf, buf + width, out + i * ld);
-    post(out + i * ld);
+    std::copy(buf, buf + width, out + i * width);
+    post(out + i * width);
   }
 }
 
@@ -96,8 +96,8 @@ void forward_rows_nv(const T* const* rows, const T* wt, index_t in, T* y, index_
   auto ahead = [&](index_t from, index_t count) { return std::max<index_t>(0, std::min(count, r1 - from)); };
   index_t r = r0;
   for (; r + R <= r1; r += R)
-    forward_tile<T, NV, R>(rows + r, rows + r + R, ahead(r + R, R), wt, in, y + r * out, out, out, post);
-  for (; r < r1; ++r) forward_tile<T, NV, 1>(rows + r, rows + r + 1, ahead(r + 1, 1), wt, in, y + r * out, out, out, post);
+    forward_tile<T, NV, R>(rows + r, rows + r + R, ahead(r + R, R), wt, in, y + r * out, out, post);
+  for (; r < r1; ++r) forward_tile<T, NV, 1>(rows + r, rows + r + 1, ahead(r + 1, 1), wt, in, y + r * out, out, post);
 }
 
 // dw[o0 + i, k0 + j*S ...] (+)= sum_r g[r, o0 + i] x_r[k0 + ...] for OB outputs and KV packets of inputs.

@@ -83,10 +83,9 @@ class BatchGather {
     }
     rows_.clear();
     x_ = xs_.get(shape);
-    // Rows come from random places of a large array: memory latency bound, so two threads help.
+    // Rows come from random places of a large array: memory latency bound, so two threads help,
+    // each fetching the rows two copies ahead (one thread: 80 -> 62 us per 128 Fashion-MNIST rows).
     T* dst = x_.data;
-    // Each thread also fetches the rows two copies ahead into cache, since waiting for memory
-    // dominates the copy (measured on one thread: 80 -> 62 us per batch of 128 Fashion-MNIST rows).
     parallel_for(count, s, [&](index_t b, index_t e) {
       constexpr index_t kAhead = 2, kLine = 64 / sizeof(T);
       for (index_t i = b; i < e; ++i) {
