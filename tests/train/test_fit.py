@@ -105,6 +105,19 @@ def test_optimizer_by_name_with_lr():
     assert history["lr"] == [0.05, 0.05]
 
 
+def test_an_optimizer_by_name_keeps_its_state_across_fit_calls():
+    """Keras semantics: two fit calls of one epoch train like one call of two epochs."""
+    X, y = blobs()
+    a, b = mlp(), mlp()
+    for epoch in range(2):
+        fastnn.fit(a, X, y, optimizer="adam", lr=0.01, epochs=1, initial_epoch=epoch, seed=3, verbose=0)
+    fastnn.fit(b, X, y, optimizer="adam", lr=0.01, epochs=2, seed=3, verbose=0)
+    assert_state_equal(a, b)
+    kept = a._fit_optimizer[1]
+    fastnn.fit(a, X, y, optimizer="adam", lr=0.02, epochs=1, verbose=0)  # another lr: a fresh optimizer
+    assert a._fit_optimizer[0] == ("adam", 0.02) and a._fit_optimizer[1] is not kept
+
+
 @pytest.mark.parametrize("verbose", [0, 1, 2])
 def test_verbose_output(verbose, capsys):
     X, y = blobs(64)

@@ -51,15 +51,26 @@ def _as_loss(loss):
     return loss, kernel
 
 
-def _as_optimizer(optimizer, model, lr):
+def _as_optimizer(optimizer, model, cpp_model, lr):
     if isinstance(optimizer, _optim.Optimizer):
         if lr is not None:
             raise ValueError("fit: lr= goes with an optimizer name; an Optimizer object has its own "
                              "(optimizer.param_groups[i]['lr'])")
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
+        # Like a compiled Keras model, the model keeps the optimizer made from a name: another
+        # fit call with the same name and lr continues with its state (Adam's moments and step)
+        # instead of starting over. Anything else about the model changed makes a new one.
+        key = (optimizer.lower(), lr)
+        params = list(cpp_model.parameters())
+        kept = model.__dict__.get("_fit_optimizer")
+        if kept is not None and kept[0] == key and [id(p) for g in kept[1].param_groups for p in g["params"]] == \
+                [id(p) for p in params] and (not params or kept[1].buffer is params[0].buffer):
+            return kept[1]
         cls = _OPTIMIZERS[optimizer.lower()]
-        return cls(model.parameters(), lr=lr) if lr is not None else cls(model.parameters())
+        opt = cls(params, lr=lr) if lr is not None else cls(params)
+        object.__setattr__(model, "_fit_optimizer", (key, opt))
+        return opt
     raise ValueError(f"fit: optimizer must be an Optimizer or one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
 
 
@@ -151,7 +162,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         X: (N, ...) samples (converted to the model's dtype).
         y: (N,) integer labels for cross-entropy, or (N, outputs) targets.
         loss: a loss object (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss) or its name.
-        optimizer: an Optimizer over model.parameters(), or a name ("adam", "sgd", ...; with `lr`).
+        optimizer: an Optimizer over model.parameters(), or a name ("adam", "sgd", ...; with `lr`); the
+            model keeps an optimizer made from a name, so later fit calls with the same name and lr
+            continue its state (as a compiled Keras model does).
         epochs, batch_size: batch_size=N is batch gradient descent, 1 single-sample SGD.
         validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y).
         shuffle, seed: the sample order of epoch e is a function of (seed, e) only.
@@ -177,7 +190,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(epochs, (int, np.integer)) or epochs < 0 or initial_epoch < 0:
         raise ValueError(f"fit: epochs and initial_epoch must be non-negative integers, got {epochs}, {initial_epoch}")
-    opt = _as_optimizer(optimizer, cpp_model, lr)
+    opt = _as_optimizer(optimizer, model, cpp_model, lr)
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
     if params and opt.buffer is not params[0].buffer:
