@@ -205,12 +205,15 @@ constexpr bool narrow_linear_fits(index_t out) {
   return out >= 1 && out <= 4 * narrow_detail::kP<T>;
 }
 
+// Both kernels need narrow_linear_fits<T>(out).
+//
 // y (n, out), C-contiguous = rows x W^T, then post(y row) on each row while it is in L1 (the
 // caller's bias + activation); rows[r] points at input row r (in values); w: any view of (out, in).
 template <class T, class WM, class Post>
 void narrow_linear_forward(const T* const* rows, index_t n, const Eigen::MatrixBase<WM>& w, T* y, const Post& post) {
   using namespace narrow_detail;
   const index_t out = w.rows(), in = w.cols(), nv = (out + kP<T> - 1) / kP<T>;
+  eigen_assert(narrow_linear_fits<T>(out) && "the callers check narrow_linear_fits");
   const T* wt = pack_transposed<T>(w.derived(), nv);
   const index_t unit = kForwardUnit;
   const index_t items = (n + unit - 1) / unit;
