@@ -1,4 +1,5 @@
-"""Linear (256, 784) -> 512 + ReLU, forward+backward; and the width sweep (no threading cliff)."""
+"""Linear + ReLU forward+backward at (256, 784) -> 512 and (128, 784) -> 32; and the width sweep
+(no threading cliff)."""
 
 import numpy as np
 import pytest
@@ -40,12 +41,14 @@ def fwd_bwd(impl, x, w, b, g):
     return fn
 
 
+@pytest.mark.parametrize("shape", [(256, 784, 512), (128, 784, 32)], ids=["wide", "narrow"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_linear_relu_fwd_bwd(benchmark, rng, impl):
+def test_linear_relu_fwd_bwd(benchmark, rng, impl, shape):
+    """BENCH.md's micro shape, and mlp-s's first layer (kernels/linear_narrow.h)."""
     need(impl)
-    case = linear_case(rng, 256, 784, 512)
+    case = linear_case(rng, *shape)
     fn = fwd_bwd(impl, *case)
-    bench(benchmark, "linear+relu fwd+bwd (256,784)->512", fn)
+    bench(benchmark, "linear+relu fwd+bwd ({},{})->{}".format(*shape), fn)
     expected = R.linear_backward(case[3], case[0], case[1], y=R.linear_forward(*case[:3], activation="relu"),
                                  activation="relu")
     for got, want in zip(fn(), expected):
