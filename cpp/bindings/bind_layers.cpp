@@ -35,7 +35,7 @@ class PythonLayer : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     py::gil_scoped_acquire gil;
     py::object was = module_.attr("training");
-    module_.attr("training") = py::bool_(ctx.training);
+    if (ctx.force) module_.attr("training") = py::bool_(ctx.training);  // else the module's own mode
     py::object y = module_.attr("forward")(to_numpy(x));
     module_.attr("training") = was;
     return from_numpy(y, out_, "forward");

@@ -139,7 +139,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
     View<T> y;
     {
       py::gil_scoped_release nogil;
-      y = layer.forward(xv, Context{false, 0, 0});
+      y = layer.forward(xv, Context{false, 0, 0, true});
     }
     if (dst == nullptr) {  // the output shape is known after the first batch
       std::vector<py::ssize_t> shape(y.shape.begin(), y.shape.end());

@@ -60,6 +60,7 @@ void bind_layer_base(py::module_& m, const std::string& name) {
           py::arg("params"), py::arg("grads"), py::arg("offset"))
       .def_readwrite("params_trainable", &Layer<T>::params_trainable)
       .def_readwrite("salt", &Layer<T>::salt)
+      .def_readwrite("mode", &Layer<T>::mode)
       .def(
           "state",
           [](py::object self) {

@@ -316,18 +316,6 @@ def test_linear_activation_pairs_are_fused_and_exact(rng, act):
     np.testing.assert_allclose(fused[2](plain[1]), fused(x), rtol=1e-12, atol=1e-14)
 
 
-def test_mixed_train_and_eval_modes_are_refused(rng):
-    model = _mlp(np.float32, rng)
-    model[1].eval()  # e.g. trying to freeze BatchNorm statistics
-    x = random_array(rng, (4, 3, 4), np.float32)
-    with pytest.raises(ValueError, match=r"modules \['1'\] are in eval mode and the others in training mode"):
-        model(x)
-    with pytest.raises(ValueError, match="fit: modules"):
-        fastnn.fit(model, x, np.zeros(4, np.int64), verbose=0)
-    model.eval()
-    model(x)  # one mode again: fine
-
-
 def test_a_parameter_free_module_can_be_used_in_several_places():
     """PyTorch code often reuses one activation object; each use needs its own C++ buffers."""
     act = nn.ELU()  # not fused into the Linear before it, so its own layer runs

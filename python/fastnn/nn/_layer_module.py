@@ -66,6 +66,21 @@ class LayerModule(Module):
         for name, _ in layer.state():
             self._states[name] = self._state_getter(name)
 
+    def _on_mode_change(self):
+        """The C++ layers follow this module's own mode (PyTorch's per-module train/eval)."""
+        for layer in self._cpp_layers():
+            layer.mode = int(self.training)
+
+    def _cpp_layers(self):
+        """This module's C++ layer, and those containers made for its other uses (see Sequential)."""
+        return [self._layer] + [layer for copies in self.__dict__.get("_copies", {}).values() for layer in copies]
+
+    def _set_copies(self, owner, layers):
+        """The C++ layers `owner` (a container) made for this module's uses after the first."""
+        for layer in layers:
+            layer.mode = self._layer.mode
+        self.__dict__.setdefault("_copies", {})[id(owner)] = list(layers)
+
     def _state_getter(self, name):
         def get():
             return dict(self._layer.state())[name]
@@ -87,7 +102,9 @@ class LayerModule(Module):
         if dtype == self.dtype:
             return self
         old_states = {name: np.array(arr) for name, arr in self._layer.state()}
+        mode = self._layer.mode
         object.__setattr__(self, "_layer", self._factory(dtype))
+        self._layer.mode = mode
         object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "_last_input", None)
         for name, arr in self._layer.state():
@@ -115,8 +132,6 @@ class LayerModule(Module):
         return np.ascontiguousarray(x)
 
     def forward(self, x):
-        if self._modules:
-            self._check_single_mode(f"{type(self).__name__}.forward")
         x = self._as_input(x)
         object.__setattr__(self, "_last_input", x)  # the C++ layer reads it again in backward
         return self._layer.forward(x, self.training, _random.seed(), _random.next_step())

@@ -18,13 +18,14 @@ def cpp_layer(module, dtype):
     return getattr(_C, f"PythonLayer_{dtype_suffix(dtype)}")(module)
 
 
-def _cpp_children(named, dtype):
+def _cpp_children(owner, named, dtype):
     """The C++ layers of the children, in order. A C++ layer keeps its input and output buffers
     between forward and backward, so a module used twice needs two of them: a parameter-free one
     (the same ReLU object in several places, common in PyTorch code) gets a fresh layer per extra
     use; one with parameters (weight sharing) or written in Python is refused, not run wrongly."""
     seen = {}
     layers = []
+    copies = {}
     for name, m in named:
         inside = list(m.modules()) if isinstance(m, Module) else [m]
         again = next((s for s in inside if id(s) in seen), None)
@@ -32,12 +33,15 @@ def _cpp_children(named, dtype):
             layers.append(cpp_layer(m, dtype))
         elif again is m and isinstance(m, LayerModule) and not m._modules and not any(True for _ in m.parameters()):
             layers.append(m._factory(np.dtype(dtype)))
+            copies.setdefault(id(m), (m, []))[1].append(layers[-1])
         else:
             raise ValueError(f"Sequential: {type(again).__name__} module used at {seen[id(again)]!r} is used again in "
                              f"child {name!r}; sharing a module with parameters (or a Python module or a container) "
                              "between places is not supported: create separate modules")
         for s in inside:
             seen.setdefault(id(s), name)
+    for m, extra in copies.values():
+        m._set_copies(owner, extra)  # they follow the module's train/eval mode with its own layer
     return layers
 
 
@@ -71,7 +75,7 @@ class Sequential(LayerModule):
         for _, m in named:
             if isinstance(m, LayerModule) and not any(True for _ in m.parameters()):
                 m.to(dtype)
-        super().__init__(lambda dt: make_layer("Sequential", dt, _cpp_children(self._modules.items(), dt)),
+        super().__init__(lambda dt: make_layer("Sequential", dt, _cpp_children(self, self._modules.items(), dt)),
                          dtype, own_params=False, children=named)
         self.flatten_parameters_()
 
@@ -81,7 +85,9 @@ class Sequential(LayerModule):
             return self
         for m in self._modules.values():
             m.to(dtype)
+        mode = self._layer.mode
         object.__setattr__(self, "_layer", self._factory(dtype))
+        self._layer.mode = mode
         object.__setattr__(self, "dtype", dtype)
         self.flatten_parameters_()
         return self

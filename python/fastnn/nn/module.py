@@ -115,16 +115,6 @@ class Module:
     def _on_mode_change(self):
         pass
 
-    def _check_single_mode(self, op):
-        """The C++ layers of one model run in one mode: a model with some submodules in eval mode
-        and others in training mode would silently run them all in one, so it is an error."""
-        modes = {}
-        for name, m in self.named_modules():
-            modes.setdefault(m.training, []).append(name or type(m).__name__)
-        if len(modes) > 1:
-            raise ValueError(f"{op}: modules {modes[False][:5]} are in eval mode and the others in training mode; "
-                             "fastnn runs a whole model in one mode (call model.train() or model.eval() first)")
-
     def zero_grad(self):
         params = list(self.parameters())
         buf = shared_buffer(params)

@@ -157,6 +157,10 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         clip_grad_norm=None, clip_grad_value=None):
     """Trains `model` on (X, y); the epoch loop runs in C++.
 
+    The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
+    PyTorch Lightning do); evaluate and predict run every module in eval mode. Per-module modes
+    (``model[1].eval()``) apply to ``model(x)`` and ``model.backward``.
+
     Args:
         model: a fastnn.nn.Module (Sequential of built-in layers is fastest).
         X: (N, ...) samples (converted to the model's dtype).
@@ -177,7 +181,6 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     """
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
-    cpp_model._check_single_mode("fit")
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
     y = _check_y(y, kernel, len(X), width, cpp_model)

@@ -136,7 +136,7 @@ class RReLU : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     View<T> y = out_.get(x.shape);
     noise_ = noise_ws_.get(x.shape);
-    rrelu_forward(x.data, y.data, noise_.data, x.size(), lower_, upper_, ctx.training,
+    rrelu_forward(x.data, y.data, noise_.data, x.size(), lower_, upper_, this->training_in(ctx),
                   rng::stream_key(ctx.seed, this->salt), ctx.step);
     return y;
   }

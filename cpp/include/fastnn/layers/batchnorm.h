@@ -51,7 +51,7 @@ class BatchNorm : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     output_shape(x.shape);
     x_ = x;
-    training_ = ctx.training || !track_;  // without running statistics eval also uses the batch's
+    training_ = this->training_in(ctx) || !track_;  // without running statistics eval also uses the batch's
     const index_t N = x.batch(), S = x.features() / C_;
     View<T> y = out_.get(x.shape);
     if (training_) {
@@ -80,7 +80,7 @@ class BatchNorm : public Layer<T> {
   View<T> forward_relu(const View<T>& x, const Context& ctx, double p, std::uint64_t seed) {
     output_shape(x.shape);
     x_ = x;
-    training_ = ctx.training || !track_;
+    training_ = this->training_in(ctx) || !track_;
     FASTNN_CHECK(training_ || p == 0, kind(), "dropout needs training mode");  // eval: the running statistics
     const index_t N = x.batch(), S = x.features() / C_;
     View<T> y = out_.get(x.shape);
@@ -130,8 +130,8 @@ class BatchNorm : public Layer<T> {
                                                  << shape_str(in));
   }
   // The running statistics to update: only when tracked and the model trains.
-  T* running_mean(const Context& ctx) { return track_ && ctx.training ? running_mean_.data() : nullptr; }
-  T* running_var(const Context& ctx) { return track_ && ctx.training ? running_var_.data() : nullptr; }
+  T* running_mean(const Context& ctx) { return track_ && this->training_in(ctx) ? running_mean_.data() : nullptr; }
+  T* running_var(const Context& ctx) { return track_ && this->training_in(ctx) ? running_var_.data() : nullptr; }
   // Eval mode: the statistics backward differentiates with are the running ones.
   void save_running_stats() {
     std::copy(running_mean_.begin(), running_mean_.end(), mean_.begin());

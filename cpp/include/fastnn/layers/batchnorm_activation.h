@@ -28,7 +28,7 @@ class FusedBatchNormActivation : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     // As Dropout::forward: active only while training with p > 0, on the stream of the Dropout's
     // salt (read now: Sequential assigns salts after planning).
-    const bool drop = dropout_ && ctx.training && dropout_->p() > 0;
+    const bool drop = dropout_ && dropout_->training_in(ctx) && dropout_->p() > 0;
     return bn_->forward_relu(x, ctx, drop ? dropout_->p() : 0.0, drop ? rng::stream_key(ctx.seed, dropout_->salt) : 0);
   }
   View<T> backward(const View<T>& g, bool need_input_grad) override { return bn_->backward_relu(g, need_input_grad); }

@@ -21,7 +21,7 @@ class Dropout : public Layer<T> {
   Shape output_shape(const Shape& in) const override { return in; }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
-    active_ = ctx.training && p_ > 0;
+    active_ = this->training_in(ctx) && p_ > 0;
     if (!active_) return x;
     View<T> y = out_.get(x.shape);
     mask_.resize(x.size());

@@ -36,6 +36,7 @@ struct Context {
   bool training = true;
   std::uint64_t seed = 0;  // randomness (dropout, RReLU) is a function of (seed, step, layer salt, element)
   std::uint64_t step = 0;
+  bool force = false;      // every layer runs in `training` mode, whatever its own (evaluate, predict)
 };
 
 template <class T>
@@ -83,6 +84,11 @@ class Layer {
   virtual bool supports_grad_overwrite() const { return num_params() == 0; }
   // Sets overwrite_grads here and in every descendant.
   virtual void set_grad_overwrite(bool on) { overwrite_grads = on; }
+
+  // The layer's own mode, as PyTorch's module.training: -1 follows the caller's (Context::training),
+  // 0 eval, 1 training; so one BatchNorm of a training model can run in eval mode.
+  int mode = -1;
+  bool training_in(const Context& ctx) const { return ctx.force || mode < 0 ? ctx.training : mode == 1; }
 
   // Distinguishes the random streams of different layers of one model.
   std::uint64_t salt = 0;

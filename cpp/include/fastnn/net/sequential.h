@@ -60,6 +60,7 @@ class Sequential : public Layer<T> {
   }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
+    replan_if_modes_changed();
     View<T> h = x;
     for (auto& c : exec_) h = c->forward(h, ctx);
     return h;
@@ -67,6 +68,7 @@ class Sequential : public Layer<T> {
 
   bool reads_rows() const override { return !exec_.empty() && exec_[0]->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) override {
+    replan_if_modes_changed();
     View<T> h = exec_[0]->forward_rows(rows, shape, ctx);
     for (size_t i = 1; i < exec_.size(); ++i) h = exec_[i]->forward(h, ctx);
     return h;
@@ -111,12 +113,15 @@ class Sequential : public Layer<T> {
         ++i;
       } else if (bn && act && act->act() == Pointwise::ReLU) {
         auto drop = i + 2 < children_.size() ? std::dynamic_pointer_cast<Dropout<T>>(children_[i + 2]) : nullptr;
+        if (drop && !fusable_modes(bn->mode, drop->mode)) drop = nullptr;
         exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
         i += drop ? 2 : 1;
       } else {
         exec_.push_back(children_[i]);
       }
     }
+    planned_modes_.clear();
+    for (const auto& c : children_) planned_modes_.push_back(c->mode);
   }
 
   // Gives every descendant its own random stream.
@@ -128,6 +133,12 @@ class Sequential : public Layer<T> {
   }
 
  private:
+  // The fusions depend on the children's own modes (Layer::mode), which Python sets at any time.
+  void replan_if_modes_changed() {
+    for (size_t i = 0; i < children_.size(); ++i)
+      if (children_[i]->mode != planned_modes_[i]) return plan_execution();
+  }
+
   bool collect_overwriters(std::vector<const Layer<T>*>& owners) const {
     for (const auto& c : children_) {
       if (auto* s = dynamic_cast<const Sequential<T>*>(c.get())) {
@@ -142,6 +153,15 @@ class Sequential : public Layer<T> {
     return true;
   }
 
+  // Whether a BatchNorm and the Dropout after it can run as one layer for these modes
+  // (Layer::mode): everything but a BatchNorm in eval mode with the Dropout training, which
+  // happens when the BatchNorm is set to eval and the Dropout is not, or the Dropout to training
+  // and the BatchNorm follows an eval-mode caller.
+  static bool fusable_modes(int bn, int dropout) {
+    if (bn == 0) return dropout == 0;
+    return !(bn < 0 && dropout == 1);
+  }
+
   static bool fusable(const PointwiseActivation<T>& a, Activation* out) {
     switch (a.act()) {
       case Pointwise::ReLU: return *out = Activation::relu, true;
@@ -154,6 +174,7 @@ class Sequential : public Layer<T> {
 
   std::vector<LayerPtr<T>> children_;
   std::vector<LayerPtr<T>> exec_;  // children_ with fusable pairs merged
+  std::vector<int> planned_modes_;  // the children's modes when exec_ was planned
 };
 
 }  // namespace fastnn

@@ -269,7 +269,7 @@ EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, 
   for (index_t start = 0; start < d.n; start += batch_size) {
     const index_t count = std::min(batch_size, d.n - start);
     gather.gather(d, order.data() + start, count, copy_inputs);
-    View<T> out = gather.forward(model, Context{false, 0, 0});
+    View<T> out = gather.forward(model, Context{false, 0, 0, true});
     const double loss = objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct);
     st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
     st.samples += count;
