@@ -31,6 +31,9 @@ class PythonLayer : public Layer<T> {
     return py::str(py::type::of(module_).attr("__name__")).cast<std::string>();
   }
   Shape output_shape(const Shape& in) const override { return in; }  // known only by running it
+  // Its fastnn submodules' gradients are in the model's flat buffer and their backward adds to
+  // them: the epoch loop must zero the buffer before each batch.
+  bool supports_grad_overwrite() const override { return false; }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     py::gil_scoped_acquire gil;

@@ -260,6 +260,37 @@ def test_fit_writes_every_trainable_gradient_and_leaves_frozen_ones_zero():
     np.testing.assert_array_equal(np.asarray(a[0].weight), np.asarray(b[0].weight))
 
 
+class _Residual(nn.Module):
+    """A block written in Python around a fastnn Linear: x + lin(x)."""
+
+    def __init__(self, width, dtype):
+        super().__init__()
+        self.lin = nn.Linear(width, width, dtype=dtype)
+
+    def forward(self, x):
+        return x + self.lin(x)
+
+    def backward(self, g):
+        return g + self.lin.backward(g)
+
+
+def test_fit_zeroes_gradients_that_a_python_module_accumulates():
+    """The loop writes gradients instead of zeroing them only when every layer writes its own; a
+    Python module's fastnn submodules add to theirs, so the flat gradient is zeroed per batch."""
+    X, y = blobs(60, dtype=np.float64)
+
+    def make():
+        fastnn.manual_seed(4)
+        return nn.Sequential(nn.Linear(FEATURES, 8, dtype=np.float64), nn.Tanh(), _Residual(8, np.float64),
+                             nn.Linear(8, CLASSES, dtype=np.float64))
+
+    a, b = make(), make()
+    opt_a, opt_b = optim.SGD(a.parameters(), lr=0.05), optim.SGD(b.parameters(), lr=0.05)
+    fastnn.fit(a, X, y, optimizer=opt_a, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    _hand_loop(b, opt_b, X, y, nn.CrossEntropyLoss(), epochs=2, batch_size=16)
+    assert_state_equal(a, b, exact=False, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch_size", [1, 13, 64])
 def test_a_first_layer_reading_rows_in_place_trains_as_on_a_copied_batch(dtype, batch_size):
