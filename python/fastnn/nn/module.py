@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .parameter import repack, shared_buffer
+from .parameter import Parameter, repack, shared_buffer
 
 
 class Module:
@@ -26,12 +26,15 @@ class Module:
     # --- structure -------------------------------------------------------------------------------
 
     def __setattr__(self, name, value):
+        if isinstance(value, (Module, Parameter)) and "_modules" not in self.__dict__:
+            raise AttributeError("call Module.__init__() before assigning submodules or parameters")
+        self.__dict__.get("_modules", {}).pop(name, None)
+        self.__dict__.get("_parameters", {}).pop(name, None)
         if isinstance(value, Module):
-            if "_modules" not in self.__dict__:
-                raise AttributeError("call Module.__init__() before assigning submodules")
             self._modules[name] = value
-        elif name in self.__dict__.get("_modules", {}):
-            del self._modules[name]
+        elif isinstance(value, Parameter):
+            value.name = value.name or name
+            self._parameters[name] = value
         object.__setattr__(self, name, value)
 
     def named_children(self):

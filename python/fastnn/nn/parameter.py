@@ -33,6 +33,11 @@ class FlatBuffer:
 class Parameter:
     """A named view (offset, shape) into a FlatBuffer.
 
+    ``Parameter(array)`` makes a new one holding a copy of `array` (float32 or float64), for
+    modules written in Python: assigned as a module attribute (``self.scale = Parameter(...)``),
+    it is one of the module's parameters(), moves into the model's flat buffer with the others,
+    and is updated by the optimizers. The module's backward adds its gradient to ``p.grad``.
+
     Attributes:
         data: NumPy view of the values (writes go to the model).
         grad: NumPy view of the accumulated gradient.
@@ -40,7 +45,17 @@ class Parameter:
         weight_decay: whether weight decay / L1 / L2 / max-norm apply (False for biases and BN).
     """
 
-    def __init__(self, buffer, offset, shape, requires_grad=True, weight_decay=True, name="", owner=None):
+    def __init__(self, buffer, offset=None, shape=None, requires_grad=True, weight_decay=True, name="", owner=None):
+        if not isinstance(buffer, FlatBuffer):  # Parameter(array): a buffer of its own
+            if offset is not None or shape is not None:
+                raise TypeError("Parameter(array) takes no offset or shape")
+            value = np.asarray(buffer)
+            if value.dtype not in (np.float32, np.float64):
+                raise TypeError(f"Parameter: the array must be float32 or float64, got {value.dtype}")
+            buffer = FlatBuffer(value.size, value.dtype)
+            buffer.params[...] = value.reshape(-1)
+            buffer.parameters.append(self)
+            offset, shape = 0, value.shape
         self.buffer = buffer
         self.owner = owner  # the module whose C++ layer reads this memory; told when it moves (repack)
         self.offset = int(offset)
