@@ -351,3 +351,46 @@ def test_parameters_lists_a_shared_parameter_once():
     assert [name for name, _ in model.named_parameters()] == ["a.weight", "a.bias"]
     assert list(model.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
     assert [name for name, _ in model.named_modules()] == ["", "a"]
+
+
+def test_a_parameter_free_module_shared_by_nested_blocks():
+    """act = nn.ELU() in two blocks of one model, and once more at the top: each place runs its
+    own C++ layer, so forward and backward are those of separate modules."""
+    act = nn.ELU()
+    fastnn.manual_seed(0)
+    block1 = nn.Sequential(nn.Linear(5, 6), act)
+    block2 = nn.Sequential(nn.Linear(6, 4), act)
+    a = nn.Sequential(block1, block2, act, nn.Linear(4, 3))
+    fastnn.manual_seed(0)
+    b = nn.Sequential(nn.Sequential(nn.Linear(5, 6), nn.ELU()), nn.Sequential(nn.Linear(6, 4), nn.ELU()), nn.ELU(),
+                      nn.Linear(4, 3))
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    g = np.random.default_rng(1).normal(size=(7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a(x), b(x))
+    np.testing.assert_array_equal(a.backward(g), b.backward(g))
+    np.testing.assert_array_equal(a.flat_grad(), b.flat_grad())
+    np.testing.assert_array_equal(block2(a[0](x)), b[1](b[0](x)))  # the blocks still run on their own
+
+
+class _Wrap(nn.Module):
+    """A Python module around a built-in one."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def backward(self, g):
+        return self.inner.backward(g)
+
+
+def test_a_module_run_by_a_python_module_and_elsewhere():
+    act = nn.ELU()
+    model = nn.Sequential(nn.Linear(4, 4), _Wrap(act), act, nn.Linear(4, 2))  # Python use first: the second is a copy
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    h = model[0](x)
+    np.testing.assert_allclose(model(x), model[3](act(act(h))), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"ELU module used at '1' is used again in child '2'"):
+        nn.Sequential(nn.Linear(4, 4), act, _Wrap(act))  # its own layer already runs at '1'

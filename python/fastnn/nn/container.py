@@ -18,26 +18,45 @@ def cpp_layer(module, dtype):
     return getattr(_C, f"PythonLayer_{dtype_suffix(dtype)}")(module)
 
 
+def _is_free_leaf(m):
+    """A built-in module without parameters or children (ReLU, Dropout, ...): it can be copied."""
+    return isinstance(m, LayerModule) and not m._modules and not any(True for _ in m.parameters())
+
+
+def _runs_as_is(m):
+    """The modules whose own C++ layer runs when `m` runs: all of them, except the parameter-free
+    leaves for which a container inside `m` made a copy (they appear in several places)."""
+    inside = list(m.modules())
+    containers = {id(c) for c in inside if isinstance(c, LayerModule) and c._modules}
+    if not isinstance(m, LayerModule):  # a Python module calls its submodules' own layers
+        return inside
+    return [s for s in inside if not _is_free_leaf(s) or s is m or s.__dict__.get("_claims", set()) & containers]
+
+
 def _cpp_children(owner, named, dtype):
     """The C++ layers of the children, in order. A C++ layer keeps its input and output buffers
-    between forward and backward, so a module used twice needs two of them: a parameter-free one
-    (the same ReLU object in several places, common in PyTorch code) gets a fresh layer per extra
-    use; one with parameters (weight sharing) or written in Python is refused, not run wrongly."""
-    seen = {}
+    between forward and backward, so it must not run in two places of one model. A parameter-free
+    module (the same ReLU object in several places, common in PyTorch code) runs its own layer in
+    the first container that claims it and a copy everywhere else; sharing a module with
+    parameters (weight sharing), a container or a Python module between places is refused."""
+    seen = {}  # id(module) -> the child whose subtree runs that module's own layer
     layers = []
     copies = {}
     for name, m in named:
-        inside = list(m.modules()) if isinstance(m, Module) else [m]
+        if _is_free_leaf(m):
+            claims = m.__dict__.setdefault("_claims", set())
+            if id(m) in seen or claims - {id(owner)}:
+                layers.append(m._factory(np.dtype(dtype)))
+                copies.setdefault(id(m), (m, []))[1].append(layers[-1])
+                continue
+            claims.add(id(owner))
+        inside = _runs_as_is(m)
         again = next((s for s in inside if id(s) in seen), None)
-        if again is None:
-            layers.append(cpp_layer(m, dtype))
-        elif again is m and isinstance(m, LayerModule) and not m._modules and not any(True for _ in m.parameters()):
-            layers.append(m._factory(np.dtype(dtype)))
-            copies.setdefault(id(m), (m, []))[1].append(layers[-1])
-        else:
+        if again is not None:
             raise ValueError(f"Sequential: {type(again).__name__} module used at {seen[id(again)]!r} is used again in "
                              f"child {name!r}; sharing a module with parameters (or a Python module or a container) "
                              "between places is not supported: create separate modules")
+        layers.append(cpp_layer(m, dtype))
         for s in inside:
             seen.setdefault(id(s), name)
     for m, extra in copies.values():
