@@ -1,13 +1,8 @@
-// A correctly rounded, vectorized elementwise sqrt for Eigen array expressions.
+// A correctly rounded packet sqrt (exact_psqrt), for the optimizers' SIMD loops (simd.h).
 //
-// Under EIGEN_FAST_MATH (Eigen's default) the packet sqrt on AVX/AVX-512 is an rsqrt estimate
-// plus a Newton step (1-2 ulp off), while the scalar sqrt used for the elements Eigen peels
-// before the first aligned address is exact: results would then depend on where the buffer
-// happens to be allocated. exact_sqrt(e) is IEEE sqrt (what NumPy and PyTorch compute) in both
-// paths. (gcc does not vectorize std::sqrt loops without -fno-math-errno, hence the intrinsics.)
+// Under EIGEN_FAST_MATH (Eigen's default) Eigen's packet sqrt on AVX/AVX-512 is an rsqrt estimate
+// plus a Newton step (1-2 ulp off); exact_psqrt is IEEE sqrt (what NumPy and PyTorch compute).
 #pragma once
-
-#include <cmath>
 
 #include <Eigen/Core>
 
@@ -36,30 +31,5 @@ Packet exact_psqrt(const Packet& x) {
   return Eigen::internal::psqrt(x);
 }
 
-struct exact_sqrt_op {
-  template <class T>
-  T operator()(const T& x) const {
-    return std::sqrt(x);
-  }
-  template <class Packet>
-  Packet packetOp(const Packet& x) const {
-    return exact_psqrt(x);
-  }
-};
-
 }  // namespace detail
-
-// sqrt of every coefficient of the array expression e, correctly rounded.
-template <class Derived>
-auto exact_sqrt(const Eigen::ArrayBase<Derived>& e) {
-  return e.unaryExpr(detail::exact_sqrt_op());
-}
-
 }  // namespace fastnn
-
-namespace Eigen::internal {
-template <>
-struct functor_traits<fastnn::detail::exact_sqrt_op> {
-  enum { Cost = 5 * NumTraits<float>::MulCost, PacketAccess = 1 };
-};
-}  // namespace Eigen::internal
