@@ -47,29 +47,17 @@ def data():
     return X, y, Xt, yt
 
 
-def fastnn_model(arch):
+def build_model(lib, arch):
+    """The workload's MLP from `lib` (fastnn.nn or torch.nn: the same names and arguments)."""
     hidden, p = ARCHS[arch]
     layers, fin = [], 784
     for h in hidden:
-        layers += [nn.Linear(fin, h), nn.BatchNorm1d(h), nn.ReLU()]
+        layers += [lib.Linear(fin, h), lib.BatchNorm1d(h), lib.ReLU()]
         if p:
-            layers.append(nn.Dropout(p))
+            layers.append(lib.Dropout(p))
         fin = h
-    layers.append(nn.Linear(fin, 10))
-    return nn.Sequential(*layers)
-
-
-def torch_model(arch):
-    tnn = torch.nn
-    hidden, p = ARCHS[arch]
-    layers, fin = [], 784
-    for h in hidden:
-        layers += [tnn.Linear(fin, h), tnn.BatchNorm1d(h), tnn.ReLU()]
-        if p:
-            layers.append(tnn.Dropout(p))
-        fin = h
-    layers.append(tnn.Linear(fin, 10))
-    return tnn.Sequential(*layers)
+    layers.append(lib.Linear(fin, 10))
+    return lib.Sequential(*layers)
 
 
 def fastnn_trainer(arch, X, y, Xt, yt):
@@ -77,7 +65,7 @@ def fastnn_trainer(arch, X, y, Xt, yt):
     count. Each call also pays fit's once-per-call data check (a NaN/inf scan of X, ~5 ms for
     Fashion-MNIST); train_accuracy.py times the epochs of one fit(epochs=N) call instead."""
     fastnn.manual_seed(SEED)
-    model = fastnn_model(arch)
+    model = build_model(nn, arch)
     opt = fastnn.optim.Adam(model.parameters(), lr=LR)
     epoch = [0]
 
@@ -103,7 +91,7 @@ def fastnn_trainer(arch, X, y, Xt, yt):
 def torch_trainer(arch, X, y, Xt, yt, fused=False):
     F = torch.nn.functional
     torch.manual_seed(SEED)
-    model = torch_model(arch)
+    model = build_model(torch.nn, arch)
     # the default Adam (for-loop over parameters on CPU), or the fused CPU kernel: faster, but opt-in
     opt = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
