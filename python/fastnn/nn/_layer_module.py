@@ -5,7 +5,7 @@ import numpy as np
 from .. import random as _random
 from .._config import _C
 from .module import Module
-from .parameter import FlatBuffer, pack
+from .parameter import pack, repack
 
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
@@ -111,14 +111,7 @@ class LayerModule(Module):
             arr[...] = old_states[name]
         params = list(self._parameters.values())
         if params:
-            buf = FlatBuffer(sum(p.size for p in params), dtype)
-            offset = 0
-            for p in params:
-                buf.params[offset : offset + p.size] = p.data.reshape(-1)
-                p.buffer, p.offset = buf, offset
-                buf.parameters.append(p)
-                offset += p.size
-            self._rebind()
+            repack(params, dtype)  # rebinds this layer; optimizers holding them follow
         return self
 
     def _as_input(self, x, name="x"):

@@ -11,6 +11,15 @@ import numpy as np
 TRAINABLE = 1  # requires_grad: receives gradients and updates
 DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm parameters no)
 
+# Counts every move of parameters to another buffer (repack): an optimizer compares it with the
+# value at its last check, so that noticing a repack costs one comparison per step.
+_moves = 0
+
+
+def moves():
+    """How many times parameters have moved to another FlatBuffer in this process (see repack)."""
+    return _moves
+
 
 class FlatBuffer:
     """The flat parameter and gradient storage of one model."""
@@ -120,16 +129,20 @@ def pack(shapes, dtype=np.float32, names=None, decay=None):
 def repack(parameters, dtype=None):
     """Moves `parameters` into one new FlatBuffer, back to back in the given order.
 
-    Values (and gradients) are copied; every Parameter object stays valid (its buffer and offset
-    change), and each owner module's ``_rebind()`` is called so its C++ layer reads the new memory.
-    Returns the buffer. NumPy views taken earlier from ``p.data`` keep pointing at the old memory.
+    Values (and gradients) are copied, converted to `dtype` when given (``model.double()``);
+    without `dtype` all parameters must have the same one. Every Parameter object stays valid (its
+    buffer and offset change; optimizers holding it follow at their next step), and each owner
+    module's ``_rebind()`` is called so its C++ layer reads the new memory. Returns the buffer.
+    NumPy views taken earlier from ``p.data`` keep pointing at the old memory.
     """
+    global _moves
     parameters = list(parameters)
     if not parameters:
         raise ValueError("repack: no parameters")
-    dtype = np.dtype(dtype or parameters[0].dtype)
-    if any(p.dtype != dtype for p in parameters):
-        raise TypeError(f"repack: parameters have different dtypes {sorted({str(p.dtype) for p in parameters})}")
+    if dtype is None:
+        dtype = parameters[0].dtype
+        if any(p.dtype != dtype for p in parameters):
+            raise TypeError(f"repack: parameters have different dtypes {sorted({str(p.dtype) for p in parameters})}")
     buf = FlatBuffer(sum(p.size for p in parameters), dtype)
     offset = 0
     for p in parameters:
@@ -138,6 +151,7 @@ def repack(parameters, dtype=None):
         p.buffer, p.offset = buf, offset
         buf.parameters.append(p)
         offset += p.size
+    _moves += 1
     owners = {id(p.owner): p.owner for p in parameters if p.owner is not None}
     for owner in owners.values():
         owner._rebind()

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..nn import parameter as _parameter
 from ..nn.parameter import TRAINABLE, Parameter, repack
 
 __all__ = ["Optimizer", "segment_table"]
@@ -61,7 +62,10 @@ class Optimizer:
             schedulers and users may change them between steps.
         state: dict of NumPy arrays: flat arrays of the buffer's length (allocated at the first
             step that needs them) and per-group counters (``"step"``, shape ``(len(param_groups),)``).
-        buffer: the FlatBuffer the parameters live in.
+        buffer: the FlatBuffer the parameters live in. When they move to another one (a repack:
+            ``model.double()``, a new ``Sequential`` around the model, a slice ``model[2:]``), the
+            optimizer follows them at its next use: the flat state of each parameter moves with
+            it, converted to the new dtype, as a PyTorch optimizer stays valid.
 
     Subclasses list their state in ``_flat_state`` / ``_group_state``, validate a group's
     hyperparameters in ``_check_group`` and implement ``_step_group``.
@@ -81,7 +85,9 @@ class Optimizer:
         self._check_group(self.defaults)
         self.param_groups = []
         self.state = {name: np.zeros(0, dtype=np.int64) for name in self._group_state}
-        self.buffer = None
+        self._buffer = None
+        self._offsets = []  # each parameter's offset (in group order) when the state was laid out
+        self._moves_seen = _parameter.moves()
         self._segments = []  # per group: (flags signature, segment table, any trainable)
         self._grad_ranges = []  # merged [start, end) ranges of every parameter, for zero_grad
         groups = list(params)
@@ -114,7 +120,7 @@ class Optimizer:
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizer can only optimize fastnn Parameters, but one of the params is {type(p).__name__}")
             if self.buffer is None:
-                self.buffer = p.buffer
+                self._buffer = p.buffer
             elif p.buffer is not self.buffer:
                 raise ValueError(
                     f"all parameters of an optimizer must be views into the same FlatBuffer (one model); "
@@ -135,7 +141,52 @@ class Optimizer:
         for name in self._group_state:
             self.state[name] = np.append(self.state[name], np.int64(0))
         self._grad_ranges = _merged_ranges(p for g in self.param_groups for p in g["params"])
+        self._offsets = [p.offset for g in self.param_groups for p in g["params"]]
         self._init_group(len(self.param_groups) - 1, group)
+
+    @property
+    def buffer(self):
+        """The FlatBuffer the parameters live in now."""
+        self._follow_if_moved()
+        return self._buffer
+
+    def _follow_if_moved(self):
+        """One comparison per step unless some parameters moved since the last one (see _follow)."""
+        if self._moves_seen != _parameter.moves():
+            self._follow()
+
+    def _follow(self):
+        """Re-lays the flat state out in the parameters' current buffer after they moved.
+
+        Each parameter's slice of every flat state array (Adam's moments, ...) moves with it and
+        takes the buffer's dtype. Parameters spread over several buffers (a slice ``model[2:]``
+        took some of them) are repacked into one first; parameters of different dtypes (part of
+        the model converted) cannot be stepped together: TypeError.
+        """
+        params = [p for g in self.param_groups for p in g["params"]]
+        moved = any(p.buffer is not self._buffer for p in params) or [p.offset for p in params] != self._offsets
+        if moved:
+            if len({id(p.buffer) for p in params}) > 1:
+                dtypes = sorted({str(p.dtype) for p in params})
+                if len(dtypes) > 1:
+                    raise TypeError(
+                        f"{type(self).__name__}: its parameters now have different dtypes {dtypes} (part of the model "
+                        "was converted with .to()/.double()); convert the whole model, or make a new optimizer")
+                repack(params)
+            buffer = params[0].buffer
+            for key in self._flat_state:
+                old = self.state.get(key)
+                if old is None:
+                    continue
+                new = np.zeros(buffer.params.size, dtype=buffer.dtype)
+                for p, offset in zip(params, self._offsets):
+                    new[p.offset : p.offset + p.size] = old[offset : offset + p.size]
+                self.state[key] = new
+            self._buffer = buffer
+            self._offsets = [p.offset for p in params]
+            self._segments = [None] * len(self.param_groups)
+            self._grad_ranges = _merged_ranges(params)
+        self._moves_seen = _parameter.moves()
 
     def _check_group(self, group):
         """Raise ValueError for invalid hyperparameters (messages as in torch.optim)."""
@@ -184,6 +235,7 @@ class Optimizer:
         Each group's step counter advances when the group has a trainable parameter.
         """
         loss = None if closure is None else closure()
+        self._follow_if_moved()
         for index, group in enumerate(self.param_groups):
             segments, trainable = self._group_segments(index)
             if not trainable:
@@ -203,6 +255,7 @@ class Optimizer:
         number of steps taken afterwards. Hyperparameters are read now: make new ones after a
         scheduler changes the learning rate.
         """
+        self._follow_if_moved()
         steps = []
         for index, group in enumerate(self.param_groups):
             segments, trainable = self._group_segments(index)
@@ -231,6 +284,7 @@ class Optimizer:
         hyperparameters and ``"params"``: the indices of its parameters (numbered across groups in
         order, as in PyTorch). No pickling is needed to store it (e.g. ``np.savez`` the arrays).
         """
+        self._follow_if_moved()
         groups, start = [], 0
         for group in self.param_groups:
             saved = {key: value for key, value in group.items() if key != "params"}

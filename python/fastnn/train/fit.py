@@ -51,27 +51,39 @@ def _as_loss(loss):
     return loss, kernel
 
 
-def _as_optimizer(optimizer, model, cpp_model, lr):
+def _as_optimizer(optimizer, model, cpp_model, lr, fn="fit"):
+    """The Optimizer to train `cpp_model` with; its parameters must be the model's own."""
     if isinstance(optimizer, _optim.Optimizer):
         if lr is not None:
-            raise ValueError("fit: lr= goes with an optimizer name; an Optimizer object has its own "
+            raise ValueError(f"{fn}: lr= goes with an optimizer name; an Optimizer object has its own "
                              "(optimizer.param_groups[i]['lr'])")
-        return optimizer
-    if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
+        opt = optimizer
+    elif isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
         # Like a compiled Keras model, the model keeps the optimizer made from a name: another
         # fit call with the same name and lr continues with its state (Adam's moments and step)
-        # instead of starting over. Anything else about the model changed makes a new one.
+        # instead of starting over (also after model.double(): the optimizer follows its
+        # parameters). Other parameters or another name or lr make a new one.
         key = (optimizer.lower(), lr)
         params = list(cpp_model.parameters())
         kept = model.__dict__.get("_fit_optimizer")
         if kept is not None and kept[0] == key and [id(p) for g in kept[1].param_groups for p in g["params"]] == \
-                [id(p) for p in params] and (not params or kept[1].buffer is params[0].buffer):
-            return kept[1]
-        cls = _OPTIMIZERS[optimizer.lower()]
-        opt = cls(params, lr=lr) if lr is not None else cls(params)
-        object.__setattr__(model, "_fit_optimizer", (key, opt))
-        return opt
-    raise ValueError(f"fit: optimizer must be an Optimizer or one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+                [id(p) for p in params]:
+            opt = kept[1]
+        else:
+            cls = _OPTIMIZERS[optimizer.lower()]
+            opt = cls(params, lr=lr) if lr is not None else cls(params)
+            object.__setattr__(model, "_fit_optimizer", (key, opt))
+    else:
+        raise ValueError(f"{fn}: optimizer must be an Optimizer or one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    own = {id(p) for p in cpp_model.parameters()}
+    if own:
+        cpp_model.flatten_parameters_()  # first the model's buffer, which the optimizer then follows
+        foreign = [p for g in opt.param_groups for p in g["params"] if id(p) not in own]
+        if foreign:
+            raise ValueError(f"{fn}: the optimizer does not hold this model's parameters: it holds {foreign[0]!r} "
+                             f"of another model ({len(foreign)} in all); create it from model.parameters()")
+        opt.buffer  # noqa: B018 (follows the parameters into the model's buffer if they moved)
+    return opt
 
 
 def _as_cpp_model(model):
@@ -196,8 +208,6 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
-    if params and opt.buffer is not params[0].buffer:
-        raise ValueError("fit: the optimizer does not hold this model's parameters (create it from model.parameters())")
     clip_segments = _optim.segment_table(params) if (clip_grad_norm or clip_grad_value) and params else None
     if seed is None:
         seed = int(_random.generator().integers(0, 2**63))
@@ -296,6 +306,7 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     x = _check_X(x, cpp_model, "x")
     width = _output_width(cpp_model, x)
     y = _check_y(y, kernel, len(x), width, cpp_model)
+    optimizer = _as_optimizer(optimizer, model, cpp_model, None, "train_step")
     params = list(cpp_model.parameters())
     cpp_model.train()
     stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction, cpp_model.flat_grad() if params else None,
