@@ -1,9 +1,8 @@
 """Activation layers (PyTorch names and defaults), each a handle on a C++ layer."""
 
-import math
-
 import numpy as np
 
+from .. import _validate as _v
 from ._layer_module import LayerModule, layer_factory
 
 
@@ -12,8 +11,7 @@ class _Pointwise(LayerModule):
 
     def __init__(self, param=0.0, dtype=np.float32):
         for name in self._config_keys:  # LeakyReLU's negative_slope, ELU's alpha
-            if not math.isfinite(param):
-                raise ValueError(f"{type(self).__name__}: {name} must be finite, got {param}")
+            param = _v.check_real(param, type(self).__name__, name)
             object.__setattr__(self, name, param)
         super().__init__(layer_factory("Pointwise", self._kind, float(param)), dtype)
 
@@ -42,6 +40,7 @@ class ReLU(_Pointwise):
     _kind = "ReLU"
 
     def __init__(self, inplace=False, dtype=np.float32):
+        _v.check_bool(inplace, "ReLU", "inplace")
         super().__init__(0.0, dtype)  # `inplace` accepted for PyTorch compatibility; buffers are reused anyway
 
 
@@ -53,6 +52,7 @@ class LeakyReLU(_Pointwise):
     _kind = "LeakyReLU"
 
     def __init__(self, negative_slope=0.01, inplace=False, dtype=np.float32):
+        _v.check_bool(inplace, "LeakyReLU", "inplace")
         super().__init__(negative_slope, dtype)
 
 
@@ -64,6 +64,7 @@ class ELU(_Pointwise):
     _kind = "ELU"
 
     def __init__(self, alpha=1.0, inplace=False, dtype=np.float32):
+        _v.check_bool(inplace, "ELU", "inplace")
         super().__init__(alpha, dtype)
 
 
@@ -73,6 +74,7 @@ class SELU(_Pointwise):
     _kind = "SELU"
 
     def __init__(self, inplace=False, dtype=np.float32):
+        _v.check_bool(inplace, "SELU", "inplace")
         super().__init__(0.0, dtype)
 
 
@@ -82,7 +84,9 @@ class PReLU(LayerModule):
     _config_keys = ("num_parameters",)
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
-        super().__init__(layer_factory("PReLU", int(num_parameters)), dtype)
+        num_parameters = _v.check_int(num_parameters, "PReLU", "num_parameters", 1)
+        init = _v.check_real(init, "PReLU", "init")
+        super().__init__(layer_factory("PReLU", num_parameters), dtype)
         self.weight.data[...] = init
         object.__setattr__(self, "num_parameters", num_parameters)
 
@@ -97,12 +101,16 @@ class RReLU(LayerModule):
     _config_keys = ("lower", "upper")
 
     def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, dtype=np.float32):
-        super().__init__(layer_factory("RReLU", float(lower), float(upper)), dtype)
+        lower, upper = _v.check_real(lower, "RReLU", "lower", 0), _v.check_real(upper, "RReLU", "upper", 0)
+        _v.check_bool(inplace, "RReLU", "inplace")
+        super().__init__(layer_factory("RReLU", lower, upper), dtype)
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
 
 
 def _check_last_dim(cls, dim):
+    if dim is not None and not _v.is_int(dim):
+        raise TypeError(f"{cls}: dim must be an integer or None, got {dim!r}")
     if dim not in (None, -1, 1):
         raise ValueError(f"{cls}: only the last dimension is supported (dim=-1, or 1 for 2-D input), got dim={dim}")
 
@@ -141,5 +149,6 @@ class Maxout(LayerModule):
     _config_keys = ("pieces",)
 
     def __init__(self, pieces, dtype=np.float32):
-        super().__init__(layer_factory("Maxout", int(pieces)), dtype)
+        pieces = _v.check_int(pieces, "Maxout", "pieces", 1)
+        super().__init__(layer_factory("Maxout", pieces), dtype)
         object.__setattr__(self, "pieces", pieces)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import _validate as _v
 from ._layer_module import LayerModule, layer_factory
 
 
@@ -11,10 +12,15 @@ class _BatchNorm(LayerModule):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32):
+        fn = type(self).__name__
         if momentum is None:
-            raise ValueError(f"{type(self).__name__}: momentum=None (cumulative average) is not supported")
-        factory = layer_factory("BatchNorm", int(num_features), float(eps), float(momentum), bool(affine),
-                                bool(track_running_stats), self._spatial)
+            raise ValueError(f"{fn}: momentum=None (cumulative average) is not supported")
+        num_features = _v.check_int(num_features, fn, "num_features", 1)
+        eps = _v.check_real(eps, fn, "eps", 0, low_open=True)
+        momentum = _v.check_real(momentum, fn, "momentum", 0, 1)
+        affine = _v.check_bool(affine, fn, "affine")
+        track_running_stats = _v.check_bool(track_running_stats, fn, "track_running_stats")
+        factory = layer_factory("BatchNorm", num_features, eps, momentum, affine, track_running_stats, self._spatial)
         super().__init__(factory, dtype)
         if affine:
             self._parameters["weight"].data[...] = 1
@@ -85,6 +91,7 @@ def recompute_bn_statistics(model, X, batch_size=1024):
     Layers run in eval mode, in order, so each BatchNorm sees inputs normalized by the exact
     statistics of the ones before it. Returns the model (in eval mode).
     """
+    batch_size = _v.check_int(batch_size, "recompute_bn_statistics", "batch_size", 1)
     layers = _flat_children(model)
     X = np.ascontiguousarray(X, dtype=model.dtype if hasattr(model, "dtype") else np.float32)
     if X.ndim < 2 or len(X) < 2:

@@ -1,9 +1,8 @@
 """Dropout (inverted: kept units are scaled by 1/(1-p) in training; identity in eval)."""
 
-import math
-
 import numpy as np
 
+from .. import _validate as _v
 from ._layer_module import LayerModule, layer_factory
 
 
@@ -16,7 +15,7 @@ class Dropout(LayerModule):
     _config_keys = ("p",)
 
     def __init__(self, p=0.5, inplace=False, dtype=np.float32):
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p < 1):
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        super().__init__(layer_factory("Dropout", float(p)), dtype)
+        p = _v.check_real(p, "Dropout", "p", 0, 1, high_open=True)
+        _v.check_bool(inplace, "Dropout", "inplace")
+        super().__init__(layer_factory("Dropout", p), dtype)
         object.__setattr__(self, "p", p)

@@ -1,9 +1,8 @@
 """Linear (fully connected) layer: y = x W^T + b, W of shape (out_features, in_features) as PyTorch."""
 
-import math
-
 import numpy as np
 
+from .. import _validate as _v
 from . import init as _init
 from ._layer_module import LayerModule, layer_factory
 
@@ -27,15 +26,12 @@ class Linear(LayerModule):
 
     def __init__(self, in_features, out_features, bias=True, init=None, generator=None, activation="none",
                  negative_slope=0.01, dtype=np.float32):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"Linear: activation must be one of {_ACTIVATIONS}, got {activation!r}")
-        if not math.isfinite(negative_slope):
-            raise ValueError(f"Linear: negative_slope must be finite, got {negative_slope}")
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Linear: {name} must be a positive integer, got {v!r}")
-        super().__init__(layer_factory("Linear", int(in_features), int(out_features), bool(bias), activation,
-                                       float(negative_slope)), dtype)
+        in_features = _v.check_int(in_features, "Linear", "in_features", 1)
+        out_features = _v.check_int(out_features, "Linear", "out_features", 1)
+        bias = _v.check_bool(bias, "Linear", "bias")
+        activation = _v.check_choice(activation, "Linear", "activation", _ACTIVATIONS)
+        negative_slope = _v.check_real(negative_slope, "Linear", "negative_slope")
+        super().__init__(layer_factory("Linear", in_features, out_features, bias, activation, negative_slope), dtype)
         for name, value in (("in_features", in_features), ("out_features", out_features),
                             ("activation", activation), ("negative_slope", negative_slope)):
             object.__setattr__(self, name, value)

@@ -5,6 +5,7 @@ Forward and backward are computed in one C++ pass (the gradient is kept for ``ba
 
 import numpy as np
 
+from .. import _validate as _v
 from .. import functional as F
 
 
@@ -54,6 +55,7 @@ class MSELoss(_Loss):
 
 def one_hot(labels, num_classes, dtype=np.float32):
     """(N,) integer labels -> (N, num_classes) one-hot rows."""
+    num_classes = _v.check_int(num_classes, "one_hot", "num_classes", 1)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"one_hot: labels must be a 1-D integer array, got {labels.dtype} with shape {labels.shape}")

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from .. import _validate as _v
 from .. import optim as _optim
 from .. import random as _random
 from .._config import _C
@@ -140,6 +141,18 @@ def _check_y(y, kernel, n, width, model, name="y"):
     return y
 
 
+def _check_batch_size(batch_size, fn):
+    """A positive integer; one larger than the data means all of it (as Keras), see _clamp."""
+    return _v.check_int(batch_size, fn, "batch_size", 1)
+
+
+def _check_clip(value, name):
+    """None (no clipping) or a positive threshold; inf clips nothing."""
+    if value is None:
+        return None
+    return _v.check_real(value, "fit", name, 0, low_open=True, finite=False)
+
+
 def _split(X, y, validation_data, validation_split):
     if validation_data is not None and validation_split:
         raise ValueError("fit: give validation_data or validation_split, not both")
@@ -147,8 +160,6 @@ def _split(X, y, validation_data, validation_split):
         raise ValueError(f"fit: validation_data must be a pair (X_val, y_val), got a {type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
     if validation_split:
-        if not 0 < validation_split < 1:
-            raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
         n_val = int(round(len(X) * validation_split))
         if n_val < 1 or n_val >= len(X):
             raise ValueError(f"fit: validation_split={validation_split} leaves no training or no validation samples")
@@ -191,6 +202,17 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     Returns:
         History with per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds.
     """
+    epochs = _v.check_int(epochs, "fit", "epochs", 0)
+    initial_epoch = _v.check_int(initial_epoch, "fit", "initial_epoch", 0)
+    batch_size = _check_batch_size(batch_size, "fit")
+    validation_split = _v.check_real(validation_split, "fit", "validation_split", 0, 1, high_open=True)
+    shuffle = _v.check_bool(shuffle, "fit", "shuffle")
+    seed = None if seed is None else _v.check_seed(seed, "fit")
+    verbose = _v.check_choice(verbose, "fit", "verbose", (0, 1, 2))
+    lr = None if lr is None else _v.check_real(lr, "fit", "lr", 0)
+    clip_grad_norm, clip_grad_value = _check_clip(clip_grad_norm, "clip_grad_norm"), _check_clip(clip_grad_value, "clip_grad_value")
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple, type(None))):
+        raise TypeError(f"fit: callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
@@ -201,10 +223,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         Xv = _check_X(val[0], cpp_model, "validation X")
         _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0 or initial_epoch < 0:
-        raise ValueError(f"fit: epochs and initial_epoch must be non-negative integers, got {epochs}, {initial_epoch}")
+    batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
+    if (initial_epoch + epochs) * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
+        raise ValueError(f"fit: initial_epoch + epochs = {initial_epoch + epochs} epochs overflow the 64-bit step counter")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
@@ -277,23 +298,23 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
 
 def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
     """Loss and accuracy of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}."""
+    batch_size = _check_batch_size(batch_size, "evaluate")
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
     y = _check_y(y, kernel, len(X), width, cpp_model)
-    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, int(batch_size))
+    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)))
     value, acc = _metrics(stats, kernel, width)
     return {"loss": value} if acc is None else {"loss": value, "accuracy": acc}
 
 
 def predict(model, X, batch_size=256):
     """Model outputs for X in eval mode, computed in batches in C++."""
+    batch_size = _check_batch_size(batch_size, "predict")
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}")
-    return _C.predict(cpp_model._layer, X, int(batch_size))
+    return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
 
 
 def train_step(model, x, y, loss, optimizer, seed=0, step=0):
@@ -301,6 +322,7 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
 
     For people who write their own loop. The model is put in training mode.
     """
+    seed, step = _v.check_seed(seed, "train_step"), _v.check_seed(step, "train_step", "step")
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
     x = _check_X(x, cpp_model, "x")

@@ -1,0 +1,93 @@
+"""Argument checks of the public API: integers, reals, flags, seeds and choices, checked once.
+
+Python and NumPy scalars are accepted alike (``np.int64(3)``, ``np.float32(0.5)``); a bool is
+refused where a number is meant (``batch_size=True``), a number where a flag is meant
+(``shuffle='no'``, ``shuffle=2``), a float where an integer is meant (``batch_size=2.5``, no
+truncation), NaN wherever a real is. Errors name the function and the argument, as the house
+style asks: ``fit: batch_size must be a positive integer, got 2.5``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_seed", "is_int", "is_real"]
+
+SEED_LIMIT = 2**64  # seeds and step counters are uint64 in C++
+
+
+def is_int(value):
+    """An integer that is not a bool (np.integer counts, np.bool_ does not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value):
+    """A real number that is not a bool (ints, floats and their NumPy scalars)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _real_wanted(low, high, low_open, high_open, finite):
+    """'positive and finite', 'in [0, 1)', ...: what check_real asks for, in words."""
+    if low != -math.inf and high != math.inf:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low != -math.inf:
+        what = ("positive" if low_open else "non-negative") if low == 0 else f"{'>' if low_open else '>='} {low}"
+    elif high != math.inf:
+        what = f"{'<' if high_open else '<='} {high}"
+    else:
+        return "a finite number" if finite else "a number (not NaN)"
+    return what + (" and finite" if finite else " (not NaN)")
+
+
+def check_int(value, fn, name, low=None, high=None):
+    """`value` as an int in [low, high] (either bound may be None)."""
+    if low == 1 and high is None:
+        what = "a positive integer"
+    elif low == 0 and high is None:
+        what = "a non-negative integer"
+    elif high is None:
+        what = f"an integer >= {low}" if low is not None else "an integer"
+    elif low is None:
+        what = f"an integer <= {high}"
+    else:
+        what = f"an integer in [{low}, {high}]"
+    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise (TypeError if not is_int(value) and not is_real(value) else ValueError)(
+            f"{fn}: {name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def check_real(value, fn, name, low=-math.inf, high=math.inf, low_open=False, high_open=False, finite=True):
+    """`value` as a float in the interval; never NaN, never infinite unless finite=False."""
+    if not is_real(value):
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    ok = not math.isnan(v) and (not finite or math.isfinite(v))
+    ok = ok and (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+    if not ok:
+        raise ValueError(f"{fn}: {name} must be {_real_wanted(low, high, low_open, high_open, finite)}, got {value!r}")
+    return v
+
+
+def check_bool(value, fn, name):
+    """`value` as a bool: True/False (or np.bool_) only; 'no', 0 or None are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(value, fn, name="seed"):
+    """A seed or step counter: an integer in [0, 2**64)."""
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise (ValueError if is_int(value) else TypeError)(
+            f"{fn}: {name} must be an integer in [0, 2**64), got {value!r}")
+    return int(value)
+
+
+def check_choice(value, fn, name, choices):
+    """`value` if it is one of `choices` (compared with ==, types checked: 1 is not True)."""
+    for c in choices:
+        if (is_int(value) and is_int(c) or type(value) is type(c)) and value == c:
+            return c
+    raise ValueError(f"{fn}: {name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
