@@ -2,6 +2,7 @@
 and a GEMM timing against NumPy's BLAS."""
 
 import argparse
+import math
 import sys
 import time
 
@@ -36,6 +37,26 @@ def gemm_report(size=1024, repeats=10, file=None):
     print(f"  fastnn {flop / t_fastnn / 1e9:7.1f} GFLOP/s  ({t_fastnn * 1e3:.2f} ms)", file=out)
     print(f"  numpy  {flop / t_numpy / 1e9:7.1f} GFLOP/s  ({t_numpy * 1e3:.2f} ms)", file=out)
     print(f"  ratio  {t_numpy / t_fastnn:.2f}x numpy   max |diff| {err:.2e}", file=out)
+
+
+def _number(kind, low, high=None, low_open=False):
+    """An argparse type: `kind` (int or float) in [low, high] ((low, high] with low_open); a bad
+    value is a usage error naming the option, not a traceback from inside training."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        ok = value is not None and math.isfinite(value) and (value > low if low_open else value >= low)
+        if not ok or (high is not None and value > high):
+            what = "an integer" if kind is int else "a number"
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}{f' and <= {high}' if high is not None else ''}, "
+                                             f"got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 MODELS = {
@@ -97,18 +118,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     info = sub.add_parser("info", help="build configuration and a GEMM timing (the default)")
-    info.add_argument("--size", type=int, default=1024, help="GEMM size (default 1024)")
-    info.add_argument("--threads", type=int, default=None, help="fastnn threads (default: all)")
+    info.add_argument("--size", type=_number(int, 1, 8192), default=1024, help="GEMM size (default 1024)")
+    info.add_argument("--threads", type=_number(int, 1), default=None, help="fastnn threads (default: all)")
     tr = sub.add_parser("train", help="train a model on Fashion-MNIST and print its test accuracy")
     tr.add_argument("--model", default="mlp", choices=sorted(MODELS), help="; ".join(f"{k}: {v}" for k, v in MODELS.items()))
-    tr.add_argument("--epochs", type=int, default=10)
-    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--epochs", type=_number(int, 0), default=10)
+    tr.add_argument("--batch-size", type=_number(int, 1), default=128)
     tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
-    tr.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; 0.05 for sgd)")
+    tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None, help="learning rate (default 1e-3; 0.05 for sgd)")
     tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
                                                  "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
-    tr.add_argument("--threads", type=int, default=None)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=_number(int, 1), default=None)
+    tr.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0)
     tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")
     tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
     args = parser.parse_args(argv)

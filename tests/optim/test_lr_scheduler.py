@@ -197,11 +197,11 @@ def test_errors():
         S.StepLR([], step_size=2)
     with pytest.raises(TypeError, match="is not an Optimizer"):
         S.ReduceLROnPlateau(object())
-    with pytest.raises(ValueError, match="Starting multiplicative factor"):
+    with pytest.raises(ValueError, match=r"LinearLR: start_factor must be in \(0, 1\], got 0"):
         S.LinearLR(opt, start_factor=0)
-    with pytest.raises(ValueError, match="Ending multiplicative factor"):
+    with pytest.raises(ValueError, match=r"LinearLR: end_factor must be in \[0, 1\], got 1.5"):
         S.LinearLR(opt, end_factor=1.5)
-    with pytest.raises(ValueError, match="Factor should be < 1.0"):
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau: factor must be in \[0, 1\), got 1.0"):
         S.ReduceLROnPlateau(opt, factor=1.0)
     with pytest.raises(ValueError, match="mode sideways is unknown"):
         S.ReduceLROnPlateau(opt, mode="sideways")
@@ -209,9 +209,9 @@ def test_errors():
         S.ReduceLROnPlateau(opt, min_lr=[0, 0, 0])
     with pytest.raises(ValueError, match="Expected 2 lr_lambdas, but got 1"):
         S.LambdaLR(opt, [lambda e: 1.0])
-    with pytest.raises(ValueError, match="Expected positive integer T_0"):
+    with pytest.raises(ValueError, match="CosineAnnealingWarmRestarts: T_0 must be a positive integer, got 0"):
         S.CosineAnnealingWarmRestarts(opt, T_0=0)
-    with pytest.raises(ValueError, match="Expected non-negative epoch"):
+    with pytest.raises(ValueError, match="CosineAnnealingWarmRestarts.step: epoch must be non-negative and finite, got -1"):
         S.CosineAnnealingWarmRestarts(opt, T_0=2).step(-1)
     with pytest.raises(KeyError, match="initial_lr"):
         S.StepLR(fastnn_optimizer(), step_size=2, last_epoch=3)

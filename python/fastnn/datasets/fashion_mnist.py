@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validate as _v
+
 from .idx import load_idx
 
 __all__ = ["CLASSES", "BUNDLED_DIR", "SYSTEM_DIR", "fashion_mnist", "fashion_mnist_source"]
@@ -144,7 +146,11 @@ def fashion_mnist(path=None, dtype=np.float32, flatten=True, normalize=True):
         FileNotFoundError: an explicit path does not hold the files.
         ValueError: a file is not a valid Fashion-MNIST IDX file, or normalize with a non-float dtype.
     """
+    flatten = _v.check_bool(flatten, "fashion_mnist", "flatten")
+    normalize = _v.check_bool(normalize, "fashion_mnist", "normalize")
     dtype = np.dtype(dtype)
+    if dtype.kind not in "fiu":
+        raise TypeError(f"[fashion_mnist] dtype must be a real numeric dtype, got {dtype}")
     if normalize and dtype.kind != "f":
         raise ValueError(f"[fashion_mnist] normalize=True needs a floating dtype, got {dtype}")
     directory = fashion_mnist_source(path)

@@ -4,6 +4,7 @@ Each is one fused C++ pass over the flat buffer; frozen parameters (requires_gra
 skipped, as PyTorch skips parameters without a gradient.
 """
 
+from .. import _validate as _v
 from .._config import _C
 from ..nn.parameter import DECAY, TRAINABLE, Parameter
 from .optimizer import segment_table
@@ -39,10 +40,14 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         The total norm before clipping (float).
     """
     buffer, params = _parameters(parameters, "clip_grad_norm_")
-    norm_type = float(norm_type)
+    # the types here (True is not a norm, "2" is not a number); the ranges in C++
+    max_norm = _v.check_real(max_norm, "clip_grad_norm_", "max_norm", finite=False)
+    norm_type = float(norm_type) if norm_type in ("inf", "Inf") else \
+        _v.check_real(norm_type, "clip_grad_norm_", "norm_type", finite=False)
+    error_if_nonfinite = _v.check_bool(error_if_nonfinite, "clip_grad_norm_", "error_if_nonfinite")
     if buffer is None:
         return 0.0
-    return _C.clip_grad_norm_(buffer.grads, segment_table(params), float(max_norm), norm_type, error_if_nonfinite)
+    return _C.clip_grad_norm_(buffer.grads, segment_table(params), max_norm, norm_type, error_if_nonfinite)
 
 
 def clip_grad_value_(parameters, clip_value):
@@ -53,8 +58,9 @@ def clip_grad_value_(parameters, clip_value):
         clip_value: the largest allowed |g| (>= 0; a negative value is a ValueError).
     """
     buffer, params = _parameters(parameters, "clip_grad_value_")
+    clip_value = _v.check_real(clip_value, "clip_grad_value_", "clip_value", finite=False)
     if buffer is not None:
-        _C.clip_grad_value_(buffer.grads, segment_table(params), float(clip_value))
+        _C.clip_grad_value_(buffer.grads, segment_table(params), clip_value)
 
 
 def max_norm_(parameters, max_norm):
@@ -70,8 +76,9 @@ def max_norm_(parameters, max_norm):
         max_norm: the largest allowed row norm (> 0).
     """
     buffer, params = _parameters(parameters, "max_norm_")
+    max_norm = _v.check_real(max_norm, "max_norm_", "max_norm", finite=False)
     if buffer is None:
         return
     table = segment_table(params)
     table[:, 2] = (table[:, 2] & TRAINABLE) | DECAY
-    _C.max_norm_(buffer.params, table, float(max_norm))
+    _C.max_norm_(buffer.params, table, max_norm)

@@ -11,6 +11,7 @@ from bisect import bisect_right
 from collections import Counter
 import types
 
+from .. import _validate as _v
 from .optimizer import Optimizer
 
 __all__ = [
@@ -25,6 +26,11 @@ __all__ = [
     "SequentialLR",
     "ReduceLROnPlateau",
 ]
+
+
+def _check_gamma(gamma, fn):
+    """A decay factor: positive (a negative one would make the learning rate negative)."""
+    return _v.check_real(gamma, fn, "gamma", 0, low_open=True)
 
 
 class LRScheduler:
@@ -42,6 +48,7 @@ class LRScheduler:
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        last_epoch = _v.check_int(last_epoch, type(self).__name__, "last_epoch", -1)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -107,6 +114,9 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         self.optimizer = optimizer
+        for fn in lr_lambda if isinstance(lr_lambda, (list, tuple)) else [lr_lambda]:
+            if not callable(fn):
+                raise TypeError(f"LambdaLR: lr_lambda must be a function of the epoch (or a list of them), got {fn!r}")
         if not isinstance(lr_lambda, (list, tuple)):
             self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
         else:
@@ -137,8 +147,8 @@ class StepLR(LRScheduler):
     """lr = base_lr · gamma^⌊epoch / step_size⌋ (decay by gamma every step_size epochs)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = step_size
-        self.gamma = gamma
+        self.step_size = _v.check_int(step_size, "StepLR", "step_size", 1)
+        self.gamma = _check_gamma(gamma, "StepLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -154,8 +164,8 @@ class MultiStepLR(LRScheduler):
     """lr = base_lr · gamma^(number of milestones <= epoch)."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        self.milestones = Counter(milestones)
-        self.gamma = gamma
+        self.milestones = Counter(_v.check_int(m, "MultiStepLR", "milestones[]", 0) for m in milestones)
+        self.gamma = _check_gamma(gamma, "MultiStepLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -172,7 +182,7 @@ class ExponentialLR(LRScheduler):
     """lr = base_lr · gamma^epoch."""
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = gamma
+        self.gamma = _check_gamma(gamma, "ExponentialLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -188,13 +198,9 @@ class LinearLR(LRScheduler):
     """Linear warm-up: lr = base_lr · (start + (end − start)·min(epoch, total_iters)/total_iters)."""
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
-        if start_factor > 1.0 or start_factor <= 0:
-            raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
-        if end_factor > 1.0 or end_factor < 0:
-            raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
-        self.start_factor = start_factor
-        self.end_factor = end_factor
-        self.total_iters = total_iters
+        self.start_factor = _v.check_real(start_factor, "LinearLR", "start_factor", 0, 1, low_open=True)
+        self.end_factor = _v.check_real(end_factor, "LinearLR", "end_factor", 0, 1)
+        self.total_iters = _v.check_int(total_iters, "LinearLR", "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -220,8 +226,8 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr − eta_min)·(1 + cos(π·epoch/T_max))/2 (SGDR without restarts)."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self.T_max = T_max
-        self.eta_min = eta_min
+        self.T_max = _v.check_int(T_max, "CosineAnnealingLR", "T_max", 1)
+        self.eta_min = _v.check_real(eta_min, "CosineAnnealingLR", "eta_min", 0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -254,12 +260,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     """
 
     def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
-        if T_0 <= 0 or not isinstance(T_0, int):
-            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
-        if T_mult < 1 or not isinstance(T_mult, int):
-            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
-        if not isinstance(eta_min, (float, int)):
-            raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
+        T_0 = _v.check_int(T_0, "CosineAnnealingWarmRestarts", "T_0", 1)
+        T_mult = _v.check_int(T_mult, "CosineAnnealingWarmRestarts", "T_mult", 1)
+        eta_min = _v.check_real(eta_min, "CosineAnnealingWarmRestarts", "eta_min", 0)
         self.T_0 = T_0
         self.T_i = T_0
         self.T_mult = T_mult
@@ -281,8 +284,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 self.T_cur = self.T_cur % self.T_i
                 self.T_i = self.T_i * self.T_mult
         else:
-            if epoch < 0:
-                raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+            epoch = _v.check_real(epoch, "CosineAnnealingWarmRestarts.step", "epoch", 0)
             if epoch >= self.T_0:
                 if self.T_mult == 1:
                     self.T_cur = epoch % self.T_0
@@ -310,6 +312,7 @@ class SequentialLR(LRScheduler):
                 raise ValueError(f"SequentialLR does not support ReduceLROnPlateau (scheduler at index {i})")
             if getattr(scheduler, "optimizer", None) is not optimizer:
                 raise ValueError(f"SequentialLR expects all schedulers to belong to the same optimizer (index {i})")
+        milestones = [_v.check_int(m, "SequentialLR", "milestones[]", 0) for m in milestones]
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 "Sequential Schedulers expects number of schedulers provided to be one more than the number of "
@@ -362,8 +365,14 @@ class ReduceLROnPlateau:
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8):
-        if factor >= 1.0:
-            raise ValueError("Factor should be < 1.0.")
+        fn = "ReduceLROnPlateau"
+        factor = _v.check_real(factor, fn, "factor", 0, 1, high_open=True)
+        patience = _v.check_int(patience, fn, "patience", 0)
+        threshold = _v.check_real(threshold, fn, "threshold", 0)
+        cooldown = _v.check_int(cooldown, fn, "cooldown", 0)
+        eps = _v.check_real(eps, fn, "eps", 0)
+        for value in min_lr if isinstance(min_lr, (list, tuple)) else [min_lr]:
+            _v.check_real(value, fn, "min_lr", 0)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.factor = factor

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import _validate as _v
 from ..nn import parameter as _parameter
 from ..nn.parameter import TRAINABLE, Parameter, repack
 
@@ -41,7 +42,12 @@ def _gather_into_one_buffer(groups):
         repack(list({id(p): p for p in params}.values()))
 
 
+_FLAGS = ("amsgrad", "maximize", "nesterov", "centered", "decoupled_weight_decay")  # True/False hyperparameters
+
+
 def _check_range(value, name, low=0.0, high=math.inf, high_inclusive=False, low_inclusive=True):
+    if not _v.is_real(value):  # a bool, a string, a complex number
+        raise ValueError(f"Invalid {name}: {value!r} (must be a real number)")
     ok_low = low <= value if low_inclusive else low < value
     ok_high = value <= high if high_inclusive else value < high
     if not (ok_low and ok_high):  # also rejects NaN
@@ -195,6 +201,18 @@ class Optimizer:
         _check_range(group["l1"], "l1 value")
         if group["max_norm"] is not None:
             _check_range(group["max_norm"], "max_norm value", low_inclusive=False)
+        for key in _FLAGS:
+            if key in group and not isinstance(group[key], (bool, np.bool_)):
+                raise ValueError(f"Invalid {key}: {group[key]!r} (must be True or False)")
+
+    def _recheck_groups(self):
+        """Hyperparameters may be changed between steps (schedulers, users): a negative or NaN
+        learning rate set that way is refused before it is used, as at construction."""
+        for i, group in enumerate(self.param_groups):
+            try:
+                self._check_group(group)
+            except ValueError as e:
+                raise ValueError(f"{type(self).__name__}.step: param_groups[{i}]: {e}") from None
 
     def _init_group(self, index, group):
         """Initialize the state of a new group (Adagrad's accumulator); nothing by default."""
@@ -236,6 +254,7 @@ class Optimizer:
         """
         loss = None if closure is None else closure()
         self._follow_if_moved()
+        self._recheck_groups()
         for index, group in enumerate(self.param_groups):
             segments, trainable = self._group_segments(index)
             if not trainable:
@@ -256,6 +275,7 @@ class Optimizer:
         scheduler changes the learning rate.
         """
         self._follow_if_moved()
+        self._recheck_groups()
         steps = []
         for index, group in enumerate(self.param_groups):
             segments, trainable = self._group_segments(index)

@@ -4,6 +4,7 @@ import csv
 import math
 import os
 
+from .. import _validate as _v
 
 
 class Callback:
@@ -32,9 +33,10 @@ class Callback:
         pass
 
 
-def _monitor_mode(monitor, mode):
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+def _monitor_mode(monitor, mode, fn):
+    if not isinstance(monitor, str):
+        raise TypeError(f"{fn}: monitor must be the name of a metric (a str), got {monitor!r}")
+    mode = _v.check_choice(mode, fn, "mode", ("auto", "min", "max"))
     if mode == "auto":
         mode = "max" if "acc" in monitor else "min"
     return mode
@@ -50,11 +52,12 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
                  restore_best_weights=False):
-        if patience < 0 or min_delta < 0:
-            raise ValueError(f"EarlyStopping: patience and min_delta must be >= 0, got {patience}, {min_delta}")
-        self.monitor, self.min_delta, self.patience = monitor, float(min_delta), int(patience)
-        self.mode = _monitor_mode(monitor, mode)
-        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        fn = "EarlyStopping"
+        self.min_delta = _v.check_real(min_delta, fn, "min_delta", 0)
+        self.patience = _v.check_int(patience, fn, "patience", 0)
+        self.monitor, self.mode = monitor, _monitor_mode(monitor, mode, fn)
+        self.baseline = None if baseline is None else _v.check_real(baseline, fn, "baseline")
+        self.restore_best_weights = _v.check_bool(restore_best_weights, fn, "restore_best_weights")
         self.best = None
         self.best_epoch = None
         self.best_weights = None
@@ -96,9 +99,11 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True):
-        self.filepath, self.monitor, self.save_best_only = os.fspath(filepath), monitor, save_best_only
-        self.mode = _monitor_mode(monitor, mode)
-        self.save_optimizer = save_optimizer
+        fn = "ModelCheckpoint"
+        self.filepath, self.monitor = os.fspath(filepath), monitor
+        self.save_best_only = _v.check_bool(save_best_only, fn, "save_best_only")
+        self.mode = _monitor_mode(monitor, mode, fn)
+        self.save_optimizer = _v.check_bool(save_optimizer, fn, "save_optimizer")
         self.best = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -123,6 +128,11 @@ class LearningRateScheduler(Callback):
     (ReduceLROnPlateau gets the monitored metric)."""
 
     def __init__(self, schedule, monitor="val_loss"):
+        if not callable(schedule) and not hasattr(schedule, "step"):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function (epoch, lr) -> lr or a scheduler, "
+                            f"got {schedule!r}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"LearningRateScheduler: monitor must be the name of a metric (a str), got {monitor!r}")
         self.schedule, self.monitor = schedule, monitor
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -145,7 +155,10 @@ class CSVLogger(Callback):
     """Appends one row of metrics per epoch to a CSV file."""
 
     def __init__(self, filename, separator=",", append=False):
-        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+        if not (isinstance(separator, str) and len(separator) == 1):
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
+        self.filename, self.separator = os.fspath(filename), separator
+        self.append = _v.check_bool(append, "CSVLogger", "append")
         self._keys = None
 
     def on_train_begin(self, logs=None):
@@ -175,6 +188,9 @@ class LambdaCallback(Callback):
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None):
         self._hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
                            on_train_begin=on_train_begin, on_train_end=on_train_end)
+        for name, hook in self._hooks.items():
+            if hook is not None and not callable(hook):
+                raise TypeError(f"LambdaCallback: {name} must be a function or None, got {hook!r}")
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._hooks["on_epoch_begin"]:
