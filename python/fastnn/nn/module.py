@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .parameter import Parameter, repack, shared_buffer
+from .parameter import Parameter, as_real, repack, shared_buffer
 
 
 class Module:
@@ -203,18 +203,22 @@ class Module:
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        values = {}
         for name, value in state_dict.items():
             if name not in targets:
                 continue
-            value = np.asarray(value)
             dst = targets[name]
+            value = as_real(value, dst.dtype, f"load_state_dict: {name!r}")  # checked after the cast, as fit's data
             if value.shape != dst.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model expects {dst.shape}")
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity")
-        for name, value in state_dict.items():  # all checked first: a bad dict changes nothing
-            if name in targets:
-                targets[name][...] = np.asarray(value)
+                raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity (or values too large for {dst.dtype})")
+            if name.split(".")[-1] == "running_var" and (value < 0).any():
+                i = int(np.argmax(value < 0))
+                raise ValueError(f"load_state_dict: {name!r} has a negative variance ({name}[{i}] = {value[i]})")
+            values[name] = value
+        for name, value in values.items():  # all checked first: a bad dict changes nothing
+            targets[name][...] = value
         return self
 
     # --- display -------------------------------------------------------------------------------

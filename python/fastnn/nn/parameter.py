@@ -82,7 +82,7 @@ class Parameter:
 
     @data.setter
     def data(self, value):
-        value = np.asarray(value)
+        value = as_real(value, self.dtype, f"Parameter {self.name!r}")
         if value.shape != self.shape:
             raise ValueError(f"Parameter {self.name!r}: expected shape {self.shape}, got {value.shape}")
         self.data[...] = value
@@ -111,6 +111,16 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+
+def as_real(value, dtype, what):
+    """`value` as an array of `dtype`, refusing what the cast would silently lose: an imaginary
+    part, or something that is not a number (strings, objects)."""
+    value = np.asarray(value)
+    if value.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: values must be real numbers, got dtype {value.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as inf; callers check finiteness
+        return value.astype(dtype, copy=False)
 
 
 def pack(shapes, dtype=np.float32, names=None, decay=None):

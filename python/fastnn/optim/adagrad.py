@@ -30,6 +30,7 @@ class Adagrad(Optimizer):
 
     _flat_state = ("sum",)
     _required_after_step = ("sum",)
+    _nonnegative_state = ("sum",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
                  maximize=False, l1=0.0, max_norm=None):

@@ -32,6 +32,7 @@ class Adam(Optimizer):
 
     _flat_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _required_after_step = ("exp_avg", "exp_avg_sq")
+    _nonnegative_state = ("exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  maximize=False, l1=0.0, max_norm=None, decoupled_weight_decay=False):

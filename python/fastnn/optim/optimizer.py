@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _validate as _v
 from ..nn import parameter as _parameter
+from .._config import _C
 from ..nn.parameter import TRAINABLE, Parameter, repack
 
 __all__ = ["Optimizer", "segment_table"]
@@ -80,6 +81,7 @@ class Optimizer:
     _flat_state = ()  # names of the state arrays parallel to FlatBuffer.params
     _group_state = ("step",)  # names of the per-group int64 counters
     _required_after_step = ()  # flat state that must exist once a group has stepped
+    _nonnegative_state = ()  # flat state that is a sum or average of squares (a negative entry is corrupt)
 
     def __init__(self, params, defaults):
         if isinstance(params, (Parameter, dict, np.ndarray)):
@@ -380,6 +382,14 @@ class Optimizer:
                     f"{name}.load_state_dict: state[{key!r}] must be a {self.buffer.dtype} array of shape ({n},) "
                     f"like the model's flat buffer, got {got}"
                 )
+            bad = _C.first_nonfinite(value)
+            if bad >= 0:
+                raise ValueError(f"{name}.load_state_dict: state[{key!r}] contains NaN or infinity "
+                                 f"(first at index {bad}: {value[bad]})")
+            if key in self._nonnegative_state and (value < 0).any():
+                i = int(np.argmax(value < 0))
+                raise ValueError(f"{name}.load_state_dict: state[{key!r}] must be >= 0 (it accumulates squares), "
+                                 f"got {value[i]} at index {i}")
             new_state[key] = np.array(value, dtype=self.buffer.dtype, order="C", copy=True)
         self._check_loaded_state(new_state)
         self.param_groups[:] = new_groups

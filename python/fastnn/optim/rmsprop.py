@@ -33,6 +33,7 @@ class RMSprop(Optimizer):
 
     _flat_state = ("square_avg", "grad_avg", "momentum_buffer")
     _required_after_step = ("square_avg",)
+    _nonnegative_state = ("square_avg",)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
                  maximize=False, l1=0.0, max_norm=None):

@@ -53,6 +53,9 @@ class SGD(Optimizer):
 
     def _check_loaded_state(self, state):
         super()._check_loaded_state(state)
+        if ((state["momentum_buffer_initialized"] != 0) & (state["momentum_buffer_initialized"] != 1)).any():
+            raise ValueError("SGD.load_state_dict: state['momentum_buffer_initialized'] must hold 0 or 1 per group, "
+                             f"got {state['momentum_buffer_initialized']}")
         if state["momentum_buffer_initialized"].any() and "momentum_buffer" not in state:
             raise ValueError("SGD.load_state_dict: momentum_buffer_initialized is set but momentum_buffer is missing")
 

@@ -101,12 +101,22 @@ def _check_X(X, model, name="X"):
         raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
-    X = np.ascontiguousarray(X, dtype=model.dtype)  # Keras-style: data is converted to the model's precision
-    bad = _C.first_nonfinite(X)
+    return _cast_finite(X, model.dtype, name)  # Keras-style: data is converted to the model's precision
+
+
+def _cast_finite(a, dtype, name):
+    """`a` as a C-contiguous `dtype` array, all finite: checked after the cast, where a float64
+    1e300 has become inf in a float32 model."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    bad = _C.first_nonfinite(out)
     if bad >= 0:
-        index = tuple(int(i) for i in np.unravel_index(bad, X.shape))
+        index = tuple(int(i) for i in np.unravel_index(bad, out.shape))
+        if np.isfinite(a[index]):
+            raise ValueError(f"{name}[{', '.join(map(str, index))}] = {a[index].item()!r} is too large for the model's "
+                             f"dtype {np.dtype(dtype)} (it would become infinite)")
         raise ValueError(f"{name} contains NaN or infinity (first at index {index})")
-    return X
+    return out
 
 
 def _output_width(model, X, name="X"):
@@ -133,12 +143,9 @@ def _check_y(y, kernel, n, width, model, name="y"):
         return y
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=model.dtype)
     if int(np.prod(y.shape[1:])) != width:
         raise ValueError(f"{name} must have {width} values per sample like the model output, got shape {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return y
+    return _cast_finite(y, model.dtype, name)
 
 
 def _check_batch_size(batch_size, fn):
