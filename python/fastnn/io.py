@@ -8,13 +8,14 @@ layers can be saved (a layer written in Python has no description to rebuild it 
 
 import io as _io
 import json
+import math
 import os
 import tempfile
 import zipfile
-import zlib
 
 import numpy as np
 
+from . import _validate
 from . import nn
 from . import optim as _optim
 
@@ -98,33 +99,112 @@ def save(path, model, optimizer=None, extra=None):
         raise
 
 
-def _read(path):
-    path = os.fspath(path)
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "fastnn.json" not in names:
-                raise ModelFileError(f"{path}: not a fastnn model file (no fastnn.json inside)")
-            meta = json.loads(z.read("fastnn.json").decode("utf-8"))
-            arrays = {}
-            for name in names - {"fastnn.json"}:
-                if not name.endswith(".npy"):
-                    raise ModelFileError(f"{path}: unexpected member {name!r}")
-                arrays[name[:-4]] = np.load(_io.BytesIO(z.read(name)), allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError,
-            json.JSONDecodeError, ValueError, KeyError, NotImplementedError, RuntimeError) as e:
-        # zlib.error: damaged compressed data; NotImplementedError / RuntimeError: a compression
-        # method zipfile lacks, or an encrypted member
-        raise ModelFileError(f"{path}: not a readable fastnn model file (truncated or corrupted?): {e}") from e
+# Limits that keep a hostile file from costing more than it declares (see load).
+MAX_META_BYTES = 1 << 20  # fastnn.json: architecture and hyperparameters are a few KB
+MAX_DEFLATE_RATIO = 1100  # deflate cannot expand more than ~1032:1, so larger declared sizes are lies
+BUILD_SLACK = 1 << 16  # elements a model may declare beyond its stored arrays (parameter-free layers)
+_CHUNK = 1 << 20
+
+
+def _members(z, path):
+    """name -> ZipInfo, after checking that every member's declared sizes are possible for a file
+    of this size (stored as is, or deflated), so that they bound what reading can inflate to."""
+    size = os.fstat(z.fp.fileno()).st_size if hasattr(z.fp, "fileno") else None
+    members = {}
+    for info in z.infolist():
+        if info.filename in members:
+            raise ModelFileError(f"{path}: member {info.filename!r} appears twice")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError(f"{path}: member {info.filename!r} uses compression method {info.compress_type} "
+                                 "(fastnn writes deflate)")
+        ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+        if info.file_size > ratio * info.compress_size + 1024 or (
+                size is not None and info.header_offset + info.compress_size > size):
+            raise ModelFileError(f"{path}: member {info.filename!r} declares {info.file_size} bytes from "
+                                 f"{info.compress_size} compressed bytes (truncated or corrupted?)")
+        members[info.filename] = info
+    return members
+
+
+def _read_member(z, info, limit, path):
+    """The bytes of a small member, at most `limit` of them."""
+    if info.file_size > limit:
+        raise ModelFileError(f"{path}: member {info.filename!r} is {info.file_size} bytes, more than {limit}")
+    with z.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFileError(f"{path}: member {info.filename!r} is larger than it declares")
+    return data
+
+
+def _npy_header(z, info, path):
+    """(shape, fortran_order, dtype, header bytes) of a .npy member, reading its header only; the
+    member's declared size must be exactly the header plus the array it describes."""
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read(f)
+        header = f.tell()
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "fiub":
+        raise ModelFileError(f"{path}: not a readable fastnn model file (truncated or corrupted?): member "
+                             f"{info.filename!r} holds {dtype} values, not numbers (pickled data is never loaded)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if header + nbytes != info.file_size:
+        raise ModelFileError(f"{path}: member {info.filename!r} is {info.file_size} bytes, but its header declares a "
+                             f"{dtype} array of shape {shape} ({header} + {nbytes} bytes): truncated or corrupted")
+    return shape, fortran_order, dtype, header
+
+
+def _read_array(z, info, header, path):
+    """The array of a .npy member, streamed into an array of the size its header declares."""
+    shape, fortran_order, dtype, skip = header
+    out = np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+    view = memoryview(out.reshape(-1, order="A").view(np.uint8))
+    with z.open(info) as f:
+        f.read(skip)
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done : done + _CHUNK])
+            if not n:
+                raise ModelFileError(f"{path}: member {info.filename!r} ends early (truncated)")
+            done += n
+        if f.read(1):
+            raise ModelFileError(f"{path}: member {info.filename!r} holds more data than its header declares")
+    return out.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _declared_elements(arch):
+    """An upper bound on the elements building `arch` allocates, from its integer arguments alone:
+    each layer holds at most a small multiple of their product (Linear in·out + out, BatchNorm ~10·C)."""
+    if isinstance(arch, dict) and arch.get("class") == "Sequential":
+        children = arch.get("children")
+        if not isinstance(children, list):
+            raise ModelFileError("Sequential entry has no list of children")
+        return sum(_declared_elements(c[1] if isinstance(c, list) and len(c) == 2 else c) for c in children)
+    config = arch.get("config", {}) if isinstance(arch, dict) else {}
+    sizes = [abs(v) for v in (config.values() if isinstance(config, dict) else ()) if _validate.is_int(v)]
+    return math.prod(sizes) if sizes else 0
+
+
+def _read(path, z):
+    members = _members(z, path)
+    if "fastnn.json" not in members:
+        raise ModelFileError(f"{path}: not a fastnn model file (no fastnn.json inside)")
+    meta = json.loads(_read_member(z, members.pop("fastnn.json"), MAX_META_BYTES, path).decode("utf-8"))
+    for name in members:
+        if not name.endswith(".npy"):
+            raise ModelFileError(f"{path}: unexpected member {name!r}")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a fastnn model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{path}: model file version {meta.get('version')!r}, this fastnn reads version {VERSION}")
-    return meta, arrays
+    return meta, {name[:-4]: info for name, info in members.items()}
+
+
+def _stored(z, members, prefix, path):
+    """prefix-less name -> (ZipInfo, npy header) of the members under `prefix`, headers only."""
+    return {name[len(prefix):]: (info, _npy_header(z, info, path)) for name, info in members.items()
+            if name.startswith(prefix)}
 
 
 def load(path, with_optimizer=False):
@@ -132,20 +212,52 @@ def load(path, with_optimizer=False):
 
     Returns the model (in eval mode), or ``(model, optimizer, extra)`` with ``with_optimizer=True``
     (optimizer None when the file has none). Raises ModelFileError (a ValueError) for a file that
-    is truncated, corrupted, or not a fastnn model.
+    is truncated, corrupted, or not a fastnn model, or whose architecture, array headers and
+    sizes disagree. Nothing is allocated beyond what the file's arrays declare: the architecture
+    is checked against their sizes before it is built, and every array's header against the
+    built model before its data is read (streamed, never more than its header declares).
     """
-    meta, arrays = _read(path)
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            return _load(path, z, with_optimizer)
+    except (ModelFileError, FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # zipfile, zlib, json, the .npy header parser (TokenError...), MemoryError, ...
+        raise ModelFileError(f"{path}: not a readable fastnn model file (truncated or corrupted?): "
+                             f"{type(e).__name__}: {e}") from e
+
+
+def _load(path, z, with_optimizer):
+    meta, members = _read(path, z)
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
+    itemsize = np.dtype(dtype).itemsize
+    stored = sum(info.file_size for name, info in members.items() if name.startswith("model/")) // itemsize
+    declared = _declared_elements(meta.get("architecture"))
+    if declared > stored + BUILD_SLACK:
+        raise ModelFileError(f"{path}: the architecture declares about {declared} parameters, the file stores "
+                             f"{stored} values: weights do not match the architecture")
     try:
         model = _build(meta.get("architecture"), np.dtype(dtype))
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    headers = _stored(z, members, "model/", path)
+    expected = {name: p.shape for name, p in model.named_parameters(remove_duplicate=False)}
+    expected.update({name: tuple(get().shape) for name, get in model._named_states()})
+    missing, unexpected = sorted(set(expected) - set(headers)), sorted(set(headers) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(f"{path}: weights do not match the architecture: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+    for name, (_, header) in headers.items():
+        if tuple(header[0]) != expected[name]:
+            raise ModelFileError(f"{path}: weights do not match the architecture: {name!r} has shape {header[0]}, "
+                                 f"the model expects {expected[name]}")
+    state = {name: _read_array(z, info, header, path) for name, (info, header) in headers.items()}
     try:
         model.load_state_dict(state)
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: weights do not match the architecture: {e}") from e
     model.eval()
     if not with_optimizer:
@@ -156,15 +268,24 @@ def load(path, with_optimizer=False):
         cls = _OPTIMIZERS.get(info.get("class") if isinstance(info, dict) else None)
         if cls is None:
             raise ModelFileError(f"{path}: unknown optimizer {info!r:.100}")
-        groups = [dict(g) for g in info.get("param_groups", [])]
+        groups = info.get("param_groups", [])
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ModelFileError(f"{path}: optimizer state does not match: param_groups must be a list of dicts")
+        groups = [dict(g) for g in groups]
         for g in groups:
-            if "betas" in g:
+            if isinstance(g.get("betas"), list):
                 g["betas"] = tuple(g["betas"])
         params = list(model.parameters())
         opt = cls(params, lr=groups[0].get("lr", 1e-3) if groups else 1e-3)
+        limit = max(opt.buffer.params.size, len(groups))  # flat state, or one count per group
+        headers = _stored(z, members, "optimizer/", path)
+        for name, (_, header) in headers.items():
+            if len(header[0]) != 1 or header[0][0] > limit:
+                raise ModelFileError(f"{path}: optimizer state does not match: {name!r} has shape {header[0]}, the "
+                                     f"model has {opt.buffer.params.size} parameters")
+        arrays = {name: _read_array(z, i, header, path) for name, (i, header) in headers.items()}
         try:
-            opt.load_state_dict({"state": {k[len("optimizer/"):]: v for k, v in arrays.items()
-                                           if k.startswith("optimizer/")}, "param_groups": groups})
+            opt.load_state_dict({"state": arrays, "param_groups": groups})
         except (KeyError, ValueError, TypeError) as e:
             raise ModelFileError(f"{path}: optimizer state does not match: {e}") from e
     return model, opt, meta.get("extra", {})
