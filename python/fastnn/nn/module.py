@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import _validate as _v
 from .parameter import Parameter, as_real, repack, shared_buffer
 
 
@@ -107,6 +108,7 @@ class Module:
     # --- modes and gradients -------------------------------------------------------------------
 
     def train(self, mode=True):
+        mode = _v.check_bool(mode, f"{type(self).__name__}.train", "mode")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
             m._on_mode_change()
@@ -129,6 +131,7 @@ class Module:
 
     def requires_grad_(self, requires_grad=True):
         """Freezes (False) or unfreezes every parameter of this module."""
+        requires_grad = _v.check_bool(requires_grad, "requires_grad_", "requires_grad")
         for p in self.parameters():
             p.requires_grad = bool(requires_grad)
         for m in self.modules():

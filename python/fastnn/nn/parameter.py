@@ -7,6 +7,8 @@ Newton see the model as the vector it is. A ``Parameter`` is only a window (offs
 
 import numpy as np
 
+from .. import _validate as _v
+
 # Segment flags (the third column of FlatBuffer.segments()), shared with the C++ optimizers.
 TRAINABLE = 1  # requires_grad: receives gradients and updates
 DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm parameters no)
@@ -72,8 +74,8 @@ class Parameter:
         self.size = int(np.prod(self.shape, dtype=np.int64))
         if self.offset < 0 or self.offset + self.size > buffer.params.size:
             raise ValueError(f"Parameter {name!r}: [{offset}, {offset + self.size}) is outside the buffer")
-        self.requires_grad = bool(requires_grad)
-        self.weight_decay = bool(weight_decay)
+        self.requires_grad = _v.check_bool(requires_grad, "Parameter", "requires_grad")
+        self.weight_decay = _v.check_bool(weight_decay, "Parameter", "weight_decay")
         self.name = name
 
     @property

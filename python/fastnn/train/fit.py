@@ -199,7 +199,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         optimizer: an Optimizer over model.parameters(), or a name ("adam", "sgd", ...; with `lr`); the
             model keeps an optimizer made from a name, so later fit calls with the same name and lr
             continue its state (as a compiled Keras model does).
-        epochs, batch_size: batch_size=N is batch gradient descent, 1 single-sample SGD.
+        epochs, batch_size: batch_size=N (or larger, as in Keras) is batch gradient descent, 1 single-sample SGD.
         validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y).
         shuffle, seed: the sample order of epoch e is a function of (seed, e) only.
         callbacks: Callback objects (EarlyStopping, ModelCheckpoint, ...).
