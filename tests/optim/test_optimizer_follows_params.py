@@ -173,3 +173,22 @@ def test_no_move_costs_no_relayout():
     nn.Linear(3, 3).double()  # another model's repack: this optimizer checks and keeps its arrays
     steps(model, opt, 1)
     assert opt.state["exp_avg"] is state
+
+
+def test_a_python_parameter_converts_and_is_followed():
+    """model.float() on a model with a Parameter(array) owned by a module written in Python used to
+    fail (repack: parameters have different dtypes); its optimizer state follows it too."""
+    from tests.nn.test_python_parameters import _model
+
+    model = _model(np.float64)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((32, model[0].in_features)), rng.integers(0, 2, 32)
+    fastnn.train_step(model, X, y, "cross_entropy", opt)
+    scale = model[2].scale.numpy()
+    model.float()
+    assert model[2].scale.dtype == np.float32 and model.dtype == np.float32
+    np.testing.assert_array_equal(model[2].scale.numpy(), scale.astype(np.float32))
+    assert opt.buffer is model[2].scale.buffer and opt.state["exp_avg"].dtype == np.float32
+    fastnn.train_step(model, X.astype(np.float32), y, "cross_entropy", opt)
+    assert not np.array_equal(model[2].scale.numpy(), scale.astype(np.float32))

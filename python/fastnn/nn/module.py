@@ -142,6 +142,9 @@ class Module:
         """Converts every parameter and running statistic to `dtype` (float32 or float64), in place."""
         for child in self.children():
             child.to(dtype)
+        own = list(self._parameters.values())  # a module written in Python owns Parameter(array)s
+        if own and any(p.dtype != np.dtype(dtype) for p in own):
+            repack(own, dtype)
         return self
 
     def double(self):
