@@ -78,6 +78,7 @@ def save(path, model, optimizer=None, extra=None):
             "extra": _jsonable(extra or {})}
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     if optimizer is not None:
+        model.flatten_parameters_()  # the flat state is saved in the layout load rebuilds: the model's own buffer
         sd = optimizer.state_dict()
         meta["optimizer"] = {"class": type(optimizer).__name__,
                              "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in sd["param_groups"]]}

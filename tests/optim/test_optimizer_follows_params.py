@@ -192,3 +192,17 @@ def test_a_python_parameter_converts_and_is_followed():
     assert opt.buffer is model[2].scale.buffer and opt.state["exp_avg"].dtype == np.float32
     fastnn.train_step(model, X.astype(np.float32), y, "cross_entropy", opt)
     assert not np.array_equal(model[2].scale.numpy(), scale.astype(np.float32))
+
+
+def test_save_after_a_wrap_stores_the_model_layout(tmp_path):
+    """The optimizer followed the model into a larger buffer; the file still holds its state in
+    the layout load rebuilds (the model's own buffer)."""
+    model, opt = trained("Adam", dict(lr=0.01))
+    nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 6), model)
+    manual_steps(model, opt, 2)
+    path = tmp_path / "m.fnn"
+    fastnn.save(path, model, opt)
+    loaded, loaded_opt, _ = fastnn.load(path, with_optimizer=True)
+    for key in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(loaded_opt.state[key], opt.state[key])
+    assert loaded_opt.state["exp_avg"].size == sum(p.size for p in model.parameters())

@@ -83,7 +83,7 @@ def _as_optimizer(optimizer, model, cpp_model, lr, fn="fit"):
         if foreign:
             raise ValueError(f"{fn}: the optimizer does not hold this model's parameters: it holds {foreign[0]!r} "
                              f"of another model ({len(foreign)} in all); create it from model.parameters()")
-        opt.buffer  # noqa: B018 (follows the parameters into the model's buffer if they moved)
+        opt._follow_if_moved()  # into the model's buffer, if the parameters moved there
     return opt
 
 
