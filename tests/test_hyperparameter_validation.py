@@ -118,6 +118,7 @@ BAD = {
     "LearningRateScheduler(0.1)": (lambda: C.LearningRateScheduler(0.1), TypeError, r"LearningRateScheduler: schedule must be"),
     "CSVLogger(separator=', ')": (lambda: C.CSVLogger("x.csv", separator=", "), ValueError, r"CSVLogger: separator must be one"),
     "LambdaCallback(on_epoch_end=1)": (lambda: C.LambdaCallback(on_epoch_end=1), TypeError, r"LambdaCallback: on_epoch_end must be"),
+    "set_num_threads(2**70)": (lambda: fastnn.set_num_threads(2**70), ValueError, r"set_num_threads: n must be < 2\*\*31"),
     "fashion_mnist(flatten='no')": (lambda: fastnn.datasets.fashion_mnist("bundled", flatten="no"), TypeError,
                                     r"fashion_mnist: flatten must be True or False"),
 }
@@ -140,6 +141,15 @@ def test_numpy_scalars_are_accepted():
     history = fit(epochs=np.int64(2), batch_size=np.int32(4), seed=np.uint64(2**63 + 5), shuffle=np.bool_(False),
                   clip_grad_norm=np.float32(1.0), verbose=np.int8(0))
     assert len(history["loss"]) == 2
+
+
+def test_set_num_threads_takes_numpy_integers():
+    old = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(np.int64(1))
+        assert fastnn.get_num_threads() == 1
+    finally:
+        fastnn.set_num_threads(old)
 
 
 def test_batch_size_larger_than_the_data_is_one_batch():

@@ -15,11 +15,15 @@ def set_num_threads(n: int) -> None:
     ``torch.set_num_threads`` or by OpenMP calls made elsewhere. The default is
     ``OMP_NUM_THREADS`` (or the number of cores) at import.
     """
-    if isinstance(n, bool) or not isinstance(n, int):
+    from ._validate import is_int
+
+    if not is_int(n):  # np.int64 as well as int
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
-    _C.set_num_threads(n)
+    if n >= 2**31:
+        raise ValueError(f"set_num_threads: n must be < 2**31, got {n}")
+    _C.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:

@@ -5,6 +5,8 @@ Newton see the model as the vector it is. A ``Parameter`` is only a window (offs
 ``FlatBuffer``; ``data`` and ``grad`` are NumPy views of the same memory the C++ layers use.
 """
 
+import threading
+
 import numpy as np
 
 from .. import _validate as _v
@@ -16,6 +18,7 @@ DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm par
 # Counts every move of parameters to another buffer (repack): an optimizer compares it with the
 # value at its last check, so that noticing a repack costs one comparison per step.
 _moves = 0
+_moves_lock = threading.Lock()  # two threads repacking must not lose a count
 
 
 def moves():
@@ -163,7 +166,8 @@ def repack(parameters, dtype=None):
         p.buffer, p.offset = buf, offset
         buf.parameters.append(p)
         offset += p.size
-    _moves += 1
+    with _moves_lock:
+        _moves += 1
     owners = {id(p.owner): p.owner for p in parameters if p.owner is not None}
     for owner in owners.values():
         owner._rebind()
