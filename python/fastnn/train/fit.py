@@ -332,10 +332,10 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     seed, step = _v.check_seed(seed, "train_step"), _v.check_seed(step, "train_step", "step")
     loss_obj, kernel = _as_loss(loss)
     cpp_model = _as_cpp_model(model)
+    optimizer = _as_optimizer(optimizer, model, cpp_model, None, "train_step")
     x = _check_X(x, cpp_model, "x")
     width = _output_width(cpp_model, x)
     y = _check_y(y, kernel, len(x), width, cpp_model)
-    optimizer = _as_optimizer(optimizer, model, cpp_model, None, "train_step")
     params = list(cpp_model.parameters())
     cpp_model.train()
     stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction, cpp_model.flat_grad() if params else None,
