@@ -17,11 +17,6 @@ __all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_seed"
 SEED_LIMIT = 2**64  # seeds and step counters are uint64 in C++
 
 
-def _who(fn):
-    """The message prefix: "fit: " for Python API functions, "[op] " for kernels (house style)."""
-    return f"{fn} " if fn.startswith("[") else f"{fn}: "
-
-
 def is_int(value):
     """An integer that is not a bool (np.integer counts, np.bool_ does not)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
@@ -59,26 +54,26 @@ def check_int(value, fn, name, low=None, high=None):
         what = f"an integer in [{low}, {high}]"
     if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
         raise (TypeError if not is_int(value) and not is_real(value) else ValueError)(
-            f"{_who(fn)}{name} must be {what}, got {value!r}")
+            f"{fn}: {name} must be {what}, got {value!r}")
     return int(value)
 
 
 def check_real(value, fn, name, low=-math.inf, high=math.inf, low_open=False, high_open=False, finite=True):
     """`value` as a float in the interval; never NaN, never infinite unless finite=False."""
     if not is_real(value):
-        raise TypeError(f"{_who(fn)}{name} must be a real number, got {value!r}")
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
     v = float(value)
     ok = not math.isnan(v) and (not finite or math.isfinite(v))
     ok = ok and (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
     if not ok:
-        raise ValueError(f"{_who(fn)}{name} must be {_real_wanted(low, high, low_open, high_open, finite)}, got {value!r}")
+        raise ValueError(f"{fn}: {name} must be {_real_wanted(low, high, low_open, high_open, finite)}, got {value!r}")
     return v
 
 
 def check_bool(value, fn, name):
     """`value` as a bool: True/False (or np.bool_) only; 'no', 0 or None are refused."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{_who(fn)}{name} must be True or False, got {value!r}")
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -86,7 +81,7 @@ def check_seed(value, fn, name="seed"):
     """A seed or step counter: an integer in [0, 2**64)."""
     if not is_int(value) or not 0 <= value < SEED_LIMIT:
         raise (ValueError if is_int(value) else TypeError)(
-            f"{_who(fn)}{name} must be an integer in [0, 2**64), got {value!r}")
+            f"{fn}: {name} must be an integer in [0, 2**64), got {value!r}")
     return int(value)
 
 
@@ -95,4 +90,4 @@ def check_choice(value, fn, name, choices):
     for c in choices:
         if (is_int(value) and is_int(c) or type(value) is type(c)) and value == c:
             return c
-    raise ValueError(f"{_who(fn)}{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    raise ValueError(f"{fn}: {name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")

@@ -150,7 +150,7 @@ def _npy_header(z, info, path):
         raise ModelFileError(f"{path}: not a readable fastnn model file (truncated or corrupted?): member "
                              f"{info.filename!r} holds {dtype} values, not numbers (pickled data is never loaded)")
     nbytes = math.prod(shape) * dtype.itemsize
-    if header + nbytes != info.file_size:
+    if any(n < 0 for n in shape) or header + nbytes != info.file_size:
         raise ModelFileError(f"{path}: member {info.filename!r} is {info.file_size} bytes, but its header declares a "
                              f"{dtype} array of shape {shape} ({header} + {nbytes} bytes): truncated or corrupted")
     return shape, fortran_order, dtype, header

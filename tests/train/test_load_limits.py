@@ -206,6 +206,7 @@ BAD_ARRAYS = {
     "complex weights": (npy(np.zeros((4, 3), np.complex64)), r"holds complex64 values, not numbers"),
     "structured dtype": (npy(np.zeros(12, [("a", "<f4")])), r"values, not numbers"),
     "huge shape in the header": (npy_header("<f4", (2**40, 2**40)) + bytes(8), r"its header declares a float32 array of shape"),
+    "negative dimensions": (npy_header("<f4", (-1, -3)) + bytes(12), r"its header declares a float32 array of shape \(-1, -3\)"),
     "truncated data": (npy(np.zeros((4, 3), np.float32))[:-5], r"its header declares a float32 array of shape \(4, 3\)"),
     "extra data": (npy(np.zeros((4, 3), np.float32)) + b"xx", r"its header declares"),
     "malformed header (TokenError)": (malformed_header(), r"not a readable fastnn model file.*TokenError"),
