@@ -173,3 +173,19 @@ def test_bad_files_are_model_file_errors(tmp_path):
     fastnn.load(path)  # the model alone is fine
     with pytest.raises(fastnn.io.ModelFileError, match=r"state\['exp_avg_sq'\] must be >= 0"):
         fastnn.load(path, with_optimizer=True)
+
+
+def test_a_read_only_input_is_accepted():
+    """It used to raise a bare "array is not writeable" in model(x) and model.backward."""
+    m = model()
+    m.eval()
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    expected = m(x.copy())
+    x.flags.writeable = False
+    np.testing.assert_array_equal(m(x), expected)
+    np.testing.assert_array_equal(fastnn.predict(m, x), expected)
+    g = np.ones((5, 2), np.float32)
+    g.flags.writeable = False
+    m.train()
+    m(x)
+    assert m.backward(g).shape == (5, 3)
