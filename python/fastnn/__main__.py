@@ -125,7 +125,8 @@ def main(argv=None):
     tr.add_argument("--epochs", type=_number(int, 0), default=10)
     tr.add_argument("--batch-size", type=_number(int, 1), default=128)
     tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
-    tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None, help="learning rate (default 1e-3; 0.05 for sgd)")
+    tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
+                    help="learning rate (default 1e-3; 0.05 for sgd)")
     tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
                                                  "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
     tr.add_argument("--threads", type=_number(int, 1), default=None)

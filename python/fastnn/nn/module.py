@@ -218,7 +218,8 @@ class Module:
             if value.shape != dst.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model expects {dst.shape}")
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity (or values too large for {dst.dtype})")
+                raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity "
+                                 f"(or values too large for {dst.dtype})")
             if name.split(".")[-1] == "running_var" and (value < 0).any():
                 i = int(np.argmax(value < 0))
                 raise ValueError(f"load_state_dict: {name!r} has a negative variance ({name}[{i}] = {value[i]})")

@@ -217,7 +217,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     seed = None if seed is None else _v.check_seed(seed, "fit")
     verbose = _v.check_choice(verbose, "fit", "verbose", (0, 1, 2))
     lr = None if lr is None else _v.check_real(lr, "fit", "lr", 0)
-    clip_grad_norm, clip_grad_value = _check_clip(clip_grad_norm, "clip_grad_norm"), _check_clip(clip_grad_value, "clip_grad_value")
+    clip_grad_norm = _check_clip(clip_grad_norm, "clip_grad_norm")
+    clip_grad_value = _check_clip(clip_grad_value, "clip_grad_value")
     if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple, type(None))):
         raise TypeError(f"fit: callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
     loss_obj, kernel = _as_loss(loss)
@@ -232,7 +233,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
     batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
     if (initial_epoch + epochs) * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
-        raise ValueError(f"fit: initial_epoch + epochs = {initial_epoch + epochs} epochs overflow the 64-bit step counter")
+        raise ValueError(f"fit: initial_epoch + epochs = {initial_epoch + epochs} epochs overflow the 64-bit "
+                         "step counter")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
