@@ -369,6 +369,47 @@ def test_shuffle_changes_the_order_but_not_the_full_batch_gradient():
     assert state_differs(models[0].state_dict(), models[2].state_dict())
 
 
+def _epoch_order(n, seed, epoch):
+    """fit's documented order (cpp/include/fastnn/net/train.h epoch_order): Fisher-Yates from the last
+    index down, j = (bits(key, i) * (i + 1)) >> 64 with key = stream_key(seed ^ 0x5eed5eed5eed5eed, epoch)."""
+    from fastnn.reference import rng
+
+    key = int(rng.stream_key(seed ^ 0x5EED5EED5EED5EED, epoch))
+    draws = rng.bits(key, n)
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = (int(draws[i]) * (i + 1)) >> 64
+        order[i], order[j] = order[j], order[i]
+    return np.array(order)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffle_alone_decides_the_batches(shuffle):
+    """Same seed, same batch size: shuffle=False trains on X in order, shuffle=True on the documented
+    permutation of each epoch (compared with train_step on those batches, bit for bit)."""
+    X, y = blobs(50, dtype=np.float64)
+    seed, bs = 5, 8
+    a, b = mlp(dtype=np.float64), mlp(dtype=np.float64)
+    opt_a, opt_b = optim.SGD(a.parameters(), lr=0.1, momentum=0.9), optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    history = fastnn.fit(a, X, y, optimizer=opt_a, epochs=2, batch_size=bs, shuffle=shuffle, seed=seed, verbose=0)
+    step = 0
+    for epoch in range(2):
+        order = _epoch_order(len(X), seed, epoch) if shuffle else np.arange(len(X))
+        assert shuffle == (not np.array_equal(order, np.arange(len(X))))
+        losses = []
+        for s in range(0, len(X), bs):
+            idx = order[s:s + bs]
+            losses.append(fastnn.train_step(b, X[idx], y[idx], nn.CrossEntropyLoss(), opt_b, seed=seed, step=step))
+            step += 1
+        sizes = [len(order[s:s + bs]) for s in range(0, len(X), bs)]
+        assert history["loss"][epoch] == pytest.approx(np.dot(losses, sizes) / len(X), rel=1e-13)
+    assert_state_equal(a, b)
+    other = mlp(dtype=np.float64)  # the other setting, all else equal, trains differently
+    fastnn.fit(other, X, y, optimizer=optim.SGD(other.parameters(), lr=0.1, momentum=0.9), epochs=2, batch_size=bs,
+               shuffle=not shuffle, seed=seed, verbose=0)
+    assert state_differs(a.state_dict(), other.state_dict())
+
+
 # --- reproducibility ----------------------------------------------------------------------------
 
 
