@@ -94,6 +94,37 @@ def matmul_terms(a, b):
     return np.abs(np.asarray(a, np.float64)) @ np.abs(np.asarray(b, np.float64))
 
 
+def network_terms(model, x):
+    """Terms of an eval-mode Sequential's output (Linear, BatchNorm in eval, pointwise activations
+    of slope <= 1, Dropout) and the k to pass with them.
+
+    |.| is carried through the layers (|x| |W|^T + |b|; BN's |scale| t + |beta| + |mean scale|);
+    the activations pass terms through (their slope is at most 1, so they do not grow an error).
+    A layer of fan-in K adds c eps sqrt(K) terms and passes earlier errors on through |W| <= the
+    terms, so the output's bound is c eps (sum_i sqrt(K_i)) terms: k = (sum_i sqrt(K_i))^2."""
+    from fastnn import nn
+
+    t = np.abs(np.asarray(x, np.float64))
+    root_k = 0.0
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            w = np.abs(np.asarray(layer.weight, np.float64))
+            t = t @ w.T + (0 if layer.bias is None else np.abs(np.asarray(layer.bias, np.float64)))
+            root_k += np.sqrt(w.shape[1] + 1)
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            scale = 1 / np.sqrt(np.asarray(layer.running_var, np.float64) + layer.eps)
+            if layer.weight is not None:
+                scale = scale * np.abs(np.asarray(layer.weight, np.float64))
+            shift = np.abs(np.asarray(layer.running_mean, np.float64)) * scale
+            if layer.bias is not None:
+                shift = shift + np.abs(np.asarray(layer.bias, np.float64))
+            t = scale * t + shift
+            root_k += np.sqrt(3)
+        elif not isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Identity)):
+            raise TypeError(f"network_terms: no rule for {type(layer).__name__}")
+    return t, root_k**2
+
+
 def numerical_gradient(f, x, eps=1e-6):
     """Central differences of the scalar f() with respect to every element of float64 array x (in place)."""
     assert x.dtype == np.float64
