@@ -9,7 +9,6 @@ from fastnn import reference as R
 from tests.conftest import (
     DTYPES,
     ODD_SIZES,
-    TOL,
     assert_sum_close,
     assert_gradient,
     layouts,
@@ -17,7 +16,7 @@ from tests.conftest import (
     random_array,
     requires_torch,
 )
-from tests.reference.test_linear import torch_linear
+from tests.reference.test_linear import act_rtol, backward_terms, forward_terms, torch_linear
 
 ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
 
@@ -28,35 +27,6 @@ def make(rng, n, n_in, n_out, dtype, with_bias=True):
     b = random_array(rng, (n_out,), dtype) if with_bias else None
     grad_out = random_array(rng, (n, n_out), dtype)
     return x, w, b, grad_out
-
-
-def _abs64(a):
-    return None if a is None else np.abs(np.asarray(a, np.float64))
-
-
-def forward_terms(x, w, b):
-    """|x| |W|^T + |b| and the count of terms summed per output (a bias is one more)."""
-    return R.linear_forward(_abs64(x), _abs64(w), _abs64(b)), x.shape[1] + (b is not None)
-
-
-# act'(y) as a sum of terms in absolute value: 1 - y^2 and y - y^2 cancel as y nears 1, but their
-# rounding is that of 1 + y^2 and y + y^2.
-_DERIVATIVE_TERMS = {"sigmoid": lambda y: y + y * y, "tanh": lambda y: 1 + y * y}
-
-
-def backward_terms(grad_out, x, w, y, activation, slope=0.01):
-    """The terms of (g W, g^T x, sum g) with g = grad_out act'(y), and their counts."""
-    g = _abs64(grad_out)
-    if activation in _DERIVATIVE_TERMS:
-        g, activation = g * _DERIVATIVE_TERMS[activation](_abs64(y)), "none"
-    terms = R.linear_backward(g, _abs64(x), _abs64(w), None if y is None else np.asarray(y, np.float64), activation, slope)
-    return terms, (w.shape[0], x.shape[0], x.shape[0])
-
-
-def act_rtol(activation, dtype):
-    """sigmoid and tanh round (a few ulps of their output) after the sum; relu's and leaky_relu's
-    one product is within the sum's bound."""
-    return TOL[np.dtype(dtype).type]["rtol"] if activation in ("sigmoid", "tanh") else 0.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
