@@ -7,6 +7,7 @@ import pytest
 from fastnn import functional as F
 from fastnn import reference as R
 from tests.conftest import DTYPES, ODD_SIZES, assert_close, assert_gradient, assert_sum_close, layouts, num_threads, random_array, sum_bound
+from tests.reference.test_loss import loss_terms
 
 REDUCTIONS = ["mean", "sum"]
 ELEMENTWISE = ["binary_cross_entropy_with_logits", "mse"]
@@ -24,28 +25,6 @@ def ce_target(rng, kind, n, c, dtype):
 def elementwise_target(rng, name, shape, dtype):
     low, high = (0.0, 1.0) if name == "binary_cross_entropy_with_logits" else (-2.0, 2.0)
     return random_array(rng, shape, dtype, low, high)
-
-
-def loss_terms(name, a, t, g, reduction):
-    """(terms of the loss, its count k, terms of the gradient for upstream g, their count).
-
-    cross entropy's row loss lse(z) - sum t z and gradient softmax sum t - t cancel as the target
-    class dominates; so do binary cross entropy's max(z, 0) - z t + log(1 + e^-|z|) and sigmoid - t.
-    The mean's 1/N is one more rounding, within the bound."""
-    z = np.asarray(a, np.float64)
-    scale = 1.0 / (z.shape[0] if name == "cross_entropy" else z.size) if reduction == "mean" else 1.0
-    if name == "cross_entropy":
-        tm = np.eye(z.shape[1])[t] if t.ndim == 1 else np.asarray(t, np.float64)
-        lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) + z.max(1, keepdims=True)
-        loss = (tm * (np.abs(z) + np.abs(lse))).sum() * scale
-        p = np.exp(z - lse)
-        return loss, z.size, (p * tm.sum(1, keepdims=True) + tm) * abs(g) * scale, z.shape[1] + 1
-    tt = np.asarray(t, np.float64)
-    if name == "binary_cross_entropy_with_logits":
-        loss = (np.abs(z) * (1 + tt) + np.log1p(np.exp(-np.abs(z)))).sum() * scale
-        return loss, z.size + 3, (1 / (1 + np.exp(-z)) + tt) * abs(g) * scale, 2
-    loss = ((z - tt) ** 2).sum() * scale  # mse: squares cannot cancel
-    return loss, z.size, 2 * np.abs(z - tt) * abs(g) * scale, 1
 
 
 def check_all_three(name, a, t, g, reduction, dtype):
