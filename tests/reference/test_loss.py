@@ -26,10 +26,6 @@ def ce_targets(rng, n, c):
     }
 
 
-# ---- gradients vs central differences -----------------------------------------------------------
-
-
-
 def loss_terms(name, a, t, g, reduction):
     """(terms of the loss, its count k, terms of the gradient for upstream g, their count).
 
@@ -50,6 +46,9 @@ def loss_terms(name, a, t, g, reduction):
         return loss, z.size + 3, (1 / (1 + np.exp(-z)) + tt) * abs(g) * scale, 2
     loss = ((z - tt) ** 2).sum() * scale  # mse: squares cannot cancel
     return loss, z.size, 2 * np.abs(z - tt) * abs(g) * scale, 1
+
+
+# ---- gradients vs central differences -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
