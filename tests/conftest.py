@@ -9,7 +9,8 @@ import fastnn
 
 DTYPES = [np.float32, np.float64]
 
-# C++ vs reference. float32 sums of a few thousand terms differ in the last bits, hence atol.
+# C++ vs reference for elementwise results (activations, dropout, optimizer updates): relative to
+# the element, which is sound where nothing is summed. Sums use assert_sum_close below.
 TOL = {
     np.float32: dict(rtol=1e-5, atol=1e-6),
     np.float64: dict(rtol=1e-10, atol=1e-12),
