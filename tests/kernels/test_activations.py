@@ -316,8 +316,8 @@ def test_linear_fused_activation_gradient_at_zero(dtype, activation, want):
 def test_layers_gradient_at_zero(dtype):
     from fastnn import nn
 
-    for layer, want in [(nn.ReLU(), 0.0), (nn.LeakyReLU(0.2), 0.2), (nn.ELU(0.7), 0.7)]:
-        layer = layer.to(dtype) if hasattr(layer, "to") else layer
+    for layer, want in [(nn.ReLU(dtype=dtype), 0.0), (nn.LeakyReLU(0.2, dtype=dtype), 0.2), (nn.ELU(0.7, dtype=dtype), 0.7),
+                        (nn.RReLU(0.1, 0.3, dtype=dtype).eval(), 0.2)]:
         x = np.zeros((2, 3), dtype)
         layer(x)
         np.testing.assert_array_equal(layer.backward(np.ones((2, 3), dtype)), np.full((2, 3), want, dtype), err_msg=repr(layer))
