@@ -42,13 +42,23 @@ def forward_terms(x, w, b):
 _DERIVATIVE_TERMS = {"sigmoid": lambda y: y + y * y, "tanh": lambda y: 1 + y * y}
 
 
-def backward_terms(grad_out, x, w, y, activation, slope=0.01):
-    """The terms of (g W, g^T x, sum g) with g = grad_out act'(y), and their counts."""
+def backward_terms(grad_out, x, w, y, activation, slope=0.01, own_y=None):
+    """The terms of (g W, g^T x, sum g) with g = grad_out act'(y), and their counts.
+
+    own_y = (z terms, K) of the forward when the two sides differentiate their own outputs (an
+    oracle's y is not ours): then act'(y) differs by |act''| |dz| <= 2 (y + y^2 | 1 + y^2) c eps
+    sqrt(K) z_terms, which is added, scaled to each output's own sqrt(k)."""
+    ks = (w.shape[0], x.shape[0], x.shape[0])
     g = _abs64(grad_out)
+    sens = np.zeros_like(g)
     if activation in _DERIVATIVE_TERMS:
-        g, activation = g * _DERIVATIVE_TERMS[activation](_abs64(y)), "none"
-    terms = R.linear_backward(g, _abs64(x), _abs64(w), None if y is None else np.asarray(y, np.float64), activation, slope)
-    return terms, (w.shape[0], x.shape[0], x.shape[0])
+        d = _DERIVATIVE_TERMS[activation](_abs64(y))
+        if own_y is not None:
+            sens = 2 * g * d * own_y[0] * np.sqrt(own_y[1])
+        g, activation = g * d, "none"
+    yy = None if y is None else np.asarray(y, np.float64)
+    terms = [R.linear_backward(g + sens / np.sqrt(k), _abs64(x), _abs64(w), yy, activation, slope)[i] for i, k in enumerate(ks)]
+    return terms, ks
 
 
 def act_rtol(activation, dtype):
@@ -88,7 +98,7 @@ def test_matches_torch(rng, activation, with_bias):
     y = R.linear_forward(x, w, b, activation, slope)
     assert_sum_close(y, ty, *forward_terms(x, w, b), rtol=act_rtol(activation, np.float64))
     gx, gw, gb = R.linear_backward(grad_out, x, w, y, activation, slope)
-    terms, ks = backward_terms(grad_out, x, w, y, activation, slope)
+    terms, ks = backward_terms(grad_out, x, w, y, activation, slope, own_y=forward_terms(x, w, b))
     assert_sum_close(gx, tgx, terms[0], ks[0])
     assert_sum_close(gw, tgw, terms[1], ks[1])
     if with_bias:
