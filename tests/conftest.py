@@ -9,7 +9,8 @@ import fastnn
 
 DTYPES = [np.float32, np.float64]
 
-# C++ vs reference. float32 sums of a few thousand terms differ in the last bits, hence atol.
+# C++ vs reference for elementwise results (activations, dropout, optimizer updates): relative to
+# the element, which is sound where nothing is summed. Sums use assert_sum_close below.
 TOL = {
     np.float32: dict(rtol=1e-5, atol=1e-6),
     np.float64: dict(rtol=1e-10, atol=1e-12),
@@ -32,6 +33,97 @@ def assert_close(actual, expected, dtype=None, scale=1.0, err_msg=""):
     dtype = np.dtype(dtype or expected.dtype)
     assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype} {err_msg}"
     np.testing.assert_allclose(actual, expected, err_msg=err_msg, **tol(dtype, scale))
+
+
+# Sums (matmul, linear, reductions) are compared with a bound scaled to their terms, never to the
+# result: an element whose terms nearly cancel is small, while its rounding error is not.
+#
+# For s = sum_i t_i (k terms, dot products included) computed in any order, the rounding error is
+# at most (k-1)u sum_i |t_i| (u = eps/2, Wilkinson; k u with FMA). That worst case needs every
+# rounding to go the same way by the maximum. Rounding errors of random data behave as independent,
+# mean-zero variables, and then |error| <= lambda sqrt(k) u sum_i |t_i| fails with probability at
+# most 2k exp(-lambda^2 (1-u)^2 / 2) (Higham & Mary, "A new approach to probabilistic rounding error
+# analysis", SIAM J. Sci. Comput. 41(5), 2019, Thm 3.1). Both the kernel and its reference round,
+# so their difference is bounded by 2 lambda sqrt(k) u sum|t_i| = lambda sqrt(k) eps sum|t_i|.
+# SUM_C is that lambda: 10 makes the failure probability < 1e-17 per element for k up to 10^4 (any
+# CPU, any summation order: blocked, SIMD lanes, pairwise or sequential all satisfy it). A missing
+# or repeated term (|t_i| ~ sum|t| / k) stays 1 / (c eps k^1.5) times the bound: 38 times in float32
+# at k = 784, above 1 up to k ~ 9000, and 10^8 times in float64. The worst case bound k eps would
+# lose such a term in float32 sums of more than ~2900 terms.
+SUM_C = 10.0
+
+
+def sum_bound(terms, k, dtype, c=SUM_C):
+    """Largest |computed - reference| for sums of k terms whose absolute values add up to terms."""
+    info = np.finfo(dtype)
+    # the floor covers gradual underflow only: it is the smallest normal number, not a tolerance
+    return c * float(info.eps) * np.sqrt(k) * np.abs(np.asarray(terms, np.float64)) + float(info.smallest_normal)
+
+
+def assert_sum_close(actual, expected, terms, k, dtype=None, c=SUM_C, rtol=0.0, err_msg=""):
+    """Same shape and dtype as expected; elementwise |actual - expected| <= c eps sqrt(k) terms
+    (sum_bound) + rtol |expected|.
+
+    terms[i] is sum |t| over the k terms summed into element i (broadcastable to expected). For a
+    multilinear kernel (matmul, linear with no activation, its gradients, sums over the batch) it is
+    the reference evaluated on the inputs' absolute values: |A| |B|, |x| |W|^T + |b|, sum |g|.
+    k counts the terms rounded into an element (a bias is one more). rtol is for an elementwise
+    function applied to the sum (an activation, exp, sqrt): a few ulps of the result itself, which
+    cannot cancel; an activation's slope is at most 1, so it does not enlarge the sum's error.
+    NaN must match NaN."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} {err_msg}"
+    dtype = np.dtype(dtype or expected.dtype)
+    assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype} {err_msg}"
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    bound = np.broadcast_to(sum_bound(terms, k, dtype, c) + rtol * np.abs(e), e.shape)
+    err = np.abs(a - e)
+    bad = ~((err <= bound) | (np.isnan(a) & np.isnan(e)) | (a == e))
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err / bound, -1)), e.shape) if e.ndim else ()
+        raise AssertionError(
+            f"{int(bad.sum())} of {e.size} elements differ by more than c eps sqrt(k) terms "
+            f"(c={c}, k={k}, eps={np.finfo(dtype).eps:.3g}, rtol={rtol}) {err_msg}\n"
+            f"worst at {i}: actual {a[i]!r}, expected {e[i]!r}, |diff| {err[i]:.3g} > bound {bound[i]:.3g} "
+            f"(terms {np.broadcast_to(np.asarray(terms, np.float64), e.shape)[i]:.3g})"
+        )
+
+
+def matmul_terms(a, b):
+    """sum_k |a_ik| |b_kj|: the terms of a @ b (and of batched a @ b)."""
+    return np.abs(np.asarray(a, np.float64)) @ np.abs(np.asarray(b, np.float64))
+
+
+def network_terms(model, x):
+    """Terms of an eval-mode Sequential's output (Linear, BatchNorm in eval, pointwise activations
+    of slope <= 1, Dropout) and the k to pass with them.
+
+    |.| is carried through the layers (|x| |W|^T + |b|; BN's |scale| t + |beta| + |mean scale|);
+    the activations pass terms through (their slope is at most 1, so they do not grow an error).
+    A layer of fan-in K adds c eps sqrt(K) terms and passes earlier errors on through |W| <= the
+    terms, so the output's bound is c eps (sum_i sqrt(K_i)) terms: k = (sum_i sqrt(K_i))^2."""
+    from fastnn import nn
+
+    t = np.abs(np.asarray(x, np.float64))
+    root_k = 0.0
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            w = np.abs(np.asarray(layer.weight, np.float64))
+            t = t @ w.T + (0 if layer.bias is None else np.abs(np.asarray(layer.bias, np.float64)))
+            root_k += np.sqrt(w.shape[1] + 1)
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            scale = 1 / np.sqrt(np.asarray(layer.running_var, np.float64) + layer.eps)
+            if layer.weight is not None:
+                scale = scale * np.abs(np.asarray(layer.weight, np.float64))
+            shift = np.abs(np.asarray(layer.running_mean, np.float64)) * scale
+            if layer.bias is not None:
+                shift = shift + np.abs(np.asarray(layer.bias, np.float64))
+            t = scale * t + shift
+            root_k += np.sqrt(3)
+        elif not isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Identity)):
+            raise TypeError(f"network_terms: no rule for {type(layer).__name__}")
+    return t, root_k**2
 
 
 def numerical_gradient(f, x, eps=1e-6):

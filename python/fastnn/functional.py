@@ -258,12 +258,12 @@ def prelu_backward(grad_out, x, weight):
 
 
 def rrelu_forward(x, lower=1.0 / 8, upper=1.0 / 3, training=False, seed=0, step=0):
-    """Randomized leaky ReLU ``y = x if x >= 0 else a * x``.
+    """Randomized leaky ReLU ``y = x if x > 0 else a * x``.
 
     Training: ``a = lower + (upper - lower) * u`` per element, u uniform in [0, 1) from the
     counter-based generator keyed by (seed, step) (element i always gets the same u, whatever the
     thread count). Eval: ``a = (lower + upper) / 2``. The per-element slopes are returned as
-    ``noise = 1 where x >= 0 else a`` (PyTorch's rrelu_with_noise), for :func:`rrelu_backward`.
+    ``noise = 1 where x > 0 else a`` (PyTorch's rrelu_with_noise), for :func:`rrelu_backward`.
 
     Args:
         x: any shape, float32/float64.

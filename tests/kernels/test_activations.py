@@ -5,7 +5,8 @@ import pytest
 
 from fastnn import functional as F
 from fastnn import reference as R
-from tests.conftest import DTYPES, ODD_SIZES, assert_close, assert_gradient, layouts, num_threads, random_array
+from tests.conftest import DTYPES, ODD_SIZES, assert_close, assert_gradient, assert_sum_close, layouts, num_threads, random_array
+from tests.reference.test_activations import prelu_weight_terms
 
 # op -> (forward keyword arguments, what the backward takes besides grad_out: the output y or the input x)
 POINTWISE = {
@@ -110,7 +111,7 @@ def test_prelu_matches_reference(rng, xshape, wshape, dtype):
     gx, gw = F.prelu_backward(g, x, w)
     rgx, rgw = R.prelu_backward(g, x, w)
     assert_close(gx, rgx)
-    assert_close(gw, rgw, scale=4)  # a sum over the batch: float32 products rounded differently
+    assert_sum_close(gw, rgw, *prelu_weight_terms(g, x, w))  # a sum over the batch
 
 
 def test_prelu_non_contiguous_inputs(rng):
@@ -180,7 +181,7 @@ def test_rrelu_seed_and_step_change_the_draws(rng):
 def test_rrelu_defaults_are_eval_mode(rng):
     x = random_array(rng, (4, 5), np.float32)
     y, noise = F.rrelu_forward(x)
-    assert_close(noise, np.where(x >= 0, 1, (1 / 8 + 1 / 3) / 2).astype(np.float32))
+    assert_close(noise, np.where(x > 0, 1, (1 / 8 + 1 / 3) / 2).astype(np.float32))
 
 
 def test_cpp_rrelu_backward_matches_finite_differences(rng):
@@ -273,3 +274,50 @@ def test_numpy_scalars_and_flags_are_accepted(rng):
     a = F.rrelu_forward(x, np.float64(0.1), 0.3, np.bool_(True), np.int64(4), np.uint64(5))
     b = F.rrelu_forward(x, 0.1, 0.3, True, 4, 5)
     np.testing.assert_array_equal(a[1], b[1])
+
+
+# ---- the gradient at exactly x = 0: PyTorch's convention (tests/reference/test_activations.py) ----
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", POINTWISE)
+def test_gradient_at_zero(name, dtype):
+    from tests.reference.test_activations import AT_ZERO, gradient_at_zero
+
+    np.testing.assert_array_equal(gradient_at_zero(F, name, dtype), np.full(2, AT_ZERO[name], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prelu_and_rrelu_gradient_at_zero(dtype):
+    from tests.reference.test_activations import PRELU_W, RRELU_LOWER, RRELU_UPPER, ZEROS
+
+    x, g = np.array(ZEROS, dtype), np.ones(2, dtype)
+    gx, gw = F.prelu_backward(g, x, np.array([PRELU_W], dtype))
+    np.testing.assert_array_equal(gx, np.full(2, PRELU_W, dtype))
+    np.testing.assert_array_equal(gw, np.zeros(1, dtype))
+    for training in (False, True):
+        _, noise = F.rrelu_forward(x, RRELU_LOWER, RRELU_UPPER, training=training, seed=4, step=1)
+        np.testing.assert_array_equal(noise, R.rrelu_forward(x, RRELU_LOWER, RRELU_UPPER, training, seed=4, step=1)[1])
+        assert np.all(noise < 1)  # the slope a, as PyTorch: not the x > 0 branch's 1
+        np.testing.assert_array_equal(F.rrelu_backward(g, noise), noise)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation,want", [("relu", 0.0), ("leaky_relu", 0.2), ("sigmoid", 0.25), ("tanh", 1.0)])
+def test_linear_fused_activation_gradient_at_zero(dtype, activation, want):
+    """z = x W^T = 0 exactly: the fused backward's act'(0), read from y = act(0), is PyTorch's."""
+    x, w = np.zeros((3, 2), dtype), np.ones((4, 2), dtype)
+    y = F.linear_forward(x, w, None, activation, 0.2)
+    _, _, gb = F.linear_backward(np.ones((3, 4), dtype), x, w, y, activation, 0.2)
+    np.testing.assert_array_equal(gb, np.full(4, 3 * want, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layers_gradient_at_zero(dtype):
+    from fastnn import nn
+
+    for layer, want in [(nn.ReLU(dtype=dtype), 0.0), (nn.LeakyReLU(0.2, dtype=dtype), 0.2), (nn.ELU(0.7, dtype=dtype), 0.7),
+                        (nn.RReLU(0.1, 0.3, dtype=dtype).eval(), 0.2)]:
+        x = np.zeros((2, 3), dtype)
+        layer(x)
+        np.testing.assert_array_equal(layer.backward(np.ones((2, 3), dtype)), np.full((2, 3), want, dtype), err_msg=repr(layer))

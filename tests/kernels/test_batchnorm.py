@@ -6,7 +6,8 @@ import pytest
 
 from fastnn import functional as F
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_close, assert_gradient, num_threads, random_array, requires_torch
+from tests.conftest import DTYPES, assert_close, assert_gradient, assert_sum_close, num_threads, random_array, requires_torch
+from tests.reference.test_batchnorm import backward_terms, forward_terms
 
 # (N, C), (N, C, L), (N, C, H, W) around SIMD widths, with batch size 1 where training allows it
 # (n = N*H*W > 1), channels wider than one column tile (S = 33*33 > 512), column tiles that split
@@ -26,22 +27,33 @@ def _params(rng, C, dtype, affine=True):
     return w, b, rm, rv
 
 
-def _sum_scale(x):
-    """Tolerance scale for per-channel sums of n = x.size / C terms."""
-    return max(4.0, np.sqrt(x.size / x.shape[1]) / 4)
-
-
 def _check_forward_train(x, w, b, rm, rv, dtype, momentum=0.1, eps=1e-5):
     rm_ref, rv_ref = (None, None) if rm is None else (rm.copy(), rv.copy())
+    terms, n = forward_terms(x, w, b, momentum, rm)
     y, mean, invstd = F.batch_norm_forward(x, w, b, rm, rv, True, momentum, eps)
     y_r, mean_r, invstd_r = R.batch_norm_forward(np.ascontiguousarray(x), w, b, rm_ref, rv_ref, True, momentum, eps)
-    assert_close(y, y_r, dtype, scale=4)  # with few values per channel invstd amplifies x's rounding
-    assert_close(mean, mean_r, dtype)
-    assert_close(invstd, invstd_r, dtype)
+    assert_sum_close(y, y_r, terms["y"], n, dtype)
+    assert_sum_close(mean, mean_r, terms["mean"], n, dtype)
+    assert_sum_close(invstd, invstd_r, invstd_r, n, dtype)
     if rm is not None:
-        assert_close(rm, rm_ref, dtype)
-        assert_close(rv, rv_ref, dtype)
+        assert_sum_close(rm, rm_ref, terms["running_mean"], n + 2, dtype)
+        assert_sum_close(rv, rv_ref, rv_ref, n + 2, dtype)
     return y, mean, invstd
+
+
+def _affine_terms(x, scale, shift_terms):
+    """scale x + shift per channel: its terms and count."""
+    z = np.abs(np.asarray(x, np.float64)).reshape(x.shape[0], x.shape[1], -1)
+    t = np.abs(np.asarray(scale, np.float64))[None, :, None] * z + np.abs(np.asarray(shift_terms, np.float64))[None, :, None]
+    return t.reshape(x.shape), 2
+
+
+def _check_backward(g, x, w, mean, invstd, training, dtype):
+    dx, dw, db = F.batch_norm_backward(g, x, w, mean, invstd, training)
+    want = R.batch_norm_backward(g, x, w, mean, invstd, training)
+    terms, n = backward_terms(g, x, w, mean, invstd, training)
+    for name, got, r, t in zip(["dx", "dw", "db"], (dx, dw, db), want, terms):
+        assert_sum_close(got, r, t, n if (training or name != "dx") else 1, dtype, err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -52,13 +64,8 @@ def test_forward_backward_train_match_reference(rng, dtype, shape):
     w, b, rm, rv = _params(rng, C, dtype)
     _, mean, invstd = _check_forward_train(x, w, b, rm, rv, dtype)
     g = random_array(rng, shape, dtype)  # random: an all-ones gradient makes dx exactly 0
-    dx, dw, db = F.batch_norm_backward(g, x, w, mean, invstd, True)
-    dx_r, dw_r, db_r = R.batch_norm_backward(g, x, w, mean, invstd, True)
-    # dx = gamma invstd / n (n g - dbeta - x_hat dgamma) cancels (most when n is 2 or 3); the float32
-    # reference sums the n terms of dgamma and dbeta in float32, so their difference grows like sqrt(n).
-    assert_close(dx, dx_r, dtype, scale=8)
-    assert_close(dw, dw_r, dtype, scale=_sum_scale(x))
-    assert_close(db, db_r, dtype, scale=_sum_scale(x))
+    # dx = gamma invstd / n (n g - dbeta - x_hat dgamma) cancels (most when n is 2 or 3)
+    _check_backward(g, x, w, mean, invstd, True, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -70,7 +77,8 @@ def test_forward_backward_eval_match_reference(rng, dtype, shape):
     rm0, rv0 = rm.copy(), rv.copy()
     y, mean, invstd = F.batch_norm_forward(x, w, b, rm, rv, False)
     y_r, mean_r, invstd_r = R.batch_norm_forward(x, w, b, rm, rv, False)
-    assert_close(y, y_r, dtype)
+    scale_r, _ = R.batch_norm_fold(w, b, rm, rv)
+    assert_sum_close(y, y_r, *_affine_terms(x, scale_r, np.abs(b) + np.abs(rm * scale_r)), dtype)
     assert_close(mean, mean_r, dtype)
     assert_close(invstd, invstd_r, dtype)
     np.testing.assert_array_equal(rm, rm0)
@@ -79,11 +87,7 @@ def test_forward_backward_eval_match_reference(rng, dtype, shape):
     scale, shift = F.batch_norm_fold(w, b, rm, rv)
     np.testing.assert_array_equal(y, F.batch_norm_affine(x, scale, shift))
     g = random_array(rng, shape, dtype)
-    dx, dw, db = F.batch_norm_backward(g, x, w, mean, invstd, False)
-    dx_r, dw_r, db_r = R.batch_norm_backward(g, x, w, mean, invstd, False)
-    assert_close(dx, dx_r, dtype)
-    assert_close(dw, dw_r, dtype, scale=_sum_scale(x))
-    assert_close(db, db_r, dtype, scale=_sum_scale(x))
+    _check_backward(g, x, w, mean, invstd, False, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,15 +100,21 @@ def test_weight_none_is_gamma_one_beta_zero(rng, dtype, shape):
     for training in (True, False):
         y, mean, invstd = F.batch_norm_forward(x, None, None, rm.copy(), rv.copy(), training)
         y1, _, _ = F.batch_norm_forward(x, ones, zeros, rm.copy(), rv.copy(), training)
-        assert_close(y, y1, dtype)
-        assert_close(y, R.batch_norm_forward(x, None, None, rm.copy(), rv.copy(), training)[0], dtype)
+        if training:
+            terms, n = forward_terms(x, None, None)
+            terms = terms["y"]
+        else:
+            terms, n = _affine_terms(x, 1 / np.sqrt(rv + 1e-5), rm / np.sqrt(rv + 1e-5))
+        assert_sum_close(y, y1, terms, n, dtype)
+        assert_sum_close(y, R.batch_norm_forward(x, None, None, rm.copy(), rv.copy(), training)[0], terms, n, dtype)
         g = random_array(rng, shape, dtype)
         grads = F.batch_norm_backward(g, x, None, mean, invstd, training)
-        for got, want in zip(grads, F.batch_norm_backward(g, x, ones, mean, invstd, training)):
-            assert_close(got, want, dtype)
+        terms, n = backward_terms(g, x, None, mean, invstd, training)
+        for got, want, t in zip(grads, F.batch_norm_backward(g, x, ones, mean, invstd, training), terms):
+            assert_sum_close(got, want, t, n, dtype)
         assert grads[1].shape == grads[2].shape == (C,)
     assert_close(F.batch_norm_fold(None, None, rm, rv)[0], 1 / np.sqrt(rv + dtype(1e-5)), dtype)
-    assert_close(F.batch_norm_fold(None, None, rm, rv)[1], -rm / np.sqrt(rv + dtype(1e-5)), dtype)
+    assert_close(F.batch_norm_fold(None, None, rm, rv)[1], -rm / np.sqrt(rv + dtype(1e-5)), dtype)  # products
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -114,10 +124,10 @@ def test_fold_and_affine_match_reference(rng, dtype, shape):
     w, b, rm, rv = _params(rng, C, dtype)
     scale, shift = F.batch_norm_fold(w, b, rm, rv, eps=1e-3)
     scale_r, shift_r = R.batch_norm_fold(w, b, rm, rv, eps=1e-3)
-    assert_close(scale, scale_r, dtype)
-    assert_close(shift, shift_r, dtype)
+    assert_close(scale, scale_r, dtype)  # a quotient: no sum
+    assert_sum_close(shift, shift_r, np.abs(b) + np.abs(rm * scale_r), 2, dtype)  # beta - mean scale
     x = random_array(rng, shape, dtype)
-    assert_close(F.batch_norm_affine(x, scale, shift), R.batch_norm_affine(x, scale, shift), dtype)
+    assert_sum_close(F.batch_norm_affine(x, scale, shift), R.batch_norm_affine(x, scale, shift), *_affine_terms(x, scale, shift), dtype)
 
 
 @pytest.mark.parametrize("layout", ["F", "strided", "transposed"])
@@ -144,14 +154,20 @@ def test_non_contiguous_inputs(rng, layout, shape):
     for training in (True, False):
         got = F.batch_norm_forward(x, w_strided, b, rm.copy(), rv.copy(), training)
         want = F.batch_norm_forward(base, w, b, rm.copy(), rv.copy(), training)
-        for a, e in zip(got, want):
-            assert_close(a, e, dtype)
+        terms, n = forward_terms(base, w, b)
+        if not training:
+            scale = w / np.sqrt(rv + 1e-5)
+            terms["y"], n = _affine_terms(base, scale, np.abs(b) + np.abs(rm * scale))[0], 3
+            terms["mean"] = np.abs(rm)
+        for a, e, t in zip(got, want, [terms["y"], terms["mean"], want[2]]):
+            assert_sum_close(a, e, t, n, dtype)
         got_b = F.batch_norm_backward(g, x, w_strided, want[1], want[2], training)
         want_b = F.batch_norm_backward(g_base, base, w, want[1], want[2], training)
-        for a, e in zip(got_b, want_b):
-            assert_close(a, e, dtype)
+        terms, n = backward_terms(g_base, base, w, want[1], want[2], training)
+        for a, e, t in zip(got_b, want_b, terms):
+            assert_sum_close(a, e, t, n, dtype)
     scale, shift = F.batch_norm_fold(w, b, rm, rv)
-    assert_close(F.batch_norm_affine(x, scale, shift), R.batch_norm_affine(base, scale, shift), dtype)
+    assert_sum_close(F.batch_norm_affine(x, scale, shift), R.batch_norm_affine(base, scale, shift), *_affine_terms(base, scale, shift), dtype)
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (3, 2, 5), (2, 2, 3, 3)])
@@ -177,12 +193,15 @@ def test_running_stats_update_over_steps(rng, dtype):
     shape = (16, 5, 3, 3)
     _, _, rm, rv = _params(rng, 5, dtype)
     rm_ref, rv_ref = rm.copy(), rv.copy()
+    rm_terms = np.abs(rm.astype(np.float64))
     for step in range(3):
         x = random_array(rng, shape, dtype) * dtype(step + 1)
         F.batch_norm_forward(x, None, None, rm, rv, True, momentum=0.25)
         R.batch_norm_forward(x, None, None, rm_ref, rv_ref, True, momentum=0.25)
-    assert_close(rm, rm_ref, dtype)
-    assert_close(rv, rv_ref, dtype)
+        rm_terms = forward_terms(x, None, None, 0.25, rm_terms)[0]["running_mean"]
+    n = 16 * 3 * 3
+    assert_sum_close(rm, rm_ref, rm_terms, 3 * (n + 2), dtype)
+    assert_sum_close(rv, rv_ref, rv_ref, 3 * (n + 2), dtype)  # sums of squares
     # momentum 0 keeps them, momentum 1 replaces them by the batch statistics (unbiased variance)
     x = random_array(rng, shape, dtype)
     keep_m, keep_v = rm.copy(), rv.copy()
@@ -191,8 +210,9 @@ def test_running_stats_update_over_steps(rng, dtype):
     np.testing.assert_array_equal(rv, keep_v)
     F.batch_norm_forward(x, None, None, rm, rv, True, momentum=1.0)
     xd = x.astype(np.float64)
-    assert_close(rm, xd.mean(axis=(0, 2, 3)).astype(dtype), dtype)
-    assert_close(rv, xd.var(axis=(0, 2, 3), ddof=1).astype(dtype), dtype)
+    terms, n = forward_terms(x, None, None)
+    assert_sum_close(rm, xd.mean(axis=(0, 2, 3)), terms["mean"], n, dtype)
+    assert_sum_close(rv, xd.var(axis=(0, 2, 3), ddof=1), xd.var(axis=(0, 2, 3), ddof=1), n, dtype)
 
 
 @requires_torch
@@ -209,18 +229,19 @@ def test_training_and_eval_match_torch(rng, shape):
     wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
     yt = torch.nn.functional.batch_norm(xt, rm_t, rv_t, wt, bt, training=True, momentum=0.2, eps=1e-4)
     yt.backward(torch.tensor(g))
+    terms, n = forward_terms(x, w, b, 0.2, rm)
     y, mean, invstd = F.batch_norm_forward(x, w, b, rm, rv, True, momentum=0.2, eps=1e-4)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(rm, rm_t.numpy(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(rv, rv_t.numpy(), rtol=1e-12)
+    assert_sum_close(y, yt.detach().numpy(), terms["y"], n)
+    assert_sum_close(rm, rm_t.numpy(), terms["running_mean"], n + 2)
+    assert_sum_close(rv, rv_t.numpy(), rv, n + 2)
     dx, dw, db = F.batch_norm_backward(g, x, w, mean, invstd, True)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for got, want, t in zip((dx, dw, db), (xt.grad, wt.grad, bt.grad), backward_terms(g, x, w, mean, invstd)[0]):
+        assert_sum_close(got, want.numpy(), t, n)
 
     ye = torch.nn.functional.batch_norm(torch.tensor(x), rm_t, rv_t, wt.detach(), bt.detach(), training=False, eps=1e-4)
     y_eval, _, _ = F.batch_norm_forward(x, w, b, rm, rv, False, eps=1e-4)
-    np.testing.assert_allclose(y_eval, ye.numpy(), rtol=1e-10, atol=1e-12)
+    scale = w / np.sqrt(rv + 1e-4)
+    assert_sum_close(y_eval, ye.numpy(), *_affine_terms(x, scale, np.abs(b) + np.abs(rm * scale)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -7,7 +7,8 @@ import pytest
 from fastnn import functional as F
 from fastnn import reference as R
 from fastnn.reference.batchnorm_activation import KEPT, RELU_PASS
-from tests.conftest import DTYPES, assert_close, assert_gradient, layouts, num_threads, random_array
+from tests.conftest import DTYPES, assert_close, assert_gradient, assert_sum_close, layouts, num_threads, random_array
+from tests.reference.test_batchnorm import backward_terms, forward_terms
 
 # (N, C), (N, C, L), (N, C, H, W): C = 1, 7, 33, 129, batch size 1 where training allows it, a
 # channel split over column tiles (S = 33*33 > 512) and several channel groups (C = 1100).
@@ -69,18 +70,31 @@ def test_match_reference(rng, dtype, shape, training, p):
     z_r = R.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training)[0]
     flipped = (mask & RELU_PASS) != (mask_r & RELU_PASS)  # only where z is 0 up to rounding
     assert np.all(np.abs(z_r[flipped]) < 1e-5)
-    assert_close(y, y_r, dtype, scale=8)
-    assert_close(mean, mean_r, dtype)
-    assert_close(invstd, invstd_r, dtype, scale=4)
-    assert_close(rm, rm_r, dtype)
-    assert_close(rv, rv_r, dtype)
+    # ReLU (slope <= 1) and dropout's 1 / (1 - p) scale the batch norm's terms, at most
+    keep_scale = np.where((mask_r & KEPT) != 0, 1 / (1 - p) if training else 1.0, 0.0)
+    if training:
+        terms, n = forward_terms(x, w, b, 0.1, rm_r)
+        assert_sum_close(y, y_r, terms["y"] * keep_scale, n, dtype)
+        assert_sum_close(mean, mean_r, terms["mean"], n, dtype)
+        assert_sum_close(invstd, invstd_r, invstd_r, n, dtype)  # a sum of squares
+        assert_sum_close(rm, rm_r, terms["running_mean"], n + 2, dtype)
+        assert_sum_close(rv, rv_r, rv_r, n + 2, dtype)
+    else:  # the folded affine scale x + shift
+        scale = np.abs(w / np.sqrt(rv.astype(np.float64) + 1e-5))
+        per_c = (1, -1) + (1,) * (x.ndim - 2)
+        t = scale.reshape(per_c) * np.abs(x) + (np.abs(b) + np.abs(rm) * scale).reshape(per_c)
+        assert_sum_close(y, y_r, t * keep_scale, 3, dtype)
+        assert_close(mean, mean_r, dtype)
+        assert_close(invstd, invstd_r, dtype)
+        np.testing.assert_array_equal(rm, rm_r)
+        np.testing.assert_array_equal(rv, rv_r)
     dx, dw, db = F.batch_norm_relu_backward(g, x, w, mean, invstd, mask, training, p)
     dx_r, dw_r, db_r = R.batch_norm_relu_backward(g, x, w, mean, invstd, mask, training, p)
-    n = x.size / x.shape[1]
-    sum_scale = max(8.0, np.sqrt(n) / 2)  # per-channel sums of n terms
-    assert_close(dx, dx_r, dtype, scale=sum_scale)
-    assert_close(dw, dw_r, dtype, scale=sum_scale)
-    assert_close(db, db_r, dtype, scale=sum_scale)
+    # the gradient reaching the batch norm is g where ReLU passed and dropout kept (times 1 / (1 - p))
+    g_bn = g * keep_scale * ((mask_r & RELU_PASS) != 0)
+    terms, n = backward_terms(g_bn, x, w, mean, invstd, training)
+    for name, got, want, t in zip(["dx", "dw", "db"], (dx, dw, db), (dx_r, dw_r, db_r), terms):
+        assert_sum_close(got, want, t, n if (training or name != "dx") else 1, dtype, err_msg=name)
 
 
 def test_dropout_mask_and_scaling(rng):

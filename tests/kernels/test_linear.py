@@ -9,14 +9,14 @@ from fastnn import reference as R
 from tests.conftest import (
     DTYPES,
     ODD_SIZES,
-    assert_close,
+    assert_sum_close,
     assert_gradient,
     layouts,
     num_threads,
     random_array,
     requires_torch,
 )
-from tests.reference.test_linear import torch_linear
+from tests.reference.test_linear import act_rtol, backward_terms, forward_terms, torch_linear
 
 ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
 
@@ -38,12 +38,14 @@ def test_matches_reference(rng, dtype, activation, n):
             x, w, b, grad_out = make(rng, n, n_in, n_out, dtype)
             shape = f"n={n} in={n_in} out={n_out}"
             y = F.linear_forward(x, w, b, activation, 0.1)
-            assert_close(y, R.linear_forward(x, w, b, activation, 0.1), scale=max(2, n_in / 8), err_msg=shape)
+            assert_sum_close(y, R.linear_forward(x, w, b, activation, 0.1), *forward_terms(x, w, b),
+                             rtol=act_rtol(activation, dtype), err_msg=shape)
             # Both backward passes get the same y, so relu's mask cannot differ at a near-zero output.
             got = F.linear_backward(grad_out, x, w, y, activation, 0.1)
             want = R.linear_backward(grad_out, x, w, y, activation, 0.1)
-            for name, g, r, k in zip(["grad_input", "grad_weight", "grad_bias"], got, want, [n_out, n, n]):
-                assert_close(g, r, scale=max(2, k / 8), err_msg=f"{name} {shape}")
+            terms, ks = backward_terms(grad_out, x, w, y, activation, 0.1)
+            for name, g, r, t, k in zip(["grad_input", "grad_weight", "grad_bias"], got, want, terms, ks):
+                assert_sum_close(g, r, t, k, err_msg=f"{name} {shape}")
 
 
 @requires_torch
@@ -54,12 +56,13 @@ def test_matches_torch_autograd(rng, activation, with_bias, n, n_in, n_out):
     x, w, b, grad_out = make(rng, n, n_in, n_out, np.float64, with_bias)
     ty, tgx, tgw, tgb = torch_linear(x, w, b, activation, 0.03, grad_out)
     y = F.linear_forward(x, w, b, activation, 0.03)
-    assert_close(y, ty, scale=10)
+    assert_sum_close(y, ty, *forward_terms(x, w, b), rtol=act_rtol(activation, np.float64))
     gx, gw, gb = F.linear_backward(grad_out, x, w, y, activation, 0.03, need_bias_grad=with_bias)
-    assert_close(gx, tgx, scale=10)
-    assert_close(gw, tgw, scale=10)
+    (tx, tw, tb), (kx, kw, kb) = backward_terms(grad_out, x, w, y, activation, 0.03, own_y=forward_terms(x, w, b))
+    assert_sum_close(gx, tgx, tx, kx)
+    assert_sum_close(gw, tgw, tw, kw)
     if with_bias:
-        assert_close(gb, tgb, scale=10)
+        assert_sum_close(gb, tgb, tb, kb)
     else:
         assert gb is None
 
@@ -91,32 +94,34 @@ def test_layouts(rng, dtype, x_layout, w_layout):
 
     xv, wv = variants(x)[x_layout], variants(w)[w_layout]
     y = F.linear_forward(xv, wv, b, "tanh")
-    assert_close(y, R.linear_forward(x, w, b, "tanh"), scale=4)
-    for got, want in zip(F.linear_backward(grad_out, xv, wv, y, "tanh"), R.linear_backward(grad_out, x, w, y, "tanh")):
-        assert_close(got, want, scale=8)
+    assert_sum_close(y, R.linear_forward(x, w, b, "tanh"), *forward_terms(x, w, b), rtol=act_rtol("tanh", dtype))
+    got, want = F.linear_backward(grad_out, xv, wv, y, "tanh"), R.linear_backward(grad_out, x, w, y, "tanh")
+    for g, r, t, k in zip(got, want, *backward_terms(grad_out, x, w, y, "tanh")):
+        assert_sum_close(g, r, t, k)
 
 
 def test_non_contiguous_grad_out_y_bias(rng):
     x, w, b, grad_out = make(rng, 9, 6, 5, np.float64)
     y = F.linear_forward(x, w, b[::-1].copy()[::-1], "sigmoid")
-    assert_close(y, R.linear_forward(x, w, b, "sigmoid"))
+    assert_sum_close(y, R.linear_forward(x, w, b, "sigmoid"), *forward_terms(x, w, b), rtol=act_rtol("sigmoid", np.float64))
     got = F.linear_backward(np.asfortranarray(grad_out), x, w, layouts(y)["strided"], "sigmoid")
-    for g, r in zip(got, R.linear_backward(grad_out, x, w, y, "sigmoid")):
-        assert_close(g, r)
+    for g, r, t, k in zip(got, R.linear_backward(grad_out, x, w, y, "sigmoid"), *backward_terms(grad_out, x, w, y, "sigmoid")):
+        assert_sum_close(g, r, t, k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_no_bias_and_skipped_gradients(rng, dtype):
     x, w, _, grad_out = make(rng, 7, 33, 31, dtype, with_bias=False)
     y = F.linear_forward(x, w, None, "relu")
-    assert_close(y, R.linear_forward(x, w, None, "relu"), scale=4)
+    assert_sum_close(y, R.linear_forward(x, w, None, "relu"), *forward_terms(x, w, None))
     _, gw_full, gb_full = R.linear_backward(grad_out, x, w, y, "relu")
+    (_, tw, tb), (_, kw, kb) = backward_terms(grad_out, x, w, y, "relu")
     for need_input, need_bias in [(False, True), (True, False), (False, False)]:
         gx, gw, gb = F.linear_backward(grad_out, x, w, y, "relu", need_input_grad=need_input, need_bias_grad=need_bias)
         assert (gx is None) == (not need_input) and (gb is None) == (not need_bias)
-        assert_close(gw, gw_full, scale=4)
+        assert_sum_close(gw, gw_full, tw, kw)
         if need_bias:
-            assert_close(gb, gb_full)
+            assert_sum_close(gb, gb_full, tb, kb)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -127,22 +132,23 @@ def test_accumulate_into_given_gradients(rng, dtype, activation, given, shape):
     x, w, b, grad_out = make(rng, *shape, dtype)
     y = F.linear_forward(x, w, b, activation)
     _, gw, gb = R.linear_backward(grad_out, x, w, y, activation)
+    (_, tw, tb), (_, k, _) = backward_terms(grad_out, x, w, y, activation)
     gw_acc = random_array(rng, gw.shape, dtype) if given != "bias" else None
     gb_acc = random_array(rng, gb.shape, dtype) if given != "weight" else None
     gw0 = None if gw_acc is None else gw_acc.copy()
     gb0 = None if gb_acc is None else gb_acc.copy()
-    for step in (1, 2):  # accumulates over calls
+    for step in (1, 2):  # accumulates over calls: step sums of k terms added to the given values
         _, rw, rb = F.linear_backward(grad_out, x, w, y, activation, grad_weight_out=gw_acc, grad_bias_out=gb_acc)
         if gw_acc is not None:
             assert rw is gw_acc
-            assert_close(gw_acc, gw0 + step * gw, scale=8)
+            assert_sum_close(gw_acc, gw0 + step * gw, np.abs(gw0) + step * tw, step * k + 1)
         else:
-            assert_close(rw, gw, scale=8)
+            assert_sum_close(rw, gw, tw, k)
         if gb_acc is not None:
             assert rb is gb_acc
-            assert_close(gb_acc, gb0 + step * gb, scale=8)
+            assert_sum_close(gb_acc, gb0 + step * gb, np.abs(gb0) + step * tb, step * k + 1)
         else:
-            assert_close(rb, gb, scale=8)
+            assert_sum_close(rb, gb, tb, k)
 
 
 @pytest.mark.parametrize(
@@ -270,6 +276,6 @@ def test_accumulators_must_not_alias_inputs():
 def test_numpy_scalars_and_bools_are_accepted(rng):
     x, w, b, grad_out = make(rng, 3, 4, 5, np.float64)
     y = F.linear_forward(x, w, b, "leaky_relu", np.float32(0.25))
-    assert_close(y, R.linear_forward(x, w, b, "leaky_relu", 0.25))
+    assert_sum_close(y, R.linear_forward(x, w, b, "leaky_relu", 0.25), *forward_terms(x, w, b))
     gx, _, gb = F.linear_backward(grad_out, x, w, y, "leaky_relu", np.float64(0.25), np.bool_(False), np.True_)
     assert gx is None and gb is not None

@@ -17,7 +17,9 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_close, assert_gradient, num_threads, random_array
+from fastnn.reference.batchnorm_activation import KEPT, RELU_PASS
+from tests.conftest import DTYPES, assert_close, assert_gradient, assert_sum_close, num_threads, random_array
+from tests.reference.test_batchnorm import backward_terms, forward_terms
 
 BN = {"1d": nn.BatchNorm1d, "2d": nn.BatchNorm2d}
 
@@ -182,15 +184,21 @@ def test_fused_layer_matches_reference(rng, dtype, shape, p):
     y_r, mean, invstd, mask = R.batch_norm_relu_forward(x, w, b, rm, rv, True, 0.1, 1e-5, p, key, step)
     model.zero_grad()
     y = model._layer.forward(x, True, seed, step)
-    assert_close(y, y_r, dtype, scale=8)
-    assert_close(bn.running_mean, rm, dtype)
-    assert_close(bn.running_var, rv, dtype)
+    terms, n = forward_terms(x, w, b, 0.1, np.zeros(C))
+    keep = np.where((mask & KEPT) != 0, 1 / (1 - p), 0.0)  # ReLU's slope <= 1; dropout scales by 1 / (1 - p)
+    assert_sum_close(y, y_r, terms["y"] * keep, n, dtype)
+    assert_sum_close(bn.running_mean, rm, terms["running_mean"], n + 2, dtype)
+    assert_sum_close(bn.running_var, rv, rv, n + 2, dtype)  # a sum of squares
     dx_r, dw_r, db_r = R.batch_norm_relu_backward(g, x, w, mean, invstd, mask, True, p)
-    assert_close(model._layer.backward(g, True), dx_r, dtype, scale=16)
-    assert_close(bn.weight.grad, dw_r, dtype, scale=16)
-    assert_close(bn.bias.grad, db_r, dtype, scale=16)
+    (tx, tw, tb), n = backward_terms(g * keep * ((mask & RELU_PASS) != 0), x, w, mean, invstd)
+    assert_sum_close(model._layer.backward(g, True), dx_r, tx, n, dtype)
+    assert_sum_close(bn.weight.grad, dw_r, tw, n, dtype)
+    assert_sum_close(bn.bias.grad, db_r, tb, n, dtype)
     y_eval = model._layer.forward(x, False, seed, step)
-    assert_close(y_eval, R.batch_norm_relu_forward(x, w, b, rm, rv, False)[0], dtype, scale=8)
+    scale = np.abs(w) / np.sqrt(rv.astype(np.float64) + 1e-5)
+    per_c = (1, -1) + (1,) * (x.ndim - 2)
+    t = scale.reshape(per_c) * np.abs(x) + (np.abs(b) + np.abs(rm) * scale).reshape(per_c)
+    assert_sum_close(y_eval, R.batch_norm_relu_forward(x, w, b, rm, rv, False)[0], t, 3, dtype)  # scale x + shift
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -6,7 +6,11 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_close, assert_gradient, random_array, requires_torch
+from tests.conftest import DTYPES, TOL, assert_close, assert_gradient, assert_sum_close, random_array, requires_torch
+from tests.reference.test_activations import prelu_weight_terms
+from tests.reference.test_batchnorm import backward_terms as bn_backward_terms
+from tests.reference.test_batchnorm import forward_terms as bn_forward_terms
+from tests.reference.test_softmax import softmax_terms
 
 POINTWISE = [
     (nn.Sigmoid, {}, lambda x: R.sigmoid_forward(x), lambda g, x, y: R.sigmoid_backward(g, y)),
@@ -28,6 +32,12 @@ def test_activation_modules_match_reference(rng, dtype, shape, cls, kwargs, fwd,
     m = cls(**kwargs, dtype=dtype)
     x, g = random_array(rng, shape, dtype), random_array(rng, shape, dtype)
     y = m(x)
+    if cls in (nn.Softmax, nn.LogSoftmax):  # sums over the last axis
+        op = "softmax" if cls is nn.Softmax else "log_softmax"
+        ty, tg, k = softmax_terms(op, x, fwd(x), g)
+        assert_sum_close(y, fwd(x), ty, k, rtol=TOL[dtype]["rtol"])
+        assert_sum_close(m.backward(g), bwd(g, x, fwd(x)), tg, k)
+        return
     assert_close(y, fwd(x), scale=4)
     assert_close(m.backward(g), bwd(g, x, fwd(x)), scale=4)
 
@@ -42,9 +52,10 @@ def test_prelu_module(rng, dtype, num_parameters, shape):
     dx = m.backward(g)
     want_dx, want_dw = R.prelu_backward(g, x, m.weight.data)
     assert_close(dx, want_dx)
-    assert_close(m.weight.grad, want_dw, scale=8)
+    terms, k = prelu_weight_terms(g, x, m.weight.data)
+    assert_sum_close(m.weight.grad, want_dw, terms, k)
     m.backward(g)  # parameter gradients accumulate
-    assert_close(m.weight.grad, 2 * want_dw, scale=16)
+    assert_sum_close(m.weight.grad, 2 * want_dw, 2 * terms, 2 * k)
 
 
 def test_rrelu_eval_and_training(rng):
@@ -79,16 +90,22 @@ def test_batchnorm_module_train_and_eval(rng, dtype, cls, shape):
     m.bias.data[...] = rng.standard_normal(6)
     x, g = random_array(rng, shape, dtype), random_array(rng, shape, dtype)
     rm, rv = np.zeros(6, dtype), np.ones(6, dtype)
+    terms, n = bn_forward_terms(x, m.weight.data, m.bias.data, 0.1, rm)
     y_ref, mean, invstd = R.batch_norm_forward(x, m.weight.data, m.bias.data, rm, rv, True, 0.1, 1e-5)
-    assert_close(m(x), y_ref, scale=8)
-    assert_close(m.running_mean, rm, scale=8)
-    assert_close(m.running_var, rv, scale=8)
+    assert_sum_close(m(x), y_ref, terms["y"], n)
+    assert_sum_close(m.running_mean, rm, terms["running_mean"], n + 2)
+    assert_sum_close(m.running_var, rv, rv, n + 2)  # a sum of squares
     dx, dw, db = R.batch_norm_backward(g, x, m.weight.data, mean, invstd, True)
-    assert_close(m.backward(g), dx, scale=32)
-    assert_close(m.weight.grad, dw, scale=32)
-    assert_close(m.bias.grad, db, scale=32)
+    (tx, tw, tb), n = bn_backward_terms(g, x, m.weight.data, mean, invstd)
+    assert_sum_close(m.backward(g), dx, tx, n)
+    assert_sum_close(m.weight.grad, dw, tw, n)
+    assert_sum_close(m.bias.grad, db, tb, n)
     m.eval()
-    assert_close(m(x), R.batch_norm_forward(x, m.weight.data, m.bias.data, rm, rv, False)[0], scale=8)
+    y_eval = R.batch_norm_forward(x, m.weight.data, m.bias.data, rm, rv, False)[0]
+    scale = np.abs(m.weight.data) / np.sqrt(rv.astype(np.float64) + 1e-5)
+    per_c = (1, -1) + (1,) * (x.ndim - 2)
+    t = scale.reshape(per_c) * np.abs(x) + (np.abs(m.bias.data) + np.abs(rm) * scale).reshape(per_c)
+    assert_sum_close(m(x), y_eval, t, 3)  # scale x + shift
 
 
 def test_batchnorm_rejects_wrong_input(rng):

@@ -7,6 +7,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
+from tests.conftest import assert_sum_close, network_terms
 
 
 def _model(dtype=np.float64, p=0.5):
@@ -37,11 +38,11 @@ def test_batchnorm_in_eval_mode_inside_a_training_model():
     assert model.training and not bn.training
     assert model.execution_plan == ["Linear", "BatchNorm1d+relu+dropout", "Linear"]
     y = model(x)
-    np.testing.assert_allclose(y, _one_by_one(model, x), rtol=1e-12)
+    terms, k = network_terms(model, x)
+    assert_sum_close(y, _one_by_one(model, x), terms, k)
     h = x @ np.asarray(model[0].weight).T + np.asarray(model[0].bias)
     z = (h - 0.3) / np.sqrt(2.0 + bn.eps) * np.asarray(bn.weight) + np.asarray(bn.bias)
-    np.testing.assert_allclose(y, np.maximum(z, 0) @ np.asarray(model[4].weight).T + np.asarray(model[4].bias),
-                               rtol=1e-12)
+    assert_sum_close(y, np.maximum(z, 0) @ np.asarray(model[4].weight).T + np.asarray(model[4].bias), terms, k)
     np.testing.assert_array_equal(bn.running_mean, np.full(8, 0.3))  # eval mode: no update
     model.backward(g)  # differentiates through the running statistics
     assert np.all(np.isfinite(model.flat_grad()))
@@ -84,7 +85,7 @@ def test_evaluate_and_predict_run_every_module_in_eval_mode():
     model[1].train()
     model[3].train()
     before = np.array(model[1].running_mean)
-    np.testing.assert_allclose(fastnn.predict(model, x), expected, rtol=1e-12)
+    assert_sum_close(fastnn.predict(model, x), expected, *network_terms(model, x))
     assert fastnn.evaluate(model, x, y)["loss"] == pytest.approx(fastnn.evaluate(model.eval(), x, y)["loss"],
                                                                   rel=1e-12)
     np.testing.assert_array_equal(model[1].running_mean, before)

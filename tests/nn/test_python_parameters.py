@@ -98,3 +98,22 @@ def test_parameter_from_an_array_checks_its_input():
 def test_a_python_parameter_must_have_the_model_dtype():
     with pytest.raises(TypeError, match="different dtypes"):
         nn.Sequential(nn.Linear(3, 4), LearnedScale(4, np.float64))
+
+
+def test_a_python_parameter_gets_weight_decay_by_default():
+    """nn.Parameter(array), like torch.nn.Parameter in an optimizer, is decayed unless told otherwise."""
+    p = nn.Parameter(np.ones(3))
+    assert p.weight_decay is True and p.requires_grad is True
+    assert not nn.Parameter(np.ones(3), weight_decay=False).weight_decay
+    for decay in (True, False):
+        model = _model()
+        scale = model[2].scale
+        if not decay:
+            scale.weight_decay = False
+        before = scale.numpy()
+        model.zero_grad()  # no gradient: only the weight decay moves it
+        optim.SGD(model.parameters(), lr=0.1, weight_decay=0.5).step()
+        if decay:
+            np.testing.assert_allclose(np.asarray(scale), before * (1 - 0.1 * 0.5), rtol=1e-15)
+        else:
+            np.testing.assert_array_equal(np.asarray(scale), before)

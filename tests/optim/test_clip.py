@@ -156,3 +156,30 @@ def test_global_norm_is_identical_with_one_and_two_threads(norm_type):
             results.append((optim.clip_grad_norm_(params, 10.0, norm_type), buf.grads.copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_norm_applies_to_matrices_created_without_weight_decay(dtype):
+    """max_norm_ constrains the parameters it is given (torch.renorm, Keras MaxNorm on a kernel),
+    decay flag or not; only the optimizers' max_norm= option is limited to decay parameters.
+    Vectors (biases) and frozen parameters are left alone."""
+    buf, params = pack([(4, 3), (4, 3), (4,), (2, 6)], dtype, names=["no_decay", "decay", "bias", "frozen"],
+                       decay=[False, True, False, False])
+    buf.params[:] = np.random.default_rng(3).normal(scale=2.0, size=buf.params.size)
+    params[3].requires_grad = False
+    before = [p.numpy() for p in params]
+    optim.max_norm_(params, 1.0)
+    for p, b in zip(params[:2], before[:2]):
+        ref = b.copy()
+        R.renorm_rows(ref, 1.0)
+        assert_close(p.data, ref, err_msg=p.name)
+        assert np.linalg.norm(p.data, axis=1).max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(params[2].data, before[2])
+    np.testing.assert_array_equal(params[3].data, before[3])
+    assert not np.array_equal(params[0].data, before[0])
+    # the optimizer option: decay matrices only
+    buf.params[:] = np.concatenate([b.reshape(-1) for b in before])
+    buf.grads[:] = 0
+    optim.SGD(params, lr=0.1, max_norm=1.0).step()
+    np.testing.assert_array_equal(params[0].data, before[0])
+    assert np.linalg.norm(params[1].data, axis=1).max() <= 1.0 + 1e-6

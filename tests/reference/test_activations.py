@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fastnn import reference as R
-from tests.conftest import assert_gradient, requires_torch
+from fastnn.reference import activations as A
+from tests.conftest import assert_gradient, assert_sum_close, requires_torch
 
 # op -> (forward keyword arguments, what the backward takes besides grad_out: the output y or the input x)
 POINTWISE = {
@@ -15,6 +16,13 @@ POINTWISE = {
     "elu": ({"alpha": 0.7}, "x"),
     "selu": ({}, "x"),
 }
+
+
+def prelu_weight_terms(grad_out, x, weight):
+    """Terms of prelu's grad_w[c] = sum of g x over channel c where x < 0, and their count."""
+    x64 = np.asarray(x, np.float64)
+    _, terms = R.prelu_backward(np.abs(np.asarray(grad_out, np.float64)), -np.abs(x64) * (x64 < 0), np.asarray(weight, np.float64))
+    return np.abs(terms), max(1, x64.size // weight.size)
 
 
 def away_from_zero(rng, shape, margin=0.05):
@@ -100,7 +108,7 @@ def test_rrelu_training_slopes_are_uniform_in_range(rng, dtype):
     x[::4] = 2.0
     y, noise = R.rrelu_forward(x, lower, upper, training=True, seed=11, step=2)
     a = noise[x < 0]
-    assert noise.dtype == dtype and np.all(noise[x >= 0] == 1)
+    assert noise.dtype == dtype and np.all(noise[x > 0] == 1)
     assert a.min() >= lower and a.max() <= upper
     assert abs(a.mean() - 0.2) < 1e-3 and abs(a.var() - 0.2**2 / 12) < 1e-4  # U[lower, upper]
     np.testing.assert_array_equal(y, x * noise)
@@ -118,7 +126,7 @@ def test_rrelu_eval_is_leaky_relu_with_the_mean_slope(rng):
     x = rng.standard_normal((5, 7))
     y, noise = R.rrelu_forward(x, 0.1, 0.3, training=False)
     np.testing.assert_allclose(y, np.where(x >= 0, x, 0.2 * x), rtol=1e-15)
-    np.testing.assert_allclose(noise, np.where(x >= 0, 1.0, 0.2), rtol=1e-15)
+    np.testing.assert_allclose(noise, np.where(x > 0, 1.0, 0.2), rtol=1e-15)
 
 
 # ---- torch oracle (float64, autograd) ----------------------------------------------------------
@@ -176,7 +184,7 @@ def test_prelu_matches_torch(rng, xshape, wshape):
     np.testing.assert_allclose(R.prelu_forward(x, w), ty, rtol=1e-12, atol=1e-14)
     gx, gw = R.prelu_backward(g, x, w)
     np.testing.assert_allclose(gx, tgx, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(gw, tgw, rtol=1e-10, atol=1e-12)
+    assert_sum_close(gw, tgw, *prelu_weight_terms(g, x, w))
 
 
 @requires_torch
@@ -190,3 +198,76 @@ def test_rrelu_eval_matches_torch(rng, lower, upper):
     y, noise = R.rrelu_forward(x, lower, upper, training=False)
     np.testing.assert_allclose(y, ty, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(R.rrelu_backward(g, noise), tgx, rtol=1e-12, atol=1e-14)
+
+
+# ---- the gradient at exactly x = 0 (and -0.0) ---------------------------------------------------
+# PyTorch takes the kinked activations' derivative at 0 from the x <= 0 branch: relu'(0) = 0,
+# leaky_relu'(0) = negative_slope, elu'(0) = alpha, selu'(0) = scale alpha, prelu'(0) = w, and
+# rrelu's noise at 0 is the slope a. Finite differences cannot check this; the table can.
+AT_ZERO = {
+    "sigmoid": 0.25,
+    "tanh": 1.0,
+    "relu": 0.0,
+    "leaky_relu": POINTWISE["leaky_relu"][0]["negative_slope"],
+    "elu": POINTWISE["elu"][0]["alpha"],
+    "selu": A.SELU_SCALE * A.SELU_ALPHA,
+}
+ZEROS = [0.0, -0.0]
+PRELU_W, RRELU_LOWER, RRELU_UPPER = 0.3, 0.125, 1.0 / 3
+
+
+def gradient_at_zero(mod, name, dtype, kw=None):
+    """d name / dx at x = [0, -0] with grad_out = 1, from `mod` (fastnn.functional or reference)."""
+    kw = POINTWISE[name][0] if kw is None else kw
+    x = np.array(ZEROS, dtype)
+    g = np.ones_like(x)
+    y = getattr(mod, f"{name}_forward")(x, **kw)
+    return getattr(mod, f"{name}_backward")(g, y if POINTWISE[name][1] == "y" else x, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", POINTWISE)
+def test_pointwise_gradient_at_zero(name, dtype):
+    np.testing.assert_array_equal(gradient_at_zero(R, name, dtype), np.full(2, AT_ZERO[name], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prelu_and_rrelu_gradient_at_zero(dtype):
+    x, g = np.array(ZEROS, dtype), np.ones(2, dtype)
+    gx, gw = R.prelu_backward(g, x, np.array([PRELU_W], dtype))
+    np.testing.assert_array_equal(gx, np.full(2, PRELU_W, dtype))
+    np.testing.assert_array_equal(gw, np.zeros(1, dtype))  # g x = 0
+    _, noise = R.rrelu_forward(x, RRELU_LOWER, RRELU_UPPER, training=False)
+    np.testing.assert_array_equal(noise, np.full(2, (RRELU_LOWER + RRELU_UPPER) / 2, dtype))
+    _, noise = R.rrelu_forward(x, RRELU_LOWER, RRELU_UPPER, training=True, seed=4, step=1)
+    assert np.all((noise >= RRELU_LOWER) & (noise <= RRELU_UPPER))  # a drawn slope, never 1
+
+
+@requires_torch
+@pytest.mark.parametrize("name,kw", TORCH_CASES)
+def test_gradient_at_zero_is_torchs(name, kw):
+    """The table above is PyTorch's convention (torch is the oracle)."""
+    import torch
+
+    for dtype, tdtype in [(np.float32, torch.float32), (np.float64, torch.float64)]:
+        t = torch.tensor(ZEROS, dtype=tdtype, requires_grad=True)
+        torch_pointwise(name, kw)(t).backward(torch.ones(2, dtype=tdtype))
+        np.testing.assert_array_equal(gradient_at_zero(R, name, dtype, kw), t.grad.numpy())
+
+
+@requires_torch
+def test_prelu_and_rrelu_gradient_at_zero_is_torchs():
+    import torch
+    import torch.nn.functional as TF
+
+    t, w = torch.tensor(ZEROS, dtype=torch.float64, requires_grad=True), torch.tensor([PRELU_W], dtype=torch.float64, requires_grad=True)
+    TF.prelu(t, w).backward(torch.ones(2, dtype=torch.float64))
+    gx, gw = R.prelu_backward(np.ones(2), np.array(ZEROS), np.array([PRELU_W]))
+    np.testing.assert_array_equal(gx, t.grad.numpy())
+    np.testing.assert_array_equal(gw, w.grad.numpy())
+    t = torch.tensor(ZEROS, dtype=torch.float64, requires_grad=True)
+    TF.rrelu(t, RRELU_LOWER, RRELU_UPPER, training=False).backward(torch.ones(2, dtype=torch.float64))
+    np.testing.assert_array_equal(R.rrelu_forward(np.array(ZEROS), RRELU_LOWER, RRELU_UPPER)[1], t.grad.numpy())
+    noise = torch.zeros(2, dtype=torch.float64)  # training: torch draws a slope for x <= 0
+    torch.ops.aten.rrelu_with_noise(torch.tensor(ZEROS, dtype=torch.float64), noise, RRELU_LOWER, RRELU_UPPER, True)
+    assert torch.all(noise < 1)

@@ -4,9 +4,53 @@ import numpy as np
 import pytest
 
 from fastnn import reference as R
-from tests.conftest import assert_gradient, requires_torch
+from tests.conftest import assert_gradient, assert_sum_close, requires_torch
 
 SHAPES = [(5, 3), (4, 3, 5), (3, 2, 2, 3)]
+
+
+def _channels(a):
+    """|a| in float64 as (N, C, S), and the n = N*S values per channel."""
+    z = np.abs(np.asarray(a, np.float64)).reshape(a.shape[0], a.shape[1], -1)
+    return z, z.shape[0] * z.shape[2]
+
+
+def forward_terms(x, weight, bias, momentum=0.1, running_mean=None):
+    """Terms of the training forward's sums, per output, and k = n (values per channel).
+
+    mean: sum |x| / n. y = gamma (x - mean) invstd + beta: the mean's error (k terms of |x|) and
+    the relative error of invstd (a sum of squares, which cannot cancel) scale (mean|x| + |x - mean|)
+    gamma invstd. running_mean adds momentum times the mean's terms to (1 - momentum) |running_mean|.
+    invstd and the running variance are sums of squares: they are their own terms."""
+    z, n = _channels(x)
+    gamma = np.ones(z.shape[1]) if weight is None else np.abs(np.asarray(weight, np.float64))
+    beta = np.zeros(z.shape[1]) if bias is None else np.abs(np.asarray(bias, np.float64))
+    xs = np.asarray(x, np.float64).reshape(z.shape)
+    mean_abs = z.mean(axis=(0, 2))
+    mu = xs.mean(axis=(0, 2))
+    invstd = 1 / np.sqrt(((xs - mu[None, :, None]) ** 2).mean(axis=(0, 2)))
+    y = (gamma * invstd)[None, :, None] * (mean_abs[None, :, None] + np.abs(xs - mu[None, :, None])) + beta[None, :, None]
+    terms = dict(y=y.reshape(x.shape), mean=mean_abs, invstd=invstd)
+    if running_mean is not None:
+        terms["running_mean"] = (1 - momentum) * np.abs(np.asarray(running_mean, np.float64)) + momentum * mean_abs
+    return terms, n
+
+
+def backward_terms(grad_out, x, weight, mean, invstd, training=True):
+    """Terms of (dx, dgamma, dbeta) for given mean and invstd, and k = n.
+
+    dbeta = sum g, dgamma = sum g x_hat; training: dx = gamma invstd / n (n g - dbeta - x_hat dgamma),
+    whose terms are gamma invstd / n (n |g| + sum |g| + |x_hat| sum |g x_hat|). Eval's dx is a product."""
+    g, n = _channels(grad_out)
+    gamma = np.ones(g.shape[1]) if weight is None else np.abs(np.asarray(weight, np.float64))
+    inv = np.asarray(invstd, np.float64)
+    x_hat = np.abs((np.asarray(x, np.float64).reshape(g.shape) - np.asarray(mean, np.float64)[None, :, None]) * inv[None, :, None])
+    db, dw = g.sum(axis=(0, 2)), (g * x_hat).sum(axis=(0, 2))
+    if training:
+        dx = (gamma * inv / n)[None, :, None] * (n * g + db[None, :, None] + x_hat * dw[None, :, None])
+    else:
+        dx = g * (gamma * inv)[None, :, None]
+    return (dx.reshape(x.shape), dw, db), n
 
 
 def _params(rng, C, dtype=np.float64):
@@ -118,18 +162,20 @@ def test_training_matches_torch(rng, shape, affine):
     yt.backward(torch.tensor(g))
     _, mean_t, invstd_t = torch.native_batch_norm(torch.tensor(x), None, None, None, None, True, 0.3, 1e-4)
 
+    terms, n = forward_terms(x, w, b, 0.3, rm)
     y, mean, invstd = R.batch_norm_forward(x, w, b, rm, rv, True, momentum=0.3, eps=1e-4)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(mean, mean_t.numpy(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(invstd, invstd_t.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(rm, rm_t.numpy(), rtol=1e-12, atol=1e-14)  # running stats updated in place
-    np.testing.assert_allclose(rv, rv_t.numpy(), rtol=1e-12)
+    assert_sum_close(y, yt.detach().numpy(), terms["y"], n)
+    assert_sum_close(mean, mean_t.numpy(), terms["mean"], n)
+    assert_sum_close(invstd, invstd_t.numpy(), invstd, n)
+    assert_sum_close(rm, rm_t.numpy(), terms["running_mean"], n + 2)  # running stats updated in place
+    assert_sum_close(rv, rv_t.numpy(), rv, n + 2)
 
     dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=True)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    (tx, tw, tb), n = backward_terms(g, x, w, mean, invstd)
+    assert_sum_close(dx, xt.grad.numpy(), tx, n)
     if affine:
-        np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        assert_sum_close(dw, wt.grad.numpy(), tw, n)
+        assert_sum_close(db, bt.grad.numpy(), tb, n)
 
 
 @requires_torch
@@ -150,6 +196,7 @@ def test_eval_matches_torch(rng, shape):
     np.testing.assert_array_equal(rm, rm0)  # eval leaves the running statistics alone
     np.testing.assert_array_equal(rv, rv0)
     dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=False)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)  # a product: no sum
+    (_, tw, tb), n = backward_terms(g, x, w, mean, invstd, training=False)
+    assert_sum_close(dw, wt.grad.numpy(), tw, n)
+    assert_sum_close(db, bt.grad.numpy(), tb, n)

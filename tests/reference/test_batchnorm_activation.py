@@ -5,7 +5,8 @@ import pytest
 
 from fastnn import reference as R
 from fastnn.reference.batchnorm_activation import KEPT, RELU_PASS
-from tests.conftest import assert_gradient, requires_torch
+from tests.conftest import assert_gradient, assert_sum_close, requires_torch
+from tests.reference.test_batchnorm import backward_terms, forward_terms
 
 SHAPES = [(6, 3), (4, 3, 5), (3, 2, 2, 3)]
 
@@ -51,10 +52,21 @@ def test_matches_torch_batch_norm_relu_with_the_same_mask(rng, shape, training):
     z = torch.nn.functional.batch_norm(xt, rm_t, rv_t, wt, bt, training, 0.1, 1e-5)
     yt = torch.relu(z) * keep / (0.5 if training else 1.0)
     yt.backward(torch.from_numpy(g))
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(rm_r, rm_t.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(rv_r, rv_t.numpy(), rtol=1e-12)
+    scale = np.where((mask & KEPT) != 0, 2.0 if training else 1.0, 0.0)  # ReLU's slope <= 1, dropout's 1 / (1 - p)
+    terms, n = forward_terms(x, w, b, 0.1, rm)
+    if not training:  # the folded affine scale x + shift
+        s = np.abs(w) / np.sqrt(rv + 1e-5)
+        per_c = (1, -1) + (1,) * (x.ndim - 2)
+        terms["y"], n = s.reshape(per_c) * np.abs(x) + (np.abs(b) + np.abs(rm) * s).reshape(per_c), 3
+    assert_sum_close(y, yt.detach().numpy(), terms["y"] * scale, n)
+    if training:
+        assert_sum_close(rm_r, rm_t.numpy(), terms["running_mean"], n + 2)
+        assert_sum_close(rv_r, rv_t.numpy(), rv_r, n + 2)  # a sum of squares
+    else:
+        np.testing.assert_array_equal(rm_r, rm_t.numpy())
+        np.testing.assert_array_equal(rv_r, rv_t.numpy())
     dx, dw, db = R.batch_norm_relu_backward(g, x, w, mean, invstd, mask, training, p=0.5)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-9, atol=1e-11)
+    (tx, tw, tb), n = backward_terms(g * scale * ((mask & RELU_PASS) != 0), x, w, mean, invstd, training)
+    assert_sum_close(dx, xt.grad.numpy(), tx, n if training else 1)
+    assert_sum_close(dw, wt.grad.numpy(), tw, n)
+    assert_sum_close(db, bt.grad.numpy(), tb, n)

@@ -90,6 +90,33 @@ def test_early_stopping_mode_max(monitor, mode):
     assert len(history) == 5 and es.best == 0.7
 
 
+@pytest.mark.parametrize("mode, sequence", [("min", [1.0, 0.9, 0.9, 0.9, 0.9, 0.8]), ("max", [0.1, 0.5, 0.5, 0.5, 0.5, 0.7])])
+@pytest.mark.parametrize("patience", [1, 3])
+def test_early_stopping_tied_score_is_not_an_improvement(mode, sequence, patience):
+    """Keras: an epoch that only equals the best does not reset the wait, and the best stays the first."""
+    es = EarlyStopping(monitor="score", mode=mode, patience=patience)
+    history = _fit(mlp(), [scripted(sequence), es], epochs=len(sequence))
+    assert es.stopped_epoch == 1 + patience and len(history) == 2 + patience
+    assert es.best == sequence[1] and es.best_epoch == 1
+
+
+def test_early_stopping_tie_with_min_delta_and_with_baseline():
+    es = EarlyStopping(monitor="score", patience=1, min_delta=0.25)  # 0.5 -> 0.25 improves by exactly min_delta: no
+    assert len(_fit(mlp(), [scripted([1.0, 0.5, 0.25, 0.0]), es], epochs=4)) == 3 and es.best_epoch == 1
+    es = EarlyStopping(monitor="score", patience=1, baseline=0.5)  # equal to the baseline: no improvement
+    assert len(_fit(mlp(), [scripted([0.5, 0.5, 0.4]), es], epochs=3)) == 1 and es.best_epoch is None
+
+
+def test_restore_best_weights_takes_the_first_of_tied_best_epochs():
+    states = []
+    es = EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    model = mlp(batchnorm=True)
+    history = _fit(model, [scripted([1.0, 0.8, 0.8, 0.8, 0.7]), recorder(states), es], epochs=5)
+    assert len(history) == 4 and es.best_epoch == 1
+    assert state_differs(states[1], states[2])
+    assert_state_equal(model.state_dict(), states[1])
+
+
 def test_early_stopping_baseline():
     es = EarlyStopping(monitor="score", patience=2, baseline=0.5)
     history = _fit(mlp(), [scripted([0.6] * 6), es], epochs=6)

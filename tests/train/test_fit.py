@@ -11,7 +11,7 @@ import pytest
 import fastnn
 from fastnn import nn, optim
 from fastnn.train import Callback, LambdaCallback, TerminateOnNaN
-from tests.conftest import num_threads, requires_torch
+from tests.conftest import assert_sum_close, network_terms, num_threads, requires_torch
 from tests.train.cases import (CLASSES, FEATURES, assert_state_equal, blobs, fashion_subset, metrics, mlp,
                                state_differs)
 
@@ -136,10 +136,11 @@ def test_predict_and_evaluate_run_in_eval_mode():
     fastnn.fit(model, X, y, epochs=2, batch_size=16, verbose=0)
     model.eval()
     expected = model(X)
+    terms, k = network_terms(model, X)
     for batch_size in (1, 7, 256):  # GEMM blocking depends on the batch: float32 rounding differs
-        np.testing.assert_allclose(fastnn.predict(model, X, batch_size=batch_size), expected, rtol=1e-5, atol=1e-6)
+        assert_sum_close(fastnn.predict(model, X, batch_size=batch_size), expected, terms, k)
     model.train()  # predict ignores the module's mode: dropout off, running statistics
-    np.testing.assert_allclose(model.predict(X), expected, rtol=1e-5, atol=1e-6)
+    assert_sum_close(model.predict(X), expected, terms, k)
     result = fastnn.evaluate(model, X, y)
     assert result["accuracy"] == np.mean(np.argmax(expected, axis=1) == y)
     logits = expected.astype(np.float64)
@@ -367,6 +368,47 @@ def test_shuffle_changes_the_order_but_not_the_full_batch_gradient():
                    shuffle=shuffle, seed=0, verbose=0)
     assert_state_equal(models[0], models[1], exact=False, rtol=1e-9, atol=1e-12)  # same sum, another order
     assert state_differs(models[0].state_dict(), models[2].state_dict())
+
+
+def _epoch_order(n, seed, epoch):
+    """fit's documented order (cpp/include/fastnn/net/train.h epoch_order): Fisher-Yates from the last
+    index down, j = (bits(key, i) * (i + 1)) >> 64 with key = stream_key(seed ^ 0x5eed5eed5eed5eed, epoch)."""
+    from fastnn.reference import rng
+
+    key = int(rng.stream_key(seed ^ 0x5EED5EED5EED5EED, epoch))
+    draws = rng.bits(key, n)
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = (int(draws[i]) * (i + 1)) >> 64
+        order[i], order[j] = order[j], order[i]
+    return np.array(order)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffle_alone_decides_the_batches(shuffle):
+    """Same seed, same batch size: shuffle=False trains on X in order, shuffle=True on the documented
+    permutation of each epoch (compared with train_step on those batches, bit for bit)."""
+    X, y = blobs(50, dtype=np.float64)
+    seed, bs = 5, 8
+    a, b = mlp(dtype=np.float64), mlp(dtype=np.float64)
+    opt_a, opt_b = optim.SGD(a.parameters(), lr=0.1, momentum=0.9), optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    history = fastnn.fit(a, X, y, optimizer=opt_a, epochs=2, batch_size=bs, shuffle=shuffle, seed=seed, verbose=0)
+    step = 0
+    for epoch in range(2):
+        order = _epoch_order(len(X), seed, epoch) if shuffle else np.arange(len(X))
+        assert shuffle == (not np.array_equal(order, np.arange(len(X))))
+        losses = []
+        for s in range(0, len(X), bs):
+            idx = order[s:s + bs]
+            losses.append(fastnn.train_step(b, X[idx], y[idx], nn.CrossEntropyLoss(), opt_b, seed=seed, step=step))
+            step += 1
+        sizes = [len(order[s:s + bs]) for s in range(0, len(X), bs)]
+        assert history["loss"][epoch] == pytest.approx(np.dot(losses, sizes) / len(X), rel=1e-13)
+    assert_state_equal(a, b)
+    other = mlp(dtype=np.float64)  # the other setting, all else equal, trains differently
+    fastnn.fit(other, X, y, optimizer=optim.SGD(other.parameters(), lr=0.1, momentum=0.9), epochs=2, batch_size=bs,
+               shuffle=not shuffle, seed=seed, verbose=0)
+    assert state_differs(a.state_dict(), other.state_dict())
 
 
 # --- reproducibility ----------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def prelu_backward(grad_out, x, weight):
 
 
 def rrelu_forward(x, lower=1.0 / 8, upper=1.0 / 3, training=False, seed=0, step=0):
-    """y = x if x >= 0 else a x;  noise = 1 if x >= 0 else a.
+    """y = x if x > 0 else a x;  noise = 1 if x > 0 else a (at x = 0 the slope, as PyTorch).
 
     Training: a = lower + (upper - lower) u, u = uniform from the counter-based stream (seed, step),
     element i (C order) taking draw i. Eval: a = (lower + upper) / 2.
@@ -112,7 +112,7 @@ def rrelu_forward(x, lower=1.0 / 8, upper=1.0 / 3, training=False, seed=0, step=
         a = lower + (upper - lower) * u
     else:
         a = np.full(x.shape, (lower + upper) / 2, dtype=x.dtype)
-    noise = np.where(x >= 0, 1, a)
+    noise = np.where(x > 0, 1, a)
     return x * noise, noise
 
 

@@ -255,7 +255,8 @@ void selu_backward(const T* grad_out, const T* x, T* grad_in, index_t n) {
       grad_out, x);
 }
 
-// rrelu: y = x if x >= 0 else a x, and noise = 1 if x >= 0 else a (PyTorch's rrelu_with_noise).
+// rrelu: y = x if x > 0 else a x, and noise = 1 if x > 0 else a (PyTorch's rrelu_with_noise: at
+// x = 0 the gradient is a, like leaky_relu's negative_slope there).
 // Training draws a = lower + (upper - lower) u per element, u = rng::uniform of element
 // first + i of the stream `key`; eval (training = false) uses a = (lower + upper) / 2.
 template <class T>
@@ -273,7 +274,7 @@ void rrelu_forward(const T* x, T* y, T* noise, index_t n, double lower, double u
       for (index_t j = 0; j < W; ++j) a[j] = rng::uniform<T>(rng::bits(key, static_cast<std::uint64_t>(first + i + j)));
       a = lo + span * a;
     }
-    const B slope = blockwise::cwise([](T xi, T ai) { return xi >= T(0) ? T(1) : ai; }, v, a);
+    const B slope = blockwise::cwise([](T xi, T ai) { return xi > T(0) ? T(1) : ai; }, v, a);
     blockwise::store(slope, len, noise + i);
     blockwise::store(B(v * slope), len, y + i);
   }
