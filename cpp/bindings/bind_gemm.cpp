@@ -31,7 +31,7 @@ py::array matmul_impl(const py::array& a, const py::array& b, const py::object& 
     value_error(op, "inner dimensions differ: a is " + shape_str(a) + ", b is " + shape_str(bb));
   CArray<T> c = output<T>(out, op, {a.shape(0), bb.shape(1)}, {&a, &bb});
   T* cp = c.mutable_data();
-  const MatrixArg<T> am(a), bm(bb);
+  const MatrixArg<T> am(a, op, "a"), bm(bb, op, "b");
   {
     py::gil_scoped_release nogil;
     MatMap<T> cm(cp, a.shape(0), bb.shape(1), Eigen::OuterStride<>(bb.shape(1)));

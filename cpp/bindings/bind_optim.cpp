@@ -34,7 +34,7 @@ SegmentArg segments_arg(const py::handle& h, const char* op, index_t n) {
     type_error(op, "segments must be int64, got " + dtype_str(a));
   if (a.ndim() != 2 || (a.shape(1) != 3 && a.shape(1) != 4))
     value_error(op, "segments must have shape (k, 3) or (k, 4) [offset, size, flags(, row_len)], got " + shape_str(a));
-  SegmentArg s{I64Array::ensure(a), {}};
+  SegmentArg s{c_array<std::int64_t>(a, op, "segments"), {}};
   s.table = SegmentTable{s.keep.data(), static_cast<index_t>(a.shape(0)), static_cast<index_t>(a.shape(1))};
   const SegmentTable& t = s.table;
   std::vector<std::pair<index_t, index_t>> spans;
@@ -86,7 +86,8 @@ class FlatArgs {
         value_error(op_, std::string(name) + " shares memory with " + other_name);
     if (first_.empty()) first_ = name;
     seen_.emplace_back(a, name, writeable);
-    return static_cast<T*>(a.mutable_data());
+    // Read-only arrays are accepted for what is only read (grads): the kernels take them as const T*.
+    return writeable ? static_cast<T*>(a.mutable_data()) : const_cast<T*>(static_cast<const T*>(a.data()));
   }
 
   // A state array that is only needed when `needed`; None is allowed otherwise (-> nullptr).
