@@ -42,7 +42,7 @@ Dataset<T> dataset_arg(const py::handle& X, const py::handle& y, const char* op,
     value_error(op, "y must have one entry per sample of X (" + std::to_string(d.n) + "), got shape " + shape_str(ya));
   if (ya.dtype().kind() == 'i' || ya.dtype().kind() == 'u') {
     if (ya.ndim() != 1) value_error(op, "integer labels y must be 1-D, got shape " + shape_str(ya));
-    auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(ya);
+    auto labels = c_array<std::int64_t, py::array::c_style | py::array::forcecast>(ya, op, "y");
     keep.push_back(labels);
     d.y.labels = labels.data();
   } else {
@@ -80,8 +80,8 @@ T* grads_arg(const py::handle& grads, const char* op, index_t* n, std::vector<py
 
 SegmentTable segments_arg(const py::handle& segs, std::vector<py::object>& keep) {
   if (segs.is_none()) return SegmentTable{};
-  auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(segs);
-  if (!a || a.ndim() != 2 || a.shape(1) < 3) throw py::value_error("[train] clip segments must be an (k, 3|4) int64 table");
+  auto a = c_array<std::int64_t>(segs, "train", "clip segments");
+  if (a.ndim() != 2 || a.shape(1) < 3) throw py::value_error("[train] clip segments must be an (k, 3|4) int64 table");
   keep.push_back(a);
   return SegmentTable{a.data(), static_cast<index_t>(a.shape(0)), static_cast<index_t>(a.shape(1))};
 }
@@ -132,6 +132,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
   py::array_t<T> out;
   T* dst = nullptr;
   index_t out_row = 0;
+  OutputCheck check_output(op);  // so that each batch's output fills exactly its rows of `out`
   for (index_t start = 0; start < d.n; start += batch_size) {
     const index_t count = std::min(batch_size, d.n - start);
     View<T> xv{const_cast<T*>(d.x + start * s), Shape{count}};
@@ -141,6 +142,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
       py::gil_scoped_release nogil;
       y = layer.forward(xv, Context{false, 0, 0, true});
     }
+    check_output(y.shape, count);
     if (dst == nullptr) {  // the output shape is known after the first batch
       std::vector<py::ssize_t> shape(y.shape.begin(), y.shape.end());
       shape[0] = d.n;
