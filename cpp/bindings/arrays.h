@@ -177,19 +177,36 @@ class BufferPool {
 // A new C-contiguous output array (uninitialized), from the pool when it is large.
 template <class T>
 CArray<T> new_array(const std::vector<py::ssize_t>& shape) {
-  // A product of extents that overflows is an allocation that cannot succeed (pybind11 turns
-  // std::bad_alloc into MemoryError); the rounding up below must not overflow either.
+  // An allocation that fails, or a product of extents that overflows (including the rounding up
+  // below), is a MemoryError that says what was asked for.
+  auto fail = [&shape](double bytes) {
+    std::string s = "(";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    s += shape.size() == 1 ? ",)" : ")";
+    PyErr_SetString(PyExc_MemoryError, ("cannot allocate an output array of shape " + s + " " + dtype_name<T>() +
+                                        " (" + bytes_str(bytes) + ")").c_str());
+    throw py::error_already_set();
+  };
   size_t n = sizeof(T);
-  for (py::ssize_t d : shape)
-    if (d < 0 || __builtin_mul_overflow(n, static_cast<size_t>(d), &n)) throw std::bad_alloc();
-  if (n > static_cast<size_t>(PTRDIFF_MAX) - 4096) throw std::bad_alloc();
+  double approx = sizeof(T);
+  for (py::ssize_t d : shape) {
+    approx *= static_cast<double>(d);
+    if (d < 0 || __builtin_mul_overflow(n, static_cast<size_t>(d), &n)) fail(approx);
+  }
+  if (n > static_cast<size_t>(PTRDIFF_MAX) - 4096) fail(approx);
   const size_t bytes = (std::max<size_t>(n, 1) + 4095) / 4096 * 4096;
   if (bytes < BufferPool::kMinBytes) return CArray<T>(shape);
   struct Block {
     void* data;
     size_t bytes;
   };
-  auto* block = new Block{BufferPool::instance().get(bytes), bytes};
+  void* data = nullptr;
+  try {
+    data = BufferPool::instance().get(bytes);
+  } catch (const std::bad_alloc&) {
+    fail(static_cast<double>(n));
+  }
+  auto* block = new Block{data, bytes};
   py::capsule owner(block, [](void* b) {
     auto* blk = static_cast<Block*>(b);
     BufferPool::instance().put(blk->data, blk->bytes);
