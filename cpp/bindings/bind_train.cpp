@@ -7,6 +7,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/layer_binding.h"
+#include "bindings/segments_arg.h"
 #include "bindings/stepper.h"
 #include "fastnn/kernels/finite.h"
 #include "fastnn/net/train.h"
@@ -78,12 +79,13 @@ T* grads_arg(const py::handle& grads, const char* op, index_t* n, std::vector<py
   return g.mutable_data();
 }
 
-SegmentTable segments_arg(const py::handle& segs, std::vector<py::object>& keep) {
+// The clip segments of a flat gradient of n elements, validated as the optimizers' are (the
+// clipping indexes the gradient with them).
+SegmentTable clip_segments_arg(const py::handle& segs, index_t n, std::vector<py::object>& keep) {
   if (segs.is_none()) return SegmentTable{};
-  auto a = c_array<std::int64_t>(segs, "train", "clip segments");
-  if (a.ndim() != 2 || a.shape(1) < 3) throw py::value_error("[train] clip segments must be an (k, 3|4) int64 table");
-  keep.push_back(a);
-  return SegmentTable{a.data(), static_cast<index_t>(a.shape(0)), static_cast<index_t>(a.shape(1))};
+  SegmentArg s = segments_arg(segs, "train_epoch", n);
+  keep.push_back(s.keep);
+  return s.table;
 }
 
 py::dict stats_dict(const EpochStats& s) {
@@ -106,7 +108,7 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   index_t n_params;
   T* g = grads_arg<T>(grads, op, &n_params, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
-  Trainer<T> trainer(layer, g, n_params, segments_arg(clip_segments, keep));
+  Trainer<T> trainer(layer, g, n_params, clip_segments_arg(clip_segments, n_params, keep));
   ProgressFn report;
   if (!progress.is_none())
     report = [&progress](index_t done, index_t total, double loss) {

@@ -221,3 +221,40 @@ def test_optimizer_kernels_read_read_only_grads():
     np.testing.assert_array_equal(params, -0.5 * np.arange(6, dtype=np.float32))
     with pytest.raises(ValueError, match=r"params is updated in place and must be writeable"):
         _C.sgd_step(_read_only(params), np.ones(6, np.float32), segments, None, 0, lr=0.5)
+
+
+# --- sizes and index tables -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_f, out_f", [(2**32, 2**32), (2**40, 2**30), (2**62, 2)])
+def test_linear_parameter_count_must_fit(in_f, out_f):
+    """in * out wrapped around int64 (2**32 * 2**32 gave 0 weights and a NumPy reshape error)."""
+    with pytest.raises(ValueError, match=rf"\[Linear\] in_features \* out_features = {in_f} \* {out_f} weights is too many"):
+        _C.Linear_float32(in_f, out_f)
+
+
+def test_maxout_backward_output_size_must_fit():
+    with pytest.raises(ValueError, match=r"\[maxout_backward\] pieces = 4611686018427387904 is too large for grad_out"):
+        F.maxout_backward(np.ones((2, 2), np.float32), np.zeros((2, 2), np.int64), 2**62)
+
+
+def test_train_epoch_validates_clip_segments():
+    """The clip segments index the flat gradient: rows outside it segfaulted."""
+    out = attempts("""
+model = nn.Sequential(nn.Linear(4, 2))
+X, y = np.ones((5, 4), np.float32), np.zeros(5, np.int64)
+def run(segments, grads, clip_norm=1.0, clip_value=0.0):
+    return _C.train_epoch(model._layer, X, y, "cross_entropy", "mean", grads, [], 2, True, 0, 0, 0, clip_norm,
+                          clip_value, np.array(segments, np.int64))
+attempt("too long", lambda: run([[0, 10**9, 1]], model.flat_grad()))
+attempt("negative offset", lambda: run([[-10**6, 10, 1]], model.flat_grad(), 0.0, 1.0))
+attempt("no gradient buffer", lambda: run([[0, 10, 1]], None))
+attempt("wrong columns", lambda: run([[0, 10]], model.flat_grad()))
+attempt("valid", lambda: run([[0, 8, 3, 4], [8, 2, 1, 0]], model.flat_grad()))
+""")
+    assert out["too long"] == "ValueError: [train_epoch] segments row 0: [offset 0, size 1000000000] is outside the " \
+                              "buffer of 10 elements", out
+    assert out["negative offset"].startswith("ValueError: [train_epoch] segments row 0: [offset -1000000, size 10]"), out
+    assert out["no gradient buffer"].endswith("is outside the buffer of 0 elements"), out
+    assert out["wrong columns"].startswith("ValueError: [train_epoch] segments must have shape (k, 3) or (k, 4)"), out
+    assert out["valid"] == "no error", out
