@@ -224,3 +224,16 @@ def test_read_only_inputs_are_accepted():
     assert gx.shape == X.shape
     np.testing.assert_array_equal(xr, X)  # unchanged
     assert fastnn.predict(model, xr).shape == (64, 4)
+
+
+def test_nested_containers_check_their_own_children():
+    bad = Fn(lambda x: x[:3])
+    inner = nn.Sequential(nn.Linear(16, 8), bad)
+    model = nn.Sequential(inner, nn.Linear(8, 4))
+    assert model._layer.output_shape((64, 16)) == (...,)  # nothing is promised after a Python module
+    with pytest.raises(ValueError, match=r"\[Sequential\] child 1 \(Fn\) returned shape \(3, 8\) for an input of shape "
+                                         r"\(64, 8\): its output must keep the batch \(64\)"):
+        model(X)
+    good = nn.Sequential(nn.Sequential(nn.Linear(16, 8), Fn(shape=lambda s: s)), nn.Linear(8, 4))
+    assert good._layer.output_shape((64, 16)) == (64, 4)
+    assert good(X).shape == (64, 4)
