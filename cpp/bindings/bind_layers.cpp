@@ -40,6 +40,10 @@ class PythonLayer : public Layer<T> {
     py::gil_scoped_acquire gil;
     py::object f = py::getattr(module_, "output_shape", py::none());
     if (f.is_none()) return {in[0], kAnyDims};
+    if (!PyCallable_Check(f.ptr()))
+      type_error((kind() + ".output_shape").c_str(),
+                 "must be a method output_shape(shape) -> tuple, got a " +
+                     py::str(py::type::of(f).attr("__name__")).cast<std::string>());
     return promised_shape(f(py::tuple(py::cast(in))), in);
   }
   // Its fastnn submodules' gradients are in the model's flat buffer and their backward adds to

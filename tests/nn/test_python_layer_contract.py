@@ -166,6 +166,12 @@ def test_output_shape_must_return_positive_ints_keeping_the_batch(promise):
         model(X)
 
 
+def test_output_shape_must_be_a_method():
+    model = nn.Sequential(nn.Linear(16, 8), Fn(shape=(64, 8)))
+    with pytest.raises(TypeError, match=r"\[Fn\.output_shape\] must be a method output_shape\(shape\) -> tuple, got a tuple"):
+        model(X)
+
+
 def test_output_shape_errors_propagate():
     def refuse(s):
         raise ValueError(f"Fn wants 4 features, got {s}")
