@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -34,6 +37,39 @@ inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cas
 }
 [[noreturn]] inline void type_error(const char* op, const std::string& msg) {
   throw py::type_error("[" + std::string(op) + "] " + msg);
+}
+[[noreturn]] inline void memory_error(const char* op, const std::string& msg) {
+  PyErr_SetString(PyExc_MemoryError, ("[" + std::string(op) + "] " + msg).c_str());
+  throw py::error_already_set();
+}
+
+inline std::string bytes_str(double bytes) {
+  const char* unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+  return buf;
+}
+
+// `h` as a C-contiguous array of element type E: `h` itself when it already is one, else a copy
+// (of a strided view, or a cast with py::array::forcecast). pybind11's array_t::ensure returns a
+// null handle and clears the error when that copy cannot be allocated, and the kernels then read
+// through null: every conversion in the bindings goes through here instead, and a failed
+// allocation is a MemoryError naming the op.
+template <class E, int Flags = py::array::c_style>
+py::array_t<E, Flags> c_array(const py::handle& h, const char* op, const char* name) {
+  try {
+    return py::array_t<E, Flags>(py::reinterpret_borrow<py::object>(h));
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_MemoryError)) throw;
+    std::string what = std::string(name) + " needs a C-contiguous copy";
+    if (py::isinstance<py::array>(h)) {
+      const auto a = py::reinterpret_borrow<py::array>(h);
+      what += " of shape " + shape_str(a) + " (" + bytes_str(double(a.size()) * sizeof(E)) + ")";
+    }
+    memory_error(op, what + ", which could not be allocated");
+  }
 }
 
 // `h` as an ndarray (TypeError for lists, tensors, scalars: no silent conversion).
@@ -141,15 +177,36 @@ class BufferPool {
 // A new C-contiguous output array (uninitialized), from the pool when it is large.
 template <class T>
 CArray<T> new_array(const std::vector<py::ssize_t>& shape) {
-  size_t n = 1;
-  for (py::ssize_t d : shape) n *= static_cast<size_t>(d);
-  const size_t bytes = (std::max<size_t>(n * sizeof(T), 1) + 4095) / 4096 * 4096;
+  // An allocation that fails, or a product of extents that overflows (including the rounding up
+  // below), is a MemoryError that says what was asked for.
+  auto fail = [&shape](double bytes) {
+    std::string s = "(";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    s += shape.size() == 1 ? ",)" : ")";
+    PyErr_SetString(PyExc_MemoryError, ("cannot allocate an output array of shape " + s + " " + dtype_name<T>() +
+                                        " (" + bytes_str(bytes) + ")").c_str());
+    throw py::error_already_set();
+  };
+  size_t n = sizeof(T);
+  double approx = sizeof(T);
+  for (py::ssize_t d : shape) {
+    approx *= static_cast<double>(d);
+    if (d < 0 || __builtin_mul_overflow(n, static_cast<size_t>(d), &n)) fail(approx);
+  }
+  if (n > static_cast<size_t>(PTRDIFF_MAX) - 4096) fail(approx);
+  const size_t bytes = (std::max<size_t>(n, 1) + 4095) / 4096 * 4096;
   if (bytes < BufferPool::kMinBytes) return CArray<T>(shape);
   struct Block {
     void* data;
     size_t bytes;
   };
-  auto* block = new Block{BufferPool::instance().get(bytes), bytes};
+  void* data = nullptr;
+  try {
+    data = BufferPool::instance().get(bytes);
+  } catch (const std::bad_alloc&) {
+    fail(static_cast<double>(n));
+  }
+  auto* block = new Block{data, bytes};
   py::capsule owner(block, [](void* b) {
     auto* blk = static_cast<Block*>(b);
     BufferPool::instance().put(blk->data, blk->bytes);
@@ -166,7 +223,7 @@ CArray<T> in(const py::handle& h, const char* op, const char* name, bool allow_e
   if (!a.dtype().equal(py::dtype::of<T>()))
     type_error(op, std::string(name) + " must be " + dtype_name<T>() + " like the other inputs, got " + dtype_str(a));
   if (!allow_empty) check_nonempty(a, op, name);
-  return CArray<T>::ensure(a);
+  return c_array<T>(a, op, name);
 }
 
 // Array updated in place (running statistics, out=): must already be C-contiguous, writeable and
@@ -187,15 +244,27 @@ inline void check_finite(double v, const char* op, const char* name) {
   if (!std::isfinite(v)) value_error(op, std::string(name) + " must be finite, got " + std::to_string(v));
 }
 
-// True if the byte ranges of two arrays overlap (out= must not alias an input).
+// The bytes [lo, hi) that an array's elements can occupy, from its shape and strides (a strided
+// or transposed view spans more than nbytes; negative strides reach below data()). {0, 0} when it
+// has no elements.
+inline std::pair<std::uintptr_t, std::uintptr_t> byte_extent(const py::array& x) {
+  std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(x.data()), hi = lo;
+  for (py::ssize_t i = 0; i < x.ndim(); ++i) {
+    if (x.shape(i) == 0) return {0, 0};
+    const py::ssize_t reach = x.strides(i) * (x.shape(i) - 1);
+    if (reach < 0) lo -= static_cast<std::uintptr_t>(-reach);
+    else hi += static_cast<std::uintptr_t>(reach);
+  }
+  return {lo, hi + static_cast<std::uintptr_t>(x.itemsize())};
+}
+
+// True if two arrays may share memory (their byte extents intersect): out= and arrays updated in
+// place must not alias an input. Conservative, like numpy.may_share_memory: an input that only
+// interleaves with `a` (a[:, ::2] and a[:, 1::2]) counts as overlapping.
 inline bool overlaps(const py::array& a, const py::array& b) {
-  auto lo_hi = [](const py::array& x) {
-    auto lo = reinterpret_cast<std::uintptr_t>(x.data());
-    return std::pair<std::uintptr_t, std::uintptr_t>(lo, lo + static_cast<std::uintptr_t>(x.nbytes()));
-  };
-  auto [a0, a1] = lo_hi(a);
-  auto [b0, b1] = lo_hi(b);
-  return a0 < b1 && b0 < a1;
+  auto [a0, a1] = byte_extent(a);
+  auto [b0, b1] = byte_extent(b);
+  return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
 }
 
 }  // namespace fastnn::bind

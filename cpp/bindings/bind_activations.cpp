@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -270,7 +271,9 @@ py::array maxout_backward_impl(const py::handle& g_in, const py::handle& a_in, c
     type_error(op, "argmax must be int64, got " + dtype_str(a_arr));
   check_shape(a_arr, op, "argmax", shape_of(g));
   const index_t pieces = int_arg(pieces_in, op, "pieces", 1);
-  auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(a_arr);
+  if (pieces > std::numeric_limits<py::ssize_t>::max() / g.shape(1))  // the size of grad_in
+    value_error(op, "pieces = " + std::to_string(pieces) + " is too large for grad_out of shape " + shape_str(g));
+  auto a = c_array<std::int64_t>(a_arr, op, "argmax");
   const std::int64_t* ap = a.data();
   const index_t groups = g.size();
   for (index_t i = 0; i < groups; ++i)

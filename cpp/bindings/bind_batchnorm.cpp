@@ -190,7 +190,7 @@ py::tuple relu_backward_impl(const py::handle& grad_out, const py::handle& x_in,
   py::array m = as_ndarray(mask_in, op, "mask");
   if (!m.dtype().equal(py::dtype::of<std::uint8_t>())) type_error(op, "mask must be uint8, got " + dtype_str(m));
   check_shape(m, op, "mask", a.shape);
-  auto mask = py::array_t<std::uint8_t, py::array::c_style>::ensure(m);
+  auto mask = c_array<std::uint8_t>(m, op, "mask");
   const double p = p_arg(p_in, op);
   {
     py::gil_scoped_release nogil;

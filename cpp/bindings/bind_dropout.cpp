@@ -41,7 +41,7 @@ py::array backward_impl(const py::handle& g_in, const py::handle& mask_in, const
   py::array m = as_ndarray(mask_in, op, "mask");
   if (!m.dtype().equal(py::dtype::of<bool>())) type_error(op, "mask must be bool, got " + dtype_str(m));
   check_shape(m, op, "mask", shape_of(g));
-  BoolArray mask = BoolArray::ensure(m);
+  BoolArray mask = c_array<bool>(m, op, "mask");
   const double p = p_arg(p_in, op);
   CArray<T> grad_in = new_array<T>(shape_of(g));
   const T* gp = g.data();

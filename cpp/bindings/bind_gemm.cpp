@@ -29,9 +29,9 @@ py::array matmul_impl(const py::array& a, const py::array& b, const py::object& 
   check_nonempty(bb, op, "b");
   if (a.shape(1) != bb.shape(0))
     value_error(op, "inner dimensions differ: a is " + shape_str(a) + ", b is " + shape_str(bb));
+  const MatrixArg<T> am(a, op, "a"), bm(bb, op, "b");  // copies (if any) first: a failed one names its input
   CArray<T> c = output<T>(out, op, {a.shape(0), bb.shape(1)}, {&a, &bb});
   T* cp = c.mutable_data();
-  const MatrixArg<T> am(a), bm(bb);
   {
     py::gil_scoped_release nogil;
     MatMap<T> cm(cp, a.shape(0), bb.shape(1), Eigen::OuterStride<>(bb.shape(1)));

@@ -17,7 +17,10 @@ namespace fastnn::bind {
 namespace {
 
 // A layer implemented by a Python object with forward(x) -> y and backward(g) -> dx (NumPy).
-// Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but correct.
+// Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but checked:
+// every array the module returns is checked (an ndarray of the model's dtype, not empty) before
+// any C++ layer reads it, and the container checks its shape (Sequential::run_child, backward):
+// forward's against output_shape below, backward's against the input of that forward.
 template <class T>
 class PythonLayer : public Layer<T> {
  public:
@@ -30,7 +33,19 @@ class PythonLayer : public Layer<T> {
     py::gil_scoped_acquire gil;
     return py::str(py::type::of(module_).attr("__name__")).cast<std::string>();
   }
-  Shape output_shape(const Shape& in) const override { return in; }  // known only by running it
+  // The module's own output_shape(shape) when it defines one; otherwise only the batch is known,
+  // (N, ...): the output must keep the input's first dimension.
+  Shape output_shape(const Shape& in) const override {
+    FASTNN_CHECK(!in.empty(), kind(), "input must have a batch dimension, got shape ()");
+    py::gil_scoped_acquire gil;
+    py::object f = py::getattr(module_, "output_shape", py::none());
+    if (f.is_none()) return {in[0], kAnyDims};
+    if (!PyCallable_Check(f.ptr()))
+      type_error((kind() + ".output_shape").c_str(),
+                 "must be a method output_shape(shape) -> tuple, got a " +
+                     py::str(py::type::of(f).attr("__name__")).cast<std::string>());
+    return promised_shape(f(py::tuple(py::cast(in))), in);
+  }
   // Its fastnn submodules' gradients are in the model's flat buffer and their backward adds to
   // them: the epoch loop must zero the buffer before each batch.
   bool supports_grad_overwrite() const override { return false; }
@@ -39,7 +54,13 @@ class PythonLayer : public Layer<T> {
     py::gil_scoped_acquire gil;
     py::object was = module_.attr("training");
     if (ctx.force) module_.attr("training") = py::bool_(ctx.training);  // else the module's own mode
-    py::object y = module_.attr("forward")(to_numpy(x));
+    py::object y;
+    try {
+      y = module_.attr("forward")(to_numpy(x));
+    } catch (...) {
+      module_.attr("training") = was;
+      throw;
+    }
     module_.attr("training") = was;
     return from_numpy(y, out_, "forward");
   }
@@ -63,11 +84,34 @@ class PythonLayer : public Layer<T> {
     py::array a = py::reinterpret_borrow<py::array>(obj);
     if (!a.dtype().equal(py::dtype::of<T>()))
       throw py::type_error("[" + op + "] returned " + dtype_str(a) + ", the model is " + dtype_name<T>());
-    CArray<T> c = CArray<T>::ensure(a);
+    if (a.size() == 0) value_error(op.c_str(), "returned an empty array of shape " + shape_str(a));
+    CArray<T> c = c_array<T>(a, op.c_str(), "its result");
     Shape s(c.shape(), c.shape() + c.ndim());
     View<T> v = ws.get(s);
     std::memcpy(v.data, c.data(), sizeof(T) * v.size());
     return v;
+  }
+  // What the module's output_shape returned, as a Shape: a tuple of positive ints that keeps the batch.
+  Shape promised_shape(const py::object& r, const Shape& in) const {
+    Shape s;
+    bool ok = py::isinstance<py::tuple>(r) || py::isinstance<py::list>(r);
+    if (ok)
+      for (const py::handle& d : r) {
+        ok = !PyBool_Check(d.ptr()) && PyIndex_Check(d.ptr());
+        if (!ok) break;
+        py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(d.ptr()));
+        if (!i) throw py::error_already_set();
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+        ok = overflow == 0 && v >= 1;
+        if (!ok) break;
+        s.push_back(v);
+      }
+    if (!ok || s.empty() || s[0] != in[0])
+      value_error((kind() + ".output_shape").c_str(),
+                  "must return a tuple of positive ints starting with the batch (" + std::to_string(in[0]) +
+                      ") for the input shape " + fastnn::shape_str(in) + ", got " + py::repr(r).cast<std::string>());
+    return s;
   }
 
   py::object module_;

@@ -74,7 +74,7 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
   const double slope = real_arg(slope_in, op, "negative_slope");
   check_finite(slope, op, "negative_slope");
 
-  const MatrixArg<T> xm(x), wm(w);
+  const MatrixArg<T> xm(x, op, "x"), wm(w, op, "weight");
   CArray<T> y = new_array<T>(std::vector<py::ssize_t>{n, out});
   const T* bp = b_in.is_none() ? nullptr : b.data();
   T* yp = y.mutable_data();
@@ -136,7 +136,7 @@ py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const p
   CArray<T> scratch;
   if (act != Activation::none) scratch = new_array<T>({n, out});
 
-  const MatrixArg<T> xm(x), wm(w);
+  const MatrixArg<T> xm(x, op, "x"), wm(w, op, "weight");
   const T *gop = go.data(), *yp = y_in.is_none() ? nullptr : y.data();
   T *gip = need_gi ? gi.mutable_data() : nullptr, *gwp = gw.mutable_data();
   T *gbp = need_gb ? gb.mutable_data() : nullptr, *sp = act != Activation::none ? scratch.mutable_data() : nullptr;

@@ -73,7 +73,7 @@ py::object ce_run(const CArray<T>& z, const Target& target, double g, Reduction 
 template <class T, class L>
 py::object ce_labels(const char* op, const CArray<T>& z, const py::array& t_arr, double g, Reduction r, Want want) {
   const index_t n = z.shape(0), c = z.shape(1);
-  auto t = py::array_t<L, py::array::c_style>::ensure(t_arr);
+  auto t = c_array<L>(t_arr, op, "target");
   const L* labels = t.data();
   const index_t bad = find_bad_label(labels, n, c);
   if (bad >= 0)
@@ -85,7 +85,7 @@ py::object ce_labels(const char* op, const CArray<T>& z, const py::array& t_arr,
 template <class T>
 py::object ce_probs(const char* op, const CArray<T>& z, const py::array& t_arr, double g, Reduction r, Want want) {
   const index_t n = z.shape(0), c = z.shape(1);
-  CArray<T> t = CArray<T>::ensure(t_arr);
+  CArray<T> t = c_array<T>(t_arr, op, "target");
   const T* tp = t.data();
   // x * 0 is NaN exactly for NaN and +-inf, so one vectorized sum finds any non-finite entry.
   if (std::isnan((CArrMap<T>(tp, n * c) * T(0)).sum())) {
@@ -137,7 +137,7 @@ py::object elementwise(const char* op, const char* input_name, const py::handle&
   if (shape_of(t_arr) != shape_of(x))
     value_error(op, std::string("target must have the shape of ") + input_name + " " + shape_str(x) + ", got " +
                         shape_str(t_arr));
-  CArray<T> t = CArray<T>::ensure(t_arr);
+  CArray<T> t = c_array<T>(t_arr, op, "target");
   const T *xp = x.data(), *tp = t.data();
   const index_t n = x.size();
   return run<T>(want, shape_of(x), [&](T* gp) { return kernel(xp, tp, gp, n); });

@@ -7,6 +7,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/layer_binding.h"
+#include "bindings/segments_arg.h"
 #include "bindings/stepper.h"
 #include "fastnn/kernels/finite.h"
 #include "fastnn/net/train.h"
@@ -42,7 +43,7 @@ Dataset<T> dataset_arg(const py::handle& X, const py::handle& y, const char* op,
     value_error(op, "y must have one entry per sample of X (" + std::to_string(d.n) + "), got shape " + shape_str(ya));
   if (ya.dtype().kind() == 'i' || ya.dtype().kind() == 'u') {
     if (ya.ndim() != 1) value_error(op, "integer labels y must be 1-D, got shape " + shape_str(ya));
-    auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(ya);
+    auto labels = c_array<std::int64_t, py::array::c_style | py::array::forcecast>(ya, op, "y");
     keep.push_back(labels);
     d.y.labels = labels.data();
   } else {
@@ -78,12 +79,13 @@ T* grads_arg(const py::handle& grads, const char* op, index_t* n, std::vector<py
   return g.mutable_data();
 }
 
-SegmentTable segments_arg(const py::handle& segs, std::vector<py::object>& keep) {
+// The clip segments of a flat gradient of n elements, validated as the optimizers' are (the
+// clipping indexes the gradient with them).
+SegmentTable clip_segments_arg(const py::handle& segs, index_t n, std::vector<py::object>& keep) {
   if (segs.is_none()) return SegmentTable{};
-  auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(segs);
-  if (!a || a.ndim() != 2 || a.shape(1) < 3) throw py::value_error("[train] clip segments must be an (k, 3|4) int64 table");
-  keep.push_back(a);
-  return SegmentTable{a.data(), static_cast<index_t>(a.shape(0)), static_cast<index_t>(a.shape(1))};
+  SegmentArg s = segments_arg(segs, "train_epoch", n);
+  keep.push_back(s.keep);
+  return s.table;
 }
 
 py::dict stats_dict(const EpochStats& s) {
@@ -106,7 +108,7 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   index_t n_params;
   T* g = grads_arg<T>(grads, op, &n_params, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
-  Trainer<T> trainer(layer, g, n_params, segments_arg(clip_segments, keep));
+  Trainer<T> trainer(layer, g, n_params, clip_segments_arg(clip_segments, n_params, keep));
   ProgressFn report;
   if (!progress.is_none())
     report = [&progress](index_t done, index_t total, double loss) {
@@ -132,6 +134,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
   py::array_t<T> out;
   T* dst = nullptr;
   index_t out_row = 0;
+  OutputCheck check_output(op);  // so that each batch's output fills exactly its rows of `out`
   for (index_t start = 0; start < d.n; start += batch_size) {
     const index_t count = std::min(batch_size, d.n - start);
     View<T> xv{const_cast<T*>(d.x + start * s), Shape{count}};
@@ -141,6 +144,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
       py::gil_scoped_release nogil;
       y = layer.forward(xv, Context{false, 0, 0, true});
     }
+    check_output(y.shape, count);
     if (dst == nullptr) {  // the output shape is known after the first batch
       std::vector<py::ssize_t> shape(y.shape.begin(), y.shape.end());
       shape[0] = d.n;

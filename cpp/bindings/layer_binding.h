@@ -21,7 +21,9 @@ py::array copy_out(const View<T>& v) {
 }
 
 // A C-contiguous input of dtype T, as a view. The caller (fastnn.nn) keeps the array alive until
-// backward, because layers keep a pointer to their input.
+// backward, because layers keep a pointer to their input. It may be read-only: no layer writes
+// its input or the gradient it is given (their kernels take them as const T*; a Python-written
+// layer gets a copy), so the const_cast below is never written through.
 template <class T>
 View<T> input_view(const py::handle& h, const std::string& op, const char* name) {
   py::array a = as_ndarray(h, op.c_str(), name);
@@ -31,7 +33,7 @@ View<T> input_view(const py::handle& h, const std::string& op, const char* name)
     value_error(op.c_str(), std::string(name) + " must be C-contiguous");
   check_nonempty(a, op.c_str(), name);
   if (a.ndim() < 1) value_error(op.c_str(), std::string(name) + " must have a batch dimension, got a scalar");
-  return View<T>{static_cast<T*>(a.mutable_data()), Shape(a.shape(), a.shape() + a.ndim())};
+  return View<T>{const_cast<T*>(static_cast<const T*>(a.data())), Shape(a.shape(), a.shape() + a.ndim())};
 }
 
 template <class T>
@@ -74,11 +76,18 @@ void bind_layer_base(py::module_& m, const std::string& name) {
             return out;
           })
       .def(
-          "output_shape", [](const Layer<T>& l, const Shape& in) { return l.output_shape(in); }, py::arg("shape"))
+          "output_shape",
+          [](const Layer<T>& l, const Shape& in) {  // a part not promised (kAnyDims) shows as ...
+            py::list out;
+            for (index_t d : l.output_shape(in)) out.append(d == kAnyDims ? py::object(py::ellipsis()) : py::int_(d));
+            return py::tuple(out);
+          },
+          py::arg("shape"))
       .def(
           "forward",
           [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step) {
             View<T> xv = input_view<T>(x, l.kind() + ".forward", "x");
+            l.last_output_shape.clear();  // a forward that raises leaves nothing for backward
             Context ctx{training, seed, step};
             View<T> y;
             {

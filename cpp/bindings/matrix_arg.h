@@ -15,7 +15,7 @@ struct MatrixArg {
   index_t rows, cols, outer;
   bool col_major;
 
-  explicit MatrixArg(const py::array& a) : keep(a), rows(a.shape(0)), cols(a.shape(1)) {
+  MatrixArg(const py::array& a, const char* op, const char* name) : keep(a), rows(a.shape(0)), cols(a.shape(1)) {
     const py::ssize_t sz = sizeof(T);
     const py::ssize_t s0 = rows == 1 ? cols * sz : a.strides(0), s1 = cols == 1 ? sz : a.strides(1);
     if (s1 == sz && s0 > 0 && s0 % sz == 0 && s0 / sz >= cols) {
@@ -23,7 +23,7 @@ struct MatrixArg {
     } else if (s0 == sz && s1 > 0 && s1 % sz == 0 && s1 / sz >= rows) {
       col_major = true, outer = s1 / sz;
     } else {
-      keep = CArray<T>::ensure(a);
+      keep = c_array<T>(a, op, name);
       col_major = false, outer = cols;
     }
     data = static_cast<const T*>(keep.data());

@@ -5,6 +5,20 @@ the same objects in C++, so ``model(x)``, ``model.backward(g)``, ``train_step`` 
 implementation. A Module written in Python implements ``forward(x)`` and ``backward(grad_out)``
 itself (there is no autograd): backward returns the gradient with respect to the input and
 accumulates (+=) the gradients of its parameters.
+
+The contract of such a module, checked at every call when it runs inside a Sequential (and so in
+fit, evaluate, predict and train_step), before any C++ layer reads what it returned:
+
+- ``forward(x)`` returns a non-empty ndarray of the model's dtype whose first dimension is the
+  batch, ``x.shape[0]``;
+- ``backward(grad_out)`` returns an ndarray of exactly the shape of that forward's ``x``;
+- optionally, ``output_shape(shape) -> tuple`` gives the whole output shape for an input shape
+  (positive ints, the batch first); the output is then checked against it. Without it only the
+  batch dimension is promised, and the module's output shape is known only by running it.
+
+A violation is a TypeError (not an ndarray, another dtype) or a ValueError naming the module and
+the shapes, e.g. ``[Sequential] child 1 (MyModule) returned shape (3, 8) for an input of shape
+(64, 8): its output must keep the batch (64) as its first dimension``.
 """
 
 from collections import OrderedDict

@@ -123,8 +123,8 @@ def _output_width(model, X, name="X"):
     """Outputs per sample (one eval-mode forward of one sample); also checks the input shape."""
     try:
         out = _C.predict(model._layer, X[:1], 1)
-    except ValueError as e:  # the layer names its expected shape; add the data's own
-        raise ValueError(f"{name} has shape {X.shape}, which the model does not accept: {e}") from None
+    except ValueError as e:  # the layer names its expected shape (or the model its output's); add the data's own
+        raise ValueError(f"{name} has shape {X.shape}: {e}") from None
     return int(np.prod(out.shape[1:]))
 
 

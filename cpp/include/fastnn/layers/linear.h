@@ -2,6 +2,8 @@
 // are fused into the pass that follows the GEMM (kernels/linear.h).
 #pragma once
 
+#include <limits>
+
 #include "fastnn/kernels/linear.h"
 #include "fastnn/layers/layer.h"
 
@@ -15,6 +17,9 @@ class Linear : public Layer<T> {
       : in_(in_features), out_(out_features), has_bias_(bias), act_(act), slope_(static_cast<T>(negative_slope)) {
     FASTNN_CHECK(in_ >= 1 && out_ >= 1, "Linear",
                  "in_features and out_features must be >= 1, got " << in_ << " and " << out_);
+    // The parameter count must fit index_t (2**32 x 2**32 wrapped around to 0 weights).
+    FASTNN_CHECK(in_ <= (std::numeric_limits<index_t>::max() - out_) / out_, "Linear",
+                 "in_features * out_features = " << in_ << " * " << out_ << " weights is too many");
   }
 
   std::string kind() const override { return "Linear"; }

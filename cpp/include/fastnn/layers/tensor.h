@@ -2,6 +2,7 @@
 // batch shape and reused every step (first touch of fresh memory is ~10x slower than reuse).
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,24 @@ inline index_t numel(const Shape& s) {
   return n;
 }
 
+// A promised shape (Layer::output_shape) may end with kAnyDims: any number (0 or more) of
+// trailing dimensions of any extent follow. A layer written in Python promises only its batch,
+// (N, kAnyDims), and a container after it can promise nothing, (kAnyDims).
+constexpr index_t kAnyDims = -1;
+
+inline bool is_partial(const Shape& s) { return !s.empty() && s.back() == kAnyDims; }
+
+// Whether `actual` is a shape that `promised` allows.
+inline bool shape_fits(const Shape& promised, const Shape& actual) {
+  if (!is_partial(promised)) return promised == actual;
+  const size_t fixed = promised.size() - 1;
+  return actual.size() >= fixed && std::equal(promised.begin(), promised.begin() + fixed, actual.begin());
+}
+
 inline std::string shape_str(const Shape& s) {
   std::string out = "(";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + (s.size() == 1 ? ",)" : ")");
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + (s[i] == kAnyDims ? "..." : std::to_string(s[i]));
+  return out + (s.size() == 1 && s[0] != kAnyDims ? ",)" : ")");
 }
 
 // A row-major tensor view; dimension 0 is the batch.

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <sstream>
+#include <string>
 #include <utility>
 
 #include "fastnn/layers/activation.h"
@@ -53,30 +55,44 @@ class Sequential : public Layer<T> {
     return out;
   }
 
+  // A child that promises only part of its output shape (a layer written in Python) leaves
+  // the shapes after it unknown: what follows it is promised nothing, (kAnyDims).
   Shape output_shape(const Shape& in) const override {
     Shape s = in;
-    for (const auto& c : children_) s = c->output_shape(s);
+    for (const auto& c : children_) {
+      if (is_partial(s)) return {kAnyDims};
+      s = c->output_shape(s);
+    }
     return s;
   }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     replan_if_modes_changed();
     View<T> h = x;
-    for (auto& c : exec_) h = c->forward(h, ctx);
+    for (size_t i = 0; i < exec_.size(); ++i) h = run_child(i, h, nullptr, ctx);
     return h;
   }
 
   bool reads_rows() const override { return !exec_.empty() && exec_[0]->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) override {
     replan_if_modes_changed();
-    View<T> h = exec_[0]->forward_rows(rows, shape, ctx);
-    for (size_t i = 1; i < exec_.size(); ++i) h = exec_[i]->forward(h, ctx);
+    View<T> h = run_child(0, View<T>{nullptr, shape}, rows, ctx);
+    for (size_t i = 1; i < exec_.size(); ++i) h = run_child(i, h, nullptr, ctx);
     return h;
   }
 
+  // Each child's input gradient must have the shape of that child's input: the child before it
+  // reads it as its output's gradient (a Python module returning more rows made a Linear write
+  // out of bounds).
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
     View<T> g = grad_out;
-    for (size_t i = exec_.size(); i-- > 0;) g = exec_[i]->backward(g, i > 0 || need_input_grad);
+    for (size_t i = exec_.size(); i-- > 0;) {
+      const bool need = i > 0 || need_input_grad;
+      g = exec_[i]->backward(g, need);
+      FASTNN_CHECK(!need || g.shape == in_shapes_[i], "Sequential",
+                   child_name(i) << " returned an input gradient of shape " << shape_str(g.shape)
+                                 << ", but its input had shape " << shape_str(in_shapes_[i]));
+    }
     return g;
   }
 
@@ -103,6 +119,7 @@ class Sequential : public Layer<T> {
   // does a BatchNorm followed by ReLU, with the Dropout that follows it if any (two passes less).
   void plan_execution() {
     exec_.clear();
+    exec_child_.clear();
     for (size_t i = 0; i < children_.size(); ++i) {
       auto lin = std::dynamic_pointer_cast<Linear<T>>(children_[i]);
       auto bn = std::dynamic_pointer_cast<BatchNorm<T>>(children_[i]);
@@ -110,16 +127,20 @@ class Sequential : public Layer<T> {
       Activation fused;
       if (lin && act && lin->activation() == Activation::none && fusable(*act, &fused)) {
         exec_.push_back(std::make_shared<FusedLinearActivation<T>>(lin, fused, static_cast<T>(act->param())));
+        exec_child_.push_back(i);
         ++i;
       } else if (bn && act && act->act() == Pointwise::ReLU) {
         auto drop = i + 2 < children_.size() ? std::dynamic_pointer_cast<Dropout<T>>(children_[i + 2]) : nullptr;
         if (drop && !fusable_modes(bn->mode, drop->mode)) drop = nullptr;
         exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
+        exec_child_.push_back(i);
         i += drop ? 2 : 1;
       } else {
         exec_.push_back(children_[i]);
+        exec_child_.push_back(i);
       }
     }
+    in_shapes_.assign(exec_.size(), Shape{});
     planned_modes_.clear();
     for (const auto& c : children_) planned_modes_.push_back(c->mode);
   }
@@ -133,6 +154,30 @@ class Sequential : public Layer<T> {
   }
 
  private:
+  // Runs exec_[i] on x (or on the rows of a batch of shape x.shape) and checks that its output has
+  // the shape that its output_shape promised for that input, before the next child reads it (one
+  // comparison of shapes per child and batch).
+  View<T> run_child(size_t i, const View<T>& x, const T* const* rows, const Context& ctx) {
+    Layer<T>& c = *exec_[i];
+    const Shape promised = c.output_shape(x.shape);
+    View<T> y = rows ? c.forward_rows(rows, x.shape, ctx) : c.forward(x, ctx);
+    if (!shape_fits(promised, y.shape)) {
+      std::ostringstream os;
+      os << "[Sequential] " << child_name(i) << " returned shape " << shape_str(y.shape) << " for an input of shape "
+         << shape_str(x.shape);
+      if (is_partial(promised) && promised.size() == 2)
+        os << ": its output must keep the batch (" << promised[0] << ") as its first dimension";
+      else
+        os << ", but its output_shape promised " << shape_str(promised);
+      throw invalid_argument(os.str());
+    }
+    in_shapes_[i] = x.shape;
+    return y;
+  }
+
+  // "child 2 (Linear+relu)": the index among the children, the kind as it runs.
+  std::string child_name(size_t i) const { return "child " + std::to_string(exec_child_[i]) + " (" + exec_[i]->kind() + ")"; }
+
   // The fusions depend on the children's own modes (Layer::mode), which Python sets at any time.
   void replan_if_modes_changed() {
     for (size_t i = 0; i < children_.size(); ++i)
@@ -174,6 +219,8 @@ class Sequential : public Layer<T> {
 
   std::vector<LayerPtr<T>> children_;
   std::vector<LayerPtr<T>> exec_;  // children_ with fusable pairs merged
+  std::vector<size_t> exec_child_;  // index in children_ of each exec_ entry's first child
+  std::vector<Shape> in_shapes_;  // each exec_ entry's input shape in the last forward
   std::vector<int> planned_modes_;  // the children's modes when exec_ was planned
 };
 

@@ -3,6 +3,7 @@
 // models are not dominated by per-op overhead. evaluate() and predict() batch in eval mode.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -48,6 +49,32 @@ struct EpochStats {
   index_t samples = 0;
   index_t batches = 0;        // = optimizer steps taken
   index_t nonfinite_batch = -1;  // first batch whose loss was NaN/inf (the epoch stops there)
+};
+
+// The model's output for each batch must keep the batch as its first dimension (the outputs are
+// matched with the targets and copied out row by row: a model ending in Flatten(0) made predict
+// overflow its result and the loss read labels past the batch), with the same shape per sample
+// in every batch of one call.
+class OutputCheck {
+ public:
+  explicit OutputCheck(const char* op) : op_(op) {}
+  void operator()(const Shape& out, index_t batch) {
+    FASTNN_CHECK(!out.empty() && out[0] == batch, op_,
+                 "the model's output for a batch of " << batch << (batch == 1 ? " sample" : " samples") << " has shape "
+                                                      << shape_str(out) << ": its first dimension must be the batch");
+    if (first_.empty()) {
+      first_ = out;
+      return;
+    }
+    FASTNN_CHECK(std::equal(out.begin() + 1, out.end(), first_.begin() + 1, first_.end()), op_,
+                 "the model's output has shape " << shape_str(out) << " for a batch of " << batch << ", but "
+                                                 << shape_str(first_) << " for the first batch: its shape per sample "
+                                                                         "must not change between batches");
+  }
+
+ private:
+  const char* op_;
+  Shape first_;
 };
 
 // Deterministic permutation of [0, n) for (seed, epoch): Fisher-Yates on counter-based draws.
@@ -101,6 +128,7 @@ class BatchGather {
     return rows_.empty() ? model.forward(x_, ctx) : model.forward_rows(rows_.data(), x_.shape, ctx);
   }
   const Targets<T>& y() const { return y_; }
+  index_t count() const { return x_.shape[0]; }
 
  private:
   void gather_targets(const Dataset<T>& d, const index_t* idx, index_t count) {
@@ -205,6 +233,7 @@ class Trainer {
                      const Context& ctx, const EpochOptions& o, index_t* correct) {
     if (n_params_ > 0 && !model_.overwrite_grads) std::memset(grads_, 0, sizeof(T) * n_params_);
     View<T> out = batch.forward(model_, ctx);
+    check_output_(out.shape, batch.count());
     const Targets<T>& y = batch.y();
     View<T> g = grad_ws_.get(out.shape);
     const double loss = objective_forward_backward(obj, out, y, g.data, correct);
@@ -222,7 +251,7 @@ class Trainer {
     GradOverwrite overwrite(model_, grads_, n_params_);
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
-    const index_t nb = (d.n + o.batch_size - 1) / o.batch_size;
+    const index_t nb = d.n / o.batch_size + (d.n % o.batch_size != 0);  // d.n + batch_size - 1 may overflow
     const bool copy_inputs = !reads_rows(model_, d);
     auto last_report = std::chrono::steady_clock::now();
     for (index_t b = 0; b < nb; ++b) {
@@ -255,6 +284,7 @@ class Trainer {
   SegmentTable clip_segments_;
   BatchGather<T> gather_;
   Workspace<T> grad_ws_;
+  OutputCheck check_output_{"train"};
 };
 
 // Loss and correct predictions over a data set in eval mode (no parameter changes).
@@ -263,6 +293,7 @@ EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, 
   EpochStats st;
   Workspace<T> scratch;
   BatchGather<T> gather;
+  OutputCheck check_output("evaluate");
   std::vector<index_t> order(d.n);
   std::iota(order.begin(), order.end(), index_t(0));
   const bool copy_inputs = !reads_rows(model, d);
@@ -270,6 +301,7 @@ EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, 
     const index_t count = std::min(batch_size, d.n - start);
     gather.gather(d, order.data() + start, count, copy_inputs);
     View<T> out = gather.forward(model, Context{false, 0, 0, true});
+    check_output(out.shape, count);
     const double loss = objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct);
     st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
     st.samples += count;
