@@ -158,6 +158,19 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
+    def _forward_in_mode(self, x, training):
+        """forward(x) with this module and all its submodules in `training` mode, each module's
+        own mode restored after (evaluate and predict of a model written in Python)."""
+        saved = [(m, m.training) for m in self.modules()]
+        self.train(training)
+        try:
+            return self.forward(x)
+        finally:
+            for m, mode in saved:
+                if m.training != mode:
+                    object.__setattr__(m, "training", mode)
+                    m._on_mode_change()
+
     # --- training (fastnn.train; the epoch loop runs in C++) ------------------------------------
 
     def fit(self, X, y, **kwargs):
