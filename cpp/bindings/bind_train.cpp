@@ -102,7 +102,8 @@ py::dict stats_dict(const EpochStats& s) {
 index_t* applied_arg(const py::handle& applied, std::vector<py::object>& keep) {
   if (applied.is_none()) return nullptr;
   auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(applied);
-  if (!a || a.size() != 1 || !a.writeable()) throw py::value_error("[train_epoch] applied must be a writeable int64 array of 1 element");
+  if (!a || a.ptr() != applied.ptr() || a.size() != 1 || !a.writeable())  // not a converted copy
+    throw py::value_error("[train_epoch] applied must be a writeable int64 array of 1 element");
   keep.push_back(a);
   return a.mutable_data();
 }

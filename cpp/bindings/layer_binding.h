@@ -79,10 +79,10 @@ void bind_layer_base(py::module_& m, const std::string& name) {
           "output_shape", [](const Layer<T>& l, const Shape& in) { return l.output_shape(in); }, py::arg("shape"))
       .def(
           "forward",
-          [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step) {
+          [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step, bool force) {
             const std::string op = l.kind() + ".forward";
             View<T> xv = input_view<T>(x, op, "x");
-            Context ctx{training, seed, step};
+            Context ctx{training, seed, step, force};
             ModelLock<T> lock(l, op, true);
             View<T> y;
             {
@@ -93,7 +93,8 @@ void bind_layer_base(py::module_& m, const std::string& name) {
             keep_input(l, x);
             return copy_out(y);
           },
-          py::arg("x"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0)
+          py::arg("x"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0,
+          py::arg("force") = false)
       .def(
           "backward",
           [](Layer<T>& l, const py::handle& g, bool need_input_grad) -> py::object {

@@ -108,9 +108,10 @@ def test_a_python_written_model_predicted_from_four_threads():
 
 
 def test_predict_of_a_python_written_model_runs_its_submodules_in_eval_mode():
-    # Their modes (a Dropout's, a BatchNorm's) are switched for the call and restored, also when
-    # forward raises.
+    # Eval mode is imposed on the calls of the predicting thread only: the modules' own modes (a
+    # Dropout's, a BatchNorm's) do not change, for other threads or after an error.
     run("""
+        other = []
         class Net(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -118,13 +119,16 @@ def test_predict_of_a_python_written_model_runs_its_submodules_in_eval_mode():
             def forward(self, x):
                 if self.fail:
                     raise KeyError("no")
+                t = threading.Thread(target=lambda: other.append((self.training, self.drop.training)))
+                t.start()
+                t.join()
                 return self.bn(self.drop(x))
             def backward(self, g):
                 return self.drop.backward(self.bn.backward(g))
         net = Net()
         net.bn.eval()
         np.testing.assert_array_equal(net.predict(X), net.bn.eval()(X))  # no dropout, running statistics
-        net.bn.train(False)
+        assert other and set(other) == {(True, True)}, other
         assert net.training and net.drop.training and not net.bn.training
         net.fail = True
         try:

@@ -7,6 +7,7 @@ itself (there is no autograd): backward returns the gradient with respect to the
 accumulates (+=) the gradients of its parameters.
 """
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -14,8 +15,28 @@ import numpy as np
 from .parameter import Parameter, repack, shared_buffer
 
 
+# The mode evaluate/predict impose on the calls of this thread (None: every module's own), so that
+# the submodules a Python-written module calls run in eval mode without their modes changing for
+# other threads.
+_imposed = threading.local()
+
+
+def imposed_mode():
+    """True/False while evaluate or predict runs a Python-written module in this thread, else None."""
+    return getattr(_imposed, "mode", None)
+
+
 class Module:
     """Base class of every layer and model."""
+
+    @property
+    def training(self):
+        imposed = getattr(_imposed, "mode", None)
+        return self.__dict__["_training"] if imposed is None else imposed
+
+    @training.setter
+    def training(self, mode):
+        self.__dict__["_training"] = mode
 
     def __init__(self):
         object.__setattr__(self, "_modules", OrderedDict())
@@ -159,17 +180,14 @@ class Module:
         return self.forward(x)
 
     def _forward_in_mode(self, x, training):
-        """forward(x) with this module and all its submodules in `training` mode, each module's
-        own mode restored after (evaluate and predict of a model written in Python)."""
-        saved = [(m, m.training) for m in self.modules()]
-        self.train(training)
+        """forward(x) with this module and everything it calls in `training` mode in this thread
+        only (evaluate and predict of a model written in Python); the modules' own modes stay."""
+        before = getattr(_imposed, "mode", None)
+        _imposed.mode = bool(training)
         try:
             return self.forward(x)
         finally:
-            for m, mode in saved:
-                if m.training != mode:
-                    object.__setattr__(m, "training", mode)
-                    m._on_mode_change()
+            _imposed.mode = before
 
     # --- training (fastnn.train; the epoch loop runs in C++) ------------------------------------
 
