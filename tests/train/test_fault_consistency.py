@@ -244,3 +244,11 @@ def test_a_batch_of_one_in_train_step_changes_nothing():
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
     assert opt.state["step"].sum() == 0
+
+
+def test_the_applied_counter_must_be_written_in_place():
+    model = make_model(Fault())
+    X, y = data(BATCH)
+    with pytest.raises(ValueError, match="applied must be a writeable int64 array"):
+        fastnn._C.train_epoch(model._layer, X, y, "cross_entropy", "mean", model.flat_grad(), [], BATCH, False, 0, 0,
+                              0, applied=np.zeros(1, np.int32))

@@ -32,7 +32,12 @@ class Module:
     @property
     def training(self):
         imposed = getattr(_imposed, "mode", None)
-        return self.__dict__["_training"] if imposed is None else imposed
+        if imposed is not None:
+            return imposed
+        try:
+            return self.__dict__["_training"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no 'training': Module.__init__() was not called") from None
 
     @training.setter
     def training(self, mode):
@@ -129,7 +134,7 @@ class Module:
 
     def train(self, mode=True):
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            m.__dict__["_training"] = bool(mode)
             m._on_mode_change()
         return self
 
