@@ -17,8 +17,6 @@
 namespace fastnn::bind {
 namespace {
 
-// A layer implemented by a Python object with forward(x) -> y and backward(g) -> dx (NumPy).
-// Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but correct.
 // The lock of a Python-written module, shared by all its trampolines (fit, evaluate and predict
 // wrap a Python module anew at each call): the module's own state (its training flag, what its
 // forward keeps for backward) is used by one call at a time. Called with the GIL, which guards
@@ -35,6 +33,8 @@ inline std::shared_ptr<LayerMutex> module_mutex(const py::object& module) {
   return m;
 }
 
+// A layer implemented by a Python object with forward(x) -> y and backward(g) -> dx (NumPy).
+// Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but correct.
 template <class T>
 class PythonLayer : public Layer<T> {
  public:

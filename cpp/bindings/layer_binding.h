@@ -58,6 +58,7 @@ void bind_layer_base(py::module_& m, const std::string& name) {
                                           " parameters at offset " + std::to_string(offset));
             ModelLock<T> lock(l, op, false);  // not while a call runs the layer
             l.bind_params(p.mutable_data() + offset, g.mutable_data() + offset);
+            l.mutex().params_owner = hold(py::make_tuple(p, g));
           },
           py::arg("params"), py::arg("grads"), py::arg("offset"))
       .def_readwrite("params_trainable", &Layer<T>::params_trainable)

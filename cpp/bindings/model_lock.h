@@ -89,15 +89,20 @@ class ModelLock {
   std::vector<LayerMutex*> locks_;
 };
 
+// A reference to a Python object that C++ can hold (the GIL is taken to drop it).
+inline std::shared_ptr<void> hold(const pybind11::handle& obj) {
+  auto* held = new pybind11::object(pybind11::reinterpret_borrow<pybind11::object>(obj));
+  return std::shared_ptr<void>(held, [](void* p) {
+    pybind11::gil_scoped_acquire gil;
+    delete static_cast<pybind11::object*>(p);
+  });
+}
+
 // Keeps the caller's input array alive until the layer's next forward (its backward reads the
 // input again); held by the layer's lock, so the input kept is the one its last forward read.
 template <class T>
 void keep_input(Layer<T>& layer, const pybind11::handle& x) {
-  auto* held = new pybind11::object(pybind11::reinterpret_borrow<pybind11::object>(x));
-  layer.mutex().input_owner = std::shared_ptr<void>(held, [](void* p) {
-    pybind11::gil_scoped_acquire gil;
-    delete static_cast<pybind11::object*>(p);
-  });
+  layer.mutex().input_owner = hold(x);
 }
 
 }  // namespace fastnn::bind

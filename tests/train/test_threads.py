@@ -172,6 +172,35 @@ def test_fit_in_one_thread_while_others_predict():
         """)
 
 
+def test_changing_the_dtype_while_other_threads_predict():
+    # .double()/.float() move the parameters to new buffers (megabytes: freed memory is unmapped)
+    # while calls still run the old layers, which keep their buffers alive.
+    run("""
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+        want = {np.dtype(np.float32): model.predict(X)}
+        want[np.dtype(np.float64)] = model.double().predict(X)
+        model.float()
+        done = threading.Event()
+        def switch():
+            try:
+                for _ in range(30):
+                    model.double()
+                    model.float()
+            finally:
+                done.set()
+        def predictor():
+            while not done.is_set():
+                try:
+                    p = model.predict(X)
+                except TypeError as e:  # the dtype changed between the data's conversion and the call
+                    assert "are not float" in str(e), e
+                    continue
+                np.testing.assert_array_equal(p, want[p.dtype])
+        run_threads([switch, predictor, predictor])
+        """)
+
+
 def test_two_fits_of_one_model_at_once_raise():
     # The first fit waits inside its first epoch's callback until the second attempt is over.
     run("""

@@ -17,6 +17,9 @@ struct LayerMutex {
   std::thread::id last_forward;
   // What the caller's input is kept alive by until the next forward (backward reads it again).
   std::shared_ptr<void> input_owner;
+  // What the parameter and gradient buffers the layer points into are kept alive by (a call may
+  // still run an old layer of a module that has moved to new buffers, e.g. with .double()).
+  std::shared_ptr<void> params_owner;
 };
 
 }  // namespace fastnn
