@@ -1,6 +1,7 @@
 // C++ layers as Python objects (handles used by fastnn.nn), plus the trampoline that lets a layer
 // written in Python sit inside a C++ container.
 #include <cstring>
+#include <unordered_map>
 
 #include <pybind11/stl.h>
 
@@ -16,6 +17,22 @@
 namespace fastnn::bind {
 namespace {
 
+// The lock of a Python-written module, shared by all its trampolines (fit, evaluate and predict
+// wrap a Python module anew at each call): the module's own state (its training flag, what its
+// forward keeps for backward) is used by one call at a time. Called with the GIL, which guards
+// the registry; an entry lives while a trampoline holds the module (and so its address).
+inline std::shared_ptr<LayerMutex> module_mutex(const py::object& module) {
+  static auto* registry = new std::unordered_map<PyObject*, std::weak_ptr<LayerMutex>>();
+  static size_t prune_at = 64;
+  std::shared_ptr<LayerMutex> m = (*registry)[module.ptr()].lock();
+  if (!m) (*registry)[module.ptr()] = m = std::make_shared<LayerMutex>();
+  if (registry->size() >= prune_at) {
+    for (auto it = registry->begin(); it != registry->end();) it = it->second.expired() ? registry->erase(it) : ++it;
+    prune_at = 2 * registry->size() + 64;
+  }
+  return m;
+}
+
 // A layer implemented by a Python object with forward(x) -> y and backward(g) -> dx (NumPy).
 // Slower than a C++ layer (the GIL is taken and arrays are copied at the boundary) but checked:
 // every array the module returns is checked (an ndarray of the model's dtype, not empty) before
@@ -24,7 +41,8 @@ namespace {
 template <class T>
 class PythonLayer : public Layer<T> {
  public:
-  explicit PythonLayer(py::object module) : module_(std::move(module)) {}
+  explicit PythonLayer(py::object module) : module_(std::move(module)), mutex_(module_mutex(module_)) {}
+  LayerMutex& mutex() override { return *mutex_; }
   ~PythonLayer() override {
     py::gil_scoped_acquire gil;
     module_ = py::object();
@@ -52,16 +70,10 @@ class PythonLayer : public Layer<T> {
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     py::gil_scoped_acquire gil;
-    py::object was = module_.attr("training");
-    if (ctx.force) module_.attr("training") = py::bool_(ctx.training);  // else the module's own mode
-    py::object y;
-    try {
-      y = module_.attr("forward")(to_numpy(x));
-    } catch (...) {
-      module_.attr("training") = was;
-      throw;
-    }
-    module_.attr("training") = was;
+    // evaluate/predict: the module and its submodules in that mode (Module._forward_in_mode);
+    // else the modules' own modes
+    py::object y = ctx.force ? module_.attr("_forward_in_mode")(to_numpy(x), ctx.training)
+                             : module_.attr("forward")(to_numpy(x));
     return from_numpy(y, out_, "forward");
   }
   View<T> backward(const View<T>& g, bool) override {
@@ -115,6 +127,7 @@ class PythonLayer : public Layer<T> {
   }
 
   py::object module_;
+  std::shared_ptr<LayerMutex> mutex_;
   Workspace<T> out_, grad_in_;
 };
 
@@ -152,7 +165,8 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def(py::init<index_t>(), py::arg("pieces"));
   py::class_<BatchNorm<T>, Layer<T>, std::shared_ptr<BatchNorm<T>>>(m, ("BatchNorm_" + suffix).c_str())
       .def(py::init<index_t, double, double, bool, bool, int>(), py::arg("num_features"), py::arg("eps"),
-           py::arg("momentum"), py::arg("affine"), py::arg("track_running_stats"), py::arg("spatial_dims"));
+           py::arg("momentum"), py::arg("affine"), py::arg("track_running_stats"), py::arg("spatial_dims"))
+      .def_property_readonly("last_input_shape", &BatchNorm<T>::last_input_shape);
   py::class_<Linear<T>, Layer<T>, std::shared_ptr<Linear<T>>>(m, ("Linear_" + suffix).c_str())
       .def(py::init([](index_t in, index_t out, bool bias, const std::string& activation, double slope) {
              Activation act;

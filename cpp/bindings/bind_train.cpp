@@ -7,6 +7,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/layer_binding.h"
+#include "bindings/model_lock.h"
 #include "bindings/segments_arg.h"
 #include "bindings/stepper.h"
 #include "fastnn/kernels/finite.h"
@@ -98,10 +99,22 @@ py::dict stats_dict(const EpochStats& s) {
   return d;
 }
 
+// Where the epoch loop counts the batches whose optimizer steps it applied, so that Python can
+// advance the optimizer's step counters by exactly that even when the epoch raises.
+index_t* applied_arg(const py::handle& applied, std::vector<py::object>& keep) {
+  if (applied.is_none()) return nullptr;
+  auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(applied);
+  if (!a || a.ptr() != applied.ptr() || a.size() != 1 || !a.writeable())  // not a converted copy
+    throw py::value_error("[train_epoch] applied must be a writeable int64 array of 1 element");
+  keep.push_back(a);
+  return a.mutable_data();
+}
+
 template <class T>
 py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py::handle& y, const Objective& obj,
                           const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
-                          const EpochOptions& o, const py::handle& clip_segments, const py::object& progress) {
+                          const EpochOptions& o, const py::handle& clip_segments, const py::object& progress,
+                          const py::handle& applied_out) {
   const char* op = "train_epoch";
   std::vector<py::object> keep;
   Dataset<T> d = dataset_arg<T>(X, y, op, keep);
@@ -109,13 +122,20 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   T* g = grads_arg<T>(grads, op, &n_params, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
   Trainer<T> trainer(layer, g, n_params, clip_segments_arg(clip_segments, n_params, keep));
-  ProgressFn report;
-  if (!progress.is_none())
-    report = [&progress](index_t done, index_t total, double loss) {
-      py::gil_scoped_acquire gil;
-      progress(done, total, loss);
-    };
-  const std::vector<StepFn> steps = steps_arg(steppers);
+  // Called between batches at most ~10 times a second: Ctrl-C (seen by Python only when it runs)
+  // stops the epoch there, with every step before it applied and counted.
+  const ProgressFn report = [&progress](index_t done, index_t total, double loss) {
+    if (done == total && progress.is_none()) return;  // Python runs next anyway
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!progress.is_none()) progress(done, total, loss);
+  };
+  std::vector<StepFn> steps = steps_arg(steppers);
+  if (index_t* applied = applied_arg(applied_out, keep)) {
+    *applied = 0;
+    steps.push_back([applied](index_t k) { *applied = k + 1; });  // runs after the batch's optimizer steps
+  }
+  ModelLock<T> lock(layer, op, true);
   EpochStats st;
   {
     py::gil_scoped_release nogil;
@@ -130,6 +150,7 @@ py::array predict_impl(const py::handle& model, const py::handle& X, index_t bat
   std::vector<py::object> keep;
   Dataset<T> d = dataset_arg<T>(X, py::none(), op, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
+  ModelLock<T> lock(layer, op, true);
   const index_t s = d.sample_size();
   py::array_t<T> out;
   T* dst = nullptr;
@@ -176,18 +197,20 @@ void bind_train(py::module_& m) {
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
          const std::string& reduction, const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
          index_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch, std::uint64_t first_step,
-         double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress) {
+         double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress,
+         const py::handle& applied) {
         if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
         EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value};
         const Objective obj = objective_arg(loss, reduction);
         return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
-          return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress);
+          return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress,
+                                                  applied);
         });
       },
       py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("grads"),
       py::arg("steppers"), py::arg("batch_size"), py::arg("shuffle"), py::arg("seed"), py::arg("epoch"),
       py::arg("first_step"), py::arg("clip_norm") = 0.0, py::arg("clip_value") = 0.0,
-      py::arg("clip_segments") = py::none(), py::arg("progress") = py::none());
+      py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none());
   m.def(
       "evaluate",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
@@ -199,6 +222,7 @@ void bind_train(py::module_& m) {
           std::vector<py::object> keep;
           Dataset<T> d = dataset_arg<T>(X, y, "evaluate", keep);
           Layer<T>& layer = layer_arg<T>(model, "evaluate");
+          ModelLock<T> lock(layer, "evaluate", true);
           EpochStats st;
           {
             py::gil_scoped_release nogil;

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
+#include "bindings/model_lock.h"
 #include "fastnn/layers/layer.h"
 
 namespace fastnn::bind {
@@ -57,7 +58,9 @@ void bind_layer_base(py::module_& m, const std::string& name) {
               value_error(op.c_str(), "buffers of " + std::to_string(p.size()) + "/" + std::to_string(g.size()) +
                                           " elements cannot hold " + std::to_string(l.num_params()) +
                                           " parameters at offset " + std::to_string(offset));
+            ModelLock<T> lock(l, op, false);  // not while a call runs the layer
             l.bind_params(p.mutable_data() + offset, g.mutable_data() + offset);
+            l.mutex().params_owner = hold(py::make_tuple(p, g));
           },
           py::arg("params"), py::arg("grads"), py::arg("offset"))
       .def_readwrite("params_trainable", &Layer<T>::params_trainable)
@@ -85,25 +88,36 @@ void bind_layer_base(py::module_& m, const std::string& name) {
           py::arg("shape"))
       .def(
           "forward",
-          [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step) {
-            View<T> xv = input_view<T>(x, l.kind() + ".forward", "x");
+          [](Layer<T>& l, const py::handle& x, bool training, std::uint64_t seed, std::uint64_t step, bool force) {
+            const std::string op = l.kind() + ".forward";
+            View<T> xv = input_view<T>(x, op, "x");
+            Context ctx{training, seed, step, force};
+            ModelLock<T> lock(l, op, true);
             l.last_output_shape.clear();  // a forward that raises leaves nothing for backward
-            Context ctx{training, seed, step};
             View<T> y;
             {
               py::gil_scoped_release nogil;
               y = l.forward(xv, ctx);
             }
             l.last_output_shape = y.shape;
+            keep_input(l, x);
             return copy_out(y);
           },
-          py::arg("x"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0)
+          py::arg("x"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0,
+          py::arg("force") = false)
       .def(
           "backward",
           [](Layer<T>& l, const py::handle& g, bool need_input_grad) -> py::object {
             const std::string op = l.kind() + ".backward";
             View<T> gv = input_view<T>(g, op, "grad_out");
-            if (l.last_output_shape.empty()) value_error(op.c_str(), "backward called before forward");
+            ModelLock<T> lock(l, op, false);
+            const auto last = l.mutex().last_forward;
+            if (last != std::thread::id() && last != std::this_thread::get_id())
+              throw std::runtime_error("[" + op + "] the model's last forward ran in another thread, so backward "
+                                       "has not this thread's activations: train a model in one thread at a time");
+            if (l.last_output_shape.empty())
+              value_error(op.c_str(), "backward called before forward (or predict, evaluate or fit ran the model "
+                                      "since its forward)");
             if (gv.shape != l.last_output_shape)
               value_error(op.c_str(), "grad_out must have the shape of the last output " +
                                           fastnn::shape_str(l.last_output_shape) + ", got " + fastnn::shape_str(gv.shape));

@@ -209,9 +209,9 @@ attempt("seq forward", lambda: seq(np.ones((64, 4), np.float32)))
 attempt("seq backward", lambda: seq.backward(np.ones((64, 2), np.float32)))
 """)
     assert out["forward"].startswith("ValueError: [Linear] expected input (N, 16), got (64, 4)"), out
-    assert out["backward"] == "ValueError: [Linear.backward] backward called before forward", out
+    assert out["backward"].startswith("ValueError: [Linear.backward] backward called before forward"), out
     assert out["seq forward"].startswith("ValueError: [Linear] expected input (N, 16)"), out
-    assert out["seq backward"] == "ValueError: [Sequential.backward] backward called before forward", out
+    assert out["seq backward"].startswith("ValueError: [Sequential.backward] backward called before forward"), out
 
 
 def test_read_only_inputs_are_accepted():

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import random as _random
 from .._config import _C
-from .module import Module
+from .module import Module, imposed_mode
 from .parameter import pack, repack
 
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
@@ -69,7 +69,7 @@ class LayerModule(Module):
     def _on_mode_change(self):
         """The C++ layers follow this module's own mode (PyTorch's per-module train/eval)."""
         for layer in self._cpp_layers():
-            layer.mode = int(self.training)
+            layer.mode = int(self.__dict__["_training"])  # its own mode, not one imposed on this thread
 
     def _cpp_layers(self):
         """This module's C++ layer, and those containers made for its other uses (see Sequential)."""
@@ -129,7 +129,7 @@ class LayerModule(Module):
     def forward(self, x):
         x = self._as_input(x)
         object.__setattr__(self, "_last_input", x)  # the C++ layer reads it again in backward
-        return self._layer.forward(x, self.training, _random.seed(), _random.next_step())
+        return self._layer.forward(x, self.training, _random.seed(), _random.next_step(), imposed_mode() is not None)
 
     def backward(self, grad_out):
         if self._last_input is None:

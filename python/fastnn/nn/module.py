@@ -21,6 +21,7 @@ the shapes, e.g. ``[Sequential] child 1 (MyModule) returned shape (3, 8) for an 
 (64, 8): its output must keep the batch (64) as its first dimension``.
 """
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -29,8 +30,33 @@ from .. import _validate as _v
 from .parameter import Parameter, as_real, repack, shared_buffer
 
 
+# The mode evaluate/predict impose on the calls of this thread (None: every module's own), so that
+# the submodules a Python-written module calls run in eval mode without their modes changing for
+# other threads.
+_imposed = threading.local()
+
+
+def imposed_mode():
+    """True/False while evaluate or predict runs a Python-written module in this thread, else None."""
+    return getattr(_imposed, "mode", None)
+
+
 class Module:
     """Base class of every layer and model."""
+
+    @property
+    def training(self):
+        imposed = getattr(_imposed, "mode", None)
+        if imposed is not None:
+            return imposed
+        try:
+            return self.__dict__["_training"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no 'training': Module.__init__() was not called") from None
+
+    @training.setter
+    def training(self, mode):
+        self.__dict__["_training"] = mode
 
     def __init__(self):
         object.__setattr__(self, "_modules", OrderedDict())
@@ -124,7 +150,7 @@ class Module:
     def train(self, mode=True):
         mode = _v.check_bool(mode, f"{type(self).__name__}.train", "mode")
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            m.__dict__["_training"] = bool(mode)
             m._on_mode_change()
         return self
 
@@ -177,6 +203,16 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _forward_in_mode(self, x, training):
+        """forward(x) with this module and everything it calls in `training` mode in this thread
+        only (evaluate and predict of a model written in Python); the modules' own modes stay."""
+        before = getattr(_imposed, "mode", None)
+        _imposed.mode = bool(training)
+        try:
+            return self.forward(x)
+        finally:
+            _imposed.mode = before
 
     # --- training (fastnn.train; the epoch loop runs in C++) ------------------------------------
 

@@ -4,6 +4,7 @@ Python validates the data once, then calls C++ once per epoch; it is called back
 ends (callbacks, schedules, history) and for a progress bar refresh at most ~10 times a second.
 """
 
+import contextlib
 import math
 import time
 
@@ -15,9 +16,11 @@ from .. import random as _random
 from .._config import _C
 from ..nn import loss as _loss
 from ..nn._layer_module import LayerModule
+from ..nn.batchnorm import _BatchNorm
 from ..nn.container import Sequential
 from ..nn.module import Module
 from .callbacks import Callback, TerminateOnNaN
+from .claim import exclusive_training
 from .history import History
 from .progress import make_bar
 
@@ -182,6 +185,59 @@ def _metrics(stats, kernel, width):
     return loss, stats["correct"] / max(stats["samples"] * per_sample, 1)
 
 
+def _check_batch_statistics(model, n, batch_size):
+    """ValueError before any training when a batch of the epoch would give a BatchNorm one value per
+    channel (PyTorch: "Expected more than 1 value per channel when training"): batch_size=1, or a
+    last batch of 1 sample, for a BatchNorm whose input has no spatial dimensions. Reads the input
+    shapes the BatchNorms saw in fit's first forward (_output_width)."""
+    last = n - (math.ceil(n / batch_size) - 1) * batch_size
+    if min(batch_size, last) > 1:
+        return
+    for name, m in model.named_modules():
+        if not isinstance(m, _BatchNorm):
+            continue
+        shapes = [tuple(layer.last_input_shape) for layer in m._cpp_layers()]
+        if any(len(s) >= 2 and math.prod(s[2:]) == 1 for s in shapes):
+            if n == 1:
+                fix = "the data has 1 sample"
+            elif batch_size == 1:
+                fix = "use batch_size >= 2"
+            else:
+                good = next(b for k in range(1, n) for b in (batch_size + k, batch_size - k)
+                            if b >= 2 and n - (math.ceil(n / b) - 1) * b > 1)
+                fix = f"the last batch of {n} samples by {batch_size} has 1 sample; use e.g. batch_size={good}"
+            raise ValueError(f"fit: {type(m).__name__} ({name or 'the model'}) expects more than 1 value per channel "
+                             f"when training, but a batch would have 1 sample: {fix}")
+
+
+@contextlib.contextmanager
+def _counting_steps(opt, state, where, batches):
+    """Around one C++ epoch: yields the array where it counts the batches whose optimizer steps it
+    applied, and advances the optimizer's step counters (and the fit's global step) by exactly
+    that number, also when the epoch raises (an error in a Python layer, Ctrl-C), whose message
+    then says how many batches were applied."""
+    applied = np.zeros(1, np.int64)
+    try:
+        yield applied
+    except BaseException as e:
+        if hasattr(e, "add_note"):  # Python 3.11+
+            e.add_note(f"{where}: {int(applied[0])} of {batches} batches were applied before this error; the parameters "
+                       "and the optimizer's state (step counts) include exactly those steps")
+        raise
+    finally:
+        if applied[0]:
+            opt._advance(int(applied[0]))
+        if state is not None:
+            state.global_step += int(applied[0])
+
+
+def _nonfinite_parameters(model):
+    """' (which already contain NaN or infinity)' when they do (a step before overflowed), else ''."""
+    params = model.flat_parameters()
+    return " (which already contain NaN or infinity)" if params.size and _C.first_nonfinite(params) >= 0 else ""
+
+
+@exclusive_training("fit")
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None):
@@ -247,6 +303,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
             raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
 
+    _check_batch_statistics(cpp_model, len(X), batch_size)
     state = FitState()
     batches_per_epoch = math.ceil(len(X) / batch_size)
     history = History()
@@ -263,17 +320,18 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         bar = make_bar(batches_per_epoch, f"epoch {epoch + 1}/{initial_epoch + epochs}", verbose)
         steps = opt._deferred_steps() if params else []
         cpp_model.train()
-        stats = _C.train_epoch(
-            cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
-            int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0), float(clip_grad_value or 0.0),
-            clip_segments, (lambda done, total, running: bar.update_to(done, running)) if bar else None)
-        opt._advance(stats["batches"])
-        state.global_step += stats["batches"]
+        with _counting_steps(opt, state, f"fit: epoch {epoch + 1}", batches_per_epoch) as applied:
+            stats = _C.train_epoch(
+                cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
+                int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
+                float(clip_grad_value or 0.0), clip_segments,
+                (lambda done, total, running: bar.update_to(done, running)) if bar else None, applied)
         if stats["nonfinite_batch"] >= 0:
             if bar:
                 bar.close("stopped: non-finite loss")
             message = (f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch {stats['nonfinite_batch'] + 1}; "
-                       "the parameters are those before that batch (lower the learning rate or clip gradients)")
+                       f"the parameters are those before that batch{_nonfinite_parameters(cpp_model)} "
+                       "(lower the learning rate or clip gradients)")
             if terminate_on_nan:
                 break
             raise FloatingPointError(message)
@@ -326,6 +384,7 @@ def predict(model, X, batch_size=256):
     return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
 
 
+@exclusive_training("train_step")
 def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     """One minibatch (forward, loss, backward, optimizer step) in one C++ call; returns the loss.
 
@@ -340,9 +399,10 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     y = _check_y(y, kernel, len(x), width, cpp_model)
     params = list(cpp_model.parameters())
     cpp_model.train()
-    stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction, cpp_model.flat_grad() if params else None,
-                           optimizer._deferred_steps() if params else [], len(x), False, int(seed), 0, int(step))
+    with _counting_steps(optimizer, None, "train_step", 1) as applied:
+        stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction,
+                               cpp_model.flat_grad() if params else None, optimizer._deferred_steps() if params else [],
+                               len(x), False, int(seed), 0, int(step), applied=applied)
     if stats["nonfinite_batch"] >= 0:
         raise FloatingPointError("train_step: the loss is NaN or infinite; the parameters were not changed")
-    optimizer._advance(stats["batches"])
     return stats["loss_sum"] / len(x) if loss_obj.reduction == "mean" else stats["loss_sum"]

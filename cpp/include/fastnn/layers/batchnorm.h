@@ -123,6 +123,9 @@ class BatchNorm : public Layer<T> {
   double momentum() const { return momentum_; }
   bool affine() const { return affine_; }
   bool track_running_stats() const { return track_; }
+  // The shape of the last forward's input (fit checks before training that no batch leaves one
+  // value per channel).
+  const Shape& last_input_shape() const { return x_.shape; }
 
  private:
   void check_batch(const Shape& in) const {

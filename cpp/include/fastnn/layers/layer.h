@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "fastnn/layers/layer_lock.h"
 #include "fastnn/layers/tensor.h"
 
 namespace fastnn {
@@ -98,6 +99,15 @@ class Layer {
   bool overwrite_grads = false;
   // Shape of the last forward's output, so a Python-level backward can check its gradient.
   Shape last_output_shape;
+
+  // This layer and every layer it runs (containers add their children's), for the lock that
+  // entry points take on all of them (layer_lock.h).
+  virtual void collect_layers(std::vector<Layer*>& out) { out.push_back(this); }
+  // The lock of this layer (a trampoline of a Python-written module shares one per module).
+  virtual LayerMutex& mutex() { return mutex_; }
+
+ private:
+  LayerMutex mutex_;
 };
 
 template <class T> using LayerPtr = std::shared_ptr<Layer<T>>;

@@ -73,6 +73,11 @@ class Sequential : public Layer<T> {
     return h;
   }
 
+  void collect_layers(std::vector<Layer<T>*>& out) override {
+    out.push_back(this);
+    for (auto& c : children_) c->collect_layers(out);
+  }
+
   bool reads_rows() const override { return !exec_.empty() && exec_[0]->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) override {
     replan_if_modes_changed();
