@@ -1,0 +1,170 @@
+"""Runs a family of generated cases through a Worker and judges each reply.
+
+Oracle: a case passes when the call succeeded with a sane result (the case's own ok_* checks),
+or raised one of the expected exception types with a message that names the problem. It fails
+when the process died (signal, sanitizer report, exit), hung, returned an impossible result
+("insane"), accepted an input the case marks invalid ("accepted"), refused a case of only valid
+inputs ("refused"), raised an unexpected type,
+or raised with a bad message: pybind11's "incompatible function arguments", C++ internals
+(std::...), an empty text, or a huge number the case never contained (leaked memory).
+"""
+
+import collections
+import re
+
+from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, settings
+
+from tests.fuzz.worker import Worker, reproducer
+
+EXPECTED = {"ValueError", "TypeError", "MemoryError", "RuntimeError", "ModelFileError", "FloatingPointError",
+            "IndexError", "OverflowError", "KeyError", "NotImplementedError", "FileNotFoundError",
+            "IsADirectoryError", "NotADirectoryError", "PermissionError", "OSError", "AttributeError"}
+# Per family: what may be raised. A model file's problems are ModelFileErrors (issue 7), the CLI's
+# bad arguments are argparse's exit 2 or a message.
+FAMILY_EXPECTED = {
+    "io": {"ModelFileError", "FileNotFoundError"},
+    "cli": EXPECTED | {"SystemExit"},
+}
+BAD_TEXT = [("incompatible function arguments", "pybind11 signature dump"), ("std::", "C++ internals"),
+            ("max_size()", "C++ internals"), ("Traceback", "traceback in message")]
+_BIG_NUMBER = re.compile(r"(?<![\d.e])\d{12,}(?![\d.])")
+
+
+def judge(family, code, reply):
+    """(category, detail): category "pass", or the kind of failure."""
+    status = reply["status"]
+    if status == "ok":
+        return "pass", ""
+    if status == "crash":
+        how = reply.get("signal") or f"exit {reply.get('exit')}"
+        return "crash", f"{how}: {_last_line(reply.get('log', ''))}"
+    if status == "hang":
+        return "hang", reply["message"]
+    if status == "insane":
+        return "insane", reply["message"]
+    if status == "accepted":
+        return "accepted", reply["message"]
+    kind, msg = reply["type"], reply["message"]
+    if code.startswith("VALID = 1") and kind != "SystemExit":
+        return "refused", f"{kind}: {msg[:300]}"
+    if kind not in FAMILY_EXPECTED.get(family, EXPECTED):
+        return "unexpected-type", f"{kind}: {msg[:300]}"
+    if kind == "SystemExit":
+        code_ = reply.get("code")
+        return ("pass", "") if code_ == 2 or isinstance(code_, str) else ("unexpected-type", f"SystemExit({code_!r})")
+    if kind == "AttributeError" and family != "layers":
+        return "unexpected-type", f"{kind}: {msg[:300]}"
+    if not msg.strip() and kind != "KeyError":
+        return "bad-message", f"{kind} with an empty message"
+    for text, why in BAD_TEXT:
+        if text in msg:
+            return "bad-message", f"{why}: {kind}: {msg[:300]}"
+    for number in _BIG_NUMBER.findall(msg):
+        if number not in code and not _round(int(number)):
+            return "bad-message", f"leaked number {number}: {kind}: {msg[:300]}"
+    return "pass", ""
+
+
+def _round(n):
+    """A number a message may quote from an input: near a power of two (2**40, 2**31 + 7, 2**63 - 1,
+    their multiples by an element size) or of ten. A leaked pointer or garbage length is neither."""
+    for base in (2, 10):
+        p = 1
+        while p <= 2 * n:
+            if abs(n - p) <= 64 or any(abs(n - k * p) <= 64 for k in (3, 4, 5, 8)):
+                return True
+            p *= base
+    return False
+
+
+def _last_line(log):
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    for ln in lines:  # the sanitizer's or glibc's one-line diagnosis, when there is one
+        if "ERROR: AddressSanitizer" in ln or "runtime error" in ln or "malloc" in ln or "double free" in ln:
+            return ln.strip()[:300]
+    return lines[-1].strip()[:300] if lines else ""
+
+
+class Results:
+    """Counts per category, and the distinct failures with their shortest reproducer."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.failures = {}  # key -> (category, detail, code, count)
+
+    def add(self, family, code, category, detail):
+        self.counts["cases"] += 1
+        self.counts[category] += 1
+        if category == "crash":
+            self.counts["crash by " + detail.split(":")[0]] += 1
+        if category == "pass":
+            return
+        key = (family, category, _entry(code), _normalize(detail))
+        old = self.failures.get(key)
+        if old is None or len(code) < len(old[2]):
+            self.failures[key] = (category, detail, code, (old[3] if old else 0) + 1)
+        else:
+            self.failures[key] = old[:3] + (old[3] + 1,)
+
+    def summary(self):
+        c = self.counts
+        crashes = sum(1 for k in self.failures if k[1] == "crash")
+        lines = [f"{c['cases']} cases: {c['pass']} passed, {c['crash']} crashes, {c['hang']} hangs, "
+                 f"{c['insane']} insane results, {c['accepted']} invalid inputs accepted, "
+                 f"{c['unexpected-type']} unexpected exception types, {c['bad-message']} bad messages; "
+                 f"{len(self.failures)} distinct failures ({crashes} crash kinds)"]
+        by_signal = {k[len("crash by "):]: v for k, v in sorted(c.items()) if k.startswith("crash by ")}
+        if by_signal:
+            lines.append("crashes by signal: " + ", ".join(f"{k} {v}" for k, v in by_signal.items()))
+        for (family, category, entry, _), (_, detail, code, count) in sorted(self.failures.items()):
+            lines.append(f"- [{family}] {category} in {entry} (x{count}): {detail}")
+            lines.append(f"    {reproducer(code)}")
+        return "\n".join(lines)
+
+
+def _entry(code):
+    """The entry point a case exercises: the last fastnn call before the oracle."""
+    main = re.findall(r"\b(fastnn\.(?:fit|evaluate|predict|train_step|load)|main|optim\.\w+_|lr_scheduler\.\w+)\(", code)
+    if main:
+        return main[-1]
+    calls = re.findall(r"\b((?:F|C|fastnn|nn|optim|lr_scheduler)\.[A-Za-z_][\w.]*)\(", code)
+    return calls[-1] if calls else "?"
+
+
+def _normalize(detail):
+    """A failure's detail without the numbers and quoted values that vary between cases."""
+    d = re.sub(r"0x[0-9a-f]+", "ADDR", detail)
+    d = re.sub(r"\(.*?\)|\[[^\]]*\]|'[^']*'", "_", d)
+    d = re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", "N", d)
+    return d[:120]
+
+
+def run_family(family, strategy, examples, worker, results, seed=None, derandomize=True):
+    """Runs `examples` cases of `strategy` through `worker`, adding every verdict to `results`."""
+
+    @settings(max_examples=examples, derandomize=derandomize and seed is None, database=None, deadline=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(code):
+        category, detail = judge(family, code, worker.run(code))
+        results.add(family, code, category, detail)
+
+    if seed is not None:
+        run = hypothesis_seed(seed)(run)
+    run()
+    return results
+
+
+# Cases per family in the test suite (about 60 s in all on 2 cores), and the weights that share out
+# a big run's total (tools/fuzz --examples N, or FASTNN_FUZZ_EXAMPLES=N for the suite).
+SUITE_EXAMPLES = {"functional": 500, "layers": 250, "optim": 250, "train": 350, "io": 80, "cli": 15}
+
+
+def examples_for(family, total=None):
+    """Cases for `family`: SUITE_EXAMPLES, or its share of `total` (default $FASTNN_FUZZ_EXAMPLES)."""
+    import os
+
+    total = total or int(os.environ.get("FASTNN_FUZZ_EXAMPLES", "0") or 0)
+    if not total:
+        return SUITE_EXAMPLES[family]
+    return max(1, round(total * SUITE_EXAMPLES[family] / sum(SUITE_EXAMPLES.values())))
