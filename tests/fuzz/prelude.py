@@ -254,4 +254,4 @@ def bomb_npy(shape=(20000, 10000), dtype="<f8", declared=None):
     b = io.BytesIO()
     fmt.write_array_header_1_0(b, hdr)
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return b.getvalue() + bytes(min(n, 1 << 28))  # at most 256 MiB of zeros, ~260 KB deflated
+    return b.getvalue() + bytes(min(n, 1 << 26))  # at most 64 MiB of zeros, ~65 KB deflated
