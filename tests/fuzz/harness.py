@@ -84,11 +84,18 @@ def _round(n):
 
 
 def _last_line(log):
-    lines = [ln for ln in log.splitlines() if ln.strip()]
-    for ln in lines:  # the sanitizer's or glibc's one-line diagnosis, when there is one
-        if "ERROR: AddressSanitizer" in ln or "runtime error" in ln or "malloc" in ln or "double free" in ln:
-            return ln.strip()[:300]
-    return lines[-1].strip()[:300] if lines else ""
+    """The one-line diagnosis of a death: a sanitizer's SUMMARY and the first frame in fastnn's
+    C++ sources, glibc's heap message, or the last line printed."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    summary = next((ln for ln in lines if ln.startswith("SUMMARY:") or "runtime error:" in ln), None)
+    if summary:
+        frame = next((ln for ln in lines if "/cpp/" in ln and " in " in ln), "")
+        where = frame.split(" in ", 1)[1][:200] if frame else ""
+        return (summary[:200] + (f" at {where}" if where and where not in summary else ""))[:400]
+    for ln in lines:
+        if "malloc" in ln or "double free" in ln or "corrupted" in ln or "free():" in ln:
+            return ln[:300]
+    return lines[-1][:300] if lines else ""
 
 
 class Results:
@@ -172,11 +179,12 @@ def run_family(family, strategy, examples, worker, results, seed=None, derandomi
 SUITE_EXAMPLES = {"functional": 300, "layers": 200, "optim": 200, "train": 350, "io": 60, "cli": 8}
 
 
-def examples_for(family, total=None):
-    """Cases for `family`: SUITE_EXAMPLES, or its share of `total` (default $FASTNN_FUZZ_EXAMPLES)."""
+def examples_for(family, total=None, families=SUITE_EXAMPLES):
+    """Cases for `family`: SUITE_EXAMPLES, or its share of `total` (default $FASTNN_FUZZ_EXAMPLES)
+    among `families`."""
     import os
 
     total = total or int(os.environ.get("FASTNN_FUZZ_EXAMPLES", "0") or 0)
     if not total:
         return SUITE_EXAMPLES[family]
-    return max(1, round(total * SUITE_EXAMPLES[family] / sum(SUITE_EXAMPLES.values())))
+    return max(1, round(total * SUITE_EXAMPLES[family] / sum(SUITE_EXAMPLES[f] for f in families)))

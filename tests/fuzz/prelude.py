@@ -22,7 +22,7 @@ from fastnn import _C as C  # noqa: F401
 from fastnn.optim import lr_scheduler  # noqa: F401
 
 __all__ = ["np", "math", "fastnn", "F", "nn", "optim", "C", "lr_scheduler", "threading", "A", "L", "Py", "Insane",
-           "I", "Accepted", "accepted", "ok_array", "ok_rows", "ok_finite", "ok_lr", "fin", "small_model", "XY", "saved_model", "write_bytes", "zip_with",
+           "I", "Accepted", "accepted", "ok_array", "ok_rows", "ok_finite", "ok_lr", "ok_type", "fin", "small_model", "XY", "saved_model", "write_bytes", "zip_with",
            "bomb_npy", "tmp_path"]
 
 _DTYPES = {"f4": np.float32, "f8": np.float64, "f2": np.float16, "i8": np.int64, "i4": np.int32, "u1": np.uint8,
@@ -169,6 +169,12 @@ def ok_finite(*values):
         elif isinstance(v, float) and not math.isfinite(v):
             raise Insane(f"non-finite result {v}")
     return values[0] if len(values) == 1 else values
+
+
+def ok_type(r, *types):
+    if not isinstance(r, types):
+        raise Insane(f"expected {' or '.join(t.__name__ for t in types)}, got {type(r).__name__}")
+    return r
 
 
 def ok_lr(opt):

@@ -124,11 +124,37 @@ POINTWISE = ["sigmoid", "tanh", "relu", "selu", "leaky_relu", "elu", "rrelu"]
 SCALAR_BAD = ["float('nan')", "float('inf')", "-1.0", "2**64", "-2**63", "1e300"]
 ACTIVATIONS = ["'none'", "'relu'", "'leaky_relu'", "'sigmoid'", "'tanh'"]
 REDUCTIONS = ["'mean'", "'sum'"]
-BAD_REDUCTIONS = ["None", "mean", "'none'"]  # the kernels reduce: 'none' is PyTorch's, not offered
+BAD_REDUCTIONS = ["None", "'MEAN'", "'none'"]  # the kernels reduce: 'none' is PyTorch's, not offered
+
+
+# A kernel on a broadcast view (no memory) whose extents need more than 2**31 elements or a
+# dimension over 2**31: a copy, if the kernel makes one, cannot be allocated (MemoryError).
+HUGE_VIEWS = ["(2**31 + 7, 5)", "(5, 2**31 + 7)", "(2**16, 2**16 + 1)", "(2**33, 1)", "(3, 2**40)", "(2, 2**30, 3)"]
+HUGE_CALLS = [
+    "F.relu_forward(v)", "F.sigmoid_forward(v)", "F.tanh_forward(v)", "F.selu_forward(v)", "F.leaky_relu_forward(v)",
+    "F.elu_forward(v)", "F.rrelu_forward(v)", "F.softmax_forward(v)", "F.log_softmax_forward(v)", "F.relu_backward(v, v)",
+    "F.sigmoid_backward(v, v)", "F.tanh_backward(v, v)", "F.elu_backward(v, v)", "F.softmax_backward(v, v)",
+    "F.dropout_forward(v, 0.5)", "F.dropout_backward(v, np.broadcast_to(True, v.shape), 0.5)", "F.first_nonfinite(v)",
+    "F.mse_forward(v, v)", "F.mse_forward_backward(v, v)", "F.binary_cross_entropy_with_logits_forward(v, v)",
+    "F.cross_entropy_forward(v, np.broadcast_to(np.int64(0), v.shape[:1]))",
+    "F.cross_entropy_forward_backward(v, np.broadcast_to(np.int64(0), v.shape[:1]))",
+    "F.matmul(v, np.ones((v.shape[-1], 2), v.dtype))", "F.linear_forward(v, np.ones((2, v.shape[-1]), v.dtype))",
+    "F.batch_norm_forward(v, None, None, None, None, True)", "F.batch_norm_affine(v, np.ones(v.shape[1], v.dtype), np.ones(v.shape[1], v.dtype))",
+    "F.prelu_forward(v, np.ones(1, v.dtype))", "F.maxout_forward(v, 1)", "F.batch_norm_relu_forward(v, None, None, None, None, True)",
+]
+
+
+@st.composite
+def huge_view_case(draw):
+    dt = draw(st.sampled_from(["f4", "f8"]))
+    call = draw(st.sampled_from(HUGE_CALLS))
+    return f"v = A({draw(st.sampled_from(HUGE_VIEWS))}, {dt!r}, 'bcast'); r = {call}"
 
 
 @st.composite
 def functional_case(draw):
+    if draw(st.integers(0, 29)) == 0:  # rare: each one that crashes costs two worker starts
+        return draw(huge_view_case())
     kernel = draw(st.sampled_from([
         "matmul", "bmm", "linear_forward", "linear_backward", "pointwise_forward", "pointwise_backward", "prelu",
         "softmax", "maxout", "cross_entropy", "bce", "mse", "batch_norm", "batch_norm_backward", "batch_norm_fold",
@@ -277,7 +303,7 @@ def functional_case(draw):
         lines.append(_check(a))
     elif kernel == "first_nonfinite":
         shape = tuple(a.extent() for _ in range(draw(st.integers(0, 4))))
-        lines.append(f"r = F.first_nonfinite({a.array(shape)}); assert isinstance(r, int)")
+        lines.append(f"r = F.first_nonfinite({a.array(shape)}); ok_type(r, int)")
     elif kernel == "optim_step":
         size = a.extent((1, 6, 12))
         seg = a.value([f"np.array([[0, {size}, 3, 0]])"], [
@@ -418,7 +444,8 @@ def cpp_layer_case(draw):
         lines.append(f"k = max(l.num_params() + {extra}, 0); l.bind_params(np.zeros(k, np.{sfx}), np.zeros(k, np.{sfx}), {off})")
     if draw(st.booleans()):
         lines.append(f"s = l.output_shape({a.value([f'[{n}, {i}]'], ['[]', '[-1, 3]', '[2**62, 2**62]', '[0]'])})")
-    lines.append(f"x = {a.array((n, i * 2 if 'Maxout' in ctor else i))}; y = l.forward(x, {a.value(['True', 'False'])}, 0, 0)")
+    x = a.array((n, i * 2 if "Maxout" in ctor else i), layouts=["C"])  # the nn modules pass C-contiguous copies
+    lines.append(f"x = {x}; y = l.forward(x, {a.value(['True', 'False'])}, 0, 0)")
     if draw(st.booleans()):
         lines.append(f"dx = l.backward({a.value(['np.ones_like(y)'], ['x', 'y[:1].copy()', 'np.ones(y.shape[::-1], y.dtype)'])}, True)")
     if draw(st.booleans()):

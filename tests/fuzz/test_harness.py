@@ -12,7 +12,10 @@ def _verdict(worker, code, family="functional"):
 def test_a_crash_is_recorded_with_its_signal_and_the_worker_restarts():
     w = Worker(timeout=30)
     try:
-        assert _verdict(w, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)") == ("crash", "SIGSEGV: ")
+        category, detail = _verdict(w, "import ctypes; ctypes.string_at(0)")  # a read at address 0
+        assert category == "crash"
+        # a normal build dies of the signal; under ASan the sanitizer reports it and exits
+        assert detail.startswith("SIGSEGV") or "SEGV" in detail, detail
         assert w.proc is None
         assert _verdict(w, "r = F.relu_forward(A((2, 3)))") == ("pass", "")
         assert w.starts == 2

@@ -88,11 +88,10 @@ class Worker:
             self._stop()
             raise RuntimeError(f"the fuzz worker did not start: {ready}\n{log}")
 
-    def _log_tail(self, n=12):
+    def _log_tail(self, limit=200_000):
+        """What the dying worker printed (a sanitizer's report starts with its diagnosis)."""
         with open(self.log_path, "rb") as f:
-            lines = f.read()[-20000:].decode("utf-8", "replace").splitlines()
-        keep = [ln for ln in lines if ln.strip()]
-        return "\n".join(keep[-n:])
+            return f.read(limit).decode("utf-8", "replace")
 
     def _stop(self):
         if self.proc is not None:
