@@ -137,7 +137,7 @@ class Results:
 
 def _entry(code):
     """The entry point a case exercises: the last fastnn call before the oracle."""
-    main = re.findall(r"\b(fastnn\.(?:fit|evaluate|predict|train_step|load)|main|optim\.\w+_|lr_scheduler\.\w+)\(", code)
+    main = re.findall(r"\b(fastnn\.(?:fit|evaluate|predict|train_step|load)|main|optim\.\w+_|lr_scheduler\.\w+)[(,]", code)
     if main:
         return main[-1]
     calls = re.findall(r"\b((?:F|C|fastnn|nn|optim|lr_scheduler)\.[A-Za-z_][\w.]*)\(", code)

@@ -21,9 +21,12 @@ from fastnn import nn, optim  # noqa: F401
 from fastnn import _C as C  # noqa: F401
 from fastnn.optim import lr_scheduler  # noqa: F401
 
-__all__ = ["np", "math", "fastnn", "F", "nn", "optim", "C", "lr_scheduler", "threading", "A", "L", "Py", "Insane",
-           "I", "Accepted", "accepted", "ok_array", "ok_rows", "ok_finite", "ok_lr", "ok_type", "fin", "small_model", "XY", "saved_model", "write_bytes", "zip_with",
-           "bomb_npy", "tmp_path"]
+__all__ = [
+    "np", "math", "fastnn", "F", "nn", "optim", "C", "lr_scheduler", "threading", "A", "L", "Py",
+    "Insane", "I", "Accepted", "accepted", "ok_array", "ok_rows", "ok_finite", "ok_lr", "ok_type",
+    "fin", "small_model", "XY", "saved_model", "write_bytes", "zip_with", "bomb_npy", "bomb_file",
+    "within_rss", "tmp_path",
+]
 
 _DTYPES = {"f4": np.float32, "f8": np.float64, "f2": np.float16, "i8": np.int64, "i4": np.int32, "u1": np.uint8,
            "b": np.bool_, "c8": np.complex64, "c16": np.complex128, "O": object}
@@ -52,7 +55,8 @@ def A(shape=(4, 3), dtype="f4", layout="C", fill="n", seed=0):
     shape = tuple(int(s) for s in shape)
     dt = _DTYPES[dtype]
     if layout == "bcast":
-        base = np.asarray(1.5 if fill == "n" else _FILLS.get(fill, 1.5)).astype(dt) if dt is not object else np.array(1.5, object)
+        value = 1.5 if fill == "n" else _FILLS.get(fill, 1.5)
+        base = np.asarray(value).astype(dt) if dt is not object else np.array(value, object)
         return np.broadcast_to(base.reshape((1,) * len(shape)), shape)
     rng = np.random.default_rng(seed)
     a = rng.standard_normal(shape)
@@ -261,3 +265,50 @@ def bomb_npy(shape=(20000, 10000), dtype="<f8", declared=None):
     fmt.write_array_header_1_0(b, hdr)
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     return b.getvalue() + bytes(min(n, 1 << 26))  # at most 64 MiB of zeros, ~65 KB deflated
+
+
+_BOMBS = {}
+
+
+def bomb_file(inflated=2**30):
+    """A model file for Linear(5, 3) whose weight member inflates to `inflated` bytes of zeros,
+    declared honestly in its .npy header, ~1 MB on disk (written once per worker)."""
+    import json
+    import zipfile
+
+    import numpy.lib.format as fmt
+
+    if inflated not in _BOMBS:
+        p = tmp_path(f"bomb-{inflated}.fnn")
+        linear = {"class": "Linear", "config": {"in_features": 5, "out_features": 3}}
+        arch = {"class": "Sequential", "children": [["0", linear]]}
+        import io
+
+        hdr = io.BytesIO()
+        fmt.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False, "shape": (inflated // 4,)})
+        with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("fastnn.json", json.dumps({"format": "fastnn-model", "version": 1, "dtype": "float32",
+                                                  "architecture": arch}))
+            with z.open("model/0.weight.npy", "w", force_zip64=True) as f:
+                f.write(hdr.getvalue())
+                chunk = bytes(1 << 24)
+                for _ in range(inflated // len(chunk)):
+                    f.write(chunk)
+        _BOMBS[inflated] = p
+    return _BOMBS[inflated]
+
+
+def within_rss(mib, fn, *args, **kwargs):
+    """fn(*args, **kwargs), whose result or exception stands only if the process's peak RSS grew by
+    less than `mib` MiB over its RSS before the call (the worker resets the peak at each case)."""
+    def status(key):
+        with open("/proc/self/status") as f:
+            return int(next(ln for ln in f if ln.startswith(key)).split()[1]) / 1024
+
+    before = status("VmRSS")
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        grown = status("VmHWM") - before
+        if grown > mib:
+            raise Insane(f"peak RSS grew by {grown:.0f} MiB (bound {mib} MiB)")

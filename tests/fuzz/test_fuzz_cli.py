@@ -1,4 +1,5 @@
-"""Fuzz: python -m fastnn train / info with bad arguments (run in the worker through fastnn.__main__.main, on the bundled data).
+"""Fuzz: python -m fastnn train / info with bad arguments (run in the worker through
+fastnn.__main__.main, on the bundled data).
 
 Each generated case runs in the shared worker process; see tests/fuzz/harness.py for the oracle.
 """

@@ -1,4 +1,5 @@
-"""Fuzz: fastnn.functional and the _C kernels: dtypes, ranks 0-4, empty and huge (broadcast) extents, layouts, NaN/inf, scalars for arrays, out= aliasing.
+"""Fuzz: fastnn.functional and the _C kernels: dtypes, ranks 0-4, empty and huge (broadcast) extents,
+layouts, NaN/inf, scalars for arrays, out= aliasing.
 
 Each generated case runs in the shared worker process; see tests/fuzz/harness.py for the oracle.
 """

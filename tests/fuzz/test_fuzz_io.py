@@ -1,4 +1,5 @@
-"""Fuzz: fastnn.load on truncated, corrupted and crafted model files (huge declared sizes, zip bombs, lying .npy headers).
+"""Fuzz: fastnn.load on truncated, corrupted and crafted model files (huge declared sizes, zip bombs,
+lying .npy headers).
 
 Each generated case runs in the shared worker process; see tests/fuzz/harness.py for the oracle.
 """

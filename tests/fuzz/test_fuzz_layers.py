@@ -1,4 +1,5 @@
-"""Fuzz: nn layers (constructor arguments, inputs, backward) and the _C layer objects (bind_params, forward, backward, state).
+"""Fuzz: nn layers (constructor arguments, inputs, backward) and the _C layer objects (bind_params,
+forward, backward, state).
 
 Each generated case runs in the shared worker process; see tests/fuzz/harness.py for the oracle.
 """

@@ -1,4 +1,6 @@
-"""Fuzz: fit / evaluate / predict / train_step: X and y shapes, dtypes and labels, batch_size, seed, shuffle, clipping, validation data, Python-written modules that break their contract, models whose output is not batch-first.
+"""Fuzz: fit / evaluate / predict / train_step: X and y shapes, dtypes and labels, batch_size, seed,
+shuffle, clipping, validation data, Python-written modules that break their contract, models whose
+output is not batch-first.
 
 Each generated case runs in the shared worker process; see tests/fuzz/harness.py for the oracle.
 """
