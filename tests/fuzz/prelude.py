@@ -25,7 +25,7 @@ __all__ = [
     "np", "math", "fastnn", "F", "nn", "optim", "C", "lr_scheduler", "threading", "A", "L", "Py",
     "Insane", "I", "Accepted", "accepted", "ok_array", "ok_rows", "ok_finite", "ok_lr", "ok_type",
     "fin", "small_model", "XY", "saved_model", "write_bytes", "zip_with", "bomb_npy", "bomb_file",
-    "within_rss", "tmp_path",
+    "within_rss", "tmp_path", "fail",
 ]
 
 _DTYPES = {"f4": np.float32, "f8": np.float64, "f2": np.float16, "i8": np.int64, "i4": np.int32, "u1": np.uint8,
@@ -69,7 +69,7 @@ def A(shape=(4, 3), dtype="f4", layout="C", fill="n", seed=0):
     if dt in (np.int64, np.int32, np.uint8):
         a = np.nan_to_num(np.abs(a) * 3, nan=0, posinf=0, neginf=0)
     a = a.astype(dt) if dt is not object else a.astype(object)
-    if layout == "F":
+    if layout == "F" and a.ndim:  # (np.asfortranarray makes a 0-d array 1-d)
         return np.asfortranarray(a)
     if layout == "strided" and a.ndim:
         big = np.zeros((a.shape[0] * 2,) + a.shape[1:], a.dtype)
@@ -112,6 +112,11 @@ def L(n, classes=3, kind="ok", seed=0):
     elif kind == "2d":
         return y.reshape(n, 1)
     return y
+
+
+def fail(*_):
+    """For a Python module's backward that raises: fit must pass the user's exception on."""
+    raise ValueError("the Python module's backward failed on purpose")
 
 
 class Py(nn.Module):

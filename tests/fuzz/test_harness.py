@@ -62,3 +62,16 @@ def test_results_keep_one_shortest_reproducer_per_distinct_failure():
     (_, _, code, count), = r.failures.values()
     assert count == 2 and code == "r = F.relu_forward(A((2**32 + 1, 5), 'f4', 'bcast'))"
     assert "1 crashes" not in r.summary() and "2 crashes" in r.summary()
+
+
+def test_a_worker_that_dies_after_answering_is_blamed_on_the_next_case_which_then_reruns_alone():
+    import time
+
+    w = Worker(timeout=30)
+    try:
+        assert w.run("import os, threading; threading.Timer(0.2, os._exit, (3,)).start()")["status"] == "ok"
+        time.sleep(1)
+        assert w.run("x = 1") == {"status": "crash", "exit": 3, "log": ""}  # its stdin pipe is broken
+        assert w.run("x = 1")["status"] == "ok"  # in a fresh worker
+    finally:
+        w.close()

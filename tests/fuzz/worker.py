@@ -100,6 +100,7 @@ class Worker:
             return f.read(limit).decode("utf-8", "replace")
 
     def _stop(self):
+        """Kills the worker (if it still runs) and forgets it; the next case starts a new one."""
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -108,7 +109,7 @@ class Worker:
             self.proc.wait()
             try:
                 self.proc.stdin.close()
-            except BrokenPipeError:
+            except OSError:  # unflushed input to a dead process
                 pass
             self.reply.close()
             self.proc = None
@@ -122,7 +123,7 @@ class Worker:
         try:
             self.proc.stdin.write(json.dumps({"code": code}) + "\n")
             self.proc.stdin.flush()
-        except BrokenPipeError:
+        except BrokenPipeError:  # it died after its last answer: the reply pipe tells
             pass
         return self._read_reply(self.timeout)
 
@@ -140,10 +141,7 @@ class Worker:
             if not chunk:  # the worker died
                 rc = self.proc.wait()
                 tail = self._log_tail()
-                self.proc.stdin.close()
-                self.reply.close()
-                self.proc = None
-                os.remove(self.log_path)
+                self._stop()
                 if rc < 0:
                     return {"status": "crash", "signal": signal.Signals(-rc).name, "log": tail}
                 return {"status": "crash", "exit": rc, "log": tail}
@@ -156,7 +154,7 @@ class Worker:
             try:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, BrokenPipeError):
+            except (subprocess.TimeoutExpired, OSError):
                 pass
             self._stop()
 
