@@ -34,8 +34,11 @@ SANITIZER_OOM = ("allocation-size-too-big", "AddressSanitizer: out of memory", "
 _BIG_NUMBER = re.compile(r"(?<![\d.e])\d{12,}(?![\d.])")
 
 
+CLEAR = "a clear exception"
+
+
 def judge(family, code, reply):
-    """(category, detail): category "pass", or the kind of failure."""
+    """(category, detail): category "pass" (detail CLEAR when it raised), or the kind of failure."""
     status = reply["status"]
     if status == "ok":
         return "pass", ""
@@ -57,7 +60,7 @@ def judge(family, code, reply):
         return "unexpected-type", f"{kind}: {msg[:300]}"
     if kind == "SystemExit":
         code_ = reply.get("code")
-        return ("pass", "") if code_ == 2 or isinstance(code_, str) else ("unexpected-type", f"SystemExit({code_!r})")
+        return ("pass", CLEAR) if code_ == 2 or isinstance(code_, str) else ("unexpected-type", f"SystemExit({code_!r})")
     if kind == "AttributeError" and family != "layers":
         return "unexpected-type", f"{kind}: {msg[:300]}"
     if not msg.strip() and kind != "KeyError":
@@ -68,7 +71,7 @@ def judge(family, code, reply):
     for number in _BIG_NUMBER.findall(msg):
         if number not in code and not _round(int(number)):
             return "bad-message", f"leaked number {number}: {kind}: {msg[:300]}"
-    return "pass", ""
+    return "pass", CLEAR
 
 
 def _round(n):
@@ -108,6 +111,8 @@ class Results:
     def add(self, family, code, category, detail):
         self.counts["cases"] += 1
         self.counts[category] += 1
+        if category == "pass":
+            self.counts["clear exception" if detail == CLEAR else "succeeded"] += 1
         if category == "crash":
             self.counts["crash by " + detail.split(":")[0]] += 1
         if category == "pass":
@@ -122,7 +127,8 @@ class Results:
     def summary(self):
         c = self.counts
         crashes = sum(1 for k in self.failures if k[1] == "crash")
-        lines = [f"{c['cases']} cases: {c['pass']} passed, {c['crash']} crashes, {c['hang']} hangs, "
+        lines = [f"{c['cases']} cases: {c['pass']} passed ({c['succeeded']} succeeded, {c['clear exception']} clear "
+                 f"exceptions), {c['crash']} crashes, {c['hang']} hangs, "
                  f"{c['insane']} insane results, {c['accepted']} invalid inputs accepted, "
                  f"{c['unexpected-type']} unexpected exception types, {c['bad-message']} bad messages; "
                  f"{len(self.failures)} distinct failures ({crashes} crash kinds)"]
