@@ -222,7 +222,7 @@ def XY(n=20, i=5, classes=3, seed=0):
     return rng.standard_normal((n, i)).astype(np.float32), rng.integers(0, classes, n)
 
 
-_TMP = tempfile.mkdtemp(prefix="fastnn-fuzz-")
+_TMP = os.environ.get("FASTNN_FUZZ_TMP") or tempfile.mkdtemp(prefix="fastnn-fuzz-")  # the worker's, removed with it
 
 
 def tmp_path(name="m.fnn"):

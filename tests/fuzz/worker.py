@@ -13,6 +13,7 @@ goes on. Starting a worker costs an import of numpy and fastnn, once per crash i
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,12 +73,13 @@ class Worker:
         self.starts = 0
 
     def _start(self):
-        fd, self.log_path = tempfile.mkstemp(prefix="fastnn-fuzz-worker-", suffix=".log")
-        os.close(fd)
+        self.tmp = tempfile.mkdtemp(prefix="fastnn-fuzz-")  # the cases' files (prelude.tmp_path) and the log
+        self.log_path = os.path.join(self.tmp, "worker.log")
         r, w = os.pipe()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), ROOT] if p)
         env.setdefault("OMP_NUM_THREADS", "2")
+        env["FASTNN_FUZZ_TMP"] = self.tmp
         log = open(self.log_path, "ab")  # append mode: the parent truncates it before each case
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"import sys; from tests.fuzz.worker import serve; serve({w})"],
@@ -113,8 +115,9 @@ class Worker:
                 pass
             self.reply.close()
             self.proc = None
-        if getattr(self, "log_path", None) and os.path.exists(self.log_path):
-            os.remove(self.log_path)
+        if getattr(self, "tmp", None):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
     def run(self, code):
         if self.proc is None:
