@@ -715,6 +715,7 @@ def io_case(draw):
     must_fail = kind in ("truncate", "crafted")  # a flipped byte may hit a field nobody reads
     model = draw(st.sampled_from(["mlp", "bn", "act", "maxout", "lin"]))
     if kind == "bomb":  # a member that inflates to 512 MiB, declared honestly
+        a.spoil()  # invalid: refusing it is right
         return a.code([f"p = bomb_file(2**29); r = {load}", accept("a 512 MiB weight for Linear(5, 3) loaded")])
     if kind == "roundtrip":
         lines = [f"m = small_model({model!r}); X, y = XY(); p = write_bytes(saved_model({model!r}, {opt}))",

@@ -264,3 +264,14 @@ def test_add_param_group_later():
     np.testing.assert_array_equal(opt.state["step"], [0, 0])
     opt.step()
     np.testing.assert_array_equal(opt.state["step"], [1, 1])
+
+
+def test_load_state_dict_refuses_parameter_indices_that_do_not_exist():
+    from fastnn import nn, optim
+
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["params"] = [7, 99]
+    with pytest.raises(ValueError, match=r"parameter group 0 lists parameters \[7, 99\], expected \[0, 1\]"):
+        opt.load_state_dict(sd)
+    opt.load_state_dict(opt.state_dict())  # its own indices load

@@ -333,7 +333,7 @@ class Optimizer:
                 f"{name}.load_state_dict: loaded state dict has {n} parameter groups, the optimizer has "
                 f"{len(self.param_groups)}"
             )
-        new_groups = []
+        new_groups, start = [], 0
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
                 n = len(saved.get("params", ())) if isinstance(saved, dict) else "?"
@@ -341,6 +341,12 @@ class Optimizer:
                     f"{name}.load_state_dict: loaded state dict contains a parameter group that doesn't match the "
                     f"size of optimizer's group (group {i}: {n} parameters saved, {len(group['params'])} in the optimizer)"
                 )
+            # the flat state is laid out in this order: indices that differ would pair state with other parameters
+            expected = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            if list(saved["params"]) != expected:
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} lists parameters {list(saved['params'])}, "
+                                 f"expected {expected} (state_dict numbers parameters in order across groups)")
             missing = sorted(set(self.defaults) - set(saved))
             if missing:
                 raise ValueError(f"{name}.load_state_dict: parameter group {i} lacks the hyperparameters {missing}")
