@@ -58,7 +58,7 @@ void bind_layer_base(py::module_& m, const std::string& name) {
               value_error(op.c_str(), "buffers of " + std::to_string(p.size()) + "/" + std::to_string(g.size()) +
                                           " elements cannot hold " + std::to_string(l.num_params()) +
                                           " parameters at offset " + std::to_string(offset));
-            ModelLock<T> lock(l, op, false);  // not while a call runs the layer
+            ModelLock<T> lock(l, op, false, false);  // not while a call runs the layer
             l.bind_params(p.mutable_data() + offset, g.mutable_data() + offset);
             l.mutex().params_owner = hold(py::make_tuple(p, g));
           },

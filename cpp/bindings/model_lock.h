@@ -27,9 +27,14 @@ class ModelLock {
  public:
   // Called with the GIL held. runs_forward: the call runs the layers' forward, so what they keep
   // for backward is this call's from now on (and no earlier forward's backward may use it).
-  ModelLock(Layer<T>& model, const std::string& op, bool runs_forward) {
+  // needs_params: the call computes with the parameters (all but bind_params itself).
+  ModelLock(Layer<T>& model, const std::string& op, bool runs_forward, bool needs_params = true) {
     std::vector<Layer<T>*> layers;
     model.collect_layers(layers);
+    for (Layer<T>* l : layers)  // only raw _C layers can be unbound: fastnn.nn binds at construction
+      if (needs_params && l->lacks_param_buffer())
+        throw std::invalid_argument("[" + op + "] the " + l->kind() +
+                                    " layer's parameters have no buffer yet (call bind_params first)");
     locks_.reserve(layers.size());
     for (Layer<T>* l : layers) locks_.push_back(&l->mutex());
     std::sort(locks_.begin(), locks_.end());

@@ -91,3 +91,71 @@ def check_choice(value, fn, name, choices):
         if (is_int(value) and is_int(c) or type(value) is type(c)) and value == c:
             return c
     raise ValueError(f"{fn}: {name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+# --- typed arguments of the bindings ---------------------------------------------------------------
+# Most kernel arguments reach C++ as objects that the binding checks itself; a few are typed
+# (bool, float, int), and for those pybind11 answers a wrong type with "incompatible function
+# arguments" and a dump of every argument, and turns None into False. bind_checked checks those
+# few in Python, by the types the binding declares, with an error that names the argument.
+
+_BINDING_KINDS = {"bool": "bool", "typing.SupportsFloat | typing.SupportsIndex": "real", "float": "real",
+                  "typing.SupportsInt | typing.SupportsIndex": "int", "int": "int", "str": "str"}
+
+
+def _binding_params(cpp_fn):
+    """[(name, kind)] of the typed parameters in a pybind11 function's signature line."""
+    line = (cpp_fn.__doc__ or "").split("\n", 1)[0]
+    inside = line[line.find("(") + 1: line.rfind(") ->")]
+    params, depth, start = [], 0, 0
+    for i, ch in enumerate(inside + ","):
+        depth += ch in "[(" and 1 or ch in "])" and -1 or 0
+        if ch == "," and depth == 0:
+            name, _, rest = inside[start:i].strip().partition(": ")
+            kind = _BINDING_KINDS.get(rest.split(" = ", 1)[0].strip())
+            if kind:
+                params.append((name, kind))
+            start = i + 1
+    return params
+
+
+def _binding_value_ok(kind, value):
+    if kind == "bool":
+        return isinstance(value, (bool, np.bool_))
+    if kind == "real":
+        return is_real(value)
+    if kind == "int":
+        return is_int(value) and -2**63 <= value < 2**64
+    return isinstance(value, str)
+
+
+_BINDING_WANTED = {"bool": "True or False", "real": "a real number", "int": "an integer that fits 64 bits",
+                   "str": "a string"}
+
+
+def bind_checked(fn, cpp_fn):
+    """`fn` (a documented wrapper that calls `cpp_fn` with the same argument names) with the typed
+    arguments checked first: ``[batch_norm_forward] training must be True or False, got 'yes'``."""
+    import functools
+    import inspect
+
+    names = list(inspect.signature(fn).parameters)
+    typed = [(names.index(name), name, kind) for name, kind in _binding_params(cpp_fn) if name in names]
+    if not typed:
+        return fn
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        for pos, name, kind in typed:  # positions, not inspect's bind: a few hundred ns per call
+            if pos < len(args):
+                value = args[pos]
+            elif name in kwargs:
+                value = kwargs[name]
+            else:
+                continue  # the default
+            if not _binding_value_ok(kind, value):
+                raise (ValueError if kind == "int" and is_int(value) else TypeError)(
+                    f"[{fn.__name__}] {name} must be {_BINDING_WANTED[kind]}, got {value!r}")
+        return fn(*args, **kwargs)
+
+    return checked

@@ -52,7 +52,9 @@ def _build(arch, dtype):
             raise ModelFileError("Sequential entry has no list of children")
         from collections import OrderedDict
 
-        return nn.Sequential(OrderedDict((str(name), _build(child, dtype)) for name, child in children))
+        if not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in children):
+            raise ModelFileError(f"Sequential children must be [name, entry] pairs, got {children!r:.100}")
+        return nn.Sequential(OrderedDict((name, _build(child, dtype)) for name, child in children))
     if cls not in _LAYERS:
         raise ModelFileError(f"unknown layer class {cls!r} (known: {sorted(_LAYERS)})")
     config = arch.get("config", {})

@@ -243,3 +243,19 @@ def test_nested_containers_check_their_own_children():
     good = nn.Sequential(nn.Sequential(nn.Linear(16, 8), Fn(shape=lambda s: s)), nn.Linear(8, 4))
     assert good._layer.output_shape((64, 16)) == (64, 4)
     assert good(X).shape == (64, 4)
+
+
+def test_raw_layers_with_unbound_parameters_refuse_to_run():
+    """fastnn.nn binds every layer's parameters; a raw _C layer that was never bound read them
+    through a null pointer."""
+    out = attempts("""
+x = np.ones((4, 2), np.float32)
+attempt("linear", lambda: _C.Linear_float32(2, 1, True, 'none', 0.01).forward(x))
+attempt("prelu", lambda: _C.PReLU_float32(2).forward(x))
+attempt("seq", lambda: _C.Sequential_float32([_C.Linear_float32(2, 1, True, 'none', 0.01)]).forward(x))
+free = _C.Pointwise_float32('ReLU', 0.0)
+attempt("relu", lambda: free.forward(x))
+""")
+    for k in ("linear", "prelu", "seq"):
+        assert "ValueError" in out[k] and "parameters have no buffer yet (call bind_params first)" in out[k], out
+    assert out["relu"] == "no error", out

@@ -218,3 +218,14 @@ def test_errors():
     with pytest.raises(ValueError, match="number of milestone points"):
         S.SequentialLR(opt, [S.ExponentialLR(opt, 0.9)], milestones=[3])
     assert math.isclose(S.ExponentialLR(opt, 0.5).get_last_lr()[0], opt.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, float("inf")])
+def test_a_learning_rate_a_lambda_makes_invalid_is_refused_before_it_is_set(value):
+    from fastnn import nn
+
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    s = S.LambdaLR(opt, lambda epoch: 1.0 if epoch == 0 else value)
+    with pytest.raises(ValueError, match="LambdaLR: the learning rate of parameter group 0 would become"):
+        s.step()
+    assert opt.param_groups[0]["lr"] == 0.1  # unchanged

@@ -256,3 +256,13 @@ def test_a_saved_model_still_loads_within_the_limits(tmp_path):
     fastnn.save(path, model)
     assert path.stat().st_size < 64 * 1024
     np.testing.assert_array_equal(fastnn.load(path).flat_parameters(), 0)
+
+
+@pytest.mark.parametrize("children", [[[0]], [["0"]], [[0, {"class": "Identity"}]], "x", [["a", {"class": "Identity"}, 1]]])
+def test_malformed_sequential_children_are_a_model_file_error(tmp_path, children):
+    path = tmp_path / "m.fnn"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("fastnn.json", json.dumps({"format": "fastnn-model", "version": 1, "dtype": "float32",
+                                              "architecture": {"class": "Sequential", "children": children}}))
+    with pytest.raises(ModelFileError):
+        fastnn.load(path)

@@ -109,9 +109,11 @@ class RReLU(LayerModule):
 
 
 def _check_last_dim(cls, dim):
-    if dim is not None and not _v.is_int(dim):
-        raise TypeError(f"{cls}: dim must be an integer or None, got {dim!r}")
-    if dim not in (None, -1, 1):
+    if dim is None:  # PyTorch's implicit dim depends on the input's ndim (0 for 3-D): deprecated there
+        raise ValueError(f"{cls}: dim=None (PyTorch's deprecated implicit choice) is not supported; pass dim=-1")
+    if not _v.is_int(dim):
+        raise TypeError(f"{cls}: dim must be an integer, got {dim!r}")
+    if dim not in (-1, 1):
         raise ValueError(f"{cls}: only the last dimension is supported (dim=-1, or 1 for 2-D input), got dim={dim}")
 
 

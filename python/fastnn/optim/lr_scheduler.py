@@ -91,6 +91,15 @@ class LRScheduler:
         else:
             self.last_epoch = epoch
             values = self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr") else self.get_lr()
+        self._set_lrs(values)
+
+    def _set_lrs(self, values):
+        """The groups' new learning rates, each checked first (a user's lr_lambda may return NaN)."""
+        values = list(values)
+        for i, lr in enumerate(values):
+            if not (_v.is_real(lr) and math.isfinite(lr) and lr >= 0):
+                raise ValueError(f"{type(self).__name__}: the learning rate of parameter group {i} would become "
+                                 f"{lr!r} at epoch {self.last_epoch}; it must be a non-negative finite number")
         for group, lr in zip(self.optimizer.param_groups, values):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -296,9 +305,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 self.T_i = self.T_0
                 self.T_cur = epoch
         self.last_epoch = math.floor(epoch)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = self._current_lrs()
+        self._set_lrs(self.get_lr())
 
 
 class SequentialLR(LRScheduler):

@@ -83,7 +83,7 @@ class PReLU : public Layer<T> {
   std::string kind() const override { return "PReLU"; }
   index_t num_parameters() const { return n_; }
   std::vector<ParamSpec> param_specs() const override { return {{"weight", {n_}, false}}; }
-  void bind_params(T* params, T* grads) override { w_ = params, dw_ = grads; }
+  void bind_params(T* params, T* grads) override { w_ = params, dw_ = grads, this->params_bound = true; }
   bool supports_grad_overwrite() const override { return true; }
 
   Shape output_shape(const Shape& in) const override {

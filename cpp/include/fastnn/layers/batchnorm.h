@@ -33,6 +33,7 @@ class BatchNorm : public Layer<T> {
   }
   void bind_params(T* params, T* grads) override {
     gamma_ = params, beta_ = params + C_;
+    this->params_bound = true;
     dgamma_acc_ = grads, dbeta_acc_ = grads + C_;
   }
   std::vector<StateSpec<T>> state() override {

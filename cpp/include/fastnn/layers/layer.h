@@ -97,6 +97,10 @@ class Layer {
   bool params_trainable = true;
   // backward writes (=) parameter gradients instead of adding to them (see supports_grad_overwrite).
   bool overwrite_grads = false;
+  // Set by bind_params: a layer with parameters must not run before they have a buffer.
+  bool params_bound = false;
+  // Containers answer false: their children are checked one by one (they may be bound singly).
+  virtual bool lacks_param_buffer() const { return !params_bound && num_params() > 0; }
   // Shape of the last forward's output, so a Python-level backward can check its gradient.
   Shape last_output_shape;
 

@@ -30,6 +30,7 @@ class Linear : public Layer<T> {
   }
   void bind_params(T* params, T* grads) override {
     w_ = params, dw_ = grads;
+    this->params_bound = true;
     b_ = has_bias_ ? params + out_ * in_ : nullptr;
     db_ = has_bias_ ? grads + out_ * in_ : nullptr;
   }

@@ -44,6 +44,7 @@ class Sequential : public Layer<T> {
       offset += c->num_params();
     }
   }
+  bool lacks_param_buffer() const override { return false; }
 
   std::vector<StateSpec<T>> state() override {
     std::vector<StateSpec<T>> out;
