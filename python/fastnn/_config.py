@@ -4,8 +4,10 @@ import os
 import sys
 
 from ._loader import load_core
+from ._validate import check_binding_arguments as _check_binding_arguments
 
 _C = load_core()
+_check_binding_arguments(_C)  # typed scalars: named errors instead of pybind11's argument dump
 
 
 def set_num_threads(n: int) -> None:

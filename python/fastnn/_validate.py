@@ -94,29 +94,33 @@ def check_choice(value, fn, name, choices):
 
 
 # --- typed arguments of the bindings ---------------------------------------------------------------
-# Most kernel arguments reach C++ as objects that the binding checks itself; a few are typed
-# (bool, float, int), and for those pybind11 answers a wrong type with "incompatible function
-# arguments" and a dump of every argument, and turns None into False. bind_checked checks those
-# few in Python, by the types the binding declares, with an error that names the argument.
+# Most arguments reach C++ as objects that the binding checks itself; some are typed (bool, float,
+# int, str), and for those pybind11 answers a wrong type with "incompatible function arguments"
+# and a dump of every argument, and reads None as False. check_binding_arguments wraps the
+# functions and methods of the compiled module that have such arguments, so that a wrong type is
+# an error naming the argument, checked by the type the binding declares (a few hundred ns a call).
 
 _BINDING_KINDS = {"bool": "bool", "typing.SupportsFloat | typing.SupportsIndex": "real", "float": "real",
                   "typing.SupportsInt | typing.SupportsIndex": "int", "int": "int", "str": "str"}
+_BINDING_WANTED = {"bool": "True or False", "real": "a real number", "int": "an integer that fits 64 bits",
+                   "str": "a string"}
 
 
 def _binding_params(cpp_fn):
-    """[(name, kind)] of the typed parameters in a pybind11 function's signature line."""
-    line = (cpp_fn.__doc__ or "").split("\n", 1)[0]
+    """[(position, name, kind)] of the typed parameters in a pybind11 signature line (methods count
+    `self` as position 0); [] for overloaded functions, whose arguments pybind11 dispatches on."""
+    line = (getattr(cpp_fn, "__doc__", None) or "").split("\n", 1)[0]
+    if "(" not in line or ") ->" not in line:
+        return []
     inside = line[line.find("(") + 1: line.rfind(") ->")]
-    params, depth, start = [], 0, 0
+    params, depth, start = [], 0, 0  # (name, declared type) split at the top-level commas
     for i, ch in enumerate(inside + ","):
-        depth += ch in "[(" and 1 or ch in "])" and -1 or 0
+        depth += 1 if ch in "[(" else -1 if ch in "])" else 0
         if ch == "," and depth == 0:
             name, _, rest = inside[start:i].strip().partition(": ")
-            kind = _BINDING_KINDS.get(rest.split(" = ", 1)[0].strip())
-            if kind:
-                params.append((name, kind))
+            params.append((name, rest.split(" = ", 1)[0].strip()))
             start = i + 1
-    return params
+    return [(pos, name, _BINDING_KINDS[t]) for pos, (name, t) in enumerate(params) if t in _BINDING_KINDS]
 
 
 def _binding_value_ok(kind, value):
@@ -129,24 +133,13 @@ def _binding_value_ok(kind, value):
     return isinstance(value, str)
 
 
-_BINDING_WANTED = {"bool": "True or False", "real": "a real number", "int": "an integer that fits 64 bits",
-                   "str": "a string"}
-
-
-def bind_checked(fn, cpp_fn):
-    """`fn` (a documented wrapper that calls `cpp_fn` with the same argument names) with the typed
-    arguments checked first: ``[batch_norm_forward] training must be True or False, got 'yes'``."""
+def _checked(fn, typed, label):
+    """fn with its typed arguments checked; label None: a method, named by its object's class."""
     import functools
-    import inspect
-
-    names = list(inspect.signature(fn).parameters)
-    typed = [(names.index(name), name, kind) for name, kind in _binding_params(cpp_fn) if name in names]
-    if not typed:
-        return fn
 
     @functools.wraps(fn)
     def checked(*args, **kwargs):
-        for pos, name, kind in typed:  # positions, not inspect's bind: a few hundred ns per call
+        for pos, name, kind in typed:
             if pos < len(args):
                 value = args[pos]
             elif name in kwargs:
@@ -154,8 +147,24 @@ def bind_checked(fn, cpp_fn):
             else:
                 continue  # the default
             if not _binding_value_ok(kind, value):
+                op = label or f"{type(args[0]).__name__.rsplit('_', 1)[0]}.{fn.__name__}"
                 raise (ValueError if kind == "int" and is_int(value) else TypeError)(
-                    f"[{fn.__name__}] {name} must be {_BINDING_WANTED[kind]}, got {value!r}")
+                    f"[{op}] {name} must be {_BINDING_WANTED[kind]}, got {value!r}")
         return fn(*args, **kwargs)
 
     return checked
+
+
+def check_binding_arguments(module):
+    """Wraps, in place, the functions and class methods of a pybind11 module whose signatures
+    declare typed scalars (see above)."""
+    for name, obj in list(vars(module).items()):
+        if isinstance(obj, type):
+            for attr, fn in list(vars(obj).items()):
+                typed = _binding_params(fn) if callable(fn) and (not attr.startswith("__") or attr == "__init__") else []
+                if typed:
+                    setattr(obj, attr, _checked(fn, typed, name.rsplit("_", 1)[0] if attr == "__init__" else None))
+        elif callable(obj) and not name.startswith("__"):
+            typed = _binding_params(obj)
+            if typed:
+                setattr(module, name, _checked(obj, typed, name))

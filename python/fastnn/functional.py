@@ -688,19 +688,4 @@ def first_nonfinite(x):
     return _C.first_nonfinite(x)
 
 
-# --- typed arguments ----------------------------------------------------------------------------
-
-def _check_typed_arguments():
-    """Wraps the functions whose binding declares typed scalars (bool/float/int) so that a wrong
-    type is an error naming the argument, not pybind11's dump (and None is not read as False)."""
-    from ._validate import bind_checked
-
-    for name, fn in list(globals().items()):
-        if callable(fn) and not name.startswith("_") and getattr(fn, "__module__", None) == __name__ \
-                and hasattr(_C, name):
-            globals()[name] = bind_checked(fn, getattr(_C, name))
-
-
-_check_typed_arguments()
-
 # --- end ----------------------------------------------------------------------------------------

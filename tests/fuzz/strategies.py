@@ -572,7 +572,8 @@ def optim_case(draw):
 # --- fit / evaluate / predict / train_step ----------------------------------------------------------
 
 # A Python module's forward / backward: "ok" (valid), "bad" (breaks the contract: an error is
-# required), "rows" (bad when the batch has more than one row), "odd" (may raise or not).
+# required), "rows" (bad when a batch has more than one row), "cols" (bad when the module's input
+# has more than one column: not known here when the data or the output is 1 wide), "odd" (may raise or not).
 PY_FORWARD = {
     "x.copy()": "ok", "np.asfortranarray(x)": "ok", "x * 2": "ok", "np.broadcast_to(x[:1], x.shape)": "ok",
     "x[::-1]": "ok", "x * np.nan": "odd", "x[:, :1].copy()": "odd", "x.reshape(-1)": "odd", "x.T.copy()": "odd",
@@ -585,7 +586,7 @@ PY_BACKWARD = {
     "np.zeros((g.shape[0] * 64, g.shape[1]), g.dtype)": "bad", "g[:1].copy()": "rows", "g[:0].copy()": "bad",
     "np.zeros((), g.dtype)": "bad", "g.reshape(-1)": "odd", "None": "bad",
     "g.astype(np.float64) if g.dtype == np.float32 else g.astype(np.float32)": "bad",
-    "g[:, :1].copy()": "bad", "g.tolist()": "bad", "np.zeros((g.shape[0], g.shape[1] + 3), g.dtype)": "bad",
+    "g[:, :1].copy()": "cols", "g.tolist()": "bad", "np.zeros((g.shape[0], g.shape[1] + 3), g.dtype)": "bad",
     "fail()": "odd",
 }
 
@@ -599,7 +600,7 @@ def train_case(draw):
         a.spoil()
     features, classes = draw(st.sampled_from([5, 1])), draw(st.sampled_from([3, 2, 1]))
     n = a.extent((1, 2, 7, 33, 64))
-    py, broken = "", []  # broken: the contract violations the entry must report
+    py, broken, row_broken = "", [], []  # broken: the contract violations the entry must report
     if kind != "flat" and draw(st.integers(0, 1)) == 0:
         mode = draw(st.sampled_from(["forward", "backward", "both"]))
         fwd = draw(st.sampled_from(sorted(PY_FORWARD))) if mode != "backward" else "x.copy()"
@@ -608,9 +609,10 @@ def train_case(draw):
         for side, code, verdict in (("forward", fwd, PY_FORWARD[fwd]), ("backward", bwd, PY_BACKWARD[bwd])):
             if verdict != "ok":
                 a.spoil()
-            if verdict == "bad" or (verdict == "rows" and n > 1):
-                if side == "forward" or (entry in ("fit", "train_step") and where > 0):
-                    broken.append(f"a Python module {side} returned {code}")
+            if verdict == "cols" and 1 in (features, classes):
+                verdict = "odd"
+            if verdict in ("bad", "cols", "rows") and (side == "forward" or (entry in ("fit", "train_step") and where > 0)):
+                (row_broken if verdict == "rows" else broken).append(f"a Python module {side} returned {code}")
         py = f", py=Py(lambda x: {fwd}, lambda g: {bwd}), where={where}"
     dt = draw(st.sampled_from(["f4", "f4", "f8"]))
     lines = [f"m = small_model({kind!r}, {features}, {classes}{py}, dtype={dt!r})"]
@@ -634,6 +636,8 @@ def train_case(draw):
     y = f"({y})[:{y_rows}]" if y_rows != f"{n}" else y
     lines.append(f"X = {x}; y = {y}")
     batch = a.value(["1", "3", "32", "np.int64(4)", "10**6"], ["0", "-1", "2.5", "2**63", "'8'", "True"])
+    if n > 1 and (batch != "1" or entry == "train_step"):  # x[:1] of a one-row batch is the whole batch
+        broken += row_broken
     if entry == "fit":
         epochs = a.value(["1", "2"], ["-1", "1.5", "2**63"], odd=["0"])
         if epochs == "0":  # no batch: backward never runs
@@ -661,7 +665,7 @@ def train_case(draw):
         lines.append("ok_finite(r)" if a.clean else "r")
     elif entry == "predict":
         lines.append(f"r = fastnn.predict(m, X, batch_size={batch})")
-        lines.append(f"ok_rows(r, {n}); ok_finite(r)" if a.clean else f"ok_rows(r, {n})")
+        lines.append("ok_rows(r, len(X)); ok_finite(r)" if a.clean else "ok_rows(r, len(X))")
     else:
         opt = draw(st.sampled_from(["optim.Adam(m.parameters())", "optim.SGD(m.parameters(), lr=0.1)", "'adam'", "None"]))
         if "optim." not in opt:

@@ -217,10 +217,10 @@ def test_optimizer_kernels_read_read_only_grads():
     params = np.zeros(6, np.float32)
     grads = _read_only(np.arange(6, dtype=np.float32))
     segments = np.array([[0, 6, 1]], np.int64)
-    _C.sgd_step(params, grads, segments, None, 0, lr=0.5)
+    _C.sgd_step(params, grads, segments, None, False, lr=0.5)
     np.testing.assert_array_equal(params, -0.5 * np.arange(6, dtype=np.float32))
     with pytest.raises(ValueError, match=r"params is updated in place and must be writeable"):
-        _C.sgd_step(_read_only(params), np.ones(6, np.float32), segments, None, 0, lr=0.5)
+        _C.sgd_step(_read_only(params), np.ones(6, np.float32), segments, None, False, lr=0.5)
 
 
 # --- sizes and index tables -------------------------------------------------------------------

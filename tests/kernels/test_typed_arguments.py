@@ -1,5 +1,5 @@
 """The few kernel arguments that the bindings declare as bool/float/int are checked in Python by
-their declared type (fastnn._validate.bind_checked): an error naming the argument, never
+their declared type (fastnn._validate.check_binding_arguments): an error naming the argument, never
 pybind11's "incompatible function arguments" dump, and None is not read as False."""
 
 import numpy as np
@@ -40,3 +40,16 @@ def test_right_types_still_work_positionally_by_keyword_and_as_numpy_scalars():
     np.testing.assert_array_equal(y1, y2)
     y, mask = F.dropout_forward(X, 0.5, 0, 0, False)
     np.testing.assert_array_equal(y, X)  # eval mode: identity
+
+
+def test_the_compiled_module_names_typed_arguments_too():
+    from fastnn._config import _C
+
+    with pytest.raises(TypeError, match=r"^\[Flatten\.forward\] training must be True or False, got None$"):
+        _C.Flatten_float32(1, -1).forward(X, None)
+    with pytest.raises(TypeError, match=r"^\[Linear\] out_features must be an integer that fits 64 bits, got 'a'$"):
+        _C.Linear_float32(2, "a", True, "none", 0.01)
+    with pytest.raises(TypeError, match=r"^\[clip_grad_norm_\] max_norm must be a real number, got None$"):
+        _C.clip_grad_norm_(X.reshape(-1), None, None)
+    with pytest.raises(ValueError, match=r"^\[predict\] batch_size must be an integer that fits 64 bits"):
+        _C.predict(None, X, 2**64)
