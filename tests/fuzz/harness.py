@@ -69,9 +69,15 @@ def judge(family, code, reply):
         if text in msg:
             return "bad-message", f"{why}: {kind}: {msg[:300]}"
     for number in _BIG_NUMBER.findall(msg):
-        if number not in code and not _round(int(number)):
+        if number not in code and not _round(int(number)) and int(number) >= _largest_bound(code):
             return "bad-message", f"leaked number {number}: {kind}: {msg[:300]}"
     return "pass", CLEAR
+
+
+def _largest_bound(code):
+    """The largest 2**k the case writes (e.g. random integers drawn below 2**40, which a message
+    may quote as they are): numbers below it may come from the inputs."""
+    return max([2 ** int(k) for k in re.findall(r"2\*\*(\d+)", code)] + [0])
 
 
 def _round(n):
