@@ -3,6 +3,7 @@ every call before a C++ layer reads it (type, dtype, emptiness; the batch first;
 shape), and the container checks every child's output against its output_shape promise.
 Cases that crashed the process before (SIGSEGV, SIGFPE, heap corruption) run in a subprocess."""
 
+import inspect
 import re
 
 import numpy as np
@@ -14,7 +15,8 @@ from tests.isolation import attempts
 
 # Fn(fwd, bwd, shape): a Python module whose forward is fwd(x), backward bwd(g, x) and, when
 # given, output_shape shape(s).
-MODULE = """
+
+
 class Fn(nn.Module):
     def __init__(self, fwd=lambda x: x, bwd=lambda g, x: g, shape=None):
         super().__init__()
@@ -29,25 +31,13 @@ class Fn(nn.Module):
     def backward(self, g):
         return self.bwd(g, self.x)
 
+
+# The same class in the subprocesses, with data.
+MODULE = inspect.getsource(Fn) + """
 rng = np.random.default_rng(0)
 X = rng.standard_normal((64, 16)).astype(np.float32)
 y = rng.integers(0, 4, 64)
 """
-
-
-class Fn(nn.Module):
-    def __init__(self, fwd=lambda x: x, bwd=lambda g, x: g, shape=None):
-        super().__init__()
-        self.fwd, self.bwd = fwd, bwd
-        if shape is not None:
-            self.output_shape = shape
-
-    def forward(self, x):
-        self.x = x
-        return self.fwd(x)
-
-    def backward(self, g):
-        return self.bwd(g, self.x)
 
 
 X = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
