@@ -28,6 +28,17 @@ def attempt(label, fn):
 """
 
 
+def child_env():
+    """The environment of a child interpreter that imports the fastnn being tested (installed, or
+    the work tree's python/ on PYTHONPATH) and the tests package."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    tests_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, tests_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
 def run_isolated(code, address_space_limit=None, timeout=300):
     """Runs PRELUDE + ATTEMPT + `code` in a new interpreter; returns its stdout. Fails the test if
     the interpreter died (a negative return code is a signal) or raised outside `attempt`.
@@ -39,11 +50,7 @@ def run_isolated(code, address_space_limit=None, timeout=300):
     if address_space_limit:
         limit = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({int(address_space_limit)}, {int(address_space_limit)}))\n"
     script = limit + PRELUDE + ATTEMPT + textwrap.dedent(code)
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))  # the fastnn being tested
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("OMP_NUM_THREADS", "2")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=child_env())
     assert r.returncode == 0, f"the interpreter exited with {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr[-3000:]}"
     return r.stdout
 

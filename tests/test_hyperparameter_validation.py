@@ -14,6 +14,7 @@ from fastnn import _validate as v
 from fastnn import nn, optim
 from fastnn.optim import lr_scheduler as S
 from fastnn.train import callbacks as C
+from tests.isolation import child_env
 
 
 def model():
@@ -199,7 +200,7 @@ def test_validate_helpers():
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PYTHONPATH": "python"})
+                          env=child_env())
 
 
 @pytest.mark.parametrize("args,message", [

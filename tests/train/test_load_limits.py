@@ -20,6 +20,7 @@ import pytest
 import fastnn
 from fastnn import nn, optim
 from fastnn.io import ModelFileError
+from tests.isolation import child_env
 
 MiB = 1 << 20
 
@@ -84,8 +85,7 @@ except ModelFileError as e:
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) / 1024)
 """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["python", os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=child_env())
     assert result.returncode == 0, result.stderr
     return result.stderr, float(result.stdout.strip())
 
