@@ -20,7 +20,7 @@ import pytest
 import fastnn
 from fastnn import nn, optim
 from fastnn.io import ModelFileError
-from tests.isolation import child_env
+from tests.isolation import child_env, skip_address_space_limit_under_asan
 
 MiB = 1 << 20
 
@@ -71,6 +71,7 @@ def write_deflated_zeros(path, arch, name, header, zeros):
 
 def load_in_subprocess(path, with_optimizer=False):
     """(stderr text, RSS growth in MiB during load) of fastnn.load in a child limited to 2 GiB."""
+    skip_address_space_limit_under_asan()
     code = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
