@@ -639,7 +639,7 @@ def train_case(draw):
     if n > 1 and (batch != "1" or entry == "train_step"):  # x[:1] of a one-row batch is the whole batch
         broken += row_broken
     if entry == "fit":
-        epochs = a.value(["1", "2"], ["-1", "1.5", "2**63"], odd=["0"])
+        epochs = a.value(["1", "2"], ["-1", "1.5", "2**64"], odd=["0"])  # 2**63 epochs of one batch: legal, endless
         if epochs == "0":  # no batch: backward never runs
             broken = [b for b in broken if "backward" not in b]
         opts = [f"batch_size={batch}", f"epochs={epochs}", "verbose=0"]
