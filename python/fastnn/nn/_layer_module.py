@@ -122,9 +122,7 @@ class LayerModule(Module):
         if x.dtype != self.dtype:
             raise TypeError(f"[{type(self).__name__}] {name} is {x.dtype} but the model is {self.dtype}; "
                             f"convert with x.astype(np.{self.dtype})")
-        # a read-only array (np.load(mmap_mode="r"), a frozen buffer) is copied, as a strided one is:
-        # the C++ layers take a mutable view of their input
-        return np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C")
+        return np.ascontiguousarray(x)  # read-only is fine: the C++ layers never write their input
 
     def forward(self, x):
         x = self._as_input(x)
