@@ -152,7 +152,7 @@ def _check_y(y, kernel, n, width, model, name="y"):
 
 
 def _check_batch_size(batch_size, fn):
-    """A positive integer; one larger than the data means all of it (as Keras), see _clamp."""
+    """A positive integer; one larger than the data means all of it (Keras): callers take min(batch_size, N)."""
     return _v.check_int(batch_size, fn, "batch_size", 1)
 
 
