@@ -17,6 +17,7 @@
 #include <pybind11/pybind11.h>
 
 #include "fastnn/common.h"
+#include "fastnn/layers/tensor.h"
 
 namespace fastnn::bind {
 
@@ -180,9 +181,7 @@ CArray<T> new_array(const std::vector<py::ssize_t>& shape) {
   // An allocation that fails, or a product of extents that overflows (including the rounding up
   // below), is a MemoryError that says what was asked for.
   auto fail = [&shape](double bytes) {
-    std::string s = "(";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    s += shape.size() == 1 ? ",)" : ")";
+    const std::string s = fastnn::shape_str(Shape(shape.begin(), shape.end()));
     PyErr_SetString(PyExc_MemoryError, ("cannot allocate an output array of shape " + s + " " + dtype_name<T>() +
                                         " (" + bytes_str(bytes) + ")").c_str());
     throw py::error_already_set();
