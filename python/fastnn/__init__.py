@@ -1,6 +1,14 @@
 """fastnn: fast neural-network training on the CPU (C++ core: Eigen + OpenMP)."""
 
-from ._config import build_info, empty_cache, get_num_threads, set_num_threads, show_config
+from ._config import (
+    build_info,
+    empty_cache,
+    gemm_backend,
+    get_num_threads,
+    set_num_threads,
+    show_config,
+    use_gemm_backend,
+)
 from . import datasets, functional, io, nn, optim, random, reference, train
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
@@ -16,6 +24,7 @@ __all__ = [
     "evaluate",
     "fit",
     "functional",
+    "gemm_backend",
     "get_num_threads",
     "io",
     "load",
@@ -30,4 +39,5 @@ __all__ = [
     "show_config",
     "train",
     "train_step",
+    "use_gemm_backend",
 ]

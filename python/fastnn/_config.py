@@ -3,11 +3,31 @@
 import os
 import sys
 
+from . import _gemm_backend
 from ._loader import load_core
 from ._validate import check_binding_arguments as _check_binding_arguments
 
 _C = load_core()
 _check_binding_arguments(_C)  # typed scalars: named errors instead of pybind11's argument dump
+_gemm_backend._reason = _gemm_backend.load(_C)
+
+
+def gemm_backend() -> dict:
+    """The library behind every matrix product: ``{'name': 'openblas' | 'eigen', 'core': the CPU
+    kernel OpenBLAS chose (or Eigen's SIMD level), 'config', 'path'}``, with ``'reason'`` when
+    Eigen serves."""
+    return _gemm_backend.describe(_C)
+
+
+def use_gemm_backend(name: str) -> None:
+    """Chooses the library behind every matrix product for this process: ``'openblas'`` (the
+    default when the scipy-openblas32 wheel is installed) or ``'eigen'``. Both give results that do
+    not depend on the thread count; they differ from each other in the last bits."""
+    if not isinstance(name, str):
+        raise TypeError(f"use_gemm_backend: name must be a str, got {type(name).__name__}")
+    _C._use_gemm_backend(name)
+    if name == "eigen":
+        _gemm_backend._reason = "chosen with use_gemm_backend('eigen')"
 
 
 def set_num_threads(n: int) -> None:
@@ -47,6 +67,13 @@ def build_info() -> dict:
     return info
 
 
+def _gemm_summary() -> str:
+    g = gemm_backend()
+    if g["name"] == "openblas":
+        return f"OpenBLAS, {g['core']} kernel ({g['config']})"
+    return f"Eigen {g['core']} ({g['reason']})"
+
+
 def show_config(file=None) -> None:
     """Print the build configuration (flags, SIMD level, threads) and the runtime versions."""
     import numpy as np
@@ -63,6 +90,7 @@ def show_config(file=None) -> None:
         ("cxx flags", " ".join(info["cxx_flags"].split())),
         ("eigen", info["eigen"]),
         ("openmp", info["openmp"] or "no (single-threaded build)"),
+        ("gemm", _gemm_summary()),
         ("threads", info["num_threads"]),
         ("GOMP_SPINCOUNT", os.environ.get("GOMP_SPINCOUNT", "(libgomp default)")),
         ("python", sys.version.split()[0]),

@@ -1,28 +1,30 @@
-// Matrix products on Eigen's GEMM kernels, threaded by fastnn: threads take blocks of the result
-// aligned to Eigen's register tiles, each running the serial kernel, so results are bit-identical
-// for any thread count and small products stay on one thread. Batched products put whole
-// matrices on threads when the batch is large enough.
+// Matrix products: fastnn's one GEMM entry point. The result is cut into tiles that depend on the
+// shape only; fastnn's OpenMP threads take whole tiles, each computed by one serial call of the
+// backend: OpenBLAS (blas_library.h, its kernel chosen for the CPU at load time) or Eigen's GEMM
+// kernel when no BLAS is loaded. The same tiles and calls for any thread count give results that
+// are bit-identical across thread counts; small products stay on one thread.
 #pragma once
 
+#include <algorithm>
+#include <climits>
+
 #include "fastnn/common.h"
+#include "fastnn/kernels/blas_library.h"
 
 namespace fastnn {
 namespace gemm_detail {
 
-// c = a b, or c += a b, on the calling thread only: the code path Eigen's product expression
-// takes when it does not thread (the GEMM kernel with one-thread blocking). Outside a parallel
-// region Eigen threads products above 100k multiply-adds (Parallelizer.h), which on this machine
-// is slower than serial up to ~2M multiply-adds (7 us vs 4 us for 128x32x32) and changes the last
-// bits (another k-blocking). c may be a block of a larger product: `vector` says whether the whole
-// product has one row or one column, which Eigen's matrix-vector kernel then computes; otherwise a
-// block of one row or column still goes through the GEMM kernel, to be summed as in the whole.
-// Operands: Eigen maps, blocks or transposes with unit inner stride.
+// Eigen's path for one tile, on the calling thread: the GEMM kernel with one-thread blocking (the
+// code Eigen's product runs when it does not thread: outside a parallel region Eigen would thread
+// above 100k multiply-adds on its own, Parallelizer.h), or its coefficient-based and
+// matrix-vector paths for tiny and vector shapes. Operands: maps, blocks or transposes with unit
+// inner stride.
 template <class A, class B, class C>
-void gemm_serial(const A& a, const B& b, C& c, bool accumulate, bool vector) {
+void eigen_tile(const A& a, const B& b, C& c, bool accumulate) {
   using T = typename C::Scalar;
   using Eigen::Index;
   const Index m = c.rows(), n = c.cols(), k = a.cols();
-  if (vector || k + m + n < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {  // paths Eigen never threads
+  if (m == 1 || n == 1 || k + m + n < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
     if (accumulate) c.noalias() += a * b; else c.noalias() = a * b;
     return;
   }
@@ -37,109 +39,162 @@ void gemm_serial(const A& a, const B& b, C& c, bool accumulate, bool vector) {
                blocking, nullptr);
 }
 
-// Threads for one GEMM of `macs` multiply-adds: at least kGemmMinMacsPerThread each. Measured
-// here on Linear forward + backward (batch 128, 2 cores): two threads pay from width ~96 on
-// (1.2M multiply-adds per product); below, waking the second thread and moving the blocks
-// between the cores' caches cost more than the halved arithmetic.
-constexpr index_t kGemmMinMacsPerThread = 512 * 1024;
+// The library's path for one tile (row-major C; a column-major operand is the transpose of a
+// row-major one). False when a size or stride does not fit the library's 32-bit integers.
+template <class A, class B, class C>
+bool blas_tile(const blas::Library& lib, const A& a, const B& b, C& c, bool accumulate) {
+  using T = typename C::Scalar;
+  constexpr bool a_rows = A::Flags & Eigen::RowMajorBit, b_rows = B::Flags & Eigen::RowMajorBit;
+  static_assert(C::Flags & Eigen::RowMajorBit, "gemm writes row-major results");
+  for (index_t v : {index_t(c.rows()), index_t(c.cols()), index_t(a.cols()), index_t(a.outerStride()),
+                    index_t(b.outerStride()), index_t(c.outerStride())})
+    if (v > INT_MAX) return false;
+  // A leading dimension must be >= the stored row length even where a length-1 dimension makes
+  // it unused (Eigen reports the row length as the stride of a one-row map).
+  const int lda = static_cast<int>(std::max<index_t>(a.outerStride(), a_rows ? a.cols() : a.rows()));
+  const int ldb = static_cast<int>(std::max<index_t>(b.outerStride(), b_rows ? b.cols() : b.rows()));
+  const int ldc = static_cast<int>(std::max<index_t>(c.outerStride(), c.cols()));
+  lib.gemm<T>()(blas::kRowMajor, a_rows ? blas::kNoTrans : blas::kTrans, b_rows ? blas::kNoTrans : blas::kTrans,
+                static_cast<int>(c.rows()), static_cast<int>(c.cols()), static_cast<int>(a.cols()), T(1), a.data(), lda,
+                b.data(), ldb, accumulate ? T(1) : T(0), c.data(), ldc);
+  return true;
+}
+
+// c = a b, or c += a b, for one tile on the calling thread, by the active backend.
+template <class A, class B, class C>
+void gemm_tile(const A& a, const B& b, C& c, bool accumulate) {
+  if (c.rows() == 0 || c.cols() == 0) return;
+  if (a.cols() == 0) {  // an empty sum
+    if (!accumulate) c.setZero();
+    return;
+  }
+  if (const blas::Library* lib = blas::active(); lib && blas_tile(*lib, a, b, c, accumulate)) return;
+  eigen_tile(a, b, c, accumulate);
+}
+
+// The tiles of a row-major m x n result of depth k. Each tile is one backend call that packs its
+// rows of A and its columns of B, so tiles are kept large and square-ish: splitting the rows
+// repacks B once per row tile, splitting the columns repacks A once per column tile. Their number
+// grows with the work (kTileMacs each, at most kMaxTiles, powers of two so that 2, 4, 8 threads
+// share them evenly), and a product of less than 2 kMinTileMacs is a single tile, on one thread:
+// measured on Linear forward + backward (batch 128, 2 cores), two threads pay from ~1.2M
+// multiply-adds per product; below, waking the second thread costs more than the halved work.
+constexpr index_t kMinTileMacs = 512 * 1024;
+constexpr index_t kTileMacs = 16 * 1024 * 1024;
+constexpr index_t kMaxTiles = 16;
+constexpr index_t kMinTileSide = 64;
+
+// Threads for work of `macs` multiply-adds split freely (the narrow kernels of linear_narrow.h):
+// at least kMinTileMacs each, one inside a parallel region.
 inline int gemm_threads(index_t macs) {
 #ifdef _OPENMP
-  if (omp_in_parallel()) return 1;  // already on one thread of a parallel region (bmm)
+  if (omp_in_parallel()) return 1;
 #endif
   const int nt = num_threads();
-  if (nt <= 1 || macs < 2 * kGemmMinMacsPerThread) return 1;
-  return static_cast<int>(std::min<index_t>(nt, macs / kGemmMinMacsPerThread));
+  if (nt <= 1 || macs < 2 * kMinTileMacs) return 1;
+  return static_cast<int>(std::min<index_t>(nt, macs / kMinTileMacs));
 }
 
-// Eigen computes a row-major C = A B as C^T = B^T A^T, in register tiles of mr rows of B^T by
-// nr rows of A. A block of C whose rows start at a multiple of nr and whose columns start at a
-// multiple of mr is summed by the same micro-kernels in the same order as in the whole product
-// (the k-blocking depends on the depth only), so splitting C this way between threads gives the
-// bits of the one-thread result; Eigen's own threaded GEMM does not (it blocks k differently).
-template <class T> constexpr index_t gemm_row_unit() { return Eigen::internal::gebp_traits<T, T>::nr; }
-template <class T> constexpr index_t gemm_col_unit() { return Eigen::internal::gebp_traits<T, T>::mr; }
+struct Tiling {
+  index_t m = 0, n = 0, tile_rows = 1, tile_cols = 1, row_tiles = 0, col_tiles = 0;
+  index_t count() const { return row_tiles * col_tiles; }
+  // Calls f(r0, r1, c0, c1) for tile i (row-major order of the tile grid).
+  template <class F>
+  void tile(index_t i, F&& f) const {
+    const index_t r0 = i / col_tiles * tile_rows, c0 = i % col_tiles * tile_cols;
+    f(r0, std::min(m, r0 + tile_rows), c0, std::min(n, c0 + tile_cols));
+  }
+};
 
-// Part `part` of `parts` of [0, len) cut at multiples of `unit`: calls f(begin, end) if not empty.
-template <class F>
-inline void split_part(index_t len, index_t unit, index_t part, index_t parts, F&& f) {
-  const index_t units = (len + unit - 1) / unit;
-  const index_t b = std::min(len, units * part / parts * unit), e = std::min(len, units * (part + 1) / parts * unit);
-  if (b < e) f(b, e);
-}
-
-// Largest part of [0, len) cut into `parts` at multiples of `unit` (as split_part cuts it).
-inline index_t largest_part(index_t len, index_t unit, index_t parts) {
-  const index_t units = (len + unit - 1) / unit;
-  return std::min(len, (units + parts - 1) / parts * unit);
-}
-
-// Whether to split a row-major m x n x k GEMM between nth threads by rows of C (else by columns).
-// Every thread packs the whole operand that is not split (B for a row split, A for a column
-// split) and its share of the other, then multiplies its block; the slowest thread sets the time.
-// Packing an element costs about as much as kPackCost multiply-adds. Measured in training (the
-// 784-512-256-10 MLP, batch 128): 48 splits the forward products by columns, so each core reads
-// and keeps half of the weights, and then the optimizer step, whose threads take the same halves,
-// finds them in cache: 0.77 s an epoch against 0.82 s with a weight of 16 (row splits; in a hot
-// loop on their own, rows and columns are within 2% of each other).
+// Tile sides are multiples of the backend's register tile where the side is split: Eigen computes
+// a row-major C as C^T = B^T A^T, in register tiles of nr rows and mr columns of C.
 template <class T>
-inline bool split_rows(index_t m, index_t n, index_t k, index_t nth) {
-  constexpr index_t kPackCost = 48;
-  const index_t rows = largest_part(m, gemm_row_unit<T>(), nth), cols = largest_part(n, gemm_col_unit<T>(), nth);
-  const index_t by_rows = rows * n * k + kPackCost * (k * n + rows * k);
-  const index_t by_cols = m * cols * k + kPackCost * (m * k + k * cols);
-  return by_rows <= by_cols;
+Tiling gemm_tiling(index_t m, index_t n, index_t k) {
+  Tiling t;
+  t.m = m, t.n = n;
+  if (m <= 0 || n <= 0) return t;
+  const index_t macs = m * n * std::max<index_t>(k, 1);
+  index_t want = 1;
+  if (macs >= 2 * kMinTileMacs) want = std::clamp<index_t>(macs / kTileMacs, 2, kMaxTiles);
+  index_t rows = 1, cols = 1;  // tiles along m and along n
+  while (rows * cols * 2 <= want) {
+    const bool rows_can = m / (rows * 2) >= kMinTileSide, cols_can = n / (cols * 2) >= kMinTileSide;
+    if (rows_can && (!cols_can || m / rows >= n / cols)) rows *= 2;  // halve the longer side
+    else if (cols_can) cols *= 2;
+    else break;
+  }
+  const bool eigen = blas::active() == nullptr;
+  const index_t row_unit = eigen ? Eigen::internal::gebp_traits<T, T>::nr : 8;
+  const index_t col_unit = eigen ? Eigen::internal::gebp_traits<T, T>::mr : 16;
+  auto side = [](index_t len, index_t parts, index_t unit) {
+    return parts == 1 ? len : ((len + parts - 1) / parts + unit - 1) / unit * unit;
+  };
+  t.tile_rows = side(m, rows, row_unit), t.tile_cols = side(n, cols, col_unit);
+  t.row_tiles = (m + t.tile_rows - 1) / t.tile_rows, t.col_tiles = (n + t.tile_cols - 1) / t.tile_cols;
+  return t;
 }
 
-// Thread t's share (of nth) of a row-major m x n x k GEMM result: calls block(r0, r1, c0, c1).
-template <class T, class F>
-inline void gemm_part(index_t m, index_t n, index_t k, index_t t, index_t nth, F&& block) {
-  if (split_rows<T>(m, n, k, nth))
-    split_part(m, gemm_row_unit<T>(), t, nth, [&](index_t r0, index_t r1) { block(r0, r1, index_t(0), n); });
-  else
-    split_part(n, gemm_col_unit<T>(), t, nth, [&](index_t c0, index_t c1) { block(index_t(0), m, c0, c1); });
+// Runs the tiles of one or two products, f(r0, r1, c0, c1) for each tile of `first`, then g for
+// each of `second`, on up to num_threads() threads taking contiguous runs of tiles (one thread
+// inside a parallel region). Two products share one parallel region (a layer's backward: its
+// input and weight gradients only read the same operands).
+// At most max_threads threads (a caller whose tiles are many small products limits them by work).
+template <class F, class G>
+void run_tiles(const Tiling& first, F&& f, const Tiling& second, G&& g, index_t max_threads = INT_MAX) {
+  const index_t n1 = first.count(), total = n1 + second.count();
+  auto one = [&](index_t i) {
+    if (i < n1) first.tile(i, f); else second.tile(i - n1, g);
+  };
+#ifdef _OPENMP
+  const int nt = omp_in_parallel() ? 1 : static_cast<int>(std::min({index_t(num_threads()), total, max_threads}));
+  if (nt >= 2) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (index_t i = 0; i < total; ++i) one(i);
+    return;
+  }
+#endif
+  for (index_t i = 0; i < total; ++i) one(i);
+}
+
+template <class F>
+void run_tiles(const Tiling& tiling, F&& f) {
+  run_tiles(tiling, f, Tiling{}, [](index_t, index_t, index_t, index_t) {});
 }
 
 }  // namespace gemm_detail
 
 // c = a @ b (or c += a @ b) for Eigen maps with unit inner stride (row- or column-major operands,
-// row-major c); c must not alias a or b. Threads split c when the product is large enough.
+// row-major c); c must not alias a or b.
 template <class A, class B, class C>
 void gemm(const A& a, const B& b, C& c, bool accumulate = false) {
   using namespace gemm_detail;
   using T = typename C::Scalar;
-  const index_t m = c.rows(), n = c.cols(), k = a.cols();
-  const bool vector = m == 1 || n == 1;
-  auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
-    if (r0 >= r1 || c0 >= c1) return;
+  run_tiles(gemm_tiling<T>(c.rows(), c.cols(), a.cols()), [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     auto cb = c.block(r0, c0, r1 - r0, c1 - c0);
-    gemm_serial(a.middleRows(r0, r1 - r0), b.middleCols(c0, c1 - c0), cb, accumulate, vector);
-  };
-#ifdef _OPENMP
-  if (const int nt = gemm_threads(m * k * n); nt >= 2) {
-#pragma omp parallel num_threads(nt)
-    gemm_part<T>(m, n, k, omp_get_thread_num(), omp_get_num_threads(), block);
-    return;
-  }
-#endif
-  block(0, m, 0, n);
+    gemm_tile(a.middleRows(r0, r1 - r0), b.middleCols(c0, c1 - c0), cb, accumulate);
+  });
 }
 
 // c[i] = a[i] @ b[i] for i < batch; all three C-contiguous: a (batch, m, k), b (batch, k, n), c (batch, m, n).
+// Threads take the tiles of all the products together: whole matrices when there are many, parts
+// of each when there are few, the same tiles either way.
 template <class T>
 void bmm(const T* a, const T* b, T* c, index_t batch, index_t m, index_t k, index_t n) {
-  auto one = [&](index_t i) {
-    CMatMap<T> ai(a + i * m * k, m, k, Eigen::OuterStride<>(k));
-    CMatMap<T> bi(b + i * k * n, k, n, Eigen::OuterStride<>(n));
-    MatMap<T> ci(c + i * m * n, m, n, Eigen::OuterStride<>(n));
-    gemm(ai, bi, ci);  // inside a parallel region gemm stays on its thread
-  };
-  if (threads_for(batch * m * n * k) >= 2 && batch >= num_threads()) {
-    parallel_for(batch, m * n * k, [&](index_t b0, index_t b1) {
-      for (index_t i = b0; i < b1; ++i) one(i);
+  using namespace gemm_detail;
+  const Tiling per = gemm_tiling<T>(m, n, k);
+  Tiling items;  // the batch's tiles as one column of work items, for run_tiles' thread split
+  items.m = items.row_tiles = batch * per.count(), items.n = items.col_tiles = 1;
+  const index_t macs = batch * m * n * std::max<index_t>(k, 1);
+  run_tiles(items, [&](index_t i, index_t, index_t, index_t) {
+    const index_t mat = i / per.count();
+    CMatMap<T> am(a + mat * m * k, m, k, Eigen::OuterStride<>(k));
+    CMatMap<T> bm(b + mat * k * n, k, n, Eigen::OuterStride<>(n));
+    MatMap<T> cm(c + mat * m * n, m, n, Eigen::OuterStride<>(n));
+    per.tile(i % per.count(), [&](index_t r0, index_t r1, index_t c0, index_t c1) {
+      auto cb = cm.block(r0, c0, r1 - r0, c1 - c0);
+      gemm_tile(am.middleRows(r0, r1 - r0), bm.middleCols(c0, c1 - c0), cb, false);
     });
-  } else {
-    for (index_t i = 0; i < batch; ++i) one(i);  // few large matrices: Eigen splits each one
-  }
+  }, Tiling{}, [](index_t, index_t, index_t, index_t) {}, macs / kMinTileMacs);
 }
 
 }  // namespace fastnn

@@ -2,8 +2,7 @@
 // Forward: one GEMM, then bias + activation fused into one pass over each thread's block of y
 // while it is still in cache. Backward: g = grad_y * act'(y) (from the saved output, with the bias
 // sums in the same pass), then grad_x = g W and grad_W = g^T x, optionally accumulated (+=).
-// Threads split the GEMM outputs into blocks that each run Eigen's GEMM kernel serially: faster
-// than Eigen's own threading here, with a threshold of our own, and bit-identical to one thread.
+// The GEMMs run on gemm.h's tiles (shape-only, so results do not depend on the thread count).
 #pragma once
 
 #include <algorithm>
@@ -117,11 +116,8 @@ void linear_forward_rows(const T* const* rows, index_t n, const Eigen::MatrixBas
 // bias (out) may be null; y is C-contiguous (N, out) and must not alias x or w.
 // slope is leaky_relu's negative slope.
 //
-// Threads take blocks of y (rows, or columns when out > 4N), each running Eigen's GEMM serially on
-// its block and then the fused bias + activation on it while it is still in cache. Blocks start at
-// multiples of Eigen's register tile, so every element is summed by the same micro-kernel in the
-// same order whatever the thread count: the result does not depend on it (Eigen's own threaded
-// GEMM picks a different k-blocking for two threads and changes the last bits).
+// Threads take gemm.h's tiles of y, each computing its tile's product and then the fused bias +
+// activation on it while it is still in cache.
 template <class XM, class WM, class T>
 void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>& w, const T* bias, T* y,
                     Activation act = Activation::none, T slope = T(0.01)) {
@@ -136,21 +132,12 @@ void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>&
   }
   // y[r0:r1, c0:c1] = act(x[r0:r1] W[c0:c1]^T + b[c0:c1])
   auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
-    if (r0 >= r1 || c0 >= c1) return;
     MatMap<T> yb(y + r0 * out + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(out));
-    gemm_serial(x.derived().middleRows(r0, r1 - r0), w.derived().middleRows(c0, c1 - c0).transpose(), yb, false,
-                n == 1 || out == 1);
+    gemm_tile(x.derived().middleRows(r0, r1 - r0), w.derived().middleRows(c0, c1 - c0).transpose(), yb, false);
     if (!bias && act == Activation::none) return;
     for (index_t i = r0; i < r1; ++i) bias_activation(y + i * out + c0, bias ? bias + c0 : bias, c1 - c0, act, slope);
   };
-#ifdef _OPENMP
-  if (const int nt = gemm_threads(n * x.cols() * out); nt >= 2) {
-#pragma omp parallel num_threads(nt)
-    gemm_part<T>(n, out, x.cols(), omp_get_thread_num(), omp_get_num_threads(), block);
-    return;
-  }
-#endif
-  block(0, n, 0, out);
+  run_tiles(gemm_tiling<T>(n, out, x.cols()), block);
 }
 
 // Raw-pointer form, all C-contiguous: x (n, in), w (out, in), bias (out) or null, y (n, out).
@@ -229,14 +216,13 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
   // grad_input[r0:r1, c0:c1] = g[r0:r1] W[:, c0:c1]
   auto input_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     MatMap<T> gi(grad_input + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
-    gemm_detail::gemm_serial(gm.middleRows(r0, r1 - r0), w.derived().middleCols(c0, c1 - c0), gi, false,
-                               n == 1 || in == 1);
+    gemm_detail::gemm_tile(gm.middleRows(r0, r1 - r0), w.derived().middleCols(c0, c1 - c0), gi, false);
   };
   // grad_weight[r0:r1, c0:c1] (+)= g[:, r0:r1]^T x[:, c0:c1]; `+=` is the GEMM's own C += A B, free.
   auto weight_block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     MatMap<T> gw(grad_weight + r0 * in + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(in));
-    gemm_detail::gemm_serial(gm.middleCols(r0, r1 - r0).transpose(), x.derived().middleCols(c0, c1 - c0), gw,
-                               accumulate, out == 1 || in == 1);
+    gemm_detail::gemm_tile(gm.middleCols(r0, r1 - r0).transpose(), x.derived().middleCols(c0, c1 - c0), gw,
+                           accumulate);
   };
   if (!grad_input && !grad_weight) return;
   if constexpr (linear_detail::rows_addressable<XM>()) {
@@ -250,22 +236,12 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
       return;
     }
   }
-  // Each thread computes its block of grad_input, then its block of grad_weight (no barrier: the
-  // two only read g, W and x). Measured: splitting each product beats running the two whole
-  // products side by side on two threads, which contend for the shared cache.
-#ifdef _OPENMP
-  if (const int nt = gemm_detail::gemm_threads(n * in * out); nt >= 2) {
-#pragma omp parallel num_threads(nt)
-    {
-      const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-      if (grad_input) gemm_detail::gemm_part<T>(n, in, out, t, nth, input_block);
-      if (grad_weight) gemm_detail::gemm_part<T>(out, in, n, t, nth, weight_block);
-    }
-    return;
-  }
-#endif
-  if (grad_input) input_block(0, n, 0, in);
-  if (grad_weight) weight_block(0, out, 0, in);
+  // Both products' tiles in one parallel region (no barrier between them: they only read g, W and
+  // x). Measured: splitting each product beats running the two whole products side by side on
+  // two threads, which contend for the shared cache.
+  using gemm_detail::gemm_tiling;
+  gemm_detail::run_tiles(grad_input ? gemm_tiling<T>(n, in, out) : gemm_detail::Tiling{}, input_block,
+                         grad_weight ? gemm_tiling<T>(out, in, n) : gemm_detail::Tiling{}, weight_block);
 }
 
 // Raw-pointer form, all C-contiguous: x (n, in), w (out, in).

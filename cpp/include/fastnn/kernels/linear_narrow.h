@@ -248,7 +248,7 @@ void narrow_linear_weight_grad(const T* const* rows, index_t n, const T* g, inde
     grad_scalar_columns(rows + r0, m, g + r0 * out, out, k, in, dst, in, acc);
   };
   const index_t macs = n * out * in, items = (n + kForwardUnit - 1) / kForwardUnit;
-  if (macs < 2 * gemm_detail::kGemmMinMacsPerThread || items < 2) return sum_rows(0, n, dw, accumulate);
+  if (macs < 2 * gemm_detail::kMinTileMacs || items < 2) return sum_rows(0, n, dw, accumulate);
   const index_t split = items / 2 * kForwardUnit, size = out * in;
   thread_local std::vector<T, Eigen::aligned_allocator<T>> halves;
   halves.resize(static_cast<size_t>(2 * size));
