@@ -12,18 +12,20 @@ from ._config import _C
 # --- gemm ---------------------------------------------------------------------------------------
 
 
-def matmul(a, b, out=None):
-    """Matrix product ``a @ b``.
+def matmul(a, b, out=None, accumulate=False):
+    """Matrix product ``a @ b`` (``out += a @ b`` with ``accumulate=True``).
 
     Args:
         a: (M, K) float32/float64; C order, Fortran order, transposed and column-sliced views are
             read in place.
         b: (K, N), same dtype.
         out: optional C-contiguous (M, N) array to write into (no allocation).
+        accumulate: add the product into ``out`` (which must then be given), as the layers'
+            gradients accumulate; the sum is formed inside the GEMM, without a second pass.
     Returns:
         (M, N) array.
     """
-    return _C.matmul(a, b, out)
+    return _C.matmul(a, b, out, accumulate)
 
 
 def bmm(a, b, out=None):
