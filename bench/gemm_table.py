@@ -234,6 +234,18 @@ def run_child(lib, threads, args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs):
+    """One run whose GFLOP/s are the medians over the rounds (issue 8's table: medians of 3 runs)."""
+    first = dict(runs[0], rounds=len(runs))
+    by_key = {}
+    for run in runs:
+        for r in run["results"]:
+            by_key.setdefault((r["id"], r["dtype"]), []).append(r)
+    first["results"] = [dict(rs[0], gflops=statistics.median(r["gflops"] for r in rs),
+                             error_over_bound=max(r.get("error_over_bound", 0) for r in rs)) for rs in by_key.values()]
+    return first
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -257,7 +269,8 @@ def git_commit():
 def cell(gflops, peak):
     if gflops is None:
         return "–"
-    return f"{gflops:.0f} ({100 * gflops / peak:.0f}%)" if peak else f"{gflops:.0f}"
+    text = f"{gflops:.0f}" if gflops >= 10 else f"{gflops:.2g}"
+    return f"{text} ({100 * gflops / peak:.0f}%)" if peak else text
 
 
 def tables(runs, args):
@@ -272,6 +285,7 @@ def tables(runs, args):
     libs = [lib for lib in args.libs if any(run["lib"] == lib for run in runs)]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     reps = "3 short samples (--quick)" if args.quick else f"{args.reps} samples"
+    reps += f" (median over {args.rounds} interleaved rounds)" if args.rounds > 1 else ""
     lines = [f"GEMM GFLOP/s, {now}, commit {git_commit()}, {cpu_model()}, {os.cpu_count()} cores; "
              f"median of {reps} after a warm-up, one process per library and thread count, "
              f"without {' and '.join(REMOVED_ENV)}", ""]
@@ -313,6 +327,8 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 short samples per product instead of --reps")
     p.add_argument("--reps", type=int, default=7, help="timed samples per product (median reported; default 7)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every child this many times, interleaved, and report the median (default 1)")
     p.add_argument("--dtype", default="float32,float64", help="float32, float64 or both (comma-separated)")
     p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     p.add_argument("--shapes", default="", help="only products whose id contains one of these comma-separated "
@@ -335,8 +351,8 @@ def parse(argv):
     args.libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
     if any(lib not in LIBS for lib in args.libs):
         p.error(f"--libs must be among {', '.join(LIBS)}, got {args.libs}")
-    if args.reps < 1:
-        p.error("--reps must be >= 1")
+    if args.reps < 1 or args.rounds < 1:
+        p.error("--reps and --rounds must be >= 1")
     select(cases(), args.shapes)  # an unknown token fails before any child starts
     return args
 
@@ -349,15 +365,17 @@ def main(argv):
     if args.child:
         args.threads_one = args.threads[0]
         return child(args)
-    runs = []
-    for threads in args.threads:
-        for lib in args.libs:
-            if lib != "fastnn" and importlib.util.find_spec(lib) is None:
-                print(f"gemm_table: {lib} is not installed, skipped", file=sys.stderr)
-                continue
-            run = run_child(lib, threads, args)
-            if run:
-                runs.append(run)
+    libs = [lib for lib in args.libs if lib == "fastnn" or importlib.util.find_spec(lib) is not None]
+    for lib in set(args.libs) - set(libs):
+        print(f"gemm_table: {lib} is not installed, skipped", file=sys.stderr)
+    rounds = {}  # (lib, threads) -> the runs of every round, interleaved so that drift hits all alike
+    for _ in range(args.rounds):
+        for threads in args.threads:
+            for lib in libs:
+                run = run_child(lib, threads, args)
+                if run:
+                    rounds.setdefault((lib, threads), []).append(run)
+    runs = [median_run(rs) for rs in rounds.values()]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(argv=argv, runs=runs), f, indent=1)
