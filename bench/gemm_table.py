@@ -4,7 +4,7 @@
     ... --quick --dtype float32 --threads 2 --shapes 1024x1024x1024,mlp,bmm --json out.json
 
 For every product (the issue's table, its Aᵀ·B and A·Bᵀ variants, mlp-l's three products per
-layer at batch 128, bmm 64×128³), float32 and float64, 1 and 2 threads, prints a markdown table of
+layer at batch 128, the cnn workload's backward products, bmm 64×128³), float32 and float64, 1 and 2 threads, prints a markdown table of
 GFLOP/s (median of the timed samples, after a warm-up), % of the FMA peak when
 fastnn.info.fma_peak_gflops exists, and fastnn / peer ratios (above 1: fastnn is faster).
 
@@ -62,6 +62,16 @@ def cases():
         ]:
             out.append(dict(id=f"mlp-{fan_in}x{fan_out}-{short}", label=f"{layer} {what} ({m}×{k}×{n})",
                             kind="matmul", batch=1, m=m, k=k, n=n, variant=v))
+    # the cnn workload's backward products (the forward ones are in TABLE): conv weight gradients
+    # g^T cols, the second conv's input gradient g W (before col2im), the 3136 -> 128 Linear's two
+    for cid, what, (m, k, n), v in [
+        ("cnn-conv1-dw", "conv 1→32 backward gᵀ·cols", (32, 25088, 9), "TN"),
+        ("cnn-conv2-dw", "conv 32→64 backward gᵀ·cols", (64, 6272, 288), "TN"),
+        ("cnn-conv2-dx", "conv 32→64 backward g·W", (6272, 64, 288), "NN"),
+        ("cnn-fc-dx", "linear 3136→128 backward g·W", (128, 128, 3136), "NN"),
+        ("cnn-fc-dw", "linear 3136→128 backward gᵀ·x", (128, 128, 3136), "TN"),
+    ]:
+        out.append(dict(id=cid, label=f"cnn {what} ({m}×{k}×{n})", kind="matmul", batch=1, m=m, k=k, n=n, variant=v))
     out.append(dict(id="bmm-64x128x128x128", label="bmm 64×128³", kind="bmm", batch=64, m=128, k=128, n=128, variant="NN"))
     return out
 
