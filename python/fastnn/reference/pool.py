@@ -1,7 +1,7 @@
 """2-D pooling over NCHW feature maps, PyTorch's semantics (kernels/pool.h).
 
 Output size per axis (PyTorch's pooling_output_shape), k the kernel, s the stride (default k), pad
-the padding (at most half the dilated kernel), d the dilation:
+the padding (at most k // 2), d the dilation:
     P = (H + 2 pad - d (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1,
 less one if ceil_mode made the last window start at or after H + pad (inside the right padding).
 Window p of an axis covers input indices p s - pad + i d, i = 0 ... k - 1.
@@ -32,12 +32,8 @@ def _pool_args(kernel_size, stride, padding, dilation, op):
     s = k if stride is None else _pair(stride, "stride", op)
     pad = _pair(padding, "padding", op, 0)
     d = _pair(dilation, "dilation", op)
-    for a in range(2):
-        if pad[a] > (d[a] * (k[a] - 1) + 1) // 2:
-            raise ValueError(
-                f"[{op}] padding should be at most half of the (dilated) kernel size, got padding={pad}, "
-                f"kernel_size={k}, dilation={d}"
-            )
+    if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:  # PyTorch's pool2d_shape_check: the kernel without dilation
+        raise ValueError(f"[{op}] padding should be at most half of kernel_size, got padding={pad}, kernel_size={k}")
     return k, s, pad, d
 
 
