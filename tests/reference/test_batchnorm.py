@@ -235,8 +235,8 @@ def test_batch_norm2d_matches_torch(rng, shape, dtype, training):
         assert_sum_close(rv, rv_t.numpy(), rv, n + 2)
         assert_sum_close(dx, xt.grad.numpy(), tx, n)
     else:
-        scale = np.abs(w.astype(np.float64)) * invstd
-        y_terms = scale[None, :, None, None] * (np.abs(x.astype(np.float64)) + np.abs(rm)[None, :, None, None]) + np.abs(b)[None, :, None, None]
+        c = lambda v: np.abs(v.astype(np.float64))[None, :, None, None]  # noqa: E731
+        y_terms = c(w * invstd) * (np.abs(x.astype(np.float64)) + c(rm)) + c(b)
         assert_sum_close(y, yt.detach().numpy(), y_terms, 3)  # scale x + shift, shift = beta - mean scale
         assert_sum_close(dx, xt.grad.numpy(), tx, 2)  # g (gamma invstd): products only
     assert_sum_close(dw, wt.grad.numpy(), tw, n)

@@ -24,7 +24,10 @@ CASES = [
     ((1, 2, 9, 8), 3, 2, 1, 2, True),
 ]
 AVG_CASES = [c for c in CASES if c[4] == 1]
-ids = lambda cases: [f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{'ceil' if c[5] else 'floor'}".replace(" ", "") for c in cases]  # noqa: E731
+
+
+def ids(cases):
+    return [f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{'ceil' if c[5] else 'floor'}".replace(" ", "") for c in cases]
 
 
 def _pair(v):
@@ -143,6 +146,18 @@ def test_max_pool_nan_propagates():
     assert np.isnan(y).all() and indices.ravel().tolist() == [2]
 
 
+def test_max_pool_window_between_the_pixels():
+    """Dilation 3 puts the taps of a 2-wide window at -1 and 2 of a 2-pixel axis: no tap is in bounds."""
+    x = np.arange(4.0).reshape(1, 1, 2, 2)
+    y, indices = R.max_pool2d_forward(x, 2, 1, 1, 3)
+    assert y.tolist() == [[[[-np.inf]]]] and indices.tolist() == [[[[-1]]]]
+    np.testing.assert_array_equal(R.max_pool2d_backward(np.ones((1, 1, 1, 1)), indices, x.shape), np.zeros_like(x))
+    x = np.arange(12.0).reshape(2, 3, 1, 2)  # rows have their tap, columns none: every window empty
+    y, indices = R.max_pool2d_forward(x, (1, 2), 1, (0, 1), (1, 3))
+    assert (y == -np.inf).all() and (indices == -1).all() and y.shape == (2, 3, 1, 1)
+    np.testing.assert_array_equal(R.max_pool2d_backward(np.ones(y.shape), indices, x.shape), np.zeros_like(x))
+
+
 def test_max_pool_backward_adds_overlapping_windows():
     x = np.array([[[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]])
     _, indices = R.max_pool2d_forward(x, 2, 1)
@@ -232,7 +247,8 @@ ADAPTIVE_CASES = [
 
 
 def brute_adaptive(x, output_size):
-    P, Q = (x.shape[2 + a] if o is None else o for a, o in enumerate(_pair(output_size) if not isinstance(output_size, tuple) else output_size))
+    sizes = output_size if isinstance(output_size, tuple) else (output_size, output_size)
+    P, Q = (x.shape[2 + a] if o is None else o for a, o in enumerate(sizes))
     H, W = x.shape[2:]
     y = np.zeros(x.shape[:2] + (P, Q))
     for p, q in itertools.product(range(P), range(Q)):
@@ -301,15 +317,16 @@ def test_dtype_is_kept(rng, dtype):
     x = random_array(rng, (2, 3, 5, 5), dtype)
     y, indices = R.max_pool2d_forward(x, 2)
     assert y.dtype == dtype and R.max_pool2d_backward(y, indices, x.shape).dtype == dtype
-    for fwd, bwd in [(lambda a: R.avg_pool2d_forward(a, 3, 2, 1, True, False), lambda g: R.avg_pool2d_backward(g, x.shape, 3, 2, 1, True, False)),
-                     (lambda a: R.adaptive_avg_pool2d_forward(a, 3), lambda g: R.adaptive_avg_pool2d_backward(g, x.shape))]:
-        y = fwd(x)
-        assert y.dtype == dtype and bwd(y).dtype == dtype
+    y = R.avg_pool2d_forward(x, 3, 2, 1, True, False)
+    assert y.dtype == dtype and R.avg_pool2d_backward(y, x.shape, 3, 2, 1, True, False).dtype == dtype
+    y = R.adaptive_avg_pool2d_forward(x, 3)
+    assert y.dtype == dtype and R.adaptive_avg_pool2d_backward(y, x.shape).dtype == dtype
 
 
 def test_bad_arguments():
     x = np.zeros((1, 2, 4, 4))
-    with pytest.raises(ValueError, match=r"\[max_pool2d_forward\] padding should be at most half of kernel_size, got padding=\(2, 2\), kernel_size=\(3, 3\)"):
+    with pytest.raises(ValueError, match=r"\[max_pool2d_forward\] padding should be at most half of kernel_size, "
+                                         r"got padding=\(2, 2\), kernel_size=\(3, 3\)"):
         R.max_pool2d_forward(x, 3, padding=2, dilation=2)  # dilation does not widen the limit
     with pytest.raises(ValueError, match=r"\[avg_pool2d_forward\] padding should be at most half"):
         R.avg_pool2d_forward(x, 3, padding=2)
@@ -319,7 +336,7 @@ def test_bad_arguments():
         R.max_pool2d_forward(x[0], 2)
     with pytest.raises(ValueError, match=r"\[max_pool2d_forward\] stride must be >= 1, got 0"):
         R.max_pool2d_forward(x, 2, 0)
-    with pytest.raises(ValueError, match=r"\[max_pool2d_backward\] indices must be in \[0, H\*W\) = \[0, 16\)"):
+    with pytest.raises(ValueError, match=r"\[max_pool2d_backward\] indices must be -1 or in \[0, H\*W\) = \[0, 16\)"):
         R.max_pool2d_backward(np.zeros((1, 2, 1, 1)), np.full((1, 2, 1, 1), 16), x.shape)
     with pytest.raises(ValueError, match=r"\[max_pool2d_backward\] grad_out \(1, 3, 1, 1\) and indices"):
         R.max_pool2d_backward(np.zeros((1, 3, 1, 1)), np.zeros((1, 3, 1, 1), np.int64), x.shape)

@@ -8,7 +8,9 @@ Window p of an axis covers input indices p s - pad + i d, i = 0 ... k - 1.
 
 max_pool2d: y = the window's maximum over its in-bounds taps, indices = h W + w of the first tap
 reaching it in (i, j) C order (a NaN wins over everything and over earlier NaNs, as in PyTorch);
-the backward adds each gradient to its index.
+the backward adds each gradient to its index. With dilation a window can fall between the pixels
+(H = 2, kernel 2, padding 1, dilation 3): its maximum is over no tap, -inf with index -1, and it
+passes no gradient (PyTorch 2.13 gives index h W + w of a padded tap there and its backward aborts).
 avg_pool2d, adaptive_avg_pool2d: the average of a window is separable, y = (B_h x B_w^T) / divisor
 with B (P, H) the 0/1 window matrix of an axis and divisor = cnt_h[p] cnt_w[q]; the backward is the
 adjoint, dx = B_h^T (g / divisor) B_w.
@@ -67,7 +69,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
         kernel_size, stride (default kernel_size), padding, dilation: int or (h, w) pair.
         ceil_mode: round the output size up (windows may run past the right padding).
     Returns:
-        (y (N, C, P, Q), indices (N, C, P, Q) int64: flat h*W + w in the input plane of each maximum).
+        (y (N, C, P, Q), indices (N, C, P, Q) int64: flat h*W + w in the input plane of each maximum,
+        -1 for a window without an in-bounds tap).
     """
     op = "max_pool2d_forward"
     _check_nchw(x.shape, "x", op)
@@ -91,7 +94,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
 
 
 def max_pool2d_backward(grad_out, indices, input_shape):
-    """dx[n, c].flat[indices[n, c, p, q]] += grad_out[n, c, p, q] (overlapping windows add up).
+    """dx[n, c].flat[indices[n, c, p, q]] += grad_out[n, c, p, q] (overlapping windows add up; -1 adds nothing).
 
     Args:
         grad_out: (N, C, P, Q) float32/float64.
@@ -106,11 +109,12 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     if grad_out.ndim != 4 or grad_out.shape[:2] != (N, C) or indices.shape != grad_out.shape:
         raise ValueError(f"[{op}] grad_out {grad_out.shape} and indices {indices.shape} must be (N, C, P, Q) "
                          f"with (N, C) = {(N, C)}")
-    if indices.size and (indices.min() < 0 or indices.max() >= H * W):
-        raise ValueError(f"[{op}] indices must be in [0, H*W) = [0, {H * W})")
-    dx = np.zeros((N * C, H * W), dtype=grad_out.dtype)
-    np.add.at(dx, (np.arange(N * C)[:, None], indices.reshape(N * C, -1)), grad_out.reshape(N * C, -1))
-    return dx.reshape(N, C, H, W)
+    if indices.size and (indices.min() < -1 or indices.max() >= H * W):
+        raise ValueError(f"[{op}] indices must be -1 or in [0, H*W) = [0, {H * W})")
+    dx = np.zeros((N * C, H * W + 1), dtype=grad_out.dtype)  # column H*W collects the windows without a tap
+    rows = np.broadcast_to(np.arange(N * C)[:, None], (N * C, indices[0, 0].size))
+    np.add.at(dx, (rows, np.where(indices < 0, H * W, indices).reshape(N * C, -1)), grad_out.reshape(N * C, -1))
+    return np.ascontiguousarray(dx[:, :H * W]).reshape(N, C, H, W)
 
 
 def _window_matrix(starts, ends, n, dtype):
