@@ -10,7 +10,7 @@ max_pool2d: y = the window's maximum over its in-bounds taps, indices = h W + w 
 reaching it in (i, j) C order (a NaN wins over everything and over earlier NaNs, as in PyTorch);
 the backward adds each gradient to its index. With dilation a window can fall between the pixels
 (H = 2, kernel 2, padding 1, dilation 3): its maximum is over no tap, -inf with index -1, and it
-passes no gradient (PyTorch 2.13 gives index h W + w of a padded tap there and its backward aborts).
+passes no gradient (PyTorch 2.13 returns an out-of-range index there, and its backward aborts).
 avg_pool2d, adaptive_avg_pool2d: the average of a window is separable, y = (B_h x B_w^T) / divisor
 with B (P, H) the 0/1 window matrix of an axis and divisor = cnt_h[p] cnt_w[q]; the backward is the
 adjoint, dx = B_h^T (g / divisor) B_w.
