@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastnn import reference as R
-from tests.conftest import assert_gradient, assert_sum_close, requires_torch
+from tests.conftest import DTYPES, assert_gradient, assert_sum_close, requires_torch
 
 SHAPES = [(5, 3), (4, 3, 5), (3, 2, 2, 3)]
 
@@ -200,3 +200,75 @@ def test_eval_matches_torch(rng, shape):
     (_, tw, tb), n = backward_terms(g, x, w, mean, invstd, training=False)
     assert_sum_close(dw, wt.grad.numpy(), tw, n)
     assert_sum_close(db, bt.grad.numpy(), tb, n)
+
+
+# --- BatchNorm2d: the N*H*W values of a channel together; folding into the conv before it ----------
+
+SHAPES_2D = [(1, 3, 5, 4), (4, 17, 3, 2), (2, 1, 1, 7)]
+
+
+@requires_torch
+@pytest.mark.parametrize("shape", SHAPES_2D)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm2d_matches_torch(rng, shape, dtype, training):
+    import torch
+
+    C = shape[1]
+    x = (rng.normal(0.3, 1.7, shape)).astype(dtype)
+    w, b, rm, rv = _params(rng, C, dtype)
+    g = rng.normal(size=shape).astype(dtype)
+    rm0, rm_t, rv_t = rm.copy(), torch.tensor(rm), torch.tensor(rv)
+    xt = torch.tensor(x, requires_grad=True)
+    wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+    yt = torch.nn.functional.batch_norm(xt, rm_t, rv_t, wt, bt, training=training, momentum=0.2, eps=1e-4)
+    yt.backward(torch.tensor(g))
+
+    y, mean, invstd = R.batch_norm_forward(x, w, b, rm, rv, training, momentum=0.2, eps=1e-4)
+    assert all(a.dtype == dtype for a in (y, mean, invstd, rm, rv))
+    dx, dw, db = R.batch_norm_backward(g, x, w, mean, invstd, training=training)
+    (tx, tw, tb), n = backward_terms(g, x, w, mean, invstd, training)
+    if training:
+        terms, n = forward_terms(x, w, b, 0.2, rm0)
+        assert_sum_close(y, yt.detach().numpy(), terms["y"], n)
+        assert_sum_close(rm, rm_t.numpy(), terms["running_mean"], n + 2)
+        assert_sum_close(rv, rv_t.numpy(), rv, n + 2)
+        assert_sum_close(dx, xt.grad.numpy(), tx, n)
+    else:
+        c = lambda v: np.abs(v.astype(np.float64))[None, :, None, None]  # noqa: E731
+        y_terms = c(w * invstd) * (np.abs(x.astype(np.float64)) + c(rm)) + c(b)
+        assert_sum_close(y, yt.detach().numpy(), y_terms, 3)  # scale x + shift, shift = beta - mean scale
+        assert_sum_close(dx, xt.grad.numpy(), tx, 2)  # g (gamma invstd): products only
+    assert_sum_close(dw, wt.grad.numpy(), tw, n)
+    assert_sum_close(db, bt.grad.numpy(), tb, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("groups, conv_bias, affine", [(1, True, True), (2, False, True), (4, True, False)])
+def test_fold_into_conv_equals_conv_then_eval_batch_norm(rng, dtype, groups, conv_bias, affine):
+    x = rng.normal(size=(2, 4, 6, 5)).astype(dtype)
+    cw = rng.normal(size=(8, 4 // groups, 3, 3)).astype(dtype)
+    cb = rng.normal(size=8).astype(dtype) if conv_bias else None
+    w, b, rm, rv = _params(rng, 8, dtype)
+    w, b = (w, b) if affine else (None, None)
+    geometry = dict(stride=2, padding=1, groups=groups)
+    z = R.conv2d_forward(x, cw, cb, **geometry)
+    expected = R.batch_norm_forward(z, w, b, rm, rv, False, eps=1e-3)[0]
+    fw, fb = R.batch_norm_fold_into(cw, cb, w, b, rm, rv, eps=1e-3)
+    assert fw.shape == cw.shape and fb.shape == (8,) and fw.dtype == dtype and fb.dtype == dtype
+    y = R.conv2d_forward(x, fw, fb, **geometry)
+    a64 = lambda v: None if v is None else np.abs(v.astype(np.float64))  # noqa: E731
+    scale, _ = R.batch_norm_fold(a64(w), None, rm.astype(np.float64), rv.astype(np.float64), 1e-3)
+    terms = (scale[None, :, None, None] * (R.conv2d_forward(a64(x), a64(cw), a64(cb), **geometry) + np.abs(rm)[None, :, None, None])
+             + (0 if b is None else np.abs(b)[None, :, None, None]))
+    assert_sum_close(y, expected, terms, cw[0].size + 3)
+
+
+def test_fold_into_linear(rng):
+    x, lw, lb = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=4)
+    w, b, rm, rv = _params(rng, 4)
+    fw, fb = R.batch_norm_fold_into(lw, lb, w, b, rm, rv)
+    expected = R.batch_norm_forward(x @ lw.T + lb, w, b, rm, rv, False)[0]
+    np.testing.assert_allclose(x @ fw.T + fb, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\[batch_norm_fold_into\] the layer has 4 output channels, the batch norm 3"):
+        R.batch_norm_fold_into(lw, lb, w[:3], b[:3], rm[:3], rv[:3])

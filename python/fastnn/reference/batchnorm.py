@@ -7,7 +7,7 @@ n = N*H*W values; ``_per_channel`` views x as (N, C, S) and broadcasts (C,) vect
 
 import numpy as np
 
-__all__ = ["batch_norm_affine", "batch_norm_backward", "batch_norm_fold", "batch_norm_forward"]
+__all__ = ["batch_norm_affine", "batch_norm_backward", "batch_norm_fold", "batch_norm_fold_into", "batch_norm_forward"]
 
 
 def _per_channel(x):
@@ -76,6 +76,19 @@ def batch_norm_fold(weight, bias, running_mean, running_var, eps=1e-5):
     scale = gamma / np.sqrt(running_var + eps)
     shift = beta - running_mean * scale
     return scale, shift
+
+
+def batch_norm_fold_into(prev_weight, prev_bias, weight, bias, running_mean, running_var, eps=1e-5):
+    """An eval-mode BN folded into the layer before it: W'[o] = scale[o] W[o], b' = scale b + shift
+    (b = 0 without a bias), scale and shift from batch_norm_fold. prev_weight is any layer's (out, ...)
+    weight whose output channel o is axis 0: Linear (out, in), Conv2d (out, in/groups, kh, kw).
+    Returns (weight, bias)."""
+    if prev_weight.shape[0] != running_mean.shape[0]:
+        raise ValueError(f"[batch_norm_fold_into] the layer has {prev_weight.shape[0]} output channels, "
+                         f"the batch norm {running_mean.shape[0]}")
+    scale, shift = batch_norm_fold(weight, bias, running_mean, running_var, eps)
+    folded = prev_weight * scale.reshape((-1,) + (1,) * (prev_weight.ndim - 1))
+    return folded, shift if prev_bias is None else prev_bias * scale + shift
 
 
 def batch_norm_affine(x, scale, shift):
