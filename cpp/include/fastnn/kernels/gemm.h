@@ -80,9 +80,9 @@ void gemm_tile(const A& a, const B& b, C& c, bool accumulate) {
 // measured on Linear forward + backward (batch 128, 2 cores), two threads pay from ~1.2M
 // multiply-adds per product; below, waking the second thread costs more than the halved work.
 constexpr index_t kMinTileMacs = 512 * 1024;
-constexpr index_t kTileMacs = 16 * 1024 * 1024;
-constexpr index_t kMaxTiles = 16;
-constexpr index_t kMinTileSide = 64;
+inline index_t kTileMacs = 16 * 1024 * 1024;  // TUNING
+inline index_t kMaxTiles = 16;
+inline index_t kMinTileSide = 64;
 
 // Threads for work of `macs` multiply-adds split freely (the narrow kernels of linear_narrow.h):
 // at least kMinTileMacs each, one inside a parallel region.
@@ -164,15 +164,23 @@ void run_tiles(const Tiling& tiling, F&& f) {
 }  // namespace gemm_detail
 
 // c = a @ b (or c += a @ b) for Eigen maps with unit inner stride (row- or column-major operands,
-// row-major c); c must not alias a or b.
-template <class A, class B, class C>
-void gemm(const A& a, const B& b, C& c, bool accumulate = false) {
+// row-major c); c must not alias a or b. `epilogue(r0, r1, c0, c1)` runs on each tile of c right
+// after its product, on the same thread, while the tile is in cache (a layer's bias and
+// activation: linear.h).
+template <class A, class B, class C, class E>
+void gemm(const A& a, const B& b, C& c, bool accumulate, E&& epilogue) {
   using namespace gemm_detail;
   using T = typename C::Scalar;
   run_tiles(gemm_tiling<T>(c.rows(), c.cols(), a.cols()), [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     auto cb = c.block(r0, c0, r1 - r0, c1 - c0);
     gemm_tile(a.middleRows(r0, r1 - r0), b.middleCols(c0, c1 - c0), cb, accumulate);
+    epilogue(r0, r1, c0, c1);
   });
+}
+
+template <class A, class B, class C>
+void gemm(const A& a, const B& b, C& c, bool accumulate = false) {
+  gemm(a, b, c, accumulate, [](index_t, index_t, index_t, index_t) {});
 }
 
 // c[i] = a[i] @ b[i] for i < batch; all three C-contiguous: a (batch, m, k), b (batch, k, n), c (batch, m, n).

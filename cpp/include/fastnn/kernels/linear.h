@@ -122,7 +122,6 @@ template <class XM, class WM, class T>
 void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>& w, const T* bias, T* y,
                     Activation act = Activation::none, T slope = T(0.01)) {
   using namespace linear_detail;
-  using namespace gemm_detail;
   const index_t n = x.rows(), out = w.rows();
   if constexpr (rows_addressable<XM>()) {
     if (narrow_linear_fits<T>(out)) {
@@ -130,14 +129,11 @@ void linear_forward(const Eigen::MatrixBase<XM>& x, const Eigen::MatrixBase<WM>&
       return linear_forward_rows(rows.data(), n, w, bias, y, act, slope);
     }
   }
-  // y[r0:r1, c0:c1] = act(x[r0:r1] W[c0:c1]^T + b[c0:c1])
-  auto block = [&](index_t r0, index_t r1, index_t c0, index_t c1) {
-    MatMap<T> yb(y + r0 * out + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(out));
-    gemm_tile(x.derived().middleRows(r0, r1 - r0), w.derived().middleRows(c0, c1 - c0).transpose(), yb, false);
-    if (!bias && act == Activation::none) return;
+  MatMap<T> ym(y, n, out, Eigen::OuterStride<>(out));
+  gemm(x.derived(), w.derived().transpose(), ym, false, [&](index_t r0, index_t r1, index_t c0, index_t c1) {
+    if (!bias && act == Activation::none) return;  // y[r0:r1, c0:c1] = act(that tile + b[c0:c1])
     for (index_t i = r0; i < r1; ++i) bias_activation(y + i * out + c0, bias ? bias + c0 : bias, c1 - c0, act, slope);
-  };
-  run_tiles(gemm_tiling<T>(n, out, x.cols()), block);
+  });
 }
 
 // Raw-pointer form, all C-contiguous: x (n, in), w (out, in), bias (out) or null, y (n, out).
