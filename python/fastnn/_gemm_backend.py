@@ -9,6 +9,8 @@ serves when the wheel is missing, fails to load, or ``FASTNN_GEMM=eigen`` is set
 
 import os
 
+import numpy  # noqa: F401  (loaded first: its own BLAS must not see the one-thread setting below)
+
 _CHOICES = ("auto", "openblas", "eigen")
 _reason = ""  # why Eigen serves, set by load() and use_gemm_backend
 
