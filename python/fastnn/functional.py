@@ -7,7 +7,11 @@ Bad arguments raise ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape
 op's name first: ``[matmul] inner dimensions differ: ...``.
 """
 
+from ._blas_pool import quiet as _quiet_blas
 from ._config import _C
+
+# The products run on all of fastnn's threads: other OpenBLAS pools' idle workers sleep meanwhile
+# (_blas_pool.py). The other kernels are memory-bound or small and skip the ~1 us it costs.
 
 # --- gemm ---------------------------------------------------------------------------------------
 
@@ -23,7 +27,8 @@ def matmul(a, b, out=None):
     Returns:
         (M, N) array.
     """
-    return _C.matmul(a, b, out)
+    with _quiet_blas:
+        return _C.matmul(a, b, out)
 
 
 def bmm(a, b, out=None):
@@ -36,7 +41,8 @@ def bmm(a, b, out=None):
     Returns:
         (B, M, N) array.
     """
-    return _C.bmm(a, b, out)
+    with _quiet_blas:
+        return _C.bmm(a, b, out)
 
 # --- linear -------------------------------------------------------------------------------------
 
@@ -54,7 +60,8 @@ def linear_forward(x, weight, bias=None, activation="none", negative_slope=0.01)
     Returns:
         y: (N, out) array.
     """
-    return _C.linear_forward(x, weight, bias, activation, negative_slope)
+    with _quiet_blas:
+        return _C.linear_forward(x, weight, bias, activation, negative_slope)
 
 
 def linear_backward(grad_out, x, weight, y=None, activation="none", negative_slope=0.01,
@@ -78,8 +85,9 @@ def linear_backward(grad_out, x, weight, y=None, activation="none", negative_slo
     Returns:
         (grad_input (N, in) or None, grad_weight (out, in), grad_bias (out,) or None).
     """
-    return _C.linear_backward(grad_out, x, weight, y, activation, negative_slope, need_input_grad,
-                              need_bias_grad, grad_weight_out, grad_bias_out)
+    with _quiet_blas:
+        return _C.linear_backward(grad_out, x, weight, y, activation, negative_slope, need_input_grad,
+                                  need_bias_grad, grad_weight_out, grad_bias_out)
 
 # --- activations --------------------------------------------------------------------------------
 
