@@ -289,3 +289,14 @@ def test_fit_results_do_not_depend_on_the_guard(monkeypatch, dtype):
     np.testing.assert_array_equal(p1, p2)
     assert l1 == l2
     np.testing.assert_array_equal(o1, o2)
+
+
+def test_threaded_products_are_guarded_and_small_ones_skip_it():
+    big, small = np.ones((128, 128), np.float32), np.ones((8, 8), np.float32)
+    assert F._guard(big, big) is _blas_pool.quiet  # 2M multiply-adds: threaded (gemm.h)
+    assert F._guard(small, small) is not _blas_pool.quiet
+    assert F._guard(np.ones((256, 64), np.float32), np.ones((128, 64), np.float32), 0) is _blas_pool.quiet  # linear
+    for bad in ([[1.0]], None, np.float32(1)):
+        assert F._guard(bad, big) is not _blas_pool.quiet and F._guard(big, bad) is not _blas_pool.quiet
+    with pytest.raises(ValueError, match=r"\[matmul\]"):
+        F.matmul(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))  # errors are still the kernel's

@@ -101,7 +101,7 @@ def _open_pool(path, maps):
     ``thread_timeout`` can be found and verified."""
     try:
         syms = _elf_symbols(path, (b"thread_timeout", b"blas_server_avail", b"blas_thread_server"))
-    except OSError:
+    except (OSError, struct.error):  # unreadable, or a truncated ELF file
         return None
     timeout = [s for s in syms.get(b"thread_timeout", ()) if s[2] == 1 and s[1] == 4]  # STT_OBJECT, 4 bytes
     avail = [s for s in syms.get(b"blas_server_avail", ()) if s[2] == 1]

@@ -7,11 +7,25 @@ Bad arguments raise ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape
 op's name first: ``[matmul] inner dimensions differ: ...``.
 """
 
+import contextlib
+
 from ._blas_pool import quiet as _quiet_blas
 from ._config import _C
 
-# The products run on all of fastnn's threads: other OpenBLAS pools' idle workers sleep meanwhile
-# (_blas_pool.py). The other kernels are memory-bound or small and skip the ~1 us it costs.
+# A product that runs on several threads does so with other OpenBLAS pools' idle workers asleep
+# (_blas_pool.py); smaller products and the other kernels skip the ~1 us that costs.
+_THREADED_MACS = 2 * 512 * 1024  # gemm.h gemm_threads: below this a product stays on one thread
+_NO_GUARD = contextlib.nullcontext()
+
+
+def _guard(a, b, axis=-1):
+    """The BLAS guard for a product of ``a.size * b.shape[axis]`` multiply-adds if it is threaded;
+    bad arguments get no guard and are reported by the kernel."""
+    try:
+        macs = a.size * b.shape[axis]
+    except (AttributeError, IndexError, TypeError):
+        return _NO_GUARD
+    return _quiet_blas if macs >= _THREADED_MACS else _NO_GUARD
 
 # --- gemm ---------------------------------------------------------------------------------------
 
@@ -27,7 +41,7 @@ def matmul(a, b, out=None):
     Returns:
         (M, N) array.
     """
-    with _quiet_blas:
+    with _guard(a, b):
         return _C.matmul(a, b, out)
 
 
@@ -41,7 +55,7 @@ def bmm(a, b, out=None):
     Returns:
         (B, M, N) array.
     """
-    with _quiet_blas:
+    with _guard(a, b):
         return _C.bmm(a, b, out)
 
 # --- linear -------------------------------------------------------------------------------------
@@ -60,7 +74,7 @@ def linear_forward(x, weight, bias=None, activation="none", negative_slope=0.01)
     Returns:
         y: (N, out) array.
     """
-    with _quiet_blas:
+    with _guard(x, weight, 0):
         return _C.linear_forward(x, weight, bias, activation, negative_slope)
 
 
@@ -85,7 +99,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="none", negative_slo
     Returns:
         (grad_input (N, in) or None, grad_weight (out, in), grad_bias (out,) or None).
     """
-    with _quiet_blas:
+    with _guard(grad_out, x):
         return _C.linear_backward(grad_out, x, weight, y, activation, negative_slope, need_input_grad,
                                   need_bias_grad, grad_weight_out, grad_bias_out)
 
