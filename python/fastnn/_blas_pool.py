@@ -108,7 +108,7 @@ def _open_pool(path, maps):
     if len(timeout) != 1 or len(avail) != 1 or not syms.get(b"blas_thread_server"):
         return None  # not the pthreads server (OpenMP build), or ambiguous
     try:
-        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)  # never loads a library
         avail_at = ctypes.addressof(ctypes.c_int.in_dll(lib, "blas_server_avail"))
     except (OSError, ValueError, AttributeError):
         return None
