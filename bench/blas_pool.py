@@ -20,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))  # the work tree's fastnn unless installed
 import numpy as np  # noqa: E402
 
+# OpenBLAS starts its workers when numpy loads it; fastnn's OpenMP threads come later.
+BLAS_WORKERS = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()] if os.path.isdir("/proc/self/task") else []
 import fastnn  # noqa: E402
 from fastnn import _blas_pool  # noqa: E402
 
@@ -35,10 +37,25 @@ def numpy_threads():
                      for p in threadpool_info() if p["user_api"] == "blas")
 
 
-def timed(fn):
-    t = time.perf_counter()
+def worker_cpu():
+    """Seconds the numpy OpenBLAS workers have run so far (load-independent: what they took from fastnn)."""
+    total = 0
+    for t in BLAS_WORKERS:
+        try:
+            with open(f"/proc/self/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total * 1e-9
+
+
+def timed(fn, spin=None):
+    c, t = worker_cpu(), time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    t = time.perf_counter() - t
+    if spin is not None:
+        spin.append(worker_cpu() - c)
+    return t
 
 
 def main():
@@ -77,6 +94,7 @@ def main():
 
     conditions = ("alone", "after numpy, no guard", "after numpy, guard")
     times = {(w, c): [] for w in workloads for c in conditions}
+    spins = {(w, c): [] for w in workloads for c in conditions}
     numpy_times = {c: [] for c in ("asleep", "after numpy", "after fastnn, no guard", "after fastnn, guard")}
     rounds = {"functional.matmul 512^2": args.rounds * 4}
     for r in range(max(rounds.get(w, args.rounds) for w in workloads)):
@@ -89,7 +107,7 @@ def main():
                     time.sleep(ASLEEP)
                 else:
                     numpy_product()
-                times[w, c].append(timed(fn))
+                times[w, c].append(timed(fn, spins[w, c]))
                 if w.startswith("functional") and c != "alone":  # numpy right after a fastnn call
                     numpy_times["after fastnn, " + ("guard" if _blas_pool.enabled else "no guard")].append(
                         timed(numpy_product))
@@ -99,11 +117,12 @@ def main():
         numpy_times["after numpy"].append(timed(numpy_product))
 
     ms = lambda ts: f"{statistics.median(ts) * 1e3:.3f}"  # noqa: E731
-    print("\n| workload (median ms) | " + " | ".join(conditions) + " | slowdown without / with guard |")
+    print("\n| workload (median ms; in brackets the numpy workers' CPU ms during it) | " + " | ".join(conditions)
+          + " | slowdown without / with guard |")
     print("|---" * (len(conditions) + 2) + "|")
     for w in workloads:
         med = [statistics.median(times[w, c]) for c in conditions]
-        print(f"| {w} | " + " | ".join(ms(times[w, c]) for c in conditions)
+        print(f"| {w} | " + " | ".join(f"{ms(times[w, c])} [{ms(spins[w, c])}]" for c in conditions)
               + f" | {med[1] / med[0]:.2f}x / {med[2] / med[0]:.2f}x |")
     print("\n| numpy 1024^2 float32 product (median ms) | " + " | ".join(numpy_times) + " |")
     print("|---" * (len(numpy_times) + 1) + "|")

@@ -19,6 +19,7 @@ any of that fails (stripped, OpenMP build, MKL, Accelerate, not Linux) is left a
 """
 
 import ctypes
+import functools
 import os
 import struct
 import sys
@@ -173,6 +174,18 @@ class _Quiet:
 
 
 quiet = _Quiet()
+
+
+def quieted(fn):
+    """Decorator: `fn` runs inside :data:`quiet`."""
+
+    @functools.wraps(fn)
+    def run_quiet(*args, **kwargs):
+        with quiet:
+            return fn(*args, **kwargs)
+
+    return run_quiet
+
 
 if hasattr(os, "register_at_fork"):  # a fork while another thread held the lock must not leave it held
     os.register_at_fork(after_in_child=lambda: setattr(quiet, "_lock", threading.Lock()))

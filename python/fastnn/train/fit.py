@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from .. import _validate as _v
-from .._blas_pool import quiet as _quiet_blas
+from .._blas_pool import quieted
 from .. import optim as _optim
 from .. import random as _random
 from .._config import _C
@@ -239,6 +239,7 @@ def _nonfinite_parameters(model):
 
 
 @exclusive_training("fit")
+@quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None):
@@ -321,7 +322,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         bar = make_bar(batches_per_epoch, f"epoch {epoch + 1}/{initial_epoch + epochs}", verbose)
         steps = opt._deferred_steps() if params else []
         cpp_model.train()
-        with _counting_steps(opt, state, f"fit: epoch {epoch + 1}", batches_per_epoch) as applied, _quiet_blas:
+        with _counting_steps(opt, state, f"fit: epoch {epoch + 1}", batches_per_epoch) as applied:
             stats = _C.train_epoch(
                 cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
                 int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
@@ -341,8 +342,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         if train_acc is not None:
             logs["accuracy"] = train_acc
         if val is not None:
-            with _quiet_blas:
-                vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256))
+            vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256))
             val_loss, val_acc = _metrics(vstats, kernel, width)
             logs["val_loss"] = val_loss
             if val_acc is not None:
@@ -365,6 +365,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     return history
 
 
+@quieted
 def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
     """Loss and accuracy of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}."""
     batch_size = _check_batch_size(batch_size, "evaluate")
@@ -373,22 +374,22 @@ def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
     y = _check_y(y, kernel, len(X), width, cpp_model)
-    with _quiet_blas:
-        stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)))
+    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)))
     value, acc = _metrics(stats, kernel, width)
     return {"loss": value} if acc is None else {"loss": value, "accuracy": acc}
 
 
+@quieted
 def predict(model, X, batch_size=256):
     """Model outputs for X in eval mode, computed in batches in C++."""
     batch_size = _check_batch_size(batch_size, "predict")
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
-    with _quiet_blas:
-        return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
+    return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
 
 
 @exclusive_training("train_step")
+@quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     """One minibatch (forward, loss, backward, optimizer step) in one C++ call; returns the loss.
 
@@ -403,7 +404,7 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     y = _check_y(y, kernel, len(x), width, cpp_model)
     params = list(cpp_model.parameters())
     cpp_model.train()
-    with _counting_steps(optimizer, None, "train_step", 1) as applied, _quiet_blas:
+    with _counting_steps(optimizer, None, "train_step", 1) as applied:
         stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction,
                                cpp_model.flat_grad() if params else None, optimizer._deferred_steps() if params else [],
                                len(x), False, int(seed), 0, int(step), applied=applied)
