@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))  # the work tree's fastnn
 import numpy as np  # noqa: E402
 
 # OpenBLAS starts its workers when numpy loads it; fastnn's OpenMP threads come later.
-BLAS_WORKERS = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()] if os.path.isdir("/proc/self/task") else []
+BLAS_WORKERS = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()] \
+    if os.path.isdir("/proc/self/task") else []
 import fastnn  # noqa: E402
 from fastnn import _blas_pool  # noqa: E402
 

@@ -3,7 +3,6 @@ user set changes: the thread count is never touched and each library's thread_ti
 the value it had. Speed is measured in bench/blas_pool.py, never asserted here.
 """
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -137,7 +136,8 @@ def test_fastnn_entry_points_run_quiet():
         "fit": lambda: fastnn.fit(model, X, y, epochs=1, batch_size=16, verbose=0, validation_data=(X, y)),
         "evaluate": lambda: fastnn.evaluate(model, X, y),
         "predict": lambda: fastnn.predict(model, X),
-        "train_step": lambda: fastnn.train_step(model, X[:16], y[:16], nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1)),
+        "train_step": lambda: fastnn.train_step(model, X[:16], y[:16], nn.CrossEntropyLoss(),
+                                                optim.SGD(model.parameters(), lr=0.1)),
         "model(x)": lambda: model(X),
         "model.backward": lambda: model.backward(np.ones((len(X), 3), np.float32)),
     }
