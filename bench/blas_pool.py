@@ -1,13 +1,17 @@
 """fastnn next to numpy's OpenBLAS in one process (issue 8; python/fastnn/_blas_pool.py).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OPENBLAS_THREAD_TIMEOUT python bench/blas_pool.py [--rounds N]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OPENBLAS_THREAD_TIMEOUT \
+        python bench/blas_pool.py [--rounds N]
 
 After a threaded numpy product, OpenBLAS's workers busy-wait ~0.1 s for more work and take cores
 from whatever runs next. Each fastnn workload is timed alone (numpy's workers asleep), right after
-one numpy 1024^2 float32 product with fastnn's guard switched off (the bug), and the same with the
-guard on. Then the numpy product itself: after its workers fell asleep, right after another numpy
-product, and right after fastnn. Medians of interleaved rounds, in ms; a timing, never a test.
-Not run by compare.py: bench/conftest.py sets OPENBLAS_THREAD_TIMEOUT=4, which hides the effect.
+the numpy 1024^2 float32 product computed on one thread (the same work before it, but no worker
+left spinning: the control), right after it on numpy's threads with fastnn's guard switched off
+(the bug), and the same with the guard on. Then the numpy product itself: after its workers fell
+asleep, right after another numpy product, and right after fastnn. Medians of interleaved rounds,
+in ms; a timing, never a test. In brackets: the CPU time numpy's workers took meanwhile, which
+shows the spinning even on a loaded machine. Not run by compare.py: bench/conftest.py sets
+OPENBLAS_THREAD_TIMEOUT=4, which hides the effect.
 """
 
 import argparse
@@ -36,6 +40,19 @@ def numpy_threads():
         return "threadpoolctl not installed"
     return ", ".join(f"{os.path.basename(p['filepath'])} {p.get('architecture')} threads={p['num_threads']}"
                      for p in threadpool_info() if p["user_api"] == "blas")
+
+
+def blas_thread_calls():
+    """(openblas_get_num_threads, openblas_set_num_threads) of numpy's OpenBLAS, whatever their
+    symbol suffix, or None."""
+    for pool in _blas_pool.quiet._pools if _blas_pool.quiet.pools() else []:
+        if "numpy" in pool.path:
+            for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
+                                   ("openblas", "")):
+                get, set_ = f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}"
+                if hasattr(pool.lib, get) and hasattr(pool.lib, set_):
+                    return getattr(pool.lib, get), getattr(pool.lib, set_)
+    return None
 
 
 def worker_cpu():
@@ -73,6 +90,15 @@ def main():
     def numpy_product():
         np.matmul(A, A, out=C)
 
+    thread_calls = blas_thread_calls()
+
+    def numpy_product_1t():  # the same work just before, without a spinning worker (the control)
+        get, set_ = thread_calls
+        n = get()
+        set_(1)
+        numpy_product()
+        set_(n)
+
     X = rng.random((12000, 784), dtype=np.float32)  # Fashion-MNIST-sized rows
     y = rng.integers(0, 10, 12000)
     model = fastnn.nn.Sequential(fastnn.nn.Linear(784, 256), fastnn.nn.ReLU(), fastnn.nn.Linear(256, 128),
@@ -93,7 +119,9 @@ def main():
     for fn in [numpy_product, *workloads.values()]:  # warm up
         fn()
 
-    conditions = ("alone", "after numpy, no guard", "after numpy, guard")
+    conditions = ("alone", "after 1-thread numpy", "after numpy, no guard", "after numpy, guard")
+    if thread_calls is None:
+        conditions = tuple(c for c in conditions if c != "after 1-thread numpy")
     times = {(w, c): [] for w in workloads for c in conditions}
     spins = {(w, c): [] for w in workloads for c in conditions}
     numpy_times = {c: [] for c in ("asleep", "after numpy", "after fastnn, no guard", "after fastnn, guard")}
@@ -106,10 +134,12 @@ def main():
                 _blas_pool.enabled = c != "after numpy, no guard"
                 if c == "alone":
                     time.sleep(ASLEEP)
+                elif c == "after 1-thread numpy":
+                    numpy_product_1t()
                 else:
                     numpy_product()
                 times[w, c].append(timed(fn, spins[w, c]))
-                if w.startswith("functional") and c != "alone":  # numpy right after a fastnn call
+                if w.startswith("functional") and c.startswith("after numpy"):  # numpy right after fastnn
                     numpy_times["after fastnn, " + ("guard" if _blas_pool.enabled else "no guard")].append(
                         timed(numpy_product))
         _blas_pool.enabled = True
@@ -122,9 +152,10 @@ def main():
           + " | slowdown without / with guard |")
     print("|---" * (len(conditions) + 2) + "|")
     for w in workloads:
-        med = [statistics.median(times[w, c]) for c in conditions]
+        med = {c: statistics.median(times[w, c]) for c in conditions}
+        base = med["alone"]
         print(f"| {w} | " + " | ".join(f"{ms(times[w, c])} [{ms(spins[w, c])}]" for c in conditions)
-              + f" | {med[1] / med[0]:.2f}x / {med[2] / med[0]:.2f}x |")
+              + f" | {med['after numpy, no guard'] / base:.2f}x / {med['after numpy, guard'] / base:.2f}x |")
     print("\n| numpy 1024^2 float32 product (median ms) | " + " | ".join(numpy_times) + " |")
     print("|---" * (len(numpy_times) + 1) + "|")
     print("| | " + " | ".join(ms(t) for t in numpy_times.values()) + " |")
