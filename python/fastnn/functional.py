@@ -7,7 +7,7 @@ Bad arguments raise ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape
 op's name first: ``[matmul] inner dimensions differ: ...``.
 """
 
-import contextlib
+from contextlib import nullcontext as _nullcontext
 
 from ._blas_pool import quiet as _quiet_blas
 from ._config import _C
@@ -15,7 +15,7 @@ from ._config import _C
 # A product that runs on several threads does so with other OpenBLAS pools' idle workers asleep
 # (_blas_pool.py); smaller products and the other kernels skip the ~1 us that costs.
 _THREADED_MACS = 2 * 512 * 1024  # gemm.h gemm_threads: below this a product stays on one thread
-_NO_GUARD = contextlib.nullcontext()
+_NO_GUARD = _nullcontext()
 
 
 def _guard(a, b, axis=-1):
