@@ -3,6 +3,7 @@ user set changes: the thread count is never touched and each library's thread_ti
 the value it had. Speed is measured in bench/blas_pool.py, never asserted here.
 """
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -300,3 +301,20 @@ def test_threaded_products_are_guarded_and_small_ones_skip_it():
         assert F._guard(bad, big) is not _blas_pool.quiet and F._guard(big, bad) is not _blas_pool.quiet
     with pytest.raises(ValueError, match=r"\[matmul\]"):
         F.matmul(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))  # errors are still the kernel's
+
+
+def test_fastnns_own_openblas_is_left_alone():
+    """scipy_openblas32, the copy fastnn calls single-threaded, is not touched."""
+    scipy_openblas32 = pytest.importorskip("scipy_openblas32")
+    path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is missing")
+    lib = ctypes.CDLL(path)  # loaded as fastnn's GEMM backend loads it
+    assert any(m[4] == os.path.realpath(path) for m in _blas_pool._maps())
+    _blas_pool.quiet._modules = -1  # look again: a ctypes load imports no module
+    assert all("scipy_openblas32" not in p for p in _blas_pool.quiet.pools())
+    # ... by choice: its thread_timeout is found as well, although this build (0.3.34) exports
+    # none of OpenBLAS's internals, as numpy's next wheels may not
+    pool = _blas_pool._open_pool(os.path.realpath(path), _blas_pool._maps())
+    assert pool is not None and not pool.timeout.value & (pool.timeout.value - 1)
+    del lib

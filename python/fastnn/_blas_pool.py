@@ -14,8 +14,9 @@ So while fastnn runs, :data:`quiet` lowers the library's own ``thread_timeout`` 
 ``OPENBLAS_THREAD_TIMEOUT`` allows; a spinning worker then goes to sleep at once by OpenBLAS's
 own protocol and is woken by the next job as usual, so a concurrent numpy call stays correct.
 On exit the value it had is written back. The thread count is never touched. The variable is
-found in the library's ELF symbol table and checked against its live mapping; a library where
-any of that fails (stripped, OpenMP build, MKL, Accelerate, not Linux) is left alone.
+found in the library's ELF symbol table (local symbols, kept in numpy's and scipy's wheels), placed
+by an exported function's address and checked against the live mapping; a library where any of
+that fails (stripped, OpenMP build, MKL, Accelerate, not Linux) is left alone.
 """
 
 import ctypes
@@ -39,9 +40,10 @@ class _Pool:
         self.saved = None
 
 
-def _elf_symbols(path, names):
-    """{name: [(st_value, st_size, type)]} of a little-endian ELF64 file's .symtab (local
-    symbols included), for the given byte-string names; {} for anything else."""
+def _elf_symbols(path, names, containing):
+    """{name: [(st_value, st_size, st_info)]} from a little-endian ELF64 file's .symtab (local
+    symbols included): the symbols named one of `names`, and those whose name contains
+    `containing` (all byte strings); {} for anything else."""
     with open(path, "rb") as f:
         head = f.read(64)
         if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
@@ -60,17 +62,22 @@ def _elf_symbols(path, names):
         strings = f.read(strtab[5])
         f.seek(symtab[4])
         table = f.read(symtab[5])
-    offsets = {}  # a name's offsets in the string table (also as the tail of a longer name)
-    for name in names:
+    offsets = {}  # string-table offset -> the name that starts there
+    for name in names:  # also where it is the tail of a longer name, which the linker may share
         at = strings.find(name + b"\0")
         while at >= 0:
             offsets[at] = name
             at = strings.find(name + b"\0", at + 1)
-    found = {name: [] for name in names}
+    at = strings.find(containing)
+    while at >= 0:
+        begin, end = strings.rfind(b"\0", 0, at) + 1, strings.find(b"\0", at)
+        offsets.setdefault(begin, strings[begin:end])
+        at = strings.find(containing, end)
+    found = {}
     for st_name, st_info, _, st_shndx, st_value, st_size in struct.iter_unpack("<IBBHQQ", table):
         name = offsets.get(st_name)
         if name is not None and st_shndx != 0:
-            found[name].append((st_value, st_size, st_info & 0xF))
+            found.setdefault(name, []).append((st_value, st_size, st_info))
     return found
 
 
@@ -97,26 +104,38 @@ def _is_candidate(path):
     return "openblas" in low and "/scipy_openblas32/" not in low
 
 
+def _load_base(lib, syms):
+    """Where `lib` is mapped: the address of one of its exported functions (openblas_get_config
+    under whatever prefix and suffix) minus that function's value in the symbol table; None if
+    none is exported (0.3.34 keeps blas_server_avail and the other internals hidden)."""
+    for name, entries in syms.items():
+        for value, _, info in entries:
+            if b"get_config" in name and info == 0x12:  # STB_GLOBAL, STT_FUNC
+                try:
+                    return ctypes.cast(getattr(lib, name.decode()), ctypes.c_void_p).value - value
+                except (AttributeError, UnicodeDecodeError):  # hidden: not in the dynamic table
+                    pass
+    return None
+
+
 def _open_pool(path, maps):
     """The _Pool of the loaded library at `path`, or None if it is not an OpenBLAS whose
     ``thread_timeout`` can be found and verified."""
     try:
-        syms = _elf_symbols(path, (b"thread_timeout", b"blas_server_avail", b"blas_thread_server"))
+        syms = _elf_symbols(path, (b"thread_timeout", b"blas_thread_server"), b"get_config")
     except (OSError, struct.error):  # unreadable, or a truncated ELF file
         return None
-    timeout = [s for s in syms.get(b"thread_timeout", ()) if s[2] == 1 and s[1] == 4]  # STT_OBJECT, 4 bytes
-    avail = [s for s in syms.get(b"blas_server_avail", ()) if s[2] == 1]
-    if len(timeout) != 1 or len(avail) != 1 or not syms.get(b"blas_thread_server"):
-        return None  # not the pthreads server (OpenMP build), or ambiguous
+    timeout = [s for s in syms.get(b"thread_timeout", ()) if s[2] & 0xF == 1 and s[1] == 4]  # a 4-byte object
+    if len(timeout) != 1 or not syms.get(b"blas_thread_server"):
+        return None  # not OpenBLAS's pthreads server (an OpenMP build), or ambiguous
     try:
         lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)  # never loads a library
-        avail_at = ctypes.addressof(ctypes.c_int.in_dll(lib, "blas_server_avail"))
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         return None
-    base = avail_at - avail[0][0]
+    base = _load_base(lib, syms)
     own = [m for m in maps if m[4] == path]
-    at = base + timeout[0][0]
-    if not any(m[0] == base and m[3] == 0 for m in own) or \
+    at = None if base is None else base + timeout[0][0]
+    if at is None or not any(m[0] == base and m[3] == 0 for m in own) or \
             not any(m[0] <= at and at + 4 <= m[1] and "w" in m[2] for m in own):
         return None  # the symbol table does not describe the library that is loaded
     value = ctypes.c_uint.from_address(at)
