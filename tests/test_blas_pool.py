@@ -318,3 +318,15 @@ def test_fastnns_own_openblas_is_left_alone():
     pool = _blas_pool._open_pool(os.path.realpath(path), _blas_pool._maps())
     assert pool is not None and not pool.timeout.value & (pool.timeout.value - 1)
     del lib
+
+
+def test_a_library_that_breaks_the_reader_does_not_break_fastnn(monkeypatch):
+    def broken(path, maps):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(_blas_pool, "_open_pool", broken)
+    monkeypatch.setattr(_blas_pool, "_maps", lambda: [(0x1000, 0x2000, "r-xp", 0, "/x/libopenblas.so.0")])
+    guard = _blas_pool._Quiet()
+    with guard:
+        assert guard.pools() == []
+    assert guard._depth == 0

@@ -6,13 +6,15 @@ on its condition variable (driver/others/blas_server.c, ``blas_thread_server``).
 numpy product that spinning worker takes a core from fastnn's OpenMP threads: a one-epoch fit
 runs ~2x slower and single kernels 3-10x. The exported calls cannot stop it:
 ``openblas_set_num_threads`` (what threadpoolctl calls) only changes the count used by later calls
-and never joins or parks a running worker (0.3.x up to 0.3.31), and ``blas_thread_shutdown_``
-races with a BLAS call in flight in another Python thread (it can drop that call's job).
+and never joins or parks a running worker (the source, and numpy 2.4's 0.3.31), and
+``blas_thread_shutdown_`` races with a BLAS call in flight in another Python thread (it can drop
+that call's job, or wait forever for a worker that went back to sleep).
 
 So while fastnn runs, :data:`quiet` lowers the library's own ``thread_timeout`` (a file-static
-``unsigned int``, read afresh on every turn of the spin loop) to 16 ticks, the smallest value
-``OPENBLAS_THREAD_TIMEOUT`` allows; a spinning worker then goes to sleep at once by OpenBLAS's
-own protocol and is woken by the next job as usual, so a concurrent numpy call stays correct.
+``unsigned int``, read afresh on every turn of the spin loop: so in the machine code of 0.3.30,
+0.3.31 and 0.3.34) to 16 ticks, the smallest value ``OPENBLAS_THREAD_TIMEOUT`` allows; a
+spinning worker then goes to sleep at once by OpenBLAS's own protocol and is woken by the next
+job as usual, so a concurrent numpy call stays correct.
 On exit the value it had is written back. The thread count is never touched. The variable is
 found in the library's ELF symbol table (local symbols, kept in numpy's and scipy's wheels), placed
 by an exported function's address and checked against the live mapping; a library where any of
@@ -167,18 +169,21 @@ class _Quiet:
         maps = _maps()
         for path in dict.fromkeys(m[4] for m in maps):
             if path not in self._seen and _is_candidate(path):
-                self._seen[path] = _open_pool(path, maps)
+                try:
+                    self._seen[path] = _open_pool(path, maps)
+                except Exception:  # an optimisation: a library it cannot read must not fail fastnn's call
+                    self._seen[path] = None
         self._pools = [p for p in self._seen.values() if p is not None]
 
     def __enter__(self):
         with self._lock:
-            self._depth += 1
-            if self._depth == 1 and enabled:
+            if self._depth == 0 and enabled:
                 if len(sys.modules) != self._modules:
                     self._refresh()
                 for p in self._pools:
                     p.saved = p.timeout.value
                     p.timeout.value = QUIET_TICKS
+            self._depth += 1
         return self
 
     def __exit__(self, *exc):
