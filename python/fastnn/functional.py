@@ -7,7 +7,25 @@ Bad arguments raise ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape
 op's name first: ``[matmul] inner dimensions differ: ...``.
 """
 
+from contextlib import nullcontext as _nullcontext
+
+from ._blas_pool import quiet as _quiet_blas
 from ._config import _C
+
+# A product that runs on several threads does so with other OpenBLAS pools' idle workers asleep
+# (_blas_pool.py); smaller products and the other kernels skip the ~1 us that costs.
+_THREADED_MACS = 2 * 512 * 1024  # gemm.h gemm_threads: below this a product stays on one thread
+_NO_GUARD = _nullcontext()
+
+
+def _guard(a, b, axis=-1):
+    """The BLAS guard for a product of ``a.size * b.shape[axis]`` multiply-adds if it is threaded;
+    bad arguments get no guard and are reported by the kernel."""
+    try:
+        macs = a.size * b.shape[axis]
+    except (AttributeError, IndexError, TypeError):
+        return _NO_GUARD
+    return _quiet_blas if macs >= _THREADED_MACS else _NO_GUARD
 
 # --- gemm ---------------------------------------------------------------------------------------
 
@@ -25,7 +43,8 @@ def matmul(a, b, out=None, accumulate=False):
     Returns:
         (M, N) array.
     """
-    return _C.matmul(a, b, out, accumulate)
+    with _guard(a, b):
+        return _C.matmul(a, b, out, accumulate)
 
 
 def bmm(a, b, out=None):
@@ -38,7 +57,8 @@ def bmm(a, b, out=None):
     Returns:
         (B, M, N) array.
     """
-    return _C.bmm(a, b, out)
+    with _guard(a, b):
+        return _C.bmm(a, b, out)
 
 # --- linear -------------------------------------------------------------------------------------
 
@@ -56,7 +76,8 @@ def linear_forward(x, weight, bias=None, activation="none", negative_slope=0.01)
     Returns:
         y: (N, out) array.
     """
-    return _C.linear_forward(x, weight, bias, activation, negative_slope)
+    with _guard(x, weight, 0):
+        return _C.linear_forward(x, weight, bias, activation, negative_slope)
 
 
 def linear_backward(grad_out, x, weight, y=None, activation="none", negative_slope=0.01,
@@ -80,8 +101,9 @@ def linear_backward(grad_out, x, weight, y=None, activation="none", negative_slo
     Returns:
         (grad_input (N, in) or None, grad_weight (out, in), grad_bias (out,) or None).
     """
-    return _C.linear_backward(grad_out, x, weight, y, activation, negative_slope, need_input_grad,
-                              need_bias_grad, grad_weight_out, grad_bias_out)
+    with _guard(grad_out, x):
+        return _C.linear_backward(grad_out, x, weight, y, activation, negative_slope, need_input_grad,
+                                  need_bias_grad, grad_weight_out, grad_bias_out)
 
 # --- activations --------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import random as _random
+from .._blas_pool import quiet as _quiet_blas
 from .._config import _C
 from .module import Module, imposed_mode
 from .parameter import pack, repack
@@ -127,9 +128,13 @@ class LayerModule(Module):
     def forward(self, x):
         x = self._as_input(x)
         object.__setattr__(self, "_last_input", x)  # the C++ layer reads it again in backward
-        return self._layer.forward(x, self.training, _random.seed(), _random.next_step(), imposed_mode() is not None)
+        with _quiet_blas:
+            return self._layer.forward(x, self.training, _random.seed(), _random.next_step(),
+                                       imposed_mode() is not None)
 
     def backward(self, grad_out):
         if self._last_input is None:
             raise RuntimeError(f"[{type(self).__name__}] backward called before forward")
-        return self._layer.backward(self._as_input(grad_out, "grad_out"), True)
+        grad_out = self._as_input(grad_out, "grad_out")
+        with _quiet_blas:
+            return self._layer.backward(grad_out, True)

@@ -13,6 +13,7 @@ import numpy as np
 from .. import _validate as _v
 from .. import optim as _optim
 from .. import random as _random
+from .._blas_pool import quieted as _quieted
 from .._config import _C
 from ..nn import loss as _loss
 from ..nn._layer_module import LayerModule
@@ -238,6 +239,7 @@ def _nonfinite_parameters(model):
 
 
 @exclusive_training("fit")
+@_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None):
@@ -363,6 +365,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     return history
 
 
+@_quieted
 def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
     """Loss and accuracy of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}."""
     batch_size = _check_batch_size(batch_size, "evaluate")
@@ -376,6 +379,7 @@ def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
     return {"loss": value} if acc is None else {"loss": value, "accuracy": acc}
 
 
+@_quieted
 def predict(model, X, batch_size=256):
     """Model outputs for X in eval mode, computed in batches in C++."""
     batch_size = _check_batch_size(batch_size, "predict")
@@ -385,6 +389,7 @@ def predict(model, X, batch_size=256):
 
 
 @exclusive_training("train_step")
+@_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     """One minibatch (forward, loss, backward, optimizer step) in one C++ call; returns the loss.
 
