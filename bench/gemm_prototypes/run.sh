@@ -1,0 +1,39 @@
+#!/bin/sh
+# Build the GEMM prototypes of issue 8 and print the comparison table.
+#   bench/gemm_prototypes/run.sh             float32, 1 and 2 threads, every shape
+#   DTYPES="f32 f64" ROUNDS=3 run.sh         more: each round reruns every process; table = median of rounds
+#   run.sh --test                            correctness sweep only (every ISA this CPU runs)
+# Needs g++ with OpenMP and the scipy-openblas32 wheel (pip install scipy-openblas32).
+# No -march anywhere: the kernel file picks AVX-512 / AVX2 / SSE2 at run time.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+py=${PYTHON:-python3}
+out=${OUT:-$here/build}
+mkdir -p "$out"
+inc=$($py -c 'import scipy_openblas32 as s; print(s.get_include_dir())')
+lib=$($py -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')
+cxx=${CXX:-g++}
+flags="-O3 -fopenmp -std=gnu++17 -Wall"
+# one compile job at a time (the machine is shared)
+[ "$out/blis_gemm.o" -nt "$here/blis_gemm.cpp" ] && [ "$out/blis_gemm.o" -nt "$here/blis_gemm.h" ] ||
+  $cxx $flags -c "$here/blis_gemm.cpp" -o "$out/blis_gemm.o"
+[ "$out/bench.o" -nt "$here/bench.cpp" ] && [ "$out/bench.o" -nt "$here/blis_gemm.h" ] ||
+  $cxx $flags -I"$inc" -c "$here/bench.cpp" -o "$out/bench.o"
+$cxx -fopenmp "$out/bench.o" "$out/blis_gemm.o" -L"$lib" -lscipy_openblas -Wl,-rpath,"$lib" -o "$out/gemm_bench"
+
+# The workplace forces OpenBLAS's Haswell kernel; a user's machine does not (BUILD-NOTES §6).
+run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$out/gemm_bench" "$@"; }
+if [ "${1:-}" = "--test" ]; then run --test; exit; fi
+
+res=$out/results.txt
+: > "$res"
+run --info --peak | tee -a "$res"
+for r in $(seq "${ROUNDS:-1}"); do
+  for dt in ${DTYPES:-f32}; do
+    # (a) and (b) interleaved call by call in one process (both run on fastnn's OpenMP threads);
+    # OpenBLAS's own pool in its own process, since its workers spin after each call.
+    run --impl blis,ob_split --dtype "$dt" --min-time "${MIN_TIME:-0.3}" >> "$res"
+    run --impl ob_pool --dtype "$dt" --min-time "${MIN_TIME:-0.3}" >> "$res"
+  done
+done
+$py "$here/table.py" "$res"
