@@ -281,15 +281,23 @@ struct Scratch {
 };
 thread_local Scratch tl_b, tl_ashared, tl_a, tl_tmp;  // (tl_b, tl_ashared: the caller's)
 
+// Packing. The widths (NR, MR) are compile-time in the copy loops, so they unroll into straight
+// vector moves instead of calls to memcpy with a run-time size (which cost as much as the
+// copy at these sizes: a 56-byte row per k).
+//
 // B block rows k0..k0+kb, columns j0..j0+nb (nb <= NR) -> dst[k*NR + j], zero-padded to NR.
-template <class T>
-void pack_b(T* dst, const T* B, long ldb, bool tb, long k0, long kb, long j0, int nb, int NR) {
+template <class T, int NR>
+void pack_b_w(T* __restrict dst, const T* __restrict B, long ldb, bool tb, long k0, long kb, long j0, int nb) {
   if (!tb) {
     for (long k = 0; k < kb; ++k) {
       const T* s = B + (k0 + k) * ldb + j0;
       T* d = dst + k * NR;
-      std::memcpy(d, s, sizeof(T) * nb);
-      for (int j = nb; j < NR; ++j) d[j] = 0;
+      if (nb == NR) {
+        for (int j = 0; j < NR; ++j) d[j] = s[j];
+      } else {
+        for (int j = 0; j < nb; ++j) d[j] = s[j];
+        for (int j = nb; j < NR; ++j) d[j] = 0;
+      }
     }
   } else {  // op(B)[k][j] = B[j*ldb + k]: read each source row once, scatter with stride NR
     for (int j = 0; j < nb; ++j) {
@@ -302,15 +310,54 @@ void pack_b(T* dst, const T* B, long ldb, bool tb, long k0, long kb, long j0, in
 }
 
 // A strip rows i0..i0+R, columns k0..k0+kb -> dst[k*MR + i] (rows R..MR are never read).
-template <class T>
-void pack_a(T* dst, const T* A, long lda, bool ta, long i0, int R, long k0, long kb, int MR) {
+template <class T, int MR>
+void pack_a_w(T* __restrict dst, const T* __restrict A, long lda, bool ta, long i0, int R, long k0, long kb) {
   if (!ta) {
-    for (int i = 0; i < R; ++i) {
-      const T* s = A + (i0 + i) * lda + k0;
-      for (long k = 0; k < kb; ++k) dst[k * MR + i] = s[k];
+    if (R == MR) {  // 4 k at a time: MR row reads of 4, then 4 contiguous MR-wide writes
+      long k = 0;
+      for (; k + 4 <= kb; k += 4) {
+        T v[MR][4];
+        for (int i = 0; i < MR; ++i)
+          for (int q = 0; q < 4; ++q) v[i][q] = A[(i0 + i) * lda + k0 + k + q];
+        for (int q = 0; q < 4; ++q)
+          for (int i = 0; i < MR; ++i) dst[(k + q) * MR + i] = v[i][q];
+      }
+      for (; k < kb; ++k)
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = A[(i0 + i) * lda + k0 + k];
+    } else {
+      for (int i = 0; i < R; ++i) {
+        const T* s = A + (i0 + i) * lda + k0;
+        for (long k = 0; k < kb; ++k) dst[k * MR + i] = s[k];
+      }
     }
   } else {  // op(A)[i][k] = A[k*lda + i]: each k is R contiguous values
-    for (long k = 0; k < kb; ++k) std::memcpy(dst + k * MR, A + (k0 + k) * lda + i0, sizeof(T) * R);
+    for (long k = 0; k < kb; ++k) {
+      const T* s = A + (k0 + k) * lda + i0;
+      T* d = dst + k * MR;
+      if (R == MR)
+        for (int i = 0; i < MR; ++i) d[i] = s[i];
+      else
+        for (int i = 0; i < R; ++i) d[i] = s[i];
+    }
+  }
+}
+
+template <class T>
+void pack_b(T* dst, const T* B, long ldb, bool tb, long k0, long kb, long j0, int nb, int NR) {
+  switch (NR) {
+    case 32: return pack_b_w<T, 32>(dst, B, ldb, tb, k0, kb, j0, nb);
+    case 16: return pack_b_w<T, 16>(dst, B, ldb, tb, k0, kb, j0, nb);
+    case 8: return pack_b_w<T, 8>(dst, B, ldb, tb, k0, kb, j0, nb);
+    default: std::abort();
+  }
+}
+template <class T>
+void pack_a(T* dst, const T* A, long lda, bool ta, long i0, int R, long k0, long kb, int MR) {
+  switch (MR) {
+    case PROTO_MR512: return pack_a_w<T, PROTO_MR512>(dst, A, lda, ta, i0, R, k0, kb);
+    case 6: return pack_a_w<T, 6>(dst, A, lda, ta, i0, R, k0, kb);
+    case 4: return pack_a_w<T, 4>(dst, A, lda, ta, i0, R, k0, kb);
+    default: std::abort();
   }
 }
 
@@ -334,7 +381,8 @@ void gemm_impl(Isa isa, int nt, long M, long N, long K, const T* A, long lda, bo
   }
   const KernelSet<T>& ks = kernels<T>(isa);
   const int MR = ks.mr, NR = ks.nr;
-  const Blocking bl = blocking(MR, NR, sizeof(T));
+  Blocking bl = blocking(MR, NR, sizeof(T));
+  bl.kc = env_int("PROTO_KC", bl.kc), bl.nc = env_int("PROTO_NC", bl.nc) / NR * NR;  // (experiments)
   const long kc = balanced(K, bl.kc, 8);
   const long nc = balanced(N, bl.nc, NR);
   const long strips = (M + MR - 1) / MR;
