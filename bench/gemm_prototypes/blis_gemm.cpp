@@ -165,7 +165,10 @@ struct KernelSet {
       __builtin_prefetch(c + i * ldc + NV * L - 1, 1);                                          \
       _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) r[i][v] = VT::zero();                \
     }                                                                                           \
-    for (long k = 0; k < kc; ++k) {                                                             \
+    PROTO_PRAGMA(GCC unroll PROTO_UNROLL_K) for (long k = 0; k < kc; ++k) {                                    \
+      if (PROTO_PF_B > 0)                                                                       \
+        for (int q = 0; q < int(NV * L * sizeof(VT::T) + 63) / 64; ++q)                           \
+          __builtin_prefetch(b + PROTO_PF_B * NV * L + q * (64 / sizeof(VT::T)));                \
       V bv[NV];                                                                                 \
       _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) bv[v] = VT::load(b + v * L);         \
       _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i) {                                    \
@@ -189,6 +192,17 @@ struct KernelSet {
     ((ks.rows[I + 1] = &NAME<int(I) + 1, true>), ...);                                          \
     return ks;                                                                                  \
   }
+
+// Kernel knobs: the k loop's unroll, and how many k steps ahead B is prefetched (0: none; the
+// packed B panel streams from L2, which the hardware prefetcher follows on its own).
+#ifndef PROTO_UNROLL_K
+#define PROTO_UNROLL_K 1
+#endif
+#define PROTO_PRAGMA_(x) _Pragma(#x)
+#define PROTO_PRAGMA(x) PROTO_PRAGMA_(x)
+#ifndef PROTO_PF_B
+#define PROTO_PF_B 0
+#endif
 
 // AVX-512, float: 14 x 32. 28 zmm accumulators + 2 zmm of B = 30 of the 32 registers; per k,
 // 28 FMAs (14 cycles on 2 FMA pipes, well above the 4-cycle FMA latency) against 2 vector loads and
@@ -285,6 +299,22 @@ thread_local Scratch tl_b, tl_ashared, tl_a, tl_tmp;  // (tl_b, tl_ashared: the 
 // vector moves instead of calls to memcpy with a run-time size (which cost as much as the
 // copy at these sizes: a 56-byte row per k).
 //
+// 4x4 transpose: d[q*ds + i] = s[i*ss + q]. SSE2 for float (the baseline every x86-64 has).
+inline void tr4(const float* s, long ss, float* d, long ds) {
+  __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ss), r2 = _mm_loadu_ps(s + 2 * ss),
+         r3 = _mm_loadu_ps(s + 3 * ss);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(d, r0), _mm_storeu_ps(d + ds, r1), _mm_storeu_ps(d + 2 * ds, r2), _mm_storeu_ps(d + 3 * ds, r3);
+}
+inline void tr4(const double* s, long ss, double* d, long ds) {
+  for (int i = 0; i < 4; i += 2)
+    for (int q = 0; q < 4; q += 2) {
+      __m128d a = _mm_loadu_pd(s + i * ss + q), b = _mm_loadu_pd(s + (i + 1) * ss + q);
+      _mm_storeu_pd(d + q * ds + i, _mm_unpacklo_pd(a, b));
+      _mm_storeu_pd(d + (q + 1) * ds + i, _mm_unpackhi_pd(a, b));
+    }
+}
+
 // B block rows k0..k0+kb, columns j0..j0+nb (nb <= NR) -> dst[k*NR + j], zero-padded to NR.
 template <class T, int NR>
 void pack_b_w(T* __restrict dst, const T* __restrict B, long ldb, bool tb, long k0, long kb, long j0, int nb) {
@@ -299,7 +329,14 @@ void pack_b_w(T* __restrict dst, const T* __restrict B, long ldb, bool tb, long 
         for (int j = nb; j < NR; ++j) d[j] = 0;
       }
     }
-  } else {  // op(B)[k][j] = B[j*ldb + k]: read each source row once, scatter with stride NR
+  } else if (nb == NR) {  // op(B)[k][j] = B[j*ldb + k]: 4x4 transposes
+    const T* s = B + j0 * ldb + k0;
+    long k = 0;
+    for (; k + 4 <= kb; k += 4)
+      for (int j = 0; j < NR; j += 4) tr4(s + j * ldb + k, ldb, dst + k * NR + j, NR);
+    for (; k < kb; ++k)
+      for (int j = 0; j < NR; ++j) dst[k * NR + j] = s[j * ldb + k];
+  } else {  // edge panel: read each source row once, scatter with stride NR
     for (int j = 0; j < nb; ++j) {
       const T* s = B + (j0 + j) * ldb + k0;
       for (long k = 0; k < kb; ++k) dst[k * NR + j] = s[k];
@@ -313,17 +350,17 @@ void pack_b_w(T* __restrict dst, const T* __restrict B, long ldb, bool tb, long 
 template <class T, int MR>
 void pack_a_w(T* __restrict dst, const T* __restrict A, long lda, bool ta, long i0, int R, long k0, long kb) {
   if (!ta) {
-    if (R == MR) {  // 4 k at a time: MR row reads of 4, then 4 contiguous MR-wide writes
+    if (R == MR) {  // 4x4 transposes over the first MR/4*4 rows, the rest one by one
+      const T* s = A + i0 * lda + k0;
+      constexpr int M4 = MR / 4 * 4;
       long k = 0;
       for (; k + 4 <= kb; k += 4) {
-        T v[MR][4];
-        for (int i = 0; i < MR; ++i)
-          for (int q = 0; q < 4; ++q) v[i][q] = A[(i0 + i) * lda + k0 + k + q];
-        for (int q = 0; q < 4; ++q)
-          for (int i = 0; i < MR; ++i) dst[(k + q) * MR + i] = v[i][q];
+        for (int i = 0; i < M4; i += 4) tr4(s + i * lda + k, lda, dst + k * MR + i, MR);
+        for (int i = M4; i < MR; ++i)
+          for (int q = 0; q < 4; ++q) dst[(k + q) * MR + i] = s[i * lda + k + q];
       }
       for (; k < kb; ++k)
-        for (int i = 0; i < MR; ++i) dst[k * MR + i] = A[(i0 + i) * lda + k0 + k];
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = s[i * lda + k];
     } else {
       for (int i = 0; i < R; ++i) {
         const T* s = A + (i0 + i) * lda + k0;
