@@ -36,4 +36,4 @@ for r in $(seq "${ROUNDS:-1}"); do
     run --impl ob_pool --dtype "$dt" --min-time "${MIN_TIME:-0.3}" >> "$res"
   done
 done
-$py "$here/table.py" "$res"
+$py "$here/table.py" "$res"  # PEAK1=… PEAK2=… to use an idle machine's FMA peak for the %
