@@ -161,7 +161,10 @@ template <class T>
 int bench(const std::vector<Impl>& impls, const std::vector<int>& threads, const std::vector<int>& shapes,
           double min_time) {
   const proto::Isa isa = proto::best_isa();
-  const char* dt = sizeof(T) == 4 ? "f32" : "f64";
+  // a forced ISA (PROTO_ISA) is part of the label: "f32-avx2"
+  const std::string dts = std::string(sizeof(T) == 4 ? "f32" : "f64") +
+                          (std::getenv("PROTO_ISA") ? std::string("-") + proto::isa_name(isa) : "");
+  const char* dt = dts.c_str();
   const size_t ni = impls.size();
   int failures = 0;
   for (int si : shapes) {

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Build the GEMM prototypes of issue 8 and print the comparison table.
 #   bench/gemm_prototypes/run.sh             float32, 1 and 2 threads, every shape
-#   DTYPES="f32 f64" ROUNDS=3 run.sh         more: each round reruns every process; table = median of rounds
+#   DTYPES="f32 f64" ROUNDS=3 AVX2=1 run.sh  more: each round reruns every process (table: median of
+#                                            the rounds), AVX2=1 adds the AVX2 kernels (see below)
+#   PEAK1=269.5 PEAK2=539 run.sh             % of this FMA peak (GFLOP/s, float32) instead of the
+#                                            one measured at the start (low on a loaded machine)
 #   run.sh --test                            correctness sweep only (every ISA this CPU runs)
 # Needs g++ with OpenMP and the scipy-openblas32 wheel (pip install scipy-openblas32).
 # No -march anywhere: the kernel file picks AVX-512 / AVX2 / SSE2 at run time.
@@ -34,6 +37,13 @@ for r in $(seq "${ROUNDS:-1}"); do
     # OpenBLAS's own pool in its own process, since its workers spin after each call.
     run --impl blis,ob_split --dtype "$dt" --min-time "${MIN_TIME:-0.3}" >> "$res"
     run --impl ob_pool --dtype "$dt" --min-time "${MIN_TIME:-0.3}" >> "$res"
+    echo "info load average after round $r $dt: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$res"
   done
+  # AVX2=1: design (a)'s AVX2 kernel against OpenBLAS's AVX2 (Haswell) kernel on this CPU, as a
+  # stand-in for an AVX2-only machine (same caches and clock, so only the kernels differ)
+  if [ "${AVX2:-0}" = 1 ]; then
+    PROTO_ISA=avx2 OPENBLAS_CORETYPE=Haswell env -u OPENBLAS_L2_SIZE "$out/gemm_bench" --impl blis,ob_split \
+      --min-time "${MIN_TIME:-0.3}" >> "$res"
+  fi
 done
 $py "$here/table.py" "$res"  # PEAK1=… PEAK2=… to use an idle machine's FMA peak for the %
