@@ -113,3 +113,20 @@ def test_both_backends_agree_with_the_reference(restore_backend, dtype):
         fastnn.use_gemm_backend(name)
         assert_sum_close(F.matmul(a, b), want, matmul_terms(a, b), a.shape[1], dtype)
         assert_sum_close(F.matmul(b.T, a.T), want.T, matmul_terms(b.T, a.T), a.shape[1], dtype)
+
+
+@pytest.mark.skipif(not HAVE_OPENBLAS, reason="scipy-openblas32 is not installed")
+def test_a_raised_thread_count_of_our_openblas_is_put_back_to_one(restore_backend):
+    """threadpoolctl reaches every OpenBLAS in the process: a pool under each fastnn thread would
+    oversubscribe the cores, so each product first puts the library back to one thread."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fastnn.use_gemm_backend("openblas")
+    path = fastnn.gemm_backend()["path"]
+    a = np.ones((64, 64), np.float32)
+    with threadpoolctl.threadpool_limits(limits=3):
+        ours = [p for p in threadpoolctl.threadpool_info() if p.get("filepath") == path]
+        if not ours or ours[0]["num_threads"] == 1:
+            pytest.skip("threadpoolctl did not reach fastnn's OpenBLAS")
+        assert fastnn._config._C._gemm_backend()["threads"] == 3
+        F.matmul(a, a)
+        assert fastnn._config._C._gemm_backend()["threads"] == 1

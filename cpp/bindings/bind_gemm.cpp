@@ -108,6 +108,7 @@ void bind_gemm(py::module_& m) {
     d["config"] = lib ? lib->config : std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." +
                                           std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION);
     d["path"] = lib ? lib->path : std::string();
+    d["threads"] = lib ? lib->get_threads() : 1;  // the library's own count: fastnn keeps it at 1
     const blas::Library* any = blas::loaded();
     d["loaded"] = any ? any->path : std::string();
     return d;

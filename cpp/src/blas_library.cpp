@@ -48,7 +48,8 @@ std::string load(const std::string& path) {
   lib->path = path;
   lib->sgemm = symbol<GemmFunction<float>>(handle, "scipy_cblas_sgemm", &error);
   lib->dgemm = symbol<GemmFunction<double>>(handle, "scipy_cblas_dgemm", &error);
-  auto set_threads = symbol<void (*)(int)>(handle, "scipy_openblas_set_num_threads", &error);
+  lib->set_threads = symbol<void (*)(int)>(handle, "scipy_openblas_set_num_threads", &error);
+  lib->get_threads = symbol<int (*)()>(handle, "scipy_openblas_get_num_threads", &error);
   auto corename = symbol<const char* (*)()>(handle, "scipy_openblas_get_corename", &error);
   auto config = symbol<const char* (*)()>(handle, "scipy_openblas_get_config", &error);
   if (!error.empty()) {
@@ -57,7 +58,7 @@ std::string load(const std::string& path) {
   }
   // One thread per call: fastnn's OpenMP threads each run the library on their own blocks, so
   // its pthread pool never spins against OpenMP (and the result does not depend on its count).
-  set_threads(1);
+  lib->set_threads(1);
   lib->core = corename() ? corename() : "";
   lib->config = config() ? config() : "";
   g_loaded = std::move(lib);

@@ -19,7 +19,16 @@ using GemmFunction = void (*)(int order, int trans_a, int trans_b, int m, int n,
 struct Library {
   GemmFunction<float> sgemm = nullptr;
   GemmFunction<double> dgemm = nullptr;
+  int (*get_threads)() = nullptr;
+  void (*set_threads)(int) = nullptr;
   std::string path, core, config;  // the CPU kernel OpenBLAS chose ("SkylakeX", "Zen", "Haswell"...)
+
+  // Back to one thread if someone raised the library's count (threadpoolctl's threadpool_limits
+  // reaches every OpenBLAS in the process, ours included): a pool under each of fastnn's threads
+  // oversubscribes the cores (measured: conv2d backward 20x slower). One call, reading a global.
+  void keep_one_thread() const {
+    if (get_threads() != 1) set_threads(1);
+  }
 
   template <class T> GemmFunction<T> gemm() const;
 };

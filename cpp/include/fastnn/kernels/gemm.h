@@ -110,6 +110,7 @@ struct Tiling {
 // a row-major C as C^T = B^T A^T, in register tiles of nr rows and mr columns of C.
 template <class T>
 Tiling gemm_tiling(index_t m, index_t n, index_t k) {
+  if (const blas::Library* lib = blas::active()) lib->keep_one_thread();  // once per product, before its threads start
   Tiling t;
   t.m = m, t.n = n;
   if (m <= 0 || n <= 0) return t;
