@@ -1,0 +1,228 @@
+// 2-D convolution (cross-correlation, as torch.nn.Conv2d) as im2col + GEMM over the whole
+// minibatch, groups included (reference/conv.py is the specification). x is NCHW, weight
+// (O, C/G, kh, kw), the output NCHW; internally the products see the NHWC matrices
+//   cols (N*P*Q, C*kh*kw) = im2col(x),   Y (N*P*Q, O),   W_g = rows g*O/G .. of weight as (O/G, C/G*kh*kw):
+//   forward  Y_g = cols_g W_g^T, then y = NCHW(Y) + b in the GEMM's tile epilogue (the tile is hot);
+//   backward G = NHWC(grad_out), dW_g (+)= G_g^T cols_g, db (+)= sums of grad_out, dx = col2im([G_g W_g]_g).
+// A 1x1, stride-1, unpadded convolution skips im2col and the reorders: per image, x[n] is already
+// the (C, H*W) matrix, so y[n]_g = W_g x[n]_g, dx[n]_g = W_g^T g[n]_g, dW_g (+)= sum_n g[n]_g x[n]_g^T,
+// all written in NCHW directly.
+// Every product runs on gemm.h's shape-only tiles (all groups' or images' tiles in one parallel
+// region), every other pass gives each output to one thread: results are bit-identical for any
+// thread count.
+#pragma once
+
+#include <algorithm>
+
+#include "fastnn/common.h"
+#include "fastnn/kernels/gemm.h"
+#include "fastnn/kernels/im2col.h"
+
+namespace fastnn {
+
+// A convolution's geometry: the image and window (ConvGeometry) plus the channels. make()
+// validates that groups divides both channel counts; errors name `op`.
+struct Conv2dShape {
+  ConvGeometry geom;
+  index_t out_channels = 0, groups = 1;
+
+  static Conv2dShape make(const ConvGeometry& g, index_t out_channels, index_t groups, const char* op) {
+    FASTNN_CHECK(groups >= 1, op, "groups must be a positive int, got " << groups);
+    FASTNN_CHECK(out_channels >= 1, op, "out_channels must be >= 1, got " << out_channels);
+    FASTNN_CHECK(out_channels % groups == 0, op,
+                 "out_channels " << out_channels << " is not divisible by groups=" << groups);
+    FASTNN_CHECK(g.c % groups == 0, op, "in_channels " << g.c << " is not divisible by groups=" << groups);
+    Conv2dShape s;
+    s.geom = g, s.out_channels = out_channels, s.groups = groups;
+    return s;
+  }
+
+  index_t group_in() const { return geom.c / groups; }  // C/G
+  index_t group_out() const { return out_channels / groups; }  // O/G
+  index_t group_taps() const { return group_in() * geom.kh * geom.kw; }  // C/G*kh*kw: one row of weight
+  index_t weight_size() const { return out_channels * group_taps(); }
+  index_t output_size() const { return geom.n * out_channels * geom.p * geom.q; }
+};
+
+// Caller-owned scratch (so a layer allocates it once and reuses it every step), sizes in elements
+// from conv2d_workspace_size: cols holds im2col(x) (and, in the backward, the column gradient),
+// rows the NHWC output or gradient. Both are unused (may be null) for a pointwise convolution.
+template <class T>
+struct ConvWorkspace {
+  T* cols = nullptr;
+  T* rows = nullptr;
+};
+
+struct ConvWorkspaceSize {
+  index_t cols = 0, rows = 0;
+};
+
+inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
+  if (s.geom.pointwise()) return {};
+  return {s.geom.rows() * s.geom.taps(), s.geom.rows() * s.out_channels};
+}
+
+namespace conv_detail {
+
+// Calls f(item, r0, r1, c0, c1) for every tile of `items` products of one shape (m x n, depth k),
+// all in one parallel region (bmm's scheme): a grouped or per-image convolution threads over all
+// its products at once, and depthwise groups too small to split still share the threads.
+template <class T, class F>
+void for_product_tiles(index_t items, index_t m, index_t n, index_t k, F&& f) {
+  using namespace gemm_detail;
+  const Tiling per = gemm_tiling<T>(m, n, k);
+  if (per.count() == 0) return;
+  Tiling all;  // the tiles of all the products as one column of work items
+  all.m = all.row_tiles = items * per.count(), all.n = all.col_tiles = 1;
+  const index_t macs = items * m * n * std::max<index_t>(k, 1);
+  run_tiles(
+      all,
+      [&](index_t i, index_t, index_t, index_t) {
+        per.tile(i % per.count(), [&](index_t r0, index_t r1, index_t c0, index_t c1) { f(i / per.count(), r0, r1, c0, c1); });
+      },
+      Tiling{}, [](index_t, index_t, index_t, index_t) {}, macs / kMinTileMacs);
+}
+
+// dst[j * dst_ld + i] = src[i * src_ld + j] (+ bias[j]) for i < m, j < n; bias may be null.
+// In 32 x 32 blocks, so that the strided side stays in L1.
+template <class T>
+void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t m, index_t n, const T* bias) {
+  constexpr index_t B = 32;
+  for (index_t j0 = 0; j0 < n; j0 += B) {
+    const index_t j1 = std::min(n, j0 + B);
+    for (index_t i0 = 0; i0 < m; i0 += B) {
+      const index_t i1 = std::min(m, i0 + B);
+      for (index_t j = j0; j < j1; ++j) {
+        const T b = bias ? bias[j] : T(0);
+        T* d = dst + j * dst_ld;
+        for (index_t i = i0; i < i1; ++i) d[i] = src[i * src_ld + j] + b;
+      }
+    }
+  }
+}
+
+// grad_bias[o] (+)= sum over (n, p, q) of grad_out[n, o, p, q]; each channel by one thread.
+template <class T>
+void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq, bool accumulate) {
+  parallel_for(o, n * pq, [&](index_t o0, index_t o1) {
+    for (index_t oc = o0; oc < o1; ++oc) {
+      T s = T(0);
+      for (index_t i = 0; i < n; ++i) s += CArrMap<T>(grad_out + (i * o + oc) * pq, pq).sum();
+      grad_bias[oc] = accumulate ? grad_bias[oc] + s : s;
+    }
+  });
+}
+
+}  // namespace conv_detail
+
+// ---- forward -------------------------------------------------------------------------------
+
+// y (N, O, P, Q) = conv2d(x, weight) + bias. x (N, C, H, W), weight (O, C/G, kh, kw), bias (O)
+// or null, y: all C-contiguous, y must not alias the others. ws: conv2d_workspace_size(s); after
+// the call ws.cols holds im2col(x), which conv2d_backward can reuse (cols_ready).
+template <class T>
+void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv2dShape& s, ConvWorkspace<T> ws) {
+  using conv_detail::for_product_tiles;
+  const ConvGeometry& g = s.geom;
+  const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
+  const index_t PQ = g.p * g.q;
+  if (g.pointwise()) {  // y[n]_grp (Og x HW) = W_grp (Og x Cg) x[n]_grp (Cg x HW)
+    for_product_tiles<T>(g.n * G, Og, PQ, Cg, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
+      const index_t n = item / G, grp = item % G;
+      CMatMap<T> wm(weight + grp * Og * Cg + r0 * Cg, r1 - r0, Cg, Eigen::OuterStride<>(Cg));
+      CMatMap<T> xm(x + (n * g.c + grp * Cg) * PQ + c0, Cg, c1 - c0, Eigen::OuterStride<>(PQ));
+      T* yt = y + (n * O + grp * Og + r0) * PQ + c0;
+      MatMap<T> ym(yt, r1 - r0, c1 - c0, Eigen::OuterStride<>(PQ));
+      gemm_detail::gemm_tile(wm, xm, ym, false);
+      if (bias)
+        for (index_t r = r0; r < r1; ++r) ArrMap<T>(yt + (r - r0) * PQ, c1 - c0) += bias[grp * Og + r];
+    });
+    return;
+  }
+  const index_t M = g.rows(), K = g.taps();
+  im2col(x, ws.cols, g);
+  // Y_grp (M x Og, columns grp*Og.. of rows) = cols_grp (M x Kg) W_grp^T; each finished tile goes
+  // to y in NCHW (+ bias), in runs of rows that stay within one image.
+  for_product_tiles<T>(G, M, Og, Kg, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+    CMatMap<T> cm(ws.cols + r0 * K + grp * Kg, r1 - r0, Kg, Eigen::OuterStride<>(K));
+    CMatMap<T> wm(weight + (grp * Og + c0) * Kg, c1 - c0, Kg, Eigen::OuterStride<>(Kg));
+    MatMap<T> ym(ws.rows + r0 * O + grp * Og + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(O));
+    gemm_detail::gemm_tile(cm, wm.transpose(), ym, false);
+    const index_t ch = grp * Og + c0;
+    for (index_t r = r0; r < r1;) {
+      const index_t n = r / PQ, pq = r % PQ, len = std::min(r1 - r, PQ - pq);
+      conv_detail::transpose(ws.rows + r * O + ch, O, y + (n * O + ch) * PQ + pq, PQ, len, c1 - c0,
+                             bias ? bias + ch : nullptr);
+      r += len;
+    }
+  });
+}
+
+// ---- backward ------------------------------------------------------------------------------
+
+// Gradients of conv2d_forward for the upstream gradient grad_out (N, O, P, Q), all C-contiguous:
+//   grad_input (N, C, H, W) = col2im([G_g W_g]_g), always overwritten;
+//   grad_weight (O, C/G, kh, kw) (+)= [G_g^T cols_g]_g;  grad_bias (O) (+)= sums of grad_out,
+// added to (+=) with accumulate_weight / accumulate_bias (the layers' contract), else overwritten.
+// Null outputs are skipped. ws: conv2d_workspace_size(s); cols_ready: ws.cols still holds
+// im2col(x) from conv2d_forward (else it is recomputed when grad_weight is wanted). ws.cols is
+// overwritten with the column gradient when grad_input is wanted.
+template <class T>
+void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_input, T* grad_weight, T* grad_bias,
+                     const Conv2dShape& s, ConvWorkspace<T> ws, bool accumulate_weight = false,
+                     bool accumulate_bias = false, bool cols_ready = false) {
+  using conv_detail::for_product_tiles;
+  const ConvGeometry& g = s.geom;
+  const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
+  const index_t PQ = g.p * g.q;
+  if (grad_bias) conv_detail::bias_grad(grad_out, grad_bias, g.n, O, PQ, accumulate_bias);
+  if (g.pointwise()) {
+    if (grad_weight) {  // dW_grp (Og x Cg) (+)= sum_n g[n]_grp (Og x HW) x[n]_grp^T, n in order inside each tile
+      for_product_tiles<T>(G, Og, Cg, g.n * PQ, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+        MatMap<T> dw(grad_weight + (grp * Og + r0) * Cg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(Cg));
+        for (index_t n = 0; n < g.n; ++n) {
+          CMatMap<T> gm(grad_out + (n * O + grp * Og + r0) * PQ, r1 - r0, PQ, Eigen::OuterStride<>(PQ));
+          CMatMap<T> xm(x + (n * g.c + grp * Cg + c0) * PQ, c1 - c0, PQ, Eigen::OuterStride<>(PQ));
+          gemm_detail::gemm_tile(gm, xm.transpose(), dw, accumulate_weight || n > 0);
+        }
+      });
+    }
+    if (grad_input) {  // dx[n]_grp (Cg x HW) = W_grp^T (Cg x Og) g[n]_grp (Og x HW)
+      for_product_tiles<T>(g.n * G, Cg, PQ, Og, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
+        const index_t n = item / G, grp = item % G;
+        CMatMap<T> wm(weight + grp * Og * Cg + r0, Og, r1 - r0, Eigen::OuterStride<>(Cg));
+        CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ + c0, Og, c1 - c0, Eigen::OuterStride<>(PQ));
+        MatMap<T> dx(grad_input + (n * g.c + grp * Cg + r0) * PQ + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(PQ));
+        gemm_detail::gemm_tile(wm.transpose(), gm, dx, false);
+      });
+    }
+    return;
+  }
+  if (!grad_weight && !grad_input) return;
+  const index_t M = g.rows(), K = g.taps();
+  // G = grad_out in NHWC (M x O), one image per thread
+  parallel_for(g.n, O * PQ, [&](index_t n0, index_t n1) {
+    for (index_t n = n0; n < n1; ++n)
+      conv_detail::transpose(grad_out + n * O * PQ, PQ, ws.rows + n * PQ * O, O, O, PQ, static_cast<const T*>(nullptr));
+  });
+  if (grad_weight) {  // dW_grp (Og x Kg) (+)= G_grp^T (Og x M) cols_grp (M x Kg)
+    if (!cols_ready) im2col(x, ws.cols, g);
+    for_product_tiles<T>(G, Og, Kg, M, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+      CMatMap<T> gm(ws.rows + grp * Og + r0, M, r1 - r0, Eigen::OuterStride<>(O));
+      CMatMap<T> cm(ws.cols + grp * Kg + c0, M, c1 - c0, Eigen::OuterStride<>(K));
+      MatMap<T> dw(grad_weight + (grp * Og + r0) * Kg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(Kg));
+      gemm_detail::gemm_tile(gm.transpose(), cm, dw, accumulate_weight);
+    });
+  }
+  if (grad_input) {  // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im
+    for_product_tiles<T>(G, M, Kg, Og, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+      CMatMap<T> gm(ws.rows + r0 * O + grp * Og, r1 - r0, Og, Eigen::OuterStride<>(O));
+      CMatMap<T> wm(weight + grp * Og * Kg + c0, Og, c1 - c0, Eigen::OuterStride<>(Kg));
+      MatMap<T> dc(ws.cols + r0 * K + grp * Kg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(K));
+      gemm_detail::gemm_tile(gm, wm, dc, false);
+    });
+    col2im(ws.cols, grad_input, g);
+  }
+}
+
+}  // namespace fastnn
