@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "fastnn/common.h"
 
@@ -49,41 +50,50 @@ struct ConvGeometry {
 
 namespace im2col_detail {
 
-// The kernel columns j whose pixel w0 + j dw lies inside [0, W): [lo, hi), possibly empty.
-inline void inside_taps(const ConvGeometry& g, index_t w0, index_t* lo, index_t* hi) {
-  index_t a = w0 >= 0 ? 0 : (-w0 + g.dw - 1) / g.dw;
-  index_t b = w0 > g.w - 1 ? 0 : (g.w - 1 - w0) / g.dw + 1;
-  a = std::min(a, g.kw), b = std::min(b, g.kw);
-  *lo = a, *hi = std::max(a, b);
-}
+// For kernel column j, the output columns q whose pixel q sw + j dw - pw lies inside [0, W):
+// [lo[j], hi[j]), possibly empty. The same for every row, so computed once per call.
+struct InsideColumns {
+  std::vector<index_t> lo, hi;
+  explicit InsideColumns(const ConvGeometry& g) : lo(g.kw), hi(g.kw) {
+    for (index_t j = 0; j < g.kw; ++j) {
+      const index_t off = j * g.dw - g.pw;
+      index_t a = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+      index_t b = off > g.w - 1 ? 0 : (g.w - 1 - off) / g.sw + 1;
+      a = std::min(a, g.q), b = std::min(b, g.q);
+      lo[j] = a, hi[j] = std::max(a, b);
+    }
+  }
+};
 
 }  // namespace im2col_detail
 
 // cols (g.rows() x g.taps(), C-contiguous) = the patches of x (N, C, H, W), C-contiguous.
-// Threads take bands of Q rows (one output row p of one image each).
+// Threads take bands of Q rows (one output row p of one image each). Within a band (Q x K,
+// in L1 for the usual sizes) the loops run tap by tap over q: long runs of unit-stride reads of
+// an input row instead of kw-element pieces.
 template <class T>
 void im2col(const T* x, T* cols, const ConvGeometry& g) {
-  const index_t K = g.taps();
-  parallel_for(g.n * g.p, g.q * K, [&](index_t b0, index_t b1) {
+  const index_t K = g.taps(), Q = g.q;
+  const im2col_detail::InsideColumns inside(g);
+  parallel_for(g.n * g.p, Q * K, [&](index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) {
       const index_t n = b / g.p, p = b % g.p;
       const T* xn = x + n * g.c * g.h * g.w;
-      T* dst = cols + b * g.q * K;
-      for (index_t q = 0; q < g.q; ++q) {
-        const index_t w0 = q * g.sw - g.pw;
-        index_t lo, hi;
-        im2col_detail::inside_taps(g, w0, &lo, &hi);
-        for (index_t c = 0; c < g.c; ++c) {
-          for (index_t i = 0; i < g.kh; ++i, dst += g.kw) {
-            const index_t hh = p * g.sh + i * g.dh - g.ph;
-            if (hh < 0 || hh >= g.h) {
-              std::fill(dst, dst + g.kw, T(0));
-              continue;
-            }
-            const T* row = xn + (c * g.h + hh) * g.w;
-            for (index_t j = 0; j < lo; ++j) dst[j] = T(0);
-            for (index_t j = lo; j < hi; ++j) dst[j] = row[w0 + j * g.dw];
-            for (index_t j = hi; j < g.kw; ++j) dst[j] = T(0);
+      T* band = cols + b * Q * K;
+      for (index_t c = 0; c < g.c; ++c) {
+        for (index_t i = 0; i < g.kh; ++i) {
+          const index_t hh = p * g.sh + i * g.dh - g.ph, tap0 = (c * g.kh + i) * g.kw;
+          if (hh < 0 || hh >= g.h) {
+            for (index_t q = 0; q < Q; ++q) std::fill(band + q * K + tap0, band + q * K + tap0 + g.kw, T(0));
+            continue;
+          }
+          const T* row = xn + (c * g.h + hh) * g.w;
+          for (index_t j = 0; j < g.kw; ++j) {
+            T* d = band + tap0 + j;
+            const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+            for (index_t q = 0; q < lo; ++q) d[q * K] = T(0);
+            for (index_t q = lo; q < hi; ++q) d[q * K] = row[q * g.sw + off];
+            for (index_t q = hi; q < Q; ++q) d[q * K] = T(0);
           }
         }
       }
@@ -93,26 +103,28 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
 
 // x (N, C, H, W) = col2im(cols): every entry of cols added to the pixel it was read from (the
 // adjoint of im2col); x is overwritten. Each (n, c) plane is summed by one thread in a fixed
-// order (p, i, q, j), so the result does not depend on the thread count.
+// order (p, i, j, q), so the result does not depend on the thread count. A plane reads its
+// channel's kh*kw columns of each band; the neighbouring channels' planes, next on the same
+// thread, find the rest of those cache lines in L2.
 template <class T>
 void col2im(const T* cols, T* x, const ConvGeometry& g) {
-  const index_t K = g.taps(), HW = g.h * g.w;
-  parallel_for(g.n * g.c, g.p * g.q * g.kh * g.kw, [&](index_t b0, index_t b1) {
+  const index_t K = g.taps(), Q = g.q, HW = g.h * g.w;
+  const im2col_detail::InsideColumns inside(g);
+  parallel_for(g.n * g.c, g.p * Q * g.kh * g.kw, [&](index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) {
       const index_t n = b / g.c, c = b % g.c;
       T* plane = x + b * HW;
       std::fill(plane, plane + HW, T(0));
       for (index_t p = 0; p < g.p; ++p) {
+        const T* band = cols + (n * g.p + p) * Q * K;
         for (index_t i = 0; i < g.kh; ++i) {
           const index_t hh = p * g.sh + i * g.dh - g.ph;
           if (hh < 0 || hh >= g.h) continue;
           T* row = plane + hh * g.w;
-          const T* src = cols + (n * g.p + p) * g.q * K + (c * g.kh + i) * g.kw;
-          for (index_t q = 0; q < g.q; ++q, src += K) {
-            const index_t w0 = q * g.sw - g.pw;
-            index_t lo, hi;
-            im2col_detail::inside_taps(g, w0, &lo, &hi);
-            for (index_t j = lo; j < hi; ++j) row[w0 + j * g.dw] += src[j];
+          for (index_t j = 0; j < g.kw; ++j) {
+            const T* s = band + (c * g.kh + i) * g.kw + j;
+            const index_t off = j * g.dw - g.pw, hi = inside.hi[j];
+            for (index_t q = inside.lo[j]; q < hi; ++q) row[q * g.sw + off] += s[q * K];
           }
         }
       }
