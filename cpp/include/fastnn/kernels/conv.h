@@ -32,6 +32,8 @@ struct Conv2dShape {
     FASTNN_CHECK(out_channels % groups == 0, op,
                  "out_channels " << out_channels << " is not divisible by groups=" << groups);
     FASTNN_CHECK(g.c % groups == 0, op, "in_channels " << g.c << " is not divisible by groups=" << groups);
+    FASTNN_CHECK(double(g.n) * double(out_channels) * double(g.p) * double(g.q) < 0x1p60, op,
+                 "the output (" << g.n << ", " << out_channels << ", " << g.p << ", " << g.q << ") is too large");
     Conv2dShape s;
     s.geom = g, s.out_channels = out_channels, s.groups = groups;
     return s;

@@ -38,6 +38,10 @@ struct ConvGeometry {
     FASTNN_CHECK(g.p >= 1 && g.q >= 1, op,
                  "the (dilated) kernel (" << eh << ", " << ew << ") is larger than the padded input (" << h + 2 * ph
                                           << ", " << w + 2 * pw << "): output size (" << g.p << ", " << g.q << ")");
+    // products of up to 2^32-sized extents overflow int64: check the patch matrix in floating point
+    FASTNN_CHECK(double(n) * double(g.p) * double(g.q) * double(c) * double(kh) * double(kw) < 0x1p60, op,
+                 "the patch matrix (N*P*Q, C*kh*kw) = (" << n << "*" << g.p << "*" << g.q << ", " << c << "*" << kh
+                                                         << "*" << kw << ") is too large");
     return g;
   }
 
