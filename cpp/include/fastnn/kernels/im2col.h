@@ -105,35 +105,41 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
   });
 }
 
-// x (N, C, H, W) = col2im(cols): every entry of cols added to the pixel it was read from (the
-// adjoint of im2col); x is overwritten. Each (n, c) plane is summed by one thread in a fixed
-// order (p, i, j, q), so the result does not depend on the thread count. A plane reads its
-// channel's kh*kw columns of each band; the neighbouring channels' planes, next on the same
-// thread, find the rest of those cache lines in L2.
+// Planes [b0, b1) of x (plane b = image b / C, channel b % C) = col2im(cols) there, on the
+// calling thread: every entry of cols added to the pixel it was read from, in a fixed order
+// (p, i, j, q). A plane reads its channel's kh*kw columns of each band; the neighbouring
+// channels' planes, next on the same thread, find the rest of those cache lines in L2.
 template <class T>
-void col2im(const T* cols, T* x, const ConvGeometry& g) {
+void col2im_planes(const T* cols, T* x, const ConvGeometry& g, const im2col_detail::InsideColumns& inside,
+                   index_t b0, index_t b1) {
   const index_t K = g.taps(), Q = g.q, HW = g.h * g.w;
-  const im2col_detail::InsideColumns inside(g);
-  parallel_for(g.n * g.c, g.p * Q * g.kh * g.kw, [&](index_t b0, index_t b1) {
-    for (index_t b = b0; b < b1; ++b) {
-      const index_t n = b / g.c, c = b % g.c;
-      T* plane = x + b * HW;
-      std::fill(plane, plane + HW, T(0));
-      for (index_t p = 0; p < g.p; ++p) {
-        const T* band = cols + (n * g.p + p) * Q * K;
-        for (index_t i = 0; i < g.kh; ++i) {
-          const index_t hh = p * g.sh + i * g.dh - g.ph;
-          if (hh < 0 || hh >= g.h) continue;
-          T* row = plane + hh * g.w;
-          for (index_t j = 0; j < g.kw; ++j) {
-            const T* s = band + (c * g.kh + i) * g.kw + j;
-            const index_t off = j * g.dw - g.pw, hi = inside.hi[j];
-            for (index_t q = inside.lo[j]; q < hi; ++q) row[q * g.sw + off] += s[q * K];
-          }
+  for (index_t b = b0; b < b1; ++b) {
+    const index_t n = b / g.c, c = b % g.c;
+    T* plane = x + b * HW;
+    std::fill(plane, plane + HW, T(0));
+    for (index_t p = 0; p < g.p; ++p) {
+      const T* band = cols + (n * g.p + p) * Q * K;
+      for (index_t i = 0; i < g.kh; ++i) {
+        const index_t hh = p * g.sh + i * g.dh - g.ph;
+        if (hh < 0 || hh >= g.h) continue;
+        T* row = plane + hh * g.w;
+        for (index_t j = 0; j < g.kw; ++j) {
+          const T* s = band + (c * g.kh + i) * g.kw + j;
+          const index_t off = j * g.dw - g.pw, hi = inside.hi[j];
+          for (index_t q = inside.lo[j]; q < hi; ++q) row[q * g.sw + off] += s[q * K];
         }
       }
     }
-  });
+  }
+}
+
+// x (N, C, H, W) = col2im(cols): the adjoint of im2col; x is overwritten. Each (n, c) plane is
+// summed by one thread (col2im_planes), so the result does not depend on the thread count.
+template <class T>
+void col2im(const T* cols, T* x, const ConvGeometry& g) {
+  const im2col_detail::InsideColumns inside(g);
+  parallel_for(g.n * g.c, g.p * g.q * g.kh * g.kw,
+               [&](index_t b0, index_t b1) { col2im_planes(cols, x, g, inside, b0, b1); });
 }
 
 }  // namespace fastnn
