@@ -1,14 +1,20 @@
-// 2-D convolution (cross-correlation, as torch.nn.Conv2d) as im2col + GEMM over the whole
-// minibatch, groups included (reference/conv.py is the specification). x is NCHW, weight
-// (O, C/G, kh, kw), the output NCHW; internally the products see the NHWC matrices
-//   cols (N*P*Q, C*kh*kw) = im2col(x),   Y (N*P*Q, O),   W_g = rows g*O/G .. of weight as (O/G, C/G*kh*kw):
-//   forward  Y_g = cols_g W_g^T, then y = NCHW(Y) + b in the GEMM's tile epilogue (the tile is hot);
-//   backward G = NHWC(grad_out), dW_g (+)= G_g^T cols_g, db (+)= sums of grad_out, dx = col2im([G_g W_g]_g).
+// 2-D convolution (cross-correlation, as torch.nn.Conv2d) as im2col + GEMM, groups included
+// (reference/conv.py is the specification). x is NCHW, weight (O, C/G, kh, kw), the output NCHW;
+// the products see cols (N*P*Q, C*kh*kw) = im2col(x) and W_g = rows g*O/G .. of weight as
+// (O/G, C/G*kh*kw):
+//   forward  y[n]_g = W_g cols_n,g^T (cols_n = image n's P*Q rows), written in NCHW, + b;
+//   backward G = NHWC(grad_out) (N*P*Q, O), dW_g (+)= G_g^T cols_g (one product over the whole
+//            minibatch), db (+)= sums of grad_out, dx = col2im([G_g W_g]_g).
+// Batches of >= kFusedMinImages images run the forward and dx image by image (threads split the
+// images): each image's patches / column gradients are used while still in L2 instead of
+// streaming the whole minibatch's through memory (forward ~1.3x, backward ~1.2x faster on the
+// cnn's shapes). Smaller batches run one product per group over the whole minibatch, threaded
+// over its tiles: forward Y_g = cols_g W_g^T, reordered to NCHW (+ b) in each tile's epilogue.
 // A 1x1, stride-1, unpadded convolution skips im2col and the reorders: per image, x[n] is already
 // the (C, H*W) matrix, so y[n]_g = W_g x[n]_g, dx[n]_g = W_g^T g[n]_g, dW_g (+)= sum_n g[n]_g x[n]_g^T,
 // all written in NCHW directly.
-// Every product runs on gemm.h's shape-only tiles (all groups' or images' tiles in one parallel
-// region), every other pass gives each output to one thread: results are bit-identical for any
+// Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
+// output to one thread, and the path is chosen by shape: results are bit-identical for any
 // thread count.
 #pragma once
 
@@ -115,8 +121,8 @@ void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq
   });
 }
 
-// Batches of at least this many images take the image-by-image dx path (threads split the
-// images). Measured on the cnn's conv2 (batch 128, 32 -> 64 channels, 14x14): backward 20% faster.
+// Batches of at least this many images take the image-by-image forward and dx (threads split
+// the images; fewer images than that would leave threads idle).
 constexpr index_t kFusedMinImages = 4;
 
 }  // namespace conv_detail
@@ -146,6 +152,26 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
     return;
   }
   const index_t M = g.rows(), K = g.taps();
+  if (g.n >= conv_detail::kFusedMinImages) {
+    // Image by image: its patches (PQ x K, in L2), then y[n]_grp (Og x PQ) = W_grp cols_n,grp^T
+    // straight into NCHW (no reorder pass), + bias.
+    const im2col_detail::InsideColumns inside(g);
+    parallel_for(g.n, PQ * K * Og, [&](index_t n0, index_t n1) {
+      for (index_t n = n0; n < n1; ++n) {
+        im2col_bands(x, ws.cols, g, inside, n * g.p, (n + 1) * g.p);
+        for (index_t grp = 0; grp < G; ++grp) {
+          CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+          CMatMap<T> cm(ws.cols + n * PQ * K + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+          T* yn = y + (n * O + grp * Og) * PQ;
+          MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
+          gemm_detail::gemm_tile(wm, cm.transpose(), ym, false);
+          if (bias)
+            for (index_t r = 0; r < Og; ++r) ArrMap<T>(yn + r * PQ, PQ) += bias[grp * Og + r];
+        }
+      }
+    });
+    return;
+  }
   im2col(x, ws.cols, g);
   // Y_grp (M x Og, columns grp*Og.. of rows) = cols_grp (M x Kg) W_grp^T; each finished tile goes
   // to y in NCHW (+ bias), in runs of rows that stay within one image.

@@ -71,38 +71,44 @@ struct InsideColumns {
 
 }  // namespace im2col_detail
 
-// cols (g.rows() x g.taps(), C-contiguous) = the patches of x (N, C, H, W), C-contiguous.
-// Threads take bands of Q rows (one output row p of one image each). Within a band (Q x K,
-// in L1 for the usual sizes) the loops run tap by tap over q: long runs of unit-stride reads of
-// an input row instead of kw-element pieces.
+// Bands [b0, b1) of cols (band b = output row p = b % P of image b / P: Q rows of cols) =
+// the patches of x there, on the calling thread. Within a band (Q x K, in L1 for the usual
+// sizes) the loops run tap by tap over q: long runs of unit-stride reads of an input row instead
+// of kw-element pieces.
 template <class T>
-void im2col(const T* x, T* cols, const ConvGeometry& g) {
+void im2col_bands(const T* x, T* cols, const ConvGeometry& g, const im2col_detail::InsideColumns& inside, index_t b0,
+                  index_t b1) {
   const index_t K = g.taps(), Q = g.q;
-  const im2col_detail::InsideColumns inside(g);
-  parallel_for(g.n * g.p, Q * K, [&](index_t b0, index_t b1) {
-    for (index_t b = b0; b < b1; ++b) {
-      const index_t n = b / g.p, p = b % g.p;
-      const T* xn = x + n * g.c * g.h * g.w;
-      T* band = cols + b * Q * K;
-      for (index_t c = 0; c < g.c; ++c) {
-        for (index_t i = 0; i < g.kh; ++i) {
-          const index_t hh = p * g.sh + i * g.dh - g.ph, tap0 = (c * g.kh + i) * g.kw;
-          if (hh < 0 || hh >= g.h) {
-            for (index_t q = 0; q < Q; ++q) std::fill(band + q * K + tap0, band + q * K + tap0 + g.kw, T(0));
-            continue;
-          }
-          const T* row = xn + (c * g.h + hh) * g.w;
-          for (index_t j = 0; j < g.kw; ++j) {
-            T* d = band + tap0 + j;
-            const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
-            for (index_t q = 0; q < lo; ++q) d[q * K] = T(0);
-            for (index_t q = lo; q < hi; ++q) d[q * K] = row[q * g.sw + off];
-            for (index_t q = hi; q < Q; ++q) d[q * K] = T(0);
-          }
+  for (index_t b = b0; b < b1; ++b) {
+    const index_t n = b / g.p, p = b % g.p;
+    const T* xn = x + n * g.c * g.h * g.w;
+    T* band = cols + b * Q * K;
+    for (index_t c = 0; c < g.c; ++c) {
+      for (index_t i = 0; i < g.kh; ++i) {
+        const index_t hh = p * g.sh + i * g.dh - g.ph, tap0 = (c * g.kh + i) * g.kw;
+        if (hh < 0 || hh >= g.h) {
+          for (index_t q = 0; q < Q; ++q) std::fill(band + q * K + tap0, band + q * K + tap0 + g.kw, T(0));
+          continue;
+        }
+        const T* row = xn + (c * g.h + hh) * g.w;
+        for (index_t j = 0; j < g.kw; ++j) {
+          T* d = band + tap0 + j;
+          const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+          for (index_t q = 0; q < lo; ++q) d[q * K] = T(0);
+          for (index_t q = lo; q < hi; ++q) d[q * K] = row[q * g.sw + off];
+          for (index_t q = hi; q < Q; ++q) d[q * K] = T(0);
         }
       }
     }
-  });
+  }
+}
+
+// cols (g.rows() x g.taps(), C-contiguous) = the patches of x (N, C, H, W), C-contiguous.
+// Threads take bands (im2col_bands).
+template <class T>
+void im2col(const T* x, T* cols, const ConvGeometry& g) {
+  const im2col_detail::InsideColumns inside(g);
+  parallel_for(g.n * g.p, g.q * g.taps(), [&](index_t b0, index_t b1) { im2col_bands(x, cols, g, inside, b0, b1); });
 }
 
 // Planes [b0, b1) of x (plane b = image b / C, channel b % C) = col2im(cols) there, on the
