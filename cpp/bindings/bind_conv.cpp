@@ -86,15 +86,17 @@ Conv2dShape conv_shape(const py::handle& x_in, const py::handle& w_in, const py:
 template <class T>
 struct Workspace {
   ConvWorkspaceSize size;
-  CArray<T> cols, rows;
+  CArray<T> cols, rows, partial;
   explicit Workspace(const Conv2dShape& s) : size(conv2d_workspace_size(s)) {
     if (size.cols) cols = new_array<T>({size.cols});
     if (size.rows) rows = new_array<T>({size.rows});
+    if (size.partial) partial = new_array<T>({size.partial});
   }
   ConvWorkspace<T> view() {
     ConvWorkspace<T> ws;
     if (size.cols) ws.cols = cols.mutable_data();
     if (size.rows) ws.rows = rows.mutable_data();
+    if (size.partial) ws.partial = partial.mutable_data();
     return ws;
   }
 };

@@ -25,11 +25,12 @@ CASES = REFERENCE_CASES + [
     GROUPED_1X1,
     ODD,
     ((1, 1, 28, 28), 32, 3, 1, 1, 1, 1),  # the CNN's first convolution, batch 1
-    # batches of >= 4 images: dx image by image (conv.h kFusedMinImages)
+    # batches of >= 4 images: image by image (conv.h kFusedMinImages)
     BATCH_5,
     ((4, 3, 8, 8), 5, (3, 5), 1, (1, 2), 1, 1),
     ((6, 16, 13, 11), 16, 3, 1, 1, 1, 16),  # depthwise
     ((8, 32, 14, 14), 64, 3, 1, 1, 1, 1),
+    ((11, 4, 6, 5), 6, 3, 1, 1, 1, 2),  # 8 chunks of 1 or 2 images for dW's partial sums
 ]
 CASE_IDS = [f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-d{c[5]}-g{c[6]}".replace(" ", "") for c in CASES]
 
@@ -114,7 +115,7 @@ def test_layouts_are_copied_once(rng):
     _check_backward(F.conv2d_backward(gf, xf, wf, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", CASES[-11:], ids=CASE_IDS[-11:])
+@pytest.mark.parametrize("case", CASES[-12:], ids=CASE_IDS[-12:])
 def test_same_result_with_one_and_two_threads(rng, case):
     # Bit for bit: the threads split the outputs of every product and pass, never a sum.
     x, w, b, geometry = _args(case, rng, np.float32)

@@ -54,21 +54,18 @@ struct Conv2dShape {
 
 // Caller-owned scratch (so a layer allocates it once and reuses it every step), sizes in elements
 // from conv2d_workspace_size: cols holds im2col(x) (and, in the backward, the column gradient),
-// rows the NHWC output or gradient. Both are unused (may be null) for a pointwise convolution.
+// rows the NHWC output or gradient (small batches only), partial the weight gradient's partial
+// sums (large batches only). All are unused (may be null) for a pointwise convolution.
 template <class T>
 struct ConvWorkspace {
   T* cols = nullptr;
   T* rows = nullptr;
+  T* partial = nullptr;
 };
 
 struct ConvWorkspaceSize {
-  index_t cols = 0, rows = 0;
+  index_t cols = 0, rows = 0, partial = 0;
 };
-
-inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
-  if (s.geom.pointwise()) return {};
-  return {s.geom.rows() * s.geom.taps(), s.geom.rows() * s.out_channels};
-}
 
 namespace conv_detail {
 
@@ -125,7 +122,18 @@ void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq
 // the images; fewer images than that would leave threads idle).
 constexpr index_t kFusedMinImages = 4;
 
+// Chunks of images whose weight-gradient partial sums the image-by-image backward adds in order:
+// set by the batch size alone (never by the thread count), 8 so that 2, 4 or 8 threads share them.
+inline index_t weight_chunks(index_t n) { return std::min<index_t>(n, 8); }
+
 }  // namespace conv_detail
+
+inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  if (g.pointwise()) return {};
+  if (g.n >= conv_detail::kFusedMinImages) return {g.rows() * g.taps(), 0, conv_detail::weight_chunks(g.n) * s.weight_size()};
+  return {g.rows() * g.taps(), g.rows() * s.out_channels, 0};
+}
 
 // ---- forward -------------------------------------------------------------------------------
 
@@ -232,6 +240,52 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
   }
   if (!grad_weight && !grad_input) return;
   const index_t M = g.rows(), K = g.taps();
+  if (g.n >= conv_detail::kFusedMinImages) {
+    // Image by image, reading grad_out[n] in place (no NHWC copy): its patches (unless cols_ready),
+    // dW_grp's partial sum of its chunk (+)= g[n]_grp (Og x PQ) cols_n,grp (PQ x Kg), then its
+    // column gradient dcols_n,grp = g[n]_grp^T W_grp over its patches and col2im into its planes,
+    // all while in L2. Chunks are contiguous runs of images, their number set by the batch size
+    // alone, and their partial sums are added in order: the same sums for any thread count.
+    const im2col_detail::InsideColumns inside(g);
+    const index_t chunks = conv_detail::weight_chunks(g.n), wsize = s.weight_size();
+    parallel_for(chunks, (g.n / chunks) * PQ * K * Og * 2, [&](index_t k0, index_t k1) {
+      for (index_t k = k0; k < k1; ++k) {
+        const index_t first = k * g.n / chunks, last = (k + 1) * g.n / chunks;
+        T* part = ws.partial + k * wsize;
+        for (index_t n = first; n < last; ++n) {
+          T* cols_n = ws.cols + n * PQ * K;
+          if (grad_weight) {
+            if (!cols_ready) im2col_bands(x, ws.cols, g, inside, n * g.p, (n + 1) * g.p);
+            for (index_t grp = 0; grp < G; ++grp) {
+              CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+              CMatMap<T> cm(cols_n + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+              MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+              gemm_detail::gemm_tile(gm, cm, pm, n > first);
+            }
+          }
+          if (grad_input) {
+            for (index_t grp = 0; grp < G; ++grp) {
+              CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+              CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+              MatMap<T> dc(cols_n + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+              gemm_detail::gemm_tile(gm.transpose(), wm, dc, false);
+            }
+            col2im_planes(ws.cols, grad_input, g, inside, n * g.c, (n + 1) * g.c);
+          }
+        }
+      }
+    });
+    if (grad_weight) {  // dW (+)= part_0 + part_1 + ... in chunk order, each element by one thread
+      parallel_for(wsize, chunks, [&](index_t e0, index_t e1) {
+        for (index_t e = e0; e < e1; ++e) {
+          T sum = ws.partial[e];
+          for (index_t k = 1; k < chunks; ++k) sum += ws.partial[k * wsize + e];
+          grad_weight[e] = accumulate_weight ? grad_weight[e] + sum : sum;
+        }
+      });
+    }
+    return;
+  }
   // G = grad_out in NHWC (M x O), one image per thread
   parallel_for(g.n, O * PQ, [&](index_t n0, index_t n1) {
     for (index_t n = n0; n < n1; ++n)
@@ -246,25 +300,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
       gemm_detail::gemm_tile(gm.transpose(), cm, dw, accumulate_weight);
     });
   }
-  if (grad_input) {
-    // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im(dcols).
-    // Image by image when the batch has several: each image's dcols is summed into its planes
-    // right after its product, while still in L2 (a choice by shape, so the same for any thread count).
-    if (g.n >= conv_detail::kFusedMinImages) {
-      const im2col_detail::InsideColumns inside(g);
-      parallel_for(g.n, PQ * K * Og, [&](index_t n0, index_t n1) {
-        for (index_t n = n0; n < n1; ++n) {
-          for (index_t grp = 0; grp < G; ++grp) {
-            CMatMap<T> gm(ws.rows + n * PQ * O + grp * Og, PQ, Og, Eigen::OuterStride<>(O));
-            CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-            MatMap<T> dc(ws.cols + n * PQ * K + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
-            gemm_detail::gemm_tile(gm, wm, dc, false);
-          }
-          col2im_planes(ws.cols, grad_input, g, inside, n * g.c, (n + 1) * g.c);
-        }
-      });
-      return;
-    }
+  if (grad_input) {  // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im
     for_product_tiles<T>(G, M, Kg, Og, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
       CMatMap<T> gm(ws.rows + r0 * O + grp * Og, r1 - r0, Og, Eigen::OuterStride<>(O));
       CMatMap<T> wm(weight + grp * Og * Kg + c0, Og, c1 - c0, Eigen::OuterStride<>(Kg));
