@@ -72,17 +72,18 @@ struct InsideColumns {
 }  // namespace im2col_detail
 
 // Bands [b0, b1) of cols (band b = output row p = b % P of image b / P: Q rows of cols) =
-// the patches of x there, on the calling thread. Within a band (Q x K, in L1 for the usual
+// the patches of x there, on the calling thread; `cols` holds the bands from band `origin` on
+// (a buffer of one image's bands: origin = its first band). Within a band (Q x K, in L1 for the usual
 // sizes) the loops run tap by tap over q: long runs of unit-stride reads of an input row instead
 // of kw-element pieces.
 template <class T>
 void im2col_bands(const T* x, T* cols, const ConvGeometry& g, const im2col_detail::InsideColumns& inside, index_t b0,
-                  index_t b1) {
+                  index_t b1, index_t origin = 0) {
   const index_t K = g.taps(), Q = g.q;
   for (index_t b = b0; b < b1; ++b) {
     const index_t n = b / g.p, p = b % g.p;
     const T* xn = x + n * g.c * g.h * g.w;
-    T* band = cols + b * Q * K;
+    T* band = cols + (b - origin) * Q * K;
     for (index_t c = 0; c < g.c; ++c) {
       for (index_t i = 0; i < g.kh; ++i) {
         const index_t hh = p * g.sh + i * g.dh - g.ph, tap0 = (c * g.kh + i) * g.kw;
@@ -112,19 +113,19 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
 }
 
 // Planes [b0, b1) of x (plane b = image b / C, channel b % C) = col2im(cols) there, on the
-// calling thread: every entry of cols added to the pixel it was read from, in a fixed order
+// calling thread (`cols` holds the rows from image `origin` on): every entry of cols added to the pixel it was read from, in a fixed order
 // (p, i, j, q). A plane reads its channel's kh*kw columns of each band; the neighbouring
 // channels' planes, next on the same thread, find the rest of those cache lines in L2.
 template <class T>
 void col2im_planes(const T* cols, T* x, const ConvGeometry& g, const im2col_detail::InsideColumns& inside,
-                   index_t b0, index_t b1) {
+                   index_t b0, index_t b1, index_t origin = 0) {
   const index_t K = g.taps(), Q = g.q, HW = g.h * g.w;
   for (index_t b = b0; b < b1; ++b) {
     const index_t n = b / g.c, c = b % g.c;
     T* plane = x + b * HW;
     std::fill(plane, plane + HW, T(0));
     for (index_t p = 0; p < g.p; ++p) {
-      const T* band = cols + (n * g.p + p) * Q * K;
+      const T* band = cols + ((n - origin) * g.p + p) * Q * K;
       for (index_t i = 0; i < g.kh; ++i) {
         const index_t hh = p * g.sh + i * g.dh - g.ph;
         if (hh < 0 || hh >= g.h) continue;
