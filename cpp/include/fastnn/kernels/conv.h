@@ -121,8 +121,8 @@ void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq
   });
 }
 
-// Batches of at least this many images take the image-by-image forward and dx (threads split
-// the images; fewer images than that would leave threads idle).
+// Batches of at least this many images take the image-by-image passes (threads split the
+// chunks of images; fewer images than that would leave threads idle).
 constexpr index_t kFusedMinImages = 4;
 
 // Chunks of images for the image-by-image passes: each has one patch buffer and one partial
