@@ -28,9 +28,14 @@ except ImportError:  # peers that are missing are skipped, and the table says so
     torch = None
 
 try:
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
 
     threadpool_limits(THREADS)
+    # ... but not the OpenBLAS that fastnn loaded: fastnn calls it one thread per tile from its
+    # own threads, and a library pool of 2 under each of them made conv2d's backward 20x slower.
+    _path = getattr(fastnn, "gemm_backend", dict)().get("path")
+    if _path:
+        ThreadpoolController().select(filepath=[_path, os.path.realpath(_path)]).limit(limits=1)
 except ImportError:
     threadpool_info = None
 

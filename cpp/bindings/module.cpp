@@ -9,6 +9,7 @@ namespace fastnn::bind {
 void bind_config(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_linear(py::module_& m);
+void bind_conv(py::module_& m);
 void bind_activations(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_batchnorm(py::module_& m);
@@ -24,6 +25,7 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_config(m);
   bind_gemm(m);
   bind_linear(m);
+  bind_conv(m);
   bind_activations(m);
   bind_loss(m);
   bind_batchnorm(m);
