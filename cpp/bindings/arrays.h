@@ -266,4 +266,16 @@ inline bool overlaps(const py::array& a, const py::array& b) {
   return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
 }
 
+// An existing gradient (grad_weight_out, grad_bias_out) that a kernel adds its result to, in place:
+// writable, of `shape`, sharing no memory with the kernel's inputs.
+template <class T>
+CArray<T> accumulator(const py::handle& h, const char* op, const char* name, const std::vector<py::ssize_t>& shape,
+                      std::initializer_list<const py::array*> inputs) {
+  CArray<T> a = inout<T>(h, op, name);
+  check_shape(a, op, name, shape);
+  for (const py::array* other : inputs)
+    if (other->size() && overlaps(a, *other)) value_error(op, std::string(name) + " must not share memory with an input");
+  return a;
+}
+
 }  // namespace fastnn::bind

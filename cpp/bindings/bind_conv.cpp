@@ -127,17 +127,6 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
   return std::move(y);
 }
 
-// grad_weight_out / grad_bias_out: existing gradients the result is added to (in place).
-template <class T>
-CArray<T> accumulator(const py::handle& h, const char* op, const char* name, const std::vector<py::ssize_t>& shape,
-                      std::initializer_list<const py::array*> others) {
-  CArray<T> a = inout<T>(h, op, name);
-  check_shape(a, op, name, shape);
-  for (const py::array* other : others)
-    if (other->size() && overlaps(a, *other)) value_error(op, std::string(name) + " must not share memory with an input");
-  return a;
-}
-
 template <class T>
 py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const py::handle& w_in, const py::handle& s_in,
                         const py::handle& p_in, const py::handle& d_in, const py::handle& groups_in,
