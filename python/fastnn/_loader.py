@@ -28,6 +28,8 @@ def load_core():
         if forced:
             if forced not in ("avx512", "avx2", "base"):
                 raise ImportError(f"FASTNN_ISA must be avx512, avx2 or base, got {forced!r}")
+            if forced != "base" and not base._cpu_supports(forced):  # its first instruction would kill the process
+                raise ImportError(f"FASTNN_ISA={forced}, but this CPU does not support {forced}")
             order = [forced]
         else:
             order = [isa for isa in ("avx512", "avx2") if base._cpu_supports(isa)] + ["base"]
