@@ -10,26 +10,31 @@ from fastnn import _loader
 
 
 def fake_modules(monkeypatch, names, cpu=()):
-    """Makes fastnn.<name> importable for each name; _C_base answers _cpu_supports from `cpu`."""
-    mods = {f"fastnn.{n}": types.SimpleNamespace(__name__=f"fastnn.{n}", _cpu_supports=lambda isa: isa in cpu)
+    """Makes fastnn.<name> importable for each name; _cpu answers supports() from `cpu`. Returns
+    the list of the modules imported, in order."""
+    mods = {f"fastnn.{n}": types.SimpleNamespace(__name__=f"fastnn.{n}", supports=lambda isa: isa in cpu)
             for n in names}
+    imported = []
 
     def import_module(name):
         if name not in mods:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        imported.append(name)
         return mods[name]
 
     monkeypatch.setattr(_loader.importlib, "import_module", import_module)
     monkeypatch.delenv("FASTNN_ISA", raising=False)
+    return imported
 
 
-VARIANTS = ["_C_base", "_C_avx2", "_C_avx512"]
+VARIANTS = ["_cpu", "_C_base", "_C_avx2", "_C_avx512"]
 
 
 @pytest.mark.parametrize("cpu,picked", [(("avx2", "avx512"), "_C_avx512"), (("avx2",), "_C_avx2"), ((), "_C_base")])
-def test_portable_build_picks_the_best_variant_the_cpu_runs(monkeypatch, cpu, picked):
-    fake_modules(monkeypatch, VARIANTS, cpu)
+def test_portable_build_imports_the_best_variant_the_cpu_runs_and_no_other(monkeypatch, cpu, picked):
+    imported = fake_modules(monkeypatch, VARIANTS, cpu)
     assert _loader.load_core().__name__ == f"fastnn.{picked}"
+    assert imported == ["fastnn._cpu", f"fastnn.{picked}"]  # a second core would register its classes twice
 
 
 def test_source_build_module_comes_first(monkeypatch):
@@ -54,7 +59,8 @@ def test_fastnn_isa_the_cpu_cannot_run_is_an_import_error_not_a_crash(monkeypatc
         _loader.load_core()
 
 
-def test_no_module_at_all_says_reinstall(monkeypatch):
-    fake_modules(monkeypatch, [])
+@pytest.mark.parametrize("present", [[], ["_C_base", "_C_avx2", "_C_avx512"]])
+def test_no_core_or_no_cpu_query_says_reinstall(monkeypatch, present):
+    fake_modules(monkeypatch, present)
     with pytest.raises(ImportError, match=r"fastnn's compiled core is missing; reinstall with `pip install .`"):
         _loader.load_core()
