@@ -32,7 +32,9 @@ constexpr int fma_lanes() {
 // kFmaChains chains of acc = acc * a + b, `iters` steps each; returns their sum. Without
 // -ffast-math the compiler may neither reassociate nor fold the chains, and `seed` comes from
 // the caller at run time. With a = 1 - 2^-10 every chain converges to b / (1 - a): no overflow,
-// no subnormals (which would be slow).
+// no subnormals (which would be slow). Checked with objdump (GCC 12, both dtypes): the loop body
+// is 16 vfmadd132ps/pd on zmm registers (native, x86-64-v4), 12 on ymm (x86-64-v3), 12 mulps/pd +
+// 12 addps/pd on xmm (baseline), plus the counter; no loads or stores.
 template <class T>
 EIGEN_DONT_INLINE T fma_chains(index_t iters, T seed) {
   using namespace Eigen::internal;
