@@ -208,7 +208,7 @@ def run_cli(*args):
     (("train", "--seed", "-1"), "argument --seed: must be an integer >= 0 and <= 18446744073709551615, got '-1'"),
     (("train", "--lr", "nan"), "argument --lr: must be a number > 0, got 'nan'"),
     (("train", "--epochs", "-2"), "argument --epochs: must be an integer >= 0, got '-2'"),
-    (("info", "--threads", "0"), "argument --threads: must be an integer >= 1, got '0'"),
+    (("info", "--threads", "0"), "argument --threads: must be an integer >= 1 and <= 1024, got '0'"),
 ])
 def test_cli_options_are_usage_errors(args, message):
     result = run_cli(*args)

@@ -23,15 +23,6 @@ void bind_config(py::module_& m) {
   });
   m.def("empty_cache", []() { return BufferPool::instance().release(); },
         "Returns the recycled output buffers to the system; the number of bytes released.");
-  m.def("_cpu_supports", [](const std::string& feature) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (feature == "avx2") return bool(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
-    if (feature == "avx512") return bool(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"));
-#endif
-    (void)feature;
-    return false;
-  });
   m.def("_build_info", []() {
     py::dict d;
     d["version"] = FASTNN_VERSION;

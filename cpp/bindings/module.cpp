@@ -17,6 +17,7 @@ void bind_dropout(py::module_& m);
 void bind_layers(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_train(py::module_& m);
+void bind_info(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -33,4 +34,5 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_layers(m);
   bind_optim(m);
   bind_train(m);
+  bind_info(m);
 }

@@ -15,10 +15,11 @@ def load_core():
     try:
         return importlib.import_module("fastnn._C")
     except ModuleNotFoundError as native_error:
-        # Portable wheels ship _C_base/_C_avx2/_C_avx512. Ask the baseline module what the CPU
-        # supports *before* importing a variant whose init code may use those instructions.
+        # Portable installs ship _C_base/_C_avx2/_C_avx512 and _cpu, which says what the CPU runs
+        # *before* a variant whose init code may use those instructions is imported. Only one
+        # variant may be imported: a second would register the same pybind11 classes again.
         try:
-            base = importlib.import_module("fastnn._C_base")
+            cpu = importlib.import_module("fastnn._cpu")
         except ImportError:
             raise ImportError(
                 "fastnn's compiled core is missing; reinstall with `pip install .` "
@@ -28,7 +29,9 @@ def load_core():
         if forced:
             if forced not in ("avx512", "avx2", "base"):
                 raise ImportError(f"FASTNN_ISA must be avx512, avx2 or base, got {forced!r}")
-            order = [forced]
+            if forced != "base" and not cpu.supports(forced):  # its first instruction would kill the process
+                raise ImportError(f"FASTNN_ISA={forced}, but this CPU does not support {forced}")
+            isa = forced
         else:
-            order = [isa for isa in ("avx512", "avx2") if base._cpu_supports(isa)] + ["base"]
-        return base if order[0] == "base" else importlib.import_module(f"fastnn._C_{order[0]}")
+            isa = next((isa for isa in ("avx512", "avx2") if cpu.supports(isa)), "base")
+        return importlib.import_module(f"fastnn._C_{isa}")
