@@ -99,7 +99,6 @@ void bind_gemm(py::module_& m) {
           value_error("_use_gemm_backend", "no OpenBLAS is loaded (install scipy-openblas32)");
       },
       py::arg("name"));
-  m.def("_tune", [](index_t a, index_t b, index_t c) { gemm_detail::kTileMacs = a; gemm_detail::kMaxTiles = b; gemm_detail::kMinTileSide = c; });  // TUNING
   m.def("_gemm_backend", []() {
     py::dict d;
     const blas::Library* lib = blas::active();

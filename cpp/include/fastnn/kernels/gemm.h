@@ -73,16 +73,19 @@ void gemm_tile(const A& a, const B& b, C& c, bool accumulate) {
 }
 
 // The tiles of a row-major m x n result of depth k. Each tile is one backend call that packs its
-// rows of A and its columns of B, so tiles are kept large and square-ish: splitting the rows
-// repacks B once per row tile, splitting the columns repacks A once per column tile. Their number
-// grows with the work (kTileMacs each, at most kMaxTiles, powers of two so that 2, 4, 8 threads
-// share them evenly), and a product of less than 2 kMinTileMacs is a single tile, on one thread:
-// measured on Linear forward + backward (batch 128, 2 cores), two threads pay from ~1.2M
-// multiply-adds per product; below, waking the second thread costs more than the halved work.
+// rows of A and its columns of B, so tiles are few and large: splitting the rows repacks B once
+// per row tile, splitting the columns repacks A once per column tile, and the halving below
+// splits the longer side. A product of less than 2 kMinTileMacs is one tile, on one thread
+// (measured on Linear forward + backward, batch 128, 2 cores: two threads pay from ~1.2M
+// multiply-adds; below, waking the second thread costs more than the halved work). Larger ones get
+// one tile per kTileMacs, at least 2 and at most kMaxTiles, in powers of two so that 2, 4, 8 threads
+// share them evenly. Measured with OpenBLAS on 2 cores (Zen 5, issue 8's shapes): 4 tiles of 1024^3
+// run at 431 GFLOP/s, 16 at 395-408, 32 at 351; the model-sized products (128x784x256,
+// 6272x288x64) are 2-16 tiles and within 3% of each other either way.
 constexpr index_t kMinTileMacs = 512 * 1024;
-inline index_t kTileMacs = 16 * 1024 * 1024;  // TUNING
-inline index_t kMaxTiles = 16;
-inline index_t kMinTileSide = 64;
+constexpr index_t kTileMacs = 256 * 1024 * 1024;
+constexpr index_t kMaxTiles = 16;
+constexpr index_t kMinTileSide = 64;
 
 // Threads for work of `macs` multiply-adds split freely (the narrow kernels of linear_narrow.h):
 // at least kMinTileMacs each, one inside a parallel region.
