@@ -31,7 +31,7 @@ def test_info_has_every_field(report):
     assert set(report) == KEYS
     assert report["cpu"]["model"] and report["cpu"]["logical_cpus"] >= 1
     assert report["build"]["module"] == _C.__name__ and report["build"]["isa"]
-    assert set(report["gemm_backend"]) == {"name", "core", "config"} and report["gemm_backend"]["name"]
+    assert {"name", "core", "config"} <= set(report["gemm_backend"]) and report["gemm_backend"]["name"]
     assert report["threads"] == fastnn.get_num_threads()
 
 
@@ -82,11 +82,6 @@ def test_cpu_info_reads_model_and_isa_flags(tmp_path):
     assert (cpu["vendor"], cpu["family"], cpu["model_number"], cpu["stepping"]) == ("AuthenticAMD", None, None, None)
     other = info.cpu_info(str(tmp_path / "missing"))  # another OS: platform's name, not an error
     assert other["model"] and other["isa_flags"] == [] and other["vendor"] is None
-
-
-def test_gemm_backend_without_the_core_query_is_eigen_for_the_isa(monkeypatch):
-    monkeypatch.delattr(_C, "_gemm_backend", raising=False)
-    assert info.gemm_backend() == {"name": "eigen", "core": fastnn.build_info()["isa"], "config": ""}
 
 
 def test_cli_prints_every_field(capsys):

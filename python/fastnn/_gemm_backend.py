@@ -13,6 +13,7 @@ import numpy  # noqa: F401  (loaded first: its own BLAS must not see the one-thr
 
 _CHOICES = ("auto", "openblas", "eigen")
 _reason = ""  # why Eigen serves, set by load() and use_gemm_backend
+_forced_core = None  # OPENBLAS_CORETYPE when the library loaded: it chose that kernel, not the CPU's
 
 
 def _library_path():
@@ -42,6 +43,8 @@ def load(core):
     else:
         # The library starts its thread pool when it loads unless told one thread: fastnn runs it
         # single-threaded anyway, and idle pool threads would spin against OpenMP's.
+        global _forced_core
+        _forced_core = os.environ.get("OPENBLAS_CORETYPE") or None
         saved = os.environ.get("OPENBLAS_NUM_THREADS")
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
         try:
@@ -62,5 +65,7 @@ def describe(core):
     info.pop("loaded", None)
     if info["name"] == "eigen":
         info["reason"] = _reason or "chosen with use_gemm_backend('eigen')"
+    elif _forced_core:
+        info["core"] += f" (forced by OPENBLAS_CORETYPE={_forced_core})"
     return info
 

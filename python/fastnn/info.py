@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ._config import _C, build_info, get_num_threads
+from ._config import _C, build_info, gemm_backend, get_num_threads
 from ._validate import check_int
 
 # The products (M, K, N) the models spend their time in, timed after the square size^3 one: the
@@ -46,15 +46,6 @@ def cpu_info(path="/proc/cpuinfo"):
     return {"model": model, "vendor": fields.get("vendor_id"), "family": fields.get("cpu family"),
             "model_number": fields.get("model"), "stepping": fields.get("stepping"),
             "logical_cpus": os.cpu_count(), "isa_flags": [f for f in _ISA_FLAGS if f in flags]}
-
-
-def gemm_backend():
-    """{'name', 'core', 'config'} of the GEMM kernel the loaded module runs: the core's own answer
-    when it has one, otherwise Eigen's kernel for the module's ISA."""
-    query = getattr(_C, "_gemm_backend", None)
-    if query is not None:
-        return dict(query())
-    return {"name": "eigen", "core": build_info()["isa"], "config": ""}
 
 
 def fma_peak_gflops(dtype="float32", threads=None):
