@@ -72,25 +72,6 @@ struct ConvWorkspaceSize {
 
 namespace conv_detail {
 
-// Calls f(item, r0, r1, c0, c1) for every tile of `items` products of one shape (m x n, depth k),
-// all in one parallel region (bmm's scheme): a grouped or per-image convolution threads over all
-// its products at once, and depthwise groups too small to split still share the threads.
-template <class T, class F>
-void for_product_tiles(index_t items, index_t m, index_t n, index_t k, F&& f) {
-  using namespace gemm_detail;
-  const Tiling per = gemm_tiling<T>(m, n, k);
-  if (per.count() == 0) return;
-  Tiling all;  // the tiles of all the products as one column of work items
-  all.m = all.row_tiles = items * per.count(), all.n = all.col_tiles = 1;
-  const index_t macs = items * m * n * std::max<index_t>(k, 1);
-  run_tiles(
-      all,
-      [&](index_t i, index_t, index_t, index_t) {
-        per.tile(i % per.count(), [&](index_t r0, index_t r1, index_t c0, index_t c1) { f(i / per.count(), r0, r1, c0, c1); });
-      },
-      Tiling{}, [](index_t, index_t, index_t, index_t) {}, macs / kMinTileMacs);
-}
-
 // dst[j * dst_ld + i] = src[i * src_ld + j] (+ bias[j]) for i < m, j < n; bias may be null.
 // In 32 x 32 blocks, so that the strided side stays in L1.
 template <class T>
@@ -149,12 +130,12 @@ inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
 // scratch only (nothing in it is kept for the backward, which recomputes the patches in cache).
 template <class T>
 void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv2dShape& s, ConvWorkspace<T> ws) {
-  using conv_detail::for_product_tiles;
+  using gemm_detail::run_product_tiles;
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
   const index_t PQ = g.p * g.q;
   if (g.pointwise()) {  // y[n]_grp (Og x HW) = W_grp (Og x Cg) x[n]_grp (Cg x HW)
-    for_product_tiles<T>(g.n * G, Og, PQ, Cg, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
+    run_product_tiles<T>(g.n * G, Og, PQ, Cg, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
       const index_t n = item / G, grp = item % G;
       CMatMap<T> wm(weight + grp * Og * Cg + r0 * Cg, r1 - r0, Cg, Eigen::OuterStride<>(Cg));
       CMatMap<T> xm(x + (n * g.c + grp * Cg) * PQ + c0, Cg, c1 - c0, Eigen::OuterStride<>(PQ));
@@ -194,7 +175,7 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
   im2col(x, ws.cols, g);
   // Y_grp (M x Og, columns grp*Og.. of rows) = cols_grp (M x Kg) W_grp^T; each finished tile goes
   // to y in NCHW (+ bias), in runs of rows that stay within one image.
-  for_product_tiles<T>(G, M, Og, Kg, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+  run_product_tiles<T>(G, M, Og, Kg, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
     CMatMap<T> cm(ws.cols + r0 * K + grp * Kg, r1 - r0, Kg, Eigen::OuterStride<>(K));
     CMatMap<T> wm(weight + (grp * Og + c0) * Kg, c1 - c0, Kg, Eigen::OuterStride<>(Kg));
     MatMap<T> ym(ws.rows + r0 * O + grp * Og + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(O));
@@ -220,14 +201,14 @@ template <class T>
 void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_input, T* grad_weight, T* grad_bias,
                      const Conv2dShape& s, ConvWorkspace<T> ws, bool accumulate_weight = false,
                      bool accumulate_bias = false) {
-  using conv_detail::for_product_tiles;
+  using gemm_detail::run_product_tiles;
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
   const index_t PQ = g.p * g.q;
   if (grad_bias) conv_detail::bias_grad(grad_out, grad_bias, g.n, O, PQ, accumulate_bias);
   if (g.pointwise()) {
     if (grad_weight) {  // dW_grp (Og x Cg) (+)= sum_n g[n]_grp (Og x HW) x[n]_grp^T, n in order inside each tile
-      for_product_tiles<T>(G, Og, Cg, g.n * PQ, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+      run_product_tiles<T>(G, Og, Cg, g.n * PQ, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
         MatMap<T> dw(grad_weight + (grp * Og + r0) * Cg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(Cg));
         for (index_t n = 0; n < g.n; ++n) {
           CMatMap<T> gm(grad_out + (n * O + grp * Og + r0) * PQ, r1 - r0, PQ, Eigen::OuterStride<>(PQ));
@@ -237,7 +218,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
       });
     }
     if (grad_input) {  // dx[n]_grp (Cg x HW) = W_grp^T (Cg x Og) g[n]_grp (Og x HW)
-      for_product_tiles<T>(g.n * G, Cg, PQ, Og, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
+      run_product_tiles<T>(g.n * G, Cg, PQ, Og, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
         const index_t n = item / G, grp = item % G;
         CMatMap<T> wm(weight + grp * Og * Cg + r0, Og, r1 - r0, Eigen::OuterStride<>(Cg));
         CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ + c0, Og, c1 - c0, Eigen::OuterStride<>(PQ));
@@ -303,7 +284,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
   });
   if (grad_weight) {  // dW_grp (Og x Kg) (+)= G_grp^T (Og x M) cols_grp (M x Kg)
     im2col(x, ws.cols, g);
-    for_product_tiles<T>(G, Og, Kg, M, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+    run_product_tiles<T>(G, Og, Kg, M, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
       CMatMap<T> gm(ws.rows + grp * Og + r0, M, r1 - r0, Eigen::OuterStride<>(O));
       CMatMap<T> cm(ws.cols + grp * Kg + c0, M, c1 - c0, Eigen::OuterStride<>(K));
       MatMap<T> dw(grad_weight + (grp * Og + r0) * Kg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(Kg));
@@ -311,7 +292,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     });
   }
   if (grad_input) {  // dcols_grp (M x Kg, into ws.cols: cols is no longer needed) = G_grp W_grp; dx = col2im
-    for_product_tiles<T>(G, M, Kg, Og, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
+    run_product_tiles<T>(G, M, Kg, Og, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
       CMatMap<T> gm(ws.rows + r0 * O + grp * Og, r1 - r0, Og, Eigen::OuterStride<>(O));
       CMatMap<T> wm(weight + grp * Og * Kg + c0, Og, c1 - c0, Eigen::OuterStride<>(Kg));
       MatMap<T> dc(ws.cols + r0 * K + grp * Kg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(K));

@@ -138,31 +138,50 @@ Tiling gemm_tiling(index_t m, index_t n, index_t k) {
   return t;
 }
 
-// Runs the tiles of one or two products, f(r0, r1, c0, c1) for each tile of `first`, then g for
-// each of `second`, on up to num_threads() threads taking contiguous runs of tiles (one thread
-// inside a parallel region). Two products share one parallel region (a layer's backward: its
-// input and weight gradients only read the same operands).
-// At most max_threads threads (a caller whose tiles are many small products limits them by work).
-template <class F, class G>
-void run_tiles(const Tiling& first, F&& f, const Tiling& second, G&& g, index_t max_threads = INT_MAX) {
-  const index_t n1 = first.count(), total = n1 + second.count();
-  auto one = [&](index_t i) {
-    if (i < n1) first.tile(i, f); else second.tile(i - n1, g);
-  };
+// Calls f(i) for i < count on up to num_threads() threads (at most max_threads) taking contiguous
+// runs of i; on the calling thread alone inside a parallel region.
+template <class F>
+void run_items(index_t count, index_t max_threads, F&& f) {
 #ifdef _OPENMP
-  const int nt = omp_in_parallel() ? 1 : static_cast<int>(std::min({index_t(num_threads()), total, max_threads}));
+  const int nt = omp_in_parallel() ? 1 : static_cast<int>(std::min({index_t(num_threads()), count, max_threads}));
   if (nt >= 2) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (index_t i = 0; i < total; ++i) one(i);
+    for (index_t i = 0; i < count; ++i) f(i);
     return;
   }
 #endif
-  for (index_t i = 0; i < total; ++i) one(i);
+  for (index_t i = 0; i < count; ++i) f(i);
+}
+
+// Runs the tiles of one or two products, f(r0, r1, c0, c1) for each tile of `first`, then g for
+// each of `second`, sharing one parallel region (a layer's backward: its input and weight
+// gradients only read the same operands).
+template <class F, class G>
+void run_tiles(const Tiling& first, F&& f, const Tiling& second, G&& g) {
+  const index_t n1 = first.count();
+  run_items(n1 + second.count(), INT_MAX, [&](index_t i) {
+    if (i < n1) first.tile(i, f); else second.tile(i - n1, g);
+  });
 }
 
 template <class F>
 void run_tiles(const Tiling& tiling, F&& f) {
   run_tiles(tiling, f, Tiling{}, [](index_t, index_t, index_t, index_t) {});
+}
+
+// f(item, r0, r1, c0, c1) for every tile of `items` products of one shape (m x n, depth k), all
+// in one parallel region: threads take whole products when there are many, parts of each when
+// there are few, the same tiles either way (bmm; grouped and per-image convolutions, whose
+// depthwise groups too small to split still share the threads). Threads are limited by the
+// products' total work, as one product's tiling limits them by its own.
+template <class T, class F>
+void run_product_tiles(index_t items, index_t m, index_t n, index_t k, F&& f) {
+  const Tiling per = gemm_tiling<T>(m, n, k);
+  if (per.count() == 0) return;
+  const index_t macs = items * m * n * std::max<index_t>(k, 1);
+  run_items(items * per.count(), macs / kMinTileMacs, [&](index_t i) {
+    per.tile(i % per.count(), [&](index_t r0, index_t r1, index_t c0, index_t c1) { f(i / per.count(), r0, r1, c0, c1); });
+  });
 }
 
 }  // namespace gemm_detail
@@ -188,25 +207,15 @@ void gemm(const A& a, const B& b, C& c, bool accumulate = false) {
 }
 
 // c[i] = a[i] @ b[i] for i < batch; all three C-contiguous: a (batch, m, k), b (batch, k, n), c (batch, m, n).
-// Threads take the tiles of all the products together: whole matrices when there are many, parts
-// of each when there are few, the same tiles either way.
 template <class T>
 void bmm(const T* a, const T* b, T* c, index_t batch, index_t m, index_t k, index_t n) {
-  using namespace gemm_detail;
-  const Tiling per = gemm_tiling<T>(m, n, k);
-  Tiling items;  // the batch's tiles as one column of work items, for run_tiles' thread split
-  items.m = items.row_tiles = batch * per.count(), items.n = items.col_tiles = 1;
-  const index_t macs = batch * m * n * std::max<index_t>(k, 1);
-  run_tiles(items, [&](index_t i, index_t, index_t, index_t) {
-    const index_t mat = i / per.count();
-    CMatMap<T> am(a + mat * m * k, m, k, Eigen::OuterStride<>(k));
-    CMatMap<T> bm(b + mat * k * n, k, n, Eigen::OuterStride<>(n));
-    MatMap<T> cm(c + mat * m * n, m, n, Eigen::OuterStride<>(n));
-    per.tile(i % per.count(), [&](index_t r0, index_t r1, index_t c0, index_t c1) {
-      auto cb = cm.block(r0, c0, r1 - r0, c1 - c0);
-      gemm_tile(am.middleRows(r0, r1 - r0), bm.middleCols(c0, c1 - c0), cb, false);
-    });
-  }, Tiling{}, [](index_t, index_t, index_t, index_t) {}, macs / kMinTileMacs);
+  gemm_detail::run_product_tiles<T>(batch, m, n, k, [&](index_t i, index_t r0, index_t r1, index_t c0, index_t c1) {
+    CMatMap<T> am(a + i * m * k, m, k, Eigen::OuterStride<>(k));
+    CMatMap<T> bm(b + i * k * n, k, n, Eigen::OuterStride<>(n));
+    MatMap<T> cm(c + i * m * n, m, n, Eigen::OuterStride<>(n));
+    auto cb = cm.block(r0, c0, r1 - r0, c1 - c0);
+    gemm_detail::gemm_tile(am.middleRows(r0, r1 - r0), bm.middleCols(c0, c1 - c0), cb, false);
+  });
 }
 
 }  // namespace fastnn
