@@ -278,4 +278,12 @@ CArray<T> accumulator(const py::handle& h, const char* op, const char* name, con
   return a;
 }
 
+// A bool argument (Python or NumPy): "[op] need_bias_grad must be a bool, got int".
+inline bool flag_arg(const py::handle& h, const char* op, const char* name) {
+  if (PyBool_Check(h.ptr())) return h.ptr() == Py_True;
+  const std::string type = py::str(py::type::of(h).attr("__name__")).cast<std::string>();
+  if (type != "bool_" && type != "bool") type_error(op, std::string(name) + " must be a bool, got " + type);
+  return h.cast<bool>();
+}
+
 }  // namespace fastnn::bind

@@ -22,14 +22,6 @@ double real_arg(const py::handle& h, const char* op, const char* name) {
                      py::str(py::type::of(h).attr("__name__")).cast<std::string>());
 }
 
-// A bool (Python or NumPy).
-bool flag_arg(const py::handle& h, const char* op, const char* name) {
-  const std::string type = py::str(py::type::of(h).attr("__name__")).cast<std::string>();
-  if (!py::isinstance<py::bool_>(h) && type != "bool_" && type != "bool")
-    type_error(op, std::string(name) + " must be a bool, got " + type);
-  return h.cast<bool>();
-}
-
 Activation activation_arg(const py::handle& h, const char* op) {
   if (!py::isinstance<py::str>(h))
     type_error(op, "activation must be a str, got " + py::str(py::type::of(h).attr("__name__")).cast<std::string>());

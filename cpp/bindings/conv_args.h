@@ -1,5 +1,5 @@
 // Argument checks shared by the bindings of the windowed kernels (im2col, conv2d; pooling next):
-// int-or-pair geometry, groups, flags and NCHW shapes, with the reference's messages
+// int-or-pair geometry, groups and NCHW shapes, with the reference's messages
 // (reference/im2col.py, reference/conv.py) so that both raise the same errors.
 #pragma once
 
@@ -60,14 +60,6 @@ inline index_t groups_arg(const py::handle& h, const char* op) {
   index_t g = 0;
   if (!integer_value(h, &g) || g < 1) value_error(op, "groups must be a positive int, got " + repr_str(h));
   return g;
-}
-
-// A bool (Python or NumPy).
-inline bool flag_arg(const py::handle& h, const char* op, const char* name) {
-  if (PyBool_Check(h.ptr())) return h.ptr() == Py_True;
-  const std::string type = py::str(py::type::of(h).attr("__name__")).cast<std::string>();
-  if (type != "bool_" && type != "bool") type_error(op, std::string(name) + " must be a bool, got " + type);
-  return h.cast<bool>();
 }
 
 // An ndarray argument that must be 4-D: "[op] x must be (N, C, H, W), got (4, 5, 5)".
