@@ -17,6 +17,7 @@ import pytest
 import fastnn
 from fastnn import _blas_pool, nn, optim
 from fastnn import functional as F
+from fastnn.functional._common import _guard
 
 from .isolation import child_env
 
@@ -294,11 +295,11 @@ def test_fit_results_do_not_depend_on_the_guard(monkeypatch, dtype):
 
 def test_threaded_products_are_guarded_and_small_ones_skip_it():
     big, small = np.ones((128, 128), np.float32), np.ones((8, 8), np.float32)
-    assert F._guard(big, big) is _blas_pool.quiet  # 2M multiply-adds: threaded (gemm.h)
-    assert F._guard(small, small) is not _blas_pool.quiet
-    assert F._guard(np.ones((256, 64), np.float32), np.ones((128, 64), np.float32), 0) is _blas_pool.quiet  # linear
+    assert _guard(big, big) is _blas_pool.quiet  # 2M multiply-adds: threaded (gemm.h)
+    assert _guard(small, small) is not _blas_pool.quiet
+    assert _guard(np.ones((256, 64), np.float32), np.ones((128, 64), np.float32), 0) is _blas_pool.quiet  # linear
     for bad in ([[1.0]], None, np.float32(1)):
-        assert F._guard(bad, big) is not _blas_pool.quiet and F._guard(big, bad) is not _blas_pool.quiet
+        assert _guard(bad, big) is not _blas_pool.quiet and _guard(big, bad) is not _blas_pool.quiet
     with pytest.raises(ValueError, match=r"\[matmul\]"):
         F.matmul(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))  # errors are still the kernel's
 

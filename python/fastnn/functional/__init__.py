@@ -1,0 +1,43 @@
+"""The C++ kernels, stateless, on NumPy arrays (float32 or float64; dtypes are never converted).
+
+Each function has a NumPy reference of the same name in :mod:`fastnn.reference`, which is the
+executable specification it is tested against. Inputs are read without copies when C-contiguous
+(``matmul`` also maps strided and transposed views); other layouts are copied once.
+Bad arguments raise ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape, value), with the
+op's name first: ``[matmul] inner dimensions differ: ...``.
+"""
+
+from .gemm import matmul, bmm
+from .linear import linear_forward, linear_backward
+from .im2col import im2col, col2im
+from .conv import conv2d_forward, conv2d_backward
+from .activations import (
+    sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward, relu_forward, relu_backward,
+    leaky_relu_forward, leaky_relu_backward, elu_forward, elu_backward, selu_forward, selu_backward,
+    prelu_forward, prelu_backward, rrelu_forward, rrelu_backward,
+)
+from .softmax import softmax_forward, softmax_backward, log_softmax_forward, log_softmax_backward
+from .maxout import maxout_forward, maxout_backward
+from .loss import (
+    cross_entropy_forward, cross_entropy_backward, cross_entropy_forward_backward,
+    binary_cross_entropy_with_logits_forward, binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_forward_backward, mse_forward, mse_backward, mse_forward_backward,
+)
+from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold, batch_norm_affine
+from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
+from .dropout import dropout_forward, dropout_backward
+from .finite import first_nonfinite
+
+__all__ = [
+    "matmul", "bmm", "linear_forward", "linear_backward", "im2col", "col2im", "conv2d_forward",
+    "conv2d_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "relu_forward",
+    "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward", "elu_backward", "selu_forward",
+    "selu_backward", "prelu_forward", "prelu_backward", "rrelu_forward", "rrelu_backward", "softmax_forward",
+    "softmax_backward", "log_softmax_forward", "log_softmax_backward", "maxout_forward", "maxout_backward",
+    "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_forward_backward",
+    "binary_cross_entropy_with_logits_forward", "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_forward_backward", "mse_forward", "mse_backward", "mse_forward_backward",
+    "batch_norm_forward", "batch_norm_backward", "batch_norm_fold", "batch_norm_affine",
+    "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
+    "first_nonfinite",
+]
