@@ -385,6 +385,7 @@ def predict(model, X, batch_size=256):
     batch_size = _check_batch_size(batch_size, "predict")
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
+    _output_width(cpp_model, X)  # as evaluate: a sample shape the model does not take is an error naming X's shape
     return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
 
 
