@@ -9,7 +9,7 @@ from ._config import (
     show_config,
     use_gemm_backend,
 )
-from . import datasets, functional, io, nn, optim, random, reference, train
+from . import datasets, functional, io, models, nn, optim, random, reference, train
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
@@ -29,6 +29,7 @@ __all__ = [
     "io",
     "load",
     "manual_seed",
+    "models",
     "nn",
     "optim",
     "predict",
