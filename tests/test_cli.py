@@ -32,3 +32,29 @@ def test_models_have_the_documented_sizes(name, n_params):
 def test_module_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "fastnn", "train", "--model", "nope"], capture_output=True, text=True)
     assert res.returncode != 0 and "invalid choice" in res.stderr
+
+
+@pytest.mark.parametrize("model,options", [
+    ("cnn", []),
+    ("resnet", ["--depth", "8", "--width", "4"]),
+    ("densenet", ["--growth-rate", "4", "--blocks", "2,2"]),
+])
+def test_train_a_cnn_on_images(capsys, model, options):
+    """The CNNs train on (N, 1, 28, 28) images: a quick run on 500 bundled images."""
+    assert main(["train", "--model", model, *options, "--epochs", "1", "--train-size", "500", "--data", "bundled",
+                 "--quiet", "--batch-size", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "500 train / 1000 test images" in out and "parameters" in out
+    assert re.search(r"epoch 1/1: loss \d\.\d+ accuracy", out)
+    accuracy = float(re.search(r"test accuracy (\d\.\d+)", out).group(1))
+    assert accuracy > 0.3  # one epoch on 500 images: well above chance (0.1)
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--model", "resnet", "--depth", "21"], "--depth: must be 6n + 2"),
+    (["--model", "densenet", "--blocks", "6,x"], "--blocks: must be positive integers"),
+])
+def test_bad_cnn_options_are_usage_errors(capsys, options, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", *options])
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -34,11 +34,33 @@ MODELS = {
     "mlp-s": "the seeds' 784-32-32-10 MLP with BatchNorm and ReLU",
     "mlp-l": "784-512-256-10 MLP with BatchNorm, ReLU and Dropout(0.5)",
     "linear": "softmax regression 784-10",
+    "cnn": "BENCH.md's CNN: 2 x (conv3x3-BN-ReLU-maxpool), 3136-128-10 head with Dropout(0.5) (fastnn.models.simple_cnn)",
+    "resnet": "CIFAR-style ResNet with basic blocks, --depth (20) and --width (16) (fastnn.models.resnet)",
+    "densenet": "DenseNet-BC, --growth-rate (12) and --blocks (6,6,6: 176k parameters) (fastnn.models.densenet)",
 }
+IMAGE_MODELS = ("cnn", "resnet", "densenet")
 
 
-def build_model(name, in_features=784, classes=10):
-    from fastnn import nn
+def _blocks(text):
+    """--blocks: layers per dense block, e.g. "6,6,6"."""
+    try:
+        blocks = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        blocks = ()
+    if not blocks or min(blocks) < 1:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas (e.g. 6,6,6), got {text!r}")
+    return blocks
+
+
+def build_model(name, in_features=784, classes=10, depth=20, width=16, growth_rate=12, blocks=(6, 6, 6)):
+    from fastnn import models, nn
+
+    if name == "cnn":
+        return models.simple_cnn(num_classes=classes)
+    if name == "resnet":
+        return models.resnet(depth, width, num_classes=classes)
+    if name == "densenet":
+        return models.densenet(growth_rate, blocks, num_classes=classes)
 
     def block(i, o, p):
         layers = [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
@@ -63,10 +85,15 @@ def train(args):
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
-    (X, y), (Xt, yt) = datasets.fashion_mnist(args.data)
+    images = args.model in IMAGE_MODELS  # (N, 1, 28, 28) for the CNNs, (N, 784) for the MLPs
+    (X, y), (Xt, yt) = datasets.fashion_mnist(args.data, flatten=not images)
+    if args.train_size:
+        X, y = X[:args.train_size], y[:args.train_size]
     print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X)} train / {len(Xt)} test images")
-    model = build_model(args.model)
+    model = build_model(args.model, depth=args.depth, width=args.width, growth_rate=args.growth_rate,
+                        blocks=args.blocks)
     print(model)
+    print(f"{model.flat_parameters().size:,} parameters")
     opt_cls = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSprop,
                "adagrad": optim.Adagrad}[args.optimizer]
     kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
@@ -94,6 +121,12 @@ def main(argv=None):
     tr = sub.add_parser("train", help="train a model on Fashion-MNIST and print its test accuracy")
     tr.add_argument("--model", default="mlp", choices=sorted(MODELS), help="; ".join(f"{k}: {v}" for k, v in MODELS.items()))
     tr.add_argument("--epochs", type=_number(int, 0), default=10)
+    tr.add_argument("--depth", type=_number(int, 8), default=20, help="resnet: 6n + 2 layers (default 20)")
+    tr.add_argument("--width", type=_number(int, 1), default=16, help="resnet: channels of the first stage (default 16)")
+    tr.add_argument("--growth-rate", type=_number(int, 1), default=12, help="densenet: k (default 12)")
+    tr.add_argument("--blocks", type=_blocks, default=(6, 6, 6), help="densenet: layers per dense block (default 6,6,6)")
+    tr.add_argument("--train-size", type=_number(int, 1), default=None,
+                    help="train on the first N training images only (a quick run)")
     tr.add_argument("--batch-size", type=_number(int, 1), default=128)
     tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
     tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
@@ -105,6 +138,8 @@ def main(argv=None):
     tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")
     tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
     args = parser.parse_args(argv)
+    if args.command == "train" and (args.depth - 2) % 6:
+        tr.error(f"argument --depth: must be 6n + 2 (20, 32, 44, 56, 110, ...), got {args.depth}")
     if args.command == "train":
         return train(args)
     if args.command in (None, "info"):
