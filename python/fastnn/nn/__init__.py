@@ -4,6 +4,7 @@ from . import init
 from .activation import ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, RReLU, Sigmoid, Softmax, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_statistics
 from .container import Sequential
+from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten, Identity
 from .linear import Linear
@@ -12,7 +13,7 @@ from .module import Module
 from .parameter import FlatBuffer, Parameter
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
+    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
     "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
     "ReLU", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip
