@@ -12,6 +12,8 @@
 #include "fastnn/layers/dropout.h"
 #include "fastnn/layers/linear.h"
 #include "fastnn/layers/shape_layers.h"
+#include "fastnn/net/concat.h"
+#include "fastnn/net/residual.h"
 #include "fastnn/net/sequential.h"
 
 namespace fastnn::bind {
@@ -131,6 +133,15 @@ class PythonLayer : public Layer<T> {
   Workspace<T> out_, grad_in_;
 };
 
+// A model's descendants get their random streams at construction (an enclosing container gives
+// them new ones when it is built around it).
+template <class C>
+std::shared_ptr<C> with_salts(std::shared_ptr<C> c) {
+  std::uint64_t next = 1;
+  c->assign_salts(next);
+  return c;
+}
+
 template <class T>
 void bind_dtype(py::module_& m, const std::string& suffix) {
   bind_layer_base<T>(m, "Layer_" + suffix);
@@ -138,15 +149,21 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def(py::init<>());
   py::class_<Flatten<T>, Layer<T>, std::shared_ptr<Flatten<T>>>(m, ("Flatten_" + suffix).c_str())
       .def(py::init<int, int>(), py::arg("start_dim") = 1, py::arg("end_dim") = -1);
-  py::class_<Sequential<T>, Layer<T>, std::shared_ptr<Sequential<T>>>(m, ("Sequential_" + suffix).c_str())
-      .def(py::init([](std::vector<LayerPtr<T>> children) {
-             auto s = std::make_shared<Sequential<T>>(std::move(children));
-             std::uint64_t next = 1;
-             s->assign_salts(next);
-             return s;
-           }),
+  py::class_<Container<T>, Layer<T>, std::shared_ptr<Container<T>>>(m, ("Container_" + suffix).c_str())
+      .def_property_readonly("child_names", &Container<T>::child_names);
+  py::class_<Sequential<T>, Container<T>, std::shared_ptr<Sequential<T>>>(m, ("Sequential_" + suffix).c_str())
+      .def(py::init([](std::vector<LayerPtr<T>> children) { return with_salts(std::make_shared<Sequential<T>>(std::move(children))); }),
            py::arg("children"))
       .def_property_readonly("execution_plan", &Sequential<T>::execution_plan);
+  py::class_<Residual<T>, Container<T>, std::shared_ptr<Residual<T>>>(m, ("Residual_" + suffix).c_str())
+      .def(py::init([](LayerPtr<T> body, LayerPtr<T> shortcut) {
+             if (!body) value_error("Residual", "body is None");
+             return with_salts(std::make_shared<Residual<T>>(std::move(body), std::move(shortcut)));
+           }),
+           py::arg("body"), py::arg("shortcut") = nullptr);
+  py::class_<Concat<T>, Container<T>, std::shared_ptr<Concat<T>>>(m, ("Concat_" + suffix).c_str())
+      .def(py::init([](std::vector<LayerPtr<T>> branches) { return with_salts(std::make_shared<Concat<T>>(std::move(branches))); }),
+           py::arg("branches"));
   py::class_<PointwiseActivation<T>, Layer<T>, std::shared_ptr<PointwiseActivation<T>>>(m, ("Pointwise_" + suffix).c_str())
       .def(py::init([](const std::string& kind, double param) {
              for (Pointwise a : {Pointwise::Sigmoid, Pointwise::Tanh, Pointwise::ReLU, Pointwise::LeakyReLU,
@@ -166,7 +183,19 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
   py::class_<BatchNorm<T>, Layer<T>, std::shared_ptr<BatchNorm<T>>>(m, ("BatchNorm_" + suffix).c_str())
       .def(py::init<index_t, double, double, bool, bool, int>(), py::arg("num_features"), py::arg("eps"),
            py::arg("momentum"), py::arg("affine"), py::arg("track_running_stats"), py::arg("spatial_dims"))
-      .def_property_readonly("last_input_shape", &BatchNorm<T>::last_input_shape);
+      .def_property_readonly("last_input_shape", &BatchNorm<T>::last_input_shape)
+      .def(
+          "collect_statistics",
+          [](BatchNorm<T>& bn, bool on) {
+            ModelLock<T> lock(bn, "BatchNorm.collect_statistics", false, false);  // not while a call runs it
+            bn.collect(on);
+          },
+          py::arg("on"))
+      .def("collected_statistics", [](const BatchNorm<T>& bn) {
+        return py::make_tuple(bn.collected_count(), py::array_t<double>(py::cast(bn.collected_shift())),
+                              py::array_t<double>(py::cast(bn.collected_sum())),
+                              py::array_t<double>(py::cast(bn.collected_sumsq())));
+      });
   py::class_<Linear<T>, Layer<T>, std::shared_ptr<Linear<T>>>(m, ("Linear_" + suffix).c_str())
       .def(py::init([](index_t in, index_t out, bool bias, const std::string& activation, double slope) {
              Activation act;

@@ -23,7 +23,7 @@ FORMAT = "fastnn-model"
 VERSION = 1
 
 _LAYERS = {cls.__name__: cls for cls in (
-    nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
+    nn.Sequential, nn.Residual, nn.Concat, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
     nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.Softmax, nn.LogSoftmax, nn.Maxout)}
 _OPTIMIZERS = {cls.__name__: cls for cls in (_optim.SGD, _optim.Adam, _optim.AdamW, _optim.RMSprop, _optim.Adagrad)}
 
@@ -33,36 +33,50 @@ class ModelFileError(ValueError):
 
 
 def _architecture(module):
-    if isinstance(module, nn.Sequential):
-        return {"class": "Sequential", "children": [[name, _architecture(m)] for name, m in module.named_children()]}
+    """{"class", "config"} of a layer; a container whose children the user composes adds its named
+    children, [[name, entry], ...] (the others are rebuilt from their config alone)."""
     name = type(module).__name__
     if _LAYERS.get(name) is not type(module):
         raise TypeError(f"save: {name} is not a built-in layer and cannot be described in a model file "
                         "(save its state_dict() instead)")
-    return {"class": name, "config": module._config()}
+    arch = {"class": name, "config": _jsonable(module._config())}
+    if module._composed:
+        arch["children"] = [[child, _architecture(m)] for child, m in module.named_children()]
+    return arch
+
+
+def _children(arch):
+    """The [name, entry] pairs of a container entry (None for a layer)."""
+    children = arch.get("children")
+    if children is None:
+        return None
+    if not isinstance(children, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in children):
+        raise ModelFileError(f"{arch.get('class')} children must be [name, entry] pairs, got {children!r:.100}")
+    return children
 
 
 def _build(arch, dtype):
     if not isinstance(arch, dict) or "class" not in arch:
         raise ModelFileError(f"architecture entry is malformed: {arch!r:.100}")
     cls = arch["class"]
-    if cls == "Sequential":
-        children = arch.get("children")
-        if not isinstance(children, list):
-            raise ModelFileError("Sequential entry has no list of children")
-        from collections import OrderedDict
-
-        if not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in children):
-            raise ModelFileError(f"Sequential children must be [name, entry] pairs, got {children!r:.100}")
-        return nn.Sequential(OrderedDict((name, _build(child, dtype)) for name, child in children))
-    if cls not in _LAYERS:
-        raise ModelFileError(f"unknown layer class {cls!r} (known: {sorted(_LAYERS)})")
+    if not isinstance(cls, str) or cls not in _LAYERS:
+        raise ModelFileError(f"unknown layer class {cls!r:.100} (known: {sorted(_LAYERS)})")
+    layer = _LAYERS[cls]
     config = arch.get("config", {})
     if not isinstance(config, dict):
         raise ModelFileError(f"{cls} config is malformed")
+    children = _children(arch)
+    if layer._composed != (children is not None):
+        raise ModelFileError(f"{cls} entry {'has no' if children is None else 'must not have a'} list of children")
     try:
-        return _LAYERS[cls](**config, dtype=dtype)
+        if children is not None:
+            built = [(name, _build(child, dtype)) for name, child in children]
+            return layer._from_children(config, built, dtype)
+        return layer(**config, dtype=dtype)
     except (TypeError, ValueError) as e:
+        if isinstance(e, ModelFileError):
+            raise
         raise ModelFileError(f"cannot rebuild {cls} from {config}: {e}") from e
 
 
@@ -178,15 +192,16 @@ def _read_array(z, info, header, path):
 
 def _declared_elements(arch):
     """An upper bound on the elements building `arch` allocates, from its integer arguments alone:
-    each layer holds at most a small multiple of their product (Linear in·out + out, BatchNorm ~10·C)."""
-    if isinstance(arch, dict) and arch.get("class") == "Sequential":
-        children = arch.get("children")
-        if not isinstance(children, list):
-            raise ModelFileError("Sequential entry has no list of children")
-        return sum(_declared_elements(c[1] if isinstance(c, list) and len(c) == 2 else c) for c in children)
-    config = arch.get("config", {}) if isinstance(arch, dict) else {}
+    each layer holds at most a small multiple of their product (Linear in·out + out, BatchNorm ~10·C);
+    a container, what its children and its own arguments declare."""
+    if not isinstance(arch, dict):
+        return 0
+    children = arch.get("children")  # malformed entries count 0 here: _build reports them
+    config = arch.get("config", {})
     sizes = [abs(v) for v in (config.values() if isinstance(config, dict) else ()) if _validate.is_int(v)]
-    return math.prod(sizes) if sizes else 0
+    own = math.prod(sizes) if sizes else 0
+    return own + sum(_declared_elements(c[1]) for c in (children if isinstance(children, list) else ())
+                     if isinstance(c, list) and len(c) == 2)
 
 
 def _read(path, z):

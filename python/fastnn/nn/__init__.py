@@ -3,16 +3,18 @@
 from . import init
 from .activation import ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, RReLU, Sigmoid, Softmax, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_statistics
-from .container import Sequential
+from .concat import Concat
+from .container import Container, Sequential
 from .dropout import Dropout
 from .flatten import Flatten, Identity
 from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
 from .module import Module
+from .residual import Residual
 from .parameter import FlatBuffer, Parameter
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
+    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
     "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
-    "ReLU", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
+    "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

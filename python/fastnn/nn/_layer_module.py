@@ -37,6 +37,9 @@ class LayerModule(Module):
     """
 
     _config_keys = ()  # constructor arguments saved with the model (fastnn.io)
+    # Children composed by the user, which a model file lists (container.Container); False: the
+    # module is rebuilt from its config alone (a layer, or a container of fixed structure).
+    _composed = False
 
     def _config(self):
         """Constructor arguments that rebuild this layer (no parameter values)."""

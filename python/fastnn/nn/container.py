@@ -1,4 +1,15 @@
-"""Sequential: children run in order inside one C++ call."""
+"""Containers: modules made of named children that run inside one C++ call.
+
+``Container`` is the base of every container (Sequential, Residual, Concat, DenseBlock, ...): it
+checks the children, gives the model one dtype and one flat parameter buffer (parameters in the
+order the children are registered, which is the order they run), hands the children's C++ layers
+to the C++ container, and converts everything in ``to(dtype)``. A new container calls
+``Container.__init__(self, named_children, build)`` with build(dtype, layers) -> its C++ object
+(``layers``: the children's C++ layers, in order); when the user composes its children (``_composed``: they are
+not rebuilt from its constructor arguments), it also defines ``_from_children`` for load and
+fold_batchnorm (see Residual, Concat); a container that builds its children from its arguments
+(DenseBlock) sets ``_composed = False`` and ``_config_keys``, and is rebuilt as a layer is.
+"""
 
 from collections import OrderedDict
 
@@ -9,11 +20,12 @@ from .._config import _C
 from .module import Module
 
 
-def cpp_layer(module, dtype):
+def cpp_layer(module, dtype, owner=None):
     """The C++ layer of a built-in module, or a trampoline around a module written in Python."""
     if isinstance(module, LayerModule):
         if module.dtype != np.dtype(dtype):
-            raise TypeError(f"Sequential: {type(module).__name__} is {module.dtype}, the others are {np.dtype(dtype)}")
+            raise TypeError(f"{type(owner).__name__}: {type(module).__name__} is {module.dtype}, "
+                            f"the others are {np.dtype(dtype)}")
         return module._layer
     return getattr(_C, f"PythonLayer_{dtype_suffix(dtype)}")(module)
 
@@ -53,10 +65,10 @@ def _cpp_children(owner, named, dtype):
         inside = _runs_as_is(m)
         again = next((s for s in inside if id(s) in seen), None)
         if again is not None:
-            raise ValueError(f"Sequential: {type(again).__name__} module used at {seen[id(again)]!r} is used again in "
+            raise ValueError(f"{type(owner).__name__}: {type(again).__name__} module used at {seen[id(again)]!r} is used again in "
                              f"child {name!r}; sharing a module with parameters (or a Python module or a container) "
                              "between places is not supported: create separate modules")
-        layers.append(cpp_layer(m, dtype))
+        layers.append(cpp_layer(m, dtype, owner))
         for s in inside:
             seen.setdefault(id(s), name)
     for m, extra in copies.values():
@@ -64,39 +76,49 @@ def _cpp_children(owner, named, dtype):
     return layers
 
 
-def _model_dtype(modules):
+def _model_dtype(modules, owner="Sequential"):
     """The dtype of the modules that have parameters (parameter-free ones follow it)."""
     dtypes = {p.dtype for m in modules for p in m.parameters()}
     if len(dtypes) > 1:
-        raise TypeError(f"Sequential: modules have different dtypes {sorted(str(d) for d in dtypes)}")
+        raise TypeError(f"{owner}: modules have different dtypes {sorted(str(d) for d in dtypes)}")
     if dtypes:
         return dtypes.pop()
     first = next((m.dtype for m in modules if isinstance(m, LayerModule)), np.dtype(np.float32))
     return np.dtype(first)
 
 
-class Sequential(LayerModule):
-    """A chain of modules; ``Sequential(a, b, c)(x) == c(b(a(x)))``, children named "0", "1", ...
+class Container(LayerModule):
+    """Base of the containers: named children whose C++ layers one C++ container runs.
 
-    All parameters of the model live in one flat buffer (``flat_parameters()``), and forward and
-    backward run in one C++ call with the GIL released.
+    Args:
+        named: [(name, module)] in the order they run.
+        build: (dtype, layers) -> the C++ container over the children's C++ layers.
+        dtype: the model's dtype when no child has parameters (default: the children's).
     """
 
-    def __init__(self, *modules):
-        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
-            named = list(modules[0].items())
-        else:
-            named = [(str(i), m) for i, m in enumerate(modules)]
+    _config_keys = ()
+    _composed = True  # a subclass that builds its own children from its arguments sets False
+
+    def __init__(self, named, build, dtype=None):
+        owner = type(self).__name__
         for name, m in named:
             if not isinstance(m, Module):
-                raise TypeError(f"Sequential: child {name!r} is a {type(m).__name__}, not a fastnn.nn.Module")
-        dtype = _model_dtype([m for _, m in named])
-        for _, m in named:
+                raise TypeError(f"{owner}: child {name!r} is a {type(m).__name__}, not a fastnn.nn.Module")
+        modules = [m for _, m in named]
+        dtype = _model_dtype(modules, owner) if dtype is None or any(True for m in modules for _ in m.parameters()) \
+            else np.dtype(dtype)
+        for m in modules:
             if isinstance(m, LayerModule) and not any(True for _ in m.parameters()):
                 m.to(dtype)
-        super().__init__(lambda dt: make_layer("Sequential", dt, _cpp_children(self, self._modules.items(), dt)),
+        super().__init__(lambda dt: build(dt, _cpp_children(self, self._modules.items(), dt)),
                          dtype, own_params=False, children=named)
         self.flatten_parameters_()
+
+    @classmethod
+    def _from_children(cls, config, named, dtype):
+        """The container with these (name, module) children and constructor arguments `config`
+        (load and fold_batchnorm rebuild a _composed container this way)."""
+        raise NotImplementedError(f"{cls.__name__} must define _from_children")
 
     def to(self, dtype):
         dtype = np.dtype(dtype)
@@ -110,6 +132,25 @@ class Sequential(LayerModule):
         object.__setattr__(self, "dtype", dtype)
         self.flatten_parameters_()
         return self
+
+
+class Sequential(Container):
+    """A chain of modules; ``Sequential(a, b, c)(x) == c(b(a(x)))``, children named "0", "1", ...
+
+    All parameters of the model live in one flat buffer (``flat_parameters()``), and forward and
+    backward run in one C++ call with the GIL released.
+    """
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
+            named = list(modules[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(modules)]
+        super().__init__(named, lambda dt, layers: make_layer("Sequential", dt, layers))
+
+    @classmethod
+    def _from_children(cls, config, named, dtype):
+        return cls(OrderedDict(named))
 
     @property
     def execution_plan(self):

@@ -61,6 +61,7 @@ class BatchNorm : public Layer<T> {
       batch_norm_forward_train(x.data, N, C_, S, gamma_, beta_, eps_, y.data, mean_.data(), invstd_.data(),
                                momentum_, running_mean(ctx), running_var(ctx));
     } else {
+      collect_input(x);
       batch_norm_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
                               y.data, scale_.data(), shift_.data());
       save_running_stats();
@@ -103,6 +104,7 @@ class BatchNorm : public Layer<T> {
                                     momentum_, running_mean(ctx), running_var(ctx), p, seed, ctx.step, scale_.data(),
                                     x_ld);
     } else {
+      collect_input(x);
       batch_norm_relu_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
                                    y.data, mask, scale_.data(), shift_.data(), x_ld);
       save_running_stats();
@@ -138,6 +140,25 @@ class BatchNorm : public Layer<T> {
                                 shift_.data(), y, x_ld_);
   }
 
+  // recompute_bn_statistics: while collecting, every eval-mode forward also adds its input's
+  // per-channel count, sum and sum of squares, in float64 and about the running mean at the start
+  // (a shift that keeps the sums from cancelling). A fused layer that bypasses forward/forward_relu
+  // in eval mode (conv -> BN) must run them instead while collecting() is set.
+  void collect(bool on) {
+    collecting_ = on;
+    if (!on) return;
+    collect_count_ = 0;
+    collect_shift_.assign(running_mean_.begin(), running_mean_.end());
+    collect_sum_.assign(C_, 0.0);
+    collect_sumsq_.assign(C_, 0.0);
+  }
+  bool collecting() const { return collecting_; }
+  // The values seen per channel, and the sums of (x - shift) and (x - shift)^2 per channel.
+  double collected_count() const { return collect_count_; }
+  const std::vector<double>& collected_shift() const { return collect_shift_; }
+  const std::vector<double>& collected_sum() const { return collect_sum_; }
+  const std::vector<double>& collected_sumsq() const { return collect_sumsq_; }
+
   bool supports_grad_overwrite() const override { return true; }
   index_t num_features() const { return C_; }
   double eps() const { return eps_; }
@@ -152,6 +173,23 @@ class BatchNorm : public Layer<T> {
   void check_batch(const Shape& in) const {
     FASTNN_CHECK(numel(in) / C_ > 1, kind(), "Expected more than 1 value per channel when training, got input "
                                                  << shape_str(in));
+  }
+  void collect_input(const View<T>& x) {
+    if (!collecting_) return;
+    const index_t N = x.batch(), S = x.features() / C_;
+    for (index_t c = 0; c < C_; ++c) {
+      const double m = collect_shift_[c];
+      double s1 = 0, s2 = 0;
+      for (index_t n = 0; n < N; ++n) {
+        const T* p = x.data + (n * C_ + c) * S;
+        for (index_t k = 0; k < S; ++k) {
+          const double d = static_cast<double>(p[k]) - m;
+          s1 += d, s2 += d * d;
+        }
+      }
+      collect_sum_[c] += s1, collect_sumsq_[c] += s2;
+    }
+    collect_count_ += static_cast<double>(N * S);
   }
   // The running statistics to update: only when tracked and the model trains.
   T* running_mean(const Context& ctx) { return track_ && this->training_in(ctx) ? running_mean_.data() : nullptr; }
@@ -180,6 +218,9 @@ class BatchNorm : public Layer<T> {
   T *gamma_ = nullptr, *beta_ = nullptr, *dgamma_acc_ = nullptr, *dbeta_acc_ = nullptr;
   // scale_/shift_: eval's folded affine; forward_relu in training keeps its gamma * invstd in scale_.
   std::vector<T> running_mean_, running_var_, mean_, invstd_, scale_, shift_, dgamma_, dbeta_;
+  bool collecting_ = false;
+  double collect_count_ = 0;
+  std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
   View<T> x_;
   index_t x_ld_ = 0;  // forward_relu's sample distance of x (0: contiguous)

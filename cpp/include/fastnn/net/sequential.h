@@ -1,8 +1,6 @@
-// Sequential container: children run in order; their parameters are laid out back to back.
+// Sequential container: children run in order (net/container.h holds what all containers share).
 #pragma once
 
-#include <algorithm>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -12,49 +10,18 @@
 #include "fastnn/layers/dropout.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/layers/linear.h"
+#include "fastnn/net/container.h"
 
 namespace fastnn {
 
 template <class T>
-class Sequential : public Layer<T> {
+class Sequential : public Container<T> {
  public:
-  explicit Sequential(std::vector<LayerPtr<T>> children) : children_(std::move(children)) {
-    for (size_t i = 0; i < children_.size(); ++i)
-      FASTNN_CHECK(children_[i] != nullptr, "Sequential", "child " << i << " is None");
+  explicit Sequential(std::vector<LayerPtr<T>> children) : Container<T>(std::move(children), "Sequential") {
     plan_execution();
   }
 
   std::string kind() const override { return "Sequential"; }
-  const std::vector<LayerPtr<T>>& children() const { return children_; }
-
-  std::vector<ParamSpec> param_specs() const override {
-    std::vector<ParamSpec> out;
-    for (size_t i = 0; i < children_.size(); ++i)
-      for (auto p : children_[i]->param_specs()) {
-        p.name = std::to_string(i) + "." + p.name;
-        out.push_back(std::move(p));
-      }
-    return out;
-  }
-
-  void bind_params(T* params, T* grads) override {
-    index_t offset = 0;
-    for (auto& c : children_) {
-      c->bind_params(params + offset, grads + offset);
-      offset += c->num_params();
-    }
-  }
-  bool lacks_param_buffer() const override { return false; }
-
-  std::vector<StateSpec<T>> state() override {
-    std::vector<StateSpec<T>> out;
-    for (size_t i = 0; i < children_.size(); ++i)
-      for (auto s : children_[i]->state()) {
-        s.name = std::to_string(i) + "." + s.name;
-        out.push_back(std::move(s));
-      }
-    return out;
-  }
 
   // A child that promises only part of its output shape (a layer written in Python) leaves
   // the shapes after it unknown: what follows it is promised nothing, (kAnyDims).
@@ -74,11 +41,6 @@ class Sequential : public Layer<T> {
     return h;
   }
 
-  void collect_layers(std::vector<Layer<T>*>& out) override {
-    out.push_back(this);
-    for (auto& c : children_) c->collect_layers(out);
-  }
-
   bool reads_rows() const override { return !exec_.empty() && exec_[0]->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context& ctx) override {
     replan_if_modes_changed();
@@ -87,30 +49,14 @@ class Sequential : public Layer<T> {
     return h;
   }
 
-  // Each child's input gradient must have the shape of that child's input: the child before it
-  // reads it as its output's gradient (a Python module returning more rows made a Linear write
-  // out of bounds).
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
     View<T> g = grad_out;
     for (size_t i = exec_.size(); i-- > 0;) {
       const bool need = i > 0 || need_input_grad;
       g = exec_[i]->backward(g, need);
-      FASTNN_CHECK(!need || g.shape == in_shapes_[i], "Sequential",
-                   child_name(i) << " returned an input gradient of shape " << shape_str(g.shape)
-                                 << ", but its input had shape " << shape_str(in_shapes_[i]));
+      if (need) this->check_grad(child_name(i), g, in_shapes_[i]);
     }
     return g;
-  }
-
-  // True when every child writes its gradients on request and no layer owning parameters
-  // appears twice (a shared layer's gradient is the sum over its uses: it must accumulate).
-  bool supports_grad_overwrite() const override {
-    std::vector<const Layer<T>*> owners;
-    return collect_overwriters(owners);
-  }
-  void set_grad_overwrite(bool on) override {
-    this->overwrite_grads = on;
-    for (auto& c : children_) c->set_grad_overwrite(on);
   }
 
   // Names of the layers as they run (fused ones show as "Linear+relu", "BatchNorm1d+relu+dropout").
@@ -151,32 +97,10 @@ class Sequential : public Layer<T> {
     for (const auto& c : children_) planned_modes_.push_back(c->mode);
   }
 
-  // Gives every descendant its own random stream.
-  void assign_salts(std::uint64_t& next) {
-    for (auto& c : children_) {
-      c->salt = next++;
-      if (auto* s = dynamic_cast<Sequential<T>*>(c.get())) s->assign_salts(next);
-    }
-  }
-
  private:
-  // Runs exec_[i] on x (or on the rows of a batch of shape x.shape) and checks that its output has
-  // the shape that its output_shape promised for that input, before the next child reads it (one
-  // comparison of shapes per child and batch).
+  // Runs exec_[i] on x (or on the rows of a batch of shape x.shape), checked (Container::checked_forward).
   View<T> run_child(size_t i, const View<T>& x, const T* const* rows, const Context& ctx) {
-    Layer<T>& c = *exec_[i];
-    const Shape promised = c.output_shape(x.shape);
-    View<T> y = rows ? c.forward_rows(rows, x.shape, ctx) : c.forward(x, ctx);
-    if (!shape_fits(promised, y.shape)) {
-      std::ostringstream os;
-      os << "[Sequential] " << child_name(i) << " returned shape " << shape_str(y.shape) << " for an input of shape "
-         << shape_str(x.shape);
-      if (is_partial(promised) && promised.size() == 2)
-        os << ": its output must keep the batch (" << promised[0] << ") as its first dimension";
-      else
-        os << ", but its output_shape promised " << shape_str(promised);
-      throw invalid_argument(os.str());
-    }
+    View<T> y = this->checked_forward(*exec_[i], child_name(i), x, rows, ctx);
     in_shapes_[i] = x.shape;
     return y;
   }
@@ -188,20 +112,6 @@ class Sequential : public Layer<T> {
   void replan_if_modes_changed() {
     for (size_t i = 0; i < children_.size(); ++i)
       if (children_[i]->mode != planned_modes_[i]) return plan_execution();
-  }
-
-  bool collect_overwriters(std::vector<const Layer<T>*>& owners) const {
-    for (const auto& c : children_) {
-      if (auto* s = dynamic_cast<const Sequential<T>*>(c.get())) {
-        if (!s->collect_overwriters(owners)) return false;
-        continue;
-      }
-      if (!c->supports_grad_overwrite()) return false;
-      if (c->num_params() == 0) continue;
-      if (std::find(owners.begin(), owners.end(), c.get()) != owners.end()) return false;
-      owners.push_back(c.get());
-    }
-    return true;
   }
 
   // Whether a BatchNorm and the Dropout after it can run as one layer for these modes
@@ -223,7 +133,7 @@ class Sequential : public Layer<T> {
     }
   }
 
-  std::vector<LayerPtr<T>> children_;
+  using Container<T>::children_;
   std::vector<LayerPtr<T>> exec_;  // children_ with fusable pairs merged
   std::vector<size_t> exec_child_;  // index in children_ of each exec_ entry's first child
   std::vector<Shape> in_shapes_;  // each exec_ entry's input shape in the last forward

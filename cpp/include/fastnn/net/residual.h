@@ -1,0 +1,75 @@
+// Residual container: out = body(x) + shortcut(x), the shortcut the identity when null (ResNet's
+// addition shortcut). Backward gives both children the same grad_out; dx = dx_body + dx_shortcut.
+// Children "body" and "shortcut"; the body's parameters come first (it is registered first).
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "fastnn/net/container.h"
+
+namespace fastnn {
+
+template <class T>
+class Residual : public Container<T> {
+ public:
+  Residual(LayerPtr<T> body, LayerPtr<T> shortcut)
+      : Container<T>(shortcut ? std::vector<LayerPtr<T>>{body, shortcut} : std::vector<LayerPtr<T>>{body},
+                     shortcut ? std::vector<std::string>{"body", "shortcut"} : std::vector<std::string>{"body"},
+                     "Residual") {}
+
+  std::string kind() const override { return "Residual"; }
+  Layer<T>& body() const { return *this->children_[0]; }
+  Layer<T>* shortcut() const { return this->children_.size() > 1 ? this->children_[1].get() : nullptr; }
+
+  // Both paths must give one shape. A path that promises only part of its shape (a layer written
+  // in Python inside it) is checked at run time against the other.
+  Shape output_shape(const Shape& in) const override {
+    const Shape b = body().output_shape(in);
+    const Shape s = shortcut() ? shortcut()->output_shape(in) : in;
+    if (is_partial(b) && is_partial(s)) return b.size() >= s.size() ? b : s;  // the longer promise
+    check_paths(b, s, in);
+    return is_partial(b) ? s : b;
+  }
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    in_shape_ = x.shape;
+    const View<T> yb = this->checked_forward(body(), label(0), x, nullptr, ctx);
+    const View<T> ys = shortcut() ? this->checked_forward(*shortcut(), label(1), x, nullptr, ctx) : x;
+    check_paths(yb.shape, ys.shape, x.shape);
+    View<T> y = out_.get(yb.shape);
+    const index_t n = y.size();
+    const T *b = yb.data, *s = ys.data;
+#pragma omp simd
+    for (index_t i = 0; i < n; ++i) y.data[i] = b[i] + s[i];
+    return y;
+  }
+
+  View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
+    const View<T> gb = body().backward(grad_out, need_input_grad);
+    if (need_input_grad) this->check_grad(label(0), gb, in_shape_);
+    const View<T> gs = shortcut() ? shortcut()->backward(grad_out, need_input_grad) : grad_out;
+    if (!need_input_grad) return {};
+    if (shortcut()) this->check_grad(label(1), gs, in_shape_);
+    View<T> dx = grad_in_.get(in_shape_);
+    std::copy(gb.data, gb.data + dx.size(), dx.data);
+    add_into(dx.data, gs.data, dx.size());
+    return dx;
+  }
+
+ private:
+  std::string label(size_t i) const { return this->names_[i] + " (" + this->children_[i]->kind() + ")"; }
+
+  void check_paths(const Shape& b, const Shape& s, const Shape& in) const {
+    FASTNN_CHECK(shape_fits(b, s) || shape_fits(s, b), kind(),
+                 "for an input of shape " << shape_str(in) << " the body gives " << shape_str(b) << " but the "
+                                          << (shortcut() ? "shortcut" : "identity shortcut") << " gives "
+                                          << shape_str(s) << ": they must have one shape to be added");
+  }
+
+  Shape in_shape_;
+  Workspace<T> out_, grad_in_;
+};
+
+}  // namespace fastnn
