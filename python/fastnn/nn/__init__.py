@@ -5,6 +5,7 @@ from .activation import ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, R
 from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_statistics
 from .concat import Concat
 from .container import Container, Sequential
+from .dense_block import DenseBlock, Transition
 from .dropout import Dropout
 from .flatten import Flatten, Identity
 from .linear import Linear
@@ -14,7 +15,7 @@ from .residual import Residual
 from .parameter import FlatBuffer, Parameter
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "CrossEntropyLoss", "Dropout", "ELU", "FlatBuffer",
+    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer",
     "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
-    "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
+    "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

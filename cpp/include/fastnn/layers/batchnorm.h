@@ -176,12 +176,12 @@ class BatchNorm : public Layer<T> {
   }
   void collect_input(const View<T>& x) {
     if (!collecting_) return;
-    const index_t N = x.batch(), S = x.features() / C_;
+    const index_t N = x.batch(), S = x.features() / C_, ld = x_ld_ ? x_ld_ : C_ * S;
     for (index_t c = 0; c < C_; ++c) {
       const double m = collect_shift_[c];
       double s1 = 0, s2 = 0;
       for (index_t n = 0; n < N; ++n) {
-        const T* p = x.data + (n * C_ + c) * S;
+        const T* p = x.data + n * ld + c * S;
         for (index_t k = 0; k < S; ++k) {
           const double d = static_cast<double>(p[k]) - m;
           s1 += d, s2 += d * d;

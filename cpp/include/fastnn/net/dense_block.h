@@ -26,11 +26,12 @@
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/batchnorm.h"
 #include "fastnn/layers/layer.h"
+#include "fastnn/net/container.h"
 
 namespace fastnn {
 
 template <class T>
-class DenseBlock : public Layer<T> {
+class DenseBlock : public Container<T> {
  public:
   struct DenseLayer {
     std::shared_ptr<BatchNorm<T>> norm1;
@@ -42,7 +43,8 @@ class DenseBlock : public Layer<T> {
   // layers: per dense layer norm1, conv1, norm2, conv2 (bottleneck) or norm1, conv1, in run order.
   DenseBlock(const std::vector<LayerPtr<T>>& layers, index_t in_channels, index_t growth_rate, bool bottleneck,
              double drop_rate, bool shared_scratch)
-      : C0_(in_channels), k_(growth_rate), bottleneck_(bottleneck), p_(drop_rate), shared_(shared_scratch) {
+      : Container<T>(layers, child_names(layers.size(), bottleneck), "DenseBlock"), C0_(in_channels), k_(growth_rate),
+        bottleneck_(bottleneck), p_(drop_rate), shared_(shared_scratch) {
     FASTNN_CHECK(in_channels >= 1 && growth_rate >= 1, "DenseBlock",
                  "in_channels and growth_rate must be >= 1, got " << in_channels << " and " << growth_rate);
     FASTNN_CHECK(drop_rate >= 0 && drop_rate < 1, "DenseBlock", "drop_rate must be in [0, 1), got " << drop_rate);
@@ -77,48 +79,6 @@ class DenseBlock : public Layer<T> {
     index_t n = numel(out_shape_) * 2 + numel(gk_shape_) + numel(dx_shape_) + numel(drop_shape_);
     for (const auto& s : scratch_shapes_) n += numel(s);
     return n;
-  }
-
-  std::vector<ParamSpec> param_specs() const override {
-    std::vector<ParamSpec> out;
-    for_each_child([&](size_t i, const char* name, const Layer<T>& c) {
-      for (auto p : c.param_specs()) {
-        p.name = layer_name(i) + "." + name + "." + p.name;
-        out.push_back(std::move(p));
-      }
-    });
-    return out;
-  }
-  void bind_params(T* params, T* grads) override {
-    index_t offset = 0;
-    for_each_child([&](size_t, const char*, Layer<T>& c) {
-      c.bind_params(params + offset, grads + offset);
-      offset += c.num_params();
-    });
-  }
-  bool lacks_param_buffer() const override { return false; }
-  std::vector<StateSpec<T>> state() override {
-    std::vector<StateSpec<T>> out;
-    for_each_child([&](size_t i, const char* name, Layer<T>& c) {
-      for (auto s : c.state()) {
-        s.name = layer_name(i) + "." + name + "." + s.name;
-        out.push_back(std::move(s));
-      }
-    });
-    return out;
-  }
-  void collect_layers(std::vector<Layer<T>*>& out) override {
-    out.push_back(this);
-    for_each_child([&](size_t, const char*, Layer<T>& c) { c.collect_layers(out); });
-  }
-  bool supports_grad_overwrite() const override {
-    bool ok = true;
-    for_each_child([&](size_t, const char*, const Layer<T>& c) { ok = ok && c.supports_grad_overwrite(); });
-    return ok;
-  }
-  void set_grad_overwrite(bool on) override {
-    this->overwrite_grads = on;
-    for_each_child([&](size_t, const char*, Layer<T>& c) { c.set_grad_overwrite(on); });
   }
 
   Shape output_shape(const Shape& in) const override {
@@ -201,21 +161,15 @@ class DenseBlock : public Layer<T> {
   }
   static std::string layer_name(size_t i) { return "denselayer" + std::to_string(i + 1); }
 
-  // f(i, name, child) over the children in run order (torchvision's names).
-  template <class F>
-  void for_each_child(F&& f) const {
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      const DenseLayer& d = layers_[i];
-      f(i, "norm1", *d.norm1);
-      f(i, "conv1", *d.conv1);
-      if (bottleneck_) f(i, "norm2", *d.norm2), f(i, "conv2", *d.conv2);
+  // torchvision's names of the children, in run order: denselayer1.norm1, denselayer1.conv1, ...
+  static std::vector<std::string> child_names(size_t n, bool bottleneck) {
+    std::vector<std::string> names;
+    const size_t per = bottleneck ? 4 : 2;
+    for (size_t i = 0; i < n; ++i) {
+      const char* parts[] = {"norm1", "conv1", "norm2", "conv2"};
+      names.push_back(layer_name(i / per) + "." + parts[i % per]);
     }
-  }
-  template <class F>
-  void for_each_child(F&& f) {
-    std::as_const(*this).for_each_child([&](size_t i, const char* name, const Layer<T>& c) {
-      f(i, name, const_cast<Layer<T>&>(c));
-    });
+    return names;
   }
 
   // The shape of layer i's new features for the block input shape `in`.
