@@ -5,6 +5,7 @@ from .activation import ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, R
 from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_statistics
 from .concat import Concat
 from .container import Container, Sequential
+from .conv import Conv2d
 from .dense_block import DenseBlock, Transition
 from .dropout import Dropout
 from .flatten import Flatten, Identity
@@ -15,7 +16,7 @@ from .residual import Residual
 from .parameter import FlatBuffer, Parameter
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer",
+    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "Conv2d", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer",
     "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
     "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip
