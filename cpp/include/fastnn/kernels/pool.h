@@ -1,0 +1,311 @@
+// 2-D pooling over NCHW feature maps with PyTorch's semantics (reference/pool.py is the
+// specification): max_pool2d (argmax kept as the flat index h*W + w in the input plane, -1 for a
+// dilated window with no in-bounds tap), avg_pool2d (padding, ceil_mode, count_include_pad,
+// divisor_override), adaptive_avg_pool2d (torch's start = floor(p H / P), end = ceil((p+1) H / P))
+// and global average pooling, forward and backward.
+// Every pass gives each (n, c) plane to one thread and visits it in a fixed order, so results are
+// bit-identical for any thread count, and the backward scatters never race. The backward passes
+// overwrite grad_input. The BENCH.md CNN's non-overlapping 2x2 stride-2 max pool has its own
+// forward and a backward that writes each input element once (no zero pass before the scatter).
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fastnn/common.h"
+#include "fastnn/kernels/im2col.h"
+
+namespace fastnn {
+
+namespace pool_detail {
+
+inline index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// PyTorch's pooling_output_shape for one axis: may be < 1 (the caller reports it).
+inline index_t axis_size(index_t n, index_t k, index_t s, index_t pad, index_t d, bool ceil_mode) {
+  index_t out = floor_div(n + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0), s) + 1;
+  if (ceil_mode && (out - 1) * s >= n + pad) --out;  // the last window would start in the right padding
+  return out;
+}
+
+inline std::string pair_str(index_t a, index_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
+inline std::string nchw_str(index_t n, index_t c, index_t h, index_t w) {
+  return "(" + std::to_string(n) + ", " + std::to_string(c) + ", " + pair_str(h, w).substr(1);
+}
+
+// For each output position of one axis, the taps i in [lo, hi) of its (dilated) window that fall
+// inside [0, n): tap i reads index p s - pad + i d.
+struct TapRange {
+  std::vector<index_t> lo, hi;
+  TapRange(index_t out, index_t n, index_t k, index_t s, index_t pad, index_t d) : lo(out), hi(out) {
+    for (index_t p = 0; p < out; ++p) {
+      const index_t h0 = p * s - pad;
+      index_t a = h0 >= 0 ? 0 : (-h0 + d - 1) / d;
+      index_t b = h0 > n - 1 ? 0 : (n - 1 - h0) / d + 1;
+      a = std::min(a, k), b = std::min(b, k);
+      lo[p] = a, hi[p] = std::max(a, b);
+    }
+  }
+};
+
+}  // namespace pool_detail
+
+// Validates the window arguments alone (any input): positive kernel, stride and dilation, and
+// padding of at most half the kernel. Errors name `op`.
+inline void check_pool_window(index_t kh, index_t kw, index_t sh, index_t sw, index_t ph, index_t pw, index_t dh,
+                              index_t dw, const char* op) {
+  constexpr index_t kMax = index_t(1) << 31;
+  for (index_t v : {kh, kw, sh, sw, dh, dw})
+    FASTNN_CHECK(v >= 1 && v <= kMax, op, "kernel_size, stride and dilation must be in [1, 2^31], got " << v);
+  FASTNN_CHECK(ph >= 0 && pw >= 0, op, "padding must be >= 0, got " << pool_detail::pair_str(ph, pw));
+  // PyTorch's pool2d_shape_check: half the kernel without its dilation
+  FASTNN_CHECK(ph <= kh / 2 && pw <= kw / 2, op,
+               "padding should be at most half of kernel_size, got padding=" << pool_detail::pair_str(ph, pw)
+                                                                             << ", kernel_size="
+                                                                             << pool_detail::pair_str(kh, kw));
+}
+
+// Validates a pooling window on an (N, C, H, W) input and returns its geometry (ConvGeometry with
+// pooling's output size). Errors name `op` and read as the reference's.
+inline ConvGeometry pool_geometry(index_t n, index_t c, index_t h, index_t w, index_t kh, index_t kw, index_t sh,
+                                  index_t sw, index_t ph, index_t pw, index_t dh, index_t dw, bool ceil_mode,
+                                  const char* op) {
+  constexpr index_t kMax = index_t(1) << 31;
+  for (index_t v : {n, c, h, w})
+    FASTNN_CHECK(v >= 1 && v <= kMax, op, "input sizes must be in [1, 2^31], got " << pool_detail::nchw_str(n, c, h, w));
+  check_pool_window(kh, kw, sh, sw, ph, pw, dh, dw, op);
+  ConvGeometry g;
+  g.n = n, g.c = c, g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw;
+  g.dh = dh, g.dw = dw;
+  g.p = pool_detail::axis_size(h, kh, sh, ph, dh, ceil_mode);
+  g.q = pool_detail::axis_size(w, kw, sw, pw, dw, ceil_mode);
+  FASTNN_CHECK(g.p >= 1 && g.q >= 1, op,
+               "input " << pool_detail::nchw_str(n, c, h, w) << " with kernel_size=" << pool_detail::pair_str(kh, kw)
+                        << ", padding=" << pool_detail::pair_str(ph, pw) << ", dilation="
+                        << pool_detail::pair_str(dh, dw) << " gives output size " << pool_detail::pair_str(g.p, g.q));
+  FASTNN_CHECK(double(n) * double(c) * double(std::max(h * w, g.p * g.q)) < 0x1p60, op, "the input or output is too large");
+  return g;
+}
+
+// The non-overlapping 2x2 stride-2 window whose taps are all inside the input (the CNN's pool).
+inline bool pool_is_2x2_tiling(const ConvGeometry& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&
+         2 * g.p <= g.h && 2 * g.q <= g.w;
+}
+
+// ---- max pooling ---------------------------------------------------------------------------
+
+// y (N, C, P, Q) = the maximum of each window's in-bounds taps, indices (same shape) = h*W + w of
+// the first tap reaching it in (i, j) order; a NaN wins over everything, later NaNs over earlier
+// ones (PyTorch's `val > max || isnan(val)`); a window without an in-bounds tap is -inf with -1.
+// I: the index type (int64 for torch's indices; a layer may keep int32 when H*W < 2^31).
+template <class T, class I>
+void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
+  const index_t H = g.h, W = g.w, P = g.p, Q = g.q, HW = H * W, PQ = P * Q;
+  if (pool_is_2x2_tiling(g)) {
+    parallel_for(g.n * g.c, PQ * 4, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        const T* xp = x + b * HW;
+        for (index_t p = 0; p < P; ++p) {
+          const T* r0 = xp + 2 * p * W;
+          const T* r1 = r0 + W;
+          T* yr = y + b * PQ + p * Q;
+          I* ir = indices + b * PQ + p * Q;
+          const I base = static_cast<I>(2 * p * W);
+          for (index_t q = 0; q < Q; ++q) {
+            T m = r0[2 * q];
+            I k = 0;
+            const T v1 = r0[2 * q + 1], v2 = r1[2 * q], v3 = r1[2 * q + 1];
+            bool t = v1 > m || v1 != v1;  // v != v: NaN (no <cmath> call, so the loop stays branch-free)
+            m = t ? v1 : m, k = t ? I(1) : k;
+            t = v2 > m || v2 != v2;
+            m = t ? v2 : m, k = t ? static_cast<I>(W) : k;
+            t = v3 > m || v3 != v3;
+            m = t ? v3 : m, k = t ? static_cast<I>(W + 1) : k;
+            yr[q] = m;
+            ir[q] = base + static_cast<I>(2 * q) + k;
+          }
+        }
+      }
+    });
+    return;
+  }
+  const pool_detail::TapRange rows(P, H, g.kh, g.sh, g.ph, g.dh), cols(Q, W, g.kw, g.sw, g.pw, g.dw);
+  parallel_for(g.n * g.c, PQ * g.kh * g.kw, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      const T* xp = x + b * HW;
+      for (index_t p = 0; p < P; ++p) {
+        const index_t h0 = p * g.sh - g.ph;
+        for (index_t q = 0; q < Q; ++q) {
+          const index_t w0 = q * g.sw - g.pw;
+          T best = -std::numeric_limits<T>::infinity();
+          index_t at = -1;
+          for (index_t i = rows.lo[p]; i < rows.hi[p]; ++i) {
+            const index_t h = h0 + i * g.dh;
+            for (index_t j = cols.lo[q]; j < cols.hi[q]; ++j) {
+              const index_t w = w0 + j * g.dw;
+              const T v = xp[h * W + w];
+              if (at < 0 || v > best || std::isnan(v)) best = v, at = h * W + w;
+            }
+          }
+          y[b * PQ + p * Q + q] = best;
+          indices[b * PQ + p * Q + q] = static_cast<I>(at);
+        }
+      }
+    }
+  });
+}
+
+// grad_input (N, C, H, W) = 0 except grad_input[n, c].flat[indices[n, c, p, q]] += grad_out[n, c, p, q],
+// in (p, q) order (index -1 adds nothing). indices must be -1 or in [0, H*W) (the bindings check
+// caller-given ones). With the 2x2 tiling each input element is written once.
+template <class T, class I>
+void max_pool2d_backward(const T* grad_out, const I* indices, T* grad_input, const ConvGeometry& g) {
+  const index_t H = g.h, W = g.w, P = g.p, Q = g.q, HW = H * W, PQ = P * Q;
+  if (pool_is_2x2_tiling(g)) {
+    parallel_for(g.n * g.c, HW, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        T* dp = grad_input + b * HW;
+        for (index_t p = 0; p < P; ++p) {
+          T* r0 = dp + 2 * p * W;
+          T* r1 = r0 + W;
+          const T* gr = grad_out + b * PQ + p * Q;
+          const I* ir = indices + b * PQ + p * Q;
+          const I base = static_cast<I>(2 * p * W);
+          for (index_t q = 0; q < Q; ++q) {
+            const I k = ir[q] - base - static_cast<I>(2 * q);  // 0, 1, W or W + 1
+            const T v = gr[q];
+            r0[2 * q] = k == 0 ? v : T(0);
+            r0[2 * q + 1] = k == 1 ? v : T(0);
+            r1[2 * q] = k == W ? v : T(0);
+            r1[2 * q + 1] = k == W + 1 ? v : T(0);
+          }
+          for (index_t w = 2 * Q; w < W; ++w) r0[w] = r1[w] = T(0);  // an odd last column no window covers
+        }
+        std::fill(dp + 2 * P * W, dp + HW, T(0));  // an odd last row
+      }
+    });
+    return;
+  }
+  parallel_for(g.n * g.c, HW + PQ, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      T* dp = grad_input + b * HW;
+      std::fill(dp, dp + HW, T(0));  // the plane stays in L1/L2 for the scatter that follows
+      const T* gp = grad_out + b * PQ;
+      const I* ip = indices + b * PQ;
+      for (index_t o = 0; o < PQ; ++o)
+        if (ip[o] >= 0) dp[ip[o]] += gp[o];
+    }
+  });
+}
+
+// ---- average pooling (fixed and adaptive windows) ------------------------------------------
+
+// The windows of one axis: output p averages input indices [start[p], end[p]) and counts
+// size[p] along this axis in its divisor.
+struct PoolWindows {
+  std::vector<index_t> start, end, size;
+
+  // avg_pool2d (PyTorch's avg_pool2d_out_frame): a window clipped to the input, its size counting
+  // the padding (up to the right padding in ceil_mode) when count_include_pad.
+  static PoolWindows fixed(index_t out, index_t n, index_t k, index_t s, index_t pad, bool count_include_pad) {
+    PoolWindows a;
+    for (index_t p = 0; p < out; ++p) {
+      const index_t s0 = p * s - pad, e0 = std::min(s0 + k, n + pad);
+      const index_t st = std::max<index_t>(s0, 0), en = std::min(e0, n);
+      a.start.push_back(st), a.end.push_back(en), a.size.push_back(count_include_pad ? e0 - s0 : en - st);
+    }
+    return a;
+  }
+  // adaptive_avg_pool2d (PyTorch's start_index / end_index): [floor(p n / out), ceil((p+1) n / out)).
+  static PoolWindows adaptive(index_t out, index_t n) {
+    PoolWindows a;
+    for (index_t p = 0; p < out; ++p) {
+      const index_t st = (p * n) / out, en = ((p + 1) * n + out - 1) / out;
+      a.start.push_back(st), a.end.push_back(en), a.size.push_back(en - st);
+    }
+    return a;
+  }
+  index_t count() const { return static_cast<index_t>(start.size()); }
+};
+
+namespace pool_detail {
+
+// One window covering the whole plane (global average pooling): a vectorized sum, and a fill back.
+inline bool is_global(const PoolWindows& rows, const PoolWindows& cols, index_t h, index_t w) {
+  return rows.count() == 1 && cols.count() == 1 && rows.start[0] == 0 && rows.end[0] == h && cols.start[0] == 0 &&
+         cols.end[0] == w && rows.size[0] == h && cols.size[0] == w;
+}
+
+}  // namespace pool_detail
+
+// y[b, p, q] = (sum of x[b] over rows [start, end) x cols [start, end)) / divisor for the
+// planes b < planes of h x w inputs; divisor = divisor_override if nonzero, else
+// rows.size[p] * cols.size[q].
+template <class T>
+void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w, const PoolWindows& rows,
+                         const PoolWindows& cols, index_t divisor_override = 0) {
+  const index_t P = rows.count(), Q = cols.count(), HW = h * w, PQ = P * Q;
+  if (!divisor_override && pool_detail::is_global(rows, cols, h, w)) {
+    parallel_for(planes, HW, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) y[b] = CArrMap<T>(x + b * HW, HW).sum() / static_cast<T>(HW);
+    });
+    return;
+  }
+  parallel_for(planes, HW + PQ, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      const T* xp = x + b * HW;
+      for (index_t p = 0; p < P; ++p) {
+        for (index_t q = 0; q < Q; ++q) {
+          T sum = T(0);
+          for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh)
+            for (index_t ww = cols.start[q]; ww < cols.end[q]; ++ww) sum += xp[hh * w + ww];
+          const index_t div = divisor_override ? divisor_override : rows.size[p] * cols.size[q];
+          y[b * PQ + p * Q + q] = sum / static_cast<T>(div);
+        }
+      }
+    }
+  });
+}
+
+// The adjoint: grad_input[b] = 0 plus grad_out[b, p, q] / divisor added to each tap of window (p, q).
+template <class T>
+void window_mean_backward(const T* grad_out, T* grad_input, index_t planes, index_t h, index_t w,
+                          const PoolWindows& rows, const PoolWindows& cols, index_t divisor_override = 0) {
+  const index_t P = rows.count(), Q = cols.count(), HW = h * w, PQ = P * Q;
+  if (!divisor_override && pool_detail::is_global(rows, cols, h, w)) {
+    parallel_for(planes, HW, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        const T v = grad_out[b] / static_cast<T>(HW);
+        std::fill(grad_input + b * HW, grad_input + (b + 1) * HW, v);
+      }
+    });
+    return;
+  }
+  parallel_for(planes, HW + PQ, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      T* dp = grad_input + b * HW;
+      std::fill(dp, dp + HW, T(0));
+      for (index_t p = 0; p < P; ++p) {
+        for (index_t q = 0; q < Q; ++q) {
+          const index_t div = divisor_override ? divisor_override : rows.size[p] * cols.size[q];
+          const T v = grad_out[b * PQ + p * Q + q] / static_cast<T>(div);
+          for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh)
+            for (index_t ww = cols.start[q]; ww < cols.end[q]; ++ww) dp[hh * w + ww] += v;
+        }
+      }
+    }
+  });
+}
+
+// avg_pool2d's windows for a geometry from pool_geometry (dilation 1).
+inline PoolWindows avg_pool_rows(const ConvGeometry& g, bool count_include_pad) {
+  return PoolWindows::fixed(g.p, g.h, g.kh, g.sh, g.ph, count_include_pad);
+}
+inline PoolWindows avg_pool_cols(const ConvGeometry& g, bool count_include_pad) {
+  return PoolWindows::fixed(g.q, g.w, g.kw, g.sw, g.pw, count_include_pad);
+}
+
+}  // namespace fastnn
