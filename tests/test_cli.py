@@ -34,20 +34,20 @@ def test_module_entry_point_runs():
     assert res.returncode != 0 and "invalid choice" in res.stderr
 
 
-@pytest.mark.parametrize("model,options", [
-    ("cnn", []),
-    ("resnet", ["--depth", "8", "--width", "4"]),
-    ("densenet", ["--growth-rate", "4", "--blocks", "2,2"]),
+@pytest.mark.parametrize("model,options,size,least", [
+    ("cnn", [], 1000, 0.6),  # 32 steps: 0.78 measured; chance is 0.1
+    ("resnet", ["--depth", "8", "--width", "8"], 64, 0.0),  # these two only run (learning: tests/models)
+    ("densenet", ["--growth-rate", "6", "--blocks", "1,1"], 64, 0.0),
 ])
-def test_train_a_cnn_on_images(capsys, model, options):
-    """The CNNs train on (N, 1, 28, 28) images: a quick run on 500 bundled images."""
-    assert main(["train", "--model", model, *options, "--epochs", "1", "--train-size", "500", "--data", "bundled",
-                 "--quiet", "--batch-size", "50"]) == 0
+def test_train_a_cnn_on_images(capsys, model, options, size, least):
+    """The CNNs train on (N, 1, 28, 28) images: a quick run on the first bundled images."""
+    assert main(["train", "--model", model, *options, "--epochs", "1", "--train-size", str(size), "--data", "bundled",
+                 "--quiet", "--batch-size", "32"]) == 0
     out = capsys.readouterr().out
-    assert "500 train / 1000 test images" in out and "parameters" in out
-    assert re.search(r"epoch 1/1: loss \d\.\d+ accuracy", out)
+    assert f"{size} train / 1000 test images" in out and re.search(r"\n[\d,]+ parameters\n", out)
+    assert re.search(r"epoch 1/1: loss \d\.\d+ accuracy \d\.\d+ val_loss", out)
     accuracy = float(re.search(r"test accuracy (\d\.\d+)", out).group(1))
-    assert accuracy > 0.3  # one epoch on 500 images: well above chance (0.1)
+    assert accuracy >= least
 
 
 @pytest.mark.parametrize("options,message", [

@@ -9,12 +9,6 @@ import fastnn
 from fastnn import models, nn, optim
 
 
-# TEMPORARY until the conv-layer, pool, containers and dense-block branches are merged
-_MISSING = [n for n in ("Conv2d", "MaxPool2d", "AdaptiveAvgPool2d", "Residual", "DenseBlock", "Transition")
-            if not hasattr(nn, n)]
-needs_layers = pytest.mark.skipif(bool(_MISSING), reason=f"fastnn.nn has no {_MISSING} yet")
-
-
 def n_params(model):
     return model.flat_parameters().size
 
@@ -33,7 +27,6 @@ COUNTS = [
 ]
 
 
-@needs_layers
 @pytest.mark.parametrize("name,kwargs,count", COUNTS, ids=[f"{n}-{k}" for n, k, _ in COUNTS])
 def test_parameter_counts_are_the_documented_ones(name, kwargs, count):
     builder = getattr(models, name)
@@ -63,7 +56,6 @@ def small(name, **kw):
     return getattr(models, name.split("-")[0])(**SMALL[name], **kw)
 
 
-@needs_layers
 @pytest.mark.parametrize("name", list(SMALL))
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_forward_shape_and_one_training_step(name, channels, size):
@@ -79,7 +71,6 @@ def test_forward_shape_and_one_training_step(name, channels, size):
     assert fastnn.predict(model, x[:1]).shape == (1, 7)
 
 
-@needs_layers
 @pytest.mark.parametrize("name", list(SMALL))
 def test_float64_models(name):
     model = small(name, dtype=np.float64)
@@ -89,37 +80,38 @@ def test_float64_models(name):
 
 def _torch_twin(name, model):
     """The torch version of `model` with its weights (state_dict names are the same, or in the same order)."""
+    import torch
+
     from tests.models import torch_models
 
     kw = {k: v for k, v in SMALL[name].items()}
-    twin = getattr(torch_models, name.split("-")[0])(**kw)
+    twin = getattr(torch_models, name.split("-")[0])(**kw).to(getattr(torch, str(model.dtype)))
     ours = model.state_dict()
     theirs = {k: v for k, v in twin.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert [v.shape for v in theirs.values()] == [tuple(v.shape) for v in ours.values()]
     if name != "resnet":  # torchvision's names; the resnet's blocks are Residual containers here
         assert list(theirs) == list(ours)
-    import torch
 
     twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in zip(theirs, ours.values())}, strict=False)
     return twin
 
 
-@needs_layers
 @pytest.mark.parametrize("name", list(SMALL))
 @pytest.mark.parametrize("training", [False, True])
 def test_outputs_and_gradients_equal_torchs(name, training):
     torch = pytest.importorskip("torch")
     fastnn.manual_seed(1)
     model = small(name, dtype=np.float64)
-    if name == "simple_cnn":  # dropout masks differ from torch's
-        model = nn.Sequential(*[m for m in model if not isinstance(m, nn.Dropout)])
-    # running statistics away from (0, 1), so that eval mode is checked with real values
+    # running statistics and BN scales away from (0, 1), so that eval mode is checked with real values
     rng = np.random.default_rng(2)
-    for k, v in model.state_dict().items():
+    state = model.state_dict()
+    for k, v in state.items():
         if k.endswith("running_mean") or k.endswith("running_var") or (k.endswith("weight") and v.ndim == 1):
             v[...] = rng.uniform(0.5, 1.5, v.shape)
-    twin = _torch_twin(name, model).double()
-    if name == "simple_cnn":
+    model.load_state_dict(state)
+    twin = _torch_twin(name, model)
+    if name == "simple_cnn":  # dropout masks differ from torch's
+        model = nn.Sequential(*[m for m in model if not isinstance(m, nn.Dropout)])
         twin = torch.nn.Sequential(*[m for m in twin if not isinstance(m, torch.nn.Dropout)])
     model.train(training)
     twin.train(training)
@@ -140,7 +132,6 @@ def test_outputs_and_gradients_equal_torchs(name, training):
         close(p.grad, tg, k)
 
 
-@needs_layers
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match=r"\[resnet\] depth must be 6n \+ 2"):
         models.resnet(depth=21)
@@ -156,7 +147,6 @@ def test_bad_arguments_are_refused():
         models.resnet(dtype=np.int32)
 
 
-@needs_layers
 def test_a_model_refuses_images_of_the_wrong_channels():
     model = small("simple_cnn")
     with pytest.raises(ValueError, match=r"X has shape \(4, 3, 28, 28\): \[Conv2d\]"):
