@@ -89,3 +89,46 @@ def test_images_for_a_model_without_flatten_are_refused():
     flat = _mlp(True)
     with pytest.raises(ValueError, match=r"validation X has shape \(32, 1, 28, 27\)"):
         fastnn.fit(flat, X, y, validation_data=(Xt[..., :27], yt), verbose=0)
+
+
+def _small_cnn(seed=0, dtype=np.float32):
+    fastnn.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6 * 6, 10)).to(dtype)
+
+
+def test_a_cnn_through_fit_is_its_batches_through_train_step():
+    """fit's C++ epoch loop (unshuffled) takes the same steps as train_step on the consecutive batches,
+    and evaluate / predict give what the model gives in eval mode."""
+    X, y, Xt, yt = _images(200, 50)
+    a, b = _small_cnn(), _small_cnn()
+    oa, ob = optim.Adam(a.parameters(), lr=1e-2), optim.Adam(b.parameters(), lr=1e-2)
+    h = fastnn.fit(a, X, y, optimizer=oa, epochs=1, batch_size=48, shuffle=False, seed=0, verbose=0)
+    losses = [fastnn.train_step(b, X[i:i + 48], y[i:i + 48], "cross_entropy", ob, seed=0, step=k)
+              for k, i in enumerate(range(0, len(X), 48))]
+    assert_state_equal(a, b)
+    assert h["loss"][0] == pytest.approx(np.average(losses, weights=[min(48, len(X) - i) for i in range(0, len(X), 48)]),
+                                         rel=1e-12)
+    out = b.eval()(Xt)
+    np.testing.assert_array_equal(fastnn.predict(a, Xt, batch_size=50), out)
+    ev = fastnn.evaluate(a, Xt, yt, batch_size=50)
+    assert ev["accuracy"] == np.mean(out.argmax(1) == yt)
+
+
+def test_a_cnn_learns_with_validation_split():
+    X, y, _, _ = _images(600, 1)
+    model = _small_cnn()
+    h = fastnn.fit(model, X, y, optimizer=optim.Adam(model.parameters(), lr=1e-2), epochs=3, batch_size=32,
+                   validation_split=0.25, seed=0, verbose=0)
+    assert h["loss"][2] < h["loss"][0] and h["val_accuracy"][2] > 0.5
+
+
+def test_a_cnn_refuses_images_of_the_wrong_channels_or_size():
+    model = _small_cnn()
+    y = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match=r"X has shape \(4, 3, 28, 28\): \[Conv2d\] .*\(1, 3, 28, 28\)"):
+        fastnn.fit(model, np.zeros((4, 3, 28, 28), np.float32), y, verbose=0)
+    with pytest.raises(ValueError, match=r"X has shape \(4, 784\): \[Conv2d\]"):
+        fastnn.predict(model, np.zeros((4, 784), np.float32))
+    with pytest.raises(ValueError, match=r"X has shape \(4, 1, 20, 20\): \[Linear\] expected input \(N, 216\)"):
+        fastnn.evaluate(model, np.zeros((4, 1, 20, 20), np.float32), y)
