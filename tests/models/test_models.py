@@ -151,3 +151,20 @@ def test_a_model_refuses_images_of_the_wrong_channels():
     model = small("simple_cnn")
     with pytest.raises(ValueError, match=r"X has shape \(4, 3, 28, 28\): \[Conv2d\]"):
         fastnn.predict(model, np.zeros((4, 3, 28, 28), np.float32))
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_save_and_load(tmp_path, name):
+    fastnn.manual_seed(0)
+    model = small(name)
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    fastnn.train_step(model, x, np.arange(3), "cross_entropy", optim.SGD(model.parameters(), lr=0.1))
+    fastnn.save(tmp_path / "m.fnn", model)
+    loaded = fastnn.load(tmp_path / "m.fnn")
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[k], v, err_msg=k)
+    # not bit-equal: the average pools' sums depend on their input's address (1 ulp, measured), so two
+    # models with the same state can round differently
+    want = fastnn.predict(model, x)
+    np.testing.assert_allclose(fastnn.predict(loaded, x), want, rtol=0, atol=1e-6 * np.abs(want).max())
