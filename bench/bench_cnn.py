@@ -83,7 +83,7 @@ def run_fastnn(name, epochs, data):
     if folded is not None:
         a, b = fastnn.predict(model, Xt[:INFER_BATCH]), fastnn.predict(folded, Xt[:INFER_BATCH])
         infer["folded_max_diff"] = float(np.abs(a - b).max())
-        infer["folded_layers"] = len(list(folded.modules()))
+        infer["folded_plan"] = list(folded.execution_plan)
         infer["folded"] = _images_per_s(lambda: fastnn.predict(folded, Xt, batch_size=INFER_BATCH), len(Xt))
     return {"seconds": seconds, "accuracy": acc, "params": int(model.flat_parameters().size), **infer}
 
@@ -230,7 +230,8 @@ def report(results, model):
                   + f", inference {two['eval'] / one['eval']:.2f}x")
     for r in results:
         if "folded_max_diff" in r:
-            print(f"  fastnn {r['threads']} threads: folded vs unfolded logits max |diff| {r['folded_max_diff']:.2e}")
+            print(f"  fastnn {r['threads']} threads: folded vs unfolded logits max |diff| {r['folded_max_diff']:.2e}; "
+                  f"folded plan {r['folded_plan']}")
 
 
 if __name__ == "__main__":
