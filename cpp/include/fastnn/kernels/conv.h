@@ -10,6 +10,10 @@
 // (one buffer per chunk), and the products read and write NCHW in place (no reorders). dW's
 // chunk partial sums are added in chunk order. Measured on the cnn's shapes: forward ~1.3-3x,
 // backward ~1.5x faster than one product over the whole minibatch (indicative, loaded machine).
+// There the patches are transposed, colsT_n (C*kh*kw x P*Q, im2col_image_t): y[n]_g = W_g colsT_n,g
+// with both operands row-major, and im2col/col2im write and read each tap's row in order (the
+// (P*Q x K) layout scatters one element per K-wide row): conv2 of the cnn (32 -> 64, 14x14) ~15%
+// less CPU time forward, ~7% backward (1 thread, process time on the loaded machine).
 // Smaller batches run one product per group over the whole minibatch, threaded over its tiles,
 // in NHWC: Y_g = cols_g W_g^T reordered to NCHW (+ b) in each tile's epilogue; G = NHWC(grad_out),
 // dW_g (+)= G_g^T cols_g, dx = col2im([G_g W_g]_g).
@@ -201,13 +205,13 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
       for (index_t k = k0; k < k1; ++k) {
         T* buf = ws.cols + k * PQ * K;
         for (index_t n = k * g.n / chunks; n < (k + 1) * g.n / chunks; ++n) {
-          im2col_bands(x, buf, g, inside, n * g.p, (n + 1) * g.p, n * g.p);
+          im2col_image_t(x + n * g.c * g.h * g.w, buf, g, inside);
           for (index_t grp = 0; grp < G; ++grp) {
             CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-            CMatMap<T> cm(buf + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+            CMatMap<T> cm(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
             T* yn = y + (n * O + grp * Og) * PQ;
             MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
-            gemm_detail::gemm_tile(wm, cm.transpose(), ym, false);
+            gemm_detail::gemm_tile(wm, cm, ym, false);
             if (!epi.empty())
               for (index_t r = 0; r < Og; ++r) epi.apply(yn + r * PQ, PQ, grp * Og + r);
           }
@@ -298,22 +302,22 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
         T* part = ws.partial + k * wsize;
         for (index_t n = first; n < last; ++n) {
           if (grad_weight) {
-            im2col_bands(x, buf, g, inside, n * g.p, (n + 1) * g.p, n * g.p);
+            im2col_image_t(x + n * g.c * g.h * g.w, buf, g, inside);
             for (index_t grp = 0; grp < G; ++grp) {
               CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
-              CMatMap<T> cm(buf + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
+              CMatMap<T> cm(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
               MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-              gemm_detail::gemm_tile(gm, cm, pm, n > first);
+              gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
             }
           }
           if (grad_input) {
             for (index_t grp = 0; grp < G; ++grp) {
               CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
               CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-              MatMap<T> dc(buf + grp * Kg, PQ, Kg, Eigen::OuterStride<>(K));
-              gemm_detail::gemm_tile(gm.transpose(), wm, dc, false);
+              MatMap<T> dc(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+              gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);
             }
-            col2im_planes(buf, grad_input, g, inside, n * g.c, (n + 1) * g.c, n);
+            col2im_image_t(buf, grad_input + n * g.c * g.h * g.w, g, inside);
           }
         }
       }
