@@ -192,7 +192,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
           },
           py::arg("on"))
       .def("collected_statistics", [](const BatchNorm<T>& bn) {
-        return py::make_tuple(bn.collected_count(), py::array_t<double>(py::cast(bn.collected_shift())),
+        return py::make_tuple(bn.collected_tick(), bn.collected_count(), py::array_t<double>(py::cast(bn.collected_shift())),
                               py::array_t<double>(py::cast(bn.collected_sum())),
                               py::array_t<double>(py::cast(bn.collected_sumsq())));
       });

@@ -4,6 +4,7 @@
 // (kernels/batchnorm_activation.h); Sequential uses them through FusedBatchNormActivation.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "fastnn/kernels/batchnorm.h"
@@ -128,11 +129,14 @@ class BatchNorm : public Layer<T> {
     collecting_ = on;
     if (!on) return;
     collect_count_ = 0;
+    collect_tick_ = 0;
     collect_shift_.assign(running_mean_.begin(), running_mean_.end());
     collect_sum_.assign(C_, 0.0);
     collect_sumsq_.assign(C_, 0.0);
   }
   bool collecting() const { return collecting_; }
+  // When it first saw data while collecting (a process-wide count): the order the BatchNorms ran in.
+  std::uint64_t collected_tick() const { return collect_tick_; }
   // The values seen per channel, and the sums of (x - shift) and (x - shift)^2 per channel.
   double collected_count() const { return collect_count_; }
   const std::vector<double>& collected_shift() const { return collect_shift_; }
@@ -156,6 +160,8 @@ class BatchNorm : public Layer<T> {
   }
   void collect_input(const View<T>& x) {
     if (!collecting_) return;
+    static std::atomic<std::uint64_t> ticks{0};
+    if (collect_tick_ == 0) collect_tick_ = ++ticks;
     const index_t N = x.batch(), S = x.features() / C_;
     for (index_t c = 0; c < C_; ++c) {
       const double m = collect_shift_[c];
@@ -200,6 +206,7 @@ class BatchNorm : public Layer<T> {
   std::vector<T> running_mean_, running_var_, mean_, invstd_, scale_, shift_, dgamma_, dbeta_;
   bool collecting_ = false;
   double collect_count_ = 0;
+  std::uint64_t collect_tick_ = 0;
   std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
   View<T> x_;
