@@ -84,7 +84,8 @@ def recompute_bn_statistics(model, X, batch_size=1024):
     from .container import Sequential
 
     batch_size = _v.check_int(batch_size, "recompute_bn_statistics", "batch_size", 1)
-    X = np.ascontiguousarray(X, dtype=model.dtype if hasattr(model, "dtype") else np.float32)
+    runner = model if isinstance(model, LayerModule) else Sequential(model)  # as fit runs a Python module
+    X = np.ascontiguousarray(X, dtype=runner.dtype)
     if X.ndim < 2 or len(X) < 2:
         raise ValueError(f"recompute_bn_statistics: X must hold at least 2 samples, got shape {X.shape}")
     names = {id(m): name for name, m in model.named_modules()}
@@ -92,7 +93,6 @@ def recompute_bn_statistics(model, X, batch_size=1024):
     model.eval()
     if not bns:
         return model
-    runner = model if isinstance(model, LayerModule) else Sequential(model)  # as fit runs a Python module
 
     def sweep(targets):
         """{id(bn): (tick, count, shift, sum, sum of squares)} of one eval pass over X."""
