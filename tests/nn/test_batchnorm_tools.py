@@ -141,3 +141,28 @@ def test_fold_batchnorm_through_containers(rng):
     f32 = nn.fold_batchnorm(m32)
     y = m32(X.astype(np.float32))
     np.testing.assert_allclose(f32(X.astype(np.float32)), y, rtol=0, atol=1e-5 * np.abs(y).max())
+
+
+class _Count(nn.Module):
+    """Identity that counts its forward calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+    def backward(self, g):
+        return g
+
+
+def test_recompute_passes_end_at_their_batchnorm(rng):
+    d = dict(dtype=np.float64)
+    mid, last = _Count(), _Count()
+    model = nn.Sequential(nn.Linear(3, 4, **d), nn.BatchNorm1d(4, **d), mid, nn.Linear(4, 4, **d),
+                          nn.BatchNorm1d(4, **d), nn.Residual(nn.BatchNorm1d(4, **d)), last)
+    nn.recompute_bn_statistics(model, rng.standard_normal((30, 3)), batch_size=10)
+    assert mid.calls == 3 * 3  # the first pass (all three), then the second and third BatchNorm's
+    assert last.calls == 3  # the first pass only

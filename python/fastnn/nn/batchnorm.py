@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _validate as _v
+from .._config import _C
 from ._layer_module import LayerModule, layer_factory
 
 
@@ -79,7 +80,8 @@ def recompute_bn_statistics(model, X, batch_size=1024):
     Works through any container (Sequential, Residual, Concat, DenseBlock, modules written in
     Python): the whole model runs in eval mode, once per BatchNorm in the order they run, while
     that BatchNorm adds up its input (float64 sums in C++); so each one sees inputs normalized by
-    the exact statistics of the ones before it. Returns the model (in eval mode).
+    the exact statistics of the ones before it (each pass ends at its BatchNorm). Returns the
+    model (in eval mode).
     """
     from .container import Sequential
 
@@ -95,12 +97,16 @@ def recompute_bn_statistics(model, X, batch_size=1024):
         return model
 
     def sweep(targets):
-        """{id(bn): (tick, count, shift, sum, sum of squares)} of one eval pass over X."""
+        """{id(bn): (tick, count, shift, sum, sum of squares)} of one eval pass over X (that ends
+        at the BatchNorm when there is one)."""
         for bn in targets:
-            bn._layer.collect_statistics(True)
+            bn._layer.collect_statistics(True, len(targets) == 1)
         try:
             for start in range(0, len(X), batch_size):
-                runner._layer.forward(X[start:start + batch_size], False, 0, 0, True)
+                try:
+                    runner._layer.forward(X[start:start + batch_size], False, 0, 0, True)
+                except _C.StopForward:
+                    pass
         finally:
             for bn in targets:
                 bn._layer.collect_statistics(False)
