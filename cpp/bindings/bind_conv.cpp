@@ -1,6 +1,7 @@
 // im2col / col2im / conv2d_forward / conv2d_backward on NCHW arrays (kernels/im2col.h,
-// kernels/conv.h). Inputs are read C-contiguous (other layouts are copied once); the workspaces
-// are allocated here per call (a layer keeps its own). Errors match the references' messages.
+// kernels/conv.h), and the Conv2d layer (layers/conv.h). Inputs are read C-contiguous (other
+// layouts are copied once); the workspaces are allocated here per call (a layer keeps its own).
+// Errors match the references' messages.
 #include <string>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "bindings/conv_args.h"
 #include "fastnn/kernels/conv.h"
 #include "fastnn/kernels/im2col.h"
+#include "fastnn/layers/conv.h"
 
 namespace fastnn::bind {
 namespace {
@@ -166,9 +168,31 @@ py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const p
   return py::make_tuple(gi_obj, std::move(gw), gb_obj);
 }
 
+// _C.Conv2d_<dtype>(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias),
+// the geometry as ints or (h, w) pairs. Needs Layer_<dtype> (bind_layers) registered first.
+template <class T>
+void bind_layer(py::module_& m, const std::string& suffix) {
+  py::class_<Conv2d<T>, Layer<T>, std::shared_ptr<Conv2d<T>>>(m, ("Conv2d_" + suffix).c_str())
+      .def(py::init([](index_t in, index_t out, const py::handle& k_in, const py::handle& s_in,
+                       const py::handle& p_in, const py::handle& d_in, index_t groups, bool bias) {
+             const char* op = "Conv2d";
+             const auto k = pair_arg(k_in, op, "kernel_size", 1), s = pair_arg(s_in, op, "stride", 1),
+                        p = pair_arg(p_in, op, "padding", 0), d = pair_arg(d_in, op, "dilation", 1);
+             return std::make_shared<Conv2d<T>>(in, out, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], groups, bias);
+           }),
+           py::arg("in_channels"), py::arg("out_channels"), py::arg("kernel_size"), py::arg("stride") = 1,
+           py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("bias") = true)
+      .def_property_readonly("in_channels", &Conv2d<T>::in_channels)
+      .def_property_readonly("out_channels", &Conv2d<T>::out_channels)
+      .def_property_readonly("groups", &Conv2d<T>::groups)
+      .def_property_readonly("has_bias", &Conv2d<T>::has_bias);
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
+  bind_layer<float>(m, "float32");
+  bind_layer<double>(m, "float64");
   m.def(
       "im2col",
       [](const py::handle& x, const py::handle& kernel_size, const py::handle& stride, const py::handle& padding,

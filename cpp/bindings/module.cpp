@@ -26,12 +26,12 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_config(m);
   bind_gemm(m);
   bind_linear(m);
-  bind_conv(m);
   bind_activations(m);
   bind_loss(m);
   bind_batchnorm(m);
   bind_dropout(m);
   bind_layers(m);
+  bind_conv(m);  // after bind_layers: the Conv2d layers derive from its Layer_<dtype>
   bind_optim(m);
   bind_train(m);
   bind_info(m);

@@ -23,6 +23,7 @@
 #include <algorithm>
 
 #include "fastnn/common.h"
+#include "fastnn/kernels/activations.h"
 #include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/im2col.h"
 
@@ -90,13 +91,14 @@ void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t m, 
   }
 }
 
-// grad_bias[o] (+)= sum over (n, p, q) of grad_out[n, o, p, q]; each channel by one thread.
+// grad_bias[o] (+)= sum over (n, p, q) of grad_out[n, o, p, q]; each channel by one thread, in an
+// order that does not depend on grad_out's address (blockwise::sum, not Eigen's alignment-peeling sum()).
 template <class T>
 void bias_grad(const T* grad_out, T* grad_bias, index_t n, index_t o, index_t pq, bool accumulate) {
   parallel_for(o, n * pq, [&](index_t o0, index_t o1) {
     for (index_t oc = o0; oc < o1; ++oc) {
       T s = T(0);
-      for (index_t i = 0; i < n; ++i) s += CArrMap<T>(grad_out + (i * o + oc) * pq, pq).sum();
+      for (index_t i = 0; i < n; ++i) s += blockwise::sum(grad_out + (i * o + oc) * pq, pq);
       grad_bias[oc] = accumulate ? grad_bias[oc] + s : s;
     }
   });

@@ -1,0 +1,128 @@
+// Conv2d: y = conv2d(x, W) + b over kernels/conv.h (NCHW, PyTorch's weight layout (O, C/G, kh, kw)).
+// The kernels' scratch (conv2d_workspace_size: a function of the input shape) is kept by the layer
+// and reused every step; backward recomputes the patches from the x that forward kept.
+#pragma once
+
+#include <limits>
+
+#include "fastnn/kernels/conv.h"
+#include "fastnn/layers/layer.h"
+
+namespace fastnn {
+
+template <class T>
+class Conv2d : public Layer<T> {
+ public:
+  Conv2d(index_t in_channels, index_t out_channels, index_t kh, index_t kw, index_t stride_h, index_t stride_w,
+         index_t pad_h, index_t pad_w, index_t dil_h, index_t dil_w, index_t groups, bool bias)
+      : C_(in_channels), O_(out_channels), kh_(kh), kw_(kw), sh_(stride_h), sw_(stride_w), ph_(pad_h), pw_(pad_w),
+        dil_h_(dil_h), dil_w_(dil_w), G_(groups), has_bias_(bias) {
+    FASTNN_CHECK(C_ >= 1 && O_ >= 1, "Conv2d",
+                 "in_channels and out_channels must be >= 1, got " << C_ << " and " << O_);
+    FASTNN_CHECK(G_ >= 1, "Conv2d", "groups must be >= 1, got " << G_);
+    FASTNN_CHECK(C_ % G_ == 0, "Conv2d", "in_channels " << C_ << " is not divisible by groups=" << G_);
+    FASTNN_CHECK(O_ % G_ == 0, "Conv2d", "out_channels " << O_ << " is not divisible by groups=" << G_);
+    FASTNN_CHECK(kh_ >= 1 && kw_ >= 1, "Conv2d", "kernel_size must be >= 1, got (" << kh_ << ", " << kw_ << ")");
+    FASTNN_CHECK(sh_ >= 1 && sw_ >= 1, "Conv2d", "stride must be >= 1, got (" << sh_ << ", " << sw_ << ")");
+    FASTNN_CHECK(ph_ >= 0 && pw_ >= 0, "Conv2d", "padding must be >= 0, got (" << ph_ << ", " << pw_ << ")");
+    FASTNN_CHECK(dil_h_ >= 1 && dil_w_ >= 1, "Conv2d",
+                 "dilation must be >= 1, got (" << dil_h_ << ", " << dil_w_ << ")");
+    constexpr index_t kMax = index_t(1) << 31;  // ConvGeometry's limit, checked here once for the weight count
+    FASTNN_CHECK(C_ <= kMax && O_ <= kMax && kh_ <= kMax && kw_ <= kMax, "Conv2d", "sizes must be <= 2^31");
+    FASTNN_CHECK(double(O_) * double(C_ / G_) * double(kh_) * double(kw_) < 0x1p60, "Conv2d",
+                 "the weight (" << O_ << ", " << C_ / G_ << ", " << kh_ << ", " << kw_ << ") is too large");
+  }
+
+  std::string kind() const override { return "Conv2d"; }
+  std::vector<ParamSpec> param_specs() const override {
+    std::vector<ParamSpec> p{{"weight", {O_, C_ / G_, kh_, kw_}, true}};
+    if (has_bias_) p.push_back({"bias", {O_}, false});
+    return p;
+  }
+  void bind_params(T* params, T* grads) override {
+    w_ = params, gw_ = grads;
+    this->params_bound = true;
+    b_ = has_bias_ ? params + weight_size() : nullptr;
+    gb_ = has_bias_ ? grads + weight_size() : nullptr;
+  }
+
+  // (N, O, P, Q) for (N, C, H, W); ValueError naming the layer and the shapes otherwise.
+  Shape output_shape(const Shape& in) const override {
+    const Conv2dShape s = make_shape(in);
+    return {s.geom.n, O_, s.geom.p, s.geom.q};
+  }
+
+  // The kernels' shape for input shape `in` (validated), kept until the next call with another shape.
+  const Conv2dShape& shape_for(const Shape& in) {
+    if (in != shape_in_) {
+      shape_ = make_shape(in);
+      shape_in_ = in;
+    }
+    return shape_;
+  }
+
+  View<T> forward(const View<T>& x, const Context&) override {
+    const Conv2dShape& s = shape_for(x.shape);
+    x_ = x;
+    y_ = out_ws_.get({s.geom.n, O_, s.geom.p, s.geom.q});
+    conv2d_forward(x.data, w_, b_, y_.data, s, workspace(s));
+    return y_;
+  }
+
+  // dx (unless !need_input_grad); dW and db added to the flat gradient (written while
+  // overwrite_grads), or left alone when the layer is frozen.
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    const Conv2dShape& s = shape_for(x_.shape);
+    const bool grads = this->params_trainable;
+    View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
+    if (!grads && !need_input_grad) return dx;
+    const bool accumulate = !this->overwrite_grads;
+    conv2d_backward(g.data, x_.data, w_, need_input_grad ? dx.data : nullptr, grads ? gw_ : nullptr,
+                    grads ? gb_ : nullptr, s, workspace(s), accumulate, accumulate);
+    return dx;
+  }
+
+  bool supports_grad_overwrite() const override { return true; }
+  index_t in_channels() const { return C_; }
+  index_t out_channels() const { return O_; }
+  index_t groups() const { return G_; }
+  bool has_bias() const { return has_bias_; }
+  // The weight and bias (null without one) as bound (fused layers read them).
+  const T* weight() const { return w_; }
+  const T* bias() const { return b_; }
+
+ private:
+  index_t weight_size() const { return O_ * (C_ / G_) * kh_ * kw_; }
+
+  Conv2dShape make_shape(const Shape& in) const {
+    FASTNN_CHECK(in.size() == 4 && in[1] == C_, "Conv2d",
+                 "expected input (N, " << C_ << ", H, W), got " << shape_str(in));
+    const index_t eh = dil_h_ * (kh_ - 1) + 1, ew = dil_w_ * (kw_ - 1) + 1;  // the dilated kernel
+    FASTNN_CHECK(in[2] + 2 * ph_ >= eh && in[3] + 2 * pw_ >= ew, "Conv2d",
+                 "the (dilated) kernel (" << eh << ", " << ew << ") is larger than the padded input ("
+                                          << in[2] + 2 * ph_ << ", " << in[3] + 2 * pw_ << ") of input "
+                                          << shape_str(in) << " with padding (" << ph_ << ", " << pw_ << ")");
+    const ConvGeometry g =
+        ConvGeometry::make(in[0], in[1], in[2], in[3], kh_, kw_, sh_, sw_, ph_, pw_, dil_h_, dil_w_, "Conv2d");
+    return Conv2dShape::make(g, O_, G_, "Conv2d");
+  }
+
+  ConvWorkspace<T> workspace(const Conv2dShape& s) {
+    const ConvWorkspaceSize n = conv2d_workspace_size(s);
+    ConvWorkspace<T> ws;
+    if (n.cols) ws.cols = cols_.get({n.cols}).data;
+    if (n.rows) ws.rows = rows_.get({n.rows}).data;
+    if (n.partial) ws.partial = partial_.get({n.partial}).data;
+    return ws;
+  }
+
+  index_t C_, O_, kh_, kw_, sh_, sw_, ph_, pw_, dil_h_, dil_w_, G_;
+  bool has_bias_;
+  T *w_ = nullptr, *gw_ = nullptr, *b_ = nullptr, *gb_ = nullptr;  // parameters, their gradients
+  Shape shape_in_;
+  Conv2dShape shape_;
+  View<T> x_, y_;
+  Workspace<T> out_ws_, grad_in_, cols_, rows_, partial_;
+};
+
+}  // namespace fastnn
