@@ -189,3 +189,29 @@ def test_fit_save_load_and_train_step(rng, tmp_path):
     b.flat_parameters()[:] -= 0.1 * b.flat_grad()
     np.testing.assert_allclose(loaded.flat_parameters(), b.flat_parameters(), rtol=1e-12, atol=1e-12)
     assert not np.array_equal(loaded.flat_parameters(), model.flat_parameters())
+
+
+def test_every_layer_has_its_own_random_stream():
+    """Salts reach through Residual and Concat: two Dropouts never share a mask."""
+    model = nn.Sequential(nn.Dropout(0.5), nn.Concat(nn.Dropout(0.5), nn.Residual(nn.Dropout(0.5), nn.Dropout(0.5)),
+                                                      nn.Sequential(nn.Dropout(0.5))))
+    salts = [m._layer.salt for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(salts) == 5 and len(set(salts)) == 5
+    concat = nn.Concat(nn.Dropout(0.5), nn.Dropout(0.5))
+    y = concat(np.ones((4, 64), np.float32))
+    assert not np.array_equal(y[:, :64], y[:, 64:])
+
+
+def test_shared_modules():
+    relu = nn.ReLU()  # parameter-free: runs as a copy in its second place
+    model = nn.Concat(relu, nn.Sequential(relu), relu)
+    x = np.array([[-1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(model(x), [[0, 2, 0, 2, 0, 2]])
+    np.testing.assert_array_equal(model.backward(np.ones((1, 6), np.float32)), [[0, 3]])
+    lin = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"Residual: Linear module used at 'body' is used again in child 'shortcut'"):
+        nn.Residual(lin, lin)
+    with pytest.raises(ValueError, match=r"Concat: Linear module used at '0' is used again in child '1'"):
+        nn.Concat(lin, nn.Sequential(lin))
+    with pytest.raises(TypeError, match=r"Concat: modules have different dtypes"):
+        nn.Concat(nn.Linear(2, 2), nn.Linear(2, 2, dtype=np.float64))
