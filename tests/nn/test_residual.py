@@ -258,3 +258,32 @@ def test_fit_evaluate_predict_and_save_load(rng, tmp_path):
     assert type(loaded[1]) is nn.Residual and list(loaded.state_dict()) == list(model.state_dict())
     np.testing.assert_array_equal(loaded.predict(X), pred)
     assert loaded.evaluate(X, y) == acc
+
+
+def test_raw_cpp_containers_name_bind_and_check_their_children(rng):
+    """The C++ containers alone (fastnn._C): prefixed names, one buffer bound through the container."""
+    from fastnn._config import _C
+
+    lin = lambda i, o: _C.Linear_float64(i, o, True, "none", 0.01)  # noqa: E731
+    res = _C.Residual_float64(_C.Sequential_float64([lin(3, 4), _C.Pointwise_float64("ReLU"), lin(4, 3)]), lin(3, 3))
+    cat = _C.Concat_float64([res, lin(3, 2)])
+    assert [n for n, _, _ in cat.param_specs()] == [
+        "0.body.0.weight", "0.body.0.bias", "0.body.2.weight", "0.body.2.bias", "0.shortcut.weight",
+        "0.shortcut.bias", "1.weight", "1.bias"]
+    assert list(res.child_names) == ["body", "shortcut"] and list(cat.child_names) == ["0", "1"]
+    assert res.output_shape((5, 3)) == (5, 3) and cat.output_shape((5, 3)) == (5, 5)
+    x = rng.standard_normal((5, 3))
+    with pytest.raises(ValueError, match=r"Linear layer's parameters have no buffer yet"):
+        cat.forward(x)
+    params = rng.standard_normal(cat.num_params())
+    grads = np.zeros_like(params)
+    cat.bind_params(params, grads, 0)
+    w1, b1, w2, b2, ws, bs, wl, bl = np.split(params, np.cumsum([12, 4, 12, 3, 9, 3, 6]))
+    h = np.maximum(x @ w1.reshape(4, 3).T + b1, 0)
+    expected = np.concatenate([h @ w2.reshape(3, 4).T + b2 + x @ ws.reshape(3, 3).T + bs,
+                               x @ wl.reshape(2, 3).T + bl], axis=1)
+    np.testing.assert_allclose(cat.forward(x, False), expected, rtol=1e-12, atol=1e-12)
+    cat.backward(np.ones((5, 5)))
+    np.testing.assert_allclose(grads[-2:], [5, 5], rtol=1e-12)  # the last bias: the sum over the batch
+    with pytest.raises(ValueError, match=r"\[Residual\] for an input of shape \(5, 4\)"):
+        _C.Residual_float64(lin(4, 3)).output_shape((5, 4))
