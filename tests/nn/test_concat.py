@@ -215,3 +215,20 @@ def test_shared_modules():
         nn.Concat(lin, nn.Sequential(lin))
     with pytest.raises(TypeError, match=r"Concat: modules have different dtypes"):
         nn.Concat(nn.Linear(2, 2), nn.Linear(2, 2, dtype=np.float64))
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    from tests.conftest import num_threads
+
+    x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)  # large enough to use two threads
+    g = rng.standard_normal((64, 24, 16, 16)).astype(np.float32)
+    model = nn.Concat(nn.Residual(nn.ReLU()), nn.Identity(), nn.Residual(nn.Tanh(), nn.ReLU()))
+    out = []
+    for n in (1, 2):
+        with num_threads(n):
+            out.append((model(x), model.backward(g)))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out[0][0][:, 8:16], x)
+    np.testing.assert_allclose(out[0][1], g[:, :8] * (1 + (x > 0)) + g[:, 8:16] + g[:, 16:] * (1 - np.tanh(x) ** 2 + (x > 0)),
+                               rtol=1e-5, atol=1e-5)
