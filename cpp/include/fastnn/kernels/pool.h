@@ -6,11 +6,14 @@
 // Every pass gives each (n, c) plane to one thread and visits it in a fixed order, so results are
 // bit-identical for any thread count, and the backward scatters never race. The backward passes
 // overwrite grad_input. The BENCH.md CNN's non-overlapping 2x2 stride-2 max pool has its own
-// forward and a backward that writes each input element once (no zero pass before the scatter).
+// forward (the window's four taps unrolled, selected without branches).
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,24 @@ struct TapRange {
     }
   }
 };
+
+// best, at = v, k if v beats best in max_pool2d's scan (v > best, or v is NaN), without a branch:
+// the comparison becomes a mask that selects the bits. Random data made the branches of
+// `if (v > best || isnan(v))` mispredict about once per window (3x slower on the CNN's pool).
+template <class T, class I>
+inline void take_if_better(T v, I k, T& best, I& at) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  static_assert(sizeof(U) == sizeof(T), "float32 or float64");
+  const bool t = (v > best) | (v != v);  // v != v: NaN; | so that both are evaluated
+  const U mask = U(0) - U(t);
+  U b, n;
+  std::memcpy(&b, &best, sizeof(T));
+  std::memcpy(&n, &v, sizeof(T));
+  b = (n & mask) | (b & ~mask);
+  std::memcpy(&best, &b, sizeof(T));
+  const I imask = I(0) - I(t);
+  at = (k & imask) | (at & ~imask);
+}
 
 }  // namespace pool_detail
 
@@ -117,13 +138,9 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
           for (index_t q = 0; q < Q; ++q) {
             T m = r0[2 * q];
             I k = 0;
-            const T v1 = r0[2 * q + 1], v2 = r1[2 * q], v3 = r1[2 * q + 1];
-            bool t = v1 > m || v1 != v1;  // v != v: NaN (no <cmath> call, so the loop stays branch-free)
-            m = t ? v1 : m, k = t ? I(1) : k;
-            t = v2 > m || v2 != v2;
-            m = t ? v2 : m, k = t ? static_cast<I>(W) : k;
-            t = v3 > m || v3 != v3;
-            m = t ? v3 : m, k = t ? static_cast<I>(W + 1) : k;
+            pool_detail::take_if_better(r0[2 * q + 1], I(1), m, k);
+            pool_detail::take_if_better(r1[2 * q], static_cast<I>(W), m, k);
+            pool_detail::take_if_better(r1[2 * q + 1], static_cast<I>(W + 1), m, k);
             yr[q] = m;
             ir[q] = base + static_cast<I>(2 * q) + k;
           }
@@ -141,17 +158,20 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
         for (index_t q = 0; q < Q; ++q) {
           const index_t w0 = q * g.sw - g.pw;
           T best = -std::numeric_limits<T>::infinity();
-          index_t at = -1;
-          for (index_t i = rows.lo[p]; i < rows.hi[p]; ++i) {
-            const index_t h = h0 + i * g.dh;
-            for (index_t j = cols.lo[q]; j < cols.hi[q]; ++j) {
-              const index_t w = w0 + j * g.dw;
-              const T v = xp[h * W + w];
-              if (at < 0 || v > best || std::isnan(v)) best = v, at = h * W + w;
+          I at = -1;
+          if (rows.lo[p] < rows.hi[p] && cols.lo[q] < cols.hi[q]) {  // else no tap is in bounds: -inf, -1
+            const index_t first = (h0 + rows.lo[p] * g.dh) * W + w0 + cols.lo[q] * g.dw;
+            best = xp[first], at = static_cast<I>(first);
+            for (index_t i = rows.lo[p]; i < rows.hi[p]; ++i) {
+              const index_t h = h0 + i * g.dh;
+              for (index_t j = cols.lo[q]; j < cols.hi[q]; ++j) {
+                const index_t w = w0 + j * g.dw;
+                pool_detail::take_if_better(xp[h * W + w], static_cast<I>(h * W + w), best, at);
+              }
             }
           }
           y[b * PQ + p * Q + q] = best;
-          indices[b * PQ + p * Q + q] = static_cast<I>(at);
+          indices[b * PQ + p * Q + q] = at;
         }
       }
     }
@@ -160,35 +180,13 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
 
 // grad_input (N, C, H, W) = 0 except grad_input[n, c].flat[indices[n, c, p, q]] += grad_out[n, c, p, q],
 // in (p, q) order (index -1 adds nothing). indices must be -1 or in [0, H*W) (the bindings check
-// caller-given ones). With the 2x2 tiling each input element is written once.
+// caller-given ones). Each plane is zeroed just before its scatter, while it is in L1/L2, so each
+// cache line still goes to memory once: measured on the CNN's pools, a pass that writes every
+// element once (the gradient or 0 by the argmax's position in its 2x2 window) was ~20x slower
+// (a select per element on interleaved stores, not vectorized).
 template <class T, class I>
 void max_pool2d_backward(const T* grad_out, const I* indices, T* grad_input, const ConvGeometry& g) {
   const index_t H = g.h, W = g.w, P = g.p, Q = g.q, HW = H * W, PQ = P * Q;
-  if (pool_is_2x2_tiling(g)) {
-    parallel_for(g.n * g.c, HW, [&](index_t b0, index_t b1) {
-      for (index_t b = b0; b < b1; ++b) {
-        T* dp = grad_input + b * HW;
-        for (index_t p = 0; p < P; ++p) {
-          T* r0 = dp + 2 * p * W;
-          T* r1 = r0 + W;
-          const T* gr = grad_out + b * PQ + p * Q;
-          const I* ir = indices + b * PQ + p * Q;
-          const I base = static_cast<I>(2 * p * W);
-          for (index_t q = 0; q < Q; ++q) {
-            const I k = ir[q] - base - static_cast<I>(2 * q);  // 0, 1, W or W + 1
-            const T v = gr[q];
-            r0[2 * q] = k == 0 ? v : T(0);
-            r0[2 * q + 1] = k == 1 ? v : T(0);
-            r1[2 * q] = k == W ? v : T(0);
-            r1[2 * q + 1] = k == W + 1 ? v : T(0);
-          }
-          for (index_t w = 2 * Q; w < W; ++w) r0[w] = r1[w] = T(0);  // an odd last column no window covers
-        }
-        std::fill(dp + 2 * P * W, dp + HW, T(0));  // an odd last row
-      }
-    });
-    return;
-  }
   parallel_for(g.n * g.c, HW + PQ, [&](index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) {
       T* dp = grad_input + b * HW;
