@@ -53,14 +53,15 @@ struct TapRange {
   }
 };
 
-// best, at = v, k if v beats best in max_pool2d's scan (v > best, or v is NaN), without a branch:
+// best, at = v, k if v beats best in max_pool2d's scan (v > best, or v is NaN, or it is the
+// window's first in-bounds tap: at < 0), without a branch:
 // the comparison becomes a mask that selects the bits. Random data made the branches of
 // `if (v > best || isnan(v))` mispredict about once per window (3x slower on the CNN's pool).
 template <class T, class I>
 inline void take_if_better(T v, I k, T& best, I& at) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   static_assert(sizeof(U) == sizeof(T), "float32 or float64");
-  const bool t = (v > best) | (v != v);  // v != v: NaN; | so that both are evaluated
+  const bool t = (v > best) | (v != v) | (at < 0);  // v != v: NaN; | so that all are evaluated
   const U mask = U(0) - U(t);
   U b, n;
   std::memcpy(&b, &best, sizeof(T));
@@ -149,29 +150,30 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
     });
     return;
   }
-  const pool_detail::TapRange rows(P, H, g.kh, g.sh, g.ph, g.dh), cols(Q, W, g.kw, g.sw, g.pw, g.dw);
+  // Row by row of the output, tap by tap of the window in (i, j) order, over the output columns
+  // whose tap is in bounds (im2col's InsideColumns): unit- or sw-strided runs instead of one
+  // short loop per window; the row of y and indices is the running maximum.
+  const pool_detail::TapRange rows(P, H, g.kh, g.sh, g.ph, g.dh);
+  const im2col_detail::InsideColumns inside(g);
   parallel_for(g.n * g.c, PQ * g.kh * g.kw, [&](index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) {
       const T* xp = x + b * HW;
       for (index_t p = 0; p < P; ++p) {
-        const index_t h0 = p * g.sh - g.ph;
-        for (index_t q = 0; q < Q; ++q) {
-          const index_t w0 = q * g.sw - g.pw;
-          T best = -std::numeric_limits<T>::infinity();
-          I at = -1;
-          if (rows.lo[p] < rows.hi[p] && cols.lo[q] < cols.hi[q]) {  // else no tap is in bounds: -inf, -1
-            const index_t first = (h0 + rows.lo[p] * g.dh) * W + w0 + cols.lo[q] * g.dw;
-            best = xp[first], at = static_cast<I>(first);
-            for (index_t i = rows.lo[p]; i < rows.hi[p]; ++i) {
-              const index_t h = h0 + i * g.dh;
-              for (index_t j = cols.lo[q]; j < cols.hi[q]; ++j) {
-                const index_t w = w0 + j * g.dw;
-                pool_detail::take_if_better(xp[h * W + w], static_cast<I>(h * W + w), best, at);
-              }
-            }
+        T* yr = y + b * PQ + p * Q;
+        I* ir = indices + b * PQ + p * Q;
+        std::fill(yr, yr + Q, -std::numeric_limits<T>::infinity());  // a window without an in-bounds tap
+        std::fill(ir, ir + Q, I(-1));
+        for (index_t i = rows.lo[p]; i < rows.hi[p]; ++i) {
+          const index_t h = p * g.sh - g.ph + i * g.dh;
+          const T* row = xp + h * W;
+          for (index_t j = 0; j < g.kw; ++j) {
+            const index_t off = j * g.dw - g.pw, sw = g.sw, q1 = inside.hi[j];
+            const I first = static_cast<I>(h * W + off);
+            T* __restrict ym = yr;  // locals, so that the stores alias nothing and the loop vectorizes
+            I* __restrict im = ir;
+            for (index_t q = inside.lo[j]; q < q1; ++q)
+              pool_detail::take_if_better(row[q * sw + off], first + static_cast<I>(q * sw), ym[q], im[q]);
           }
-          y[b * PQ + p * Q + q] = best;
-          indices[b * PQ + p * Q + q] = at;
         }
       }
     }
@@ -257,14 +259,41 @@ T fixed_order_sum(const T* v, index_t n) {
 
 // y[b, p, q] = (sum of x[b] over rows [start, end) x cols [start, end)) / divisor for the
 // planes b < planes of h x w inputs; divisor = divisor_override if nonzero, else
-// rows.size[p] * cols.size[q].
+// rows.size[p] * cols.size[q]. `fixed`: avg_pool2d's geometry when the windows are its (then each
+// output row sums tap by tap over the columns whose tap is in bounds, strided runs over q instead
+// of one short loop per window), null for adaptive windows.
 template <class T>
 void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w, const PoolWindows& rows,
-                         const PoolWindows& cols, index_t divisor_override = 0) {
+                         const PoolWindows& cols, index_t divisor_override = 0, const ConvGeometry* fixed = nullptr) {
   const index_t P = rows.count(), Q = cols.count(), HW = h * w, PQ = P * Q;
   if (!divisor_override && pool_detail::is_global(rows, cols, h, w)) {
     parallel_for(planes, HW, [&](index_t b0, index_t b1) {
       for (index_t b = b0; b < b1; ++b) y[b] = pool_detail::fixed_order_sum(x + b * HW, HW) / static_cast<T>(HW);
+    });
+    return;
+  }
+  auto divisor = [&](index_t p, index_t q) {
+    return static_cast<T>(divisor_override ? divisor_override : rows.size[p] * cols.size[q]);
+  };
+  if (fixed) {
+    const ConvGeometry& g = *fixed;
+    const im2col_detail::InsideColumns inside(g);
+    parallel_for(planes, PQ * g.kh * g.kw, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        const T* xp = x + b * HW;
+        for (index_t p = 0; p < P; ++p) {
+          T* yr = y + b * PQ + p * Q;
+          std::fill(yr, yr + Q, T(0));
+          for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh) {
+            const T* row = xp + hh * w;
+            for (index_t j = 0; j < g.kw; ++j) {
+              const index_t off = j - g.pw;
+              for (index_t q = inside.lo[j]; q < inside.hi[j]; ++q) yr[q] += row[q * g.sw + off];
+            }
+          }
+          for (index_t q = 0; q < Q; ++q) yr[q] /= divisor(p, q);
+        }
+      }
     });
     return;
   }
@@ -276,18 +305,19 @@ void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w,
           T sum = T(0);
           for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh)
             for (index_t ww = cols.start[q]; ww < cols.end[q]; ++ww) sum += xp[hh * w + ww];
-          const index_t div = divisor_override ? divisor_override : rows.size[p] * cols.size[q];
-          y[b * PQ + p * Q + q] = sum / static_cast<T>(div);
+          y[b * PQ + p * Q + q] = sum / divisor(p, q);
         }
       }
     }
   });
 }
 
-// The adjoint: grad_input[b] = 0 plus grad_out[b, p, q] / divisor added to each tap of window (p, q).
+// The adjoint: grad_input[b] = 0 plus grad_out[b, p, q] / divisor added to each tap of window (p, q)
+// (`fixed` as in window_mean_forward).
 template <class T>
 void window_mean_backward(const T* grad_out, T* grad_input, index_t planes, index_t h, index_t w,
-                          const PoolWindows& rows, const PoolWindows& cols, index_t divisor_override = 0) {
+                          const PoolWindows& rows, const PoolWindows& cols, index_t divisor_override = 0,
+                          const ConvGeometry* fixed = nullptr) {
   const index_t P = rows.count(), Q = cols.count(), HW = h * w, PQ = P * Q;
   if (!divisor_override && pool_detail::is_global(rows, cols, h, w)) {
     parallel_for(planes, HW, [&](index_t b0, index_t b1) {
@@ -298,14 +328,37 @@ void window_mean_backward(const T* grad_out, T* grad_input, index_t planes, inde
     });
     return;
   }
+  auto divisor = [&](index_t p, index_t q) {
+    return static_cast<T>(divisor_override ? divisor_override : rows.size[p] * cols.size[q]);
+  };
+  if (fixed) {
+    const ConvGeometry& g = *fixed;
+    const im2col_detail::InsideColumns inside(g);
+    parallel_for(planes, PQ * g.kh * g.kw + HW, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        T* dp = grad_input + b * HW;
+        std::fill(dp, dp + HW, T(0));
+        for (index_t p = 0; p < P; ++p) {
+          const T* gr = grad_out + b * PQ + p * Q;
+          for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh) {
+            T* row = dp + hh * w;
+            for (index_t j = 0; j < g.kw; ++j) {
+              const index_t off = j - g.pw;
+              for (index_t q = inside.lo[j]; q < inside.hi[j]; ++q) row[q * g.sw + off] += gr[q] / divisor(p, q);
+            }
+          }
+        }
+      }
+    });
+    return;
+  }
   parallel_for(planes, HW + PQ, [&](index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) {
       T* dp = grad_input + b * HW;
       std::fill(dp, dp + HW, T(0));
       for (index_t p = 0; p < P; ++p) {
         for (index_t q = 0; q < Q; ++q) {
-          const index_t div = divisor_override ? divisor_override : rows.size[p] * cols.size[q];
-          const T v = grad_out[b * PQ + p * Q + q] / static_cast<T>(div);
+          const T v = grad_out[b * PQ + p * Q + q] / divisor(p, q);
           for (index_t hh = rows.start[p]; hh < rows.end[p]; ++hh)
             for (index_t ww = cols.start[q]; ww < cols.end[q]; ++ww) dp[hh * w + ww] += v;
         }
