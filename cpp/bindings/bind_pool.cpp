@@ -187,6 +187,7 @@ py::array avg_backward_impl(const py::handle& go_in, const py::handle& shape_in,
 // output_size: an int or a pair of ints or None (None keeps the input's size on that axis).
 std::array<index_t, 2> output_size_arg(const py::handle& h, const std::array<index_t, 4>& nchw, const char* op) {
   py::object sizes = py::reinterpret_borrow<py::object>(h);
+  if (h.is_none()) return {nchw[2], nchw[3]};
   if (py::isinstance<py::tuple>(h) || py::isinstance<py::list>(h)) {
     const auto seq = py::reinterpret_borrow<py::sequence>(h);
     if (seq.size() != 2) value_error(op, "output_size must be an int or a pair, got " + repr_str(h));

@@ -133,7 +133,8 @@ def test_avg_pool_cpp_backward_matches_finite_differences(rng, case, count_inclu
 
 # --- adaptive and global average ----------------------------------------------------------------
 
-ADAPTIVE = ADAPTIVE_CASES + [((2, 17, 9, 13), (4, 5)), ((1, 3, 7, 7), (None, 1)), ((2, 3, 5, 6), [2, 3])]
+ADAPTIVE = ADAPTIVE_CASES + [((2, 17, 9, 13), (4, 5)), ((1, 3, 7, 7), (None, 1)), ((2, 3, 5, 6), [2, 3]),
+                             ((1, 2, 3, 4), None)]
 
 
 @pytest.mark.parametrize("shape, output_size", ADAPTIVE)
