@@ -25,6 +25,7 @@
 #include "fastnn/kernels/dropout.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/batchnorm.h"
+#include "fastnn/layers/conv.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/net/container.h"
 
@@ -73,11 +74,13 @@ class DenseBlock : public Container<T> {
   bool shared_scratch() const { return shared_; }
   void set_shared_scratch(bool on) { shared_ = on; }
   // Elements of the buffers the block itself holds after a forward+backward at the last shape (the
-  // feature and gradient buffers, the BN-ReLU outputs, the gathered gradient, the input gradient);
-  // its children's own buffers (conv and BN outputs and input gradients) are not counted.
+  // feature and gradient buffers, the BN-ReLU outputs, the gathered and the 1x1 convs' input
+  // gradients, the input gradient); its children's own buffers (of bn_size*k or k channels each:
+  // linear in the layers) are not counted.
   index_t buffer_elements() const {
-    index_t n = numel(out_shape_) * 2 + numel(gk_shape_) + numel(dx_shape_) + numel(drop_shape_);
-    for (const auto& s : scratch_shapes_) n += numel(s);
+    auto size = [](const Shape& s) { return s.empty() ? index_t(0) : numel(s); };  // {}: never allocated
+    index_t n = 2 * size(out_shape_) + size(gk_shape_) + size(g1_shape_) + size(dx_shape_) + size(drop_shape_);
+    for (const auto& s : scratch_shapes_) n += size(s);
     return n;
   }
 
@@ -140,9 +143,14 @@ class DenseBlock : public Container<T> {
       if (shared_) d.norm1->recompute_relu(scratch_[0].get({N, C - k_, H, W}).data);  // conv1's input again
       View<T> h = gk;
       if (bottleneck_) h = d.norm2->backward_relu(d.conv2->backward(h, true), true);
-      h = d.conv1->backward(h, true);
-      FASTNN_CHECK(h.shape == (Shape{N, ci, H, W}), "DenseBlock",
-                   layer_name(i) << ".conv1 returned an input gradient of shape " << shape_str(h.shape));
+      if (auto* conv = dynamic_cast<Conv2d<T>*>(d.conv1.get())) {  // into the one buffer all layers share
+        g1_shape_ = {N, C - k_, H, W};
+        conv->backward_into(h, g1_.get(g1_shape_).data);
+        h = View<T>{g1_.get(g1_shape_).data, {N, ci, H, W}};
+      } else {
+        h = d.conv1->backward(h, true);
+        this->check_grad(layer_name(i) + ".conv1", h, {N, ci, H, W});
+      }
       d.norm1->backward_relu(h, false, gbuf.data);  // added into channels [0, ci) of the gradient buffer
     }
     if (!need_input_grad) return {};
@@ -200,10 +208,10 @@ class DenseBlock : public Container<T> {
   bool shared_;
   bool drop_ = false;  // the last forward applied dropout
   std::vector<DenseLayer> layers_;
-  Workspace<T> buf_, gbuf_, gk_, dx_, drop_out_;
+  Workspace<T> buf_, gbuf_, gk_, g1_, dx_, drop_out_;
   std::vector<Workspace<T>> scratch_;  // BN-ReLU outputs: [0] shared, or one per layer
   std::vector<std::vector<std::uint8_t>> masks_;
-  Shape out_shape_, gk_shape_, dx_shape_, drop_shape_;
+  Shape out_shape_, gk_shape_, g1_shape_, dx_shape_, drop_shape_;
   std::vector<Shape> scratch_shapes_;
 };
 
