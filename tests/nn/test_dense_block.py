@@ -335,3 +335,47 @@ def test_transition_matches_torch(training):
     x = rng.normal(size=(2, 6, 7, 6))  # odd height: the pool drops the last row, as torch's
     g = rng.normal(size=(2, 3, 3, 3))
     _compare_with_torch(torch, model, tmodel, x, g, training)
+
+
+def _small_net():
+    fastnn.manual_seed(0)
+    return nn.Sequential(nn.DenseBlock(2, 3, 4, bn_size=2), nn.Transition(11, 4), nn.Flatten(), nn.Linear(36, 5))
+
+
+def test_train_step_through_the_cpp_loop_matches_forward_backward():
+    """The epoch loop's gradient (written, not accumulated: overwrite_grads) is the module's."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(8, 3, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    stepped, manual = _small_net(), _small_net()
+    before = stepped.flat_parameters().copy()
+    fastnn.train_step(stepped, X, y, nn.CrossEntropyLoss(), fastnn.optim.SGD(stepped.parameters(), lr=1.0))
+    logits = manual(X).astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(8), y] -= 1
+    manual.zero_grad()
+    manual.backward((p / 8).astype(np.float32))
+    np.testing.assert_allclose(before - stepped.flat_parameters(), manual.flat_grad(), rtol=1e-4, atol=1e-6)
+
+
+def test_frozen_layer_gets_no_gradient_and_the_rest_is_unchanged():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 3, 5, 5)).astype(np.float64)
+    g = rng.normal(size=(3, 11, 5, 5))
+    grads = []
+    for freeze in (False, True):
+        fastnn.manual_seed(0)
+        model = nn.DenseBlock(2, 3, 4, bn_size=2, dtype=np.float64)
+        if freeze:
+            model.denselayer1.requires_grad_(False)
+        model.zero_grad()
+        model(x)
+        dx = model.backward(g)
+        grads.append((dx, {n: p.grad.copy() for n, p in model.named_parameters()}))
+    np.testing.assert_array_equal(grads[0][0], grads[1][0])
+    for name, value in grads[1][1].items():
+        if name.startswith("denselayer1."):
+            assert not value.any(), name
+        else:
+            np.testing.assert_array_equal(value, grads[0][1][name])
