@@ -98,6 +98,7 @@ def memory_figures():
     mb = N * HW * HW * 4 / 2**20  # one channel map of the batch
     c_out, widest = C0 + LAYERS * K, C0 + (LAYERS - 1) * K
     per_layer_inputs = sum(C0 + i * K for i in range(LAYERS))
+    mid = BN_SIZE * K
     rows = [
         ("feature buffer (N, C0 + L k)", c_out),
         ("gradient buffer (N, C0 + L k)", c_out),
@@ -105,12 +106,44 @@ def memory_figures():
         ("   ... kept per layer instead (sum of c_i)", per_layer_inputs),
         ("1x1 convs' input gradient, shared", widest),
         ("   ... one per layer instead", per_layer_inputs),
-        ("per layer: conv1 out, BN2 out, their gradients (4 x bn_size k), conv2 out (k), x L", LAYERS * (4 * BN_SIZE * K + K)),
+        ("BN2-ReLU output, conv2's and BN2's input gradients, shared", 3 * mid),
+        ("   ... kept per layer instead", 3 * mid * LAYERS),
+        ("per layer: conv1 output (BN2's input) and conv2 output, x L", LAYERS * (mid + K)),
+        ("per layer: conv2's im2col workspace (8 chunks of one image's patches), x L", LAYERS * 8 * 9 * mid / N),
         ("torch (no checkpointing): concatenated inputs + BN1 + ReLU1 outputs, x L", 3 * per_layer_inputs),
     ]
     for name, channels in rows:
-        print(f"{name:<90} {channels:>6} channel maps  {channels * mb:8.1f} MB")
+        print(f"{name:<80} {channels:>7.0f} channel maps {channels * mb:8.1f} MB")
+
+
+def measured_memory():
+    """Heap bytes (glibc mallinfo2) that a forward+backward adds to a built block, per design."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallinfo2.restype = MallInfo2
+
+    def heap():
+        info = libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C0, HW, HW), dtype=np.float32)
+    g = rng.standard_normal((N, C0 + LAYERS * K, HW, HW), dtype=np.float32)
+    for shared in (True, False):
+        model = nn.DenseBlock(LAYERS, C0, K, bn_size=BN_SIZE)
+        model.shared_scratch = shared
+        before = heap()
+        model(x)
+        model.backward(g)
+        print(f"measured, shared_scratch={shared}: {(heap() - before) / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":
     memory_figures()
+    measured_memory()

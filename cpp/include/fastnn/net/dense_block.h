@@ -11,9 +11,13 @@
 // is never copied. The backward runs on one gradient buffer of the same shape: layer i reads its new
 // channels' gradient from its slice and its first BN adds its input gradient into channels
 // [0, C0 + i k), so each earlier slice holds the sum over all its uses when its layer comes.
-// The first BN-ReLU outputs (the 1x1 convs' inputs, C0 + i k channels each, quadratic in L in
-// total) either live in one shared buffer and are recomputed before each layer's backward, bit for
-// bit (shared_scratch, Pleiss et al.'s choice), or are kept per layer.
+// The BN-ReLU outputs that the convs read (the first one C0 + i k channels, quadratic in L in
+// total) either live in one buffer per kind that all layers share and are recomputed from the
+// feature buffer before each layer's backward, bit for bit (shared_scratch, Pleiss et al.'s
+// choice; measured faster here too, bench/bench_dense_block.py), or are kept per layer. The layers'
+// input gradients (conv1's of C0 + i k channels, conv2's, BN2's) are used once, right away: one
+// buffer each serves all layers (Conv2d::backward_into). What stays per layer is linear in L: the
+// bottleneck's conv1 output (BN2's input), conv2's output, and the dropout mask.
 #pragma once
 
 #include <cstring>
