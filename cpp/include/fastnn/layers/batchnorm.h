@@ -120,19 +120,19 @@ class BatchNorm : public Layer<T> {
   }
 
   // Backward of forward_relu: the ReLU and dropout derivatives applied inside BN's backward passes.
-  // DenseBlock's form: dx_add, if not null, is the forward's x_ld-strided buffer slice to which the
-  // input gradient is added (nothing is returned).
-  View<T> backward_relu(const View<T>& g, bool need_input_grad, T* dx_add = nullptr) {
+  // DenseBlock's form: dx_out, if not null, is where the input gradient goes, with the forward's
+  // sample stride x_ld, written or (add) added to what is there.
+  View<T> backward_relu(const View<T>& g, bool need_input_grad, T* dx_out = nullptr, bool add = false) {
     const index_t N = g.batch(), S = g.features() / C_;
-    View<T> dx = dx_add ? View<T>{dx_add, g.shape} : grad_in_.get(g.shape);
+    View<T> dx = dx_out ? View<T>{dx_out, g.shape} : grad_in_.get(g.shape);
     // z as forward_relu computed it: training (x - mean) * scale + beta, eval scale * x + shift.
     const T* z_mean = training_ ? mean_.data() : nullptr;
     const T* z_shift = training_ ? beta_ : shift_.data();
     batch_norm_relu_backward(g.data, fused_p_ > 0 ? mask_.data() : nullptr, x_.data, N, C_, S, gamma_, mean_.data(),
                              invstd_.data(), training_, fused_p_, dx.data, dgamma_.data(), dbeta_.data(), z_mean,
-                             scale_.data(), z_shift, dx_add ? x_ld_ : 0, dx_add != nullptr);
+                             scale_.data(), z_shift, dx_out ? x_ld_ : 0, add);
     accumulate_param_grads();
-    return need_input_grad && !dx_add ? dx : View<T>{};
+    return need_input_grad ? dx : View<T>{};
   }
 
   // forward_relu's output (without dropout) again, bit for bit, into y: from the x it read and the

@@ -11,12 +11,17 @@
 // is never copied. The backward runs on one gradient buffer of the same shape: layer i reads its new
 // channels' gradient from its slice and its first BN adds its input gradient into channels
 // [0, C0 + i k), so each earlier slice holds the sum over all its uses when its layer comes.
-// The first BN-ReLU outputs (the 1x1 convs' inputs, C0 + i k channels each, quadratic in L in
-// total) either live in one shared buffer and are recomputed before each layer's backward, bit for
-// bit (shared_scratch, Pleiss et al.'s choice), or are kept per layer.
+// The BN-ReLU outputs that the convs read (the first one C0 + i k channels, quadratic in L in
+// total) either live in one buffer per kind that all layers share and are recomputed from the
+// feature buffer before each layer's backward, bit for bit (shared_scratch, Pleiss et al.'s
+// choice; measured faster here too, bench/bench_dense_block.py), or are kept per layer. The layers'
+// input gradients (conv1's of C0 + i k channels, conv2's, BN2's) are used once, right away: one
+// buffer each serves all layers (Conv2d::backward_into). What stays per layer is linear in L: the
+// bottleneck's conv1 output (BN2's input), conv2's output, and the dropout mask.
 #pragma once
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -25,6 +30,7 @@
 #include "fastnn/kernels/dropout.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/batchnorm.h"
+#include "fastnn/layers/conv.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/net/container.h"
 
@@ -73,11 +79,14 @@ class DenseBlock : public Container<T> {
   bool shared_scratch() const { return shared_; }
   void set_shared_scratch(bool on) { shared_ = on; }
   // Elements of the buffers the block itself holds after a forward+backward at the last shape (the
-  // feature and gradient buffers, the BN-ReLU outputs, the gathered gradient, the input gradient);
-  // its children's own buffers (conv and BN outputs and input gradients) are not counted.
+  // feature and gradient buffers, the BN-ReLU outputs, the gathered and the 1x1 convs' input
+  // gradients, the input gradient); its children's own buffers (of bn_size*k or k channels each:
+  // linear in the layers) are not counted.
   index_t buffer_elements() const {
-    index_t n = numel(out_shape_) * 2 + numel(gk_shape_) + numel(dx_shape_) + numel(drop_shape_);
-    for (const auto& s : scratch_shapes_) n += numel(s);
+    auto size = [](const Shape& s) { return s.empty() ? index_t(0) : numel(s); };  // {}: never allocated
+    index_t n = 2 * size(out_shape_) + size(drop_shape_);
+    for (const auto& s : scratch_shapes_) n += size(s);
+    for (const auto& [ws, elements] : sizes_) n += elements;
     return n;
   }
 
@@ -98,19 +107,20 @@ class DenseBlock : public Container<T> {
     });
     drop_ = this->training_in(ctx) && p_ > 0;
     const std::uint64_t key = drop_ ? rng::stream_key(ctx.seed, this->salt) : 0;
+    recomputed_ = shared_;
     scratch_shapes_.assign(layers_.size(), Shape{});
-    // Sized once for the widest layer, so its address holds from forward to backward.
-    T* shared = shared_ ? scratch_[0].get({N, C - k_, H, W}).data : nullptr;
-    if (shared) scratch_shapes_[0] = {N, C - k_, H, W};
+    // Sized once for the widest layer, so that the addresses the convs keep hold until backward.
+    T* shared1 = shared_ ? scratch(scratch1_, {N, C - k_, H, W}) : nullptr;
+    T* shared2 = shared_ && bottleneck_ ? scratch(scratch2_, {N, mid(), H, W}) : nullptr;
     for (size_t i = 0; i < layers_.size(); ++i) {
       DenseLayer& d = layers_[i];
       const index_t ci = C0_ + index_t(i) * k_;
       const Shape si{N, ci, H, W};
-      T* y1 = shared;
+      T* y1 = shared1;
       if (!y1) y1 = scratch_[i].get(si).data, scratch_shapes_[i] = si;
       d.norm1->forward_relu(View<T>{buf.data, si}, ctx, 0.0, 0, ld, y1);
       View<T> h = d.conv1->forward(View<T>{y1, si}, ctx);
-      if (bottleneck_) h = d.conv2->forward(d.norm2->forward_relu(h, ctx, 0.0, 0), ctx);
+      if (bottleneck_) h = d.conv2->forward(d.norm2->forward_relu(h, ctx, 0.0, 0, 0, shared2), ctx);
       check_new_features(i, h.shape, x.shape);
       if (drop_) {  // inverted dropout on the new features, a stream per layer
         drop_shape_ = h.shape;
@@ -129,25 +139,31 @@ class DenseBlock : public Container<T> {
                   ld = C * S;
     View<T> gbuf = gbuf_.get(out_shape_);
     std::memcpy(gbuf.data, g.data, sizeof(T) * gbuf.size());
-    gk_shape_ = {N, k_, H, W};
-    View<T> gk = gk_.get(gk_shape_);
+    T* gk = scratch(gk_, {N, k_, H, W});
+    // The layers' input gradients are used once, right away: one buffer each for all layers.
+    T* g1 = scratch(g1_, {N, C - k_, H, W});
+    T *g2 = bottleneck_ ? scratch(g2_, {N, mid(), H, W}) : nullptr, *g3 = bottleneck_ ? scratch(g3_, {N, mid(), H, W}) : nullptr;
     for (size_t i = layers_.size(); i-- > 0;) {
       DenseLayer& d = layers_[i];
       const index_t ci = C0_ + index_t(i) * k_;
       // the gradient of this layer's new channels: what the block's output and every later layer sent
-      copy_channels(gbuf.data + ci * S, ld, gk.data, k_ * S, N, k_ * S);
-      if (drop_) dropout_backward(gk.data, masks_[i].data(), gk.data, gk.size(), p_);
-      if (shared_) d.norm1->recompute_relu(scratch_[0].get({N, C - k_, H, W}).data);  // conv1's input again
-      View<T> h = gk;
-      if (bottleneck_) h = d.norm2->backward_relu(d.conv2->backward(h, true), true);
-      h = d.conv1->backward(h, true);
-      FASTNN_CHECK(h.shape == (Shape{N, ci, H, W}), "DenseBlock",
-                   layer_name(i) << ".conv1 returned an input gradient of shape " << shape_str(h.shape));
-      d.norm1->backward_relu(h, false, gbuf.data);  // added into channels [0, ci) of the gradient buffer
+      copy_channels(gbuf.data + ci * S, ld, gk, k_ * S, N, k_ * S);
+      if (drop_) dropout_backward(gk, masks_[i].data(), gk, N * k_ * S, p_);
+      if (recomputed_) {  // the convs' inputs again, into the shared buffers they read
+        d.norm1->recompute_relu(scratch1_.get({N, C - k_, H, W}).data);
+        if (bottleneck_) d.norm2->recompute_relu(scratch2_.get({N, mid(), H, W}).data);
+      }
+      View<T> h{gk, {N, k_, H, W}};
+      if (bottleneck_) {
+        h = conv_backward(*d.conv2, h, g2, {N, mid(), H, W}, layer_name(i) + ".conv2");
+        d.norm2->backward_relu(h, true, g3);
+        h = View<T>{g3, h.shape};
+      }
+      h = conv_backward(*d.conv1, h, g1, {N, ci, H, W}, layer_name(i) + ".conv1");
+      d.norm1->backward_relu(h, false, gbuf.data, true);  // added into channels [0, ci) of the gradient buffer
     }
     if (!need_input_grad) return {};
-    dx_shape_ = {N, C0_, H, W};
-    View<T> dx = dx_.get(dx_shape_);
+    View<T> dx{scratch(dx_, {N, C0_, H, W}), {N, C0_, H, W}};
     copy_channels(gbuf.data, ld, dx.data, C0_ * S, N, C0_ * S);
     return dx;
   }
@@ -170,6 +186,26 @@ class DenseBlock : public Container<T> {
       names.push_back(layer_name(i / per) + "." + parts[i % per]);
     }
     return names;
+  }
+
+  index_t mid() const { return bottleneck_ ? layers_[0].norm2->num_features() : 0; }
+
+  // ws's buffer for `shape`, counted in buffer_elements.
+  T* scratch(Workspace<T>& ws, const Shape& shape) {
+    sizes_[&ws] = numel(shape);
+    return ws.get(shape).data;
+  }
+
+  // A conv's backward with its input gradient (of shape `in`) written to dx (a Conv2d), or
+  // returned and checked (another layer).
+  View<T> conv_backward(Layer<T>& conv, const View<T>& g, T* dx, const Shape& in, const std::string& label) {
+    if (auto* c = dynamic_cast<Conv2d<T>*>(&conv)) {
+      c->backward_into(g, dx);
+      return View<T>{dx, in};
+    }
+    View<T> h = conv.backward(g, true);
+    this->check_grad(label, h, in);
+    return h;
   }
 
   // The shape of layer i's new features for the block input shape `in`.
@@ -200,10 +236,12 @@ class DenseBlock : public Container<T> {
   bool shared_;
   bool drop_ = false;  // the last forward applied dropout
   std::vector<DenseLayer> layers_;
-  Workspace<T> buf_, gbuf_, gk_, dx_, drop_out_;
-  std::vector<Workspace<T>> scratch_;  // BN-ReLU outputs: [0] shared, or one per layer
+  bool recomputed_ = true;  // the last forward wrote the BN-ReLU outputs into the shared buffers
+  Workspace<T> buf_, gbuf_, scratch1_, scratch2_, gk_, g1_, g2_, g3_, dx_, drop_out_;
+  std::vector<Workspace<T>> scratch_;  // the BN1-ReLU outputs kept per layer (without shared scratch)
+  std::map<const Workspace<T>*, index_t> sizes_;  // what scratch() handed out
   std::vector<std::vector<std::uint8_t>> masks_;
-  Shape out_shape_, gk_shape_, dx_shape_, drop_shape_;
+  Shape out_shape_, drop_shape_;
   std::vector<Shape> scratch_shapes_;
 };
 
