@@ -58,3 +58,20 @@ def test_bad_cnn_options_are_usage_errors(capsys, options, message):
     with pytest.raises(SystemExit) as e:
         main(["train", *options])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cosine_schedule(monkeypatch, capsys):
+    import fastnn
+
+    seen = []
+    real_fit = fastnn.fit
+
+    def fit(*args, **kwargs):
+        history = real_fit(*args, **kwargs)
+        seen.append(history["lr"])
+        return history
+
+    monkeypatch.setattr(fastnn, "fit", fit)
+    assert main(["train", "--model", "linear", "--epochs", "3", "--lr", "0.01", "--schedule", "cosine",
+                 "--train-size", "100", "--data", "bundled", "--quiet"]) == 0
+    assert seen[0] == pytest.approx([0.01, 0.0075, 0.0025])  # lr of each epoch: (1 + cos(pi e / 3)) / 2 * 0.01

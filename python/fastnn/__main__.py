@@ -99,8 +99,15 @@ def train(args):
     kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
     opt = opt_cls(model.parameters(), lr=lr, **kwargs)
+    callbacks = []
+    if args.schedule == "cosine" and args.epochs:
+        from fastnn.optim.lr_scheduler import CosineAnnealingLR
+        from fastnn.train import LearningRateScheduler
+
+        callbacks.append(LearningRateScheduler(CosineAnnealingLR(opt, T_max=args.epochs)))
     history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
-                         validation_data=(Xt, yt), seed=args.seed, verbose=1 if args.verbose else 2)
+                         validation_data=(Xt, yt), seed=args.seed, verbose=1 if args.verbose else 2,
+                         callbacks=callbacks)
     result = fastnn.evaluate(model, Xt, yt)
     seconds = history["seconds"]
     print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
@@ -131,6 +138,8 @@ def main(argv=None):
     tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
     tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
                     help="learning rate (default 1e-3; 0.05 for sgd)")
+    tr.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                    help="learning rate per epoch: constant, or cosine annealing from --lr to 0 over --epochs")
     tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
                                                  "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
     tr.add_argument("--threads", type=_number(int, 1), default=None)
