@@ -72,18 +72,17 @@ struct InsideColumns {
 }  // namespace im2col_detail
 
 // Bands [b0, b1) of cols (band b = output row p = b % P of image b / P: Q rows of cols) =
-// the patches of x there, on the calling thread; `cols` holds the bands from band `origin` on
-// (a buffer of one image's bands: origin = its first band). Within a band (Q x K, in L1 for the usual
+// the patches of x there, on the calling thread. Within a band (Q x K, in L1 for the usual
 // sizes) the loops run tap by tap over q: long runs of unit-stride reads of an input row instead
 // of kw-element pieces.
 template <class T>
 void im2col_bands(const T* x, T* cols, const ConvGeometry& g, const im2col_detail::InsideColumns& inside, index_t b0,
-                  index_t b1, index_t origin = 0) {
+                  index_t b1) {
   const index_t K = g.taps(), Q = g.q;
   for (index_t b = b0; b < b1; ++b) {
     const index_t n = b / g.p, p = b % g.p;
     const T* xn = x + n * g.c * g.h * g.w;
-    T* band = cols + (b - origin) * Q * K;
+    T* band = cols + b * Q * K;
     for (index_t c = 0; c < g.c; ++c) {
       for (index_t i = 0; i < g.kh; ++i) {
         const index_t hh = p * g.sh + i * g.dh - g.ph, tap0 = (c * g.kh + i) * g.kw;
@@ -113,19 +112,19 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
 }
 
 // Planes [b0, b1) of x (plane b = image b / C, channel b % C) = col2im(cols) there, on the
-// calling thread (`cols` holds the rows from image `origin` on): every entry of cols added to the pixel it was read from, in a fixed order
+// calling thread: every entry of cols added to the pixel it was read from, in a fixed order
 // (p, i, j, q). A plane reads its channel's kh*kw columns of each band; the neighbouring
 // channels' planes, next on the same thread, find the rest of those cache lines in L2.
 template <class T>
 void col2im_planes(const T* cols, T* x, const ConvGeometry& g, const im2col_detail::InsideColumns& inside,
-                   index_t b0, index_t b1, index_t origin = 0) {
+                   index_t b0, index_t b1) {
   const index_t K = g.taps(), Q = g.q, HW = g.h * g.w;
   for (index_t b = b0; b < b1; ++b) {
     const index_t n = b / g.c, c = b % g.c;
     T* plane = x + b * HW;
     std::fill(plane, plane + HW, T(0));
     for (index_t p = 0; p < g.p; ++p) {
-      const T* band = cols + ((n - origin) * g.p + p) * Q * K;
+      const T* band = cols + (n * g.p + p) * Q * K;
       for (index_t i = 0; i < g.kh; ++i) {
         const index_t hh = p * g.sh + i * g.dh - g.ph;
         if (hh < 0 || hh >= g.h) continue;
@@ -147,6 +146,62 @@ void col2im(const T* cols, T* x, const ConvGeometry& g) {
   const im2col_detail::InsideColumns inside(g);
   parallel_for(g.n * g.c, g.p * g.q * g.kh * g.kw,
                [&](index_t b0, index_t b1) { col2im_planes(cols, x, g, inside, b0, b1); });
+}
+
+// One image's patches transposed, (K x P*Q) C-contiguous: the layout of conv2d's image-by-image
+// products (kernels/conv.h), y[n] = W colsT_n with both operands row-major,
+//   colsT[(c*kh + i)*kw + j, p*Q + q] = xn[c, p sh + i dh - ph, q sw + j dw - pw]  (0 in the padding).
+// Each tap's row is written in order from unit-stride reads of input rows (stride 1): no scattered
+// writes, as the (P*Q x K) layout's one element per K-wide row has. xn: the image (C, H, W).
+template <class T>
+void im2col_image_t(const T* xn, T* colsT, const ConvGeometry& g, const im2col_detail::InsideColumns& inside) {
+  const index_t Q = g.q, PQ = g.p * g.q;
+  for (index_t c = 0; c < g.c; ++c)
+    for (index_t i = 0; i < g.kh; ++i)
+      for (index_t j = 0; j < g.kw; ++j) {
+        T* d = colsT + ((c * g.kh + i) * g.kw + j) * PQ;
+        const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+        for (index_t p = 0; p < g.p; ++p, d += Q) {
+          const index_t hh = p * g.sh + i * g.dh - g.ph;
+          if (hh < 0 || hh >= g.h) {
+            std::fill(d, d + Q, T(0));
+            continue;
+          }
+          const T* row = xn + (c * g.h + hh) * g.w + off;
+          std::fill(d, d + lo, T(0));
+          if (g.sw == 1)
+            std::copy(row + lo, row + hi, d + lo);
+          else
+            for (index_t q = lo; q < hi; ++q) d[q] = row[q * g.sw];
+          std::fill(d + hi, d + Q, T(0));
+        }
+      }
+}
+
+// xn (C, H, W) = col2im of one image's transposed patches colsT (K x P*Q, im2col_image_t's layout),
+// overwritten: every entry added to the pixel it was read from, plane by plane in a fixed order
+// (i, j, p, q), each tap's row read in order.
+template <class T>
+void col2im_image_t(const T* colsT, T* xn, const ConvGeometry& g, const im2col_detail::InsideColumns& inside) {
+  const index_t Q = g.q, PQ = g.p * g.q, HW = g.h * g.w;
+  for (index_t c = 0; c < g.c; ++c) {
+    T* plane = xn + c * HW;
+    std::fill(plane, plane + HW, T(0));
+    for (index_t i = 0; i < g.kh; ++i)
+      for (index_t j = 0; j < g.kw; ++j) {
+        const T* s = colsT + ((c * g.kh + i) * g.kw + j) * PQ;
+        const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+        for (index_t p = 0; p < g.p; ++p, s += Q) {
+          const index_t hh = p * g.sh + i * g.dh - g.ph;
+          if (hh < 0 || hh >= g.h) continue;
+          T* row = plane + hh * g.w + off;
+          if (g.sw == 1)
+            for (index_t q = lo; q < hi; ++q) row[q] += s[q];
+          else
+            for (index_t q = lo; q < hi; ++q) row[q * g.sw] += s[q];
+        }
+      }
+  }
 }
 
 }  // namespace fastnn

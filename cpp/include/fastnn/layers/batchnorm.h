@@ -160,6 +160,11 @@ class BatchNorm : public Layer<T> {
   const std::vector<double>& collected_sumsq() const { return collect_sumsq_; }
 
   bool supports_grad_overwrite() const override { return true; }
+  // The eval-mode affine y = scale * x + shift from the running statistics (C values each), as
+  // forward computes it in eval mode (FusedConvBatchNorm applies it in the conv's output pass).
+  void eval_affine(T* scale, T* shift) const {
+    batch_norm_fold(gamma_, beta_, running_mean_.data(), running_var_.data(), C_, eps_, scale, shift);
+  }
   index_t num_features() const { return C_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }

@@ -61,11 +61,18 @@ class Conv2d : public Layer<T> {
     return shape_;
   }
 
-  View<T> forward(const View<T>& x, const Context&) override {
+  View<T> forward(const View<T>& x, const Context&) override { return forward_affine(x, nullptr, nullptr, false); }
+
+  // forward with a per-channel affine y = y * scale[o] + shift[o] (both null: none) and a ReLU
+  // applied in the pass that writes the output (FusedConvBatchNorm: an eval-mode BatchNorm's
+  // folded affine). Its result is not what backward differentiates: run forward again first.
+  View<T> forward_affine(const View<T>& x, const T* scale, const T* shift, bool relu) {
     const Conv2dShape& s = shape_for(x.shape);
     x_ = x;
     y_ = out_ws_.get({s.geom.n, O_, s.geom.p, s.geom.q});
-    conv2d_forward(x.data, w_, b_, y_.data, s, workspace(s));
+    ConvEpilogue<T> epi;
+    epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
+    conv2d_forward(x.data, w_, epi, y_.data, s, workspace(s));
     return y_;
   }
 
@@ -92,9 +99,6 @@ class Conv2d : public Layer<T> {
   index_t out_channels() const { return O_; }
   index_t groups() const { return G_; }
   bool has_bias() const { return has_bias_; }
-  // The weight and bias (null without one) as bound (fused layers read them).
-  const T* weight() const { return w_; }
-  const T* bias() const { return b_; }
 
  private:
   index_t weight_size() const { return O_ * (C_ / G_) * kh_ * kw_; }

@@ -7,6 +7,8 @@
 #include "fastnn/layers/activation.h"
 #include "fastnn/layers/batchnorm.h"
 #include "fastnn/layers/batchnorm_activation.h"
+#include "fastnn/layers/conv.h"
+#include "fastnn/layers/conv_batchnorm.h"
 #include "fastnn/layers/dropout.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/layers/linear.h"
@@ -69,21 +71,40 @@ class Sequential : public Container<T> {
   // The layers to run: a Linear without activation followed by ReLU, LeakyReLU (slope > 0),
   // Sigmoid or Tanh runs as one fused layer (one pass less over the activations each way), and so
   // does a BatchNorm followed by ReLU, with the Dropout that follows it if any (two passes less).
+  // A Conv2d followed by a BatchNorm2d (and those) runs as one layer that, when the BatchNorm is
+  // in eval mode, applies BN's folded affine and the ReLU in the conv's output pass.
   void plan_execution() {
     exec_.clear();
     exec_child_.clear();
+    auto child = [&](size_t j) { return j < children_.size() ? children_[j] : nullptr; };
+    auto relu_at = [&](size_t j) {
+      auto a = std::dynamic_pointer_cast<PointwiseActivation<T>>(child(j));
+      return a && a->act() == Pointwise::ReLU;
+    };
+    // The Dropout at j, if it can run fused with the BatchNorm bn before it.
+    auto dropout_at = [&](size_t j, const BatchNorm<T>& bn) {
+      auto drop = std::dynamic_pointer_cast<Dropout<T>>(child(j));
+      return drop && fusable_modes(bn.mode, drop->mode) ? drop : nullptr;
+    };
     for (size_t i = 0; i < children_.size(); ++i) {
       auto lin = std::dynamic_pointer_cast<Linear<T>>(children_[i]);
       auto bn = std::dynamic_pointer_cast<BatchNorm<T>>(children_[i]);
-      auto act = i + 1 < children_.size() ? std::dynamic_pointer_cast<PointwiseActivation<T>>(children_[i + 1]) : nullptr;
+      auto conv = std::dynamic_pointer_cast<Conv2d<T>>(children_[i]);
+      auto conv_bn = conv ? std::dynamic_pointer_cast<BatchNorm<T>>(child(i + 1)) : nullptr;
+      auto act = std::dynamic_pointer_cast<PointwiseActivation<T>>(child(i + 1));
       Activation fused;
       if (lin && act && lin->activation() == Activation::none && fusable(*act, &fused)) {
         exec_.push_back(std::make_shared<FusedLinearActivation<T>>(lin, fused, static_cast<T>(act->param())));
         exec_child_.push_back(i);
         ++i;
-      } else if (bn && act && act->act() == Pointwise::ReLU) {
-        auto drop = i + 2 < children_.size() ? std::dynamic_pointer_cast<Dropout<T>>(children_[i + 2]) : nullptr;
-        if (drop && !fusable_modes(bn->mode, drop->mode)) drop = nullptr;
+      } else if (conv_bn && conv_bn->kind() == "BatchNorm2d") {
+        const bool relu = relu_at(i + 2);
+        auto drop = relu ? dropout_at(i + 3, *conv_bn) : nullptr;
+        exec_.push_back(std::make_shared<FusedConvBatchNorm<T>>(conv, conv_bn, relu, drop));
+        exec_child_.push_back(i);
+        i += 1 + relu + (drop ? 1 : 0);
+      } else if (bn && relu_at(i + 1)) {
+        auto drop = dropout_at(i + 2, *bn);
         exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
         exec_child_.push_back(i);
         i += drop ? 2 : 1;

@@ -1,0 +1,156 @@
+"""Conv2d -> BatchNorm2d (-> ReLU (-> Dropout)) as one layer in a Sequential (layers/conv_batchnorm.h):
+in eval mode BN's folded affine and the ReLU run in the conv's output pass; the numbers are those
+of the separate layers (forward within rounding of the affine, gradients exactly), in every mode."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn import reference as R
+from tests.conftest import DTYPES, assert_gradient, assert_sum_close, random_array
+
+# (input shape, out_channels, kernel, padding, conv bias): the small-batch (NHWC product),
+# image-by-image (batch >= 4) and pointwise (1x1) paths of kernels/conv.h.
+CASES = [
+    ((1, 3, 7, 6), 5, 3, 1, True),
+    ((3, 4, 6, 6), 6, 3, 0, False),
+    ((5, 4, 7, 5), 6, 3, 1, False),
+    ((6, 8, 5, 5), 4, 1, 0, True),
+    ((2, 8, 5, 5), 4, 1, 0, False),
+]
+
+
+def _layers(case, dtype, seed, relu=True, dropout=None, track=True, affine=True):
+    rng = np.random.default_rng(seed)
+    shape, O, k, p, bias = case
+    conv = nn.Conv2d(shape[1], O, k, padding=p, bias=bias, dtype=dtype, generator=1)
+    bn = nn.BatchNorm2d(O, affine=affine, track_running_stats=track, dtype=dtype)
+    if track:
+        bn.running_mean[...] = rng.standard_normal(O)
+        bn.running_var[...] = rng.uniform(0.2, 3, O)
+    if affine:
+        bn.weight.data[...] = rng.standard_normal(O)
+        bn.bias.data[...] = rng.standard_normal(O)
+    rest = ([nn.ReLU()] if relu else []) + ([nn.Dropout(dropout)] if dropout is not None else [])
+    return [conv, bn] + rest
+
+
+def _pair(*args, **kwargs):
+    """The layers fused, and the same layers (other objects, the same values) unfused: an Identity
+    between conv and BN. The Identity comes first in the fused model so that a Dropout has the same
+    index, hence random stream, in both."""
+    fused = nn.Sequential(nn.Identity(), *_layers(*args, **kwargs))
+    plain = _layers(*args, **kwargs)
+    return fused, nn.Sequential(plain[0], nn.Identity(), *plain[1:])
+
+
+def _eval_terms(conv, bn, x):
+    """|scale| |conv(x)| + |shift| from the terms of the conv's sum, and k: BN's affine rounds twice."""
+    b = None if conv.bias is None else np.abs(conv.bias.data.astype(np.float64))
+    t = R.conv2d_forward(np.abs(x.astype(np.float64)), np.abs(conv.weight.data.astype(np.float64)), b,
+                         padding=conv.padding)
+    scale = 1 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    if bn.affine:
+        scale = scale * np.abs(bn.weight.data)
+    shift = np.abs(bn.running_mean) * scale + (np.abs(bn.bias.data) if bn.affine else 0)
+    return scale[:, None, None] * t + shift[:, None, None], conv.weight.data[0].size + 3
+
+
+def _backward(model, g):
+    model.zero_grad()
+    dx = model.backward(g)
+    return dx, model.flat_grad().copy()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c[0]) + f"-k{c[2]}-b{int(c[4])}" for c in CASES])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eval_is_the_separate_layers(rng, case, relu, dtype):
+    fused, plain = _pair(case, dtype, 1, relu)
+    assert fused.execution_plan[1] == ("Conv2d+BatchNorm2d+relu" if relu else "Conv2d+BatchNorm2d")
+    fused.eval(), plain.eval()
+    x = random_array(rng, case[0], dtype)
+    y = fused(x)
+    want = plain(x)
+    assert_sum_close(y, want, *_eval_terms(fused[1], fused[2], x))
+    if relu:
+        assert (y >= 0).all() and (y == 0).any()
+    # backward after an eval forward (input gradients of an eval model): exactly the layers' own
+    g = random_array(rng, y.shape, dtype)
+    for a, b in zip(_backward(fused, g), _backward(plain, g)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dropout", [None, 0.3])
+def test_training_is_the_separate_layers(rng, dropout):
+    fused, plain = _pair(CASES[2], np.float32, 2, True, dropout)
+    assert fused.execution_plan[1] == "Conv2d+BatchNorm2d+relu" + ("+dropout" if dropout else "")
+    x = random_array(rng, CASES[2][0], np.float32)
+    g = random_array(rng, fused._layer.output_shape(x.shape), np.float32)
+    results = []
+    for model, bn in ((fused, fused[2]), (plain, plain[2])):
+        before = bn.running_mean.copy()
+        fastnn.manual_seed(4)
+        results.append([model(x), *_backward(model, g), bn.running_mean.copy(), bn.running_var.copy()])
+        assert not np.array_equal(bn.running_mean, before)  # the batch statistics moved the running ones
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("setup", ["bn_eval_in_training_model", "bn_training_in_eval_model", "no_running_stats",
+                                   "no_affine", "predict"])
+def test_modes_and_options(rng, setup):
+    """The fused layer follows the BatchNorm's own mode, decided at each forward."""
+    fused, plain = _pair(CASES[1], np.float64, 3, track=setup != "no_running_stats", affine=setup != "no_affine")
+    bn = fused[2]
+    if setup == "bn_eval_in_training_model":
+        bn.eval(), plain[2].eval()
+    elif setup == "bn_training_in_eval_model":
+        fused.eval(), plain.eval()
+        bn.train(), plain[2].train()
+    elif setup != "predict":
+        fused.eval(), plain.eval()
+    x = rng.standard_normal(CASES[1][0])
+    if setup == "predict":  # evaluate/predict run the whole model in eval mode
+        np.testing.assert_allclose(fastnn.predict(fused, x), fastnn.predict(plain, x), rtol=1e-12, atol=1e-12)
+        return
+    mean = bn.running_mean.copy() if bn.track_running_stats else None
+    y = fused(x)
+    want = plain(x)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    for a, b in zip(_backward(fused, g), _backward(plain, g)):
+        np.testing.assert_array_equal(a, b)
+    if setup == "bn_training_in_eval_model":
+        assert not np.array_equal(bn.running_mean, mean)
+
+
+def test_eval_gradient_matches_finite_differences(rng):
+    model = nn.Sequential(*_layers(CASES[2], np.float64, 4), nn.Conv2d(6, 2, 3, stride=2, dtype=np.float64),
+                          nn.Flatten())
+    assert model.execution_plan[0] == "Conv2d+BatchNorm2d+relu"
+    model.eval()
+    x = rng.standard_normal(CASES[2][0])
+    w = rng.standard_normal(model(x).shape)
+
+    def loss():
+        return float(np.sum(w * model(x)))
+
+    model.zero_grad()
+    model(x)
+    dx = model.backward(w)
+    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
+    for p in model.parameters():
+        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+
+
+def test_not_fused():
+    assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm1d(3)).execution_plan == ["Conv2d", "BatchNorm1d"]
+    assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.BatchNorm2d(3)).execution_plan == \
+        ["Conv2d", "ReLU", "BatchNorm2d"]
+    assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Tanh()).execution_plan == \
+        ["Conv2d+BatchNorm2d", "Tanh"]
+    match = r"\[BatchNorm2d\] expected input \(N, C, H, W\) with C = 4, got \(2, 3, 3, 3\)"
+    with pytest.raises(ValueError, match=match):
+        nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(4)).eval()(np.zeros((2, 2, 5, 5), np.float32))
