@@ -186,13 +186,13 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("last_input_shape", &BatchNorm<T>::last_input_shape)
       .def(
           "collect_statistics",
-          [](BatchNorm<T>& bn, bool on) {
+          [](BatchNorm<T>& bn, bool on, bool stop) {
             ModelLock<T> lock(bn, "BatchNorm.collect_statistics", false, false);  // not while a call runs it
-            bn.collect(on);
+            bn.collect(on, stop);
           },
-          py::arg("on"))
+          py::arg("on"), py::arg("stop") = false)
       .def("collected_statistics", [](const BatchNorm<T>& bn) {
-        return py::make_tuple(bn.collected_count(), py::array_t<double>(py::cast(bn.collected_shift())),
+        return py::make_tuple(bn.collected_tick(), bn.collected_count(), py::array_t<double>(py::cast(bn.collected_shift())),
                               py::array_t<double>(py::cast(bn.collected_sum())),
                               py::array_t<double>(py::cast(bn.collected_sumsq())));
       });
@@ -215,6 +215,8 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
 }  // namespace
 
 void bind_layers(py::module_& m) {
+  // Python sees it as _C.StopForward, also when it passes through a layer written in Python.
+  py::register_exception<StopForward>(m, "StopForward", PyExc_RuntimeError);
   bind_dtype<float>(m, "float32");
   bind_dtype<double>(m, "float64");
 }

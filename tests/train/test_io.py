@@ -339,3 +339,44 @@ def test_a_failed_save_leaves_no_partial_file(tmp_path, monkeypatch, existing):
     if existing:
         assert target.read_bytes() == before
         assert_state_equal(fastnn.load(target), old_model)
+
+
+def _container_model():
+    fastnn.manual_seed(6)
+    return nn.Sequential(
+        nn.Linear(4, 6),
+        nn.Residual(nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 6))),
+        nn.Concat(nn.Linear(6, 2), nn.Residual(nn.Sequential(nn.BatchNorm1d(6), nn.Tanh()), nn.Linear(6, 6))),
+        nn.Linear(8, 3))
+
+
+def test_containers_round_trip_with_optimizer(tmp_path):
+    model = _container_model()
+    X = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    fastnn.fit(model, X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0, seed=3)
+    fastnn.save(tmp_path / "m.fnn", model, opt)
+    loaded, lopt, _ = fastnn.load(tmp_path / "m.fnn", with_optimizer=True)
+    assert repr(loaded) == repr(model)
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    assert "2.1.shortcut.weight" in loaded.state_dict() and "1.body.1.running_var" in loaded.state_dict()
+    model.eval()
+    np.testing.assert_array_equal(loaded(X), model(X))
+    for a, b in ((model, opt), (loaded, lopt)):  # training continues identically
+        fastnn.fit(a, X, y, optimizer=b, epochs=1, batch_size=16, verbose=0, seed=4)
+    np.testing.assert_array_equal(loaded.flat_parameters(), model.flat_parameters())
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda a: a["children"][1][1]["children"].clear(), r"Residual children must be 'body'"),
+    (lambda a: a["children"][1][1]["children"][0].__setitem__(0, "torso"), r"Residual children must be 'body'"),
+    (lambda a: a["children"][1][1].pop("children"), r"Residual entry has no list of children"),
+    (lambda a: a["children"][2][1].update(children="x"), r"Concat children must be \[name, entry\] pairs"),
+    (lambda a: a["children"][0][1].update(children=[]), r"Linear entry must not have a list of children"),
+    (lambda a: a["children"][2][1].update(children=[]), r"cannot rebuild Concat.*at least one branch"),
+])
+def test_malformed_container_entries(tmp_path, edit, pattern):
+    src = tmp_path / "good.fnn"
+    fastnn.save(src, _container_model())
+    assert_bad_file(rewrite(src, tmp_path / "bad.fnn", edit_meta=lambda m: edit(m["architecture"])), pattern)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _validate as _v
+from .._config import _C
 from ._layer_module import LayerModule, layer_factory
 
 
@@ -72,84 +73,136 @@ class BatchNorm2d(_BatchNorm):
     _spatial = 2
 
 
-def _flat_children(model):
-    """The leaf layers of nested Sequentials, in order."""
-    from .container import Sequential
-
-    if isinstance(model, Sequential):
-        out = []
-        for child in model.children():
-            out.extend(_flat_children(child))
-        return out
-    return [model]
-
-
 def recompute_bn_statistics(model, X, batch_size=1024):
     """Replaces every BatchNorm's running statistics by the exact mean and (unbiased) variance of
     its input over the whole training set X, the post-training pass of the seeds ("code 2").
 
-    Layers run in eval mode, in order, so each BatchNorm sees inputs normalized by the exact
-    statistics of the ones before it. Returns the model (in eval mode).
+    Works through any container (Sequential, Residual, Concat, DenseBlock, modules written in
+    Python): the whole model runs in eval mode, once per BatchNorm in the order they run, while
+    that BatchNorm adds up its input (float64 sums in C++); so each one sees inputs normalized by
+    the exact statistics of the ones before it (each pass ends at its BatchNorm). Returns the
+    model (in eval mode).
     """
+    from .container import Sequential
+
     batch_size = _v.check_int(batch_size, "recompute_bn_statistics", "batch_size", 1)
-    layers = _flat_children(model)
-    X = np.ascontiguousarray(X, dtype=model.dtype if hasattr(model, "dtype") else np.float32)
+    runner = model if isinstance(model, LayerModule) else Sequential(model)  # as fit runs a Python module
+    X = np.ascontiguousarray(X, dtype=runner.dtype)
     if X.ndim < 2 or len(X) < 2:
         raise ValueError(f"recompute_bn_statistics: X must hold at least 2 samples, got shape {X.shape}")
+    names = {id(m): name for name, m in model.named_modules()}
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     model.eval()
-    for index, bn in enumerate(layers):
-        if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
-            continue
-        total = 0
-        s1 = s2 = None
-        for start in range(0, len(X), batch_size):
-            h = X[start:start + batch_size]
-            for layer in layers[:index]:
-                h = layer._layer.forward(np.ascontiguousarray(h), False, 0, 0)
-            h = h.astype(np.float64).swapaxes(0, 1).reshape(bn.num_features, -1)  # (C, N*H*W)
-            s1 = h.sum(1) if s1 is None else s1 + h.sum(1)
-            s2 = (h * h).sum(1) if s2 is None else s2 + (h * h).sum(1)
-            total += h.shape[1]
-        mean = s1 / total
-        var = np.maximum(s2 / total - mean * mean, 0.0) * total / (total - 1)
-        bn.running_mean[...] = mean
-        bn.running_var[...] = var
+    if not bns:
+        return model
+
+    def sweep(targets):
+        """{id(bn): (tick, count, shift, sum, sum of squares)} of one eval pass over X (that ends
+        at the BatchNorm when there is one)."""
+        for bn in targets:
+            bn._layer.collect_statistics(True, len(targets) == 1)
+        try:
+            for start in range(0, len(X), batch_size):
+                try:
+                    runner._layer.forward(X[start:start + batch_size], False, 0, 0, True)
+                except _C.StopForward:
+                    pass
+        finally:
+            for bn in targets:
+                bn._layer.collect_statistics(False)
+        out = {}
+        for bn in targets:
+            out[id(bn)] = bn._layer.collected_statistics()
+            if out[id(bn)][1] < 2:
+                raise RuntimeError(f"recompute_bn_statistics: {type(bn).__name__} {names[id(bn)]!r} did not run "
+                                   "in the model's eval-mode forward, so its input is unknown")
+        return out
+
+    def update(bn, stats):
+        _, n, shift, s1, s2 = stats
+        bn.running_mean[...] = shift + s1 / n
+        bn.running_var[...] = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
+
+    # The first pass collects at all of them and tells the order they run in; its result is
+    # exact for the first one only.
+    first = sweep(bns)
+    bns.sort(key=lambda bn: first[id(bn)][0])
+    update(bns[0], first[id(bns[0])])
+    for bn in bns[1:]:
+        update(bn, sweep([bn])[id(bn)])
     return model
 
 
 def fold_batchnorm(model):
-    """An inference model: every BatchNorm that follows a Linear is folded into it.
+    """An inference model: every BatchNorm that directly follows a Linear (BatchNorm1d) or a
+    Conv2d (BatchNorm2d) in a Sequential is folded into it, inside any container.
 
-    W' = scale * W and b' = scale * b + shift per output unit, with scale = gamma / sqrt(var + eps)
-    and shift = beta - mean * scale from the running statistics. Other layers are copied as they
-    are. Returns a new Sequential in eval mode; the given model is not changed.
+    W' = scale * W and b' = scale * b + shift per output unit or channel, with
+    scale = gamma / sqrt(var + eps) and shift = beta - mean * scale from the running statistics.
+    Nested Sequentials are flattened into one; other containers keep their structure with their
+    children folded; other layers are copied as they are. Returns a new model in eval mode; the
+    given model is not changed.
     """
+    return _fold(model).eval()
+
+
+def _fold(module):
+    from .container import Container, Sequential
+
+    if type(module) is Sequential:
+        layers = _flat_sequence(module)
+        out = []
+        i = 0
+        while i < len(layers):
+            folded = _fold_pair(layers[i], layers[i + 1]) if i + 1 < len(layers) else None
+            if folded is not None:
+                out.append(folded)
+                i += 2
+            else:
+                out.append(_fold(layers[i]))
+                i += 1
+        return Sequential(*out)
+    if isinstance(module, Container) and module._composed:
+        children = [(name, _fold(child)) for name, child in module.named_children()]
+        return type(module)._from_children(module._config(), children, module.dtype)
+    return _copy_layer(module)
+
+
+def _flat_sequence(model):
+    """The children of nested Sequentials (exactly Sequential, not subclasses), in order."""
     from .container import Sequential
+
+    if type(model) is Sequential:
+        return [m for child in model.children() for m in _flat_sequence(child)]
+    return [model]
+
+
+def _fold_pair(layer, bn):
+    """`layer` with `bn` folded into it, or None when they do not fold."""
     from .linear import Linear
 
-    layers = _flat_children(model)
-    out = []
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, Linear) and isinstance(nxt, BatchNorm1d) and nxt.track_running_stats:
-            gamma = nxt.weight.data if nxt.affine else 1.0
-            beta = nxt.bias.data if nxt.affine else 0.0
-            scale = gamma / np.sqrt(nxt.running_var + nxt.eps)
-            shift = beta - nxt.running_mean * scale
-            folded = Linear(layer.in_features, layer.out_features, bias=True, activation=layer.activation,
-                            negative_slope=layer.negative_slope, dtype=layer.dtype)
-            folded.weight.data[...] = layer.weight.data * scale[:, None]
-            bias = layer.bias.data if layer.bias is not None else 0.0
-            folded.bias.data[...] = bias * scale + shift
-            out.append(folded)
-            i += 2
-            continue
-        copy = _copy_layer(layer)
-        out.append(copy)
-        i += 1
-    return Sequential(*out).eval()
+    try:
+        from .conv import Conv2d
+    except ImportError:  # before nn.Conv2d exists
+        Conv2d = ()
+    if not (isinstance(bn, _BatchNorm) and bn.track_running_stats):
+        return None
+    if type(layer) is Linear and type(bn) is BatchNorm1d and layer.activation == "none":
+        pass  # a Linear with a fused activation applies it before the BatchNorm: nothing to fold
+    elif Conv2d and type(layer) is Conv2d and type(bn) is BatchNorm2d:
+        pass
+    else:
+        return None
+    w = layer.weight.data.astype(np.float64)
+    gamma = bn.weight.data.astype(np.float64) if bn.affine else 1.0
+    beta = bn.bias.data.astype(np.float64) if bn.affine else 0.0
+    scale = gamma / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    shift = beta - bn.running_mean * scale
+    folded = type(layer)(**{**layer._config(), "bias": True}, dtype=layer.dtype)
+    folded.weight.data[...] = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    bias = layer.bias.data.astype(np.float64) if layer.bias is not None else 0.0
+    folded.bias.data[...] = bias * scale + shift
+    return folded
 
 
 def _copy_layer(layer):

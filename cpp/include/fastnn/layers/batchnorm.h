@@ -4,13 +4,20 @@
 // (kernels/batchnorm_activation.h); Sequential uses them through FusedBatchNormActivation.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 
 #include "fastnn/kernels/batchnorm.h"
 #include "fastnn/kernels/batchnorm_activation.h"
 #include "fastnn/layers/layer.h"
 
 namespace fastnn {
+
+// Thrown by a collecting BatchNorm to end a forward pass early (recompute_bn_statistics).
+struct StopForward : std::exception {
+  const char* what() const noexcept override { return "forward stopped after a BatchNorm collected its input"; }
+};
 
 template <class T>
 class BatchNorm : public Layer<T> {
@@ -144,15 +151,21 @@ class BatchNorm : public Layer<T> {
   // per-channel count, sum and sum of squares, in float64 and about the running mean at the start
   // (a shift that keeps the sums from cancelling). A fused layer that bypasses forward/forward_relu
   // in eval mode (conv -> BN) must run them instead while collecting() is set.
-  void collect(bool on) {
+  // stop: once it has added its input, the forward ends with StopForward (nothing after this
+  // BatchNorm is needed for its statistics).
+  void collect(bool on, bool stop = false) {
     collecting_ = on;
+    collect_stop_ = on && stop;
     if (!on) return;
     collect_count_ = 0;
+    collect_tick_ = 0;
     collect_shift_.assign(running_mean_.begin(), running_mean_.end());
     collect_sum_.assign(C_, 0.0);
     collect_sumsq_.assign(C_, 0.0);
   }
   bool collecting() const { return collecting_; }
+  // When it first saw data while collecting (a process-wide count): the order the BatchNorms ran in.
+  std::uint64_t collected_tick() const { return collect_tick_; }
   // The values seen per channel, and the sums of (x - shift) and (x - shift)^2 per channel.
   double collected_count() const { return collect_count_; }
   const std::vector<double>& collected_shift() const { return collect_shift_; }
@@ -181,6 +194,8 @@ class BatchNorm : public Layer<T> {
   }
   void collect_input(const View<T>& x) {
     if (!collecting_) return;
+    static std::atomic<std::uint64_t> ticks{0};
+    if (collect_tick_ == 0) collect_tick_ = ++ticks;
     const index_t N = x.batch(), S = x.features() / C_, ld = x_ld_ ? x_ld_ : C_ * S;
     for (index_t c = 0; c < C_; ++c) {
       const double m = collect_shift_[c];
@@ -195,6 +210,7 @@ class BatchNorm : public Layer<T> {
       collect_sum_[c] += s1, collect_sumsq_[c] += s2;
     }
     collect_count_ += static_cast<double>(N * S);
+    if (collect_stop_) throw StopForward();
   }
   // The running statistics to update: only when tracked and the model trains.
   T* running_mean(const Context& ctx) { return track_ && this->training_in(ctx) ? running_mean_.data() : nullptr; }
@@ -223,8 +239,9 @@ class BatchNorm : public Layer<T> {
   T *gamma_ = nullptr, *beta_ = nullptr, *dgamma_acc_ = nullptr, *dbeta_acc_ = nullptr;
   // scale_/shift_: eval's folded affine; forward_relu in training keeps its gamma * invstd in scale_.
   std::vector<T> running_mean_, running_var_, mean_, invstd_, scale_, shift_, dgamma_, dbeta_;
-  bool collecting_ = false;
+  bool collecting_ = false, collect_stop_ = false;
   double collect_count_ = 0;
+  std::uint64_t collect_tick_ = 0;
   std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
   View<T> x_;

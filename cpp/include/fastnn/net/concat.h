@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,7 +48,7 @@ class Concat : public Container<T> {
     index_t off = 0;
     for (const auto& yi : ys) {
       const index_t part = yi.size() / N;
-      for (index_t n = 0; n < N; ++n) std::memcpy(y.data + n * row + off, yi.data + n * part, sizeof(T) * part);
+      copy_blocks(yi.data, part, y.data + off, row, N, part);
       off += part;
     }
     return y;
@@ -62,7 +61,7 @@ class Concat : public Container<T> {
     for (size_t i = 0; i < this->children_.size(); ++i) {
       View<T> gi = grads_[i].get(out_shapes_[i]);
       const index_t part = gi.size() / N;
-      for (index_t n = 0; n < N; ++n) std::memcpy(gi.data + n * part, grad_out.data + n * row + off, sizeof(T) * part);
+      copy_blocks(grad_out.data + off, row, gi.data, part, N, part);
       off += part;
       const View<T> d = this->children_[i]->backward(gi, need_input_grad);
       if (!need_input_grad) continue;

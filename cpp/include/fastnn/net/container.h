@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -140,11 +141,27 @@ class Container : public Layer<T> {
   }
 };
 
-// dst[i] += src[i]: the sum of two gradients (or outputs) of one shape.
+// y = a + b, and dst += src: sums of two outputs or gradients of one shape (n values), on the
+// threads their size is worth (elementwise: the same bits for any thread count).
+template <class T>
+void add(const T* a, const T* b, T* y, index_t n) {
+  parallel_for(n, 1, [=](index_t begin, index_t end) {
+#pragma omp simd
+    for (index_t i = begin; i < end; ++i) y[i] = a[i] + b[i];
+  });
+}
 template <class T>
 void add_into(T* dst, const T* src, index_t n) {
-#pragma omp simd
-  for (index_t i = 0; i < n; ++i) dst[i] += src[i];
+  add<T>(dst, src, dst, n);
+}
+
+// Copies n blocks of `len` values from src (blocks src_ld apart) to dst (blocks dst_ld apart):
+// one branch's channels to or from their slice of every sample.
+template <class T>
+void copy_blocks(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t n, index_t len) {
+  parallel_for(n, len, [=](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) std::memcpy(dst + i * dst_ld, src + i * src_ld, sizeof(T) * len);
+  });
 }
 
 }  // namespace fastnn

@@ -3,7 +3,6 @@
 // Children "body" and "shortcut"; the body's parameters come first (it is registered first).
 #pragma once
 
-#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -39,10 +38,7 @@ class Residual : public Container<T> {
     const View<T> ys = shortcut() ? this->checked_forward(*shortcut(), label(1), x, nullptr, ctx) : x;
     check_paths(yb.shape, ys.shape, x.shape);
     View<T> y = out_.get(yb.shape);
-    const index_t n = y.size();
-    const T *b = yb.data, *s = ys.data;
-#pragma omp simd
-    for (index_t i = 0; i < n; ++i) y.data[i] = b[i] + s[i];
+    add(yb.data, ys.data, y.data, y.size());
     return y;
   }
 
@@ -53,8 +49,7 @@ class Residual : public Container<T> {
     if (!need_input_grad) return {};
     if (shortcut()) this->check_grad(label(1), gs, in_shape_);
     View<T> dx = grad_in_.get(in_shape_);
-    std::copy(gb.data, gb.data + dx.size(), dx.data);
-    add_into(dx.data, gs.data, dx.size());
+    add(gb.data, gs.data, dx.data, dx.size());
     return dx;
   }
 

@@ -1,0 +1,150 @@
+"""Conv2d inside Residual and Concat: finite differences, torch, recompute_bn_statistics, fold_batchnorm."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from tests.conftest import assert_gradient
+
+
+def _conv_block(dtype=np.float64, shortcut=True):
+    fastnn.manual_seed(13)
+    d = dict(dtype=dtype)
+    body = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False, **d), nn.BatchNorm2d(3, **d), nn.ReLU(),
+                         nn.Conv2d(3, 3, 3, padding=1, **d), nn.BatchNorm2d(3, **d))
+    return nn.Residual(body, nn.Conv2d(2, 3, 1, bias=False, **d) if shortcut else None)
+
+
+def _randomize_bn(model, rng):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.weight.data[...] = rng.uniform(0.5, 2, m.num_features)
+            m.bias.data[...] = rng.standard_normal(m.num_features)
+            m.running_mean[...] = rng.standard_normal(m.num_features)
+            m.running_var[...] = rng.uniform(0.5, 2, m.num_features)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_conv_residual_gradient_matches_finite_differences(rng, training):
+    model = _conv_block()
+    _randomize_bn(model, rng)
+    model.train(training)
+    x = rng.standard_normal((2, 2, 4, 5))
+    w = rng.standard_normal((2, 3, 4, 5))
+
+    def loss():
+        return float(np.sum(w * model(x)))
+
+    model.zero_grad()
+    model(x)
+    dx = model.backward(w)
+    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
+    for p in model.parameters():
+        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+
+
+def test_conv_residual_and_concat_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    tn = torch.nn
+
+    class Residual(tn.Module):
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    class Concat(tn.Module):
+        def __init__(self, *branches):
+            super().__init__()
+            for i, b in enumerate(branches):
+                self.add_module(str(i), b)
+
+        def forward(self, x):
+            return torch.cat([b(x) for b in self.children()], 1)
+
+    fastnn.manual_seed(1)
+    model = nn.Sequential(_conv_block(), nn.ReLU(),
+                          nn.Concat(nn.Conv2d(3, 2, 1, dtype=np.float64), nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64)))
+    tmodel = tn.Sequential(
+        Residual(tn.Sequential(tn.Conv2d(2, 3, 3, padding=1, bias=False), tn.BatchNorm2d(3), tn.ReLU(),
+                               tn.Conv2d(3, 3, 3, padding=1), tn.BatchNorm2d(3)), tn.Conv2d(2, 3, 1, bias=False)),
+        tn.ReLU(), Concat(tn.Conv2d(3, 2, 1), tn.Conv2d(3, 4, 3, padding=1))).double()
+    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = rng.standard_normal((3, 2, 5, 6))
+    g = rng.standard_normal((3, 6, 5, 6))
+    tparams = dict(tmodel.named_parameters())
+    for training in (True, False):
+        model.train(training)
+        tmodel.train(training)
+        model.zero_grad()
+        y = model(x)
+        dx = model.backward(g)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = tmodel(tx)
+        ty.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=name)
+            tparams[name].grad = None
+    other = nn.Sequential(_conv_block(), nn.ReLU(),
+                          nn.Concat(nn.Conv2d(3, 2, 1, dtype=np.float64), nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64)))
+    other.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
+    other.eval()
+    np.testing.assert_allclose(other(x), tmodel(torch.from_numpy(x)).detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_concat_of_conv_branches_with_other_spatial_sizes_is_a_value_error(rng):
+    model = nn.Concat(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3))
+    with pytest.raises(ValueError, match=r"\[Concat\] for an input of shape \(2, 3, 6, 6\) the branches give "
+                                         r"\(2, 4, 6, 6\), \(2, 4, 4, 4\): they must agree in every dimension but 1"):
+        model(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"\[Residual\] .* body gives \(2, 4, 3, 3\) but the shortcut gives "
+                                         r"\(2, 4, 6, 6\)"):
+        nn.Residual(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(3, 4, 1))(
+            rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+
+
+def _cnn(dtype=np.float64):
+    fastnn.manual_seed(21)
+    d = dict(dtype=dtype)
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False, **d), nn.BatchNorm2d(2, **d), nn.ReLU(),
+                         _conv_block(dtype), nn.ReLU(),
+                         nn.Concat(nn.Sequential(nn.Conv2d(3, 2, 1, **d), nn.BatchNorm2d(2, **d)), nn.Identity()),
+                         nn.Flatten(), nn.Linear(5 * 5 * 5, 3, **d))
+
+
+def test_recompute_bn_statistics_of_a_conv_residual_model(rng):
+    model = _cnn()
+    X = rng.standard_normal((40, 1, 5, 5)) + 0.5
+    nn.recompute_bn_statistics(model, X, batch_size=16)
+
+    def check(bn, h):
+        np.testing.assert_allclose(bn.running_mean, h.mean((0, 2, 3)), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(bn.running_var, h.var((0, 2, 3), ddof=1), rtol=1e-9)
+
+    check(model[1], model[0](X))
+    h = model[2](model[1](model[0](X)))
+    body = model[3].body
+    check(body[1], body[0](h))
+    check(body[4], body[3](body[2](body[1](body[0](h)))))
+    r = model[4](model[3](h))
+    check(model[5][0][1], model[5][0][0](r))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fold_conv_batchnorm_equals_unfolded_eval(rng, dtype):
+    model = _cnn(dtype)
+    _randomize_bn(model, rng)
+    model.eval()
+    folded = nn.fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert folded[0].bias is not None and folded[2].body[2].bias is not None
+    x = rng.standard_normal((4, 1, 5, 5)).astype(dtype)
+    y = model(x)
+    # float32: a few roundings of each of the ~30 products summed per output, relative to the output's scale
+    atol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(y).max()
+    np.testing.assert_allclose(folded(x), y, rtol=0, atol=atol)
