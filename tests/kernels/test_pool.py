@@ -33,6 +33,8 @@ FAST = [  # the 2x2 stride-2 fast path: even and odd sizes (an uncovered last ro
     ((1, 17, 9, 7), 2, 2, 0, 1, False),
     ((3, 1, 28, 28), 2, None, 0, 1, True),  # ceil_mode on even sizes: the same windows
     ((1, 3, 7, 9), 2, None, 0, 1, True),  # ceil_mode on odd sizes: partial windows, the generic path
+    ((2, 2, 51, 100), 2, None, 0, 1, False),  # even width: chunks of 10 row pairs, the last one partial
+    ((1, 1, 4, 2050), 2, None, 0, 1, False),  # rows too wide for one chunk: the unrolled 2x2 pass
 ]
 CASES = REFERENCE_CASES + FAST + _sweep()
 AVG_CASES = [c for c in CASES if c[4] == 1]
