@@ -198,8 +198,9 @@ THREADED = [  # enough work for two threads (common.h kMinWorkPerThread)
 
 
 @pytest.mark.parametrize("name, fwd, bwd", THREADED, ids=[t[0] for t in THREADED])
-def test_same_result_with_one_and_two_threads(rng, name, fwd, bwd):
-    x = random_array(rng, (4, 17, 28, 27), np.float32)
+@pytest.mark.parametrize("shape", [(4, 17, 28, 27), (4, 17, 28, 28)], ids=["odd", "even"])
+def test_same_result_with_one_and_two_threads(rng, name, fwd, bwd, shape):
+    x = random_array(rng, shape, np.float32)
     results = []
     for n in (1, 2):
         with num_threads(n):

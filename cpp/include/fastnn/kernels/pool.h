@@ -6,15 +6,15 @@
 // Every pass gives each (n, c) plane to one thread and visits it in a fixed order, so results are
 // bit-identical for any thread count, and the backward scatters never race. The backward passes
 // overwrite grad_input. The BENCH.md CNN's non-overlapping 2x2 stride-2 max pool has its own
-// forward (the window's four taps unrolled, selected without branches).
+// forward (pair maxima in one flat pass on even widths, the four taps unrolled otherwise).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fastnn/common.h"
@@ -110,7 +110,8 @@ inline ConvGeometry pool_geometry(index_t n, index_t c, index_t h, index_t w, in
                "input " << pool_detail::nchw_str(n, c, h, w) << " with kernel_size=" << pool_detail::pair_str(kh, kw)
                         << ", padding=" << pool_detail::pair_str(ph, pw) << ", dilation="
                         << pool_detail::pair_str(dh, dw) << " gives output size " << pool_detail::pair_str(g.p, g.q));
-  FASTNN_CHECK(double(n) * double(c) * double(std::max(h * w, g.p * g.q)) < 0x1p60, op, "the input or output is too large");
+  FASTNN_CHECK(double(n) * double(c) * std::max(double(h) * double(w), double(g.p) * double(g.q)) < 0x1p60, op,
+               "the input or output is too large");
   return g;
 }
 
