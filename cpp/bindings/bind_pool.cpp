@@ -130,28 +130,29 @@ struct AvgArgs {
 
 template <class T>
 py::array mean_forward(const py::handle& x_in, const ConvGeometry& g, const PoolWindows& rows,
-                       const PoolWindows& cols, index_t divisor, std::vector<py::ssize_t> out_shape, const char* op) {
+                       const PoolWindows& cols, index_t divisor, std::vector<py::ssize_t> out_shape, const char* op,
+                       const ConvGeometry* fixed = nullptr) {
   CArray<T> x = in<T>(x_in, op, "x");
   CArray<T> y = new_array<T>(out_shape);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    window_mean_forward(xp, yp, g.n * g.c, g.h, g.w, rows, cols, divisor);
+    window_mean_forward(xp, yp, g.n * g.c, g.h, g.w, rows, cols, divisor, fixed);
   }
   return std::move(y);
 }
 
 template <class T>
 py::array mean_backward(const py::handle& go_in, const ConvGeometry& g, const PoolWindows& rows,
-                        const PoolWindows& cols, index_t divisor, const char* op) {
+                        const PoolWindows& cols, index_t divisor, const char* op, const ConvGeometry* fixed = nullptr) {
   CArray<T> go = in<T>(go_in, op, "grad_out");
   CArray<T> dx = new_array<T>({g.n, g.c, g.h, g.w});
   const T* gp = go.data();
   T* dp = dx.mutable_data();
   {
     py::gil_scoped_release nogil;
-    window_mean_backward(gp, dp, g.n * g.c, g.h, g.w, rows, cols, divisor);
+    window_mean_backward(gp, dp, g.n * g.c, g.h, g.w, rows, cols, divisor, fixed);
   }
   return std::move(dx);
 }
@@ -170,7 +171,7 @@ py::array avg_forward_impl(const py::handle& x_in, const py::handle& k_in, const
                            const py::handle& div_in) {
   const char* op = "avg_pool2d_forward";
   const AvgArgs a(input_nchw(x_in, op), k_in, s_in, p_in, ceil_in, cip_in, div_in, op);
-  return mean_forward<T>(x_in, a.g, a.rows, a.cols, a.divisor, {a.g.n, a.g.c, a.g.p, a.g.q}, op);
+  return mean_forward<T>(x_in, a.g, a.rows, a.cols, a.divisor, {a.g.n, a.g.c, a.g.p, a.g.q}, op, &a.g);
 }
 
 template <class T>
@@ -180,12 +181,13 @@ py::array avg_backward_impl(const py::handle& go_in, const py::handle& shape_in,
   const char* op = "avg_pool2d_backward";
   const AvgArgs a(input_shape_arg(shape_in, op), k_in, s_in, p_in, ceil_in, cip_in, div_in, op);
   check_grad_shape(go_in, {a.g.n, a.g.c, a.g.p, a.g.q}, op);
-  return mean_backward<T>(go_in, a.g, a.rows, a.cols, a.divisor, op);
+  return mean_backward<T>(go_in, a.g, a.rows, a.cols, a.divisor, op, &a.g);
 }
 
 // output_size: an int or a pair of ints or None (None keeps the input's size on that axis).
 std::array<index_t, 2> output_size_arg(const py::handle& h, const std::array<index_t, 4>& nchw, const char* op) {
   py::object sizes = py::reinterpret_borrow<py::object>(h);
+  if (h.is_none()) return {nchw[2], nchw[3]};
   if (py::isinstance<py::tuple>(h) || py::isinstance<py::list>(h)) {
     const auto seq = py::reinterpret_borrow<py::sequence>(h);
     if (seq.size() != 2) value_error(op, "output_size must be an int or a pair, got " + repr_str(h));

@@ -85,20 +85,21 @@ class WindowMeanLayer : public Layer<T> {
     }
     View<T> y = out_.get(out);
     window_mean_forward(x.data, y.data, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], rows_, cols_,
-                        divisor_override_);
+                        divisor_override_, fixed_);
     return y;
   }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     if (!need_input_grad) return {};
     View<T> dx = grad_in_.get(in_shape_);
     window_mean_backward(g.data, dx.data, in_shape_[0] * in_shape_[1], in_shape_[2], in_shape_[3], rows_, cols_,
-                         divisor_override_);
+                         divisor_override_, fixed_);
     return dx;
   }
 
  protected:
-  virtual void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) const = 0;
+  virtual void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) = 0;
   index_t divisor_override_ = 0;
+  const ConvGeometry* fixed_ = nullptr;  // avg_pool2d's geometry (window_mean_forward), set by make_windows
 
  private:
   Shape in_shape_;
@@ -124,13 +125,15 @@ class AvgPool2d : public WindowMeanLayer<T> {
   }
 
  protected:
-  void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) const override {
-    const ConvGeometry g = win_.on(in, kind());
-    *rows = avg_pool_rows(g, count_include_pad_), *cols = avg_pool_cols(g, count_include_pad_);
+  void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) override {
+    g_ = win_.on(in, kind());
+    *rows = avg_pool_rows(g_, count_include_pad_), *cols = avg_pool_cols(g_, count_include_pad_);
+    this->fixed_ = &g_;
   }
 
  private:
   PoolWindow win_;
+  ConvGeometry g_;
   bool count_include_pad_;
 };
 
@@ -150,7 +153,7 @@ class AdaptiveAvgPool2d : public WindowMeanLayer<T> {
   }
 
  protected:
-  void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) const override {
+  void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) override {
     *rows = PoolWindows::adaptive(oh_ ? oh_ : in[2], in[2]), *cols = PoolWindows::adaptive(ow_ ? ow_ : in[3], in[3]);
   }
 
