@@ -32,19 +32,6 @@ py::array im2col_impl(const py::handle& x_in, const py::handle& k_in, const py::
   return std::move(cols);
 }
 
-// input_shape: a tuple or list of 4 positive ints.
-std::array<index_t, 4> input_shape_arg(const py::handle& h, const char* op) {
-  std::array<index_t, 4> v{};
-  bool ok = py::isinstance<py::tuple>(h) || py::isinstance<py::list>(h);
-  if (ok) {
-    const auto seq = py::reinterpret_borrow<py::sequence>(h);
-    ok = seq.size() == 4;
-    for (size_t i = 0; ok && i < 4; ++i) ok = integer_value(seq[i], &v[i]) && v[i] >= 1;
-  }
-  if (!ok) value_error(op, "input_shape must be (N, C, H, W) of positive ints, got " + repr_str(h));
-  return v;
-}
-
 template <class T>
 py::array col2im_impl(const py::handle& cols_in, const py::handle& shape_in, const py::handle& k_in,
                       const py::handle& s_in, const py::handle& p_in, const py::handle& d_in) {

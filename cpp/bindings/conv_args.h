@@ -1,4 +1,4 @@
-// Argument checks shared by the bindings of the windowed kernels (im2col, conv2d; pooling next):
+// Argument checks shared by the bindings of the windowed kernels (im2col, conv2d, pooling):
 // int-or-pair geometry, groups and NCHW shapes, with the reference's messages
 // (reference/im2col.py, reference/conv.py) so that both raise the same errors.
 #pragma once
@@ -67,6 +67,19 @@ inline py::array nchw_arg(const py::handle& h, const char* op, const char* name,
   py::array a = as_ndarray(h, op, name);
   if (a.ndim() != 4) value_error(op, std::string(name) + " must be " + what + ", got " + shape_str(a));
   return a;
+}
+
+// input_shape: a tuple or list of 4 positive ints.
+inline std::array<index_t, 4> input_shape_arg(const py::handle& h, const char* op) {
+  std::array<index_t, 4> v{};
+  bool ok = py::isinstance<py::tuple>(h) || py::isinstance<py::list>(h);
+  if (ok) {
+    const auto seq = py::reinterpret_borrow<py::sequence>(h);
+    ok = seq.size() == 4;
+    for (size_t i = 0; ok && i < 4; ++i) ok = integer_value(seq[i], &v[i]) && v[i] >= 1;
+  }
+  if (!ok) value_error(op, "input_shape must be (N, C, H, W) of positive ints, got " + repr_str(h));
+  return v;
 }
 
 inline std::array<index_t, 4> shape4(const py::array& a) {

@@ -15,6 +15,8 @@ void bind_loss(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_layers(py::module_& m);
+void bind_dense_block(py::module_& m);
+void bind_pool(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_train(py::module_& m);
 void bind_info(py::module_& m);
@@ -32,6 +34,8 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_dropout(m);
   bind_layers(m);
   bind_conv(m);  // after bind_layers: the Conv2d layers derive from its Layer_<dtype>
+  bind_pool(m);  // after bind_layers: its layers derive from Layer_float32/64
+  bind_dense_block(m);
   bind_optim(m);
   bind_train(m);
   bind_info(m);

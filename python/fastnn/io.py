@@ -23,9 +23,9 @@ FORMAT = "fastnn-model"
 VERSION = 1
 
 _LAYERS = {cls.__name__: cls for cls in (
-    nn.Sequential, nn.Residual, nn.Concat, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten,
-    nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.Softmax,
-    nn.LogSoftmax, nn.Maxout, nn.Conv2d)}
+    nn.Sequential, nn.Residual, nn.Concat, nn.DenseBlock, nn.Transition, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
+    nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.Softmax, nn.LogSoftmax, nn.Maxout,
+    nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.GlobalAvgPool2d)}
 _OPTIMIZERS = {cls.__name__: cls for cls in (_optim.SGD, _optim.Adam, _optim.AdamW, _optim.RMSprop, _optim.Adagrad)}
 
 

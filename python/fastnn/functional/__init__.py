@@ -11,6 +11,10 @@ from .gemm import matmul, bmm
 from .linear import linear_forward, linear_backward
 from .im2col import im2col, col2im
 from .conv import conv2d_forward, conv2d_backward
+from .pool import (
+    max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, adaptive_avg_pool2d_forward,
+    adaptive_avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward,
+)
 from .activations import (
     sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward, relu_forward, relu_backward,
     leaky_relu_forward, leaky_relu_backward, elu_forward, elu_backward, selu_forward, selu_backward,
@@ -30,7 +34,9 @@ from .finite import first_nonfinite
 
 __all__ = [
     "matmul", "bmm", "linear_forward", "linear_backward", "im2col", "col2im", "conv2d_forward",
-    "conv2d_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "relu_forward",
+    "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "relu_forward",
     "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward", "elu_backward", "selu_forward",
     "selu_backward", "prelu_forward", "prelu_backward", "rrelu_forward", "rrelu_backward", "softmax_forward",
     "softmax_backward", "log_softmax_forward", "log_softmax_backward", "maxout_forward", "maxout_backward",

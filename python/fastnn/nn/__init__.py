@@ -6,6 +6,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, fold_batchnorm, recompute_bn_st
 from .concat import Concat
 from .container import Container, Sequential
 from .conv import Conv2d
+from .dense_block import DenseBlock, Transition
 from .dropout import Dropout
 from .flatten import Flatten, Identity
 from .linear import Linear
@@ -13,9 +14,12 @@ from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
 from .module import Module
 from .residual import Residual
 from .parameter import FlatBuffer, Parameter
+from .pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container", "Conv2d", "CrossEntropyLoss", "Dropout", "ELU",
-    "FlatBuffer", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Maxout", "Module", "PReLU", "Parameter", "RReLU",
-    "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "fold_batchnorm", "init", "one_hot", "recompute_bn_statistics",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container",
+    "Conv2d", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer", "Flatten", "GlobalAvgPool2d",
+    "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module", "PReLU", "Parameter",
+    "RReLU", "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm",
+    "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

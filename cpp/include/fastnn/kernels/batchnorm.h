@@ -184,11 +184,13 @@ namespace bn_detail {
 // with the output pass left to the caller: normalize_tile(j0, L, col_m, col_a, col_b) must write
 // the outputs of the tile [j0, j0 + L) from y = (x - col_m) * col_a + col_b. `cost` is
 // parallel_for's work per channel. save_scale, if not null, receives the per-channel a (C values).
+// x_ld: the distance of x's samples in memory (C * S when contiguous; more for a channel slice of
+// a wider tensor, as DenseBlock's layers read).
 template <class T, class NormalizeTile>
-void forward_train_groups(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
-                          T* save_mean, T* save_invstd, T momentum, T* running_mean, T* running_var, T* save_scale,
-                          index_t cost, const char* op, NormalizeTile&& normalize_tile) {
-  const index_t n = N * S, ld = C * S;
+void forward_train_groups(const T* x, index_t x_ld, index_t N, index_t C, index_t S, const T* gamma, const T* beta,
+                          T eps, T* save_mean, T* save_invstd, T momentum, T* running_mean, T* running_var,
+                          T* save_scale, index_t cost, const char* op, NormalizeTile&& normalize_tile) {
+  const index_t n = N * S, ld = x_ld;
   FASTNN_CHECK(N > 0 && C > 0 && S > 0, op, "x is empty");
   FASTNN_CHECK(n > 1, op, "Expected more than 1 value per channel when training, got " << n);
   FASTNN_CHECK((running_mean == nullptr) == (running_var == nullptr), op,
@@ -247,7 +249,7 @@ void batch_norm_forward_train(const T* x, index_t N, index_t C, index_t S, const
                               T* y, T* save_mean, T* save_invstd, T momentum = T(0), T* running_mean = nullptr,
                               T* running_var = nullptr) {
   const index_t ld = C * S;
-  bn_detail::forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean,
+  bn_detail::forward_train_groups(x, ld, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean,
                                   running_var, static_cast<T*>(nullptr), 4 * N * S, "batch_norm_forward",
                                   [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
                                     bn_detail::column_normalize(x + j0, y + j0, ld, N, L, m, a, b);

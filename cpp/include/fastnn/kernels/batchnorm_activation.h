@@ -36,13 +36,13 @@ template <class T> inline T relu_of(T z) { return z < T(0) ? T(0) : z; }
 template <class T> inline std::uint8_t relu_bit(T z) { return z > T(0) ? kReluPass : 0; }
 
 // y = relu((x - m) a + b) on one tile (as column_normalize), without dropout; the mask bytes too
-// unless mask is null.
+// unless mask is null. Rows of x are x_ld apart, those of y and mask ld.
 template <class T>
 void column_normalize_relu(const T* __restrict x, T* __restrict y, std::uint8_t* __restrict mask, index_t ld,
                            index_t N, index_t L, const T* __restrict m, const T* __restrict a,
-                           const T* __restrict b) {
+                           const T* __restrict b, index_t x_ld) {
   for (index_t i = 0; i < N; ++i) {
-    const T* __restrict xr = x + i * ld;
+    const T* __restrict xr = x + i * x_ld;
     T* __restrict yr = y + i * ld;
     if (!mask) {
       for (index_t j = 0; j < L; ++j) yr[j] = relu_of((xr[j] - m[j]) * a[j] + b[j]);
@@ -133,17 +133,19 @@ void column_masked_grad_input(const T* __restrict g, const std::uint8_t* __restr
 }
 
 // column_grad_sums with g replaced by [z > 0] g, z = (x - zm) za + zb recomputed (no dropout).
+// Rows of g are ld apart, those of x x_ld.
 template <class T>
 void column_relu_grad_sums(const T* __restrict g, const T* __restrict x, index_t ld, index_t N, index_t L,
                            const T* __restrict m, const T* __restrict zm, const T* __restrict za,
-                           const T* __restrict zb, double* __restrict sg, double* __restrict sgx) {
+                           const T* __restrict zb, double* __restrict sg, double* __restrict sgx, index_t x_ld) {
   std::fill(sg, sg + L, 0.0);
   std::fill(sgx, sgx + L, 0.0);
   auto gate = [&](T gv, T xv, index_t j) { return (xv - zm[j]) * za[j] + zb[j] > T(0) ? gv : T(0); };
   index_t i = 0;
   for (; i + 4 <= N; i += 4) {
     const T *__restrict g0 = g + i * ld, *__restrict g1 = g0 + ld, *__restrict g2 = g1 + ld, *__restrict g3 = g2 + ld;
-    const T *__restrict x0 = x + i * ld, *__restrict x1 = x0 + ld, *__restrict x2 = x1 + ld, *__restrict x3 = x2 + ld;
+    const T *__restrict x0 = x + i * x_ld, *__restrict x1 = x0 + x_ld, *__restrict x2 = x1 + x_ld,
+               *__restrict x3 = x2 + x_ld;
     for (index_t j = 0; j < L; ++j) {
       const T e0 = gate(g0[j], x0[j], j), e1 = gate(g1[j], x1[j], j), e2 = gate(g2[j], x2[j], j),
               e3 = gate(g3[j], x3[j], j);
@@ -152,7 +154,7 @@ void column_relu_grad_sums(const T* __restrict g, const T* __restrict x, index_t
     }
   }
   for (; i < N; ++i) {
-    const T *__restrict g0 = g + i * ld, *__restrict x0 = x + i * ld;
+    const T *__restrict g0 = g + i * ld, *__restrict x0 = x + i * x_ld;
     for (index_t j = 0; j < L; ++j) {
       const T e0 = gate(g0[j], x0[j], j);
       sg[j] += double(e0);
@@ -161,15 +163,23 @@ void column_relu_grad_sums(const T* __restrict g, const T* __restrict x, index_t
   }
 }
 
-// column_grad_input with g replaced by [z > 0] g, z recomputed.
+// column_grad_input with g replaced by [z > 0] g, z recomputed. Rows of g are ld apart, those of x
+// and dx x_ld; accumulate: dx += the gradient instead of dx = (a DenseBlock's later layers' uses).
 template <class T>
 void column_relu_grad_input(const T* __restrict g, const T* __restrict x, T* __restrict dx, index_t ld, index_t N,
                             index_t L, const T* __restrict m, const T* __restrict zm, const T* __restrict za,
                             const T* __restrict zb, const T* __restrict a, const T* __restrict b,
-                            const T* __restrict d) {
+                            const T* __restrict d, index_t x_ld, bool accumulate) {
   for (index_t i = 0; i < N; ++i) {
-    const T *__restrict gr = g + i * ld, *__restrict xr = x + i * ld;
-    T* __restrict dr = dx + i * ld;
+    const T *__restrict gr = g + i * ld, *__restrict xr = x + i * x_ld;
+    T* __restrict dr = dx + i * x_ld;
+    if (accumulate) {
+      for (index_t j = 0; j < L; ++j) {
+        const T e = (xr[j] - zm[j]) * za[j] + zb[j] > T(0) ? gr[j] : T(0);
+        dr[j] += a[j] * e + b[j] * (xr[j] - m[j]) + d[j];
+      }
+      continue;
+    }
     for (index_t j = 0; j < L; ++j) {
       const T e = (xr[j] - zm[j]) * za[j] + zb[j] > T(0) ? gr[j] : T(0);
       dr[j] = a[j] * e + b[j] * (xr[j] - m[j]) + d[j];
@@ -195,45 +205,82 @@ void expand_or_zero(const T* v, index_t j0, index_t L, index_t S, T* col) {
 // N*C*S elements of x in C order. mask (N*C*S bytes, kReluPass | kKept) may be null when p = 0:
 // the backward then recomputes z from save_mean, z_scale (if not null, receives the C per-channel
 // scales gamma * invstd the forward used) and beta. y must not alias x.
+// x_ld: the distance of x's samples in memory, 0 for contiguous (C * S); more when x is a channel
+// slice of a wider tensor (DenseBlock: channels [0, c) of its feature buffer). y is contiguous.
+// Dropout needs x contiguous.
 template <class T>
 void batch_norm_relu_forward_train(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta, T eps,
                                    T* y, std::uint8_t* mask, T* save_mean, T* save_invstd, T momentum,
                                    T* running_mean, T* running_var, double p, std::uint64_t seed, std::uint64_t step,
-                                   T* z_scale = nullptr) {
+                                   T* z_scale = nullptr, index_t x_ld = 0) {
   using namespace bn_detail;
   FASTNN_CHECK(p >= 0.0 && p < 1.0, "batch_norm_relu_forward", "p must be in [0, 1), got " << p);
   FASTNN_CHECK(mask || p == 0.0, "batch_norm_relu_forward", "dropout needs the mask");
   const index_t ld = C * S, n = N * S;
+  if (x_ld == 0) x_ld = ld;
+  FASTNN_CHECK(x_ld >= ld && (p == 0.0 || x_ld == ld), "batch_norm_relu_forward",
+               "x_ld " << x_ld << " must be >= C * S = " << ld << " (and equal to it with dropout)");
   if (p == 0.0) {
-    forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var,
-                         z_scale, 4 * n, "batch_norm_relu_forward",
+    forward_train_groups(x, x_ld, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean,
+                         running_var, z_scale, 4 * n, "batch_norm_relu_forward",
                          [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
-                           column_normalize_relu(x + j0, y + j0, mask ? mask + j0 : nullptr, ld, N, L, m, a, b);
+                           column_normalize_relu(x + j0, y + j0, mask ? mask + j0 : nullptr, ld, N, L, m, a, b, x_ld);
                          });
     return;
   }
   const std::uint64_t key = rng::stream_key(seed, step), threshold = rng::keep_threshold(p);
   const T scale = static_cast<T>(1.0 / (1.0 - p));  // as dropout_forward
-  forward_train_groups(x, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var,
-                       z_scale, 4 * n + detail::kDropoutCost * n, "batch_norm_relu_forward",
+  forward_train_groups(x, ld, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean,
+                       running_var, z_scale, 4 * n + detail::kDropoutCost * n, "batch_norm_relu_forward",
                        [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
                          column_normalize_relu_dropout(x + j0, y + j0, mask + j0, ld, N, L, m, a, b, j0, key,
                                                        threshold, scale);
                        });
 }
 
+namespace bn_detail {
+
+// y = relu(scale[c] x + shift[c]) over the planes (n, c) of S contiguous values (x's samples x_ld
+// apart, y contiguous), with the mask bytes unless mask is null.
+template <class T>
+void affine_relu_planes(const T* x, index_t x_ld, index_t N, index_t C, index_t S, const T* scale, const T* shift,
+                        T* y, std::uint8_t* mask) {
+  parallel_for(N * C, S, [&](index_t p0, index_t p1) {  // planes (n, c) of S contiguous values
+    for (index_t q = p0; q < p1; ++q) {
+      const T a = scale[q % C], b = shift[q % C];
+      const T* __restrict xp = x + (q / C) * x_ld + (q % C) * S;
+      T* __restrict yp = y + q * S;
+      if (!mask) {
+        for (index_t s = 0; s < S; ++s) yp[s] = relu_of(a * xp[s] + b);
+        continue;
+      }
+      std::uint8_t* __restrict mp = mask + q * S;
+      for (index_t s = 0; s < S; ++s) {
+        const T z = a * xp[s] + b;
+        yp[s] = relu_of(z);
+        mp[s] = std::uint8_t(relu_bit(z) | kKept);
+      }
+    }
+  });
+}
+
+}  // namespace bn_detail
+
 // Eval-mode forward: y = relu(scale x + shift) with the folded affine from the running statistics
 // (batch_norm_forward_eval; dropout is the identity in eval mode), and the mask bytes unless mask
 // is null (the backward then recomputes z with z_mean = 0, z_scale = scale, z_shift = shift).
-// scale and shift (C values each) receive the folded affine. y must not alias x.
+// scale and shift (C values each) receive the folded affine. y must not alias x. x_ld as in
+// batch_norm_relu_forward_train.
 template <class T>
 void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta,
                                   const T* running_mean, const T* running_var, T eps, T* y, std::uint8_t* mask,
-                                  T* scale, T* shift) {
+                                  T* scale, T* shift, index_t x_ld = 0) {
   using bn_detail::relu_bit;
   using bn_detail::relu_of;
   batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale, shift);
-  if (S == 1) {  // rows, as batch_norm_affine
+  FASTNN_CHECK(x_ld == 0 || x_ld >= C * S, "batch_norm_relu_forward_eval",
+               "x_ld " << x_ld << " must be >= C * S = " << C * S);
+  if ((x_ld == 0 || x_ld == C) && S == 1) {  // rows, as batch_norm_affine
     parallel_for(N, C, [&](index_t i0, index_t i1) {
       for (index_t i = i0; i < i1; ++i) {
         const T* __restrict xr = x + i * C;
@@ -252,23 +299,7 @@ void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, c
     });
     return;
   }
-  parallel_for(N * C, S, [&](index_t p0, index_t p1) {  // planes (n, c) of S contiguous values
-    for (index_t q = p0; q < p1; ++q) {
-      const T a = scale[q % C], b = shift[q % C];
-      const T* __restrict xp = x + q * S;
-      T* __restrict yp = y + q * S;
-      if (!mask) {
-        for (index_t s = 0; s < S; ++s) yp[s] = relu_of(a * xp[s] + b);
-        continue;
-      }
-      std::uint8_t* __restrict mp = mask + q * S;
-      for (index_t s = 0; s < S; ++s) {
-        const T z = a * xp[s] + b;
-        yp[s] = relu_of(z);
-        mp[s] = std::uint8_t(relu_bit(z) | kKept);
-      }
-    }
-  });
+  bn_detail::affine_relu_planes(x, x_ld ? x_ld : C * S, N, C, S, scale, shift, y, mask);
 }
 
 // Backward of batch_norm_relu_forward_train / _eval: batch_norm_backward applied to
@@ -278,16 +309,22 @@ void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, c
 // forward's z_scale and beta; eval 0, scale and shift. p: the forward's drop probability (0 without
 // dropout or in eval mode); training: the mode of the forward's batch normalization.
 // dx must not alias g or x.
+// x_ld: x's (and dx's) sample distance as in the forward, 0 for contiguous; g is contiguous.
+// accumulate: dx += the input gradient (DenseBlock sums the uses of its feature buffer's channels);
+// both need the mask-free form.
 template <class T>
 void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, index_t N, index_t C, index_t S,
                               const T* gamma, const T* save_mean, const T* save_invstd, bool training, double p, T* dx,
                               T* dgamma, T* dbeta, const T* z_mean = nullptr, const T* z_scale = nullptr,
-                              const T* z_shift = nullptr) {
+                              const T* z_shift = nullptr, index_t x_ld = 0, bool accumulate = false) {
   using namespace bn_detail;
   const char* op = "batch_norm_relu_backward";
   FASTNN_CHECK(p >= 0.0 && p < 1.0, op, "p must be in [0, 1), got " << p);
   FASTNN_CHECK(mask || (p == 0.0 && z_scale), op, "needs the mask, or z_scale without dropout");
   const index_t ld = C * S;
+  if (x_ld == 0) x_ld = ld;
+  FASTNN_CHECK(x_ld >= ld && (!mask || (x_ld == ld && !accumulate)), op,
+               "x_ld " << x_ld << " must be >= C * S = " << ld << "; a strided or accumulating backward needs no mask");
   if (!mask) {
     backward_groups(
         N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, 2 * N, 6 * N * S, op,
@@ -296,14 +333,14 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
           expand_or_zero(z_mean, j0, L, S, zm);
           expand_or_zero(z_scale, j0, L, S, za);
           expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, zm, za, zb, acc_g, acc_gx);
+          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, zm, za, zb, acc_g, acc_gx, x_ld);
         },
         [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
           T zm[kTileCols], za[kTileCols], zb[kTileCols];
           expand_or_zero(z_mean, j0, L, S, zm);
           expand_or_zero(z_scale, j0, L, S, za);
           expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, zm, za, zb, a, b, d);
+          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, zm, za, zb, a, b, d, x_ld, accumulate);
         });
     return;
   }
@@ -318,6 +355,39 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
       [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
         column_masked_grad_input(g + j0, mask + j0, x + j0, dx + j0, ld, N, L, m, scale, a, b, d);
       });
+}
+
+// The output of batch_norm_relu_forward_train (p = 0) or _eval again, from x and the coefficients
+// the forward kept, bit for bit: training z_mean = save_mean, z_scale, z_shift = beta (null: 0);
+// eval z_mean = null, z_scale = scale, z_shift = shift. DenseBlock recomputes its layers' BN-ReLU
+// outputs in backward into one shared buffer instead of keeping each (Pleiss et al. 2017).
+template <class T>
+void batch_norm_relu_recompute(const T* x, index_t N, index_t C, index_t S, bool training, const T* z_mean,
+                               const T* z_scale, const T* z_shift, T* y, index_t x_ld = 0) {
+  using namespace bn_detail;
+  const index_t ld = C * S;
+  if (x_ld == 0) x_ld = ld;
+  if (!training) {  // the eval forward's expression and loop (batch_norm_relu_forward_eval)
+    if (S > 1 || x_ld != ld)
+      return affine_relu_planes(x, x_ld, N, C, S, z_scale, z_shift, y, static_cast<std::uint8_t*>(nullptr));
+    return parallel_for(N, C, [&](index_t i0, index_t i1) {
+      for (index_t i = i0; i < i1; ++i)
+        for (index_t c = 0; c < C; ++c) y[i * C + c] = relu_of(z_scale[c] * x[i * C + c] + z_shift[c]);
+    });
+  }
+  const index_t k = group_channels<T>(N, S);
+  parallel_for(C, 2 * N * S, [&](index_t c0, index_t c1) {
+    T col_m[kTileCols], col_a[kTileCols], col_b[kTileCols];
+    for_each_group(c0, c1, k, [&](index_t ca, index_t cb) {
+      for_each_tile(ca, cb, S, [&](index_t j0, index_t L) {
+        expand_or_zero(z_mean, j0, L, S, col_m);
+        expand_or_zero(z_scale, j0, L, S, col_a);
+        expand_or_zero(z_shift, j0, L, S, col_b);
+        column_normalize_relu(x + j0, y + j0, static_cast<std::uint8_t*>(nullptr), ld, N, L, col_m, col_a, col_b,
+                              x_ld);
+      });
+    });
+  });
 }
 
 }  // namespace fastnn

@@ -59,6 +59,7 @@ class BatchNorm : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     output_shape(x.shape);
     x_ = x;
+    x_ld_ = 0;
     training_ = this->training_in(ctx) || !track_;  // without running statistics eval also uses the batch's
     const index_t N = x.batch(), S = x.features() / C_;
     View<T> y = out_.get(x.shape);
@@ -86,13 +87,17 @@ class BatchNorm : public Layer<T> {
 
   // forward followed by ReLU and inverted dropout with drop probability p (0: none) under the
   // stream key `seed` (what the Dropout layer passes to dropout_forward), in one pass over the output.
-  View<T> forward_relu(const View<T>& x, const Context& ctx, double p, std::uint64_t seed) {
+  // DenseBlock's form: x (shape (N, C, H, W)) is channels [0, C) of a wider buffer whose samples
+  // are x_ld apart (0: contiguous), and y, if not null, is where the output goes (N*C*H*W values).
+  View<T> forward_relu(const View<T>& x, const Context& ctx, double p, std::uint64_t seed, index_t x_ld = 0,
+                       T* y_out = nullptr) {
     output_shape(x.shape);
     x_ = x;
+    x_ld_ = x_ld;
     training_ = this->training_in(ctx) || !track_;
     FASTNN_CHECK(training_ || p == 0, kind(), "dropout needs training mode");  // eval: the running statistics
     const index_t N = x.batch(), S = x.features() / C_;
-    View<T> y = out_.get(x.shape);
+    View<T> y = y_out ? View<T>{y_out, x.shape} : out_.get(x.shape);
     fused_p_ = p;
     // Without dropout the backward recomputes where the ReLU passed from x: no mask.
     std::uint8_t* mask = nullptr;
@@ -103,28 +108,43 @@ class BatchNorm : public Layer<T> {
     if (training_) {
       check_batch(x.shape);
       batch_norm_relu_forward_train(x.data, N, C_, S, gamma_, beta_, eps_, y.data, mask, mean_.data(), invstd_.data(),
-                                    momentum_, running_mean(ctx), running_var(ctx), p, seed, ctx.step, scale_.data());
+                                    momentum_, running_mean(ctx), running_var(ctx), p, seed, ctx.step, scale_.data(),
+                                    x_ld);
     } else {
       collect_input(x);
       batch_norm_relu_forward_eval(x.data, N, C_, S, gamma_, beta_, running_mean_.data(), running_var_.data(), eps_,
-                                   y.data, mask, scale_.data(), shift_.data());
+                                   y.data, mask, scale_.data(), shift_.data(), x_ld);
       save_running_stats();
     }
     return y;
   }
 
   // Backward of forward_relu: the ReLU and dropout derivatives applied inside BN's backward passes.
-  View<T> backward_relu(const View<T>& g, bool need_input_grad) {
+  // DenseBlock's form: dx_out, if not null, is where the input gradient goes, with the forward's
+  // sample stride x_ld, written or (add) added to what is there.
+  View<T> backward_relu(const View<T>& g, bool need_input_grad, T* dx_out = nullptr, bool add = false) {
     const index_t N = g.batch(), S = g.features() / C_;
-    View<T> dx = grad_in_.get(g.shape);
+    View<T> dx = dx_out ? View<T>{dx_out, g.shape} : grad_in_.get(g.shape);
     // z as forward_relu computed it: training (x - mean) * scale + beta, eval scale * x + shift.
     const T* z_mean = training_ ? mean_.data() : nullptr;
     const T* z_shift = training_ ? beta_ : shift_.data();
     batch_norm_relu_backward(g.data, fused_p_ > 0 ? mask_.data() : nullptr, x_.data, N, C_, S, gamma_, mean_.data(),
                              invstd_.data(), training_, fused_p_, dx.data, dgamma_.data(), dbeta_.data(), z_mean,
-                             scale_.data(), z_shift);
+                             scale_.data(), z_shift, dx_out ? x_ld_ : 0, add);
     accumulate_param_grads();
     return need_input_grad ? dx : View<T>{};
+  }
+
+  // forward_relu's output (without dropout) again, bit for bit, into y: from the x it read and the
+  // coefficients it kept.
+  void recompute_relu(T* y) const {
+    FASTNN_CHECK(fused_p_ == 0, kind(), "recompute_relu needs a forward without dropout");
+    const index_t N = x_.batch(), S = x_.features() / C_;
+    if (training_)
+      batch_norm_relu_recompute(x_.data, N, C_, S, true, mean_.data(), scale_.data(), beta_, y, x_ld_);
+    else
+      batch_norm_relu_recompute(x_.data, N, C_, S, false, static_cast<const T*>(nullptr), scale_.data(),
+                                shift_.data(), y, x_ld_);
   }
 
   // recompute_bn_statistics: while collecting, every eval-mode forward also adds its input's
@@ -176,12 +196,12 @@ class BatchNorm : public Layer<T> {
     if (!collecting_) return;
     static std::atomic<std::uint64_t> ticks{0};
     if (collect_tick_ == 0) collect_tick_ = ++ticks;
-    const index_t N = x.batch(), S = x.features() / C_;
+    const index_t N = x.batch(), S = x.features() / C_, ld = x_ld_ ? x_ld_ : C_ * S;
     for (index_t c = 0; c < C_; ++c) {
       const double m = collect_shift_[c];
       double s1 = 0, s2 = 0;
       for (index_t n = 0; n < N; ++n) {
-        const T* p = x.data + (n * C_ + c) * S;
+        const T* p = x.data + n * ld + c * S;
         for (index_t k = 0; k < S; ++k) {
           const double d = static_cast<double>(p[k]) - m;
           s1 += d, s2 += d * d;
@@ -225,6 +245,7 @@ class BatchNorm : public Layer<T> {
   std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
   View<T> x_;
+  index_t x_ld_ = 0;  // forward_relu's sample distance of x (0: contiguous)
   Workspace<T> out_, grad_in_;
 };
 

@@ -79,14 +79,19 @@ class Conv2d : public Layer<T> {
   // dx (unless !need_input_grad); dW and db added to the flat gradient (written while
   // overwrite_grads), or left alone when the layer is frozen.
   View<T> backward(const View<T>& g, bool need_input_grad) override {
+    View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
+    backward_into(g, dx.data);
+    return dx;
+  }
+  // backward with the input gradient (the forward input's shape) written to dx, none if null:
+  // DenseBlock gives its layers' 1x1 convs one shared buffer instead of one each.
+  void backward_into(const View<T>& g, T* dx) {
     const Conv2dShape& s = shape_for(x_.shape);
     const bool grads = this->params_trainable;
-    View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
-    if (!grads && !need_input_grad) return dx;
+    if (!grads && !dx) return;
     const bool accumulate = !this->overwrite_grads;
-    conv2d_backward(g.data, x_.data, w_, need_input_grad ? dx.data : nullptr, grads ? gw_ : nullptr,
-                    grads ? gb_ : nullptr, s, workspace(s), accumulate, accumulate);
-    return dx;
+    conv2d_backward(g.data, x_.data, w_, dx, grads ? gw_ : nullptr, grads ? gb_ : nullptr, s, workspace(s), accumulate,
+                    accumulate);
   }
 
   bool supports_grad_overwrite() const override { return true; }

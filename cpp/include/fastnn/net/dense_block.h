@@ -1,0 +1,248 @@
+// DenseBlock (Huang et al. 2017; torchvision's _DenseBlock): layer i sees the channel
+// concatenation of the block input and the outputs of layers 0..i-1, and the block's output is the
+// concatenation of all of them. Layer i (torchvision's _DenseLayer) is BN-ReLU-1x1 conv to
+// bn_size*k channels, then BN-ReLU-3x3 conv to k (the bottleneck form), or BN-ReLU-3x3 conv alone,
+// and inverted dropout on its k new channels while training.
+//
+// Memory (Pleiss et al. 2017, "Memory-efficient implementation of DenseNets"): one feature buffer
+// (N, C0 + L k, H, W) holds the block's input (copied in once) and every layer's k new channels
+// (written into their slice); layer i's first BN reads channels [0, C0 + i k) of it in place, with
+// the buffer's sample stride (kernels/batchnorm_activation.h x_ld), so the growing concatenation
+// is never copied. The backward runs on one gradient buffer of the same shape: layer i reads its new
+// channels' gradient from its slice and its first BN adds its input gradient into channels
+// [0, C0 + i k), so each earlier slice holds the sum over all its uses when its layer comes.
+// The BN-ReLU outputs that the convs read (the first one C0 + i k channels, quadratic in L in
+// total) either live in one buffer per kind that all layers share and are recomputed from the
+// feature buffer before each layer's backward, bit for bit (shared_scratch, Pleiss et al.'s
+// choice; measured faster here too, bench/bench_dense_block.py), or are kept per layer. The layers'
+// input gradients (conv1's of C0 + i k channels, conv2's, BN2's) are used once, right away: one
+// buffer each serves all layers (Conv2d::backward_into). What stays per layer is linear in L: the
+// bottleneck's conv1 output (BN2's input), conv2's output, and the dropout mask.
+#pragma once
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fastnn/kernels/dropout.h"
+#include "fastnn/kernels/rng.h"
+#include "fastnn/layers/batchnorm.h"
+#include "fastnn/layers/conv.h"
+#include "fastnn/layers/layer.h"
+#include "fastnn/net/container.h"
+
+namespace fastnn {
+
+template <class T>
+class DenseBlock : public Container<T> {
+ public:
+  struct DenseLayer {
+    std::shared_ptr<BatchNorm<T>> norm1;
+    LayerPtr<T> conv1;
+    std::shared_ptr<BatchNorm<T>> norm2;  // null without the bottleneck (bn_size=None)
+    LayerPtr<T> conv2;                    // null without the bottleneck
+  };
+
+  // layers: per dense layer norm1, conv1, norm2, conv2 (bottleneck) or norm1, conv1, in run order.
+  DenseBlock(const std::vector<LayerPtr<T>>& layers, index_t in_channels, index_t growth_rate, bool bottleneck,
+             double drop_rate, bool shared_scratch)
+      : Container<T>(layers, child_names(layers.size(), bottleneck), "DenseBlock"), C0_(in_channels), k_(growth_rate),
+        bottleneck_(bottleneck), p_(drop_rate), shared_(shared_scratch) {
+    FASTNN_CHECK(in_channels >= 1 && growth_rate >= 1, "DenseBlock",
+                 "in_channels and growth_rate must be >= 1, got " << in_channels << " and " << growth_rate);
+    FASTNN_CHECK(drop_rate >= 0 && drop_rate < 1, "DenseBlock", "drop_rate must be in [0, 1), got " << drop_rate);
+    const size_t per = bottleneck ? 4 : 2;
+    FASTNN_CHECK(!layers.empty() && layers.size() % per == 0, "DenseBlock",
+                 "expected " << per << " children per dense layer, got " << layers.size());
+    for (size_t i = 0; i < layers.size(); i += per) {
+      DenseLayer d;
+      d.norm1 = batch_norm(layers[i], i / per, "norm1");
+      d.conv1 = layers[i + 1];
+      if (bottleneck) d.norm2 = batch_norm(layers[i + 2], i / per, "norm2"), d.conv2 = layers[i + 3];
+      FASTNN_CHECK(d.conv1 && (!bottleneck || d.conv2), "DenseBlock", layer_name(layers_.size()) << ": a conv is None");
+      const index_t c_in = C0_ + index_t(layers_.size()) * k_;
+      FASTNN_CHECK(d.norm1->num_features() == c_in, "DenseBlock",
+                   layer_name(layers_.size()) << ".norm1 has " << d.norm1->num_features() << " features, expected "
+                                              << c_in);
+      layers_.push_back(std::move(d));
+    }
+    scratch_.resize(layers_.size());
+    masks_.resize(layers_.size());
+  }
+
+  std::string kind() const override { return "DenseBlock"; }
+  index_t num_layers() const { return index_t(layers_.size()); }
+  index_t out_channels() const { return C0_ + num_layers() * k_; }
+  bool shared_scratch() const { return shared_; }
+  void set_shared_scratch(bool on) { shared_ = on; }
+  // Elements of the buffers the block itself holds after a forward+backward at the last shape (the
+  // feature and gradient buffers, the BN-ReLU outputs, the gathered and the 1x1 convs' input
+  // gradients, the input gradient); its children's own buffers (of bn_size*k or k channels each:
+  // linear in the layers) are not counted.
+  index_t buffer_elements() const {
+    auto size = [](const Shape& s) { return s.empty() ? index_t(0) : numel(s); };  // {}: never allocated
+    index_t n = 2 * size(out_shape_) + size(drop_shape_);
+    for (const auto& s : scratch_shapes_) n += size(s);
+    for (const auto& [ws, elements] : sizes_) n += elements;
+    return n;
+  }
+
+  Shape output_shape(const Shape& in) const override {
+    FASTNN_CHECK(in.size() == 4 && in[1] == C0_, "DenseBlock",
+                 "expected input (N, " << C0_ << ", H, W), got " << shape_str(in));
+    for (size_t i = 0; i < layers_.size(); ++i) check_new_features(i, layer_output_shape(i, in), in);
+    return {in[0], out_channels(), in[2], in[3]};
+  }
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    output_shape(x.shape);
+    const index_t N = x.shape[0], H = x.shape[2], W = x.shape[3], S = H * W, C = out_channels(), ld = C * S;
+    out_shape_ = {N, C, H, W};
+    View<T> buf = buf_.get(out_shape_);
+    parallel_for(N, C0_ * S, [&](index_t n0, index_t n1) {  // the one copy of the block's input
+      for (index_t n = n0; n < n1; ++n) std::memcpy(buf.data + n * ld, x.data + n * C0_ * S, sizeof(T) * C0_ * S);
+    });
+    drop_ = this->training_in(ctx) && p_ > 0;
+    const std::uint64_t key = drop_ ? rng::stream_key(ctx.seed, this->salt) : 0;
+    recomputed_ = shared_;
+    scratch_shapes_.assign(layers_.size(), Shape{});
+    // Sized once for the widest layer, so that the addresses the convs keep hold until backward.
+    T* shared1 = shared_ ? scratch(scratch1_, {N, C - k_, H, W}) : nullptr;
+    T* shared2 = shared_ && bottleneck_ ? scratch(scratch2_, {N, mid(), H, W}) : nullptr;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      DenseLayer& d = layers_[i];
+      const index_t ci = C0_ + index_t(i) * k_;
+      const Shape si{N, ci, H, W};
+      T* y1 = shared1;
+      if (!y1) y1 = scratch_[i].get(si).data, scratch_shapes_[i] = si;
+      d.norm1->forward_relu(View<T>{buf.data, si}, ctx, 0.0, 0, ld, y1);
+      View<T> h = d.conv1->forward(View<T>{y1, si}, ctx);
+      if (bottleneck_) h = d.conv2->forward(d.norm2->forward_relu(h, ctx, 0.0, 0, 0, shared2), ctx);
+      check_new_features(i, h.shape, x.shape);
+      if (drop_) {  // inverted dropout on the new features, a stream per layer
+        drop_shape_ = h.shape;
+        View<T> t = drop_out_.get(h.shape);
+        masks_[i].resize(size_t(h.size()));
+        dropout_forward(h.data, t.data, masks_[i].data(), h.size(), p_, rng::stream_key(key, i + 1), ctx.step);
+        h = t;
+      }
+      copy_channels(h.data, k_ * S, buf.data + ci * S, ld, N, k_ * S);
+    }
+    return buf;
+  }
+
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    const index_t N = out_shape_[0], H = out_shape_[2], W = out_shape_[3], S = H * W, C = out_channels(),
+                  ld = C * S;
+    View<T> gbuf = gbuf_.get(out_shape_);
+    std::memcpy(gbuf.data, g.data, sizeof(T) * gbuf.size());
+    T* gk = scratch(gk_, {N, k_, H, W});
+    // The layers' input gradients are used once, right away: one buffer each for all layers.
+    T* g1 = scratch(g1_, {N, C - k_, H, W});
+    T *g2 = bottleneck_ ? scratch(g2_, {N, mid(), H, W}) : nullptr, *g3 = bottleneck_ ? scratch(g3_, {N, mid(), H, W}) : nullptr;
+    for (size_t i = layers_.size(); i-- > 0;) {
+      DenseLayer& d = layers_[i];
+      const index_t ci = C0_ + index_t(i) * k_;
+      // the gradient of this layer's new channels: what the block's output and every later layer sent
+      copy_channels(gbuf.data + ci * S, ld, gk, k_ * S, N, k_ * S);
+      if (drop_) dropout_backward(gk, masks_[i].data(), gk, N * k_ * S, p_);
+      if (recomputed_) {  // the convs' inputs again, into the shared buffers they read
+        d.norm1->recompute_relu(scratch1_.get({N, C - k_, H, W}).data);
+        if (bottleneck_) d.norm2->recompute_relu(scratch2_.get({N, mid(), H, W}).data);
+      }
+      View<T> h{gk, {N, k_, H, W}};
+      if (bottleneck_) {
+        h = conv_backward(*d.conv2, h, g2, {N, mid(), H, W}, layer_name(i) + ".conv2");
+        d.norm2->backward_relu(h, true, g3);
+        h = View<T>{g3, h.shape};
+      }
+      h = conv_backward(*d.conv1, h, g1, {N, ci, H, W}, layer_name(i) + ".conv1");
+      d.norm1->backward_relu(h, false, gbuf.data, true);  // added into channels [0, ci) of the gradient buffer
+    }
+    if (!need_input_grad) return {};
+    View<T> dx{scratch(dx_, {N, C0_, H, W}), {N, C0_, H, W}};
+    copy_channels(gbuf.data, ld, dx.data, C0_ * S, N, C0_ * S);
+    return dx;
+  }
+
+ private:
+  static std::shared_ptr<BatchNorm<T>> batch_norm(const LayerPtr<T>& l, size_t i, const char* name) {
+    auto bn = std::dynamic_pointer_cast<BatchNorm<T>>(l);
+    FASTNN_CHECK(bn != nullptr, "DenseBlock",
+                 layer_name(i) << "." << name << " must be a BatchNorm2d, got " << (l ? l->kind() : "None"));
+    return bn;
+  }
+  static std::string layer_name(size_t i) { return "denselayer" + std::to_string(i + 1); }
+
+  // torchvision's names of the children, in run order: denselayer1.norm1, denselayer1.conv1, ...
+  static std::vector<std::string> child_names(size_t n, bool bottleneck) {
+    std::vector<std::string> names;
+    const size_t per = bottleneck ? 4 : 2;
+    for (size_t i = 0; i < n; ++i) {
+      const char* parts[] = {"norm1", "conv1", "norm2", "conv2"};
+      names.push_back(layer_name(i / per) + "." + parts[i % per]);
+    }
+    return names;
+  }
+
+  index_t mid() const { return bottleneck_ ? layers_[0].norm2->num_features() : 0; }
+
+  // ws's buffer for `shape`, counted in buffer_elements.
+  T* scratch(Workspace<T>& ws, const Shape& shape) {
+    sizes_[&ws] = numel(shape);
+    return ws.get(shape).data;
+  }
+
+  // A conv's backward with its input gradient (of shape `in`) written to dx (a Conv2d), or
+  // returned and checked (another layer).
+  View<T> conv_backward(Layer<T>& conv, const View<T>& g, T* dx, const Shape& in, const std::string& label) {
+    if (auto* c = dynamic_cast<Conv2d<T>*>(&conv)) {
+      c->backward_into(g, dx);
+      return View<T>{dx, in};
+    }
+    View<T> h = conv.backward(g, true);
+    this->check_grad(label, h, in);
+    return h;
+  }
+
+  // The shape of layer i's new features for the block input shape `in`.
+  Shape layer_output_shape(size_t i, const Shape& in) const {
+    const DenseLayer& d = layers_[i];
+    Shape s = d.norm1->output_shape({in[0], C0_ + index_t(i) * k_, in[2], in[3]});
+    s = d.conv1->output_shape(s);
+    if (bottleneck_ && !is_partial(s)) s = d.conv2->output_shape(d.norm2->output_shape(s));
+    return s;
+  }
+  void check_new_features(size_t i, const Shape& s, const Shape& in) const {
+    const Shape want{in[0], k_, in[2], in[3]};
+    FASTNN_CHECK(is_partial(s) ? shape_fits(s, want) : s == want, "DenseBlock",
+                 layer_name(i) << " gives new features of shape " << shape_str(s) << " for the block input "
+                               << shape_str(in) << ", expected " << shape_str(want));
+  }
+
+  // N rows of `len` values from src (rows src_ld apart) to dst (rows dst_ld apart).
+  static void copy_channels(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t N, index_t len) {
+    parallel_for(N, len, [&](index_t n0, index_t n1) {
+      for (index_t n = n0; n < n1; ++n) std::memcpy(dst + n * dst_ld, src + n * src_ld, sizeof(T) * len);
+    });
+  }
+
+  index_t C0_, k_;
+  bool bottleneck_;
+  double p_;
+  bool shared_;
+  bool drop_ = false;  // the last forward applied dropout
+  std::vector<DenseLayer> layers_;
+  bool recomputed_ = true;  // the last forward wrote the BN-ReLU outputs into the shared buffers
+  Workspace<T> buf_, gbuf_, scratch1_, scratch2_, gk_, g1_, g2_, g3_, dx_, drop_out_;
+  std::vector<Workspace<T>> scratch_;  // the BN1-ReLU outputs kept per layer (without shared scratch)
+  std::map<const Workspace<T>*, index_t> sizes_;  // what scratch() handed out
+  std::vector<std::vector<std::uint8_t>> masks_;
+  Shape out_shape_, drop_shape_;
+  std::vector<Shape> scratch_shapes_;
+};
+
+}  // namespace fastnn
