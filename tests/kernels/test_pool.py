@@ -33,6 +33,8 @@ FAST = [  # the 2x2 stride-2 fast path: even and odd sizes (an uncovered last ro
     ((1, 17, 9, 7), 2, 2, 0, 1, False),
     ((3, 1, 28, 28), 2, None, 0, 1, True),  # ceil_mode on even sizes: the same windows
     ((1, 3, 7, 9), 2, None, 0, 1, True),  # ceil_mode on odd sizes: partial windows, the generic path
+    ((2, 2, 51, 100), 2, None, 0, 1, False),  # even width: chunks of 10 row pairs, the last one partial
+    ((1, 1, 4, 2050), 2, None, 0, 1, False),  # rows too wide for one chunk: the unrolled 2x2 pass
 ]
 CASES = REFERENCE_CASES + FAST + _sweep()
 AVG_CASES = [c for c in CASES if c[4] == 1]
@@ -196,8 +198,9 @@ THREADED = [  # enough work for two threads (common.h kMinWorkPerThread)
 
 
 @pytest.mark.parametrize("name, fwd, bwd", THREADED, ids=[t[0] for t in THREADED])
-def test_same_result_with_one_and_two_threads(rng, name, fwd, bwd):
-    x = random_array(rng, (4, 17, 28, 27), np.float32)
+@pytest.mark.parametrize("shape", [(4, 17, 28, 27), (4, 17, 28, 28)], ids=["odd", "even"])
+def test_same_result_with_one_and_two_threads(rng, name, fwd, bwd, shape):
+    x = random_array(rng, shape, np.float32)
     results = []
     for n in (1, 2):
         with num_threads(n):

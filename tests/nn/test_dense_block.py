@@ -379,3 +379,16 @@ def test_frozen_layer_gets_no_gradient_and_the_rest_is_unchanged():
             assert not value.any(), name
         else:
             np.testing.assert_array_equal(value, grads[0][1][name])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_one_pixel_images_match_torch(training):
+    """1x1 feature maps (S = 1: a channel's values one per sample) after many transitions."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    model = nn.DenseBlock(3, 4, 3, bn_size=2, dtype=np.float64)
+    _set_random_state(model, rng)
+    tmodel = torch_dense_block(torch, 3, 4, 3, 2)
+    _to_torch(torch, model, tmodel)
+    x, g = rng.normal(size=(5, 4, 1, 1)), rng.normal(size=(5, 13, 1, 1))
+    _compare_with_torch(torch, model, tmodel, x, g, training)

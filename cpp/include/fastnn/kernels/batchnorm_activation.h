@@ -270,7 +270,7 @@ void affine_relu_planes(const T* x, index_t x_ld, index_t N, index_t C, index_t 
 // (batch_norm_forward_eval; dropout is the identity in eval mode), and the mask bytes unless mask
 // is null (the backward then recomputes z with z_mean = 0, z_scale = scale, z_shift = shift).
 // scale and shift (C values each) receive the folded affine. y must not alias x. x_ld as in
-// batch_norm_relu_forward_train (S > 1 only).
+// batch_norm_relu_forward_train.
 template <class T>
 void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, const T* gamma, const T* beta,
                                   const T* running_mean, const T* running_var, T eps, T* y, std::uint8_t* mask,
@@ -278,9 +278,9 @@ void batch_norm_relu_forward_eval(const T* x, index_t N, index_t C, index_t S, c
   using bn_detail::relu_bit;
   using bn_detail::relu_of;
   batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale, shift);
-  FASTNN_CHECK(x_ld == 0 || (S > 1 && x_ld >= C * S), "batch_norm_relu_forward_eval",
-               "x_ld " << x_ld << " needs S > 1 and >= C * S = " << C * S);
-  if (x_ld == 0 && S == 1) {  // rows, as batch_norm_affine
+  FASTNN_CHECK(x_ld == 0 || x_ld >= C * S, "batch_norm_relu_forward_eval",
+               "x_ld " << x_ld << " must be >= C * S = " << C * S);
+  if ((x_ld == 0 || x_ld == C) && S == 1) {  // rows, as batch_norm_affine
     parallel_for(N, C, [&](index_t i0, index_t i1) {
       for (index_t i = i0; i < i1; ++i) {
         const T* __restrict xr = x + i * C;
@@ -368,8 +368,8 @@ void batch_norm_relu_recompute(const T* x, index_t N, index_t C, index_t S, bool
   const index_t ld = C * S;
   if (x_ld == 0) x_ld = ld;
   if (!training) {  // the eval forward's expression and loop (batch_norm_relu_forward_eval)
-    FASTNN_CHECK(S > 1 || x_ld == ld, "batch_norm_relu_recompute", "x_ld needs S > 1");
-    if (S > 1) return affine_relu_planes(x, x_ld, N, C, S, z_scale, z_shift, y, static_cast<std::uint8_t*>(nullptr));
+    if (S > 1 || x_ld != ld)
+      return affine_relu_planes(x, x_ld, N, C, S, z_scale, z_shift, y, static_cast<std::uint8_t*>(nullptr));
     return parallel_for(N, C, [&](index_t i0, index_t i1) {
       for (index_t i = i0; i < i1; ++i)
         for (index_t c = 0; c < C; ++c) y[i * C + c] = relu_of(z_scale[c] * x[i * C + c] + z_shift[c]);
