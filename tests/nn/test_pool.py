@@ -17,6 +17,7 @@ MODULES = [
     ("MaxPool2d", (3, 2, 1), {"dilation": 2, "ceil_mode": True}, (2, 3, 11, 9)),
     ("MaxPool2d", ((3, 2),), {"stride": (1, 2), "padding": (1, 0)}, (2, 1, 6, 7)),
     ("AvgPool2d", (2,), {}, (2, 5, 8, 9)),
+    ("AvgPool2d", (2,), {}, (2, 4, 7, 8)),  # even width: the flat pair pass; odd height: a row without window
     ("AvgPool2d", (3, 2, 1), {"ceil_mode": True, "count_include_pad": False}, (2, 3, 10, 7)),
     ("AvgPool2d", (3,), {"stride": 1, "padding": 1, "divisor_override": 4}, (1, 2, 5, 6)),
     ("AdaptiveAvgPool2d", (1,), {}, (3, 17, 7, 7)),

@@ -72,7 +72,7 @@ inline void take_if_better(T v, I k, T& best, I& at) {
   at = (k & imask) | (at & ~imask);
 }
 
-// Pairs per chunk of max_pool2d's even-width 2x2 pass (its stack buffers: 8-16 KB).
+// Pairs per chunk of the even-width 2x2 passes (their stack buffers: 8-16 KB).
 constexpr index_t kPairChunk = 1024;
 
 }  // namespace pool_detail
@@ -121,6 +121,16 @@ inline bool pool_is_2x2_tiling(const ConvGeometry& g) {
          2 * g.p <= g.h && 2 * g.q <= g.w;
 }
 
+namespace pool_detail {
+
+// The 2x2 tiling on an even width no wider than a chunk of pairs: the pairs of a run of rows are
+// one flat array (the fast passes of max_pool2d and avg_pool2d).
+inline bool is_even_2x2(const ConvGeometry& g) {
+  return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= 2 * kPairChunk;
+}
+
+}  // namespace pool_detail
+
 // ---- max pooling ---------------------------------------------------------------------------
 
 // y (N, C, P, Q) = the maximum of each window's in-bounds taps, indices (same shape) = h*W + w of
@@ -130,7 +140,7 @@ inline bool pool_is_2x2_tiling(const ConvGeometry& g) {
 template <class T, class I>
 void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
   const index_t H = g.h, W = g.w, P = g.p, Q = g.q, HW = H * W, PQ = P * Q;
-  if (pool_is_2x2_tiling(g) && W == 2 * Q && W <= 2 * pool_detail::kPairChunk) {
+  if (pool_detail::is_even_2x2(g)) {
     // Even widths (the CNN's 28 and 14): the horizontal pairs (2i, 2i+1) of a run of rows are one
     // flat array, so the first pass, the maximum of each pair, is one long vectorized loop (into a
     // stack buffer, chunks of whole row pairs); the second combines the pairs of rows 2p and
@@ -319,6 +329,27 @@ void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w,
   auto divisor = [&](index_t p, index_t q) {
     return static_cast<T>(divisor_override ? divisor_override : rows.size[p] * cols.size[q]);
   };
+  if (fixed && pool_detail::is_even_2x2(*fixed)) {
+    // AvgPool2d(2) on even widths (a DenseNet transition): the sums of the horizontal pairs of a
+    // run of rows in one flat vectorized pass (as max_pool2d's), then the two rows' pairs.
+    const index_t rows_per_chunk = std::max<index_t>(1, pool_detail::kPairChunk / w);
+    parallel_for(planes, HW, [&](index_t b0, index_t b1) {
+      T ps[pool_detail::kPairChunk];
+      for (index_t b = b0; b < b1; ++b) {
+        for (index_t p0 = 0; p0 < P; p0 += rows_per_chunk) {
+          const index_t p1 = std::min(P, p0 + rows_per_chunk), pairs = (p1 - p0) * w;
+          const T* __restrict src = x + b * HW + 2 * p0 * w;
+          for (index_t i = 0; i < pairs; ++i) ps[i] = src[2 * i] + src[2 * i + 1];
+          for (index_t p = p0; p < p1; ++p) {
+            const T* top = ps + (p - p0) * w;
+            T* __restrict yr = y + b * PQ + p * Q;
+            for (index_t q = 0; q < Q; ++q) yr[q] = (top[q] + top[Q + q]) / divisor(p, q);
+          }
+        }
+      }
+    });
+    return;
+  }
   if (fixed) {
     const ConvGeometry& g = *fixed;
     const im2col_detail::InsideColumns inside(g);
@@ -375,6 +406,26 @@ void window_mean_backward(const T* grad_out, T* grad_input, index_t planes, inde
   auto divisor = [&](index_t p, index_t q) {
     return static_cast<T>(divisor_override ? divisor_override : rows.size[p] * cols.size[q]);
   };
+  if (fixed && pool_detail::is_even_2x2(*fixed)) {
+    // Each input element is in one window: written once, g / divisor to both taps of each pair
+    // (stores that vectorize), and 0 in an odd last row that no window covers.
+    parallel_for(planes, HW, [&](index_t b0, index_t b1) {
+      for (index_t b = b0; b < b1; ++b) {
+        T* dp = grad_input + b * HW;
+        for (index_t p = 0; p < P; ++p) {
+          const T* gr = grad_out + b * PQ + p * Q;
+          T* __restrict r0 = dp + 2 * p * w;
+          T* __restrict r1 = r0 + w;
+          for (index_t q = 0; q < Q; ++q) {
+            const T v = gr[q] / divisor(p, q);
+            r0[2 * q] = v, r0[2 * q + 1] = v, r1[2 * q] = v, r1[2 * q + 1] = v;
+          }
+        }
+        std::fill(dp + 2 * P * w, dp + HW, T(0));
+      }
+    });
+    return;
+  }
   if (fixed) {
     const ConvGeometry& g = *fixed;
     const im2col_detail::InsideColumns inside(g);
