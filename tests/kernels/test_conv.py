@@ -31,6 +31,8 @@ CASES = REFERENCE_CASES + [
     ((6, 16, 13, 11), 16, 3, 1, 1, 1, 16),  # depthwise
     ((8, 32, 14, 14), 64, 3, 1, 1, 1, 1),
     ((11, 4, 6, 5), 6, 3, 1, 1, 1, 2),  # 8 chunks of 1 or 2 images for dW's partial sums
+    ((4, 4, 9, 10), 6, (3, 2), 1, (2, 0), (2, 3), 2),  # dilated, grouped, image by image
+    ((4, 2, 5, 5), 3, 3, 1, 3, 1, 1),  # padding beyond the kernel, image by image
 ]
 CASE_IDS = [f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-d{c[5]}-g{c[6]}".replace(" ", "") for c in CASES]
 
