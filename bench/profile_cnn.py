@@ -2,17 +2,18 @@
 optimizer, the rest. fastnn has no profiler hook inside its C++ epoch loop, so each step of the
 model's execution plan (e.g. "BatchNorm2d+relu", the fused pair fit runs) is timed on its own at
 the CNN's shapes (batch 128, train mode, forward and backward), the convolutions are split into
-their im2col/col2im part (the same patches, timed with fastnn.functional.im2col/col2im) and the
-rest (GEMM), the Adam step is timed on the model's 421,738 parameters, and the sum is compared with
-a real fit() epoch's time per batch (the difference: data gather, loss, loop).
+GEMM (their products timed alone at the same shapes) and the rest (im2col/col2im, bias, memory
+passes), the Adam step is timed on the model's 421,738 parameters, and each part's share of their
+sum is printed next to a real fit() epoch's time per batch. Timed alone, each step also pays a
+Python call and its own checks, so the parts add up to more than fit's batch (~1.2-1.5x measured).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/profile_cnn.py
     ... bench/profile_cnn.py --threads 1 --batch 128 --repeats 20
     ... bench/profile_cnn.py --torch          # also torch's per-layer times at the same shapes
 
-The im2col share is an estimate: the conv kernel makes its patches image by image while they
-stay in L2 (kernels/conv.h), so the whole-batch functional.im2col/col2im, which writes the batch's
-patches to memory, is an upper bound for it.
+The split of a convolution is an estimate: its GEMM time is that of its per-image products at
+their shapes (three batched products over the batch, fastnn.functional.bmm), and the rest of its
+time (im2col, col2im, the bias, reading and writing the planes) is its measured time minus that.
 """
 
 import argparse
@@ -52,11 +53,17 @@ def median_time(fn, repeats=args.repeats):
 
 
 def plan_groups(model):
-    """The model's children grouped as its execution plan fuses them: [(plan entry, [modules])]."""
+    """The model's children grouped as its execution plan fuses them: [(plan entry, [modules])]. A
+    Conv2d+BatchNorm2d(+relu) step is one pass only in eval mode; in training it runs the conv, then
+    the BatchNorm(+ReLU) layer, so they are timed apart."""
     mods, groups, i = list(model), [], 0
     for entry in model.execution_plan:
         n = entry.count("+") + 1
-        groups.append((entry, mods[i:i + n]))
+        group = mods[i:i + n]
+        if entry.startswith("Conv2d+") and n > 1:
+            groups += [("Conv2d", group[:1]), (entry.split("+", 1)[1], group[1:])]
+        else:
+            groups.append((entry, group))
         i += n
     assert i == len(mods), (model.execution_plan, len(mods))
     return groups
@@ -98,17 +105,21 @@ def main():
         rows.append({"entry": entry, "in": x.shape, "out": out.shape, "fwd": fwd, "bwd": both - fwd, "mods": mods})
         x = out
 
-    # the convolutions' im2col (forward, recomputed in backward) and col2im (backward) on the same shapes
+    # the convolutions' GEMM: the kernel's per-image products at their shapes (O x CKK by CKK x PQ forward;
+    # dW from O x PQ by PQ x CKK, the patches' gradient CKK x O by O x PQ backward), timed as one bmm each
+    # over the batch; what the conv takes beyond them is im2col/col2im, the bias and the passes over memory
     for r in rows:
         conv = r["mods"][0]
         if not isinstance(conv, nn.Conv2d):
             continue
-        xin = rng.standard_normal(r["in"]).astype(np.float32)
-        k, s, p, d = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-        cols = F.im2col(xin, k, s, p, d)
-        t_im2col = median_time(lambda: F.im2col(xin, k, s, p, d))
-        t_col2im = median_time(lambda: F.col2im(cols, xin.shape, k, s, p, d))
-        r["im2col"] = min(2 * t_im2col + t_col2im, r["fwd"] + r["bwd"])  # an upper bound (module docstring)
+        n, o = r["out"][0], r["out"][1]
+        k = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+        pq = r["out"][2] * r["out"][3]
+        mats = {shape: rng.standard_normal((n,) + shape).astype(np.float32) for shape in
+                ((o, k), (k, pq), (o, pq), (pq, k), (k, o))}
+        products = (((o, k), (k, pq)), ((o, pq), (pq, k)), ((k, o), (o, pq)))
+        r["gemm"] = min(sum(median_time(lambda a=a, b=b: F.bmm(mats[a], mats[b])) for a, b in products),
+                        r["fwd"] + r["bwd"])
 
     # the optimizer step on the whole model
     for prm in model.parameters():
@@ -125,21 +136,19 @@ def main():
         print(f"| {r['entry']} | {r['in']} | {1e3 * r['fwd']:.2f} | {1e3 * r['bwd']:.2f} | {1e3 * total:.2f} |")
         cat = category(r["entry"])
         if cat == "conv":
-            fractions["im2col/col2im (conv)"] = fractions.get("im2col/col2im (conv)", 0) + r["im2col"]
-            fractions["GEMM (conv)"] = fractions.get("GEMM (conv)", 0) + total - r["im2col"]
-            if len(r["mods"]) > 1:
-                print(f"|   (the conv's plan step also runs {[type(m).__name__ for m in r['mods'][1:]]}) | | | | |")
+            fractions["GEMM (conv)"] = fractions.get("GEMM (conv)", 0) + r["gemm"]
+            fractions["im2col/col2im and the rest of the conv"] = (
+                fractions.get("im2col/col2im and the rest of the conv", 0) + total - r["gemm"])
         else:
             fractions[cat] = fractions.get(cat, 0) + total
     fractions[f"optimizer (Adam, {n_params:,} params)"] = t_opt
     parts = sum(fractions.values())
-    fractions["rest: gather, loss, loop (batch - parts)"] = max(batch_s - parts, 0.0)
     print(f"\nfit(): {1e3 * batch_s:.2f} ms per batch ({batch_s * 60000 / args.batch:.1f} s per 60k-image epoch); "
           f"the parts timed alone add up to {1e3 * parts:.2f} ms")
-    print("\n| part | ms per batch | share of fit's batch |")
+    print("\n| part | ms per batch (timed alone) | share of the parts |")
     print("|---|---|---|")
     for name, t in sorted(fractions.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {1e3 * t:.2f} | {100 * t / batch_s:.0f}% |")
+        print(f"| {name} | {1e3 * t:.2f} | {100 * t / parts:.0f}% |")
 
     if args.torch:
         torch_layers(rows)
