@@ -180,3 +180,18 @@ def test_recompute_and_fold_through_dense_blocks(rng):
     folded = nn.fold_batchnorm(model)
     assert type(folded[0]) is nn.Conv2d and folded[0].bias is not None and type(folded[2]) is nn.DenseBlock
     np.testing.assert_allclose(folded(X), model(X), rtol=1e-10, atol=1e-10)
+
+
+def test_fit_on_images_equals_train_steps(rng):
+    """fit's C++ epoch loop through conv Residual and Concat equals its batches through train_step."""
+    X = rng.standard_normal((24, 1, 5, 5))
+    y = rng.integers(0, 3, 24)
+    a, b = _cnn(), _cnn()
+    fastnn.fit(a, X, y, optimizer=fastnn.optim.SGD(a.parameters(), lr=0.05), epochs=1, batch_size=8, shuffle=False,
+               verbose=0)
+    opt = fastnn.optim.SGD(b.parameters(), lr=0.05)
+    for s in range(0, 24, 8):
+        fastnn.train_step(b, X[s:s + 8], y[s:s + 8], nn.CrossEntropyLoss(), opt)
+    np.testing.assert_allclose(a.flat_parameters(), b.flat_parameters(), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(a.flat_parameters(), _cnn().flat_parameters())
+    assert a.predict(X).shape == (24, 3) and 0 <= a.evaluate(X, y)["accuracy"] <= 1
