@@ -105,8 +105,8 @@ class Container(LayerModule):
             if not isinstance(m, Module):
                 raise TypeError(f"{owner}: child {name!r} is a {type(m).__name__}, not a fastnn.nn.Module")
         modules = [m for _, m in named]
-        dtype = _model_dtype(modules, owner) if dtype is None or any(True for m in modules for _ in m.parameters()) \
-            else np.dtype(dtype)
+        has_params = any(True for m in modules for _ in m.parameters())
+        dtype = np.dtype(dtype) if dtype is not None and not has_params else _model_dtype(modules, owner)
         for m in modules:
             if isinstance(m, LayerModule) and not any(True for _ in m.parameters()):
                 m.to(dtype)
