@@ -392,3 +392,29 @@ def test_one_pixel_images_match_torch(training):
     _to_torch(torch, model, tmodel)
     x, g = rng.normal(size=(5, 4, 1, 1)), rng.normal(size=(5, 13, 1, 1))
     _compare_with_torch(torch, model, tmodel, x, g, training)
+
+
+def test_recompute_bn_statistics_through_a_dense_block():
+    """Each BatchNorm's running statistics become the exact mean and unbiased variance of its input
+    over the data (the block's first BNs read their slice of the feature buffer in place)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    model = nn.DenseBlock(3, 2, 3, bn_size=2, dtype=np.float64)
+    _set_random_state(model, rng)
+    X = rng.normal(size=(10, 2, 4, 5))
+    nn.recompute_bn_statistics(model, X, batch_size=4)
+    tmodel = torch_dense_block(torch, 3, 2, 3, 2)
+    _to_torch(torch, model, tmodel)
+    tmodel.eval()
+    seen = {}
+    for name, m in tmodel.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, inp[0].detach().numpy()))
+    with torch.no_grad():
+        tmodel(torch.tensor(X))
+    state = model.state_dict()
+    assert len(seen) == 6
+    for name, x in seen.items():
+        np.testing.assert_allclose(state[name + ".running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state[name + ".running_var"], x.var(axis=(0, 2, 3), ddof=1), rtol=1e-9,
+                                   atol=1e-12)
