@@ -418,3 +418,21 @@ def test_recompute_bn_statistics_through_a_dense_block():
         np.testing.assert_allclose(state[name + ".running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state[name + ".running_var"], x.var(axis=(0, 2, 3), ddof=1), rtol=1e-9,
                                    atol=1e-12)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    from tests.conftest import num_threads
+
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(16, 5, 9, 9)).astype(np.float32)
+    g = rng.normal(size=(16, 5 + 3 * 6, 9, 9)).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        with num_threads(n):
+            fastnn.manual_seed(0)
+            model = nn.DenseBlock(3, 5, 6, bn_size=4, drop_rate=0.1)
+            model.zero_grad()
+            y = model(x)
+            out.append((y, model.backward(g), model.flat_grad().copy()))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
