@@ -148,3 +148,35 @@ def test_fold_conv_batchnorm_equals_unfolded_eval(rng, dtype):
     # float32: a few roundings of each of the ~30 products summed per output, relative to the output's scale
     atol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(y).max()
     np.testing.assert_allclose(folded(x), y, rtol=0, atol=atol)
+
+
+def test_recompute_and_fold_through_dense_blocks(rng):
+    """DenseBlock (its BatchNorms read strided slices of the block's buffer) and Transition."""
+    fastnn.manual_seed(5)
+    d = dict(dtype=np.float64)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False, **d), nn.BatchNorm2d(4, **d), nn.ReLU(),
+                          nn.DenseBlock(2, 4, 3, bn_size=2, **d), nn.Transition(10, 5, **d),
+                          nn.DenseBlock(2, 5, 2, bn_size=None, **d))
+    _randomize_bn(model, rng)
+    X = rng.standard_normal((12, 1, 6, 6)) + 0.3
+    nn.recompute_bn_statistics(model, X, batch_size=5)
+
+    def check(bn, h):
+        np.testing.assert_allclose(bn.running_mean, h.mean((0, 2, 3)), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(bn.running_var, h.var((0, 2, 3), ddof=1), rtol=1e-9)
+
+    check(model[1], model[0](X))
+    feats = model[2](model[1](model[0](X)))
+    for block in (model[3], model[5]):
+        for layer in block:
+            check(layer.norm1, feats)
+            if block.bn_size is not None:
+                check(layer.norm2, layer.conv1(layer.relu1(layer.norm1(feats))))
+            feats = np.concatenate([feats, layer(feats)], axis=1)
+        if block is model[3]:
+            check(model[4].norm, feats)
+            feats = model[4](feats)
+    np.testing.assert_allclose(model(X), feats, rtol=1e-12, atol=1e-12)
+    folded = nn.fold_batchnorm(model)
+    assert type(folded[0]) is nn.Conv2d and folded[0].bias is not None and type(folded[2]) is nn.DenseBlock
+    np.testing.assert_allclose(folded(X), model(X), rtol=1e-10, atol=1e-10)

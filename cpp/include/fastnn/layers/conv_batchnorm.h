@@ -35,7 +35,8 @@ class FusedConvBatchNorm : public Layer<T> {
   Shape output_shape(const Shape& in) const override { return bn_->output_shape(conv_->output_shape(in)); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
-    folded_ = !bn_->training_in(ctx) && bn_->track_running_stats();
+    // a BatchNorm collecting its input (recompute_bn_statistics) must see it: the separate layers
+    folded_ = !bn_->training_in(ctx) && bn_->track_running_stats() && !bn_->collecting();
     if (!folded_) return after_conv(conv_->forward(x, ctx), ctx);
     output_shape(x.shape);  // the BatchNorm's channels are the conv's
     const index_t C = bn_->num_features();
