@@ -133,7 +133,8 @@ def memory_figures():
         ("BN2-ReLU output, conv2's and BN2's input gradients, shared", 3 * mid),
         ("   ... kept per layer instead", 3 * mid * LAYERS),
         ("per layer: conv1 output (BN2's input) and conv2 output, x L", LAYERS * (mid + K)),
-        ("per layer: conv2's im2col workspace (8 chunks of one image's patches), x L", LAYERS * 8 * 9 * mid / N),
+        ("convs' im2col workspace (8 chunks of one image's patches), shared", 8 * 9 * mid / N),
+        ("   ... one per conv2 instead", LAYERS * 8 * 9 * mid / N),
         ("torch (no checkpointing): concatenated inputs + BN1 + ReLU1 outputs, x L", 3 * per_layer_inputs),
     ]
     for name, channels in rows:
