@@ -59,7 +59,7 @@ class DenseBlock(Container):
     the same shape (Pleiss et al. 2017). ``shared_scratch`` (default True) keeps the layers' first
     BN-ReLU outputs (and the second ones) in one shared buffer and recomputes them in backward
     instead of keeping one per layer (quadratic in num_layers): measured on DenseNet-BC's first block
-    at batch 64, ~6% more CPU time for 0.6 instead of 1 GB (bench/bench_dense_block.py).
+    at batch 64, ~6% more CPU time for 0.44 instead of 0.84 GB (bench/bench_dense_block.py).
     """
 
     _composed = False
