@@ -4,10 +4,15 @@
   mode: "fastnn" recomputes the layers' first BN-ReLU outputs into one shared buffer in backward
   (Pleiss et al. 2017), "fastnn-kept" keeps one per layer; torch is torchvision's _DenseBlock
   written with torch.nn (memory_efficient=False: it concatenates the features at every layer);
+- the same block's eval-mode forward (inference);
 - the transition after it, (64, 216, 28, 28) -> 108 channels at 14x14: "fastnn" pools before the
   1x1 conv (they commute: 4x fewer multiply-adds), "fastnn-conv-first" runs torchvision's order.
 
-Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py -k dense_block
+Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python:. python bench/compare.py -k dense_block
+Indicative (2026-12-02, load average ~5 on the 2 cores, so wall times swing 3x between runs): per
+fastnn fwd+bwd, 1 thread, CPU time: shared 1.02 s, kept 0.95 s (recompute +6%); transition
+pool-first 63-99 ms vs conv-first 83-137 ms (pool-first faster in all 4 runs); eval forward
+fastnn 281 ms vs torch 1258 ms.
 Memory figures of the block (its own buffers, the layers' and the buffers a per-layer design
 would hold instead): python bench/bench_dense_block.py
 """
@@ -77,6 +82,25 @@ def test_dense_block(benchmark, rng, impl):
           fwd_bwd(impl, model, x, g), rounds=5)
 
 
+@pytest.mark.parametrize("impl", ["fastnn", "torch"])
+def test_dense_block_eval(benchmark, rng, impl):
+    """Inference: the eval-mode forward alone."""
+    need(impl)
+    x = rng.standard_normal((N, C0, HW, HW), dtype=np.float32)
+    if impl == "torch":
+        model, tx = torch_dense_block().eval(), torch.from_numpy(x)
+
+        def fn():
+            with torch.no_grad():
+                return model(tx)
+    else:
+        model = nn.DenseBlock(LAYERS, C0, K, bn_size=BN_SIZE).eval()
+
+        def fn():
+            return model(x)
+    bench(benchmark, f"dense block eval fwd {N}x{C0}x{HW}x{HW} k={K} L={LAYERS} bn_size={BN_SIZE}", fn, rounds=5)
+
+
 @pytest.mark.parametrize("impl", ["fastnn", "fastnn-conv-first", "torch"])
 def test_transition(benchmark, rng, impl):
     need(impl)
@@ -109,7 +133,8 @@ def memory_figures():
         ("BN2-ReLU output, conv2's and BN2's input gradients, shared", 3 * mid),
         ("   ... kept per layer instead", 3 * mid * LAYERS),
         ("per layer: conv1 output (BN2's input) and conv2 output, x L", LAYERS * (mid + K)),
-        ("per layer: conv2's im2col workspace (8 chunks of one image's patches), x L", LAYERS * 8 * 9 * mid / N),
+        ("convs' im2col workspace (8 chunks of one image's patches), shared", 8 * 9 * mid / N),
+        ("   ... one per conv2 instead", LAYERS * 8 * 9 * mid / N),
         ("torch (no checkpointing): concatenated inputs + BN1 + ReLU1 outputs, x L", 3 * per_layer_inputs),
     ]
     for name, channels in rows:

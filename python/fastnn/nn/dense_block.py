@@ -57,8 +57,9 @@ class DenseBlock(Container):
     Memory: one feature buffer holds the block input and every layer's new channels, each layer's
     first BatchNorm reads its slice of it in place, and the backward runs on one gradient buffer of
     the same shape (Pleiss et al. 2017). ``shared_scratch`` (default True) keeps the layers' first
-    BN-ReLU outputs in one shared buffer and recomputes them in backward instead of keeping one per
-    layer (quadratic in num_layers).
+    BN-ReLU outputs (and the second ones) in one shared buffer and recomputes them in backward
+    instead of keeping one per layer (quadratic in num_layers): measured on DenseNet-BC's first block
+    at batch 64, ~6% more CPU time for 0.44 instead of 0.84 GB (bench/bench_dense_block.py).
     """
 
     _composed = False

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <limits>
+#include <memory>
 
 #include "fastnn/kernels/conv.h"
 #include "fastnn/layers/layer.h"
@@ -94,6 +95,13 @@ class Conv2d : public Layer<T> {
                     accumulate);
   }
 
+  // The kernels' scratch lives only within one forward or backward call, so convs that never run
+  // at the same time (a DenseBlock's layers) can share one instead of each keeping its own.
+  struct Scratch {
+    Workspace<T> cols, rows, partial;
+  };
+  void share_scratch(std::shared_ptr<Scratch> s) { shared_ = std::move(s); }
+
   bool supports_grad_overwrite() const override { return true; }
   index_t in_channels() const { return C_; }
   index_t out_channels() const { return O_; }
@@ -118,10 +126,11 @@ class Conv2d : public Layer<T> {
 
   ConvWorkspace<T> workspace(const Conv2dShape& s) {
     const ConvWorkspaceSize n = conv2d_workspace_size(s);
+    Scratch& own = shared_ ? *shared_ : scratch_;
     ConvWorkspace<T> ws;
-    if (n.cols) ws.cols = cols_.get({n.cols}).data;
-    if (n.rows) ws.rows = rows_.get({n.rows}).data;
-    if (n.partial) ws.partial = partial_.get({n.partial}).data;
+    if (n.cols) ws.cols = own.cols.get({n.cols}).data;
+    if (n.rows) ws.rows = own.rows.get({n.rows}).data;
+    if (n.partial) ws.partial = own.partial.get({n.partial}).data;
     return ws;
   }
 
@@ -131,7 +140,9 @@ class Conv2d : public Layer<T> {
   Shape shape_in_;
   Conv2dShape shape_;
   View<T> x_, y_;
-  Workspace<T> out_ws_, grad_in_, cols_, rows_, partial_;
+  Workspace<T> out_ws_, grad_in_;
+  Scratch scratch_;
+  std::shared_ptr<Scratch> shared_;  // share_scratch's, else null
 };
 
 }  // namespace fastnn
