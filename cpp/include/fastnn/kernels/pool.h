@@ -123,10 +123,10 @@ inline bool pool_is_2x2_tiling(const ConvGeometry& g) {
 
 namespace pool_detail {
 
-// The 2x2 tiling on an even width no wider than a chunk of pairs: the pairs of a run of rows are
-// one flat array (the fast passes of max_pool2d and avg_pool2d).
+// The 2x2 tiling on an even width whose row pair (W pairs: Q from each row) fits a chunk: the
+// pairs of a run of rows are one flat array (the fast passes of max_pool2d and avg_pool2d).
 inline bool is_even_2x2(const ConvGeometry& g) {
-  return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= 2 * kPairChunk;
+  return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= kPairChunk;
 }
 
 }  // namespace pool_detail
@@ -147,7 +147,7 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
     // 2p + 1. The selection is max_pool2d's scan, which compares the taps in a total order
     // (NaN last-wins, ties first-wins), so pairing them first gives the same maximum and index.
     // Measured (1 thread): 2.5-4x faster than one short loop per output row, on rows of 14 or 7.
-    const index_t rows_per_chunk = std::max<index_t>(1, pool_detail::kPairChunk / W);  // row pairs
+    const index_t rows_per_chunk = pool_detail::kPairChunk / W;  // row pairs, >= 1 (is_even_2x2)
     parallel_for(g.n * g.c, PQ * 4, [&](index_t b0, index_t b1) {
       T pm[pool_detail::kPairChunk];
       I pk[pool_detail::kPairChunk];
@@ -332,7 +332,7 @@ void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w,
   if (fixed && pool_detail::is_even_2x2(*fixed)) {
     // AvgPool2d(2) on even widths (a DenseNet transition): the sums of the horizontal pairs of a
     // run of rows in one flat vectorized pass (as max_pool2d's), then the two rows' pairs.
-    const index_t rows_per_chunk = std::max<index_t>(1, pool_detail::kPairChunk / w);
+    const index_t rows_per_chunk = pool_detail::kPairChunk / w;  // >= 1 (is_even_2x2)
     parallel_for(planes, HW, [&](index_t b0, index_t b1) {
       T ps[pool_detail::kPairChunk];
       for (index_t b = b0; b < b1; ++b) {
