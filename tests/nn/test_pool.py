@@ -184,10 +184,12 @@ def test_fit_and_save_load(rng, tmp_path):
     assert repr(loaded) == repr(model)
     np.testing.assert_array_equal(loaded(x), out)
     assert loaded[1].ceil_mode is True and loaded[2].output_size == (None, 2)
-    gap = nn.Sequential(nn.MaxPool2d((2, 1), stride=(2, 1), padding=(1, 0)), nn.GlobalAvgPool2d())
+    gap = nn.Sequential(nn.MaxPool2d((2, np.int64(1)), stride=[2, 1], padding=(1, 0), ceil_mode=np.bool_(False)),
+                        nn.AvgPool2d(np.int32(1), divisor_override=np.int64(1)), nn.GlobalAvgPool2d())
     fastnn.save(path, gap)
     loaded = fastnn.load(path)
-    assert loaded[0].kernel_size == (2, 1) and loaded[0].padding == (1, 0)
+    assert loaded[0].kernel_size == (2, 1) and loaded[0].stride == (2, 1) and loaded[0].padding == (1, 0)
+    assert type(gap[0].kernel_size[1]) is int and gap[0].ceil_mode is False and type(gap[1].divisor_override) is int
     np.testing.assert_array_equal(loaded(x), gap(x))
 
 
