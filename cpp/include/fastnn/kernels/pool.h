@@ -99,7 +99,8 @@ inline ConvGeometry pool_geometry(index_t n, index_t c, index_t h, index_t w, in
                                   const char* op) {
   constexpr index_t kMax = index_t(1) << 31;
   for (index_t v : {n, c, h, w})
-    FASTNN_CHECK(v >= 1 && v <= kMax, op, "input sizes must be in [1, 2^31], got " << pool_detail::nchw_str(n, c, h, w));
+    FASTNN_CHECK(v >= 1 && v <= kMax, op,
+                 "input sizes must be in [1, 2^31], got " << pool_detail::nchw_str(n, c, h, w));
   check_pool_window(kh, kw, sh, sw, ph, pw, dh, dw, op);
   ConvGeometry g;
   g.n = n, g.c = c, g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw;
