@@ -239,3 +239,23 @@ def test_bad_input_names_the_layer(rng, make, shape, exc, match):
 def test_bad_arguments_name_the_layer(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@requires_torch
+def test_after_a_fused_batchnorm_relu_as_in_the_cnn(rng):
+    """BatchNorm2d + ReLU (one fused layer in training) then MaxPool2d(2): outputs and gradients as torch's."""
+    import torch
+
+    model = nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(3 * 7 * 7, 4, dtype=np.float64))
+    tmodel = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                 torch.nn.Linear(147, 4)).double()
+    tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}, strict=False)
+    x = random_array(rng, (5, 3, 14, 14), np.float64)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = tmodel(tx)
+    y = model(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = random_array(rng, y.shape, np.float64)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(model.backward(g), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
