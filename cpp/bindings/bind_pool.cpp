@@ -158,7 +158,8 @@ py::array mean_backward(const py::handle& go_in, const ConvGeometry& g, const Po
 }
 
 ConvGeometry plane_geometry(const std::array<index_t, 4>& nchw, index_t p, index_t q, const char* op) {
-  if (p > (index_t(1) << 31) || q > (index_t(1) << 31) || double(nchw[0]) * double(nchw[1]) * double(p) * double(q) >= 0x1p60)
+  constexpr index_t kMax = index_t(1) << 31;
+  if (p > kMax || q > kMax || double(nchw[0]) * double(nchw[1]) * double(p) * double(q) >= 0x1p60)
     value_error(op, "output size (" + std::to_string(p) + ", " + std::to_string(q) + ") is too large");
   ConvGeometry g;
   g.n = nchw[0], g.c = nchw[1], g.h = nchw[2], g.w = nchw[3], g.p = p, g.q = q;
@@ -243,7 +244,8 @@ py::array global_backward_impl(const py::handle& go_in, const py::handle& shape_
 index_t layer_output_size(const py::handle& h) {
   if (h.is_none()) return 0;
   index_t v = 0;
-  if (!integer_value(h, &v)) type_error("AdaptiveAvgPool2d", "output_size must be an int, None or a pair, got " + repr_str(h));
+  if (!integer_value(h, &v))
+    type_error("AdaptiveAvgPool2d", "output_size must be an int, None or a pair, got " + repr_str(h));
   if (v < 1) value_error("AdaptiveAvgPool2d", "output_size must be >= 1 (or None), got " + repr_str(h));
   return v;
 }

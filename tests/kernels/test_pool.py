@@ -34,7 +34,9 @@ FAST = [  # the 2x2 stride-2 fast path: even and odd sizes (an uncovered last ro
     ((3, 1, 28, 28), 2, None, 0, 1, True),  # ceil_mode on even sizes: the same windows
     ((1, 3, 7, 9), 2, None, 0, 1, True),  # ceil_mode on odd sizes: partial windows, the generic path
     ((2, 2, 51, 100), 2, None, 0, 1, False),  # even width: chunks of 10 row pairs, the last one partial
-    ((1, 1, 4, 2050), 2, None, 0, 1, False),  # rows too wide for one chunk: the unrolled 2x2 pass
+    ((1, 1, 5, 1024), 2, None, 0, 1, False),  # one row pair per chunk, filling it
+    ((1, 1, 4, 1026), 2, None, 0, 1, False),  # a row pair too wide for a chunk: the unrolled 2x2 pass
+    ((1, 1, 4, 2048), 2, None, 0, 1, False),
 ]
 CASES = REFERENCE_CASES + FAST + _sweep()
 AVG_CASES = [c for c in CASES if c[4] == 1]

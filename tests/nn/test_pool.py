@@ -184,10 +184,12 @@ def test_fit_and_save_load(rng, tmp_path):
     assert repr(loaded) == repr(model)
     np.testing.assert_array_equal(loaded(x), out)
     assert loaded[1].ceil_mode is True and loaded[2].output_size == (None, 2)
-    gap = nn.Sequential(nn.MaxPool2d((2, 1), stride=(2, 1), padding=(1, 0)), nn.GlobalAvgPool2d())
+    gap = nn.Sequential(nn.MaxPool2d((2, np.int64(1)), stride=[2, 1], padding=(1, 0), ceil_mode=np.bool_(False)),
+                        nn.AvgPool2d(np.int32(1), divisor_override=np.int64(1)), nn.GlobalAvgPool2d())
     fastnn.save(path, gap)
     loaded = fastnn.load(path)
-    assert loaded[0].kernel_size == (2, 1) and loaded[0].padding == (1, 0)
+    assert loaded[0].kernel_size == (2, 1) and loaded[0].stride == (2, 1) and loaded[0].padding == (1, 0)
+    assert type(gap[0].kernel_size[1]) is int and gap[0].ceil_mode is False and type(gap[1].divisor_override) is int
     np.testing.assert_array_equal(loaded(x), gap(x))
 
 
@@ -237,3 +239,23 @@ def test_bad_input_names_the_layer(rng, make, shape, exc, match):
 def test_bad_arguments_name_the_layer(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@requires_torch
+def test_after_a_fused_batchnorm_relu_as_in_the_cnn(rng):
+    """BatchNorm2d + ReLU (one fused layer in training) then MaxPool2d(2): outputs and gradients as torch's."""
+    import torch
+
+    model = nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(3 * 7 * 7, 4, dtype=np.float64))
+    tmodel = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                 torch.nn.Linear(147, 4)).double()
+    tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}, strict=False)
+    x = random_array(rng, (5, 3, 14, 14), np.float64)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = tmodel(tx)
+    y = model(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = random_array(rng, y.shape, np.float64)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(model.backward(g), tx.grad.numpy(), rtol=1e-9, atol=1e-12)

@@ -4,14 +4,24 @@ The C++ layers check the arguments (``[MaxPool2d] padding should be at most half
 and each input shape (``[MaxPool2d] expected input (N, C, H, W), got (8, 784)``).
 """
 
+import numbers
+
 import numpy as np
 
 from ._layer_module import LayerModule, layer_factory
 
 
 def _arg(v):
-    """An int or pair argument as torch keeps it (a list, as read from a model file, as a tuple)."""
-    return tuple(v) if isinstance(v, list) else v
+    """An argument as torch keeps it, in Python types (a model file stores it as JSON): NumPy ints
+    and bools as int and bool, a list (as read from a model file) as a tuple. Anything else is
+    passed on for the C++ layer to refuse (a bool where an int belongs, a float)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_arg(e) for e in v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return v
 
 
 class MaxPool2d(LayerModule):
@@ -23,7 +33,7 @@ class MaxPool2d(LayerModule):
     _config_keys = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, dtype=np.float32):
-        kernel_size, padding, dilation = _arg(kernel_size), _arg(padding), _arg(dilation)
+        kernel_size, padding, dilation, ceil_mode = _arg(kernel_size), _arg(padding), _arg(dilation), _arg(ceil_mode)
         stride = kernel_size if stride is None else _arg(stride)
         super().__init__(layer_factory("MaxPool2d", kernel_size, stride, padding, dilation, ceil_mode), dtype)
         for k, v in zip(self._config_keys, (kernel_size, stride, padding, dilation, ceil_mode)):
@@ -38,7 +48,8 @@ class AvgPool2d(LayerModule):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None, dtype=np.float32):
-        kernel_size, padding = _arg(kernel_size), _arg(padding)
+        kernel_size, padding, ceil_mode = _arg(kernel_size), _arg(padding), _arg(ceil_mode)
+        count_include_pad, divisor_override = _arg(count_include_pad), _arg(divisor_override)
         stride = kernel_size if stride is None else _arg(stride)
         super().__init__(layer_factory("AvgPool2d", kernel_size, stride, padding, ceil_mode, count_include_pad,
                                        divisor_override), dtype)

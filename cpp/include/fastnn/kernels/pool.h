@@ -99,7 +99,8 @@ inline ConvGeometry pool_geometry(index_t n, index_t c, index_t h, index_t w, in
                                   const char* op) {
   constexpr index_t kMax = index_t(1) << 31;
   for (index_t v : {n, c, h, w})
-    FASTNN_CHECK(v >= 1 && v <= kMax, op, "input sizes must be in [1, 2^31], got " << pool_detail::nchw_str(n, c, h, w));
+    FASTNN_CHECK(v >= 1 && v <= kMax, op,
+                 "input sizes must be in [1, 2^31], got " << pool_detail::nchw_str(n, c, h, w));
   check_pool_window(kh, kw, sh, sw, ph, pw, dh, dw, op);
   ConvGeometry g;
   g.n = n, g.c = c, g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw;
@@ -123,10 +124,10 @@ inline bool pool_is_2x2_tiling(const ConvGeometry& g) {
 
 namespace pool_detail {
 
-// The 2x2 tiling on an even width no wider than a chunk of pairs: the pairs of a run of rows are
-// one flat array (the fast passes of max_pool2d and avg_pool2d).
+// The 2x2 tiling on an even width whose row pair (W pairs: Q from each row) fits a chunk: the
+// pairs of a run of rows are one flat array (the fast passes of max_pool2d and avg_pool2d).
 inline bool is_even_2x2(const ConvGeometry& g) {
-  return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= 2 * kPairChunk;
+  return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= kPairChunk;
 }
 
 }  // namespace pool_detail
@@ -147,7 +148,7 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
     // 2p + 1. The selection is max_pool2d's scan, which compares the taps in a total order
     // (NaN last-wins, ties first-wins), so pairing them first gives the same maximum and index.
     // Measured (1 thread): 2.5-4x faster than one short loop per output row, on rows of 14 or 7.
-    const index_t rows_per_chunk = std::max<index_t>(1, pool_detail::kPairChunk / W);  // row pairs
+    const index_t rows_per_chunk = pool_detail::kPairChunk / W;  // row pairs, >= 1 (is_even_2x2)
     parallel_for(g.n * g.c, PQ * 4, [&](index_t b0, index_t b1) {
       T pm[pool_detail::kPairChunk];
       I pk[pool_detail::kPairChunk];
@@ -332,7 +333,7 @@ void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w,
   if (fixed && pool_detail::is_even_2x2(*fixed)) {
     // AvgPool2d(2) on even widths (a DenseNet transition): the sums of the horizontal pairs of a
     // run of rows in one flat vectorized pass (as max_pool2d's), then the two rows' pairs.
-    const index_t rows_per_chunk = std::max<index_t>(1, pool_detail::kPairChunk / w);
+    const index_t rows_per_chunk = pool_detail::kPairChunk / w;  // >= 1 (is_even_2x2)
     parallel_for(planes, HW, [&](index_t b0, index_t b1) {
       T ps[pool_detail::kPairChunk];
       for (index_t b = b0; b < b1; ++b) {

@@ -143,7 +143,8 @@ class AdaptiveAvgPool2d : public WindowMeanLayer<T> {
  public:
   AdaptiveAvgPool2d(index_t out_h, index_t out_w) : oh_(out_h), ow_(out_w) {
     FASTNN_CHECK(out_h >= 0 && out_w >= 0 && out_h <= (index_t(1) << 31) && out_w <= (index_t(1) << 31),
-                 "AdaptiveAvgPool2d", "output_size must be in [1, 2^31] (or None), got (" << out_h << ", " << out_w << ")");
+                 "AdaptiveAvgPool2d",
+                 "output_size must be in [1, 2^31] (or None), got (" << out_h << ", " << out_w << ")");
   }
   std::string kind() const override { return "AdaptiveAvgPool2d"; }
 
