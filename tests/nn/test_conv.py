@@ -235,6 +235,16 @@ def test_bad_input_is_a_value_error_naming_the_shapes(shape, match):
         nn.Sequential(nn.ReLU(), m)(np.zeros(shape, np.float32))
 
 
+def test_to_float64_keeps_the_geometry_and_weights(rng):
+    m = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+    x = random_array(rng, (5, 4, 9, 8), np.float32)
+    y32 = m(x)
+    w = m.weight.data.astype(np.float64)
+    m.double()
+    assert m.weight.dtype == np.float64 and np.array_equal(m.weight.data, w)
+    np.testing.assert_allclose(m(x.astype(np.float64)), y32, rtol=1e-4, atol=1e-5)
+
+
 def test_save_load_round_trip(rng, tmp_path):
     model = nn.Sequential(
         nn.Conv2d(3, 6, (3, 5), stride=(1, 2), padding=(1, 2), groups=3, bias=False),

@@ -8,7 +8,7 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_gradient, assert_sum_close, random_array
+from tests.conftest import DTYPES, assert_gradient, assert_sum_close, num_threads, random_array
 
 # (input shape, out_channels, kernel, padding, conv bias): the small-batch (NHWC product),
 # image-by-image (batch >= 4) and pointwise (1x1) paths of kernels/conv.h.
@@ -154,3 +154,16 @@ def test_not_fused():
     match = r"\[BatchNorm2d\] expected input \(N, C, H, W\) with C = 4, got \(2, 3, 3, 3\)"
     with pytest.raises(ValueError, match=match):
         nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(4)).eval()(np.zeros((2, 2, 5, 5), np.float32))
+
+
+def test_eval_same_bits_on_one_and_two_threads(rng):
+    fused, _ = _pair(CASES[2], np.float32, 5)
+    fused.eval()
+    x = random_array(rng, CASES[2][0], np.float32)
+    g = random_array(rng, fused._layer.output_shape(x.shape), np.float32)
+    results = []
+    for n in (1, 2):
+        with num_threads(n):
+            results.append([fused(x), *_backward(fused, g)])
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
