@@ -148,6 +148,21 @@ def assert_gradient(f, x, analytic, eps=1e-6, rtol=1e-6, atol=1e-8):
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
 
 
+def assert_model_gradient(model, x, w, rtol=1e-5, atol=1e-7):
+    """model.backward(w) must give the gradients of loss = sum(w * model(x)) (w: a random upstream
+    gradient) with respect to x and to every parameter, by central differences (float64 models)."""
+
+    def loss():
+        return float(np.sum(w * model(x)))
+
+    model.zero_grad()
+    model(x)
+    dx = model.backward(w)
+    assert_gradient(loss, x, dx, rtol=rtol, atol=atol)
+    for p in model.parameters():
+        assert_gradient(loss, p.data, p.grad.copy(), rtol=rtol, atol=atol)
+
+
 @contextlib.contextmanager
 def num_threads(n):
     old = fastnn.get_num_threads()

@@ -8,7 +8,7 @@ import pytest
 import fastnn
 from fastnn import nn, optim
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_gradient, assert_sum_close, num_threads, random_array, requires_torch
+from tests.conftest import DTYPES, assert_model_gradient, assert_sum_close, num_threads, random_array, requires_torch
 from tests.reference.test_conv import backward_terms, forward_terms
 
 # (input shape, out_channels, kernel, stride, padding, dilation, groups): every kernel 1/3/5,
@@ -82,15 +82,7 @@ def test_small_cnn_gradient_matches_finite_differences(rng):
     x = rng.standard_normal((3, 2, 5, 5))
     w = rng.standard_normal((3, 3))  # loss = sum(w * model(x)), a random upstream gradient
 
-    def loss():
-        return float(np.sum(w * model(x)))
-
-    model.zero_grad()
-    model(x)
-    dx = model.backward(w)
-    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
-    for p in model.parameters():
-        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+    assert_model_gradient(model, x, w)
 
 
 # --- the layer contract ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_gradient, assert_sum_close, num_threads, random_array
+from tests.conftest import DTYPES, assert_model_gradient, assert_sum_close, num_threads, random_array
 
 # (input shape, out_channels, kernel, padding, conv bias): the small-batch (NHWC product),
 # image-by-image (batch >= 4) and pointwise (1x1) paths of kernels/conv.h.
@@ -134,15 +134,7 @@ def test_eval_gradient_matches_finite_differences(rng):
     x = rng.standard_normal(CASES[2][0])
     w = rng.standard_normal(model(x).shape)
 
-    def loss():
-        return float(np.sum(w * model(x)))
-
-    model.zero_grad()
-    model(x)
-    dx = model.backward(w)
-    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
-    for p in model.parameters():
-        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+    assert_model_gradient(model, x, w)
 
 
 def test_not_fused():

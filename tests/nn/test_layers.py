@@ -6,7 +6,10 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn import reference as R
-from tests.conftest import DTYPES, TOL, assert_close, assert_gradient, assert_sum_close, random_array, requires_torch
+from tests.conftest import (
+    DTYPES, TOL, assert_close, assert_gradient, assert_model_gradient, assert_sum_close, random_array,
+    requires_torch,
+)
 from tests.reference.test_activations import prelu_weight_terms
 from tests.reference.test_batchnorm import backward_terms as bn_backward_terms
 from tests.reference.test_batchnorm import forward_terms as bn_forward_terms
@@ -318,15 +321,7 @@ def test_linear_activation_pairs_are_fused_and_exact(rng, act):
     assert plan[0].startswith("Linear+") and len(plan) == 2
     x, w = rng.standard_normal((6, 9)), rng.standard_normal((6, 3))
 
-    def loss():
-        return float(np.sum(w * fused(x)))
-
-    fused.zero_grad()
-    fused(x)
-    dx = fused.backward(w)
-    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
-    for p in fused.parameters():
-        assert_gradient(loss, p.data, p.grad.copy(), rtol=1e-5, atol=1e-7)
+    assert_model_gradient(fused, x, w)
     # The same layers unfused (an Identity between them) give the same numbers.
     plain = [fused[0](x)]
     plain.append(fused[1](plain[0]))

@@ -141,3 +141,32 @@ class LayerModule(Module):
         grad_out = self._as_input(grad_out, "grad_out")
         with _quiet_blas:
             return self._layer.backward(grad_out, True)
+
+
+class WeightedLayer(LayerModule):
+    """A layer with a ``weight`` and an optional ``bias`` (Linear, Conv2d): PyTorch's default
+    initialization or a named one, and ``bias`` in the saved configuration."""
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    @property
+    def bias(self):
+        return self._parameters.get("bias")
+
+    def reset_parameters(self, init=None, generator=None):
+        from .. import random as _random
+        from . import init as _init
+
+        gen = _random.generator(generator)
+        bias = self.bias.data if self.bias is not None else None
+        if init is None:
+            _init.pytorch_linear_default_(self.weight.data, bias, generator=gen)
+            return
+        _init.get(init)(self.weight.data, generator=gen)
+        if bias is not None:
+            bias[...] = 0
+
+    def _config(self):
+        return {**super()._config(), "bias": self.bias is not None}

@@ -3,8 +3,7 @@
 import numpy as np
 
 from .. import _validate as _v
-from . import init as _init
-from ._layer_module import LayerModule, layer_factory
+from ._layer_module import WeightedLayer, layer_factory
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # torch's; only "zeros" is implemented
 
@@ -38,7 +37,7 @@ def _padding(padding, kernel_size, stride, dilation):
     return padding, tuple(t // 2 for t in total)
 
 
-class Conv2d(LayerModule):
+class Conv2d(WeightedLayer):
     """2-D convolution of (N, C, H, W) inputs, as torch.nn.Conv2d:
 
         y[n, o, p, q] = b[o] + sum_{c, i, j} W[o, c, i, j] x_pad[n, g C/G + c, p sh + i dh, q sw + j dw]
@@ -89,29 +88,6 @@ class Conv2d(LayerModule):
                             ("_pad", pad)):
             object.__setattr__(self, name, value)
         self.reset_parameters(init, generator)
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
-
-    @property
-    def bias(self):
-        return self._parameters.get("bias")
-
-    def reset_parameters(self, init=None, generator=None):
-        from .. import random as _random
-
-        gen = _random.generator(generator)
-        bias = self.bias.data if self.bias is not None else None
-        if init is None:
-            _init.pytorch_linear_default_(self.weight.data, bias, generator=gen)
-            return
-        _init.get(init)(self.weight.data, generator=gen)
-        if bias is not None:
-            bias[...] = 0
-
-    def _config(self):
-        return {**super()._config(), "bias": self.bias is not None}
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -3,13 +3,12 @@
 import numpy as np
 
 from .. import _validate as _v
-from . import init as _init
-from ._layer_module import LayerModule, layer_factory
+from ._layer_module import WeightedLayer, layer_factory
 
 _ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
 
 
-class Linear(LayerModule):
+class Linear(WeightedLayer):
     """Fully connected layer.
 
     Args:
@@ -36,29 +35,6 @@ class Linear(LayerModule):
                             ("activation", activation), ("negative_slope", negative_slope)):
             object.__setattr__(self, name, value)
         self.reset_parameters(init, generator)
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
-
-    @property
-    def bias(self):
-        return self._parameters.get("bias")
-
-    def reset_parameters(self, init=None, generator=None):
-        from .. import random as _random
-
-        gen = _random.generator(generator)
-        bias = self.bias.data if self.bias is not None else None
-        if init is None:
-            _init.pytorch_linear_default_(self.weight.data, bias, generator=gen)
-            return
-        _init.get(init)(self.weight.data, generator=gen)
-        if bias is not None:
-            bias[...] = 0
-
-    def _config(self):
-        return {**super()._config(), "bias": self.bias is not None}
 
     def extra_repr(self):
         act = f", activation={self.activation!r}" if self.activation != "none" else ""

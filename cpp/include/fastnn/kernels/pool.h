@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fastnn/common.h"
+#include "fastnn/kernels/blockwise.h"
 #include "fastnn/kernels/im2col.h"
 
 namespace fastnn {
@@ -294,22 +295,6 @@ inline bool is_global(const PoolWindows& rows, const PoolWindows& cols, index_t 
          cols.end[0] == w && rows.size[0] == h && cols.size[0] == w;
 }
 
-// sum of v[0..n) in a fixed order whatever the address (Eigen's sum starts its SIMD lanes at the
-// first aligned element, so its rounding would depend on where the buffer lies): 8 lane sums that
-// the compiler vectorizes, added in lane order, then the tail.
-template <class T>
-T fixed_order_sum(const T* v, index_t n) {
-  constexpr index_t L = 8;
-  T lane[L] = {};
-  index_t i = 0;
-  for (; i + L <= n; i += L)
-    for (index_t l = 0; l < L; ++l) lane[l] += v[i + l];
-  T s = T(0);
-  for (index_t l = 0; l < L; ++l) s += lane[l];
-  for (; i < n; ++i) s += v[i];
-  return s;
-}
-
 }  // namespace pool_detail
 
 // y[b, p, q] = (sum of x[b] over rows [start, end) x cols [start, end)) / divisor for the
@@ -323,7 +308,7 @@ void window_mean_forward(const T* x, T* y, index_t planes, index_t h, index_t w,
   const index_t P = rows.count(), Q = cols.count(), HW = h * w, PQ = P * Q;
   if (!divisor_override && pool_detail::is_global(rows, cols, h, w)) {
     parallel_for(planes, HW, [&](index_t b0, index_t b1) {
-      for (index_t b = b0; b < b1; ++b) y[b] = pool_detail::fixed_order_sum(x + b * HW, HW) / static_cast<T>(HW);
+      for (index_t b = b0; b < b1; ++b) y[b] = blockwise::sum(x + b * HW, HW) / static_cast<T>(HW);
     });
     return;
   }

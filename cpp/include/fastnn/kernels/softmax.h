@@ -9,7 +9,7 @@
 #include <cmath>
 
 #include "fastnn/common.h"
-#include "fastnn/kernels/activations.h"  // blockwise::Block, map, sum, dot
+#include "fastnn/kernels/blockwise.h"
 
 namespace fastnn {
 
