@@ -166,3 +166,15 @@ def test_recompute_passes_end_at_their_batchnorm(rng):
     nn.recompute_bn_statistics(model, rng.standard_normal((30, 3)), batch_size=10)
     assert mid.calls == 3 * 3  # the first pass (all three), then the second and third BatchNorm's
     assert last.calls == 3  # the first pass only
+
+
+def test_a_batchnorm_without_affine_is_not_copied_into_a_second_container(rng):
+    """BatchNorm(affine=False) has no parameters but running statistics: a slice must run the same
+    layer (a copy had default statistics and gave other eval outputs)."""
+    bn = nn.BatchNorm1d(4, affine=False, dtype=np.float64)
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), bn, nn.Linear(4, 2, dtype=np.float64))
+    model.train()
+    model(rng.standard_normal((16, 3)) * 3 + 1)  # moves the running statistics
+    model.eval()
+    h = rng.standard_normal((5, 4))
+    np.testing.assert_array_equal(model[1:](h), model[2](bn(h)))

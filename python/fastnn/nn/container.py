@@ -31,8 +31,9 @@ def cpp_layer(module, dtype, owner=None):
 
 
 def _is_free_leaf(m):
-    """A built-in module without parameters or children (ReLU, Dropout, ...): it can be copied."""
-    return isinstance(m, LayerModule) and not m._modules and not any(True for _ in m.parameters())
+    """A built-in module without parameters, state or children (ReLU, Dropout, ...): it can be copied
+    (a BatchNorm(affine=False) has no parameters but running statistics: a copy would not share them)."""
+    return isinstance(m, LayerModule) and not m._modules and not m._states and not any(True for _ in m.parameters())
 
 
 def _runs_as_is(m):
