@@ -163,6 +163,33 @@ def assert_model_gradient(model, x, w, rtol=1e-5, atol=1e-7):
         assert_gradient(loss, p.data, p.grad.copy(), rtol=rtol, atol=atol)
 
 
+
+def assert_matches_torch(model, tmodel, x, g, rtol, atol, grad_atol, state=False):
+    """In training and then eval mode, model (float64) and tmodel, its torch twin holding the same
+    weights, give the same output, input gradient and parameter gradients (rtol 1e-9, atol
+    grad_atol) for the upstream gradient g; with state, also the same state_dict (running
+    statistics updated alike). The caller has imported torch (pytest.importorskip)."""
+    import torch as th
+
+    tparams = dict(tmodel.named_parameters())
+    for training in (True, False):
+        model.train(training)
+        tmodel.train(training)
+        model.zero_grad()
+        y = model(x)
+        dx = model.backward(g)
+        tx = th.tensor(x, requires_grad=True)
+        ty = tmodel(tx)
+        ty.backward(th.from_numpy(g))
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=rtol, atol=atol)
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-9, atol=grad_atol, err_msg=name)
+            tparams[name].grad = None
+        if state:
+            for name, v in model.state_dict().items():
+                np.testing.assert_allclose(v, tmodel.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
 @contextlib.contextmanager
 def num_threads(n):
     old = fastnn.get_num_threads()

@@ -5,7 +5,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from tests.conftest import DTYPES, assert_model_gradient, assert_sum_close
+from tests.conftest import DTYPES, assert_matches_torch, assert_model_gradient, assert_sum_close
 
 
 def _linear_concat(dtype):
@@ -98,21 +98,7 @@ def test_against_torch(rng):
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
     x = rng.standard_normal((8, 4))
     g = rng.standard_normal((8, 11))
-    for training in (True, False):
-        model.train(training)
-        tmodel.train(training)
-        model.zero_grad()
-        y = model(x)
-        dx = model.backward(g)
-        tx = torch.tensor(x, requires_grad=True)
-        ty = tmodel(tx)
-        ty.backward(torch.from_numpy(g))
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-        tparams = dict(tmodel.named_parameters())
-        for name, p in model.named_parameters():
-            np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
-            tparams[name].grad = None
+    assert_matches_torch(model, tmodel, x, g, rtol=1e-10, atol=1e-12, grad_atol=1e-12)
     other = _bn_concat()
     with torch.no_grad():
         for p in tmodel.parameters():

@@ -5,7 +5,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from tests.conftest import assert_model_gradient
+from tests.conftest import assert_matches_torch, assert_model_gradient
 
 
 def _conv_block(dtype=np.float64, shortcut=True):
@@ -67,21 +67,7 @@ def test_conv_residual_and_concat_against_torch(rng):
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
     x = rng.standard_normal((3, 2, 5, 6))
     g = rng.standard_normal((3, 6, 5, 6))
-    tparams = dict(tmodel.named_parameters())
-    for training in (True, False):
-        model.train(training)
-        tmodel.train(training)
-        model.zero_grad()
-        y = model(x)
-        dx = model.backward(g)
-        tx = torch.tensor(x, requires_grad=True)
-        ty = tmodel(tx)
-        ty.backward(torch.from_numpy(g))
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-11)
-        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-11)
-        for name, p in model.named_parameters():
-            np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=name)
-            tparams[name].grad = None
+    assert_matches_torch(model, tmodel, x, g, rtol=1e-9, atol=1e-11, grad_atol=1e-10)
     other = nn.Sequential(_conv_block(), nn.ReLU(),
                           nn.Concat(nn.Conv2d(3, 2, 1, dtype=np.float64), nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64)))
     other.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})

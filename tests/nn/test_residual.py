@@ -5,7 +5,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from tests.conftest import DTYPES, assert_model_gradient, assert_sum_close
+from tests.conftest import DTYPES, assert_matches_torch, assert_model_gradient, assert_sum_close
 
 
 def _mlp_residual(dtype, shortcut):
@@ -112,23 +112,7 @@ def test_against_torch(rng, shortcut):
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})  # fastnn -> torch
     x = rng.standard_normal((8, 4))
     g = rng.standard_normal((8, 4))
-    for training in (True, False):
-        model.train(training)
-        tmodel.train(training)
-        model.zero_grad()
-        y = model(x)
-        dx = model.backward(g)
-        tx = torch.tensor(x, requires_grad=True)
-        ty = tmodel(tx)
-        ty.backward(torch.from_numpy(g))
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-        for name, p in model.named_parameters():
-            tp = dict(tmodel.named_parameters())[name]
-            np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
-            tp.grad = None
-        for name, v in model.state_dict().items():  # running statistics updated alike
-            np.testing.assert_allclose(v, tmodel.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    assert_matches_torch(model, tmodel, x, g, rtol=1e-10, atol=1e-12, grad_atol=1e-12, state=True)
     other = _bn_residual(shortcut=shortcut)  # torch -> fastnn
     with torch.no_grad():
         for p in tmodel.parameters():
