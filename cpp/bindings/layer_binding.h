@@ -129,7 +129,65 @@ void bind_layer_base(py::module_& m, const std::string& name) {
             if (!need_input_grad) return py::none();
             return copy_out(dx);
           },
-          py::arg("grad_out"), py::arg("need_input_grad") = true);
+          py::arg("grad_out"), py::arg("need_input_grad") = true)
+      // The R-operator pair (layer.h), for tests and fastnn.hvp. The direction v and the H·v
+      // accumulator hv are flat buffers laid out as the parameters, read and written from offset.
+      .def_property_readonly("has_rop", &Layer<T>::has_rop)
+      .def(
+          "bind_direction",
+          [](Layer<T>& l, const py::handle& v, const py::handle& hv, index_t offset) {
+            const std::string op = l.kind() + ".bind_direction";
+            CArray<T> vv = in<T>(v, op.c_str(), "v"), h = inout<T>(hv, op.c_str(), "hv");
+            if (vv.size() != h.size() || offset < 0 || offset + l.num_params() > vv.size())
+              value_error(op.c_str(), "buffers of " + std::to_string(vv.size()) + "/" + std::to_string(h.size()) +
+                                          " elements cannot hold the direction of " + std::to_string(l.num_params()) +
+                                          " parameters at offset " + std::to_string(offset));
+            ModelLock<T> lock(l, op, false, false);
+            l.bind_direction(vv.data() + offset, h.mutable_data() + offset);
+            l.mutex().direction_owner = hold(py::make_tuple(vv, h));
+          },
+          py::arg("v"), py::arg("hv"), py::arg("offset") = 0)
+      .def(
+          "rop_forward",
+          [](Layer<T>& l, const py::handle& rx, bool training, std::uint64_t seed, std::uint64_t step, bool force) {
+            const std::string op = l.kind() + ".rop_forward";
+            if (!l.has_rop()) value_error(op.c_str(), "this layer has no R-operator");
+            if (l.last_output_shape.empty()) value_error(op.c_str(), "rop_forward called before forward");
+            View<T> rv;  // None: R{x} = 0
+            if (!rx.is_none()) rv = input_view<T>(rx, op, "rx");
+            Context ctx{training, seed, step, force};
+            ModelLock<T> lock(l, op, false);
+            View<T> ry;
+            {
+              py::gil_scoped_release nogil;
+              ry = l.rop_forward(rv, ctx);
+            }
+            l.mutex().r_input_owner = hold(rx);
+            return copy_out(ry);
+          },
+          py::arg("rx"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0,
+          py::arg("force") = false)
+      .def(
+          "rop_backward",
+          [](Layer<T>& l, const py::handle& g, const py::handle& rg, bool need_input_grad) -> py::object {
+            const std::string op = l.kind() + ".rop_backward";
+            if (!l.has_rop()) value_error(op.c_str(), "this layer has no R-operator");
+            View<T> gv = input_view<T>(g, op, "grad_out"), rgv = input_view<T>(rg, op, "r_grad_out");
+            if (l.last_output_shape.empty()) value_error(op.c_str(), "rop_backward called before forward");
+            if (gv.shape != l.last_output_shape || rgv.shape != l.last_output_shape)
+              value_error(op.c_str(), "grad_out and r_grad_out must have the shape of the last output " +
+                                          fastnn::shape_str(l.last_output_shape) + ", got " +
+                                          fastnn::shape_str(gv.shape) + " and " + fastnn::shape_str(rgv.shape));
+            ModelLock<T> lock(l, op, false);
+            RopGrad<T> r;
+            {
+              py::gil_scoped_release nogil;
+              r = l.rop_backward(gv, rgv, need_input_grad);
+            }
+            if (!need_input_grad) return py::none();
+            return py::make_tuple(copy_out(r.grad), copy_out(r.rgrad));
+          },
+          py::arg("grad_out"), py::arg("r_grad_out"), py::arg("need_input_grad") = true);
 }
 
 }  // namespace fastnn::bind

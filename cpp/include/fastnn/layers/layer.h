@@ -7,6 +7,17 @@
 //   backward(g, need_input_grad) -> grad wrt x (owned by the layer); ACCUMULATES (+=) parameter
 //                       gradients into the flat gradient buffer (micrograd's contract; zero_grad resets),
 //                       or writes them (=) while overwrite_grads is set (the epoch loop's fast path).
+//
+// The R-operator pair (Pearlmutter 1994), for exact Hessian-vector products H·v. v is a direction
+// over the flat parameter buffer, bound like the parameters (bind_direction); for any quantity f
+// of the pass, R{f} = d/dr f(θ + r·v) at r = 0.
+//   rop_forward(rx, ctx) -> R{output} (owned by the layer); runs right after forward(x, ctx) on the
+//                       same input and keeps what rop_backward needs. rx.data == nullptr means
+//                       R{x} = 0 (the model's input does not depend on θ).
+//   rop_backward(g, rg, need_input_grad) -> {dL/dx, R{dL/dx}}, given g = dL/dy and rg = R{dL/dy};
+//                       ACCUMULATES dL/dθ into the gradient buffer, as backward does, and
+//                       R{dL/dθ} (this layer's slice of H·v) into the hv buffer.
+// A layer without them answers has_rop() false; fastnn.hvp then differentiates gradients.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +52,12 @@ struct Context {
 };
 
 template <class T>
+struct RopGrad {
+  View<T> grad;   // dL/dx
+  View<T> rgrad;  // R{dL/dx}
+};
+
+template <class T>
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -69,6 +86,22 @@ class Layer {
 
   virtual View<T> forward(const View<T>& x, const Context& ctx) = 0;
   virtual View<T> backward(const View<T>& grad_out, bool need_input_grad) = 0;
+
+  // The R-operator pair (see the top of this file). Containers answer for all their descendants.
+  virtual bool has_rop() const { return false; }
+  // Points the direction and the H·v accumulator at this layer's slice (num_params() elements each).
+  virtual void bind_direction(const T* v, T* hv) {
+    (void)v;
+    (void)hv;
+  }
+  virtual View<T> rop_forward(const View<T>& rx, const Context& ctx) {
+    (void)rx, (void)ctx;
+    throw invalid_argument("[" + kind() + "] has no R-operator (exact Hessian-vector products)");
+  }
+  virtual RopGrad<T> rop_backward(const View<T>& grad_out, const View<T>& r_grad_out, bool need_input_grad) {
+    (void)grad_out, (void)r_grad_out, (void)need_input_grad;
+    throw invalid_argument("[" + kind() + "] has no R-operator (exact Hessian-vector products)");
+  }
 
   // Input given as pointers to its rows (a shuffled batch's samples where they lie in the data
   // set, not copied): layers that can read it say so, and the epoch loop skips the gather copy.

@@ -20,6 +20,9 @@ struct LayerMutex {
   // What the parameter and gradient buffers the layer points into are kept alive by (a call may
   // still run an old layer of a module that has moved to new buffers, e.g. with .double()).
   std::shared_ptr<void> params_owner;
+  // The same for the R-operator pass: the direction and H·v buffers, and the R{x} input.
+  std::shared_ptr<void> direction_owner;
+  std::shared_ptr<void> r_input_owner;
 };
 
 }  // namespace fastnn

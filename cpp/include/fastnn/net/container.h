@@ -43,6 +43,19 @@ class Container : public Layer<T> {
   }
   bool lacks_param_buffer() const override { return false; }
 
+  // The direction of an R-operator pass, sliced as the parameters are.
+  void bind_direction(const T* v, T* hv) override {
+    index_t offset = 0;
+    for (auto& c : children_) {
+      c->bind_direction(v + offset, hv + offset);
+      offset += c->num_params();
+    }
+  }
+  // A container has the R-operator when it implements the pair and every child has it.
+  bool children_have_rop() const {
+    return std::all_of(children_.begin(), children_.end(), [](const LayerPtr<T>& c) { return c->has_rop(); });
+  }
+
   std::vector<StateSpec<T>> state() override {
     std::vector<StateSpec<T>> out;
     for (size_t i = 0; i < children_.size(); ++i)
