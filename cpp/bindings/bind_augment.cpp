@@ -1,4 +1,4 @@
-// augment / augment_params / augment_apply: the augmentation pipeline on (N, C, H, W) batches.
+// augment_batch / augment_params / augment_apply: the augmentation pipeline on (N, C, H, W) batches.
 #include "bindings/arrays.h"
 #include "bindings/augment_args.h"
 #include "bindings/dropout_args.h"
@@ -21,7 +21,7 @@ CArray<T> images_arg(const py::handle& h, const char* op) {
 template <class T>
 py::array augment_impl(const py::handle& x_in, const py::handle& ops_in, const py::handle& seed_in,
                        const py::handle& step_in, const py::handle& params_in) {
-  const char* op = params_in.is_none() ? "augment" : "augment_apply";
+  const char* op = params_in.is_none() ? "augment_batch" : "augment_apply";
   CArray<T> x = images_arg<T>(x_in, op);
   const index_t n = x.shape(0);
   Augmenter<T> aug(augment_ops_arg(ops_in, op), ImageShape{x.shape(1), x.shape(2), x.shape(3)}, op);
@@ -51,9 +51,9 @@ py::array augment_impl(const py::handle& x_in, const py::handle& ops_in, const p
 
 void bind_augment(py::module_& m) {
   m.def(
-      "augment",
+      "augment_batch",
       [](const py::handle& x, const py::handle& ops, const py::handle& seed, const py::handle& step) {
-        return dispatch_float(x, "augment", "x", [&](auto tag) {
+        return dispatch_float(x, "augment_batch", "x", [&](auto tag) {
           return augment_impl<decltype(tag)>(x, ops, seed, step, py::none());
         });
       },
