@@ -35,6 +35,7 @@ py::array augment_impl(const py::handle& x_in, const py::handle& ops_in, const p
     p = in<double>(params_in, op, "params", true);
     check_shape(p, op, "params", {n, aug.n_ops(), kAugmentParams});
     params = p.data();
+    aug.check_params(params, n, op);
   }
   CArray<T> y = new_array<T>(image_batch_shape(n, aug.output_shape()));
   const T* xp = x.data();

@@ -408,6 +408,49 @@ class Augmenter {
       draw_augment_params(ops_[k], shapes_[k], key, static_cast<int>(k), out + k * kAugmentParams);
   }
 
+  // Given parameters (augment_apply) must be ones draw() can make: whole numbers where it draws
+  // integers, rectangles inside the image, keys of 32-bit halves.
+  void check_params(const double* params, index_t n, const char* op) const {
+    auto whole = [](double v, double lo, double hi) { return v == std::floor(v) && v >= lo && v <= hi; };
+    for (index_t i = 0; i < n; ++i) {
+      for (index_t k = 0; k < n_ops(); ++k) {
+        const double* p = params + (i * n_ops() + k) * kAugmentParams;
+        const AugmentOp& o = ops_[k];
+        const ImageShape& s = shapes_[k];
+        bool ok = std::all_of(p, p + kAugmentParams, [](double v) { return std::isfinite(v); });
+        switch (o.kind) {
+          case AugmentKind::hflip:
+          case AugmentKind::vflip:
+            ok = ok && (p[0] == 0 || p[0] == 1);
+            break;
+          case AugmentKind::shift:
+            ok = ok && whole(p[0], -1e15, 1e15) && whole(p[1], -1e15, 1e15);  // any shift reads inside
+            break;
+          case AugmentKind::affine:
+            ok = ok && p[3] > 0 && std::fabs(p[4]) < 90 && std::fabs(p[5]) < 90;
+            break;
+          case AugmentKind::crop:
+            ok = ok && whole(p[0], 0, double(s.h + o.pad_top + o.pad_bottom - o.out_h)) &&
+                 whole(p[1], 0, double(s.w + o.pad_left + o.pad_right - o.out_w));
+            break;
+          case AugmentKind::noise:
+            ok = ok && whole(p[0], 0, 4294967295.0) && whole(p[1], 0, 4294967295.0);
+            break;
+          case AugmentKind::erase:
+            ok = ok && (p[0] == 0 || (p[0] == 1 && whole(p[3], 0, double(s.h)) && whole(p[4], 0, double(s.w)) &&
+                                      whole(p[1], 0, double(s.h) - p[3]) && whole(p[2], 0, double(s.w) - p[4]) &&
+                                      whole(p[5], 0, 4294967295.0) && whole(p[6], 0, 4294967295.0)));
+            break;
+          case AugmentKind::jitter:
+            ok = ok && (p[2] == 0 || p[2] == 1);
+            break;
+        }
+        FASTNN_CHECK(ok, op, "params[" << i << ", " << k << "] are not parameters this op draws for images of shape ("
+                                        << s.c << ", " << s.h << ", " << s.w << ")");
+      }
+    }
+  }
+
   // One image: src (input shape) -> dst (output shape), with two scratch images of max_size().
   void apply(const double* params, const T* src, T* dst, T* scratch) const {
     // Ops not drawn (a flip with probability p) are skipped; they never change the shape. The
