@@ -166,8 +166,8 @@ def _translate(img, oh, ow, oy, ox, edge, fill):
 def _affine(img, m, nearest, fill):
     c, h, w = img.shape
     yo, xo = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    xs = m[0, 0] * xo + m[0, 1] * yo + m[0, 2]
-    ys = m[1, 0] * xo + m[1, 1] * yo + m[1, 2]
+    xs = m[0, 0] * xo + (m[0, 1] * yo + m[0, 2])
+    ys = m[1, 0] * xo + (m[1, 1] * yo + m[1, 2])
     src = img.astype(np.float64)
 
     def at(yi, xi):
@@ -186,8 +186,10 @@ def _affine(img, m, nearest, fill):
     xf, yf = np.floor(xs), np.floor(ys)
     fx, fy = xs - xf, ys - yf
     x0, y0 = xf.astype(np.int64), yf.astype(np.int64)
-    out = ((1 - fy) * (1 - fx) * at(y0, x0) + (1 - fy) * fx * at(y0, x0 + 1)
-           + fy * (1 - fx) * at(y0 + 1, x0) + fy * fx * at(y0 + 1, x0 + 1))
+    # bilinear as three linear interpolations: (1 - fy)((1 - fx) v00 + fx v01) + fy((1 - fx) v10 + fx v11)
+    top = at(y0, x0) + fx * (at(y0, x0 + 1) - at(y0, x0))
+    bottom = at(y0 + 1, x0) + fx * (at(y0 + 1, x0 + 1) - at(y0 + 1, x0))
+    out = top + fy * (bottom - top)
     return np.where(ok, out, fill).astype(img.dtype)
 
 
