@@ -118,3 +118,16 @@ BAD = [
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_named_transforms_and_the_cli(capsys):
+    from fastnn.__main__ import main
+
+    aug = A.from_names("shift, flip,rotation", shape=(1, 28, 28))
+    assert [type(t).__name__ for t in aug.transforms] == ["RandomShift", "RandomHorizontalFlip", "RandomRotation"]
+    assert all(A.from_names(name, (1, 28, 28))._for_fit((784,))[1] == (1, 28, 28) for name in A.NAMED)
+    with pytest.raises(ValueError, match="unknown augmentation blur"):
+        A.from_names("shift,blur")
+    assert main(["train", "--model", "linear", "--epochs", "1", "--train-size", "256", "--data", "bundled", "--quiet",
+                 "--augment", "shift,flip"]) == 0
+    assert "test accuracy" in capsys.readouterr().out

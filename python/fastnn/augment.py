@@ -431,3 +431,28 @@ def for_fit(augment, sample_shape):
     if not isinstance(augment, Compose):
         augment = Compose([augment])
     return augment._for_fit(sample_shape)
+
+
+# The CLI's --augment names (python -m fastnn train --augment shift,flip), with the usual
+# Fashion-MNIST strengths.
+NAMED = {
+    "shift": lambda: RandomShift(2),
+    "flip": lambda: RandomHorizontalFlip(),
+    "vflip": lambda: RandomVerticalFlip(),
+    "rotation": lambda: RandomRotation(10),
+    "affine": lambda: RandomAffine(10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=5),
+    "crop": lambda: RandomCrop(28, padding=2),
+    "erasing": lambda: RandomErasing(),
+    "noise": lambda: GaussianNoise(sigma=0.05),
+    "jitter": lambda: ColorJitter(brightness=0.2, contrast=0.2),
+}
+
+
+def from_names(text, shape=None):
+    """Compose of the comma-separated NAMED transforms, e.g. "shift,flip,rotation"."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NAMED]
+    if unknown or not names:
+        raise ValueError(f"augment: unknown augmentation {', '.join(unknown) or repr(text)}; "
+                         f"use a comma-separated list of {', '.join(NAMED)}")
+    return Compose([NAMED[n]() for n in names], shape=shape)
