@@ -1,11 +1,13 @@
 // The C++ training loop as Python functions: train_epoch, train_step, evaluate, predict.
 // Python (fastnn.train) validates the data and owns callbacks, schedules and history.
 #include <cstring>
+#include <memory>
 
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
+#include "bindings/augment_args.h"
 #include "bindings/layer_binding.h"
 #include "bindings/model_lock.h"
 #include "bindings/segments_arg.h"
@@ -110,11 +112,23 @@ index_t* applied_arg(const py::handle& applied, std::vector<py::object>& keep) {
   return a.mutable_data();
 }
 
+// fit's augment=: the pipeline on samples of image shape augment_shape, which must hold exactly
+// one sample and give one of the same size (the model sees the augmented batch in X's layout).
+template <class T>
+std::unique_ptr<Augmenter<T>> augmenter_arg(const py::handle& ops, const py::handle& shape, const Dataset<T>& d,
+                                            const char* op) {
+  if (ops.is_none()) return nullptr;
+  auto aug = std::make_unique<Augmenter<T>>(augment_ops_arg(ops, op), image_shape_arg(shape, op), op);
+  if (aug->input_shape().size() != d.sample_size() || aug->output_shape().size() != d.sample_size())
+    value_error(op, "augment must take and give samples of X's size (" + std::to_string(d.sample_size()) + " values)");
+  return aug;
+}
+
 template <class T>
 py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py::handle& y, const Objective& obj,
                           const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
                           const EpochOptions& o, const py::handle& clip_segments, const py::object& progress,
-                          const py::handle& applied_out) {
+                          const py::handle& applied_out, const py::handle& augment, const py::handle& augment_shape) {
   const char* op = "train_epoch";
   std::vector<py::object> keep;
   Dataset<T> d = dataset_arg<T>(X, y, op, keep);
@@ -122,6 +136,8 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   T* g = grads_arg<T>(grads, op, &n_params, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
   Trainer<T> trainer(layer, g, n_params, clip_segments_arg(clip_segments, n_params, keep));
+  std::unique_ptr<Augmenter<T>> aug = augmenter_arg<T>(augment, augment_shape, d, op);
+  trainer.set_augment(aug.get());
   // Called between batches at most ~10 times a second: Ctrl-C (seen by Python only when it runs)
   // stops the epoch there, with every step before it applied and counted.
   const ProgressFn report = [&progress](index_t done, index_t total, double loss) {
@@ -198,19 +214,20 @@ void bind_train(py::module_& m) {
          const std::string& reduction, const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
          index_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch, std::uint64_t first_step,
          double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress,
-         const py::handle& applied) {
+         const py::handle& applied, const py::handle& augment, const py::handle& augment_shape) {
         if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
         EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value};
         const Objective obj = objective_arg(loss, reduction);
         return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
           return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress,
-                                                  applied);
+                                                  applied, augment, augment_shape);
         });
       },
       py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("grads"),
       py::arg("steppers"), py::arg("batch_size"), py::arg("shuffle"), py::arg("seed"), py::arg("epoch"),
       py::arg("first_step"), py::arg("clip_norm") = 0.0, py::arg("clip_value") = 0.0,
-      py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none());
+      py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none(),
+      py::arg("augment") = py::none(), py::arg("augment_shape") = py::none());
   m.def(
       "evaluate",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,

@@ -10,6 +10,7 @@ from ._config import (
     use_gemm_backend,
 )
 from . import datasets, functional, io, models, nn, optim, random, reference, train
+from . import augment
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
@@ -18,6 +19,7 @@ __version__ = build_info()["version"]
 
 __all__ = [
     "__version__",
+    "augment",
     "build_info",
     "datasets",
     "empty_cache",

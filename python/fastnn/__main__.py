@@ -107,7 +107,9 @@ def train(args):
         callbacks.append(LearningRateScheduler(CosineAnnealingLR(opt, T_max=args.epochs)))
     history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                          validation_data=(Xt, yt), seed=args.seed, verbose=1 if args.verbose else 2,
-                         callbacks=callbacks)
+                         callbacks=callbacks,
+                         augment=None if args.augment is None else
+                         fastnn.augment.from_names(args.augment, None if images else (1, 28, 28)))
     result = fastnn.evaluate(model, Xt, yt)
     seconds = history["seconds"]
     print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
@@ -145,6 +147,8 @@ def main(argv=None):
     tr.add_argument("--threads", type=_number(int, 1), default=None)
     tr.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0)
     tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")
+    tr.add_argument("--augment", default=None, help="augment training batches: comma-separated names of "
+                    "fastnn.augment.NAMED (shift, flip, rotation, affine, crop, erasing, noise, ...)")
     tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
     args = parser.parse_args(argv)
     if args.command == "train" and (args.depth - 2) % 6:

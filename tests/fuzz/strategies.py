@@ -145,6 +145,21 @@ HUGE_CALLS = [
 ]
 
 
+# shape-keeping pipelines (fastnn.augment's (kind, fields) pairs), and refused ones
+AUGMENT_OPS = [
+    "[]", "[('hflip', {'p': 0.5}), ('vflip', {'p': 1.0})]", "[('shift', {'max_dy': 2, 'max_dx': 40, 'edge': True})]",
+    "[('affine', {'degrees_lo': -30.0, 'degrees_hi': 30.0, 'scale_lo': 0.01, 'scale_hi': 3.0, 'translate_x': 1.0, "
+    "'shear_x_lo': -89.0, 'shear_y_hi': 89.0})]", "[('affine', {'degrees_hi': 360.0, 'nearest': True, 'fill': 1.0})]",
+    "[('noise', {'sigma': 0.5, 'clip': True})]", "[('erase', {'p': 1.0, 'random_value': True, 'area_hi': 1.0})]",
+    "[('jitter', {'brightness_lo': 0.0, 'brightness_hi': 2.0, 'contrast_lo': 0.0, 'contrast_hi': 2.0, 'clamp': True})]",
+]
+AUGMENT_BAD_OPS = [
+    "[('blur', {})]", "[('hflip', {'p': 2.0})]", "[('shift', {'max_dy': -1})]", "'hflip'", "[('hflip',)]",
+    "[('affine', {'scale_lo': 0.0})]", "[('crop', {'out_h': 999, 'out_w': 1})]", "[('noise', {'sigma': float('nan')})]",
+    "[('shift', {'max_dy': 1e300})]", "[('erase', {'area_lo': 0.5, 'area_hi': 0.1})]",
+]
+
+
 @st.composite
 def huge_view_case(draw):
     dt = draw(st.sampled_from(["f4", "f8"]))
@@ -159,7 +174,7 @@ def functional_case(draw):
     kernel = draw(st.sampled_from([
         "matmul", "bmm", "linear_forward", "linear_backward", "pointwise_forward", "pointwise_backward", "prelu",
         "softmax", "maxout", "cross_entropy", "bce", "mse", "batch_norm", "batch_norm_backward", "batch_norm_fold",
-        "batch_norm_relu", "dropout", "first_nonfinite", "optim_step", "clip"]))
+        "batch_norm_relu", "dropout", "first_nonfinite", "optim_step", "clip", "augment"]))
     a = Args(draw)
     n, c = a.extent(), a.extent()
     lines = []
@@ -328,6 +343,13 @@ def functional_case(draw):
         a.valid = False
         lines.append(f"p = {p}; r = {call}; r = p")
         lines.append(_check(a))
+    elif kernel == "augment":
+        h, w = a.extent(), a.extent()
+        ops = a.value(AUGMENT_OPS + [f"[('crop', {{'out_h': {h}, 'out_w': {w}, 'pad_left': 2, 'pad_top': 1}})]"],
+                      AUGMENT_BAD_OPS)
+        seed, step = a.value(["0", "7", "2**64 - 1"], ["-1", "2**64", "1.5"]), a.value(["0", "3"], ["-1", "2**64"])
+        lines.append(f"r = F.augment_batch({a.array((n, c, h, w))}, {ops}, {seed}, {step})")
+        lines.append(_check(a, "r", (n, c, h, w)))
     elif kernel == "clip":
         size = a.extent((1, 6))
         seg = a.value([f"np.array([[0, {size}, 1, 0]])"], [f"np.array([[0, {size + 9}, 1, 0]])", "np.array([[-1, 1, 1, 0]])",

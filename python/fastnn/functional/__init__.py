@@ -31,6 +31,7 @@ from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold,
 from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
 from .dropout import dropout_forward, dropout_backward
 from .finite import first_nonfinite
+from .augment import augment_batch, augment_params, augment_apply
 
 __all__ = [
     "matmul", "bmm", "linear_forward", "linear_backward", "im2col", "col2im", "conv2d_forward",
@@ -46,4 +47,5 @@ __all__ = [
     "batch_norm_forward", "batch_norm_backward", "batch_norm_fold", "batch_norm_affine",
     "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
     "first_nonfinite",
+    "augment_batch", "augment_params", "augment_apply",
 ]

@@ -19,3 +19,4 @@ from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .finite import *  # noqa: F401,F403
+from .augment import *  # noqa: F401,F403

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .. import _validate as _v
+from .. import augment as _augment
 from .. import optim as _optim
 from .. import random as _random
 from .._blas_pool import quieted as _quieted
@@ -242,7 +243,7 @@ def _nonfinite_parameters(model):
 @_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
-        clip_grad_norm=None, clip_grad_value=None):
+        clip_grad_norm=None, clip_grad_value=None, augment=None):
     """Trains `model` on (X, y); the epoch loop runs in C++.
 
     The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
@@ -264,6 +265,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         initial_epoch: epoch to start at (resuming; shuffling and dropout continue as if never stopped).
         clip_grad_norm / clip_grad_value: gradient clipping before every step.
+        augment: a fastnn.augment transform (e.g. Compose([RandomShift(2), RandomHorizontalFlip()])),
+            applied to every training minibatch in the C++ loop, drawn from (seed, step); never to
+            validation data. Flat X needs Compose(..., shape=(C, H, W)).
     Returns:
         History with per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds.
     """
@@ -290,6 +294,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
     batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
+    augment_spec, augment_shape = _augment.for_fit(augment, X.shape[1:])
     if (initial_epoch + epochs) * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
         raise ValueError(f"fit: initial_epoch + epochs = {initial_epoch + epochs} epochs overflow the 64-bit "
                          "step counter")
@@ -327,7 +332,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
                 cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
                 int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
                 float(clip_grad_value or 0.0), clip_segments,
-                (lambda done, total, running: bar.update_to(done, running)) if bar else None, applied)
+                (lambda done, total, running: bar.update_to(done, running)) if bar else None, applied,
+                augment=augment_spec, augment_shape=augment_shape)
         if stats["nonfinite_batch"] >= 0:
             if bar:
                 bar.close("stopped: non-finite loss")

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <vector>
 
+#include "fastnn/kernels/augment.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/net/objective.h"
@@ -102,6 +103,12 @@ class BatchGather {
     Shape shape{count};
     shape.insert(shape.end(), d.sample_shape.begin(), d.sample_shape.end());
     gather_targets(d, idx, count);
+    if (augment_) {  // gather and augment in one pass over the rows (kernels/augment.h)
+      rows_.clear();
+      x_ = xs_.get(shape);
+      augment_->run([&](index_t i) { return d.x + idx[i] * s; }, count, x_.data, augment_seed_, augment_step_);
+      return;
+    }
     if (!copy_inputs) {
       x_ = View<T>{nullptr, shape};
       rows_.resize(count);
@@ -121,6 +128,12 @@ class BatchGather {
         std::memcpy(dst + i * s, d.x + idx[i] * s, sizeof(T) * s);
       }
     });
+  }
+
+  // Augments the samples of the following gathers with draw (seed, step); nullptr: plain copies.
+  // The augmenter keeps the sample size (checked at the binding).
+  void set_augment(const Augmenter<T>* augment, std::uint64_t seed, std::uint64_t step) {
+    augment_ = augment, augment_seed_ = seed, augment_step_ = step;
   }
 
   // The model's output for this batch.
@@ -145,6 +158,8 @@ class BatchGather {
       y_.width = w;
     }
   }
+  const Augmenter<T>* augment_ = nullptr;
+  std::uint64_t augment_seed_ = 0, augment_step_ = 0;
   Workspace<T> xs_;
   View<T> x_;
   std::vector<const T*> rows_;
@@ -245,6 +260,9 @@ class Trainer {
     return loss;
   }
 
+  // Training batches are augmented by `augment` (not owned; nullptr: none), drawn per (seed, step).
+  void set_augment(const Augmenter<T>* augment) { augment_ = augment; }
+
   EpochStats train_epoch(const Dataset<T>& d, const Objective& obj, const std::vector<StepFn>& steps,
                          const EpochOptions& o, const ProgressFn& progress) {
     FlushDenormals ftz;
@@ -252,10 +270,11 @@ class Trainer {
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
     const index_t nb = d.n / o.batch_size + (d.n % o.batch_size != 0);  // d.n + batch_size - 1 may overflow
-    const bool copy_inputs = !reads_rows(model_, d);
+    const bool copy_inputs = augment_ || !reads_rows(model_, d);
     auto last_report = std::chrono::steady_clock::now();
     for (index_t b = 0; b < nb; ++b) {
       const index_t start = b * o.batch_size, count = std::min(o.batch_size, d.n - start);
+      gather_.set_augment(augment_, o.seed, o.first_step + static_cast<std::uint64_t>(b));
       gather_.gather(d, order.data() + start, count, copy_inputs);
       Context ctx{true, o.seed, o.first_step + static_cast<std::uint64_t>(b)};
       const double loss = train_batch(gather_, obj, steps, b, ctx, o, &st.correct);
@@ -283,6 +302,7 @@ class Trainer {
   index_t n_params_;
   SegmentTable clip_segments_;
   BatchGather<T> gather_;
+  const Augmenter<T>* augment_ = nullptr;
   Workspace<T> grad_ws_;
   OutputCheck check_output_{"train"};
 };
