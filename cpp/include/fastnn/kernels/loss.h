@@ -479,13 +479,14 @@ enum class ElementLoss { bce_with_logits, mse, l1, smooth_l1, huber };
 
 template <ElementLoss K>
 struct ElementTerm {
-  // torch's stable form: (1 - t) z + (1 + (pw - 1) t) (log1p(exp(-|z|)) + max(-z, 0)).
+  // BCE: -pw t log s(x) - (1 - t) log(1 - s(x)) as the plain stable form plus the pos_weight term
+  // (pw - 1) t (-log s(x)); derivative s(x) - t - (pw - 1) t s(-x) (no 1 - s(x) cancels).
   static double value(double x, double t, double pw, double p, double* d) {
     if constexpr (K == ElementLoss::bce_with_logits) {
-      const double lw = 1 + (pw - 1) * t, e = std::exp(-std::abs(x));
-      const double sig_neg = x >= 0 ? e / (1 + e) : 1 / (1 + e);  // sigmoid(-x)
-      *d = (1 - t) - lw * sig_neg;
-      return (1 - t) * x + lw * (std::log1p(e) + std::max(-x, 0.0));
+      const double e = std::exp(-std::abs(x)), l1p = std::log1p(e);
+      const double sig = x >= 0 ? 1 / (1 + e) : e / (1 + e), sig_neg = x >= 0 ? e / (1 + e) : 1 / (1 + e);
+      *d = sig - t - (pw - 1) * t * sig_neg;
+      return std::max(x, 0.0) - x * t + l1p + (pw - 1) * t * (l1p + std::max(-x, 0.0));
     } else if constexpr (K == ElementLoss::mse) {
       *d = 2 * (x - t);
       return (x - t) * (x - t);
