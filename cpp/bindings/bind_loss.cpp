@@ -229,7 +229,7 @@ py::object ce_labels(const char* op, const CArray<T>& z, const py::array& t_arr,
     value_error(op, "target[" + std::to_string(bad) + "] = " + std::to_string(labels[bad]) +
                         " is not a class index in [0, " + std::to_string(c) + ")" +
                         " (nor ignore_index " + std::to_string(la.ignore_index) + ")");
-  const bool ignored = find_bad_label(labels, n, c) >= 0;  // some labels are ignore_index
+  const bool ignored = has_ignored_label(labels, n, la.ignore_index);
   if (nll) return ce_general_run(z, ClassLabels<L>{labels}, g, r, want, la, op, true);
   return ce_run(z, ClassLabels<L>{labels}, g, r, want, la, op, ignored);
 }

@@ -19,6 +19,9 @@ def ce_options(rng, n, c, target_kind):
     if target_kind == "probs":
         return rng.dirichlet(np.ones(c), n), {"weight": w, "label_smoothing": 0.1}
     y = rng.integers(0, c, n)
+    if target_kind == "ignore_a_class":  # no other option: ignoring a valid class must leave the fast kernel
+        y[0] = c - 1
+        return y, {"ignore_index": c - 1 if n > 1 else c}  # a batch of one: not every row ignored
     if n > 1:
         y[n // 2] = -100  # ignored
     return y, {"weight": w, "label_smoothing": 0.2} if target_kind == "labels" else {"label_smoothing": 0.05}
@@ -28,7 +31,8 @@ def ce_terms(z, t, opts, g, reduction):
     """(loss terms, k, gradient terms, k) of the reference's formulas (see its _ce_parts): the row
     loss lse sum q - sum q z and the gradient softmax sum q - q cancel as the target class dominates."""
     t = t.astype(np.float64) if t.ndim == 2 else t
-    q, divisor = R.loss._ce_parts(z, t, "terms", opts.get("weight"), opts.get("label_smoothing", 0.0), -100)
+    q, divisor = R.loss._ce_parts(z, t, "terms", opts.get("weight"), opts.get("label_smoothing", 0.0),
+                                  opts.get("ignore_index", -100))
     scale = 1.0 / divisor if reduction == "mean" else 1.0
     lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) + z.max(1, keepdims=True)
     row = (np.abs(q) * (np.abs(z) + np.abs(lse))).sum(1)
@@ -41,7 +45,7 @@ def ce_terms(z, t, opts, g, reduction):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("target_kind", ["labels", "labels_smoothing", "probs"])
+@pytest.mark.parametrize("target_kind", ["labels", "labels_smoothing", "ignore_a_class", "probs"])
 @pytest.mark.parametrize("n,c", SIZES)
 def test_cross_entropy_options_match_reference(rng, dtype, reduction, target_kind, n, c):
     z64 = rng.normal(0, 3, (n, c))

@@ -102,7 +102,7 @@ def _warn_softmax_output(model, kernel):
     last = model
     while isinstance(last, Sequential) and len(last):
         last = last[len(last) - 1]
-    if isinstance(last, Softmax):
+    if type(last) is Softmax:  # LogSoftmax before cross-entropy is harmless: softmax(log_softmax(z)) = softmax(z)
         object.__setattr__(model, "_softmax_warned", True)
         warnings.warn("fit: the model ends in Softmax, but CrossEntropyLoss applies softmax to the model's output "
                       "itself (it takes logits): remove the final Softmax layer (predict, then apply "

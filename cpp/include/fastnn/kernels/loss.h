@@ -355,6 +355,14 @@ index_t find_bad_label(const L* labels, index_t n, index_t c, std::int64_t ignor
   return -1;
 }
 
+// Whether some label equals ignore_index (then the general kernel runs: the fast one counts every row).
+template <class L>
+bool has_ignored_label(const L* labels, index_t n, std::int64_t ignore_index) {
+  for (index_t i = 0; i < n; ++i)
+    if (static_cast<std::int64_t>(labels[i]) == ignore_index) return true;
+  return false;
+}
+
 namespace detail {
 
 inline double class_w(const LossOptions& o, index_t k) { return o.class_weight ? o.class_weight[k] : 1.0; }

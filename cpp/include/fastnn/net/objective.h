@@ -83,7 +83,7 @@ double label_objective(const Objective& obj, const View<T>& out, const Targets<T
                                           << cols << ") (the model has " << cols << " outputs)");
   const ClassLabels<std::int64_t> labels{t.labels};
   if (obj.kind == LossKind::NLL) return nll_general(out.data, labels, grad, nullptr, rows, cols, o, 1.0, obj.reduction);
-  if (o.plain() && find_bad_label(t.labels, rows, cols) < 0)  // no option and no ignored label
+  if (o.plain() && !has_ignored_label(t.labels, rows, obj.ignore_index))  // no option and no ignored label
     return cross_entropy_forward_backward(out.data, labels, grad, rows, cols, obj.reduction);
   return cross_entropy_general(out.data, labels, grad, nullptr, rows, cols, o, 1.0, obj.reduction);
 }
