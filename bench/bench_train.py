@@ -70,16 +70,16 @@ def fastnn_trainer(arch, X, y, Xt, yt):
     epoch = [0]
 
     def train_epoch():
-        fastnn.fit(model, X, y, optimizer=opt, epochs=1, batch_size=BATCH, verbose=0, seed=SEED,
-                   initial_epoch=epoch[0])
+        fastnn.fit(model, X, y, optimizer=opt, epochs=epoch[0] + 1, batch_size=BATCH, verbose=0,
+                   seed=SEED, initial_epoch=epoch[0])
         epoch[0] += 1
 
     def train_epochs(n):
         """One fit(epochs=n) call, as users train; returns each epoch's seconds, measured from one
         epoch's end to the next (the first from the start of the call)."""
         ends = [time.perf_counter()]
-        fastnn.fit(model, X, y, optimizer=opt, epochs=n, batch_size=BATCH, verbose=0, seed=SEED,
-                   initial_epoch=epoch[0], callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: ends.append(
+        fastnn.fit(model, X, y, optimizer=opt, epochs=epoch[0] + n, batch_size=BATCH, verbose=0,
+                   seed=SEED, initial_epoch=epoch[0], callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: ends.append(
                        time.perf_counter()))])
         epoch[0] += n
         return list(np.diff(ends))

@@ -101,7 +101,7 @@ def main():
             # One epoch at a time (initial_epoch keeps the shuffling stream as in one long fit):
             # both models see the same minibatches in the same order.
             start = time.perf_counter()
-            fastnn.fit(model, X, y, optimizer=optimizers[name], epochs=1, initial_epoch=epoch,
+            fastnn.fit(model, X, y, optimizer=optimizers[name], epochs=epoch + 1, initial_epoch=epoch,
                        batch_size=args.batch_size, seed=args.seed, verbose=0)
             curves[name]["seconds"] += time.perf_counter() - start
             train, test = fastnn.evaluate(model, X, y), fastnn.evaluate(model, Xt, yt)  # eval mode, as the seed

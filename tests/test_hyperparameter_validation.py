@@ -49,7 +49,7 @@ BAD = {
     "fit batch_size=True": (lambda: fit(batch_size=True), TypeError, r"fit: batch_size must be a positive integer, got True"),
     "fit epochs=1.0": (lambda: fit(epochs=1.0), ValueError, r"fit: epochs must be a non-negative integer, got 1.0"),
     "fit initial_epoch=-1": (lambda: fit(initial_epoch=-1), ValueError, r"fit: initial_epoch must be a non-negative"),
-    "fit epochs overflow": (lambda: fit(initial_epoch=2**63, epochs=2**63), ValueError, r"overflow the 64-bit step counter"),
+    "fit epochs overflow": (lambda: fit(initial_epoch=2**63, epochs=2**64), ValueError, r"overflow the 64-bit step counter"),
     "fit verbose=3": (lambda: fit(verbose=3), ValueError, r"fit: verbose must be one of 0, 1, 2, got 3"),
     "fit lr=nan": (lambda: fit(lr=float("nan")), ValueError, r"fit: lr must be non-negative and finite, got nan"),
     "fit validation_split=1": (lambda: fit(validation_split=1.0), ValueError, r"fit: validation_split must be in \[0, 1\)"),

@@ -18,16 +18,67 @@
 namespace fastnn::bind {
 namespace {
 
-Objective objective_arg(const std::string& loss, const std::string& reduction) {
+// A float64 vector option of the loss (class_weight, pos_weight), finite.
+std::vector<double> weights_option(const py::dict& opts, const char* key) {
+  if (!opts.contains(key) || opts[key].is_none()) return {};
+  auto a = c_array<double, py::array::c_style | py::array::forcecast>(opts[key], "train", key);
+  if (a.ndim() != 1) value_error("train", std::string(key) + " must be 1-D, got shape " + shape_str(a));
+  std::vector<double> v(a.data(), a.data() + a.size());
+  for (double w : v) check_finite(w, "train", key);
+  return v;
+}
+
+// The loss (fastnn.train passes the kernel name of its loss object, its reduction and its options:
+// class_weight, pos_weight, label_smoothing, ignore_index, param; and the metrics' top_k).
+Objective objective_arg(const std::string& loss, const std::string& reduction, const py::object& options) {
   Objective o;
   if (loss == "cross_entropy") o.kind = LossKind::CrossEntropy;
   else if (loss == "bce_with_logits") o.kind = LossKind::BCEWithLogits;
   else if (loss == "mse") o.kind = LossKind::MSE;
-  else throw py::value_error("[train] loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got '" + loss + "'");
+  else if (loss == "nll") o.kind = LossKind::NLL;
+  else if (loss == "l1") o.kind = LossKind::L1;
+  else if (loss == "smooth_l1") o.kind = LossKind::SmoothL1;
+  else if (loss == "huber") o.kind = LossKind::Huber;
+  else
+    throw py::value_error("[train] loss must be 'cross_entropy', 'bce_with_logits', 'mse', 'nll', 'l1', 'smooth_l1' "
+                          "or 'huber', got '" + loss + "'");
   if (reduction == "mean") o.reduction = Reduction::mean;
   else if (reduction == "sum") o.reduction = Reduction::sum;
   else throw py::value_error("[train] reduction must be 'mean' or 'sum', got '" + reduction + "'");
+  if (options.is_none()) return o;
+  const py::dict opts = options.cast<py::dict>();
+  o.class_weight = weights_option(opts, "class_weight");
+  o.pos_weight = weights_option(opts, "pos_weight");
+  if (opts.contains("label_smoothing")) o.label_smoothing = opts["label_smoothing"].cast<double>();
+  if (opts.contains("ignore_index")) o.ignore_index = opts["ignore_index"].cast<std::int64_t>();
+  if (opts.contains("param")) o.param = opts["param"].cast<double>();
+  if (opts.contains("top_k")) o.top_k = opts["top_k"].cast<index_t>();
+  if (o.label_smoothing < 0 || o.label_smoothing > 1) value_error("train", "label_smoothing must be in [0, 1]");
   return o;
+}
+
+// The loss's vector options must fit the model's output (known only here, per batch, otherwise).
+void check_objective(const Objective& o, index_t width) {
+  if (!o.class_weight.empty() && static_cast<index_t>(o.class_weight.size()) != width)
+    value_error("train", "the loss's weight has " + std::to_string(o.class_weight.size()) +
+                             " entries, but the model has " + std::to_string(width) + " outputs (classes)");
+  if (!o.pos_weight.empty() && static_cast<index_t>(o.pos_weight.size()) != width)
+    value_error("train", "the loss's pos_weight has " + std::to_string(o.pos_weight.size()) +
+                             " entries, but the model has " + std::to_string(width) + " outputs per sample");
+}
+
+// Per-sample weights: None or a finite, non-negative float64 (N,) array.
+const double* sample_weight_arg(const py::handle& w, index_t n, const char* op, std::vector<py::object>& keep) {
+  if (w.is_none()) return nullptr;
+  auto a = c_array<double, py::array::c_style | py::array::forcecast>(w, op, "sample_weight");
+  if (a.ndim() != 1 || a.shape(0) != n)
+    value_error(op, "sample_weight must have shape (" + std::to_string(n) + ",), got " + shape_str(a));
+  for (index_t i = 0; i < n; ++i)
+    if (!(a.data()[i] >= 0) || !std::isfinite(a.data()[i]))
+      value_error(op, "sample_weight[" + std::to_string(i) + "] = " + std::to_string(a.data()[i]) +
+                          " must be finite and >= 0");
+  keep.push_back(a);
+  return a.data();
 }
 
 // X and y as a Dataset view; the arrays stay referenced by `keep`.
@@ -93,6 +144,9 @@ SegmentTable clip_segments_arg(const py::handle& segs, index_t n, std::vector<py
 
 py::dict stats_dict(const EpochStats& s) {
   py::dict d;
+  d["top_k_correct"] = s.metrics.top_k_correct;
+  d["abs_error"] = s.metrics.abs_error;
+  d["sq_error"] = s.metrics.sq_error;
   d["loss_sum"] = s.loss_sum;
   d["correct"] = s.correct;
   d["samples"] = s.samples;
@@ -128,10 +182,12 @@ template <class T>
 py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py::handle& y, const Objective& obj,
                           const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
                           const EpochOptions& o, const py::handle& clip_segments, const py::object& progress,
-                          const py::handle& applied_out, const py::handle& augment, const py::handle& augment_shape) {
+                          const py::handle& applied_out, const py::handle& sample_weight, const py::handle& augment,
+                          const py::handle& augment_shape) {
   const char* op = "train_epoch";
   std::vector<py::object> keep;
   Dataset<T> d = dataset_arg<T>(X, y, op, keep);
+  d.y.sample_weight = sample_weight_arg(sample_weight, d.n, op, keep);
   index_t n_params;
   T* g = grads_arg<T>(grads, op, &n_params, keep);
   Layer<T>& layer = layer_arg<T>(model, op);
@@ -214,30 +270,36 @@ void bind_train(py::module_& m) {
          const std::string& reduction, const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
          index_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch, std::uint64_t first_step,
          double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress,
-         const py::handle& applied, const py::handle& augment, const py::handle& augment_shape) {
+         const py::handle& applied, const py::object& loss_options, const py::handle& sample_weight, index_t width,
+         const py::handle& augment, const py::handle& augment_shape) {
         if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
         EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value};
-        const Objective obj = objective_arg(loss, reduction);
+        const Objective obj = objective_arg(loss, reduction, loss_options);
+        if (width > 0) check_objective(obj, width);
         return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
           return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress,
-                                                  applied, augment, augment_shape);
+                                                  applied, sample_weight, augment, augment_shape);
         });
       },
       py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("grads"),
       py::arg("steppers"), py::arg("batch_size"), py::arg("shuffle"), py::arg("seed"), py::arg("epoch"),
       py::arg("first_step"), py::arg("clip_norm") = 0.0, py::arg("clip_value") = 0.0,
       py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none(),
+      py::arg("loss_options") = py::none(), py::arg("sample_weight") = py::none(), py::arg("width") = 0,
       py::arg("augment") = py::none(), py::arg("augment_shape") = py::none());
   m.def(
       "evaluate",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
-         const std::string& reduction, index_t batch_size) {
+         const std::string& reduction, index_t batch_size, const py::object& loss_options,
+         const py::handle& sample_weight, index_t width) {
         if (batch_size < 1) value_error("evaluate", "batch_size must be >= 1, got " + std::to_string(batch_size));
-        const Objective obj = objective_arg(loss, reduction);
+        const Objective obj = objective_arg(loss, reduction, loss_options);
+        if (width > 0) check_objective(obj, width);
         return dispatch_float(X, "evaluate", "X", [&](auto tag) {
           using T = decltype(tag);
           std::vector<py::object> keep;
           Dataset<T> d = dataset_arg<T>(X, y, "evaluate", keep);
+          d.y.sample_weight = sample_weight_arg(sample_weight, d.n, "evaluate", keep);
           Layer<T>& layer = layer_arg<T>(model, "evaluate");
           ModelLock<T> lock(layer, "evaluate", true);
           EpochStats st;
@@ -248,7 +310,8 @@ void bind_train(py::module_& m) {
           return stats_dict(st);
         });
       },
-      py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("batch_size"));
+      py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("batch_size"),
+      py::arg("loss_options") = py::none(), py::arg("sample_weight") = py::none(), py::arg("width") = 0);
   m.def(
       "predict",
       [](const py::handle& model, const py::handle& X, index_t batch_size) {

@@ -281,7 +281,7 @@ def test_lambda_callback_hooks_are_called_in_order():
         on_epoch_begin=lambda epoch, logs: calls.append(("begin", epoch)),
         on_epoch_end=lambda epoch, logs: calls.append(("end", epoch, sorted(logs))),
         on_train_end=lambda logs: calls.append("train_end"))
-    _fit(mlp(), [cb], epochs=2, initial_epoch=3)
+    _fit(mlp(), [cb], epochs=5, initial_epoch=3)  # Keras: epochs is the last epoch's index
     keys = ["accuracy", "loss", "lr", "seconds"]
     assert calls == ["train_begin", ("begin", 3), ("end", 3, keys), ("begin", 4), ("end", 4, keys), "train_end"]
 

@@ -110,7 +110,7 @@ def test_an_optimizer_by_name_keeps_its_state_across_fit_calls():
     X, y = blobs()
     a, b = mlp(), mlp()
     for epoch in range(2):
-        fastnn.fit(a, X, y, optimizer="adam", lr=0.01, epochs=1, initial_epoch=epoch, seed=3, verbose=0)
+        fastnn.fit(a, X, y, optimizer="adam", lr=0.01, epochs=epoch + 1, initial_epoch=epoch, seed=3, verbose=0)
     fastnn.fit(b, X, y, optimizer="adam", lr=0.01, epochs=2, seed=3, verbose=0)
     assert_state_equal(a, b)
     kept = a._fit_optimizer[1]

@@ -27,6 +27,11 @@ from .loss import (
     binary_cross_entropy_with_logits_forward, binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_forward_backward, mse_forward, mse_backward, mse_forward_backward,
 )
+from .loss import (
+    nll_forward, nll_backward, nll_forward_backward, l1_forward, l1_backward, l1_forward_backward,
+    smooth_l1_forward, smooth_l1_backward, smooth_l1_forward_backward, huber_forward, huber_backward,
+    huber_forward_backward,
+)
 from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold, batch_norm_affine
 from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
 from .dropout import dropout_forward, dropout_backward
@@ -49,3 +54,8 @@ __all__ = [
     "first_nonfinite",
     "augment_batch", "augment_params", "augment_apply",
 ]
+__all__ += [
+    "nll_forward", "nll_backward", "nll_forward_backward", "l1_forward", "l1_backward", "l1_forward_backward",
+    "smooth_l1_forward", "smooth_l1_backward", "smooth_l1_forward_backward", "huber_forward", "huber_backward",
+    "huber_forward_backward",
+]  # fmt: skip

@@ -11,6 +11,7 @@ from .dropout import Dropout
 from .flatten import Flatten, Identity
 from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
+from .loss import HuberLoss, L1Loss, NLLLoss, SmoothL1Loss
 from .module import Module
 from .residual import Residual
 from .parameter import FlatBuffer, Parameter
@@ -23,3 +24,4 @@ __all__ = [
     "RReLU", "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm",
     "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip
+__all__ += ["HuberLoss", "L1Loss", "NLLLoss", "SmoothL1Loss"]

@@ -3,6 +3,7 @@
 from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN
 from .fit import evaluate, fit, predict, train_step
 from .history import History
+from .split import ValidationSplit
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
-           "ModelCheckpoint", "TerminateOnNaN", "evaluate", "fit", "predict", "train_step"]
+           "ModelCheckpoint", "TerminateOnNaN", "ValidationSplit", "evaluate", "fit", "predict", "train_step"]

@@ -5,6 +5,12 @@ import math
 import os
 
 from .. import _validate as _v
+from .progress import write_line
+
+
+def _verbose(verbose, fn):
+    """0 silent, 1 (or 2) one line on fit's stream when the callback acts (Keras's verbose)."""
+    return _v.check_choice(verbose, fn, "verbose", (0, 1, 2))
 
 
 class Callback:
@@ -51,8 +57,9 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
-                 restore_best_weights=False):
+                 restore_best_weights=False, verbose=0):
         fn = "EarlyStopping"
+        self.verbose = _verbose(verbose, fn)
         self.min_delta = _v.check_real(min_delta, fn, "min_delta", 0)
         self.patience = _v.check_int(patience, fn, "patience", 0)
         self.monitor, self.mode = monitor, _monitor_mode(monitor, mode, fn)
@@ -87,8 +94,14 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.fit_state.stop_training = True
+            if self.verbose:
+                write_line(f"epoch {epoch + 1}: early stopping ({self.monitor} did not improve for {self.wait} "
+                           f"epoch{'s' if self.wait != 1 else ''}; best {self.best:.4f})" if self.best is not None else
+                           f"epoch {epoch + 1}: early stopping")
             if self.restore_best_weights and self.best_weights is not None:
                 self.model.load_state_dict(self.best_weights)
+                if self.verbose:
+                    write_line(f"restoring the weights of the best epoch, {self.best_epoch + 1}")
 
 
 class ModelCheckpoint(Callback):
@@ -98,8 +111,10 @@ class ModelCheckpoint(Callback):
     `filepath` may contain ``{epoch}`` and metric names: ``"ckpt-{epoch:02d}-{val_loss:.3f}.fnn"``.
     """
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True):
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
+                 verbose=0):
         fn = "ModelCheckpoint"
+        self.verbose = _verbose(verbose, fn)
         self.filepath, self.monitor = os.fspath(filepath), monitor
         self.save_best_only = _v.check_bool(save_best_only, fn, "save_best_only")
         self.mode = _monitor_mode(monitor, mode, fn)
@@ -115,9 +130,15 @@ class ModelCheckpoint(Callback):
             value = logs[self.monitor]
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
             if not better:
+                if self.verbose:
+                    write_line(f"epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.4f}")
                 return
+            if self.verbose and self.best is not None:
+                write_line(f"epoch {epoch + 1}: {self.monitor} improved from {self.best:.4f} to {value:.4f}")
             self.best = value
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.verbose:
+            write_line(f"epoch {epoch + 1}: saving the model to {path}")
         save(path, self.model, self.optimizer if self.save_optimizer else None,
              extra={"epoch": epoch + 1, "global_step": self.fit_state.global_step})
 
@@ -127,7 +148,8 @@ class LearningRateScheduler(Callback):
     steps a scheduler from :mod:`fastnn.optim.lr_scheduler` at each epoch's end
     (ReduceLROnPlateau gets the monitored metric)."""
 
-    def __init__(self, schedule, monitor="val_loss"):
+    def __init__(self, schedule, monitor="val_loss", verbose=0):
+        self.verbose = _verbose(verbose, "LearningRateScheduler")
         if not callable(schedule) and not hasattr(schedule, "step"):
             raise TypeError(f"LearningRateScheduler: schedule must be a function (epoch, lr) -> lr or a scheduler, "
                             f"got {schedule!r}")
@@ -142,13 +164,19 @@ class LearningRateScheduler(Callback):
                 raise ValueError(f"LearningRateScheduler: schedule returned an invalid learning rate {lr}")
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            if self.verbose:
+                write_line(f"epoch {epoch + 1}: learning rate {lr:g}")
 
     def on_epoch_end(self, epoch, logs=None):
         if hasattr(self.schedule, "step"):
+            before = self.optimizer.param_groups[0]["lr"]
             if type(self.schedule).__name__ == "ReduceLROnPlateau":
                 self.schedule.step(logs[self.monitor])
             else:
                 self.schedule.step()
+            after = self.optimizer.param_groups[0]["lr"]
+            if self.verbose and after != before:
+                write_line(f"epoch {epoch + 1}: learning rate {before:g} -> {after:g}")
 
 
 class CSVLogger(Callback):

@@ -7,6 +7,7 @@ ends (callbacks, schedules, history) and for a progress bar refresh at most ~10 
 import contextlib
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -18,21 +19,29 @@ from .._blas_pool import quieted as _quieted
 from .._config import _C
 from ..nn import loss as _loss
 from ..nn._layer_module import LayerModule
+from ..nn.activation import Softmax
 from ..nn.batchnorm import _BatchNorm
 from ..nn.container import Sequential
 from ..nn.module import Module
 from .callbacks import Callback, TerminateOnNaN
 from .claim import exclusive_training
 from .history import History
-from .progress import make_bar
+from .metrics import Metrics
+from .progress import make_bar, write_line
+from .split import ValidationSplit
 
-_LOSS_KERNELS = {
-    _loss.CrossEntropyLoss: "cross_entropy",
-    _loss.BCEWithLogitsLoss: "bce_with_logits",
-    _loss.MSELoss: "mse",
+# Loss names (fastnn's and Keras's aliases); Keras's categorical_crossentropy takes one-hot rows,
+# sparse_ integer labels: CrossEntropyLoss takes both. Keras's losses take probabilities, fastnn's logits.
+_LOSS_NAMES = {
+    "cross_entropy": _loss.CrossEntropyLoss, "crossentropy": _loss.CrossEntropyLoss,
+    "sparse_categorical_crossentropy": _loss.CrossEntropyLoss, "categorical_crossentropy": _loss.CrossEntropyLoss,
+    "bce_with_logits": _loss.BCEWithLogitsLoss, "binary_crossentropy": _loss.BCEWithLogitsLoss,
+    "nll": _loss.NLLLoss,
+    "mse": _loss.MSELoss, "mean_squared_error": _loss.MSELoss,
+    "mae": _loss.L1Loss, "mean_absolute_error": _loss.L1Loss, "l1": _loss.L1Loss,
+    "smooth_l1": _loss.SmoothL1Loss, "huber": _loss.HuberLoss,
 }
-_LOSS_NAMES = {"cross_entropy": _loss.CrossEntropyLoss, "crossentropy": _loss.CrossEntropyLoss,
-               "bce_with_logits": _loss.BCEWithLogitsLoss, "mse": _loss.MSELoss}
+_CLASS_KERNELS = ("cross_entropy", "nll")
 _OPTIMIZERS = {"sgd": _optim.SGD, "adam": _optim.Adam, "adamw": _optim.AdamW, "rmsprop": _optim.RMSprop,
                "adagrad": _optim.Adagrad}
 
@@ -46,15 +55,77 @@ class FitState:
         self.global_step = 0
 
 
-def _as_loss(loss):
+def _as_loss(loss, fn="fit"):
+    """(loss object, the name of its kernel in the C++ loop)."""
     if isinstance(loss, str):
         if loss.lower() not in _LOSS_NAMES:
-            raise ValueError(f"fit: unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a loss object")
+            raise ValueError(f"{fn}: unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a loss object")
         loss = _LOSS_NAMES[loss.lower()]()
-    kernel = _LOSS_KERNELS.get(type(loss))
-    if kernel is None:
-        raise TypeError(f"fit: loss must be CrossEntropyLoss, BCEWithLogitsLoss or MSELoss, got {type(loss).__name__}")
-    return loss, kernel
+    if not isinstance(loss, _loss._Loss) or loss._fit_kernel is None:
+        raise TypeError(f"{fn}: loss must be a fastnn.nn loss (CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, "
+                        f"L1Loss, SmoothL1Loss, HuberLoss) or its name, got {type(loss).__name__}")
+    if loss.reduction == "none":
+        raise ValueError(f"{fn}: the loss's reduction must be 'mean' or 'sum' to train on or evaluate it, got 'none'")
+    return loss, loss._fit_kernel
+
+
+def _loss_options(loss_obj, metrics=None, fn="fit"):
+    """The options dict of the C++ objective (fastnn._C.train_epoch's loss_options)."""
+    try:
+        options = dict(loss_obj.fit_options())
+    except ValueError as e:
+        raise ValueError(str(e).replace("fit:", f"{fn}:", 1)) from None
+    if metrics is not None and metrics.top_k:
+        options["top_k"] = metrics.top_k
+    return options
+
+
+def _remembered_loss(model, loss, y, fn):
+    """evaluate's loss: the one given, else the last fit's (Keras's compile), else what the targets
+    say (integer labels: cross-entropy); float targets and no loss ever given are ambiguous."""
+    if loss is not None:
+        return _as_loss(loss, fn)
+    kept = model.__dict__.get("_fit_compiled")
+    if kept is not None:
+        return kept["loss"], kept["loss"]._fit_kernel
+    y = np.asarray(y)
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return _as_loss("cross_entropy", fn)
+    raise ValueError(f"{fn}: which loss? The model was never trained with fit() and the targets (dtype {y.dtype}, "
+                     f"shape {y.shape}) may be class probabilities or regression values: pass loss= "
+                     "(e.g. loss='mse' or loss='cross_entropy')")
+
+
+def _warn_softmax_output(model, kernel):
+    """Once per model: a Softmax output layer before cross-entropy on its logits trains badly."""
+    if kernel != "cross_entropy" or model.__dict__.get("_softmax_warned"):
+        return
+    last = model
+    while isinstance(last, Sequential) and len(last):
+        last = last[len(last) - 1]
+    if type(last) is Softmax:  # LogSoftmax before cross-entropy is harmless: softmax(log_softmax(z)) = softmax(z)
+        object.__setattr__(model, "_softmax_warned", True)
+        warnings.warn("fit: the model ends in Softmax, but CrossEntropyLoss applies softmax to the model's output "
+                      "itself (it takes logits): remove the final Softmax layer (predict, then apply "
+                      "fastnn.functional.softmax_forward for probabilities)", UserWarning, stacklevel=4)
+
+
+def _frozen_eval_modules(model):
+    """The modules the user put in eval mode whose parameters are all frozen (transfer learning):
+    fit and train_step keep them in eval mode (a frozen BatchNorm's running statistics stay), as Keras
+    runs a non-trainable BatchNorm in inference mode."""
+    out = []
+    for m in model.modules():
+        params = list(m.parameters())
+        if not m.training and params and not any(p.requires_grad for p in params):
+            out.append(m)
+    return out
+
+
+def _train_mode(cpp_model, keep_eval):
+    cpp_model.train()
+    for m in keep_eval:
+        m.eval()
 
 
 def _as_optimizer(optimizer, model, cpp_model, lr, fn="fit"):
@@ -133,19 +204,21 @@ def _output_width(model, X, name="X"):
     return int(np.prod(out.shape[1:]))
 
 
-def _check_y(y, kernel, n, width, model, name="y"):
+def _check_y(y, kernel, n, width, model, name="y", ignore_index=-100):
     y = np.asarray(y)
     if y.shape[:1] != (n,):
         raise ValueError(f"{name} must have {n} entries (one per sample), got shape {y.shape}")
-    if kernel == "cross_entropy" and y.ndim == 1:
+    if kernel in _CLASS_KERNELS and y.ndim == 1:
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name}: class labels must be integers, got {y.dtype}")
         y = np.ascontiguousarray(y, dtype=np.int64)
-        bad = (y < 0) | (y >= width)
+        bad = ((y < 0) | (y >= width)) & (y != ignore_index)
         if bad.any():
             i = int(np.argmax(bad))
             raise ValueError(f"{name}[{i}] = {y[i]} is not a class index in [0, {width}) (the model has {width} outputs)")
         return y
+    if kernel == "nll":
+        raise ValueError(f"{name}: NLLLoss takes integer class labels (N,), got {y.dtype} of shape {y.shape}")
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got {y.dtype}")
     if int(np.prod(y.shape[1:])) != width:
@@ -165,26 +238,54 @@ def _check_clip(value, name):
     return _v.check_real(value, "fit", name, 0, low_open=True, finite=False)
 
 
-def _split(X, y, validation_data, validation_split):
+def _split(X, y, validation_data, validation_split, sample_weight):
+    """(X, y, sample_weight) to train on and the validation pair or None."""
     if validation_data is not None and validation_split:
         raise ValueError("fit: give validation_data or validation_split, not both")
     if validation_data is not None and not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
         raise ValueError(f"fit: validation_data must be a pair (X_val, y_val), got a {type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
     if validation_split:
-        n_val = int(round(len(X) * validation_split))
-        if n_val < 1 or n_val >= len(X):
-            raise ValueError(f"fit: validation_split={validation_split} leaves no training or no validation samples")
-        return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])  # the last samples, before shuffling (Keras)
-    return X, y, validation_data
+        split = validation_split if isinstance(validation_split, ValidationSplit) else ValidationSplit(validation_split)
+        train, held = split.indices(y, len(X))
+        if not split.shuffle and not split.stratify:  # the last samples (Keras): views, no copies
+            cut = len(X) - len(held)
+            train, held = slice(0, cut), slice(cut, None)
+        sw = None if sample_weight is None else sample_weight[train]
+        return X[train], y[train], sw, (X[held], y[held])
+    return X, y, sample_weight, validation_data
 
 
-def _metrics(stats, kernel, width):
-    loss = stats["loss_sum"] / max(stats["samples"], 1)
-    if kernel == "mse":
-        return loss, None
-    per_sample = width if kernel == "bce_with_logits" else 1
-    return loss, stats["correct"] / max(stats["samples"] * per_sample, 1)
+def _sample_weights(sample_weight, class_weight, y, n, kernel):
+    """fit's per-sample weights (float64 (N,), or None): sample_weight times the class_weight of each
+    sample's class (Keras: a dict {class: weight}; classes not in it weigh 1)."""
+    w = None
+    if sample_weight is not None:
+        w = np.array(sample_weight, dtype=np.float64)  # a copy: fit may index it
+        if w.shape != (n,):
+            raise ValueError(f"fit: sample_weight must have shape ({n},) (one weight per sample), got {w.shape}")
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError("fit: sample_weight must be finite and >= 0")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"fit: class_weight must be a dict {{class: weight}}, got {type(class_weight).__name__}")
+        if y.ndim == 1 and y.dtype.kind in "iu":
+            classes = y
+        elif y.ndim == 2 and y.shape[1] > 1:
+            classes = y.argmax(axis=1)  # one-hot or probability rows (Keras)
+        elif kernel == "bce_with_logits":
+            classes = (y.reshape(n, -1)[:, 0] > 0.5).astype(np.int64)
+        else:
+            raise ValueError("fit: class_weight needs class targets (labels, one-hot rows or binary targets)")
+        for c in class_weight:
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+                raise ValueError(f"fit: class_weight keys must be class indices >= 0, got {c!r}")
+        table = np.ones(int(max(classes.max(initial=0), max(class_weight, default=0))) + 1)
+        for c, cw in class_weight.items():
+            table[c] = _v.check_real(cw, "fit", f"class_weight[{c}]", 0)
+        cw = table[np.where(classes < 0, 0, classes)]  # an ignored label (ignore_index) weighs nothing anyway
+        w = cw if w is None else w * cw
+    return w
 
 
 def _check_batch_statistics(model, n, batch_size):
@@ -239,42 +340,65 @@ def _nonfinite_parameters(model):
     return " (which already contain NaN or infinity)" if params.size and _C.first_nonfinite(params) >= 0 else ""
 
 
+def _loss_value(stats):
+    return stats["loss_sum"] / max(stats["samples"], 1)
+
+
 @exclusive_training("fit")
 @_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
-        clip_grad_norm=None, clip_grad_value=None, augment=None):
+        clip_grad_norm=None, clip_grad_value=None, metrics=None, class_weight=None, sample_weight=None,
+        augment=None):
     """Trains `model` on (X, y); the epoch loop runs in C++.
 
     The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
-    PyTorch Lightning do); evaluate and predict run every module in eval mode. Per-module modes
+    PyTorch Lightning do), except modules the user put in eval mode whose parameters are all
+    frozen (a frozen BatchNorm keeps its running statistics, as Keras's non-trainable BatchNorm);
+    evaluate and predict run every module in eval mode. Other per-module modes
     (``model[1].eval()``) apply to ``model(x)`` and ``model.backward``.
+
+    Like Keras's ``compile``, the model remembers the loss and metrics (and an optimizer given by
+    name) of its last fit: a later ``evaluate(X, y)`` reports that loss.
 
     Args:
         model: a fastnn.nn.Module (Sequential of built-in layers is fastest).
         X: (N, ...) samples (converted to the model's dtype).
-        y: (N,) integer labels for cross-entropy, or (N, outputs) targets.
-        loss: a loss object (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss) or its name.
+        y: (N,) integer labels for cross-entropy / NLL, or (N, outputs) targets.
+        loss: a loss object (CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, L1Loss,
+            SmoothL1Loss, HuberLoss, with their options) or a name, fastnn's or Keras's:
+            "sparse_categorical_crossentropy" / "categorical_crossentropy" (labels / one-hot rows),
+            "binary_crossentropy", "mean_squared_error" / "mse", "mean_absolute_error" / "mae",
+            "huber". fastnn's losses take the model's logits (no final Softmax / Sigmoid).
         optimizer: an Optimizer over model.parameters(), or a name ("adam", "sgd", ...; with `lr`); the
             model keeps an optimizer made from a name, so later fit calls with the same name and lr
             continue its state (as a compiled Keras model does).
-        epochs, batch_size: batch_size=N (or larger, as in Keras) is batch gradient descent, 1 single-sample SGD.
-        validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y).
+        epochs: the index of the last epoch (Keras): epochs - initial_epoch epochs are trained.
+        batch_size: batch_size=N (or larger, as in Keras) is batch gradient descent, 1 single-sample SGD.
+        validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y) (a float,
+            as Keras), or a ValidationSplit(fraction, shuffle=True, stratify=True, seed=0).
         shuffle, seed: the sample order of epoch e is a function of (seed, e) only.
         callbacks: Callback objects (EarlyStopping, ModelCheckpoint, ...).
-        verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        verbose: 0 silent, 1 a progress bar per epoch on a terminal (one line per epoch elsewhere),
+            2 one line per epoch; both on sys.stdout.
         initial_epoch: epoch to start at (resuming; shuffling and dropout continue as if never stopped).
         clip_grad_norm / clip_grad_value: gradient clipping before every step.
+        metrics: names ("accuracy", "top_k_accuracy" (k=5) or "top_3_accuracy", "mae", "mse"),
+            computed in the C++ loop; default: accuracy for classification losses.
+        class_weight: {class: weight} (Keras): each sample's loss is scaled by its class's weight.
+        sample_weight: (N,) weights >= 0 of the samples' losses; the batch loss is
+            sum(w_i loss_i) / batch size, Keras's weighted mean (with class_weight, the product).
         augment: a fastnn.augment transform (e.g. Compose([RandomShift(2), RandomHorizontalFlip()])),
             applied to every training minibatch in the C++ loop, drawn from (seed, step); never to
             validation data. Flat X needs Compose(..., shape=(C, H, W)).
     Returns:
-        History with per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds.
+        History with per-epoch loss, the metrics, val_loss, val_<metric>, lr, seconds.
     """
     epochs = _v.check_int(epochs, "fit", "epochs", 0)
     initial_epoch = _v.check_int(initial_epoch, "fit", "initial_epoch", 0)
     batch_size = _check_batch_size(batch_size, "fit")
-    validation_split = _v.check_real(validation_split, "fit", "validation_split", 0, 1, high_open=True)
+    if not isinstance(validation_split, ValidationSplit):
+        validation_split = _v.check_real(validation_split, "fit", "validation_split", 0, 1, high_open=True)
     shuffle = _v.check_bool(shuffle, "fit", "shuffle")
     seed = None if seed is None else _v.check_seed(seed, "fit")
     verbose = _v.check_choice(verbose, "fit", "verbose", (0, 1, 2))
@@ -284,21 +408,26 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple, type(None))):
         raise TypeError(f"fit: callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
     loss_obj, kernel = _as_loss(loss)
+    metric_set = Metrics(metrics, kernel)
+    options = _loss_options(loss_obj, metric_set)
     cpp_model = _as_cpp_model(model)
+    _warn_softmax_output(model, kernel)
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
-    y = _check_y(y, kernel, len(X), width, cpp_model)
-    X, y, val = _split(X, y, validation_data, validation_split)
+    ignore = getattr(loss_obj, "ignore_index", -100)
+    y = _check_y(y, kernel, len(X), width, cpp_model, ignore_index=ignore)
+    weights = _sample_weights(sample_weight, class_weight, y, len(X), kernel)
+    X, y, weights, val = _split(X, y, validation_data, validation_split, weights)
     if val is not None:
         Xv = _check_X(val[0], cpp_model, "validation X")
         _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
-        yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y")
+        yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y", ignore_index=ignore)
     batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
     augment_spec, augment_shape = _augment.for_fit(augment, X.shape[1:])
-    if (initial_epoch + epochs) * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
-        raise ValueError(f"fit: initial_epoch + epochs = {initial_epoch + epochs} epochs overflow the 64-bit "
-                         "step counter")
+    if epochs * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
+        raise ValueError(f"fit: epochs = {epochs} epochs overflow the 64-bit step counter")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
+    object.__setattr__(model, "_fit_compiled", {"loss": loss_obj, "metrics": metrics})
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
     clip_segments = _optim.segment_table(params) if (clip_grad_norm or clip_grad_value) and params else None
@@ -311,28 +440,30 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
 
     _check_batch_statistics(cpp_model, len(X), batch_size)
+    keep_eval = _frozen_eval_modules(cpp_model)
     state = FitState()
     batches_per_epoch = math.ceil(len(X) / batch_size)
     history = History()
     for cb in callbacks:
         cb.set_context(cpp_model, opt, state)
         cb.on_train_begin({})
-    cpp_model.train()
-    for epoch in range(initial_epoch, initial_epoch + epochs):
+    for epoch in range(initial_epoch, epochs):
         state.epoch = epoch
         state.global_step = epoch * batches_per_epoch
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         start = time.perf_counter()
-        bar = make_bar(batches_per_epoch, f"epoch {epoch + 1}/{initial_epoch + epochs}", verbose)
+        desc = f"epoch {epoch + 1}/{epochs}"
+        bar = make_bar(batches_per_epoch, desc, verbose)
         steps = opt._deferred_steps() if params else []
-        cpp_model.train()
+        _train_mode(cpp_model, keep_eval)
         with _counting_steps(opt, state, f"fit: epoch {epoch + 1}", batches_per_epoch) as applied:
             stats = _C.train_epoch(
                 cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
                 int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
                 float(clip_grad_value or 0.0), clip_segments,
                 (lambda done, total, running: bar.update_to(done, running)) if bar else None, applied,
+                loss_options=options, sample_weight=weights, width=width,
                 augment=augment_spec, augment_shape=augment_shape)
         if stats["nonfinite_batch"] >= 0:
             if bar:
@@ -343,24 +474,20 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
             if terminate_on_nan:
                 break
             raise FloatingPointError(message)
-        train_loss, train_acc = _metrics(stats, kernel, width)
-        logs = {"loss": train_loss}
-        if train_acc is not None:
-            logs["accuracy"] = train_acc
+        logs = {"loss": _loss_value(stats), **metric_set.values(stats, width)}
         if val is not None:
-            vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256))
-            val_loss, val_acc = _metrics(vstats, kernel, width)
-            logs["val_loss"] = val_loss
-            if val_acc is not None:
-                logs["val_accuracy"] = val_acc
+            vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256),
+                                 loss_options=options, width=width)
+            logs["val_loss"] = _loss_value(vstats)
+            logs.update({f"val_{k}": v for k, v in metric_set.values(vstats, width).items()})
         logs["lr"] = float(opt.param_groups[0]["lr"])
         logs["seconds"] = time.perf_counter() - start
         summary = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "seconds"))
         summary += f" ({logs['seconds']:.2f}s)"
         if bar:
             bar.close(summary)
-        elif verbose == 2:
-            print(f"epoch {epoch + 1}/{initial_epoch + epochs}: {summary}")
+        elif verbose:
+            write_line(f"{desc}: {summary}")
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         history.append(epoch, logs)
@@ -372,17 +499,31 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
 
 
 @_quieted
-def evaluate(model, X, y, loss="cross_entropy", batch_size=256):
-    """Loss and accuracy of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}."""
+def evaluate(model, X, y, loss=None, batch_size=256, metrics=None, sample_weight=None, verbose=0):
+    """Loss and metrics of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}.
+
+    loss and metrics default to those of the model's last fit (Keras's compile semantics); a model
+    never fitted needs loss= unless its targets are integer labels (cross-entropy). sample_weight
+    weighs the samples' losses as in fit. verbose=1 prints the result on one line.
+    """
     batch_size = _check_batch_size(batch_size, "evaluate")
-    loss_obj, kernel = _as_loss(loss)
+    verbose = _v.check_choice(verbose, "evaluate", "verbose", (0, 1, 2))
+    loss_obj, kernel = _remembered_loss(model, loss, y, "evaluate")
+    if metrics is None and loss is None and model.__dict__.get("_fit_compiled") is not None:
+        metrics = model.__dict__["_fit_compiled"]["metrics"]
+    metric_set = Metrics(metrics, kernel, "evaluate")
+    options = _loss_options(loss_obj, metric_set, "evaluate")
     cpp_model = _as_cpp_model(model)
     X = _check_X(X, cpp_model)
     width = _output_width(cpp_model, X)
-    y = _check_y(y, kernel, len(X), width, cpp_model)
-    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)))
-    value, acc = _metrics(stats, kernel, width)
-    return {"loss": value} if acc is None else {"loss": value, "accuracy": acc}
+    y = _check_y(y, kernel, len(X), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
+    weights = _sample_weights(sample_weight, None, y, len(X), kernel)
+    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)),
+                        loss_options=options, sample_weight=weights, width=width)
+    result = {"loss": _loss_value(stats), **metric_set.values(stats, width)}
+    if verbose:
+        write_line("evaluate: " + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return result
 
 
 @_quieted
@@ -400,21 +541,24 @@ def predict(model, X, batch_size=256):
 def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     """One minibatch (forward, loss, backward, optimizer step) in one C++ call; returns the loss.
 
-    For people who write their own loop. The model is put in training mode.
+    For people who write their own loop. The model is put in training mode (except modules in
+    eval mode whose parameters are all frozen, as in fit).
     """
     seed, step = _v.check_seed(seed, "train_step"), _v.check_seed(step, "train_step", "step")
-    loss_obj, kernel = _as_loss(loss)
+    loss_obj, kernel = _as_loss(loss, "train_step")
+    options = _loss_options(loss_obj, None, "train_step")
     cpp_model = _as_cpp_model(model)
     optimizer = _as_optimizer(optimizer, model, cpp_model, None, "train_step")
     x = _check_X(x, cpp_model, "x")
     width = _output_width(cpp_model, x)
-    y = _check_y(y, kernel, len(x), width, cpp_model)
+    y = _check_y(y, kernel, len(x), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
     params = list(cpp_model.parameters())
-    cpp_model.train()
+    _train_mode(cpp_model, _frozen_eval_modules(cpp_model))
     with _counting_steps(optimizer, None, "train_step", 1) as applied:
         stats = _C.train_epoch(cpp_model._layer, x, y, kernel, loss_obj.reduction,
                                cpp_model.flat_grad() if params else None, optimizer._deferred_steps() if params else [],
-                               len(x), False, int(seed), 0, int(step), applied=applied)
+                               len(x), False, int(seed), 0, int(step), applied=applied, loss_options=options,
+                               width=width)
     if stats["nonfinite_batch"] >= 0:
         raise FloatingPointError("train_step: the loss is NaN or infinite; the parameters were not changed")
     return stats["loss_sum"] / len(x) if loss_obj.reduction == "mean" else stats["loss_sum"]

@@ -1,50 +1,58 @@
-"""Progress display of fit(): tqdm when installed, otherwise a plain line rewritten in place."""
+"""Progress display of fit(): a Keras-like bar (done/total, ETA, running loss) rewritten in place on
+a terminal; elsewhere (logs, pipes, notebooks' captured output) only one line per epoch, with no
+carriage-return frames. verbose=1 and verbose=2 write the same epoch line to the same stream
+(sys.stdout, as Keras)."""
 
 import sys
 import time
 
 
-class _PlainBar:
+def write_line(text, file=None):
+    """One line of fit's or a callback's output, on the stream of the epoch lines."""
+    file = file or sys.stdout
+    file.write(text + "\n")
+    file.flush()
+
+
+def _duration(seconds):
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}" if m < 60 else f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+class ProgressBar:
+    """One epoch's bar on a terminal: ``epoch 2/5 [=========>....] 12/40 ETA 1.2s loss 0.1234``."""
+
+    width = 30
+
     def __init__(self, total, desc, file):
         self.total, self.desc, self.file = total, desc, file
         self.start = time.perf_counter()
-        self.interactive = hasattr(file, "isatty") and file.isatty()
+        self._last_len = 0
 
     def update_to(self, done, loss):
-        if not self.interactive:  # a log file gets the epoch summary only
-            return
-        width = 30
-        filled = int(width * done / max(self.total, 1))
         elapsed = time.perf_counter() - self.start
-        self.file.write(f"\r{self.desc} [{'=' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                        f"loss {loss:.4f} {elapsed:.1f}s")
+        filled = int(self.width * done / max(self.total, 1))
+        arrow = ">" if 0 < filled < self.width else ""
+        bar = "=" * max(filled - len(arrow), 0) + arrow + "." * (self.width - filled)
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        text = f"{self.desc} [{bar}] {done}/{self.total} ETA {_duration(eta)} loss {loss:.4f}"
+        self.file.write("\r" + text + " " * max(self._last_len - len(text), 0))
         self.file.flush()
+        self._last_len = len(text)
 
     def close(self, summary):
-        self.file.write((f"\r{self.desc} {summary}" + " " * 20 if self.interactive else f"{self.desc} {summary}") + "\n")
+        """Replaces the bar by the epoch line."""
+        text = f"{self.desc}: {summary}"
+        self.file.write("\r" + text + " " * max(self._last_len - len(text), 0) + "\n")
         self.file.flush()
-
-
-class _TqdmBar:
-    def __init__(self, total, desc, file, tqdm):
-        self.bar = tqdm(total=total, desc=desc, file=file, leave=True, dynamic_ncols=True, unit="batch")
-
-    def update_to(self, done, loss):
-        self.bar.update(done - self.bar.n)
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-    def close(self, summary):
-        self.bar.set_postfix_str(summary, refresh=True)
-        self.bar.close()
 
 
 def make_bar(total, desc, verbose, file=None):
-    """A bar for one epoch (verbose=1), or None (verbose=0, or 2: one summary line per epoch)."""
-    if verbose != 1:
+    """A bar for one epoch (verbose=1 on a terminal), or None (then fit writes the epoch line itself)."""
+    file = file or sys.stdout
+    if verbose != 1 or not (hasattr(file, "isatty") and file.isatty()):
         return None
-    file = file or sys.stderr
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _PlainBar(total, desc, file)
-    return _TqdmBar(total, desc, file, tqdm)
+    return ProgressBar(total, desc, file)

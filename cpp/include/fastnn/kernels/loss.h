@@ -17,7 +17,8 @@
 
 namespace fastnn {
 
-enum class Reduction { mean, sum };
+// none: one loss per row (cross-entropy, NLL) or per element (the elementwise losses).
+enum class Reduction { mean, sum, none };
 
 namespace detail {
 
@@ -324,6 +325,227 @@ void mse_backward(const T* input, const T* target, T* grad_input, index_t n, dou
 template <class T>
 double mse_forward_backward(const T* input, const T* target, T* grad_input, index_t n, Reduction r = Reduction::mean) {
   return detail::mse(input, target, grad_input, n, 1.0, r);
+}
+
+// ---- PyTorch's loss options: the general kernels ----------------------------------------------
+// class weights, label smoothing and ignore_index (cross-entropy, NLL), element weights and
+// pos_weight (BCE), per-row weights (fit's sample_weight / class_weight: they scale each row's
+// loss, not the mean's divisor, as Keras does), reduction "none", and the robust regression losses.
+// The fast kernels above are these with no option set; these run in the same fixed summation order.
+
+struct LossOptions {
+  const double* class_weight = nullptr;  // (c,) torch's weight= of cross-entropy / NLL
+  const double* weight = nullptr;        // (n,) torch's weight= of the elementwise losses (broadcast by the caller)
+  const double* pos_weight = nullptr;    // (cols,) BCE: weight of the positive term per column
+  const double* row_weight = nullptr;    // (rows,) multiplies each row's loss (sample weights)
+  index_t cols = 1;                      // elementwise: values per row (row_weight and pos_weight index)
+  double label_smoothing = 0;            // cross-entropy: target (1 - eps) t + eps / c
+  std::int64_t ignore_index = -100;      // class labels equal to it contribute 0 and leave the mean's divisor
+  double param = 1;                      // smooth_l1: beta; huber: delta
+
+  bool plain() const { return !class_weight && !weight && !pos_weight && !row_weight && label_smoothing == 0; }
+};
+
+// Index of the first label outside [0, c) that is not ignore_index, or -1.
+template <class L>
+index_t find_bad_label(const L* labels, index_t n, index_t c, std::int64_t ignore_index) {
+  for (index_t i = 0; i < n; ++i)
+    if (static_cast<std::int64_t>(labels[i]) != ignore_index && (labels[i] < 0 || static_cast<index_t>(labels[i]) >= c))
+      return i;
+  return -1;
+}
+
+// Whether some label equals ignore_index (then the general kernel runs: the fast one counts every row).
+template <class L>
+bool has_ignored_label(const L* labels, index_t n, std::int64_t ignore_index) {
+  for (index_t i = 0; i < n; ++i)
+    if (static_cast<std::int64_t>(labels[i]) == ignore_index) return true;
+  return false;
+}
+
+namespace detail {
+
+inline double class_w(const LossOptions& o, index_t k) { return o.class_weight ? o.class_weight[k] : 1.0; }
+inline double row_w(const LossOptions& o, index_t i) { return o.row_weight ? o.row_weight[i] : 1.0; }
+
+// The divisor of reduction "mean" for class labels: the summed class weight of the rows that are
+// not ignored (torch's weighted mean; their count without class weights). For probabilities: n.
+template <class L>
+double label_divisor(const L* labels, index_t n, const LossOptions& o) {
+  double d = 0;
+  for (index_t i = 0; i < n; ++i)
+    if (static_cast<std::int64_t>(labels[i]) != o.ignore_index) d += class_w(o, static_cast<index_t>(labels[i]));
+  return d;
+}
+
+// Row i of the general cross-entropy. Its effective target q (class weights, smoothing and the row
+// weight folded in) gives loss = lse * sum q - sum q z and gradient softmax * sum q - q.
+// q_c = r ((1 - eps) w_y [c = y] + eps / c w_c) for a label y; r w_c ((1 - eps) t_c + eps / c) for probabilities.
+template <class T, class Target>
+double ce_general_row(const T* z, const Target& t, index_t i, T* g, index_t c, const LossOptions& o, double scale) {
+  alignas(64) T buf[kLossChunk];
+  const double r = row_w(o, i), eps = o.label_smoothing, smooth = eps / double(c);
+  double a = 0;  // labels: the weight of the label's one-hot part
+  index_t y = -1;
+  if constexpr (is_class_labels<Target>::value) {
+    if (static_cast<std::int64_t>(t.labels[i]) == o.ignore_index) {
+      if (g) std::fill(g, g + c, T(0));
+      return 0.0;
+    }
+    y = static_cast<index_t>(t.labels[i]);
+    a = r * (1 - eps) * class_w(o, y);
+  }
+  auto q = [&](index_t k) -> double {
+    if constexpr (is_class_labels<Target>::value) return (k == y ? a : 0.0) + r * smooth * class_w(o, k);
+    else return r * class_w(o, k) * ((1 - eps) * double(t.probs[i * c + k]) + smooth);
+  };
+  const T m = CArrMap<T>(z, c).maxCoeff();
+  double s = 0;
+  for (index_t k = 0; k < c; k += kLossChunk) {
+    const index_t len = std::min(kLossChunk, c - k);
+    const index_t padded = (len + kPacket<T> - 1) / kPacket<T> * kPacket<T>;
+    ArrMap<T>(buf, len) = CArrMap<T>(z + k, len) - m;
+    std::fill(buf + len, buf + padded, T(0));
+    AlignedArrMap<T>(buf, padded) = AlignedArrMap<T>(buf, padded).exp();
+    s += sum_in_double(len, [&](index_t j) { return buf[j]; });
+    if (g) std::copy(buf, buf + len, g + k);
+  }
+  const double lse = double(m) + std::log(s);
+  const double q_sum = sum_in_double(c, q), qz_sum = sum_in_double(c, [&](index_t k) { return q(k) * double(z[k]); });
+  if (g) {
+    const double f = scale * q_sum / s;
+    for (index_t k = 0; k < c; ++k) g[k] = static_cast<T>(double(g[k]) * f - scale * q(k));
+  }
+  return lse * q_sum - qz_sum;
+}
+
+// Row i of NLL on log-probabilities x: loss = -r w_y x_y, gradient -r w_y at y.
+template <class T, class L>
+double nll_row(const T* x, const ClassLabels<L>& t, index_t i, T* g, index_t c, const LossOptions& o, double scale) {
+  if (g) std::fill(g, g + c, T(0));
+  if (static_cast<std::int64_t>(t.labels[i]) == o.ignore_index) return 0.0;
+  const index_t y = static_cast<index_t>(t.labels[i]);
+  const double w = row_w(o, i) * class_w(o, y);
+  if (g) g[y] = static_cast<T>(-w * scale);
+  return -w * double(x[y]);
+}
+
+// Sums row(i) over the rows in a data-determined order; with per_row writes each row's loss.
+template <class Row>
+double rows_sum(index_t n, index_t c, double* per_row, Row&& row) {
+  return blocked_sum(n, std::max<index_t>(1, 2048 / c), 16 * c, [&](index_t r0, index_t r1) {
+    double loss = 0;
+    for (index_t i = r0; i < r1; ++i) {
+      const double li = row(i);
+      if (per_row) per_row[i] = li;
+      loss += li;
+    }
+    return loss;
+  });
+}
+
+// 1 / divisor of the reduction; mean_divisor() is evaluated for "mean" only.
+template <class F>
+double reduction_factor(Reduction r, F&& mean_divisor) {
+  return r == Reduction::mean ? 1.0 / mean_divisor() : 1.0;
+}
+
+}  // namespace detail
+
+// Cross-entropy of logits (n, c) with the options: returns the reduced loss (0 for "none"), writes
+// the per-row losses into per_row (n) when not null and the gradient of grad * loss into grad_logits
+// when not null. For "none" the gradient is that of the sum (give row weights for upstream gradients).
+template <class T, class Target>
+double cross_entropy_general(const T* logits, const Target& target, T* grad_logits, double* per_row, index_t n,
+                             index_t c, const LossOptions& o, double grad = 1.0, Reduction r = Reduction::mean) {
+  const double f = detail::reduction_factor(r, [&] {
+    if constexpr (detail::is_class_labels<Target>::value) return detail::label_divisor(target.labels, n, o);
+    else return double(n);
+  });
+  const double total = detail::rows_sum(n, c, per_row, [&](index_t i) {
+    return detail::ce_general_row(logits + i * c, target, i, grad_logits ? grad_logits + i * c : nullptr, c, o,
+                                  grad * f);
+  });
+  return r == Reduction::none ? 0.0 : total * f;
+}
+
+// Negative log-likelihood of log-probabilities (n, c) against class labels, as cross_entropy_general.
+template <class T, class L>
+double nll_general(const T* input, const ClassLabels<L>& target, T* grad_input, double* per_row, index_t n, index_t c,
+                   const LossOptions& o, double grad = 1.0, Reduction r = Reduction::mean) {
+  const double f = detail::reduction_factor(r, [&] { return detail::label_divisor(target.labels, n, o); });
+  const double total = detail::rows_sum(n, c, per_row, [&](index_t i) {
+    return detail::nll_row(input + i * c, target, i, grad_input ? grad_input + i * c : nullptr, c, o, grad * f);
+  });
+  return r == Reduction::none ? 0.0 : total * f;
+}
+
+// ---- elementwise losses with options -------------------------------------------------------------
+// Each kind gives the loss of one element and its derivative d loss / d x (x the input, t the target,
+// pw the BCE positive weight, p the parameter).
+enum class ElementLoss { bce_with_logits, mse, l1, smooth_l1, huber };
+
+template <ElementLoss K>
+struct ElementTerm {
+  // BCE: -pw t log s(x) - (1 - t) log(1 - s(x)) as the plain stable form plus the pos_weight term
+  // (pw - 1) t (-log s(x)); derivative s(x) - t - (pw - 1) t s(-x) (no 1 - s(x) cancels).
+  static double value(double x, double t, double pw, double p, double* d) {
+    if constexpr (K == ElementLoss::bce_with_logits) {
+      const double e = std::exp(-std::abs(x)), l1p = std::log1p(e);
+      const double sig = x >= 0 ? 1 / (1 + e) : e / (1 + e), sig_neg = x >= 0 ? e / (1 + e) : 1 / (1 + e);
+      *d = sig - t - (pw - 1) * t * sig_neg;
+      return std::max(x, 0.0) - x * t + l1p + (pw - 1) * t * (l1p + std::max(-x, 0.0));
+    } else if constexpr (K == ElementLoss::mse) {
+      *d = 2 * (x - t);
+      return (x - t) * (x - t);
+    } else if constexpr (K == ElementLoss::l1) {
+      const double u = x - t;
+      *d = u > 0 ? 1.0 : (u < 0 ? -1.0 : 0.0);
+      return std::abs(u);
+    } else if constexpr (K == ElementLoss::smooth_l1) {  // beta = p; beta 0 is L1 (torch)
+      const double u = x - t, a = std::abs(u);
+      if (a < p) return *d = u / p, 0.5 * u * u / p;
+      *d = u > 0 ? 1.0 : (u < 0 ? -1.0 : 0.0);
+      return a - 0.5 * p;
+    } else {  // huber, delta = p
+      const double u = x - t, a = std::abs(u);
+      if (a < p) return *d = u, 0.5 * u * u;
+      *d = u > 0 ? p : -p;
+      return p * (a - 0.5 * p);
+    }
+  }
+};
+
+namespace detail {
+
+template <ElementLoss K, class T>
+double elementwise_general(const T* x, const T* t, T* grad, double* per_elem, index_t n, const LossOptions& o,
+                           double gscale) {
+  const index_t cols = std::max<index_t>(o.cols, 1);
+  return blocked_sum(n, 4 * kLossChunk, 24, [&](index_t b, index_t e) {
+    return sum_in_double(e - b, [&](index_t j) {
+      const index_t k = b + j;
+      const double w = (o.weight ? o.weight[k] : 1.0) * (o.row_weight ? o.row_weight[k / cols] : 1.0);
+      double d;
+      const double v = w * ElementTerm<K>::value(double(x[k]), double(t[k]), o.pos_weight ? o.pos_weight[k % cols] : 1.0,
+                                                 o.param, &d);
+      if (grad) grad[k] = static_cast<T>(w * d * gscale);
+      if (per_elem) per_elem[k] = v;
+      return v;
+    });
+  });
+}
+
+}  // namespace detail
+
+// Elementwise loss of kind K over n elements with the options: as cross_entropy_general, mean
+// divides by n (torch: also with element weights), per_elem (n) gets the losses when not null.
+template <ElementLoss K, class T>
+double elementwise_loss(const T* input, const T* target, T* grad_input, double* per_elem, index_t n,
+                        const LossOptions& o, double grad = 1.0, Reduction r = Reduction::mean) {
+  const double f = detail::reduction_factor(r, [&] { return double(n); });
+  const double total = detail::elementwise_general<K>(input, target, grad_input, per_elem, n, o, grad * f);
+  return r == Reduction::none ? 0.0 : total * f;
 }
 
 }  // namespace fastnn

@@ -50,6 +50,7 @@ struct EpochStats {
   index_t samples = 0;
   index_t batches = 0;        // = optimizer steps taken
   index_t nonfinite_batch = -1;  // first batch whose loss was NaN/inf (the epoch stops there)
+  MetricSums metrics;            // top-k accuracy, absolute and squared errors
 };
 
 // The model's output for each batch must keep the batch as its first dimension (the outputs are
@@ -146,6 +147,11 @@ class BatchGather {
  private:
   void gather_targets(const Dataset<T>& d, const index_t* idx, index_t count) {
     y_ = Targets<T>{};
+    if (d.y.sample_weight) {
+      weights_.resize(count);
+      for (index_t i = 0; i < count; ++i) weights_[i] = d.y.sample_weight[idx[i]];
+      y_.sample_weight = weights_.data();
+    }
     if (d.y.has_labels()) {
       labels_.resize(count);
       for (index_t i = 0; i < count; ++i) labels_[i] = d.y.labels[idx[i]];
@@ -166,6 +172,7 @@ class BatchGather {
   Targets<T> y_;
   std::vector<std::int64_t> labels_;
   std::vector<T> values_;
+  std::vector<double> weights_;
 };
 
 // Flushes denormal floats to zero (FTZ + DAZ) on the calling thread and the OpenMP pool while it
@@ -245,13 +252,13 @@ class Trainer {
 
   // One minibatch: forward, loss, backward, clip, steps. Returns the batch loss.
   double train_batch(const BatchGather<T>& batch, const Objective& obj, const std::vector<StepFn>& steps, index_t k,
-                     const Context& ctx, const EpochOptions& o, index_t* correct) {
+                     const Context& ctx, const EpochOptions& o, index_t* correct, MetricSums* metrics = nullptr) {
     if (n_params_ > 0 && !model_.overwrite_grads) std::memset(grads_, 0, sizeof(T) * n_params_);
     View<T> out = batch.forward(model_, ctx);
     check_output_(out.shape, batch.count());
     const Targets<T>& y = batch.y();
     View<T> g = grad_ws_.get(out.shape);
-    const double loss = objective_forward_backward(obj, out, y, g.data, correct);
+    const double loss = objective_forward_backward(obj, out, y, g.data, correct, metrics);
     if (!std::isfinite(loss)) return loss;  // leave the parameters as they were
     model_.backward(g, false);
     if (o.clip_norm > 0) clip_grad_norm_(clip_segments_, grads_, o.clip_norm, 2.0);
@@ -277,7 +284,7 @@ class Trainer {
       gather_.set_augment(augment_, o.seed, o.first_step + static_cast<std::uint64_t>(b));
       gather_.gather(d, order.data() + start, count, copy_inputs);
       Context ctx{true, o.seed, o.first_step + static_cast<std::uint64_t>(b)};
-      const double loss = train_batch(gather_, obj, steps, b, ctx, o, &st.correct);
+      const double loss = train_batch(gather_, obj, steps, b, ctx, o, &st.correct, &st.metrics);
       if (!std::isfinite(loss)) {
         st.nonfinite_batch = b;
         return st;
@@ -322,7 +329,8 @@ EpochStats evaluate(Layer<T>& model, const Dataset<T>& d, const Objective& obj, 
     gather.gather(d, order.data() + start, count, copy_inputs);
     View<T> out = gather.forward(model, Context{false, 0, 0, true});
     check_output(out.shape, count);
-    const double loss = objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct);
+    const double loss =
+        objective_forward(obj, out, gather.y(), scratch.get(out.shape).data, &st.correct, &st.metrics);
     st.loss_sum += loss * (obj.reduction == Reduction::mean ? count : 1);
     st.samples += count;
     st.batches += 1;
