@@ -7,6 +7,7 @@ was running, with :class:`WorkerDied`; the pool starts a replacement and the sea
 """
 
 import concurrent.futures as _cf
+from concurrent.futures.process import BrokenProcessPool as _BrokenProcessPool
 import multiprocessing as _mp
 import multiprocessing.connection as _mpc
 import os
@@ -249,6 +250,6 @@ def run_tasks(executor, fn, arguments, retries=1, on_result=None):
 
 
 def _lost_worker(error):
-    if isinstance(error, (WorkerDied, _cf.process.BrokenProcessPool)):
+    if isinstance(error, (WorkerDied, _BrokenProcessPool)):
         return True
     return type(error).__name__ == "KilledWorker"  # dask.distributed, without importing it

@@ -28,8 +28,8 @@ class SearchResult:
     dicts: one row per trial with its config, budget, score, status ("ok", "failed", "nonfinite"), lost
     (attempts lost with their worker, then retried), seconds),
     ``best_config``, ``best_score``, ``best_model`` (a fastnn model, when trials return one),
-    ``failures`` (attempts lost with their worker) and ``cost`` (trials, epochs, and the q^m trials
-    of a grid as fine as the search)."""
+    ``failures`` (attempts lost with their worker) and ``cost`` (trials, epochs, and the trials of a grid as
+    fine as the search: q^m, or fewer where a hyperparameter has fewer than q values)."""
 
     def __init__(self, trials, mode, space, grid_points, failures):
         self.trials = trials
@@ -66,10 +66,11 @@ class SearchResult:
         """Trials and epochs spent, beside the grid cost q^m: for a grid search q is its points per
         hyperparameter; for a random search, the number of distinct values each one took (a grid
         that tried as many values of every hyperparameter would need q^m trials)."""
-        m = sum(isinstance(v, _spaces.Space) for v in self.space.values())
+        axes = [v for v in self.space.values() if isinstance(v, _spaces.Space)]
         q = self._grid_points if self._grid_points else len(self.trials)
         return {"trials": len(self.trials), "epochs": int(sum(t["epochs_run"] for t in self.trials)),
-                "grid_points": q, "dimensions": m, "grid_trials": q ** m}
+                "grid_points": q, "dimensions": len(axes), "grid_bound": q ** len(axes),
+                "grid_trials": math.prod(len(v.grid(q)) for v in axes)}  # q^m, less where an axis has fewer values
 
     @property
     def table(self):
@@ -85,7 +86,7 @@ class SearchResult:
         c = self.cost
         return (f"{c['trials']} trials ({c['epochs']} epochs), best score {self.best_score:.4g} with "
                 f"{self.best_config}; a grid as fine ({c['grid_points']} points x {c['dimensions']} "
-                f"hyperparameters) would cost {c['grid_points']}^{c['dimensions']} = {c['grid_trials']} trials")
+                f"hyperparameters) would cost {c['grid_trials']} trials (q^m = {c['grid_bound']})")
 
     def __repr__(self):
         return f"SearchResult({self.summary()})"
