@@ -14,12 +14,13 @@ import fastnn  # noqa: E402
 from fastnn.sklearn import NeuralNetClassifier, NeuralNetRegressor  # noqa: E402
 
 SMALL = dict(hidden_layer_sizes=(16,), epochs=60, random_state=0)
+CHECKED = dict(hidden_layer_sizes=(16,), epochs=15, lr=1e-2, random_state=0)  # quick, and enough to learn the checks' data
 
 
 # Every check of scikit-learn's suite, none excluded. (random_state is set: with None the
 # estimator says it is non-deterministic and scikit-learn skips the consistency checks.)
-@parametrize_with_checks([NeuralNetClassifier(**SMALL), NeuralNetRegressor(**SMALL),
-                          NeuralNetClassifier(early_stopping=True, **SMALL)])
+@parametrize_with_checks([NeuralNetClassifier(**CHECKED), NeuralNetRegressor(**CHECKED),
+                          NeuralNetClassifier(early_stopping=True, **CHECKED)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
