@@ -1,5 +1,5 @@
 """Ensembles of fastnn models: voting, averaging, bagging (with out-of-bag score), stacking on
-out-of-fold predictions, and snapshot ensembles of one cyclic-lr run.
+out-of-fold predictions, AdaBoost (SAMME, SAMME.R), and snapshot ensembles of one cyclic-lr run.
 
     ens = fastnn.ensemble.VotingClassifier([make_mlp(seed) for seed in range(5)])
     ens.fit(X, y, epochs=5, batch_size=64)     # members train in parallel on the local process pool
@@ -10,8 +10,9 @@ one batched C++ pass per member (fastnn.predict) and are combined in NumPy.
 """
 
 from .bagging import Bagging
+from .boosting import AdaBoost
 from .snapshot import SnapshotCallback, SnapshotEnsemble
 from .stacking import Stacking
 from .voting import AveragingRegressor, VotingClassifier
 
-__all__ = ["AveragingRegressor", "Bagging", "SnapshotCallback", "SnapshotEnsemble", "Stacking", "VotingClassifier"]
+__all__ = ["AdaBoost", "AveragingRegressor", "Bagging", "SnapshotCallback", "SnapshotEnsemble", "Stacking", "VotingClassifier"]
