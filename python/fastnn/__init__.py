@@ -10,6 +10,7 @@ from ._config import (
     use_gemm_backend,
 )
 from . import datasets, functional, io, models, nn, optim, random, reference, train
+from . import ensemble, tune  # fastnn.sklearn needs scikit-learn: imported on its own
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
@@ -21,6 +22,7 @@ __all__ = [
     "build_info",
     "datasets",
     "empty_cache",
+    "ensemble",
     "evaluate",
     "fit",
     "functional",
@@ -40,5 +42,6 @@ __all__ = [
     "show_config",
     "train",
     "train_step",
+    "tune",
     "use_gemm_backend",
 ]
