@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool as _BrokenProcessPool
 import multiprocessing as _mp
 import multiprocessing.connection as _mpc
 import os
+import pickle
 import threading
 import time
 import traceback
@@ -43,8 +44,9 @@ def _worker_main(conn, threads):
             return
         if message is None:
             return
-        task_id, fn, args, kwargs = message
+        task_id, payload = message
         try:
+            fn, args, kwargs = pickle.loads(payload)  # here, so that a function this process cannot import fails its task
             reply = (task_id, True, fn(*args, **kwargs))
         except BaseException as e:  # sent back to the caller's future, the worker carries on
             reply = (task_id, False, e)
@@ -123,11 +125,15 @@ class LocalPool(_cf.Executor):
                     if not future.set_running_or_notify_cancel():
                         continue
                     try:
-                        w.conn.send((task_id, fn, args, kwargs))
+                        payload = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
                     except Exception as e:  # the task does not pickle: its own error, not the worker's
                         future.set_exception(e)
                         continue
                     w.task = (task_id, future)
+                    try:
+                        w.conn.send((task_id, payload))
+                    except OSError:  # the worker is gone: its sentinel reports it, and the task fails as lost
+                        break
 
     def _replace(self, worker):
         worker.process.join(0.1)
@@ -145,6 +151,21 @@ class LocalPool(_cf.Executor):
             self._workers.pop(index)
 
     def _dispatch(self):
+        try:
+            self._dispatch_loop()
+        except BaseException as e:  # a bug here must not leave callers waiting forever
+            with self._lock:
+                self._shutdown = True
+                futures = [f for _, f, *_ in self._pending] + [w.task[1] for w in self._workers if w.task]
+                self._pending.clear()
+            for f in futures:
+                if not f.done():
+                    f.set_exception(RuntimeError(f"LocalPool: the dispatcher failed: {type(e).__name__}: {e}"))
+            for w in self._workers:
+                w.process.terminate()
+            raise
+
+    def _dispatch_loop(self):
         while True:
             self._assign()
             with self._lock:
@@ -170,6 +191,8 @@ class LocalPool(_cf.Executor):
                     except (EOFError, OSError):
                         self._replace(w)
                         continue
+                    except Exception as e:  # a result this process cannot unpickle: the task's error
+                        ok, value = False, e
                     _, future = w.task
                     w.task = None
                     future.set_result(value) if ok else future.set_exception(value)

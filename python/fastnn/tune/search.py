@@ -138,6 +138,18 @@ class _Search:
 
     def run(self, configs, round_index=0):
         """Runs `configs` (halving between budgets); appends and returns their trial records."""
+        shared = self.model_mode and isinstance(self.executor, _ex.LocalPool)
+        arrays = getattr(self, "data", None)
+        if shared:  # workers on this machine map the data from files rather than get a copy per trial
+            self.data = _trial.ArrayFiles(arrays)
+        try:
+            return self._run(configs, round_index)
+        finally:
+            if shared:
+                self.data.close()
+                self.data = arrays
+
+    def _run(self, configs, round_index):
         rng = np.random.default_rng([self.seed, round_index, 1])
         records = []
         for config in configs:

@@ -2,6 +2,9 @@
 ensemble member's training. Module-level functions, so executors pickle them by reference; models
 travel as fastnn model bytes (fastnn.io.to_bytes), data as NumPy arrays."""
 
+import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -35,13 +38,45 @@ def run_function(train_fn, config, budget, seed, threads):
     return {"score": score, "model": model, "seconds": time.perf_counter() - start, "logs": {}}
 
 
+class ArrayFiles:
+    """Arrays written once as .npy files, which workers on this machine map read-only (and keep
+    between tasks) instead of receiving a copy of the data with every trial; pickles as its paths."""
+
+    def __init__(self, arrays):
+        self.directory = tempfile.mkdtemp(prefix="fastnn-tune-")
+        self.paths = []
+        for i, a in enumerate(arrays):
+            path = os.path.join(self.directory, f"{i}.npy")
+            np.save(path, np.ascontiguousarray(a), allow_pickle=False)
+            self.paths.append(path)
+
+    def __getstate__(self):
+        return {"directory": self.directory, "paths": self.paths}
+
+    def close(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_mapped = {}
+
+
+def resolve(data):
+    """The arrays of `data`: itself (a tuple of arrays), or those of an ArrayFiles, mapped once per process."""
+    if not isinstance(data, ArrayFiles):
+        return data
+    if data.directory not in _mapped:
+        _mapped.clear()  # one search's data at a time
+        _mapped[data.directory] = tuple(np.load(p, mmap_mode="r", allow_pickle=False) for p in data.paths)
+    return _mapped[data.directory]
+
+
 def run_model(build_model, config, start_epoch, budget, state, data, fit_params, seed, metric, threads):
     """Builds `build_model(config)` (or resumes `state`, the bytes of model + optimizer after
     `start_epoch` epochs), fits it up to epoch `budget`, and scores it by `metric` of the last epoch."""
     from .. import fit, io, manual_seed
 
     _pin(threads)
-    X, y, Xv, yv = data
+    X, y, Xv, yv = resolve(data)
     params = dict(fit_params)
     params.update({k: config[k] for k in FIT_KEYS if k in config})
     begin = time.perf_counter()
