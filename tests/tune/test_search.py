@@ -123,3 +123,15 @@ def test_errors_are_clear():
         tune.random_search(obj.bowl, SPACE, epochs=3, min_epochs=4, executor="sequential")
     with pytest.raises(TypeError, match="executor must be"):
         tune.random_search(obj.bowl, SPACE, n_trials=1, epochs=1, executor=object())
+
+
+def test_a_task_the_workers_cannot_import_fails_as_itself(pool, tmp_path, monkeypatch):
+    (tmp_path / "only_here.py").write_text("def f(config, budget):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # after the workers started: they cannot import it
+    import only_here
+
+    with pytest.raises(ModuleNotFoundError, match="only_here"):
+        tune.random_search(only_here.f, SPACE, n_trials=2, epochs=1, executor=pool)
+    with pytest.raises(Exception, match="pickle|lambda"):
+        tune.random_search(lambda c, b: 1.0, SPACE, n_trials=1, epochs=1, executor=pool)
+    assert tune.random_search(obj.bowl, SPACE, n_trials=2, epochs=1, executor=pool).best_score < 0  # pool still works
