@@ -121,6 +121,8 @@ def test_errors_are_clear():
         tune.random_search(obj.mlp, SPACE, np.zeros((4, 20)), executor="sequential")
     with pytest.raises(ValueError, match="min_epochs"):
         tune.random_search(obj.bowl, SPACE, epochs=3, min_epochs=4, executor="sequential")
+    with pytest.raises(ValueError, match="the search's to set"):
+        tune.random_search(obj.mlp, SPACE, *obj.toy_data(), executor="sequential", seed=1, verbose=2)
     with pytest.raises(TypeError, match="executor must be"):
         tune.random_search(obj.bowl, SPACE, n_trials=1, epochs=1, executor=object())
 

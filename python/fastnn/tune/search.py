@@ -40,6 +40,8 @@ class SearchResult:
         ok = [t for t in trials if t["status"] == "ok"]
         if not ok:
             raise RuntimeError(f"tune: every trial failed ({len(failures)} lost attempts: {failures[:3]})")
+        top = max(t["budget"] for t in ok)
+        ok = [t for t in ok if t["budget"] == top]  # with halving, the best of those that ran the full budget
         pick = max if mode == "max" else min
         self.best_trial = pick(ok, key=lambda t: t["score"])
 
@@ -114,6 +116,11 @@ class _Search:
         if (y is None) == self.model_mode:
             raise ValueError(f"{fn_name}: give both X and y (build_model mode) or neither (train_fn mode)")
         if self.model_mode:
+            taken = sorted(set(fit_params) & {"epochs", "initial_epoch", "seed", "verbose", "validation_data",
+                                              "validation_split", "callbacks"})
+            if taken:
+                raise ValueError(f"{fn_name}: {taken} are the search's to set (epochs= and validation_data= are "
+                                 "its own arguments; each trial gets its own seed)")
             self.data = _split(X, y, validation_data, validation_split, self.seed, fn_name)
             self.metric = metric or ("val_loss" if str(fit_params.get("loss", "")).lower() == "mse" else "val_accuracy")
             self.mode = mode or ("max" if "acc" in self.metric else "min")
