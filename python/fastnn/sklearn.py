@@ -24,11 +24,10 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 
 from . import io as _io
 from . import nn as _nn
-from . import random as _random
 from .train.callbacks import EarlyStopping
 from .train.fit import fit as _fit
 from .train.fit import predict as _predict
-from .tune.trial import make_optimizer
+from .tune.trial import make_optimizer, seeded
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor"]
 
@@ -92,14 +91,13 @@ class _NeuralNet(BaseEstimator):
     def _build(self, n_features, n_outputs, seed):
         sizes = self._check_params()
         dtype = np.dtype(self.dtype)
-        _random.manual_seed(seed)
-        if self.module is not None:
-            model = self.module(n_features, n_outputs)
-            if not isinstance(model, _nn.Module):
-                raise TypeError(f"{type(self).__name__}: module(n_features, n_outputs) must return a fastnn Module, "
-                                f"got {type(model).__name__}")
-            return model
-        return _mlp(n_features, n_outputs, sizes, self.activation, dtype)
+        with seeded(seed):
+            model = self.module(n_features, n_outputs) if self.module is not None else \
+                _mlp(n_features, n_outputs, sizes, self.activation, dtype)
+        if not isinstance(model, _nn.Module):
+            raise TypeError(f"{type(self).__name__}: module(n_features, n_outputs) must return a fastnn Module, "
+                            f"got {type(model).__name__}")
+        return model
 
     def _train(self, X, y, epochs, callbacks, seed, initial_epoch=0):
         fraction = self.validation_fraction if self.early_stopping else 0.0

@@ -137,3 +137,12 @@ def test_a_task_the_workers_cannot_import_fails_as_itself(pool, tmp_path, monkey
     with pytest.raises(Exception, match="pickle|lambda"):
         tune.random_search(lambda c, b: 1.0, SPACE, n_trials=1, epochs=1, executor=pool)
     assert tune.random_search(obj.bowl, SPACE, n_trials=2, epochs=1, executor=pool).best_score < 0  # pool still works
+
+
+def test_a_search_in_this_process_leaves_the_global_seed_as_it_was():
+    fastnn.manual_seed(123)
+    fastnn.random.next_step()
+    before = dict(fastnn.random._state)
+    tune.random_search(obj.mlp, {"hidden": tune.choice([4])}, *obj.toy_data(60), n_trials=2, epochs=1,
+                       executor="sequential")
+    assert fastnn.random._state == before

@@ -4,8 +4,8 @@
 import numpy as np
 
 from .. import _validate as _v
-from .. import random as _random
 from ..nn.module import Module
+from ..tune import trial as _trial
 from . import members as _m
 
 __all__ = ["Bagging"]
@@ -53,8 +53,8 @@ class Bagging(_m.Combined):
             rng = np.random.default_rng([seed, 5, i])
             idx = rng.integers(0, n, size) if self.bootstrap else rng.choice(n, size, replace=False)
             self.estimators_samples_.append(np.sort(idx))
-            _random.manual_seed(s)
-            models.append(self.estimator())
+            with _trial.seeded(s):
+                models.append(self.estimator())
         fit_params.setdefault("loss", "cross_entropy" if self.task == "classification" else "mse")
         self.members_ = _m.train(executor, models, [(X[i], y[i]) for i in self.estimators_samples_], fit_params,
                                  seeds, retries, fn)

@@ -17,9 +17,9 @@ import inspect
 import numpy as np
 
 from .. import _validate as _v
-from .. import random as _random
 from ..nn.module import Module
 from ..train.fit import fit as _fit
+from ..tune import trial as _trial
 from . import members as _m
 
 __all__ = ["AdaBoost"]
@@ -67,8 +67,8 @@ class AdaBoost:
         self.members_, self.alphas_, self.errors_, self.sample_weights_, self.resampled_ = [], [], [], [], []
         seeds = _m.member_seeds(seed, self.n_estimators)
         for m, s in enumerate(seeds):
-            _random.manual_seed(s)
-            model = self.estimator()
+            with _trial.seeded(s):
+                model = self.estimator()
             if weighted:
                 _fit(model, X, y, sample_weight=w * n, seed=s, **fit_params)
             else:

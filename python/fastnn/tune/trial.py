@@ -2,6 +2,7 @@
 ensemble member's training. Module-level functions, so executors pickle them by reference; models
 travel as fastnn model bytes (fastnn.io.to_bytes), data as NumPy arrays."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -13,6 +14,22 @@ import numpy as np
 FIT_KEYS = ("lr", "optimizer", "batch_size", "loss", "clip_grad_norm", "clip_grad_value")
 
 
+@contextlib.contextmanager
+def seeded(seed):
+    """``fastnn.manual_seed(seed)`` for the block, then the caller's global seed and step again
+    (a search or an ensemble run in this process leaves the user's random stream as it was)."""
+    from .. import random as _random
+
+    with _random._lock:
+        saved = dict(_random._state)
+    _random.manual_seed(seed)
+    try:
+        yield
+    finally:
+        with _random._lock:
+            _random._state.update(saved)
+
+
 def _pin(threads):
     if threads is not None:
         from .. import set_num_threads
@@ -22,13 +39,13 @@ def _pin(threads):
 
 def run_function(train_fn, config, budget, seed, threads):
     """train_fn(config, budget) -> score, or (score, model): the model comes back as fastnn bytes."""
-    from .. import io, manual_seed
+    from .. import io
     from ..nn.module import Module
 
     _pin(threads)
-    manual_seed(seed)
     start = time.perf_counter()
-    out = train_fn(dict(config), budget)
+    with seeded(seed):
+        out = train_fn(dict(config), budget)
     model = None
     if isinstance(out, tuple):
         if len(out) != 2 or not isinstance(out[1], Module):
@@ -73,7 +90,7 @@ def resolve(data):
 def run_model(build_model, config, start_epoch, budget, state, data, fit_params, seed, metric, threads):
     """Builds `build_model(config)` (or resumes `state`, the bytes of model + optimizer after
     `start_epoch` epochs), fits it up to epoch `budget`, and scores it by `metric` of the last epoch."""
-    from .. import fit, io, manual_seed
+    from .. import fit, io
 
     _pin(threads)
     X, y, Xv, yv = resolve(data)
@@ -81,8 +98,8 @@ def run_model(build_model, config, start_epoch, budget, state, data, fit_params,
     params.update({k: config[k] for k in FIT_KEYS if k in config})
     begin = time.perf_counter()
     if state is None:
-        manual_seed(seed)
-        model = build_model(dict(config))
+        with seeded(seed):
+            model = build_model(dict(config))
         optimizer = make_optimizer(model, params.pop("optimizer", "adam"), params.pop("lr", None))
     else:
         model, optimizer, _ = io.from_bytes(state, with_optimizer=True)
@@ -111,10 +128,9 @@ def make_optimizer(model, name, lr=None):
 
 def fit_member(model_bytes, X, y, fit_params, seed, threads):
     """Trains one ensemble member (sent as fastnn bytes) on (X, y); returns its bytes after training."""
-    from .. import fit, io, manual_seed
+    from .. import fit, io
 
     _pin(threads)
-    manual_seed(seed)
     model = io.from_bytes(model_bytes)
     fit(model, X, y, seed=seed, verbose=0, **fit_params)
     return io.to_bytes(model)
