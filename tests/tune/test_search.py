@@ -48,6 +48,7 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(pool):
     first = sorted((obj.bowl(t["config"], 1), t["budget"]) for t in r.trials)
     assert first[-1][1] == 9 and {b for _, b in first[-3:]} == {3, 9}  # the best at budget 1 went on
     assert r.cost["epochs"] == 9 * 1 + 3 * 3 + 9
+    assert all((t["status"] == "stopped") == (t["budget"] < 9) for t in r.trials)
 
 
 def test_table_has_one_row_per_trial_with_the_config():
@@ -71,6 +72,7 @@ def test_model_mode_trains_halves_and_returns_the_best_model(pool):
     r = tune.random_search(obj.mlp, space, X, y, n_trials=4, epochs=4, min_epochs=2, eta=2, batch_size=32,
                            seed=5, executor=pool)
     assert sorted(t["budget"] for t in r.trials) == [2, 2, 4, 4]
+    assert [t["model"] is not None for t in r.trials].count(True) == 1  # only the best model is kept
     model = r.best_model
     assert isinstance(model, fastnn.nn.Module) and model[0].weight.shape[0] == r.best_config["hidden"]
     # the score is the validation accuracy of the returned model on the seeded split

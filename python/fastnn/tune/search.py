@@ -25,7 +25,8 @@ __all__ = ["SearchResult", "grid_search", "random_search", "coarse_to_fine"]
 
 class SearchResult:
     """Trials of a search. ``table`` (a pandas DataFrame when pandas is installed, else a list of
-    dicts: one row per trial with its config, budget, score, status ("ok", "failed", "nonfinite"), lost
+    dicts: one row per trial with its config, budget, score, status ("ok"; "stopped" by successive halving
+    at its budget; "failed"; "nonfinite"), lost
     (attempts lost with their worker, then retried), seconds),
     ``best_config``, ``best_score``, ``best_model`` (a fastnn model, when trials return one),
     ``failures`` (attempts lost with their worker) and ``cost`` (trials, epochs, and the trials of a grid as
@@ -37,13 +38,16 @@ class SearchResult:
         self.space = space
         self.failures = failures
         self._grid_points = grid_points
-        ok = [t for t in trials if t["status"] == "ok"]
+        ok = [t for t in trials if t["status"] in ("ok", "stopped")]
         if not ok:
             raise RuntimeError(f"tune: every trial failed ({len(failures)} lost attempts: {failures[:3]})")
         top = max(t["budget"] for t in ok)
         ok = [t for t in ok if t["budget"] == top]  # with halving, the best of those that ran the full budget
         pick = max if mode == "max" else min
         self.best_trial = pick(ok, key=lambda t: t["score"])
+        for t in trials:  # only the best model is kept (the others' bytes could be large)
+            if t is not self.best_trial:
+                t["model"] = None
 
     @property
     def best_config(self):
@@ -188,9 +192,6 @@ class _Search:
                     r["status"] = "stopped"
                     r["model"] = None  # a stopped trial's model is not kept
                 alive = alive[:keep]
-        for r in records:
-            if r["status"] == "stopped":
-                r["status"] = "ok"  # scored at its own (smaller) budget, see "budget"
         self.trials.extend(records)
         return records
 
@@ -281,7 +282,7 @@ def coarse_to_fine(objective, space, X=None, y=None, *, rounds=2, n_trials=8, to
         search.spaces.append(current)
         rng = np.random.default_rng([search.seed, r, 0])
         search.run([_spaces.sample(current, rng) for _ in range(n_trials)], round_index=r)
-        ok = [t for t in search.trials if t["status"] == "ok" and t["budget"] == search.epochs]
+        ok = [t for t in search.trials if t["status"] == "ok" and t["budget"] == search.epochs]  # not stopped
         if not ok:
             break
         ok.sort(key=lambda t: t["score"], reverse=search.mode == "max")
