@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -148,3 +149,19 @@ def test_a_search_in_this_process_leaves_the_global_seed_as_it_was():
     tune.random_search(obj.mlp, {"hidden": tune.choice([4])}, *obj.toy_data(60), n_trials=2, epochs=1,
                        executor="sequential")
     assert fastnn.random._state == before
+
+
+def test_spawned_workers_get_their_thread_count_before_numpy_loads(pool):
+    assert [pool.submit(os.getenv, v).result() for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")] == ["1", "1"]
+    assert pool.submit(fastnn.get_num_threads).result() == 1
+
+
+def test_forkserver_workers_and_a_thread_count_per_worker():
+    pool = tune.LocalPool(n_workers=1, threads_per_worker=2, context="forkserver")
+    try:
+        assert pool.submit(fastnn.get_num_threads).result() == 2
+        assert pool.submit(obj.bowl, obj.OPTIMUM, 4).result() == -0.25
+    finally:
+        pool.shutdown()
+    with pytest.raises(ValueError, match="context"):
+        tune.LocalPool(context="fork")  # forking a process that ran OpenMP is unsafe

@@ -83,7 +83,10 @@ class LocalPool(_cf.Executor):
     Functions and arguments are pickled (functions by reference: module-level functions);
     fastnn models cross as bytes of fastnn's model format (``fastnn.io.to_bytes``), not pickles.
     The default is one worker per core, one thread each. Processes start with 'spawn' (or
-    'forkserver'): forking a process that has run OpenMP is unsafe.
+    'forkserver'): forking a process that has run OpenMP is unsafe. A spawned worker gets
+    OMP/OPENBLAS/MKL_NUM_THREADS = threads_per_worker in its environment before it loads numpy;
+    forkserver workers inherit the server's environment (from its first start) and are pinned by
+    ``fastnn.set_num_threads`` alone.
     """
 
     def __init__(self, n_workers=None, threads_per_worker=1, context="spawn"):
