@@ -11,6 +11,7 @@ from ._config import (
 )
 from . import datasets, functional, io, models, nn, optim, random, reference, train
 from . import augment
+from . import ensemble, tune  # fastnn.sklearn needs scikit-learn: imported on its own
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
@@ -23,6 +24,7 @@ __all__ = [
     "build_info",
     "datasets",
     "empty_cache",
+    "ensemble",
     "evaluate",
     "fit",
     "functional",
@@ -42,5 +44,6 @@ __all__ = [
     "show_config",
     "train",
     "train_step",
+    "tune",
     "use_gemm_backend",
 ]

@@ -308,3 +308,23 @@ def _load(path, z, with_optimizer):
         except (KeyError, ValueError, TypeError) as e:
             raise ModelFileError(f"{path}: optimizer state does not match: {e}") from e
     return model, opt, meta.get("extra", {})
+
+
+def to_bytes(model, optimizer=None, extra=None):
+    """The model file :func:`save` writes, as bytes (to send a model to another process or machine)."""
+    with tempfile.TemporaryDirectory(prefix="fastnn-") as directory:
+        path = os.path.join(directory, "model.fastnn")
+        save(path, model, optimizer, extra)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def from_bytes(data, with_optimizer=False):
+    """:func:`load` of the bytes :func:`to_bytes` returned (the same checks: nothing is unpickled)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"from_bytes: data must be bytes, got {type(data).__name__}")
+    with tempfile.TemporaryDirectory(prefix="fastnn-") as directory:
+        path = os.path.join(directory, "model.fastnn")
+        with open(path, "wb") as f:
+            f.write(data)
+        return load(path, with_optimizer)
