@@ -53,14 +53,21 @@ def test_sample_weights_follow_the_samme_update(boosted):
 
 
 def test_each_round_trains_on_its_weights(boosted):
+    # member m is exactly fit(sample_weight=N·w_m) of a fresh model with that round's seed, and the
+    # weights matter: without them round m >= 1 would give another model
+    from fastnn.tune import trial
     ada, X, y = boosted
-    if not ada.resampled_:
-        pytest.skip("fit takes sample_weight: members train on the weights directly")
-    for idx, w in zip(ada.resampled_[1:], ada.sample_weights_[1:]):
-        counts = np.bincount(idx, minlength=len(X))
-        heavy = w > np.median(w)
-        assert counts[heavy].mean() > counts[~heavy].mean()  # drawn in proportion to their weights
-        assert counts.sum() == len(X)
+    seeds = M.member_seeds(1, ada.n_estimators)
+    for m in range(1, len(ada.members_)):
+        w = ada.sample_weights_[m]
+        outputs = []
+        for weights in (w * len(X), None):
+            with trial.seeded(seeds[m]):
+                model = weak()
+            fastnn.fit(model, X, y, sample_weight=weights, seed=seeds[m], epochs=3, batch_size=32, lr=0.05, verbose=0)
+            outputs.append(fastnn.predict(model, X))
+        np.testing.assert_array_equal(outputs[0], fastnn.predict(ada.members_[m], X))
+        assert not np.array_equal(outputs[1], outputs[0])
 
 
 def test_the_boosted_ensemble_beats_its_members(boosted):

@@ -7,12 +7,10 @@ Round m trains a fresh member on the weighted data, then
     SAMME.R: p = the member's softmax probabilities (clipped at eps),
              h_k = (K − 1)·(log p_k − mean_j log p_j),  w ← w·exp(−lr·(K − 1)/K · Σ_k y_k log p_k)
              with y_k = 1 for the true class and −1/(K − 1) otherwise;  predict argmax_k Σ_m h_m,k(x)
-The weighted data is ``fit(sample_weight=N·w)`` when fastnn's fit takes sample weights, else a
-weighted bootstrap sample of N draws with probabilities w ("boosting by resampling", Freund &
-Schapire 1996), seeded per round. Rounds are sequential: each needs the weights of the one before.
+Each member trains on ``fit(sample_weight=N·w)`` (boosting by reweighting: N·w keeps the mean
+weight 1, so the learning rate means what it means without weights). Rounds are sequential: each
+needs the weights of the one before.
 """
-
-import inspect
 
 import numpy as np
 
@@ -27,16 +25,12 @@ __all__ = ["AdaBoost"]
 EPS = 1e-12
 
 
-def _fit_takes_sample_weight():
-    return "sample_weight" in inspect.signature(_fit).parameters
-
-
 class AdaBoost:
     """AdaBoost of members built by ``estimator()`` (after ``fastnn.manual_seed``), for classification.
 
     After fit: ``members_``, ``alphas_`` (SAMME's member weights; 1 for SAMME.R), ``errors_``
     (weighted training error of each member), ``sample_weights_`` (the weights each member trained
-    with, each summing to 1), ``resampled_`` (each round's sample indices, when resampling).
+    with, each summing to 1).
     Training stops early when a member is perfect (err = 0) or no better than chance
     (err ≥ 1 − 1/K), as in SAMME; that member is kept only in the first case.
     """
@@ -61,20 +55,14 @@ class AdaBoost:
             raise ValueError(f"{fn}: seed= goes to AdaBoost, and the sample weights are boosting's own")
         n, K = len(X), int(y.max()) + 1
         fit_params.setdefault("verbose", 0)
-        weighted = _fit_takes_sample_weight()
         w = np.full(n, 1.0 / n)
         self.n_classes_ = K
-        self.members_, self.alphas_, self.errors_, self.sample_weights_, self.resampled_ = [], [], [], [], []
+        self.members_, self.alphas_, self.errors_, self.sample_weights_ = [], [], [], []
         seeds = _m.member_seeds(seed, self.n_estimators)
         for m, s in enumerate(seeds):
             with _trial.seeded(s):
                 model = self.estimator()
-            if weighted:
-                _fit(model, X, y, sample_weight=w * n, seed=s, **fit_params)
-            else:
-                idx = np.random.default_rng([seed, 11, m]).choice(n, n, replace=True, p=w)
-                self.resampled_.append(idx)
-                _fit(model, X[idx], y[idx], seed=s, **fit_params)
+            _fit(model, X, y, sample_weight=w * n, seed=s, **fit_params)
             self.sample_weights_.append(w.copy())
             logits = _m.outputs([model], X)[0].astype(np.float64)
             miss = logits.argmax(axis=1) != y
@@ -83,8 +71,6 @@ class AdaBoost:
             if err >= 1 - 1 / K:  # no better than chance: SAMME stops without this member
                 self.errors_.pop()
                 self.sample_weights_.pop()
-                if self.resampled_:
-                    self.resampled_.pop()
                 break
             self.members_.append(model)
             if err <= 0:
