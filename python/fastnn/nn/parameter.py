@@ -13,7 +13,7 @@ from .. import _validate as _v
 
 # Segment flags (the third column of FlatBuffer.segments()), shared with the C++ optimizers.
 TRAINABLE = 1  # requires_grad: receives gradients and updates
-DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm parameters no)
+DECAY = 2  # weight decay / L1 / max-norm apply (every parameter unless created with weight_decay=False)
 
 # Counts every move of parameters to another buffer (repack): an optimizer compares it with the
 # value at its last check, so that noticing a repack costs one comparison per step.
@@ -56,7 +56,10 @@ class Parameter:
         data: NumPy view of the values (writes go to the model).
         grad: NumPy view of the accumulated gradient.
         requires_grad: False freezes it (no gradient, no update).
-        weight_decay: whether weight decay / L1 / L2 / max-norm apply (False for biases and BN).
+        weight_decay: whether a group's weight decay / L1 / max-norm apply to it. True for every
+            parameter of the built-in layers (torch decays every parameter of a group; use
+            ``optim.param_groups`` to exclude biases and normalization parameters); False is an
+            explicit opt-out of this one parameter.
     """
 
     def __init__(self, buffer, offset=None, shape=None, requires_grad=True, weight_decay=True, name="", owner=None):

@@ -3,8 +3,9 @@
 A model's parameters are views into one flat buffer (:mod:`fastnn.nn.parameter`), so an
 optimizer's state is a few flat arrays of the same length as ``FlatBuffer.params`` (Adam's
 ``exp_avg`` and ``exp_avg_sq``, ...), and one step is one fused C++ pass over the buffers per
-parameter group (``fastnn._C.<name>_step``), skipping frozen parameters and applying weight decay,
-L1 and max-norm only to the parameters created with ``weight_decay=True``.
+parameter group (``fastnn._C.<name>_step``), skipping frozen parameters. As in torch, a group's
+weight decay (and fastnn's L1 and max-norm) applies to every parameter of the group;
+:func:`param_groups` makes the usual groups that leave biases and normalization parameters out.
 """
 
 import math
@@ -16,7 +17,7 @@ from ..nn import parameter as _parameter
 from .._config import _C
 from ..nn.parameter import TRAINABLE, Parameter, repack
 
-__all__ = ["Optimizer", "segment_table"]
+__all__ = ["Optimizer", "param_groups", "segment_table"]
 
 
 def segment_table(parameters):
@@ -28,6 +29,44 @@ def segment_table(parameters):
     """
     rows = [(p.offset, p.size, p.flags, math.prod(p.shape[1:]) if len(p.shape) >= 2 else 0) for p in parameters]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def param_groups(model, weight_decay, no_decay=("bias", "norm")):
+    """Two torch-style parameter groups: decayed parameters, and the others with weight_decay 0.
+
+    A parameter goes to the no-decay group when one of the `no_decay` strings occurs
+    (case-insensitively) in its qualified name (``"0.bias"``, ``"body.norm1.weight"``) or in the
+    class name of the module that holds it (``BatchNorm1d`` contains ``"norm"``), so biases and
+    BatchNorm parameters are excluded by default, also in a ``Sequential`` whose children are
+    named ``"0"``, ``"1"``, ... Empty groups are left out.
+
+        opt = optim.AdamW(optim.param_groups(model, weight_decay=1e-2), lr=1e-3)
+
+    Args:
+        model: a fastnn.nn.Module.
+        weight_decay: the decay of the first group (>= 0).
+        no_decay: substrings naming the parameters not to decay (a string or a sequence of them).
+    Returns:
+        ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...], "weight_decay": 0.0}]``.
+    """
+    from ..nn.module import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"param_groups: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    weight_decay = _v.check_real(weight_decay, "param_groups", "weight_decay", 0)
+    if isinstance(no_decay, str):
+        no_decay = (no_decay,)
+    no_decay = tuple(no_decay)
+    if not all(isinstance(word, str) and word for word in no_decay):
+        raise TypeError(f"param_groups: no_decay must be non-empty strings, got {no_decay!r}")
+    words = [word.lower() for word in no_decay]
+    holder = {id(p): type(m).__name__.lower() for _, m in model.named_modules() for p in m._parameters.values()}
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        where = (name.lower(), holder.get(id(p), ""))
+        (keep if any(word in text for word in words for text in where) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _gather_into_one_buffer(groups):
