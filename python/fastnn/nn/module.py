@@ -30,6 +30,21 @@ from .. import _validate as _v
 from .parameter import Parameter, as_real, repack, shared_buffer
 
 
+def _claim_parameters(module, params):
+    """Records `module` as the model of `params` (the outermost module flattened around them),
+    so that a pickled Parameter or optimizer refers to its place in the model that is pickled."""
+    inside = {}  # id(current model) -> whether `module` is part of it
+    for p in params:
+        current = p.model
+        if current is None or current is module:
+            p.model = module
+            continue
+        if id(current) not in inside:
+            inside[id(current)] = any(m is module for m in current.modules())
+        if not inside[id(current)]:
+            p.model = module
+
+
 # The mode evaluate/predict impose on the calls of this thread (None: every module's own), so that
 # the submodules a Python-written module calls run in eval mode without their modes changing for
 # other threads.
@@ -130,7 +145,9 @@ class Module:
         params = list(self.parameters())
         if not params:
             return None
-        return shared_buffer(params) or repack(params)
+        buf = shared_buffer(params) or repack(params)
+        _claim_parameters(self, params)
+        return buf
 
     def flat_parameters(self):
         """All parameter values as one 1-D array (a view: writes change the model)."""
@@ -277,6 +294,16 @@ class Module:
         for name, value in values.items():  # all checked first: a bad dict changes nothing
             targets[name][...] = value
         return self
+
+    # --- copying -------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """pickle and copy.deepcopy through fastnn's model format (``fastnn.io.to_bytes``: the
+        architecture, weights, modes and frozen flags, no code), so a copy is independent and exact.
+        Only built-in layers and containers can be described that way (TypeError otherwise)."""
+        from .. import io  # nn does not import io at module level: io builds on nn
+
+        return (io.from_bytes, (io.to_bytes(self), False))
 
     # --- display -------------------------------------------------------------------------------
 

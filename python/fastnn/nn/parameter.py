@@ -6,6 +6,7 @@ Newton see the model as the vector it is. A ``Parameter`` is only a window (offs
 """
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -83,6 +84,29 @@ class Parameter:
         self.requires_grad = _v.check_bool(requires_grad, "Parameter", "requires_grad")
         self.weight_decay = _v.check_bool(weight_decay, "Parameter", "weight_decay")
         self.name = name
+        self._model = None  # weakref to the model it belongs to (see model), set by flatten_parameters_
+
+    @property
+    def model(self):
+        """The outermost module whose flat buffer this parameter was put in (None if none is alive)."""
+        ref = self.__dict__.get("_model")
+        return ref() if ref is not None else None
+
+    @model.setter
+    def model(self, module):
+        self._model = weakref.ref(module)
+
+    def __reduce__(self):
+        """pickle / deepcopy: the parameter of the same name in a copy of its model (pickled once
+        with the model when both are: optimizers and their models stay together), or of the module
+        that owns it, else a Parameter holding a copy of the values."""
+        for holder in (self.model, self.owner):
+            if holder is None:
+                continue
+            for name, p in holder.named_parameters():
+                if p is self:
+                    return (_parameter_named, (holder, name))
+        return (_standalone_parameter, (self.numpy(), self.requires_grad, self.weight_decay, self.name))
 
     @property
     def data(self):
@@ -189,3 +213,12 @@ def shared_buffer(parameters):
             return None
         offset += p.size
     return buf if offset == buf.params.size else None
+
+
+def _parameter_named(module, name):
+    """The parameter `name` of `module` (unpickling a Parameter)."""
+    return dict(module.named_parameters())[name]
+
+
+def _standalone_parameter(values, requires_grad, weight_decay, name):
+    return Parameter(values, requires_grad=requires_grad, weight_decay=weight_decay, name=name)

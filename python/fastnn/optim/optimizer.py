@@ -450,6 +450,21 @@ class Optimizer:
                     f"{type(self).__name__}.load_state_dict: the state has steps {state['step']} but lacks {missing}"
                 )
 
+    # --- copying -----------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """pickle / copy.deepcopy: the hyperparameters, the state (each parameter's slice of the flat
+        arrays) and the parameters, which pickle as their places in (a copy of) their model, so that
+        ``copy.deepcopy((model, opt))`` or ``pickle.dumps((model, opt))`` gives an optimizer over the
+        copied model, and a copied optimizer alone one over a copy of its model."""
+        self._follow_if_moved()
+        params = [p for g in self.param_groups for p in g["params"]]
+        flat = {key: [self.state[key][p.offset : p.offset + p.size].copy() for p in params]
+                for key in self._flat_state if key in self.state}
+        counters = {key: self.state[key].copy() for key in self._group_state}
+        groups = [dict(g) for g in self.param_groups]
+        return (_rebuild_optimizer, (type(self), dict(self.defaults), groups, flat, counters))
+
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
@@ -469,3 +484,21 @@ def _merged_ranges(parameters):
         else:
             merged.append((start, end))
     return merged
+
+
+def _rebuild_optimizer(cls, defaults, groups, flat, counters):
+    """The optimizer that Optimizer.__reduce__ describes, over the (copied) parameters in `groups`."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    opt = cls(groups, **{k: v for k, v in defaults.items() if k in accepted})
+    opt.defaults = dict(defaults)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    state = {key: value.copy() for key, value in counters.items()}
+    for key, slices in flat.items():
+        array = np.zeros(opt.buffer.params.size, dtype=opt.buffer.dtype)
+        for p, values in zip(params, slices):
+            array[p.offset : p.offset + p.size] = values
+        state[key] = array
+    opt.state = state
+    return opt
