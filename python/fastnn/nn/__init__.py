@@ -12,6 +12,7 @@ from .flatten import Flatten, Identity
 from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
 from .module import Module
+from .module_list import ModuleList
 from .residual import Residual
 from .parameter import FlatBuffer, Parameter
 from .pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -19,7 +20,7 @@ from .pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container",
     "Conv2d", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer", "Flatten", "GlobalAvgPool2d",
-    "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module", "PReLU", "Parameter",
+    "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module", "ModuleList", "PReLU", "Parameter",
     "RReLU", "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm",
     "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

@@ -30,6 +30,19 @@ from .. import _validate as _v
 from .parameter import Parameter, as_real, repack, shared_buffer
 
 
+def check_child(owner, name, module):
+    """ValueError/TypeError for a child name or module that add_module cannot take."""
+    where = f"{type(owner).__name__}.add_module"
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: name must be a string, got {type(name).__name__}")
+    if not name or "." in name:
+        raise ValueError(f"{where}: name must be a non-empty string without '.', got {name!r}")
+    if not isinstance(module, Module):
+        raise TypeError(f"{where}: {name!r} must be a fastnn.nn.Module, got {type(module).__name__}")
+    if name not in owner.__dict__.get("_modules", {}) and (name in owner.__dict__ or hasattr(type(owner), name)):
+        raise KeyError(f"{where}: attribute {name!r} already exists")
+
+
 def _claim_parameters(module, params):
     """Records `module` as the model of `params` (the outermost module flattened around them),
     so that a pickled Parameter or optimizer refers to its place in the model that is pickled."""
@@ -84,6 +97,10 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, (Module, Parameter)) and "_modules" not in self.__dict__:
             raise AttributeError("call Module.__init__() before assigning submodules or parameters")
+        if isinstance(value, Module) and name in self.__dict__.get("_modules", {}):
+            self._modules[name] = value  # a child replaced keeps its place (PyTorch's order)
+            object.__setattr__(self, name, value)
+            return
         self.__dict__.get("_modules", {}).pop(name, None)
         self.__dict__.get("_parameters", {}).pop(name, None)
         if isinstance(value, Module):
@@ -92,6 +109,20 @@ class Module:
             value.name = value.name or name
             self._parameters[name] = value
         object.__setattr__(self, name, value)
+
+    def add_module(self, name, module):
+        """Adds (or replaces) the child `name` (``self.name = module``, checked; PyTorch's add_module)."""
+        check_child(self, name, module)
+        setattr(self, name, module)
+
+    def apply(self, fn):
+        """Calls fn(m) on every submodule (children first, as PyTorch) and on self; returns self."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}.apply: fn must be callable, got {type(fn).__name__}")
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
 
     def named_children(self):
         return iter(self._modules.items())
@@ -177,7 +208,14 @@ class Module:
     def _on_mode_change(self):
         pass
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zeros the gradients of every parameter.
+
+        The gradients are views into the model's flat gradient buffer, which the C++ layers
+        accumulate into, so they are never None: ``set_to_none`` (PyTorch's argument) is accepted
+        and both values zero them (PyTorch's None reads as zeros wherever an optimizer reads it).
+        """
+        _v.check_bool(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none")
         params = list(self.parameters())
         buf = shared_buffer(params)
         if buf is not None:
@@ -294,6 +332,24 @@ class Module:
         for name, value in values.items():  # all checked first: a bad dict changes nothing
             targets[name][...] = value
         return self
+
+    # --- description -------------------------------------------------------------------------
+
+    def count_params(self, trainable=None):
+        """Number of parameter values (shared ones once); trainable=True/False: only those that
+        train / only the frozen ones."""
+        if trainable is not None:
+            trainable = _v.check_bool(trainable, "count_params", "trainable")
+        from .summary import count_params
+
+        return count_params(self, trainable)
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Prints a Keras-like table: layers, output shapes for one sample's `input_shape` (no
+        batch), parameter counts, trainable vs frozen (see :func:`fastnn.nn.summary.summary`)."""
+        from .summary import summary
+
+        return summary(self, input_shape, print_fn)
 
     # --- copying -------------------------------------------------------------------------------
 

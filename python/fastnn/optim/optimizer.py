@@ -166,6 +166,10 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizer can only optimize fastnn Parameters, but one of the params is {type(p).__name__}")
+        ids = [id(p) for p in params]
+        if self.buffer is not None and any(p.buffer is not self.buffer for p in params) and len(set(ids)) == len(ids):
+            self._join(params)
+        for p in params:
             if self.buffer is None:
                 self._buffer = p.buffer
             elif p.buffer is not self.buffer:
@@ -173,7 +177,6 @@ class Optimizer:
                     f"all parameters of an optimizer must be views into the same FlatBuffer (one model); "
                     f"parameter {p.name!r} belongs to another buffer"
                 )
-        ids = [id(p) for p in params]
         if len(set(ids)) != len(ids):
             raise ValueError("optimizer contains a parameter group with duplicate parameters")
         taken = {id(p) for g in self.param_groups for p in g["params"]}
@@ -190,6 +193,20 @@ class Optimizer:
         self._grad_ranges = _merged_ranges(p for g in self.param_groups for p in g["params"])
         self._offsets = [p.offset for g in self.param_groups for p in g["params"]]
         self._init_group(len(self.param_groups) - 1, group)
+
+    def _join(self, params):
+        """Moves this optimizer's parameters and `params` (another model's) into one flat buffer,
+        so that one fused pass per group still updates them all; the state moves with them."""
+        held = [p for g in self.param_groups for p in g["params"]]
+        taken = {id(p) for p in held}
+        new = [p for p in params if id(p) not in taken]
+        dtypes = sorted({str(p.dtype) for p in held + new})
+        if len(dtypes) > 1:
+            raise TypeError(f"{type(self).__name__}.add_param_group: the new parameters' dtype differs from the "
+                            f"optimizer's ({dtypes}); convert the model first")
+        self._follow_if_moved()
+        repack(held + new)
+        self._follow()  # the flat state follows the parameters held (the new ones start at zero)
 
     @property
     def buffer(self):
@@ -279,8 +296,13 @@ class Optimizer:
 
     # --- stepping ---------------------------------------------------------------------------------
 
-    def zero_grad(self):
-        """Zero the gradients of this optimizer's parameters (one fill when they cover the whole buffer)."""
+    def zero_grad(self, set_to_none=True):
+        """Zero the gradients of this optimizer's parameters (one fill when they cover the whole buffer).
+
+        ``set_to_none`` is PyTorch's argument: the gradients are views into the flat gradient
+        buffer and are zeroed either way (see ``Module.zero_grad``).
+        """
+        _v.check_bool(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none")
         grads = self.buffer.grads
         if len(self._grad_ranges) == 1 and self._grad_ranges[0] == (0, grads.size):
             grads.fill(0)
