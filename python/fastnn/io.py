@@ -395,3 +395,73 @@ def _optimizer_groups(path, model, info, groups):
         raise ModelFileError(f"{path}: optimizer state does not match: param_names must list the model's "
                              f"parameters for each of the {len(groups)} groups, got {names!r:.100}")
     return [{"params": [params[n] for n in g]} for g in names]
+
+
+# --- interop: PyTorch state_dicts and safetensors -------------------------------------------------
+
+def _import_optional(name, what):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError(f"{what} needs the optional package {name.split('.')[0]!r} (pip install "
+                          f"{name.split('.')[0]})") from None
+
+
+def _torch_layout_state(model):
+    """model.state_dict() plus each BatchNorm's num_batches_tracked (int64 0: fastnn does not
+    count batches; PyTorch reads it only with momentum=None), so a torch twin loads it strictly."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a fastnn.nn.Module, got {type(model).__name__}")
+    state = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        out[key] = value
+        if key.endswith("running_var"):
+            out[key[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
+    return out
+
+
+def to_torch_state_dict(model):
+    """The model's state_dict as torch tensors under PyTorch's names, for the torch twin's
+    ``load_state_dict`` or ``torch.save`` (``torch.load(f, weights_only=True)`` reads it back).
+    Imports torch only when called."""
+    torch = _import_optional("torch", "to_torch_state_dict")
+    from collections import OrderedDict
+
+    return OrderedDict((k, torch.from_numpy(np.array(v, copy=True))) for k, v in _torch_layout_state(model).items())
+
+
+def _as_numpy(value):
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def from_torch_state_dict(model, state_dict, strict=True):
+    """Loads a torch state_dict (tensors or arrays, PyTorch's names) into `model`; returns model.
+
+    Values are converted to the model's dtype; shapes must match (ValueError), and with strict
+    missing or unexpected keys are a KeyError (``num_batches_tracked`` is ignored).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"from_torch_state_dict: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"from_torch_state_dict: state_dict must be a mapping, got {type(state_dict).__name__}")
+    return model.load_state_dict({k: _as_numpy(v) for k, v in state_dict.items()}, strict=strict)
+
+
+def save_safetensors(path, model):
+    """Writes the model's state_dict (PyTorch's names, plus BatchNorm's num_batches_tracked) to a
+    safetensors file, which ``safetensors.torch.load_file`` and :func:`load_safetensors` read.
+    Needs the optional package safetensors."""
+    st = _import_optional("safetensors.numpy", "save_safetensors")
+    arrays = {k: np.ascontiguousarray(v) for k, v in _torch_layout_state(model).items()}
+    st.save_file(arrays, os.fspath(path), metadata={"format": "pt", "producer": "fastnn"})
+
+
+def load_safetensors(path, model, strict=True):
+    """Loads a safetensors file of PyTorch-named tensors into `model` (as :func:`from_torch_state_dict`)."""
+    st = _import_optional("safetensors.numpy", "load_safetensors")
+    return from_torch_state_dict(model, st.load_file(os.fspath(path)), strict=strict)
