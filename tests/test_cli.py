@@ -131,7 +131,9 @@ def test_val_split_validates_on_the_training_set_and_tests_once(monkeypatch, cap
 
 
 def test_val_split_too_small_for_the_data_is_a_usage_error(capsys):
-    assert main(["train", "--train-size", "3", "--val-split", "0.1", "--data", "bundled"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--train-size", "3", "--val-split", "0.1", "--data", "bundled"])
+    assert e.value.code == 2
     assert "--val-split 0.1 of 3 training images" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--val-split", "1.5"])
@@ -150,7 +152,9 @@ def test_plot_without_matplotlib_is_a_clear_message(monkeypatch, capsys):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    assert main(["train", "--epochs", "1", "--data", "bundled", "--plot", "x.png"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "1", "--data", "bundled", "--plot", "x.png"])
+    assert e.value.code == 2
     assert "--plot needs matplotlib" in capsys.readouterr().err
 
 

@@ -80,9 +80,9 @@ def build_model(name, in_features=784, classes=10, depth=20, width=16, growth_ra
 
 
 def _fail(message):
-    """One line on stderr and exit status 2 (a usage or data error, as argparse's)."""
+    """One line on stderr and exit status 2 (a usage or data error, as argparse's SystemExit(2))."""
     print(f"python -m fastnn train: error: {message}", file=sys.stderr)
-    return 2
+    raise SystemExit(2)
 
 
 def _plot_curves(history, path):
@@ -113,7 +113,7 @@ def train(args):
     from fastnn import datasets, optim
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        return _fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
+        _fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
@@ -121,12 +121,12 @@ def train(args):
     try:
         (X, y), (Xt, yt) = datasets.fashion_mnist(args.data, flatten=not images)
     except (OSError, ValueError) as e:  # a missing directory or file, a file that is not IDX
-        return _fail(f"--data {args.data}: {e}")
+        _fail(f"--data {args.data}: {e}")
     if args.train_size:
         X, y = X[:args.train_size], y[:args.train_size]
     n_val = int(round(len(X) * args.val_split))
     if args.val_split and not 1 <= n_val < len(X):
-        return _fail(f"--val-split {args.val_split} of {len(X)} training images leaves no training or no "
+        _fail(f"--val-split {args.val_split} of {len(X)} training images leaves no training or no "
                      "validation images")
     print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X) - n_val} train / {n_val} "
           f"validation (the last {args.val_split:.0%} of the training set) / {len(Xt)} test images")
