@@ -89,7 +89,7 @@ def _jsonable(value):
     return value
 
 
-def _write(f, model, optimizer, extra, fn="save"):
+def _write(f, model, optimizer, extra, fn="save", compression=zipfile.ZIP_DEFLATED):
     """The model file (zip) of `model` (and `optimizer`) into the binary file object `f`."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn}: model must be a fastnn.nn.Module, got {type(model).__name__}")
@@ -114,7 +114,7 @@ def _write(f, model, optimizer, extra, fn="save"):
                              "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in sd["param_groups"]],
                              "param_names": [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]}
         arrays.update({f"optimizer/{k}": v for k, v in sd["state"].items()})
-    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(f, "w", compression) as z:
         z.writestr("fastnn.json", json.dumps(meta))
         for name, array in arrays.items():
             buf = _io.BytesIO()
@@ -145,7 +145,8 @@ def to_bytes(model, optimizer=None, extra=None):
     frozen parameters and the optimizer's state; never code.
     """
     f = _io.BytesIO()
-    _write(f, model, optimizer, extra, "to_bytes")
+    # stored, not deflated: weights hardly compress, and deflating them made a copy ~10x slower
+    _write(f, model, optimizer, extra, "to_bytes", zipfile.ZIP_STORED)
     return f.getvalue()
 
 
