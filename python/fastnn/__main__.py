@@ -31,7 +31,7 @@ def _number(kind, low, high=None, low_open=False):
 
 MODELS = {
     "mlp": "784-256-128-10 MLP with BatchNorm, ReLU and Dropout(0.2) (the default)",
-    "mlp-s": "the seeds' 784-32-32-10 MLP with BatchNorm and ReLU",
+    "mlp-s": "the seeds' 784-32-32-10 MLP (the course notes' small network) with BatchNorm and ReLU",
     "mlp-l": "784-512-256-10 MLP with BatchNorm, ReLU and Dropout(0.5)",
     "linear": "softmax regression 784-10",
     "cnn": "BENCH.md's CNN: 2 x (conv3x3-BN-ReLU-maxpool), 3136-128-10 head with Dropout(0.5) (fastnn.models.simple_cnn)",
@@ -79,21 +79,67 @@ def build_model(name, in_features=784, classes=10, depth=20, width=16, growth_ra
     return nn.Sequential(*layers)
 
 
+def _fail(message):
+    """One line on stderr and exit status 2 (a usage or data error, as argparse's SystemExit(2))."""
+    print(f"python -m fastnn train: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _plot_curves(history, path):
+    """Loss and accuracy per epoch (training and validation) in one figure written to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, never a window
+    import matplotlib.pyplot as plt
+
+    panels = [key for key in ("loss", "accuracy") if key in history.history]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    epochs = [e + 1 for e in history.epoch]
+    for ax, key in zip(axes[0], panels):
+        ax.plot(epochs, history[key], marker="o", label=f"train {key}")
+        if f"val_{key}" in history.history:
+            ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def train(args):
+    import importlib.util
+
     from fastnn import datasets, optim
 
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        _fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
     images = args.model in IMAGE_MODELS  # (N, 1, 28, 28) for the CNNs, (N, 784) for the MLPs
-    (X, y), (Xt, yt) = datasets.fashion_mnist(args.data, flatten=not images)
+    try:
+        (X, y), (Xt, yt) = datasets.fashion_mnist(args.data, flatten=not images)
+    except (OSError, ValueError) as e:  # a missing directory or file, a file that is not IDX
+        _fail(f"--data {args.data}: {e}")
     if args.train_size:
         X, y = X[:args.train_size], y[:args.train_size]
-    print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X)} train / {len(Xt)} test images")
+    # a seeded, stratified random hold-out: the last fraction of a sorted set would miss classes
+    split = (fastnn.train.ValidationSplit(args.val_split, shuffle=True, stratify=True, seed=args.seed)
+             if args.val_split else 0.0)
+    n_val = len(split.indices(y, len(X))[1]) if args.val_split else 0
+    if args.val_split and not 1 <= n_val < len(X):
+        _fail(f"--val-split {args.val_split} of {len(X)} training images leaves no training or no "
+              "validation images")
+    print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X) - n_val} train / {n_val} "
+          f"validation ({args.val_split:.0%} of the training set, stratified) / {len(Xt)} test images")
     model = build_model(args.model, depth=args.depth, width=args.width, growth_rate=args.growth_rate,
                         blocks=args.blocks)
-    print(model)
-    print(f"{model.flat_parameters().size:,} parameters")
+    if args.summary:
+        model.summary(X.shape[1:])
+    else:
+        print(model)
+        print(f"{model.count_params():,} parameters")
     opt_cls = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSprop,
                "adagrad": optim.Adagrad}[args.optimizer]
     kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
@@ -105,15 +151,22 @@ def train(args):
         from fastnn.train import LearningRateScheduler
 
         callbacks.append(LearningRateScheduler(CosineAnnealingLR(opt, T_max=args.epochs)))
+    # model selection sees the validation split only; the test set is scored once, at the end
     history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
-                         validation_data=(Xt, yt), seed=args.seed, verbose=1 if args.verbose else 2,
+                         validation_split=split, seed=args.seed, verbose=1 if args.verbose else 2,
                          callbacks=callbacks,
                          augment=None if args.augment is None else
                          fastnn.augment.from_names(args.augment, None if images else (1, 28, 28)))
     result = fastnn.evaluate(model, Xt, yt)
-    seconds = history["seconds"]
+    seconds = history.history.get("seconds", [])  # empty with --epochs 0
     print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
           f"({len(seconds)} epochs, {sum(seconds):.1f}s, {fastnn.get_num_threads()} threads)")
+    if args.plot:
+        if len(history):
+            _plot_curves(history, args.plot)
+            print(f"curves written to {args.plot}")
+        else:
+            print("--plot: no epochs were trained, no curves to plot")
     if args.save:
         fastnn.save(args.save, model, opt, extra={"epochs": len(seconds)})
         print(f"saved to {args.save}")
@@ -127,28 +180,42 @@ def main(argv=None):
     info.add_argument("--size", type=_number(int, 1, 8192), default=1024, help="square GEMM size (default 1024)")
     info.add_argument("--threads", type=_number(int, 1, 1024), default=None, help="fastnn threads (default: all)")
     info.add_argument("--json", action="store_true", help="print the report as JSON (fastnn.info.info()'s dict)")
-    tr = sub.add_parser("train", help="train a model on Fashion-MNIST and print its test accuracy")
-    tr.add_argument("--model", default="mlp", choices=sorted(MODELS), help="; ".join(f"{k}: {v}" for k, v in MODELS.items()))
-    tr.add_argument("--epochs", type=_number(int, 0), default=10)
+    tr = sub.add_parser("train", help="train a model on Fashion-MNIST and print its test accuracy",
+                        description="Train a model on Fashion-MNIST: fit on the training set (--val-split "
+                                    "of it held out for validation), then report the test score once.")
+    tr.add_argument("--model", default="mlp", choices=sorted(MODELS),
+                    help="the network: " + "; ".join(f"{k}: {v}" for k, v in MODELS.items()))
+    tr.add_argument("--epochs", type=_number(int, 0), default=10, help="passes over the training set (default 10; "
+                                                                       "0 scores the untrained model)")
     tr.add_argument("--depth", type=_number(int, 8), default=20, help="resnet: 6n + 2 layers (default 20)")
     tr.add_argument("--width", type=_number(int, 1), default=16, help="resnet: channels of the first stage (default 16)")
     tr.add_argument("--growth-rate", type=_number(int, 1), default=12, help="densenet: k (default 12)")
     tr.add_argument("--blocks", type=_blocks, default=(6, 6, 6), help="densenet: layers per dense block (default 6,6,6)")
     tr.add_argument("--train-size", type=_number(int, 1), default=None,
                     help="train on the first N training images only (a quick run)")
-    tr.add_argument("--batch-size", type=_number(int, 1), default=128)
-    tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
+    tr.add_argument("--val-split", type=_number(float, 0, 0.9), default=0.1,
+                    help="fraction of the training images held out (a seeded random, class-stratified choice) "
+                         "to report val_loss/val_accuracy per epoch; 0: none (default 0.1). The test set is "
+                         "never used for validation")
+    tr.add_argument("--batch-size", type=_number(int, 1), default=128, help="samples per step (default 128)")
+    tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                    help="fastnn.optim class, PyTorch's update rule (default adam; sgd uses momentum 0.9)")
     tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
                     help="learning rate (default 1e-3; 0.05 for sgd)")
     tr.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                     help="learning rate per epoch: constant, or cosine annealing from --lr to 0 over --epochs")
     tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
                                                  "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
-    tr.add_argument("--threads", type=_number(int, 1), default=None)
-    tr.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0)
+    tr.add_argument("--threads", type=_number(int, 1), default=None, help="fastnn threads (default: all cores)")
+    tr.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0,
+                    help="seed of initialization, shuffling and dropout (default 0): equal seeds, equal results")
     tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")
     tr.add_argument("--augment", default=None, help="augment training batches: comma-separated names of "
                     "fastnn.augment.NAMED (shift, flip, rotation, affine, crop, erasing, noise, ...)")
+    tr.add_argument("--plot", default=None, metavar="PNG",
+                    help="write the loss and accuracy curves (train and validation) to this image (needs matplotlib)")
+    tr.add_argument("--summary", action="store_true",
+                    help="print the layer table (output shapes, parameter counts) instead of the model's repr")
     tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
     args = parser.parse_args(argv)
     if args.command == "train" and (args.depth - 2) % 6:

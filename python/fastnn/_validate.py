@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_seed", "is_int", "is_real"]
+__all__ = ["as_array", "check_bool", "check_choice", "check_int", "check_real", "check_seed", "is_int", "is_real"]
 
 SEED_LIMIT = 2**64  # seeds and step counters are uint64 in C++
 
@@ -91,6 +91,22 @@ def check_choice(value, fn, name, choices):
         if (is_int(value) and is_int(c) or type(value) is type(c)) and value == c:
             return c
     raise ValueError(f"{fn}: {name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+def as_array(data, name="X"):
+    """Samples or targets from any array-like, by one rule: ``np.asarray(data)`` (an ndarray as it
+    is; nested lists; anything with ``__array__``: torch tensors, pandas DataFrames, ...), which must
+    give real numbers (bool, integer or float; object, string and complex arrays are a TypeError).
+    The caller converts the result to the model's dtype."""
+    if not isinstance(data, np.ndarray):
+        try:
+            data = np.asarray(data)
+        except (ValueError, RuntimeError) as e:  # ragged nested lists; a torch tensor that requires grad
+            hint = " (call .detach() on a tensor that requires grad)" if "requires grad" in str(e) else ""
+            raise TypeError(f"{name} must be an array of numbers{hint}: {e}") from None
+    if data.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {data.dtype} (bool, integer and float values are taken)")
+    return data
 
 
 # --- typed arguments of the bindings ---------------------------------------------------------------

@@ -89,32 +89,84 @@ def _jsonable(value):
     return value
 
 
-def save(path, model, optimizer=None, extra=None):
-    """Writes `model` (and `optimizer`'s state) to `path` atomically (a temporary file, then rename)."""
+def _write(f, model, optimizer, extra, fn="save", compression=zipfile.ZIP_DEFLATED):
+    """The model file (zip) of `model` (and `optimizer`) into the binary file object `f`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{fn}: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, _optim.Optimizer):
+        raise TypeError(f"{fn}: optimizer must be a fastnn.optim.Optimizer or None, got {type(optimizer).__name__}")
     meta = {"format": FORMAT, "version": VERSION, "dtype": str(model.dtype), "architecture": _architecture(model),
-            "extra": _jsonable(extra or {})}
+            "extra": _jsonable(extra or {}),
+            # what a copy needs beyond the weights (load puts the model in eval mode; from_bytes keeps these)
+            "training": [m.__dict__["_training"] for _, m in model.named_modules()],
+            "frozen": [name for name, p in model.named_parameters() if not p.requires_grad]}
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     if optimizer is not None:
         model.flatten_parameters_()  # the flat state is saved in the layout load rebuilds: the model's own buffer
+        names = {id(p): name for name, p in model.named_parameters()}
+        held = [p for g in optimizer.param_groups for p in g["params"]]
+        foreign = [p for p in held if id(p) not in names]
+        if foreign:
+            raise ValueError(f"{fn}: the optimizer holds {foreign[0]!r}, which is not a parameter of the model "
+                             f"({len(foreign)} in all); save each model with its own optimizer")
         sd = optimizer.state_dict()
         meta["optimizer"] = {"class": type(optimizer).__name__,
-                             "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in sd["param_groups"]]}
+                             "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in sd["param_groups"]],
+                             "param_names": [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]}
         arrays.update({f"optimizer/{k}": v for k, v in sd["state"].items()})
+    with zipfile.ZipFile(f, "w", compression) as z:
+        z.writestr("fastnn.json", json.dumps(meta))
+        for name, array in arrays.items():
+            buf = _io.BytesIO()
+            np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+            z.writestr(name + ".npy", buf.getvalue())
+
+
+def save(path, model, optimizer=None, extra=None):
+    """Writes `model` (and `optimizer`'s state) to `path` atomically (a temporary file, then rename)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("fastnn.json", json.dumps(meta))
-            for name, array in arrays.items():
-                buf = _io.BytesIO()
-                np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-                z.writestr(name + ".npy", buf.getvalue())
+        with os.fdopen(fd, "wb") as f:
+            _write(f, model, optimizer, extra)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def to_bytes(model, optimizer=None, extra=None):
+    """The model file of `model` (and `optimizer`) as bytes: what :func:`save` writes, in memory.
+
+    Used by pickle and copy.deepcopy (``Module.__reduce__``) and to send models to other
+    processes: architecture, weights, running statistics, each module's train/eval mode, the
+    frozen parameters and the optimizer's state; never code.
+    """
+    f = _io.BytesIO()
+    # stored, not deflated: weights hardly compress, and deflating them made a copy ~10x slower
+    _write(f, model, optimizer, extra, "to_bytes", zipfile.ZIP_STORED)
+    return f.getvalue()
+
+
+def from_bytes(data, with_optimizer=False):
+    """The model (or ``(model, optimizer, extra)``) in bytes made by :func:`to_bytes`.
+
+    As :func:`load` (the same checks; ModelFileError for bytes that are not a valid model), except
+    that every module keeps the train/eval mode it had when the bytes were made.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"from_bytes: data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    try:
+        with zipfile.ZipFile(_io.BytesIO(data)) as z:
+            return _load("from_bytes", z, with_optimizer, len(data), keep_modes=True)
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"from_bytes: not a readable fastnn model (truncated or corrupted?): "
+                             f"{type(e).__name__}: {e}") from e
 
 
 # Limits that keep a hostile file from costing more than it declares (see load).
@@ -124,10 +176,9 @@ BUILD_SLACK = 1 << 16  # elements a model may declare beyond its stored arrays (
 _CHUNK = 1 << 20
 
 
-def _members(z, path):
+def _members(z, path, size):
     """name -> ZipInfo, after checking that every member's declared sizes are possible for a file
-    of this size (stored as is, or deflated), so that they bound what reading can inflate to."""
-    size = os.fstat(z.fp.fileno()).st_size if hasattr(z.fp, "fileno") else None
+    of `size` bytes (stored as is, or deflated), so that they bound what reading can inflate to."""
     members = {}
     for info in z.infolist():
         if info.filename in members:
@@ -205,8 +256,8 @@ def _declared_elements(arch):
                      if isinstance(c, list) and len(c) == 2)
 
 
-def _read(path, z):
-    members = _members(z, path)
+def _read(path, z, size):
+    members = _members(z, path, size)
     if "fastnn.json" not in members:
         raise ModelFileError(f"{path}: not a fastnn model file (no fastnn.json inside)")
     meta = json.loads(_read_member(z, members.pop("fastnn.json"), MAX_META_BYTES, path).decode("utf-8"))
@@ -238,8 +289,8 @@ def load(path, with_optimizer=False):
     """
     path = os.fspath(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            return _load(path, z, with_optimizer)
+        with open(path, "rb") as f, zipfile.ZipFile(f) as z:
+            return _load(path, z, with_optimizer, os.fstat(f.fileno()).st_size)
     except (ModelFileError, FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:  # zipfile, zlib, json, the .npy header parser (TokenError...), MemoryError, ...
@@ -247,8 +298,8 @@ def load(path, with_optimizer=False):
                              f"{type(e).__name__}: {e}") from e
 
 
-def _load(path, z, with_optimizer):
-    meta, members = _read(path, z)
+def _load(path, z, with_optimizer, size, keep_modes=False):
+    meta, members = _read(path, z, size)
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
@@ -278,7 +329,7 @@ def _load(path, z, with_optimizer):
         model.load_state_dict(state)
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: weights do not match the architecture: {e}") from e
-    model.eval()
+    _restore_flags(path, model, meta, keep_modes)
     if not with_optimizer:
         return model
     opt = None
@@ -294,8 +345,7 @@ def _load(path, z, with_optimizer):
         for g in groups:
             if isinstance(g.get("betas"), list):
                 g["betas"] = tuple(g["betas"])
-        params = list(model.parameters())
-        opt = cls(params, lr=groups[0].get("lr", 1e-3) if groups else 1e-3)
+        opt = cls(_optimizer_groups(path, model, info, groups), lr=groups[0].get("lr", 1e-3) if groups else 1e-3)
         limit = max(opt.buffer.params.size, len(groups))  # flat state, or one count per group
         headers = _stored(z, members, "optimizer/", path)
         for name, (_, header) in headers.items():
@@ -310,21 +360,109 @@ def _load(path, z, with_optimizer):
     return model, opt, meta.get("extra", {})
 
 
-def to_bytes(model, optimizer=None, extra=None):
-    """The model file :func:`save` writes, as bytes (to send a model to another process or machine)."""
-    with tempfile.TemporaryDirectory(prefix="fastnn-") as directory:
-        path = os.path.join(directory, "model.fastnn")
-        save(path, model, optimizer, extra)
-        with open(path, "rb") as f:
-            return f.read()
+def _restore_flags(path, model, meta, keep_modes):
+    """The frozen parameters, and the modules' train/eval modes (keep_modes) or eval mode (load)."""
+    frozen = meta.get("frozen", [])
+    params = dict(model.named_parameters())
+    if not isinstance(frozen, list) or not all(isinstance(n, str) and n in params for n in frozen):
+        raise ModelFileError(f"{path}: 'frozen' must list parameter names of the model, got {frozen!r:.100}")
+    if frozen:
+        for name in frozen:
+            params[name].requires_grad = False
+        for m in model.modules():
+            m._rebind()
+    modes = meta.get("training")
+    modules = [m for _, m in model.named_modules()]
+    if not keep_modes or modes is None:
+        model.eval()
+        return
+    if not isinstance(modes, list) or len(modes) != len(modules) or not all(isinstance(b, bool) for b in modes):
+        raise ModelFileError(f"{path}: 'training' must hold one True/False per module ({len(modules)}), "
+                             f"got {modes!r:.100}")
+    for m, mode in zip(modules, modes):
+        m.__dict__["_training"] = mode
+        m._on_mode_change()
 
 
-def from_bytes(data, with_optimizer=False):
-    """:func:`load` of the bytes :func:`to_bytes` returned (the same checks: nothing is unpickled)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"from_bytes: data must be bytes, got {type(data).__name__}")
-    with tempfile.TemporaryDirectory(prefix="fastnn-") as directory:
-        path = os.path.join(directory, "model.fastnn")
-        with open(path, "wb") as f:
-            f.write(data)
-        return load(path, with_optimizer)
+def _optimizer_groups(path, model, info, groups):
+    """The optimizer's parameter groups of the rebuilt model, by the names the file lists
+    (older files without names: one group of all the model's parameters)."""
+    names = info.get("param_names")
+    if names is None:
+        return list(model.parameters())
+    params = dict(model.named_parameters())
+    if (not isinstance(names, list) or len(names) != len(groups)
+            or not all(isinstance(g, list) and all(isinstance(n, str) and n in params for n in g) for g in names)):
+        raise ModelFileError(f"{path}: optimizer state does not match: param_names must list the model's "
+                             f"parameters for each of the {len(groups)} groups, got {names!r:.100}")
+    return [{"params": [params[n] for n in g]} for g in names]
+
+
+# --- interop: PyTorch state_dicts and safetensors -------------------------------------------------
+
+def _import_optional(name, what):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError(f"{what} needs the optional package {name.split('.')[0]!r} (pip install "
+                          f"{name.split('.')[0]})") from None
+
+
+def _torch_layout_state(model):
+    """model.state_dict() plus each BatchNorm's num_batches_tracked (int64 0: fastnn does not
+    count batches; PyTorch reads it only with momentum=None), so a torch twin loads it strictly."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a fastnn.nn.Module, got {type(model).__name__}")
+    state = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        out[key] = value
+        if key.endswith("running_var"):
+            out[key[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
+    return out
+
+
+def to_torch_state_dict(model):
+    """The model's state_dict as torch tensors under PyTorch's names, for the torch twin's
+    ``load_state_dict`` or ``torch.save`` (``torch.load(f, weights_only=True)`` reads it back).
+    Imports torch only when called."""
+    torch = _import_optional("torch", "to_torch_state_dict")
+    from collections import OrderedDict
+
+    return OrderedDict((k, torch.from_numpy(np.array(v, copy=True))) for k, v in _torch_layout_state(model).items())
+
+
+def _as_numpy(value):
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def from_torch_state_dict(model, state_dict, strict=True):
+    """Loads a torch state_dict (tensors or arrays, PyTorch's names) into `model`; returns model.
+
+    Values are converted to the model's dtype; shapes must match (ValueError), and with strict
+    missing or unexpected keys are a KeyError (``num_batches_tracked`` is ignored).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"from_torch_state_dict: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"from_torch_state_dict: state_dict must be a mapping, got {type(state_dict).__name__}")
+    return model.load_state_dict({k: _as_numpy(v) for k, v in state_dict.items()}, strict=strict)
+
+
+def save_safetensors(path, model):
+    """Writes the model's state_dict (PyTorch's names, plus BatchNorm's num_batches_tracked) to a
+    safetensors file, which ``safetensors.torch.load_file`` and :func:`load_safetensors` read.
+    Needs the optional package safetensors."""
+    st = _import_optional("safetensors.numpy", "save_safetensors")
+    arrays = {k: np.ascontiguousarray(v) for k, v in _torch_layout_state(model).items()}
+    st.save_file(arrays, os.fspath(path), metadata={"format": "pt", "producer": "fastnn"})
+
+
+def load_safetensors(path, model, strict=True):
+    """Loads a safetensors file of PyTorch-named tensors into `model` (as :func:`from_torch_state_dict`)."""
+    st = _import_optional("safetensors.numpy", "load_safetensors")
+    return from_torch_state_dict(model, st.load_file(os.fspath(path)), strict=strict)

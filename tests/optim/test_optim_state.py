@@ -228,8 +228,8 @@ def test_bad_params():
         optim.SGD([params[0], np.zeros(3)], lr=0.1)
     late_buf, late = pack([(3,)], np.float32)
     opt = optim.SGD(params[:1], lr=0.1)
-    with pytest.raises(ValueError, match="same FlatBuffer"):
-        opt.add_param_group({"params": late})
+    opt.add_param_group({"params": late})  # another model's parameters join one flat buffer (issue 11)
+    assert late[0].buffer is params[0].buffer and opt.buffer is late[0].buffer
     with pytest.raises(ValueError, match="duplicate parameters"):
         optim.SGD([params[0], params[0]], lr=0.1)
     with pytest.raises(ValueError, match="more than one parameter group"):

@@ -13,6 +13,7 @@ from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, one_hot
 from .loss import HuberLoss, L1Loss, NLLLoss, SmoothL1Loss
 from .module import Module
+from .module_list import ModuleList
 from .residual import Residual
 from .parameter import FlatBuffer, Parameter
 from .pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -20,7 +21,7 @@ from .pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Concat", "Container",
     "Conv2d", "CrossEntropyLoss", "DenseBlock", "Dropout", "ELU", "FlatBuffer", "Flatten", "GlobalAvgPool2d",
-    "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module", "PReLU", "Parameter",
+    "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module", "ModuleList", "PReLU", "Parameter",
     "RReLU", "ReLU", "Residual", "SELU", "Sequential", "Sigmoid", "Softmax", "Tanh", "Transition", "fold_batchnorm",
     "init", "one_hot", "recompute_bn_statistics",
 ]  # fmt: skip

@@ -62,7 +62,9 @@ class LayerModule(Module):
         specs = layer.param_specs()
         if specs:
             names = [name for name, _, _ in specs]
-            _, params = pack([shape for _, shape, _ in specs], self.dtype, names, [decay for _, _, decay in specs])
+            # every parameter is decayed by a group's weight_decay, as in torch (the layer's own
+            # no-decay hint is not used: optim.param_groups makes the usual exclusion by name)
+            _, params = pack([shape for _, shape, _ in specs], self.dtype, names)
             for p in params:
                 p.owner = self
                 self._parameters[p.name] = p

@@ -24,6 +24,8 @@ class Concat(Container):
             raise ValueError("Concat: needs at least one branch")
         super().__init__(named, lambda dt, layers: make_layer("Concat", dt, layers))
 
+    _open = True  # more branches: add_module(str(len(self)), branch)
+
     @classmethod
     def _from_children(cls, config, named, dtype):
         return cls(OrderedDict(named))

@@ -11,13 +11,14 @@ fold_batchnorm (see Residual, Concat); a container that builds its children from
 (DenseBlock) sets ``_composed = False`` and ``_config_keys``, and is rebuilt as a layer is.
 """
 
+import weakref
 from collections import OrderedDict
 
 import numpy as np
 
 from ._layer_module import LayerModule, dtype_suffix, make_layer
 from .._config import _C
-from .module import Module
+from .module import Module, check_child
 
 
 def cpp_layer(module, dtype, owner=None):
@@ -99,6 +100,7 @@ class Container(LayerModule):
 
     _config_keys = ()
     _composed = True  # a subclass that builds its own children from its arguments sets False
+    _open = False  # new children may be added after construction (Sequential and Concat: "0", "1", ...)
 
     def __init__(self, named, build, dtype=None):
         owner = type(self).__name__
@@ -114,6 +116,58 @@ class Container(LayerModule):
         super().__init__(lambda dt: build(dt, _cpp_children(self, self._modules.items(), dt)),
                          dtype, own_params=False, children=named)
         self.flatten_parameters_()
+        for m in modules:  # told when this container's C++ layer changes, to rebuild theirs (_rebuild)
+            m.__dict__.setdefault("_parents", weakref.WeakSet()).add(self)
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Module) and "_layer" in self.__dict__:
+            self.add_module(name, value)  # after construction: the C++ container is rebuilt
+        else:
+            super().__setattr__(name, value)
+
+    def add_module(self, name, module):
+        """Adds (Sequential, Concat) or replaces a child and rebuilds the C++ container around the
+        children (and the containers around this one), so that the new child runs."""
+        if "_layer" not in self.__dict__:  # during construction
+            return super().add_module(name, module)
+        check_child(self, name, module)
+        owner = type(self).__name__
+        if not self._composed:
+            raise TypeError(f"{owner}.add_module: its children are built from its arguments; make a new {owner}")
+        if name not in self._modules and not self._open:
+            raise TypeError(f"{owner}.add_module: {owner} has the children {list(self._modules)} and takes no "
+                            f"other child ({name!r}); build a new {owner}")
+        dtypes = {p.dtype for p in module.parameters()}
+        if dtypes and dtypes != {self.dtype}:
+            raise TypeError(f"{owner}.add_module: {name!r} is {sorted(str(d) for d in dtypes)}, the model is "
+                            f"{self.dtype}; convert it with .to(np.{self.dtype})")
+        if isinstance(module, LayerModule) and not dtypes:
+            module.to(self.dtype)
+        old = self._modules.get(name)
+        Module.__setattr__(self, name, module)
+        try:
+            self._rebuild()
+        except BaseException:
+            if old is None:
+                del self._modules[name]
+                object.__delattr__(self, name)
+            else:
+                Module.__setattr__(self, name, old)
+            self._rebuild()
+            raise
+        module.__dict__.setdefault("_parents", weakref.WeakSet()).add(self)
+
+    def _rebuild(self):
+        """A new C++ container over the children's current C++ layers (a child was added or
+        replaced, here or inside), then the same for every container around this one."""
+        mode = self._layer.mode
+        object.__setattr__(self, "_layer", self._factory(self.dtype))
+        self._layer.mode = mode
+        object.__setattr__(self, "_last_input", None)
+        self.flatten_parameters_()
+        for parent in list(self.__dict__.get("_parents", ())):
+            if any(m is self for m in parent._modules.values()):
+                parent._rebuild()
 
     @classmethod
     def _from_children(cls, config, named, dtype):
@@ -149,9 +203,22 @@ class Sequential(Container):
             named = [(str(i), m) for i, m in enumerate(modules)]
         super().__init__(named, lambda dt, layers: make_layer("Sequential", dt, layers))
 
+    _open = True
+
     @classmethod
     def _from_children(cls, config, named, dtype):
         return cls(OrderedDict(named))
+
+    def append(self, module):
+        """Adds `module` at the end (child name ``str(len(self))``); returns self (PyTorch's append)."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        """Appends each of `modules` in order; returns self."""
+        for m in modules:
+            self.append(m)
+        return self
 
     @property
     def execution_plan(self):

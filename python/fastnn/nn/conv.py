@@ -50,7 +50,7 @@ class Conv2d(WeightedLayer):
         padding: int or (h, w) pair of zero padding on each side; "valid" (none) or "same" (stride 1,
             even total padding d*(k-1) per side pair).
         groups: G; each group of O/G output channels sees C/G input channels (G = C: depthwise).
-        bias: learn an additive bias (no weight decay on it by default). A conv followed by a
+        bias: learn an additive bias (decayed like the weight unless excluded with optim.param_groups). A conv followed by a
             BatchNorm needs none.
         padding_mode: "zeros" only (others raise ValueError).
         init: weight initializer: a name from fastnn.nn.init.get, a callable f(array, generator), or

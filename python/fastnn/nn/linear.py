@@ -13,7 +13,7 @@ class Linear(WeightedLayer):
 
     Args:
         in_features, out_features: sizes.
-        bias: learn an additive bias (no weight decay on it by default).
+        bias: learn an additive bias (decayed like the weight unless excluded with optim.param_groups).
         init: weight initializer: a name from fastnn.nn.init.get ("he_normal", "xavier_uniform", ...),
             a callable f(array, generator), or None for PyTorch's default (kaiming_uniform a=sqrt(5),
             bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))).

@@ -30,6 +30,34 @@ from .. import _validate as _v
 from .parameter import Parameter, as_real, repack, shared_buffer
 
 
+def check_child(owner, name, module):
+    """ValueError/TypeError for a child name or module that add_module cannot take."""
+    where = f"{type(owner).__name__}.add_module"
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: name must be a string, got {type(name).__name__}")
+    if not name or "." in name:
+        raise ValueError(f"{where}: name must be a non-empty string without '.', got {name!r}")
+    if not isinstance(module, Module):
+        raise TypeError(f"{where}: {name!r} must be a fastnn.nn.Module, got {type(module).__name__}")
+    if name not in owner.__dict__.get("_modules", {}) and (name in owner.__dict__ or hasattr(type(owner), name)):
+        raise KeyError(f"{where}: attribute {name!r} already exists")
+
+
+def _claim_parameters(module, params):
+    """Records `module` as the model of `params` (the outermost module flattened around them),
+    so that a pickled Parameter or optimizer refers to its place in the model that is pickled."""
+    inside = {}  # id(current model) -> whether `module` is part of it
+    for p in params:
+        current = p.model
+        if current is None or current is module:
+            p.model = module
+            continue
+        if id(current) not in inside:
+            inside[id(current)] = any(m is module for m in current.modules())
+        if not inside[id(current)]:
+            p.model = module
+
+
 # The mode evaluate/predict impose on the calls of this thread (None: every module's own), so that
 # the submodules a Python-written module calls run in eval mode without their modes changing for
 # other threads.
@@ -69,6 +97,10 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, (Module, Parameter)) and "_modules" not in self.__dict__:
             raise AttributeError("call Module.__init__() before assigning submodules or parameters")
+        if isinstance(value, Module) and name in self.__dict__.get("_modules", {}):
+            self._modules[name] = value  # a child replaced keeps its place (PyTorch's order)
+            object.__setattr__(self, name, value)
+            return
         self.__dict__.get("_modules", {}).pop(name, None)
         self.__dict__.get("_parameters", {}).pop(name, None)
         if isinstance(value, Module):
@@ -77,6 +109,20 @@ class Module:
             value.name = value.name or name
             self._parameters[name] = value
         object.__setattr__(self, name, value)
+
+    def add_module(self, name, module):
+        """Adds (or replaces) the child `name` (``self.name = module``, checked; PyTorch's add_module)."""
+        check_child(self, name, module)
+        setattr(self, name, module)
+
+    def apply(self, fn):
+        """Calls fn(m) on every submodule (children first, as PyTorch) and on self; returns self."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}.apply: fn must be callable, got {type(fn).__name__}")
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
 
     def named_children(self):
         return iter(self._modules.items())
@@ -130,7 +176,9 @@ class Module:
         params = list(self.parameters())
         if not params:
             return None
-        return shared_buffer(params) or repack(params)
+        buf = shared_buffer(params) or repack(params)
+        _claim_parameters(self, params)
+        return buf
 
     def flat_parameters(self):
         """All parameter values as one 1-D array (a view: writes change the model)."""
@@ -160,7 +208,14 @@ class Module:
     def _on_mode_change(self):
         pass
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zeros the gradients of every parameter.
+
+        The gradients are views into the model's flat gradient buffer, which the C++ layers
+        accumulate into, so they are never None: ``set_to_none`` (PyTorch's argument) is accepted
+        and both values zero them (PyTorch's None reads as zeros wherever an optimizer reads it).
+        """
+        _v.check_bool(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none")
         params = list(self.parameters())
         buf = shared_buffer(params)
         if buf is not None:
@@ -277,6 +332,34 @@ class Module:
         for name, value in values.items():  # all checked first: a bad dict changes nothing
             targets[name][...] = value
         return self
+
+    # --- description -------------------------------------------------------------------------
+
+    def count_params(self, trainable=None):
+        """Number of parameter values (shared ones once); trainable=True/False: only those that
+        train / only the frozen ones."""
+        if trainable is not None:
+            trainable = _v.check_bool(trainable, "count_params", "trainable")
+        from .summary import count_params
+
+        return count_params(self, trainable)
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Prints a Keras-like table: layers, output shapes for one sample's `input_shape` (no
+        batch), parameter counts, trainable vs frozen (see :func:`fastnn.nn.summary.summary`)."""
+        from .summary import summary
+
+        return summary(self, input_shape, print_fn)
+
+    # --- copying -------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """pickle and copy.deepcopy through fastnn's model format (``fastnn.io.to_bytes``: the
+        architecture, weights, modes and frozen flags, no code), so a copy is independent and exact.
+        Only built-in layers and containers can be described that way (TypeError otherwise)."""
+        from .. import io  # nn does not import io at module level: io builds on nn
+
+        return (io.from_bytes, (io.to_bytes(self), False))
 
     # --- display -------------------------------------------------------------------------------
 

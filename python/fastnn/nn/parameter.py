@@ -6,6 +6,7 @@ Newton see the model as the vector it is. A ``Parameter`` is only a window (offs
 """
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from .. import _validate as _v
 
 # Segment flags (the third column of FlatBuffer.segments()), shared with the C++ optimizers.
 TRAINABLE = 1  # requires_grad: receives gradients and updates
-DECAY = 2  # weight decay / L1 / L2 apply (weights yes; biases and BatchNorm parameters no)
+DECAY = 2  # weight decay / L1 / max-norm apply (every parameter unless created with weight_decay=False)
 
 # Counts every move of parameters to another buffer (repack): an optimizer compares it with the
 # value at its last check, so that noticing a repack costs one comparison per step.
@@ -56,7 +57,10 @@ class Parameter:
         data: NumPy view of the values (writes go to the model).
         grad: NumPy view of the accumulated gradient.
         requires_grad: False freezes it (no gradient, no update).
-        weight_decay: whether weight decay / L1 / L2 / max-norm apply (False for biases and BN).
+        weight_decay: whether a group's weight decay / L1 / max-norm apply to it. True for every
+            parameter of the built-in layers (torch decays every parameter of a group; use
+            ``optim.param_groups`` to exclude biases and normalization parameters); False is an
+            explicit opt-out of this one parameter.
     """
 
     def __init__(self, buffer, offset=None, shape=None, requires_grad=True, weight_decay=True, name="", owner=None):
@@ -80,6 +84,29 @@ class Parameter:
         self.requires_grad = _v.check_bool(requires_grad, "Parameter", "requires_grad")
         self.weight_decay = _v.check_bool(weight_decay, "Parameter", "weight_decay")
         self.name = name
+        self._model = None  # weakref to the model it belongs to (see model), set by flatten_parameters_
+
+    @property
+    def model(self):
+        """The outermost module whose flat buffer this parameter was put in (None if none is alive)."""
+        ref = self.__dict__.get("_model")
+        return ref() if ref is not None else None
+
+    @model.setter
+    def model(self, module):
+        self._model = weakref.ref(module)
+
+    def __reduce__(self):
+        """pickle / deepcopy: the parameter of the same name in a copy of its model (pickled once
+        with the model when both are: optimizers and their models stay together), or of the module
+        that owns it, else a Parameter holding a copy of the values."""
+        for holder in (self.model, self.owner):
+            if holder is None:
+                continue
+            for name, p in holder.named_parameters():
+                if p is self:
+                    return (_parameter_named, (holder, name))
+        return (_standalone_parameter, (self.numpy(), self.requires_grad, self.weight_decay, self.name))
 
     @property
     def data(self):
@@ -114,8 +141,91 @@ class Parameter:
             return np.array(self.data, dtype=dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
+    # --- reading it as the array it views: p + 1, p[0], np.sum(p), p.mean() give NumPy arrays ----
+
+    def numel(self):
+        """Number of values (PyTorch's numel; also ``p.size``)."""
+        return self.size
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d Parameter")
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    # NumPy reads a Parameter as its values: ufuncs (np.exp(p), p * 2, out=p writes into the
+    # model) and array functions (np.sum, np.concatenate, ...) get the NumPy view in its place.
+    __array_priority__ = 1000
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        inputs = tuple(_values(x) for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(_values(x) for x in kwargs["out"])
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return func(*_values(args), **_values(kwargs))
+
+    # == and != stay identity (a Parameter is found in lists and sets by identity, as a module's
+    # attribute); compare values with np.array_equal(p, q) or p.data == q.data.
+    __hash__ = object.__hash__
+
+    _READ_ATTRIBUTES = frozenset((
+        "T", "all", "any", "argmax", "argmin", "astype", "clip", "copy", "cumsum", "dot", "flatten", "itemsize",
+        "max", "mean", "min", "nbytes", "prod", "ravel", "reshape", "round", "std", "strides", "sum", "tolist",
+        "transpose", "var", "item"))
+
+    def __getattr__(self, name):  # only called for names a Parameter does not have
+        if name in Parameter._READ_ATTRIBUTES:
+            return getattr(self.data, name)
+        raise AttributeError(f"'Parameter' object has no attribute {name!r}")
+
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+
+def _binary(op):
+    return lambda self, other: op(self.data, _values(other))
+
+
+def _reflected(op):
+    return lambda self, other: op(_values(other), self.data)
+
+
+import operator as _op  # noqa: E402
+
+for _name, _fn in [("add", _op.add), ("sub", _op.sub), ("mul", _op.mul), ("truediv", _op.truediv),
+                   ("floordiv", _op.floordiv), ("mod", _op.mod), ("pow", _op.pow), ("matmul", _op.matmul)]:
+    setattr(Parameter, f"__{_name}__", _binary(_fn))
+    setattr(Parameter, f"__r{_name}__", _reflected(_fn))
+for _name, _fn in [("lt", _op.lt), ("le", _op.le), ("gt", _op.gt), ("ge", _op.ge)]:
+    setattr(Parameter, f"__{_name}__", _binary(_fn))
+Parameter.__neg__ = lambda self: -self.data
+Parameter.__pos__ = lambda self: +self.data
+Parameter.__abs__ = lambda self: abs(self.data)
+
+
+def _values(x):
+    """x with every Parameter (also inside lists, tuples and dicts) replaced by its values."""
+    if isinstance(x, Parameter):
+        return x.data
+    if isinstance(x, (list, tuple)):
+        return type(x)(_values(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _values(v) for k, v in x.items()}
+    return x
 
 
 def as_real(value, dtype, what):
@@ -186,3 +296,12 @@ def shared_buffer(parameters):
             return None
         offset += p.size
     return buf if offset == buf.params.size else None
+
+
+def _parameter_named(module, name):
+    """The parameter `name` of `module` (unpickling a Parameter)."""
+    return dict(module.named_parameters())[name]
+
+
+def _standalone_parameter(values, requires_grad, weight_decay, name):
+    return Parameter(values, requires_grad=requires_grad, weight_decay=weight_decay, name=name)

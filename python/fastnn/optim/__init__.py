@@ -2,10 +2,11 @@
 
 Every optimizer updates all of a model's parameters in one fused C++ pass per parameter group
 (OpenMP, vectorized), with PyTorch's update rules and hyperparameter names; frozen parameters are
-skipped and weight decay / L1 / max-norm touch only the parameters created with weight decay
-(weights, not biases or BatchNorm parameters).
+skipped and, as in torch, a group's weight decay / L1 / max-norm apply to every parameter of the
+group. ``param_groups(model, weight_decay)`` makes the usual two groups (biases and normalization
+parameters without decay).
 
-    opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
+    opt = fastnn.optim.AdamW(fastnn.optim.param_groups(model, weight_decay=1e-2), lr=1e-3)
     sched = fastnn.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
     for epoch in range(10):
         for x, y in batches:
@@ -20,7 +21,7 @@ from . import lr_scheduler
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .clip import clip_grad_norm_, clip_grad_value_, max_norm_
-from .optimizer import Optimizer, segment_table
+from .optimizer import Optimizer, param_groups, segment_table
 from .rmsprop import RMSprop
 from .sgd import SGD
 
@@ -35,5 +36,6 @@ __all__ = [
     "clip_grad_value_",
     "lr_scheduler",
     "max_norm_",
+    "param_groups",
     "segment_table",
 ]

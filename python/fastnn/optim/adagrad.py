@@ -11,7 +11,7 @@ class Adagrad(Optimizer):
 
     Per element of every trainable parameter, step t = 1, 2, ...:
 
-        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: DECAY params only)
+        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: every parameter of the group)
         clr = lr / (1 + (t − 1)·lr_decay)
         s ← s + g²                                                   (s starts at initial_accumulator_value)
         θ ← θ − clr·g / (√s + eps),  then max-norm (see :class:`SGD`)
@@ -20,7 +20,7 @@ class Adagrad(Optimizer):
         params: Parameters of one model, or a list of parameter-group dicts.
         lr: learning rate (default 1e-2).
         lr_decay: learning-rate decay (default 0).
-        weight_decay: L2 penalty added to the gradient of DECAY parameters (default 0).
+        weight_decay: L2 penalty added to the gradient of every parameter of the group (default 0).
         initial_accumulator_value: starting value of s (default 0).
         eps: added to √s (default 1e-10).
         maximize, l1, max_norm: as in :class:`SGD`.

@@ -11,8 +11,8 @@ class Adam(Optimizer):
 
     Per element of every trainable parameter, step t = 1, 2, ...:
 
-        decoupled_weight_decay: θ ← θ·(1 − lr·weight_decay)            (AdamW; DECAY params only)
-        g = ∇J (−∇J if maximize) [+ weight_decay·θ if not decoupled] + l1·sign(θ)   (DECAY only)
+        decoupled_weight_decay: θ ← θ·(1 − lr·weight_decay)            (AdamW)
+        g = ∇J (−∇J if maximize) [+ weight_decay·θ if not decoupled] + l1·sign(θ) 
         m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   amsgrad: v̂ ← max(v̂, v) used for v
         θ ← θ − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps),  then max-norm (see :class:`SGD`)
 
@@ -21,7 +21,7 @@ class Adam(Optimizer):
         lr: learning rate (default 1e-3).
         betas: (β1, β2), decay rates of the moment estimates (default (0.9, 0.999)).
         eps: added to the denominator (default 1e-8).
-        weight_decay: L2 penalty on DECAY parameters (default 0), added to the gradient unless
+        weight_decay: L2 penalty on every parameter of the group (default 0), added to the gradient unless
             decoupled_weight_decay.
         amsgrad: use the running maximum of v (AMSGrad).
         maximize, l1, max_norm: as in :class:`SGD`.
@@ -61,7 +61,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019; torch.optim.AdamW).
 
-    Each step first shrinks the DECAY parameters, θ ← θ·(1 − lr·weight_decay), then takes the
+    Each step first shrinks the parameters, θ ← θ·(1 − lr·weight_decay), then takes the
     Adam step without the L2 term in the gradient (see :class:`Adam`). Default weight_decay 1e-2.
     """
 

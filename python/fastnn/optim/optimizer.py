@@ -3,8 +3,9 @@
 A model's parameters are views into one flat buffer (:mod:`fastnn.nn.parameter`), so an
 optimizer's state is a few flat arrays of the same length as ``FlatBuffer.params`` (Adam's
 ``exp_avg`` and ``exp_avg_sq``, ...), and one step is one fused C++ pass over the buffers per
-parameter group (``fastnn._C.<name>_step``), skipping frozen parameters and applying weight decay,
-L1 and max-norm only to the parameters created with ``weight_decay=True``.
+parameter group (``fastnn._C.<name>_step``), skipping frozen parameters. As in torch, a group's
+weight decay (and fastnn's L1 and max-norm) applies to every parameter of the group;
+:func:`param_groups` makes the usual groups that leave biases and normalization parameters out.
 """
 
 import math
@@ -16,7 +17,7 @@ from ..nn import parameter as _parameter
 from .._config import _C
 from ..nn.parameter import TRAINABLE, Parameter, repack
 
-__all__ = ["Optimizer", "segment_table"]
+__all__ = ["Optimizer", "param_groups", "segment_table"]
 
 
 def segment_table(parameters):
@@ -28,6 +29,44 @@ def segment_table(parameters):
     """
     rows = [(p.offset, p.size, p.flags, math.prod(p.shape[1:]) if len(p.shape) >= 2 else 0) for p in parameters]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def param_groups(model, weight_decay, no_decay=("bias", "norm")):
+    """Two torch-style parameter groups: decayed parameters, and the others with weight_decay 0.
+
+    A parameter goes to the no-decay group when one of the `no_decay` strings occurs
+    (case-insensitively) in its qualified name (``"0.bias"``, ``"body.norm1.weight"``) or in the
+    class name of the module that holds it (``BatchNorm1d`` contains ``"norm"``), so biases and
+    BatchNorm parameters are excluded by default, also in a ``Sequential`` whose children are
+    named ``"0"``, ``"1"``, ... Empty groups are left out.
+
+        opt = optim.AdamW(optim.param_groups(model, weight_decay=1e-2), lr=1e-3)
+
+    Args:
+        model: a fastnn.nn.Module.
+        weight_decay: the decay of the first group (>= 0).
+        no_decay: substrings naming the parameters not to decay (a string or a sequence of them).
+    Returns:
+        ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...], "weight_decay": 0.0}]``.
+    """
+    from ..nn.module import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"param_groups: model must be a fastnn.nn.Module, got {type(model).__name__}")
+    weight_decay = _v.check_real(weight_decay, "param_groups", "weight_decay", 0)
+    if isinstance(no_decay, str):
+        no_decay = (no_decay,)
+    no_decay = tuple(no_decay)
+    if not all(isinstance(word, str) and word for word in no_decay):
+        raise TypeError(f"param_groups: no_decay must be non-empty strings, got {no_decay!r}")
+    words = [word.lower() for word in no_decay]
+    holder = {id(p): type(m).__name__.lower() for _, m in model.named_modules() for p in m._parameters.values()}
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        where = (name.lower(), holder.get(id(p), ""))
+        (keep if any(word in text for word in words for text in where) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _gather_into_one_buffer(groups):
@@ -127,6 +166,10 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizer can only optimize fastnn Parameters, but one of the params is {type(p).__name__}")
+        ids = [id(p) for p in params]
+        if self.buffer is not None and any(p.buffer is not self.buffer for p in params) and len(set(ids)) == len(ids):
+            self._join(params)
+        for p in params:
             if self.buffer is None:
                 self._buffer = p.buffer
             elif p.buffer is not self.buffer:
@@ -134,7 +177,6 @@ class Optimizer:
                     f"all parameters of an optimizer must be views into the same FlatBuffer (one model); "
                     f"parameter {p.name!r} belongs to another buffer"
                 )
-        ids = [id(p) for p in params]
         if len(set(ids)) != len(ids):
             raise ValueError("optimizer contains a parameter group with duplicate parameters")
         taken = {id(p) for g in self.param_groups for p in g["params"]}
@@ -151,6 +193,20 @@ class Optimizer:
         self._grad_ranges = _merged_ranges(p for g in self.param_groups for p in g["params"])
         self._offsets = [p.offset for g in self.param_groups for p in g["params"]]
         self._init_group(len(self.param_groups) - 1, group)
+
+    def _join(self, params):
+        """Moves this optimizer's parameters and `params` (another model's) into one flat buffer,
+        so that one fused pass per group still updates them all; the state moves with them."""
+        held = [p for g in self.param_groups for p in g["params"]]
+        taken = {id(p) for p in held}
+        new = [p for p in params if id(p) not in taken]
+        dtypes = sorted({str(p.dtype) for p in held + new})
+        if len(dtypes) > 1:
+            raise TypeError(f"{type(self).__name__}.add_param_group: the new parameters' dtype differs from the "
+                            f"optimizer's ({dtypes}); convert the model first")
+        self._follow_if_moved()
+        repack(held + new)
+        self._follow()  # the flat state follows the parameters held (the new ones start at zero)
 
     @property
     def buffer(self):
@@ -240,8 +296,13 @@ class Optimizer:
 
     # --- stepping ---------------------------------------------------------------------------------
 
-    def zero_grad(self):
-        """Zero the gradients of this optimizer's parameters (one fill when they cover the whole buffer)."""
+    def zero_grad(self, set_to_none=True):
+        """Zero the gradients of this optimizer's parameters (one fill when they cover the whole buffer).
+
+        ``set_to_none`` is PyTorch's argument: the gradients are views into the flat gradient
+        buffer and are zeroed either way (see ``Module.zero_grad``).
+        """
+        _v.check_bool(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none")
         grads = self.buffer.grads
         if len(self._grad_ranges) == 1 and self._grad_ranges[0] == (0, grads.size):
             grads.fill(0)
@@ -411,6 +472,21 @@ class Optimizer:
                     f"{type(self).__name__}.load_state_dict: the state has steps {state['step']} but lacks {missing}"
                 )
 
+    # --- copying -----------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """pickle / copy.deepcopy: the hyperparameters, the state (each parameter's slice of the flat
+        arrays) and the parameters, which pickle as their places in (a copy of) their model, so that
+        ``copy.deepcopy((model, opt))`` or ``pickle.dumps((model, opt))`` gives an optimizer over the
+        copied model, and a copied optimizer alone one over a copy of its model."""
+        self._follow_if_moved()
+        params = [p for g in self.param_groups for p in g["params"]]
+        flat = {key: [self.state[key][p.offset : p.offset + p.size].copy() for p in params]
+                for key in self._flat_state if key in self.state}
+        counters = {key: self.state[key].copy() for key in self._group_state}
+        groups = [dict(g) for g in self.param_groups]
+        return (_rebuild_optimizer, (type(self), dict(self.defaults), groups, flat, counters))
+
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
@@ -430,3 +506,21 @@ def _merged_ranges(parameters):
         else:
             merged.append((start, end))
     return merged
+
+
+def _rebuild_optimizer(cls, defaults, groups, flat, counters):
+    """The optimizer that Optimizer.__reduce__ describes, over the (copied) parameters in `groups`."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    opt = cls(groups, **{k: v for k, v in defaults.items() if k in accepted})
+    opt.defaults = dict(defaults)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    state = {key: value.copy() for key, value in counters.items()}
+    for key, slices in flat.items():
+        array = np.zeros(opt.buffer.params.size, dtype=opt.buffer.dtype)
+        for p, values in zip(params, slices):
+            array[p.offset : p.offset + p.size] = values
+        state[key] = array
+    opt.state = state
+    return opt

@@ -11,7 +11,7 @@ class RMSprop(Optimizer):
 
     Per element of every trainable parameter:
 
-        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: DECAY params only)
+        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: every parameter of the group)
         v ← α·v + (1 − α)·g²
         centered: a ← a + (1 − α)·(g − a),  d = √(v − a²) + eps;   else d = √v + eps
         momentum > 0: b ← μ·b + g/d,  θ ← θ − lr·b;   else θ ← θ − lr·g/d
@@ -22,7 +22,7 @@ class RMSprop(Optimizer):
         lr: learning rate (default 1e-2).
         alpha: smoothing constant α (default 0.99).
         eps: added to the denominator (default 1e-8).
-        weight_decay: L2 penalty added to the gradient of DECAY parameters (default 0).
+        weight_decay: L2 penalty added to the gradient of every parameter of the group (default 0).
         momentum: momentum factor μ (default 0).
         centered: normalize by the estimated variance of the gradient instead of its second moment.
         maximize, l1, max_norm: as in :class:`SGD`.

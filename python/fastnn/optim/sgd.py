@@ -11,10 +11,10 @@ class SGD(Optimizer):
 
     Per element of every trainable parameter, step t:
 
-        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: DECAY params only)
+        g = ∇J (−∇J if maximize) + weight_decay·θ + l1·sign(θ)      (decay terms: every parameter of the group)
         b = g at the first momentum step, else momentum·b + (1 − dampening)·g
         d = g + momentum·b (nesterov) or b (momentum > 0) or g
-        θ ← θ − lr·d,  then rows of DECAY matrices rescaled to norm ≤ max_norm
+        θ ← θ − lr·d,  then rows of the matrices rescaled to norm ≤ max_norm
 
     With ``l1`` and plain SGD this is the seeds' Θ ← Θ − ρ∇J − ρλ·sign(Θ).
 
@@ -23,12 +23,12 @@ class SGD(Optimizer):
         lr: learning rate (default 1e-3, as torch).
         momentum: momentum factor μ (default 0).
         dampening: dampening τ of the momentum (default 0).
-        weight_decay: L2 penalty added to the gradient (default 0); DECAY parameters only.
+        weight_decay: L2 penalty added to the gradient of every parameter of the group (default 0).
         nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
         maximize: maximize the objective instead of minimizing it.
-        l1: L1 penalty λ, adds λ·sign(θ) to the gradient of DECAY parameters (default 0).
+        l1: L1 penalty λ, adds λ·sign(θ) to the gradient of the group's parameters (default 0).
         max_norm: if set, after each step every row (a unit's incoming weights, ``prod(shape[1:])``
-            values) of every DECAY parameter with ndim >= 2 is rescaled to L2 norm <= max_norm
+            values) of every parameter of the group with ndim >= 2 is rescaled to L2 norm <= max_norm
             (``torch.renorm(w, 2, 0, max_norm)``; Keras ``MaxNorm``).
 
     State: ``momentum_buffer`` (flat, when momentum > 0), ``step`` and

@@ -171,10 +171,7 @@ def _as_cpp_model(model):
 
 
 def _check_X(X, model, name="X"):
-    if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
+    X = _v.as_array(X, name)  # lists, torch tensors, DataFrames: one rule (_validate.as_array)
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
     return _cast_finite(X, model.dtype, name)  # Keras-style: data is converted to the model's precision
@@ -531,6 +528,10 @@ def predict(model, X, batch_size=256):
     """Model outputs for X in eval mode, computed in batches in C++."""
     batch_size = _check_batch_size(batch_size, "predict")
     cpp_model = _as_cpp_model(model)
+    X = _v.as_array(X, "X")
+    if X.ndim >= 2 and X.shape[0] == 0:  # an empty batch: an empty result of the output's shape
+        one = np.zeros((1,) + X.shape[1:], cpp_model.dtype)
+        return np.zeros((0,) + _C.predict(cpp_model._layer, one, 1).shape[1:], cpp_model.dtype)
     X = _check_X(X, cpp_model)
     _output_width(cpp_model, X)  # as evaluate: a sample shape the model does not take is an error naming X's shape
     return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))

@@ -16,7 +16,7 @@ namespace fastnn {
 
 enum SegmentFlags : index_t {
   kSegmentTrainable = 1,  // receives gradients and updates (requires_grad)
-  kSegmentDecay = 2,      // weight decay, L1 and max-norm apply (weights, not biases / BN)
+  kSegmentDecay = 2,      // weight decay, L1 and max-norm apply (every parameter of a group unless it opted out)
 };
 
 // A read-only view of a row-major (count, cols) int64 segment table, cols = 3 or 4.
