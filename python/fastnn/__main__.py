@@ -127,7 +127,10 @@ def train(args):
     # a seeded, stratified random hold-out: the last fraction of a sorted set would miss classes
     split = (fastnn.train.ValidationSplit(args.val_split, shuffle=True, stratify=True, seed=args.seed)
              if args.val_split else 0.0)
-    n_val = len(split.indices(y, len(X))[1]) if args.val_split else 0
+    try:
+        n_val = len(split.indices(y, len(X))[1]) if args.val_split else 0
+    except ValueError:  # the split leaves no training or no validation images
+        n_val = 0
     if args.val_split and not 1 <= n_val < len(X):
         _fail(f"--val-split {args.val_split} of {len(X)} training images leaves no training or no "
               "validation images")

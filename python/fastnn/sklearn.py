@@ -109,7 +109,7 @@ class _NeuralNet(BaseEstimator):
                 raise ValueError(f"{type(self).__name__}: early_stopping needs at least 2 samples, got n_samples={len(X)}")
             val, train = order[:n_val], order[n_val:]
             validation, X, y = (X[val], y[val]), X[train], y[train]
-        history = _fit(self.model_, X, y, loss=self._loss, optimizer=self.optimizer_, epochs=epochs,
+        history = _fit(self.model_, X, y, loss=self._loss, optimizer=self.optimizer_, epochs=initial_epoch + epochs,
                        batch_size=self.batch_size, validation_data=validation, seed=seed, callbacks=callbacks,
                        verbose=2 if self.verbose else 0, initial_epoch=initial_epoch)
         self.loss_curve_ = getattr(self, "loss_curve_", []) + list(history.history.get("loss", []))

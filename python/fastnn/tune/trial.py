@@ -104,7 +104,7 @@ def run_model(build_model, config, start_epoch, budget, state, data, fit_params,
     else:
         model, optimizer, _ = io.from_bytes(state, with_optimizer=True)
         params.pop("optimizer", None), params.pop("lr", None)
-    history = fit(model, X, y, optimizer=optimizer, epochs=budget - start_epoch, initial_epoch=start_epoch,
+    history = fit(model, X, y, optimizer=optimizer, epochs=budget, initial_epoch=start_epoch,
                   validation_data=(Xv, yv), seed=seed, verbose=0, **params)
     logs = {k: v[-1] for k, v in history.history.items() if v} if history.history else {}
     if metric not in logs:
