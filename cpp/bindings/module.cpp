@@ -20,6 +20,7 @@ void bind_pool(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_train(py::module_& m);
 void bind_info(py::module_& m);
+void bind_second_order(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -39,4 +40,5 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_optim(m);
   bind_train(m);
   bind_info(m);
+  bind_second_order(m);
 }
