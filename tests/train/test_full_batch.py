@@ -118,3 +118,29 @@ def test_first_order_fit_default_batch_size_unchanged(rng):
     model = _model(np.float32)
     hist = fastnn.fit(model, X.astype(np.float32), y, optimizer="sgd", verbose=0)
     assert len(hist.history["loss"]) == 1
+
+
+def test_iteration_callbacks_see_every_iteration_and_can_stop(rng):
+    X, y = _data(rng, n=100)
+    model = _model(np.float64)
+
+    class Recorder(fastnn.train.callbacks.Callback):
+        def __init__(self, stop_after=None):
+            self.seen, self.stop_after = [], stop_after
+
+        def on_iteration(self, iteration, logs):
+            self.seen.append((iteration, logs["loss"]))
+            if self.stop_after and len(self.seen) >= self.stop_after:
+                self.fit_state.stop_training = True
+
+    rec = Recorder()
+    opt = optim.LBFGS(model.parameters(), max_iter=5, line_search_fn="strong_wolfe")
+    hist = fastnn.fit(model, X, y, optimizer=opt, epochs=1, verbose=0, callbacks=[rec])
+    assert len(rec.seen) == hist.history["iterations"][0]
+    assert rec.seen[-1][1] == pytest.approx(hist.history["loss"][0])
+    losses = [loss for _, loss in rec.seen]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+    stopper = Recorder(stop_after=2)
+    hist = fastnn.fit(model, X, y, optimizer=optim.LBFGS(model.parameters(), max_iter=10), epochs=3, verbose=0,
+                      callbacks=[stopper])
+    assert len(stopper.seen) == 2 and len(hist.history["loss"]) == 1

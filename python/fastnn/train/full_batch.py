@@ -6,7 +6,9 @@ One epoch is one optimizer step (up to the optimizer's ``max_iter`` iterations) 
 or, with ``batch_size`` < N, one step per batch of ``batch_size`` samples. History records per
 epoch the objective after the step (``loss``: the mean loss plus the optimizer's weight_decay
 penalty), ``accuracy`` (eval mode), the step's ``iterations`` and ``evaluations``, and validation
-metrics; ``optimizer.last_result`` says why the last step stopped.
+metrics; ``optimizer.last_result`` says why the last step stopped. A callback with a method
+``on_iteration(iteration, logs)`` is also called after every iteration of the method (``logs``:
+``{"loss": ...}``; setting ``self.fit_state.stop_training = True`` there stops the step and the fit).
 """
 
 import math
@@ -47,6 +49,12 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
     whole = _objective(cpp_model, X, y, kernel, loss_obj.reduction, opt, seed) if batch_size == n else None
     rng = np.random.default_rng(seed)
+    hooks = [cb.on_iteration for cb in callbacks if callable(getattr(cb, "on_iteration", None))]
+
+    def on_iteration(iteration, loss):
+        for hook in hooks:
+            hook(int(iteration), {"loss": float(loss)})
+        return not fit_state.stop_training
     for epoch in range(initial_epoch, initial_epoch + epochs):
         fit_state.epoch = epoch
         for cb in callbacks:
@@ -67,7 +75,7 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
         for objective in parts:
             objective.set_step(int(fit_state.global_step))
             try:
-                result = opt._guarded_run(objective)
+                result = opt._guarded_run(objective, callback=on_iteration if hooks else None)
             except ValueError as e:
                 if "not finite" in str(e) or "non-finite" in str(e):
                     if terminate_on_nan:
