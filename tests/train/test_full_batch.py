@@ -144,3 +144,15 @@ def test_iteration_callbacks_see_every_iteration_and_can_stop(rng):
     hist = fastnn.fit(model, X, y, optimizer=optim.LBFGS(model.parameters(), max_iter=10), epochs=3, verbose=0,
                       callbacks=[stopper])
     assert len(stopper.seen) == 2 and len(hist.history["loss"]) == 1
+
+
+def test_frozen_parameters_stay_and_a_partial_optimizer_is_refused(rng):
+    X, y = _data(rng, n=80)
+    model = _model(np.float64, hidden=4)
+    model[0].weight.requires_grad = False
+    frozen = model[0].weight.data.copy()
+    fastnn.fit(model, X, y, optimizer=optim.LBFGS(model.parameters(), max_iter=3), verbose=0)
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    model[0].weight.requires_grad = True
+    with pytest.raises(ValueError, match="all of the model's trainable parameters"):
+        fastnn.fit(model, X, y, optimizer=optim.LBFGS(model[2].parameters()), verbose=0)

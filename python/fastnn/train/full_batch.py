@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import optim as _optim
 from .._config import _C
+from ..nn.parameter import TRAINABLE
 from .callbacks import TerminateOnNaN
 from .history import History
 
@@ -28,13 +29,14 @@ EVAL_CHUNK = 8192  # samples per forward/backward inside one evaluation (BatchNo
 
 def _objective(cpp_model, X, y, kernel, reduction, opt, seed):
     buffer = opt.buffer
-    if opt._owned_mask() is not None:
+    owned = {id(p) for p in opt._params()}
+    if any(p.flags & TRAINABLE and id(p) not in owned for p in buffer.parameters):  # frozen ones get no gradient
         raise ValueError(f"fit: {type(opt).__name__} must optimize all of the model's trainable parameters "
                          "(create it from model.parameters())")
     cls = _C.FullBatchObjective_float32 if buffer.dtype == np.float32 else _C.FullBatchObjective_float64
     wd = float(opt.param_groups[0].get("weight_decay", 0.0) or 0.0)
     return cls(cpp_model._layer, X, y, kernel, reduction, buffer.params, buffer.grads, min(EVAL_CHUNK, len(X)), wd,
-               opt._l2_segments(), int(seed))
+               buffer.segments(), int(seed))
 
 
 def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_size, val, width, shuffle, seed,

@@ -17,7 +17,9 @@ namespace fastnn {
 template <class T>
 class FullBatchObjective {
  public:
-  // params/grads: the model's flat buffers (n values); decay: the segments l2 applies to.
+  // params/grads: the model's flat buffers (n values); segments: every parameter's [offset, size,
+  // flags]: frozen ones get a zero gradient (the layers compute one), l2 applies to the trainable
+  // ones that decay.
   FullBatchObjective(Layer<T>& model, Dataset<T> data, Objective obj, const T* params, T* grads, index_t n,
                      index_t batch_size, double l2, SegmentTable decay, std::uint64_t seed)
       : model_(model), d_(data), obj_(obj), params_(params), grads_(grads), n_(n),
@@ -58,6 +60,8 @@ class FullBatchObjective {
       total += loss * double(w);
       model_.backward(g, false);
     }
+    for (index_t i = 0; i < decay_.count; ++i)
+      if (!decay_.trainable(i)) std::memset(grads_ + decay_.offset(i), 0, sizeof(T) * decay_.size(i));
     if (l2_ > 0) {
       double sq = 0;
       for (index_t i = 0; i < decay_.count; ++i) {
