@@ -4,13 +4,12 @@ convergence, and the places where torch.optim.LBFGS surprises its users."""
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import optim
 from fastnn.functional import lbfgs_two_loop
 from fastnn.nn.parameter import Parameter
 from fastnn.reference.lbfgs import lbfgs_inverse_hessian
 from fastnn.reference.lbfgs import lbfgs_two_loop as ref_two_loop
-from tests.conftest import DTYPES, HAVE_TORCH, requires_torch
+from tests.conftest import DTYPES, requires_torch
 from tests.optim.second_order_cases import logistic, mlp_problem, rosenbrock
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from fastnn import optim
 from fastnn.nn.parameter import Parameter
-from tests.optim.second_order_cases import logistic, mlp_problem, quadratic, rosenbrock, rosenbrock_hess
+from tests.optim.second_order_cases import mlp_problem, quadratic, rosenbrock, rosenbrock_hess
 
 
 def _closure(fun, p):

@@ -2,7 +2,6 @@
 L-BFGS, nonlinear CG, BFGS, Newton and truncated-Newton loops (the loop runs in C++ and calls
 ``fun_and_grad`` back for every evaluation)."""
 
-import math
 import numbers
 
 import numpy as np

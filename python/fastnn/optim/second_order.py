@@ -11,12 +11,9 @@ before the step; a step that fails (no lower loss along the search direction, Na
 keeps the best point found and says why in ``last_result`` (``status``, ``message``).
 """
 
-import math
-
 import numpy as np
 
 from .. import _validate as _v
-from .._config import _C
 from ..nn.parameter import DECAY, TRAINABLE
 from .optimizer import Optimizer
 
@@ -182,9 +179,6 @@ class SecondOrderOptimizer(Optimizer):
     def _run(self, objective, x, g, group, state, **extra):
         raise NotImplementedError
 
-    def _options(self, group, **more):
-        return dict(more)
-
     # --- saving ---------------------------------------------------------------------------------
 
     def state_dict(self):
@@ -274,7 +268,3 @@ def hessian_callback(hess, n, fn, x=None):
         H[...] = r.reshape(-1)
 
     return fill
-
-
-def finite(value):
-    return value is not None and math.isfinite(value)

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 
-from .. import optim as _optim
 from .._config import _C
 from ..nn.parameter import TRAINABLE
 from .callbacks import TerminateOnNaN
