@@ -21,6 +21,7 @@ void bind_optim(py::module_& m);
 void bind_train(py::module_& m);
 void bind_info(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_second_order(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -41,4 +42,5 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_train(m);
   bind_info(m);
   bind_augment(m);
+  bind_second_order(m);
 }

@@ -37,6 +37,7 @@ from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backw
 from .dropout import dropout_forward, dropout_backward
 from .finite import first_nonfinite
 from .augment import augment_batch, augment_params, augment_apply
+from .lbfgs import lbfgs_two_loop
 
 __all__ = [
     "matmul", "bmm", "linear_forward", "linear_backward", "im2col", "col2im", "conv2d_forward",
@@ -51,7 +52,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_forward_backward", "mse_forward", "mse_backward", "mse_forward_backward",
     "batch_norm_forward", "batch_norm_backward", "batch_norm_fold", "batch_norm_affine",
     "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
-    "first_nonfinite",
+    "first_nonfinite", "lbfgs_two_loop",
     "augment_batch", "augment_params", "augment_apply",
 ]
 __all__ += [

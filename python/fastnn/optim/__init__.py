@@ -24,6 +24,14 @@ from .clip import clip_grad_norm_, clip_grad_value_, max_norm_
 from .optimizer import Optimizer, param_groups, segment_table
 from .rmsprop import RMSprop
 from .sgd import SGD
+# second order: the loops run in C++ on the flat buffers
+from .bfgs import BFGS
+from .conjugate_gradient import ConjugateGradient
+from .hessian_free import HessianFree
+from .lbfgs import LBFGS
+from .minimize import OptimizeResult, minimize
+from .newton import Newton
+from .second_order import SecondOrderOptimizer
 
 __all__ = [
     "Adagrad",
@@ -38,4 +46,5 @@ __all__ = [
     "max_norm_",
     "param_groups",
     "segment_table",
+    "BFGS", "ConjugateGradient", "HessianFree", "LBFGS", "Newton", "OptimizeResult", "SecondOrderOptimizer", "minimize",
 ]

@@ -24,6 +24,7 @@ from ..nn.batchnorm import _BatchNorm
 from ..nn.container import Sequential
 from ..nn.module import Module
 from .callbacks import Callback, TerminateOnNaN
+from . import full_batch as _full_batch
 from .claim import exclusive_training
 from .history import History
 from .metrics import Metrics
@@ -42,6 +43,7 @@ _LOSS_NAMES = {
     "smooth_l1": _loss.SmoothL1Loss, "huber": _loss.HuberLoss,
 }
 _CLASS_KERNELS = ("cross_entropy", "nll")
+_FULL_BATCH_KERNELS = ("cross_entropy", "bce_with_logits", "mse")  # what net/full_batch.h evaluates
 _OPTIMIZERS = {"sgd": _optim.SGD, "adam": _optim.Adam, "adamw": _optim.AdamW, "rmsprop": _optim.RMSprop,
                "adagrad": _optim.Adagrad}
 
@@ -343,7 +345,7 @@ def _loss_value(stats):
 
 @exclusive_training("fit")
 @_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
-def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32, validation_data=None,
+def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=None, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None, metrics=None, class_weight=None, sample_weight=None,
         augment=None):
@@ -372,6 +374,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
             continue its state (as a compiled Keras model does).
         epochs: the index of the last epoch (Keras): epochs - initial_epoch epochs are trained.
         batch_size: batch_size=N (or larger, as in Keras) is batch gradient descent, 1 single-sample SGD.
+            Default 32; with a second-order optimizer (LBFGS, ...) all of the data (see train/full_batch.py).
         validation_data: (X_val, y_val), or validation_split: the last fraction of (X, y) (a float,
             as Keras), or a ValidationSplit(fraction, shuffle=True, stratify=True, seed=0).
         shuffle, seed: the sample order of epoch e is a function of (seed, e) only.
@@ -393,7 +396,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     """
     epochs = _v.check_int(epochs, "fit", "epochs", 0)
     initial_epoch = _v.check_int(initial_epoch, "fit", "initial_epoch", 0)
-    batch_size = _check_batch_size(batch_size, "fit")
+    batch_size = None if batch_size is None else _check_batch_size(batch_size, "fit")
     if not isinstance(validation_split, ValidationSplit):
         validation_split = _v.check_real(validation_split, "fit", "validation_split", 0, 1, high_open=True)
     shuffle = _v.check_bool(shuffle, "fit", "shuffle")
@@ -419,6 +422,17 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         Xv = _check_X(val[0], cpp_model, "validation X")
         _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y", ignore_index=ignore)
+    if isinstance(optimizer, _optim.SecondOrderOptimizer):  # one step per epoch, evaluated in C++: full_batch.py
+        unsupported = [k for k, v in (("augment", augment), ("sample_weight", weights), ("class_weight", class_weight),
+                                      ("metrics", metrics)) if v is not None]
+        if unsupported:
+            raise ValueError(f"fit: {', '.join(unsupported)} not supported with {type(optimizer).__name__} "
+                             "(a full-batch second-order step); use a first-order optimizer")
+        object.__setattr__(model, "_fit_compiled", {"loss": loss_obj, "metrics": None})
+        return _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, epochs, batch_size,
+                                 None if val is None else (Xv, yv), width, shuffle, seed, callbacks, verbose,
+                                 initial_epoch, clip_grad_norm, clip_grad_value)
+    batch_size = 32 if batch_size is None else batch_size
     batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
     augment_spec, augment_shape = _augment.for_fit(augment, X.shape[1:])
     if epochs * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
@@ -493,6 +507,32 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     for cb in callbacks:
         cb.on_train_end({})
     return history
+
+
+def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, epochs, batch_size, val, width,
+                      shuffle, seed, callbacks, verbose, initial_epoch, clip_grad_norm, clip_grad_value):
+    """fit() with a second-order optimizer: the checks that differ, then train/full_batch.py."""
+    if clip_grad_norm or clip_grad_value:
+        raise ValueError(f"fit: gradient clipping does not apply to {type(optimizer).__name__} (its line search "
+                         "needs the true gradient)")
+    if kernel not in _FULL_BATCH_KERNELS or _loss_options(loss_obj):
+        raise ValueError(f"fit: {type(optimizer).__name__} takes the plain {', '.join(_FULL_BATCH_KERNELS)} losses "
+                         f"(no weight, label_smoothing, ignore_index, pos_weight), got {loss_obj!r}")
+    opt = _as_optimizer(optimizer, model, cpp_model, lr)
+    if seed is None:
+        seed = int(_random.generator().integers(0, 2**63))
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
+    _check_batch_statistics(cpp_model, len(X), min(batch_size or len(X), len(X)))
+    return _full_batch.fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_size, val, width,
+                                      shuffle, seed, callbacks, verbose, initial_epoch, FitState(), _loss_and_accuracy)
+
+
+def _loss_and_accuracy(stats, kernel, width):
+    """(loss, accuracy or None) of an evaluation's sums, for the second-order branch's logs."""
+    return _loss_value(stats), Metrics(None, kernel).values(stats, width).get("accuracy")
 
 
 @_quieted
