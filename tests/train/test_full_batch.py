@@ -65,10 +65,9 @@ def test_full_batch_objective_is_the_mean_loss_plus_l2(rng):
     g = buffer.grads.copy()
     closure = _closure(model, X, y)
     f_ref = closure()
-    W = model[0].weight.data
-    f_ref += 0.5 * 0.01 * float((W * W).sum())
-    g_ref = buffer.grads.copy()
-    g_ref[model[0].weight.offset:model[0].weight.offset + W.size] += 0.01 * W.reshape(-1)
+    theta = buffer.params.copy()  # weight_decay covers every parameter of its group, biases too (torch)
+    f_ref += 0.5 * 0.01 * float((theta * theta).sum())
+    g_ref = buffer.grads.copy() + 0.01 * theta
     assert f == pytest.approx(f_ref, rel=1e-12)
     np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-13)
 

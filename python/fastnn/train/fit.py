@@ -515,7 +515,7 @@ def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, e
     if clip_grad_norm or clip_grad_value:
         raise ValueError(f"fit: gradient clipping does not apply to {type(optimizer).__name__} (its line search "
                          "needs the true gradient)")
-    if kernel not in _FULL_BATCH_KERNELS or _loss_options(loss_obj):
+    if kernel not in _FULL_BATCH_KERNELS or loss_obj._repr_options():  # options other than the defaults
         raise ValueError(f"fit: {type(optimizer).__name__} takes the plain {', '.join(_FULL_BATCH_KERNELS)} losses "
                          f"(no weight, label_smoothing, ignore_index, pos_weight), got {loss_obj!r}")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
