@@ -83,8 +83,8 @@ def test_loss_objects_and_reduction(reduction):
 @pytest.mark.parametrize("bn,act", [(True, nn.ReLU), (False, nn.ReLU), (True, nn.ELU)])
 def test_batchnorm_and_relu_models(bn, act):
     """Training-mode BatchNorm (batch statistics' dependence) and a fused Linear+ReLU."""
-    m = mlp(bn=bn, act=act, sizes=(4, 6, 5, 3))
-    X, y = data(n=9)
+    m = mlp(bn=bn, act=act, sizes=(3, 4, 3, 3))
+    X, y = data(n=9, d=3)
     H = fastnn.hessian(m, "cross_entropy", X, y)
     np.testing.assert_allclose(H, fd_hessian(m, "cross_entropy", X, y), atol=2e-7 * (1 + np.abs(H).max()),
                                rtol=1e-5)
