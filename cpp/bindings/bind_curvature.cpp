@@ -70,8 +70,9 @@ void bind_curvature(py::module_& m) {
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,
          const std::string& reduction, const py::handle& params, const py::handle& grads, const py::handle& v,
          const py::handle& hv, index_t batch_size, bool training, bool gauss_newton, std::uint64_t seed,
-         std::uint64_t step) {
+         std::uint64_t step, bool gradient) {
         CurvatureOptions o;
+        o.gradient = gradient;
         o.batch_size = batch_size;
         o.training = training;
         o.gauss_newton = gauss_newton;
@@ -84,7 +85,7 @@ void bind_curvature(py::module_& m) {
       },
       py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("params"),
       py::arg("grads"), py::arg("v"), py::arg("hv"), py::arg("batch_size") = 0, py::arg("training") = true,
-      py::arg("gauss_newton") = false, py::arg("seed") = 0, py::arg("step") = 0,
+      py::arg("gauss_newton") = false, py::arg("seed") = 0, py::arg("step") = 0, py::arg("gradient") = true,
       "hv += H v (or the Gauss-Newton G v) of the loss of model over (X, y); grads += the loss gradient "
       "(H v only). Returns the loss. params/grads: the model's flat buffers; fastnn.hvp is the API.");
 }

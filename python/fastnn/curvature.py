@@ -92,8 +92,8 @@ class _Problem:
         for arr, old in states:
             arr[...] = old
 
-    def product(self, v, gauss_newton):
-        """H v or G v, and (H v only) the loss and its gradient."""
+    def product(self, v, gauss_newton, with_gradient=False):
+        """H v or G v, the loss, and (H v with with_gradient) its gradient (else zeros or partial)."""
         saved = self._saved()
         hv = np.zeros(self.n, self.dtype)
         try:
@@ -101,7 +101,7 @@ class _Problem:
             if self.layer.has_rop:
                 loss = _C.curvature_product(self.layer, self.X, self.y, self.kernel, self.reduction, self.buf.params,
                                             self.buf.grads, v, hv, self.batch_size, self.training, gauss_newton,
-                                            self.seed, self.step)
+                                            self.seed, self.step, with_gradient)
                 grad = self.buf.grads.copy()
             elif gauss_newton:
                 raise ValueError(f"{self.fn}: the Gauss-Newton product needs every layer to have an R-operator; "

@@ -127,6 +127,21 @@ def test_frozen_linear_is_a_constant():
     assert not hv.any()
 
 
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape", [(1, 4), (5, 7), (2, 3, 5)])
+def test_softmax(log, shape):
+    check_rop((nn.LogSoftmax if log else nn.Softmax)(dtype=F64), x_of(shape))
+    check_rop((nn.LogSoftmax if log else nn.Softmax)(dtype=F64), x_of(shape), rx_zero=True)
+
+
+@pytest.mark.parametrize("channels,shape", [(1, (5, 4)), (4, (5, 4)), (3, (2, 3, 4, 2))])
+def test_prelu(channels, shape):
+    m = nn.PReLU(channels, dtype=F64)
+    m.flatten_parameters_().params[...] = np.random.default_rng(3).uniform(0.1, 0.5, channels)
+    check_rop(m, x_of(shape))
+    check_rop(m, x_of(shape), rx_zero=True)
+
+
 def test_maxout_dropout_flatten_identity():
     check_rop(nn.Maxout(3, dtype=F64), x_of((4, 12)))
     check_rop(nn.Dropout(0.4, dtype=F64), x_of((6, 7)))

@@ -139,7 +139,34 @@ class PReLU : public Layer<T> {
     return need_input_grad ? dx : View<T>{};
   }
 
+  // The R-operator (kernels/activations_rop.h); a frozen PReLU's slopes are constants.
+  bool has_rop() const override { return true; }
+  void bind_direction(const T* v, T* hv) override { va_ = v, hva_ = hv; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    rx_ = rx;
+    View<T> ry = r_out_.get(x_.shape);
+    prelu_rop_forward(x_.data, w_, this->params_trainable ? va_ : nullptr, rx.data, ry.data, outer(x_), n_, inner(x_));
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    View<T> dx = backward(g, true);
+    View<T> rdx = r_grad_in_.get(g.shape);
+    r_da_.resize(n_);
+    const bool trainable = this->params_trainable && hva_;
+    prelu_rop_backward(x_.data, w_, this->params_trainable ? va_ : nullptr, rx_.data, g.data, rg.data, rdx.data,
+                       trainable ? r_da_.data() : nullptr, outer(g), n_, inner(g));
+    if (trainable)
+      for (index_t c = 0; c < n_; ++c) hva_[c] += r_da_[c];
+    if (!need_input_grad) return {};
+    return {dx, rdx};
+  }
+
  private:
+  const T* va_ = nullptr;
+  T* hva_ = nullptr;
+  View<T> rx_;
+  Workspace<T> r_out_, r_grad_in_;
+  std::vector<T> r_da_;
   index_t outer(const View<T>& v) const { return n_ == 1 ? 1 : v.batch(); }
   index_t inner(const View<T>& v) const { return n_ == 1 ? v.size() : v.features() / n_; }
 
@@ -222,10 +249,27 @@ class Softmax : public Layer<T> {
     return dx;
   }
 
+  // The R-operator (kernels/activations_rop.h).
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    if (!rx.data) return ry_ = View<T>{nullptr, y_.shape};
+    ry_ = r_out_.get(y_.shape);
+    const index_t cols = y_.shape.back(), rows = y_.size() / cols;
+    softmax_rop_forward(log_, y_.data, rx.data, ry_.data, rows, cols);
+    return ry_;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> dx = grad_in_.get(g.shape), rdx = r_grad_in_.get(g.shape);
+    const index_t cols = g.shape.back(), rows = g.size() / cols;
+    softmax_rop_backward(log_, y_.data, ry_.data, g.data, rg.data, dx.data, rdx.data, rows, cols);
+    return {dx, rdx};
+  }
+
  private:
   bool log_;
-  View<T> y_;
-  Workspace<T> out_, grad_in_;
+  View<T> y_, ry_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 // Maxout: (N, C * pieces) -> (N, C), the max of each group of `pieces` consecutive features.

@@ -148,8 +148,9 @@ class Linear : public Layer<T> {
       db = has_bias_ ? dw + out_ * in_ : nullptr;
       accumulate = false;
     }
-    linear_backward(gz, x_.data, w_, static_cast<const T*>(nullptr), dx.data, dw, db, static_cast<T*>(nullptr), n,
-                    in_, out_, Activation::none, slope, accumulate);
+    const bool skip = this->rop_skips_param_grads;
+    linear_backward(gz, x_.data, w_, static_cast<const T*>(nullptr), dx.data, skip ? nullptr : dw,
+                    skip ? nullptr : db, static_cast<T*>(nullptr), n, in_, out_, Activation::none, slope, accumulate);
     linear_backward(rgz, x_.data, w_, static_cast<const T*>(nullptr), rdx.data, trainable ? hvw_ : nullptr,
                     trainable ? hvb_ : nullptr, static_cast<T*>(nullptr), n, in_, out_, Activation::none, slope, true);
     CMatMap<T> gzm(gz, n, out_, Eigen::OuterStride<>(out_));

@@ -34,6 +34,7 @@ struct CurvatureOptions {
   index_t batch_size = 0;  // 0: all samples in one batch
   bool training = true;
   bool gauss_newton = false;
+  bool gradient = true;  // H·v also accumulates the loss gradient into grads (false: layers may skip it)
   std::uint64_t seed = 0, step = 0;  // dropout/RReLU draws: batch b runs at step + b
 };
 
@@ -47,10 +48,15 @@ struct ModelGuard {
   bool overwrite;
   T *params, *grads;
   bool rebound = false;
-  ModelGuard(Layer<T>& m, T* p, T* g) : model(m), overwrite(m.overwrite_grads), params(p), grads(g) {
+  std::vector<Layer<T>*> layers;
+  ModelGuard(Layer<T>& m, T* p, T* g, bool skip_grads)
+      : model(m), overwrite(m.overwrite_grads), params(p), grads(g) {
     model.set_grad_overwrite(false);  // backward must add into grads/hv, batch after batch
+    model.collect_layers(layers);
+    for (Layer<T>* l : layers) l->rop_skips_param_grads = skip_grads;
   }
   ~ModelGuard() {
+    for (Layer<T>* l : layers) l->rop_skips_param_grads = false;
     if (rebound) model.bind_params(params, grads);
     model.bind_direction(nullptr, nullptr);
     model.set_grad_overwrite(overwrite);
@@ -108,7 +114,7 @@ double curvature_product(Layer<T>& model, const Objective& obj, const CurvatureD
   FASTNN_CHECK(d.n >= 1, "hvp", "no samples");
   const index_t bs = o.batch_size > 0 ? std::min(o.batch_size, d.n) : d.n;
   const index_t s = numel(d.sample_shape);
-  curvature_detail::ModelGuard<T> guard(model, params, grads);
+  curvature_detail::ModelGuard<T> guard(model, params, grads, !o.gradient);
   model.bind_direction(v, hv);
   std::vector<T> g, rg, zero, scratch;
   double loss = 0;
