@@ -22,6 +22,9 @@ void bind_train(py::module_& m);
 void bind_info(py::module_& m);
 void bind_augment(py::module_& m);
 void bind_second_order(py::module_& m);
+void bind_curvature(py::module_& m);
+void bind_batchnorm_rop(py::module_& m);
+void bind_loss_hessian(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -43,4 +46,7 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_info(m);
   bind_augment(m);
   bind_second_order(m);
+  bind_curvature(m);
+  bind_batchnorm_rop(m);
+  bind_loss_hessian(m);
 }

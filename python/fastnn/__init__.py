@@ -15,6 +15,7 @@ from . import ensemble, tune  # fastnn.sklearn needs scikit-learn: imported on i
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
+from .curvature import gnvp, hessian, hessian_eigenvalues, hvp, loss_and_grad
 
 __version__ = build_info()["version"]
 
@@ -25,6 +26,11 @@ __all__ = [
     "datasets",
     "empty_cache",
     "ensemble",
+    "gnvp",
+    "hessian",
+    "hessian_eigenvalues",
+    "hvp",
+    "loss_and_grad",
     "evaluate",
     "fit",
     "functional",

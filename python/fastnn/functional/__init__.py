@@ -33,6 +33,8 @@ from .loss import (
     huber_forward_backward,
 )
 from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold, batch_norm_affine
+from .batchnorm_rop import batch_norm_rop_forward, batch_norm_rop_backward
+from .loss_hessian import cross_entropy_hessian_vector, bce_with_logits_hessian_vector, mse_hessian_vector
 from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
 from .dropout import dropout_forward, dropout_backward
 from .finite import first_nonfinite
@@ -60,3 +62,5 @@ __all__ += [
     "smooth_l1_forward", "smooth_l1_backward", "smooth_l1_forward_backward", "huber_forward", "huber_backward",
     "huber_forward_backward",
 ]  # fmt: skip
+__all__ += ["batch_norm_rop_forward", "batch_norm_rop_backward", "cross_entropy_hessian_vector",
+            "bce_with_logits_hessian_vector", "mse_hessian_vector"]

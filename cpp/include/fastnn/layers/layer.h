@@ -130,6 +130,8 @@ class Layer {
   bool params_trainable = true;
   // backward writes (=) parameter gradients instead of adding to them (see supports_grad_overwrite).
   bool overwrite_grads = false;
+  // rop_backward may skip dL/dθ (H·v without the gradient: net/curvature.h sets it for the call).
+  bool rop_skips_param_grads = false;
   // Set by bind_params: a layer with parameters must not run before they have a buffer.
   bool params_bound = false;
   // Containers answer false: their children are checked one by one (they may be bound singly).
