@@ -12,12 +12,16 @@
 
 namespace fastnn::bind {
 
-// Copy of a layer-owned view (the layer reuses its buffers at the next call).
+// Copy of a layer-owned view (the layer reuses its buffers at the next call); zeros for a view
+// without data (an R{y} of 0, layer.h).
 template <class T>
 py::array copy_out(const View<T>& v) {
   std::vector<py::ssize_t> shape(v.shape.begin(), v.shape.end());
   CArray<T> a = new_array<T>(shape);
-  std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
+  if (v.data)
+    std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
+  else
+    std::memset(a.mutable_data(), 0, sizeof(T) * v.size());
   return std::move(a);
 }
 
