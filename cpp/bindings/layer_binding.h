@@ -153,7 +153,8 @@ void bind_layer_base(py::module_& m, const std::string& name) {
           py::arg("v"), py::arg("hv"), py::arg("offset") = 0)
       .def(
           "rop_forward",
-          [](Layer<T>& l, const py::handle& rx, bool training, std::uint64_t seed, std::uint64_t step, bool force) {
+          [](Layer<T>& l, const py::handle& rx, bool training, std::uint64_t seed, std::uint64_t step,
+             bool force) -> py::object {
             const std::string op = l.kind() + ".rop_forward";
             if (!l.has_rop()) value_error(op.c_str(), "this layer has no R-operator");
             if (l.last_output_shape.empty()) value_error(op.c_str(), "rop_forward called before forward");
@@ -167,6 +168,12 @@ void bind_layer_base(py::module_& m, const std::string& name) {
               ry = l.rop_forward(rv, ctx);
             }
             l.mutex().r_input_owner = hold(rx);
+            if (!ry.data) {  // R{y} = 0: no parameter before or in this layer moves the output
+              std::vector<py::ssize_t> shape(ry.shape.begin(), ry.shape.end());
+              CArray<T> z = new_array<T>(shape);
+              std::memset(z.mutable_data(), 0, sizeof(T) * z.size());
+              return py::object(std::move(z));
+            }
             return copy_out(ry);
           },
           py::arg("rx"), py::arg("training") = true, py::arg("seed") = 0, py::arg("step") = 0,

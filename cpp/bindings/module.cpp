@@ -20,6 +20,9 @@ void bind_pool(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_train(py::module_& m);
 void bind_info(py::module_& m);
+void bind_curvature(py::module_& m);
+void bind_batchnorm_rop(py::module_& m);
+void bind_loss_hessian(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -39,4 +42,7 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_optim(m);
   bind_train(m);
   bind_info(m);
+  bind_curvature(m);
+  bind_batchnorm_rop(m);
+  bind_loss_hessian(m);
 }

@@ -13,6 +13,7 @@ from . import datasets, functional, io, models, nn, optim, random, reference, tr
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
+from .curvature import gnvp, hessian, hessian_eigenvalues, hvp, loss_and_grad
 
 __version__ = build_info()["version"]
 
@@ -21,6 +22,11 @@ __all__ = [
     "build_info",
     "datasets",
     "empty_cache",
+    "gnvp",
+    "hessian",
+    "hessian_eigenvalues",
+    "hvp",
+    "loss_and_grad",
     "evaluate",
     "fit",
     "functional",

@@ -28,6 +28,8 @@ from .loss import (
     binary_cross_entropy_with_logits_forward_backward, mse_forward, mse_backward, mse_forward_backward,
 )
 from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold, batch_norm_affine
+from .batchnorm_rop import batch_norm_rop_forward, batch_norm_rop_backward
+from .loss_hessian import cross_entropy_hessian_vector, bce_with_logits_hessian_vector, mse_hessian_vector
 from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
 from .dropout import dropout_forward, dropout_backward
 from .finite import first_nonfinite
@@ -47,3 +49,5 @@ __all__ = [
     "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
     "first_nonfinite", "max_pool2d_gather",
 ]
+__all__ += ["batch_norm_rop_forward", "batch_norm_rop_backward", "cross_entropy_hessian_vector",
+            "bce_with_logits_hessian_vector", "mse_hessian_vector"]

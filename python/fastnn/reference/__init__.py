@@ -18,4 +18,6 @@ from .im2col import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .batchnorm_rop import *  # noqa: F401,F403
+from .loss_hessian import *  # noqa: F401,F403
 from .finite import *  # noqa: F401,F403

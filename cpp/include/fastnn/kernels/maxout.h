@@ -61,4 +61,12 @@ void maxout_backward(const T* grad_out, const std::int64_t* argmax, T* grad_in, 
   });
 }
 
+// R{y} of maxout: the direction of the input piece that won (the R-operator; backward is maxout_backward).
+template <class T>
+void maxout_rop_forward(const T* rx, const std::int64_t* argmax, T* ry, index_t groups, index_t pieces) {
+  parallel_for(groups, 1, [=](index_t b, index_t e) {
+    for (index_t g = b; g < e; ++g) ry[g] = rx[g * pieces + argmax[g]];
+  });
+}
+
 }  // namespace fastnn

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "fastnn/kernels/activations.h"
+#include "fastnn/kernels/activations_rop.h"
 #include "fastnn/kernels/maxout.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/kernels/softmax.h"
@@ -66,11 +67,40 @@ class PointwiseActivation : public Layer<T> {
     return dx;
   }
 
+  // The R-operator (kernels/activations_rop.h).
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    rx_ = rx;
+    if (!rx.data) return View<T>{nullptr, x_.shape};
+    View<T> ry = r_out_.get(rx.shape);
+    activation_rop_forward(rop_kind(), x_.data, y_.data, rx.data, ry.data, rx.size(), param_);
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> dx = grad_in_.get(g.shape), rdx = r_grad_in_.get(g.shape);
+    activation_rop_backward(rop_kind(), x_.data, y_.data, g.data, rg.data, rx_.data, dx.data, rdx.data, g.size(),
+                            param_);
+    return {dx, rdx};
+  }
+
  private:
+  RopActivation rop_kind() const {
+    switch (act_) {
+      case Pointwise::Sigmoid: return RopActivation::sigmoid;
+      case Pointwise::Tanh: return RopActivation::tanh;
+      case Pointwise::ReLU: return RopActivation::relu;
+      case Pointwise::LeakyReLU: return RopActivation::leaky_relu;
+      case Pointwise::ELU: return RopActivation::elu;
+      case Pointwise::SELU: return RopActivation::selu;
+    }
+    return RopActivation::identity;
+  }
+
   Pointwise act_;
   T param_;
-  View<T> x_, y_;
-  Workspace<T> out_, grad_in_;
+  View<T> x_, y_, rx_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 // PReLU: y = x if x > 0 else a[c] x, with learned slopes a (1 shared or one per channel, dim 1).
@@ -147,10 +177,27 @@ class RReLU : public Layer<T> {
     return dx;
   }
 
+  // The R-operator: linear in x with the slopes sampled by forward (kept in noise_).
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    if (!rx.data) return View<T>{nullptr, noise_.shape};
+    View<T> ry = r_out_.get(rx.shape);
+    activation_rop_forward(RopActivation::slope, noise_.data, static_cast<const T*>(nullptr), rx.data, ry.data,
+                           rx.size(), T(0));
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> dx = grad_in_.get(g.shape), rdx = r_grad_in_.get(g.shape);
+    activation_rop_backward(RopActivation::slope, noise_.data, static_cast<const T*>(nullptr), g.data, rg.data,
+                            static_cast<const T*>(nullptr), dx.data, rdx.data, g.size(), T(0));
+    return {dx, rdx};
+  }
+
  private:
   double lower_, upper_;
   View<T> noise_;
-  Workspace<T> out_, grad_in_, noise_ws_;
+  Workspace<T> out_, grad_in_, noise_ws_, r_out_, r_grad_in_;
 };
 
 // Softmax / LogSoftmax over the last dimension.
@@ -209,11 +256,28 @@ class Maxout : public Layer<T> {
     return dx;
   }
 
+  // The R-operator: the winning piece's direction forward, scattered back as the gradient is.
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    const Shape out = output_shape(in_shape_);
+    if (!rx.data) return View<T>{nullptr, out};
+    View<T> ry = r_out_.get(out);
+    maxout_rop_forward(rx.data, argmax_.data(), ry.data, ry.size(), pieces_);
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> dx = grad_in_.get(in_shape_), rdx = r_grad_in_.get(in_shape_);
+    maxout_backward(g.data, argmax_.data(), dx.data, g.size(), pieces_);
+    maxout_backward(rg.data, argmax_.data(), rdx.data, rg.size(), pieces_);
+    return {dx, rdx};
+  }
+
  private:
   index_t pieces_;
   Shape in_shape_;
   std::vector<std::int64_t> argmax_;
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 }  // namespace fastnn

@@ -10,6 +10,7 @@
 
 #include "fastnn/kernels/batchnorm.h"
 #include "fastnn/kernels/batchnorm_activation.h"
+#include "fastnn/kernels/batchnorm_rop.h"
 #include "fastnn/layers/layer.h"
 
 namespace fastnn {
@@ -172,6 +173,63 @@ class BatchNorm : public Layer<T> {
   const std::vector<double>& collected_sum() const { return collect_sum_; }
   const std::vector<double>& collected_sumsq() const { return collect_sumsq_; }
 
+  // The R-operator (kernels/batchnorm_rop.h): training mode differentiates through the batch
+  // statistics, eval mode is the running statistics' affine. They follow forward or forward_relu
+  // (which keep the statistics used); the ReLU/dropout part of forward_relu is the caller's
+  // (FusedBatchNormActivation, relu_factors).
+  bool has_rop() const override { return true; }
+  void bind_direction(const T* v, T* hv) override {
+    vgamma_ = affine_ ? v : nullptr, vbeta_ = affine_ && v ? v + C_ : nullptr;
+    hv_ = affine_ ? hv : nullptr;
+  }
+  View<T> rop_forward(const View<T>& rx, const Context&) override { return rop_forward_to(rx, nullptr); }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    FASTNN_CHECK(x_ld_ == 0, kind(), "rop_backward of a strided forward needs rop_backward_to");
+    if (!need_input_grad) return rop_backward_to(g, rg, nullptr, nullptr), RopGrad<T>{};
+    View<T> dx = grad_in_.get(g.shape), rdx = r_grad_in_.get(g.shape);
+    rop_backward_to(g, rg, dx.data, rdx.data);
+    return {dx, rdx};
+  }
+  // DenseBlock's forms: rx has x's layout (samples x_ld apart, as forward_relu read x); ry, if not
+  // null, is where R{y} goes (contiguous). rop_backward_to writes (=) dx and rdx with x's layout.
+  View<T> rop_forward_to(const View<T>& rx, T* ry_out) {
+    FASTNN_CHECK(rx.data == nullptr || rx.shape == x_.shape, kind(),
+                 "rop_forward: rx must have the input's shape " << shape_str(x_.shape) << ", got " << shape_str(rx.shape));
+    rx_ = rx;
+    const index_t N = x_.batch(), S = x_.features() / C_;
+    View<T> ry = ry_out ? View<T>{ry_out, x_.shape} : r_out_.get(x_.shape);
+    r_mean_.resize(C_), r_cov_.resize(C_);
+    const bool dir = this->params_trainable;  // a frozen BatchNorm's parameters are constants
+    batch_norm_rop_forward(x_.data, rx.data, N, C_, S, mean_.data(), invstd_.data(), gamma_, dir ? vgamma_ : nullptr,
+                           dir ? vbeta_ : nullptr,
+                           training_, ry.data, r_mean_.data(), r_cov_.data(), x_ld_);
+    return ry;
+  }
+  void rop_backward_to(const View<T>& g, const View<T>& rg, T* dx, T* rdx) {
+    const index_t N = g.batch(), S = g.features() / C_;
+    r_dgamma_.resize(C_), r_dbeta_.resize(C_);
+    const bool params = affine_ && gamma_;
+    batch_norm_rop_backward(g.data, rg.data, x_.data, rx_.data, N, C_, S, mean_.data(), invstd_.data(), gamma_,
+                            this->params_trainable ? vgamma_ : nullptr, r_mean_.data(), r_cov_.data(), training_, dx, rdx,
+                            params ? dgamma_.data() : nullptr, params ? dbeta_.data() : nullptr,
+                            params ? r_dgamma_.data() : nullptr, params ? r_dbeta_.data() : nullptr, x_ld_);
+    if (!params) return;
+    accumulate_param_grads();
+    if (hv_ && this->params_trainable)
+      for (index_t c = 0; c < C_; ++c) hv_[c] += r_dgamma_[c], hv_[C_ + c] += r_dbeta_[c];
+  }
+  // forward_relu's derivative d relu(z) * keep / (1 - p) / dz per element of its output (x's shape, contiguous).
+  void relu_factors(T* f) {
+    const index_t n = x_.size();
+    if (fused_p_ > 0) {
+      const T scale = static_cast<T>(1.0 / (1.0 - fused_p_));
+      for (index_t i = 0; i < n; ++i) f[i] = (mask_[i] & kReluPass) && (mask_[i] & kKept) ? scale : T(0);
+      return;
+    }
+    recompute_relu(f);
+    for (index_t i = 0; i < n; ++i) f[i] = f[i] > T(0) ? T(1) : T(0);
+  }
+
   bool supports_grad_overwrite() const override { return true; }
   // The eval-mode affine y = scale * x + shift from the running statistics (C values each), as
   // forward computes it in eval mode (FusedConvBatchNorm applies it in the conv's output pass).
@@ -244,7 +302,11 @@ class BatchNorm : public Layer<T> {
   std::uint64_t collect_tick_ = 0;
   std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
-  View<T> x_;
+  View<T> x_, rx_;
+  const T *vgamma_ = nullptr, *vbeta_ = nullptr;  // the direction (bind_direction)
+  T* hv_ = nullptr;
+  std::vector<T> r_mean_, r_cov_, r_dgamma_, r_dbeta_;
+  Workspace<T> r_out_, r_grad_in_;
   index_t x_ld_ = 0;  // forward_relu's sample distance of x (0: contiguous)
   Workspace<T> out_, grad_in_;
 };

@@ -33,9 +33,36 @@ class FusedBatchNormActivation : public Layer<T> {
   }
   View<T> backward(const View<T>& g, bool need_input_grad) override { return bn_->backward_relu(g, need_input_grad); }
 
+  // The R-operator: BatchNorm's, with the ReLU and dropout factor d = dy/dz applied (linear pieces:
+  // R{y} = d R{z}, R{g_z} = d R{g}).
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    View<T> rz = bn_->rop_forward(rx, ctx);
+    factors_ = factor_ws_.get(rz.shape);
+    bn_->relu_factors(factors_.data);
+    View<T> ry = r_out_.get(rz.shape);
+    scale(rz.data, ry.data, ry.size());
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    T* gz = r_grad_ws_.get({2, g.size()}).data;
+    scale(g.data, gz, g.size());
+    scale(rg.data, gz + g.size(), g.size());
+    return bn_->rop_backward(View<T>{gz, g.shape}, View<T>{gz + g.size(), g.shape}, need_input_grad);
+  }
+
  private:
+  void scale(const T* a, T* out, index_t n) const {
+    const T* f = factors_.data;
+    parallel_for(n, 1, [=](index_t b, index_t e) {
+      for (index_t i = b; i < e; ++i) out[i] = f[i] * a[i];
+    });
+  }
+
   std::shared_ptr<BatchNorm<T>> bn_;
   std::shared_ptr<Dropout<T>> dropout_;
+  View<T> factors_;
+  Workspace<T> factor_ws_, r_out_, r_grad_ws_;
 };
 
 }  // namespace fastnn

@@ -37,11 +37,28 @@ class Dropout : public Layer<T> {
     return dx;
   }
 
+  // The R-operator: linear, with forward's mask.
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    if (!active_ || !rx.data) return rx;
+    View<T> ry = r_out_.get(rx.shape);
+    dropout_backward(rx.data, mask_.data(), ry.data, rx.size(), p_);
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    if (!active_) return {g, rg};
+    View<T> dx = grad_in_.get(g.shape), rdx = r_grad_in_.get(g.shape);
+    dropout_backward(g.data, mask_.data(), dx.data, g.size(), p_);
+    dropout_backward(rg.data, mask_.data(), rdx.data, rg.size(), p_);
+    return {dx, rdx};
+  }
+
  private:
   double p_;
   bool active_ = false;
   std::vector<std::uint8_t> mask_;
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 }  // namespace fastnn

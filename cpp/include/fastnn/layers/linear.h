@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "fastnn/kernels/activations_rop.h"
+#include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/linear.h"
 #include "fastnn/layers/layer.h"
 
@@ -91,6 +93,78 @@ class Linear : public Layer<T> {
     return dx;
   }
 
+  // The R-operator, with z = x W^T + b and y = act(z):
+  //   R{z} = x V^T + v_b + R{x} W^T,  R{y} = act'(z) R{z}
+  //   g_z = act'(z) g,  R{g_z} = act'(z) R{g} + act''(z) g R{z}
+  //   R{dW} = R{g_z}^T x + g_z^T R{x},  R{db} = sum R{g_z},  R{dx} = R{g_z} W + g_z V
+  // A frozen Linear (params_trainable false) is a constant: its direction is ignored, its H·v slice stays 0.
+  bool has_rop() const override { return true; }
+  void bind_direction(const T* v, T* hv) override {
+    vw_ = v, hvw_ = hv;
+    vb_ = has_bias_ && v ? v + out_ * in_ : nullptr;
+    hvb_ = has_bias_ && hv ? hv + out_ * in_ : nullptr;
+  }
+  View<T> rop_forward(const View<T>& rx, const Context&) override { return rop_forward_fused(rx, act_, slope_); }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    return rop_backward_fused(g, rg, need_input_grad, act_, slope_);
+  }
+
+  View<T> rop_forward_fused(const View<T>& rx, Activation act, T slope) {
+    FASTNN_CHECK(rows_.empty() && x_.data, "Linear", "rop_forward needs a forward on an array first");
+    FASTNN_CHECK(vw_ || !this->params_trainable, "Linear", "rop_forward before bind_direction");
+    FASTNN_CHECK(!rx.data || rx.shape == x_.shape, "Linear",
+                 "rx must have the input's shape " << shape_str(x_.shape) << ", got " << shape_str(rx.shape));
+    rx_ = rx;
+    const index_t n = x_.batch();
+    rz_ = r_pre_.get({n, out_});
+    MatMap<T> rz(rz_.data, n, out_, Eigen::OuterStride<>(out_));
+    if (this->params_trainable) linear_forward(x_.data, vw_, vb_, rz_.data, n, in_, out_);
+    else rz.setZero();
+    if (rx.data)
+      gemm(CMatMap<T>(rx.data, n, in_, Eigen::OuterStride<>(in_)),
+           CMatMap<T>(w_, out_, in_, Eigen::OuterStride<>(in_)).transpose(), rz, true);
+    if (act == Activation::none) return rz_;
+    View<T> ry = r_out_.get({n, out_});
+    activation_rop_forward(rop_activation(act), y_.data, y_.data, rz_.data, ry.data, n * out_, slope);
+    return ry;
+  }
+
+  RopGrad<T> rop_backward_fused(const View<T>& g, const View<T>& rg, bool need_input_grad, Activation act, T slope) {
+    const index_t n = g.batch();
+    const T *gz = g.data, *rgz = rg.data;
+    if (act != Activation::none) {
+      T* a = r_scratch_.get({2, n, out_}).data;
+      activation_rop_backward(rop_activation(act), y_.data, y_.data, g.data, rg.data, rz_.data, a, a + n * out_,
+                              n * out_, slope);
+      gz = a, rgz = a + n * out_;
+    }
+    View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
+    View<T> rdx = need_input_grad ? r_grad_in_.get(x_.shape) : View<T>{};
+    const bool trainable = this->params_trainable;
+    T *dw = dw_, *db = db_;
+    bool accumulate = !this->overwrite_grads;
+    if (!trainable) {
+      dw = frozen_.get({out_ * in_ + out_}).data;
+      db = has_bias_ ? dw + out_ * in_ : nullptr;
+      accumulate = false;
+    }
+    linear_backward(gz, x_.data, w_, static_cast<const T*>(nullptr), dx.data, dw, db, static_cast<T*>(nullptr), n,
+                    in_, out_, Activation::none, slope, accumulate);
+    linear_backward(rgz, x_.data, w_, static_cast<const T*>(nullptr), rdx.data, trainable ? hvw_ : nullptr,
+                    trainable ? hvb_ : nullptr, static_cast<T*>(nullptr), n, in_, out_, Activation::none, slope, true);
+    CMatMap<T> gzm(gz, n, out_, Eigen::OuterStride<>(out_));
+    if (trainable && rx_.data) {  // R{dW} += g_z^T R{x}
+      MatMap<T> hw(hvw_, out_, in_, Eigen::OuterStride<>(in_));
+      gemm(gzm.transpose(), CMatMap<T>(rx_.data, n, in_, Eigen::OuterStride<>(in_)), hw, true);
+    }
+    if (trainable && need_input_grad) {  // R{dx} += g_z V
+      MatMap<T> rd(rdx.data, n, in_, Eigen::OuterStride<>(in_));
+      gemm(gzm, CMatMap<T>(vw_, out_, in_, Eigen::OuterStride<>(in_)), rd, true);
+    }
+    if (!need_input_grad) return {};
+    return {dx, rdx};
+  }
+
   bool supports_grad_overwrite() const override { return true; }
   Activation activation() const { return act_; }
   index_t in_features() const { return in_; }
@@ -101,8 +175,22 @@ class Linear : public Layer<T> {
   bool has_bias_;
   Activation act_;
   T slope_;
+  static RopActivation rop_activation(Activation a) {
+    switch (a) {
+      case Activation::none: return RopActivation::identity;
+      case Activation::relu: return RopActivation::relu;
+      case Activation::leaky_relu: return RopActivation::leaky_relu;  // slope > 0: y's sign is z's
+      case Activation::sigmoid: return RopActivation::sigmoid;
+      case Activation::tanh: return RopActivation::tanh;
+    }
+    return RopActivation::identity;
+  }
+
   T *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
-  View<T> x_, y_;
+  const T *vw_ = nullptr, *vb_ = nullptr;  // the direction (bind_direction)
+  T *hvw_ = nullptr, *hvb_ = nullptr;
+  View<T> x_, y_, rx_, rz_;
+  Workspace<T> r_pre_, r_out_, r_scratch_, r_grad_in_;
   std::vector<const T*> rows_;  // the input rows, when the last forward read row pointers
   Workspace<T> out_ws_, grad_in_, scratch_, frozen_;
 };
@@ -124,6 +212,11 @@ class FusedLinearActivation : public Layer<T> {
   }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     return linear_->backward_fused(g, need_input_grad, act_, slope_);
+  }
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override { return linear_->rop_forward_fused(rx, act_, slope_); }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    return linear_->rop_backward_fused(g, rg, need_input_grad, act_, slope_);
   }
 
  private:

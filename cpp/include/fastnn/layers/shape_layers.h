@@ -12,6 +12,9 @@ class Identity : public Layer<T> {
   Shape output_shape(const Shape& in) const override { return in; }
   View<T> forward(const View<T>& x, const Context&) override { return x; }
   View<T> backward(const View<T>& g, bool) override { return g; }
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override { return rx; }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool) override { return {g, rg}; }
 };
 
 // Flattens dimensions start_dim..end_dim (PyTorch defaults 1..-1) into one; the data is not moved.
@@ -39,6 +42,13 @@ class Flatten : public Layer<T> {
     return View<T>{x.data, output_shape(x.shape)};
   }
   View<T> backward(const View<T>& g, bool) override { return View<T>{g.data, in_shape_}; }
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    return View<T>{rx.data, output_shape(in_shape_)};
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool) override {
+    return {View<T>{g.data, in_shape_}, View<T>{rg.data, in_shape_}};
+  }
 
   int start_dim() const { return start_; }
   int end_dim() const { return end_; }

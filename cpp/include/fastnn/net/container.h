@@ -43,11 +43,11 @@ class Container : public Layer<T> {
   }
   bool lacks_param_buffer() const override { return false; }
 
-  // The direction of an R-operator pass, sliced as the parameters are.
+  // The direction of an R-operator pass, sliced as the parameters are (null: unbinds it).
   void bind_direction(const T* v, T* hv) override {
     index_t offset = 0;
     for (auto& c : children_) {
-      c->bind_direction(v + offset, hv + offset);
+      c->bind_direction(v ? v + offset : nullptr, hv ? hv + offset : nullptr);
       offset += c->num_params();
     }
   }

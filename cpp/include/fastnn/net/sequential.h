@@ -61,6 +61,32 @@ class Sequential : public Container<T> {
     return g;
   }
 
+  // The R-operator: the pair of every layer as it runs (fused layers have their own), in order
+  // forward and in reverse backward, R{x} and R{dL/dx} passed along with x and dL/dx.
+  bool has_rop() const override {
+    if (!this->children_have_rop()) return false;
+    for (const auto& c : exec_)
+      if (!c->has_rop()) return false;
+    return true;
+  }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    View<T> r = rx;
+    for (auto& c : exec_) r = c->rop_forward(r, ctx);
+    return r;
+  }
+  RopGrad<T> rop_backward(const View<T>& grad_out, const View<T>& r_grad_out, bool need_input_grad) override {
+    RopGrad<T> r{grad_out, r_grad_out};
+    for (size_t i = exec_.size(); i-- > 0;) {
+      const bool need = i > 0 || need_input_grad;
+      RopGrad<T> next = exec_[i]->rop_backward(r.grad, r.rgrad, need);
+      if (!need) return {};
+      this->check_grad(child_name(i), next.grad, in_shapes_[i]);
+      this->check_grad(child_name(i), next.rgrad, in_shapes_[i]);
+      r = next;
+    }
+    return r;
+  }
+
   // Names of the layers as they run (fused ones show as "Linear+relu", "BatchNorm1d+relu+dropout").
   std::vector<std::string> execution_plan() const {
     std::vector<std::string> out;

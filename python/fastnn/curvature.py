@@ -1,0 +1,270 @@
+"""Curvature of a model's loss: exact Hessian-vector products, Gauss-Newton products, the dense
+Hessian of small models, and its extreme eigenvalues.
+
+    hv = fastnn.hvp(model, "cross_entropy", X, y, v)     # H v, exact (Pearlmutter's R-operator)
+    gv = fastnn.gnvp(model, "cross_entropy", X, y, v)    # J^T H_loss J v (PSD)
+    H = fastnn.hessian(model, "mse", X, y)               # dense, models up to max_params
+    top = fastnn.hessian_eigenvalues(model, "cross_entropy", X, y, k=3)
+    loss, g = fastnn.loss_and_grad(model, "cross_entropy", X, y)
+
+H is the Hessian of the loss that fit() minimizes (the mean over all of X, or the sum), with
+respect to the flat parameter vector (model.flat_parameters() order); v has that length and the
+model's dtype. The data runs in batches of batch_size (None: all at once); every layer runs in
+training mode (training=True, the default, as PyTorch's double backward in train()) or eval
+mode, with the dropout/RReLU draws of (seed, step + batch index). Running statistics, gradients
+and parameters are left as they were. Parameters with requires_grad=False are constants: their
+entries of v are ignored and of the result are 0.
+
+H v is one forward, one R-forward and one R-backward pass in C++ (net/curvature.h), GIL
+released. A model containing a layer written in Python (no R-operator) falls back to a central
+difference of two gradients, (g(θ + εv) - g(θ - εv)) / 2ε with ε = eps^(1/3) (1 + |θ|) / |v|
+(about 5 significant digits in float64, 2 to 3 in float32); gnvp needs the R-operator.
+"""
+
+import numpy as np
+
+from ._blas_pool import quieted as _quieted
+from ._config import _C
+from .functional import loss as _F
+from .train.fit import _as_cpp_model, _as_loss, _check_X, _check_y, _output_width
+
+__all__ = ["gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
+
+_WHICH = ("LA", "SA", "LM")
+
+
+class _Problem:
+    """The validated model, loss and data of one call, and what the call must restore."""
+
+    def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn):
+        self.fn = fn
+        loss_obj, self.kernel = _as_loss(loss)
+        self.reduction = loss_obj.reduction
+        self.model = _as_cpp_model(model)
+        self.X = _check_X(X, self.model)
+        width = _output_width(self.model, self.X)
+        self.y = _check_y(y, self.kernel, len(self.X), width, self.model)
+        self.width = width
+        if batch_size is None:
+            batch_size = len(self.X)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"{fn}: batch_size must be a positive integer or None, got {batch_size!r}")
+        self.batch_size = min(int(batch_size), len(self.X))
+        self.training = bool(training)
+        self.seed, self.step = int(seed), int(step)
+        params = list(self.model.parameters())
+        if not params:
+            raise ValueError(f"{fn}: the model has no parameters")
+        self.buf = self.model.flatten_parameters_()
+        self.layer = self.model._layer
+        self.n = self.buf.params.size
+        if self.layer.num_params() != self.n:
+            raise ValueError(f"{fn}: the model runs {self.layer.num_params()} parameters but holds {self.n} "
+                             "(a layer used twice?): curvature needs each parameter once")
+        self.dtype = self.buf.params.dtype
+        # Entries of the constants (requires_grad=False).
+        self.frozen = np.zeros(self.n, bool)
+        for p in params:
+            if not p.requires_grad:
+                self.frozen[p.offset:p.offset + p.size] = True
+
+    def direction(self, v, name="v"):
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"{self.fn}: {name} must be a numpy.ndarray, got {type(v).__name__}")
+        if v.dtype != self.dtype:
+            raise TypeError(f"{self.fn}: {name} must be {self.dtype} (the model's dtype), got {v.dtype}")
+        if v.ndim != 1 or v.size != self.n:
+            raise ValueError(f"{self.fn}: {name} must be a flat vector of the model's {self.n} parameters, "
+                             f"got shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{self.fn}: {name} contains NaN or infinity (first at index "
+                             f"{int(np.argmax(~np.isfinite(v)))})")
+        v = np.array(v, order="C")
+        v[self.frozen] = 0
+        return v
+
+    def _saved(self):
+        return self.buf.grads.copy(), [(arr, arr.copy()) for _, arr in self.layer.state()]
+
+    def _restore(self, saved):
+        grads, states = saved
+        self.buf.grads[...] = grads
+        for arr, old in states:
+            arr[...] = old
+
+    def product(self, v, gauss_newton):
+        """H v or G v, and (H v only) the loss and its gradient."""
+        saved = self._saved()
+        hv = np.zeros(self.n, self.dtype)
+        try:
+            self.buf.grads[...] = 0
+            if self.layer.has_rop:
+                loss = _C.curvature_product(self.layer, self.X, self.y, self.kernel, self.reduction, self.buf.params,
+                                            self.buf.grads, v, hv, self.batch_size, self.training, gauss_newton,
+                                            self.seed, self.step)
+                grad = self.buf.grads.copy()
+            elif gauss_newton:
+                raise ValueError(f"{self.fn}: the Gauss-Newton product needs every layer to have an R-operator; "
+                                 "a layer written in Python has none (hvp falls back to gradient differences)")
+            else:
+                loss, grad = self._loss_grad()
+                hv = self._difference(v)
+        finally:
+            self._restore(saved)
+        hv[self.frozen] = 0
+        grad[self.frozen] = 0
+        return hv, loss, grad
+
+    def _loss_grad(self):
+        """Loss and gradient by forward/backward of the layers (grads is zero on entry)."""
+        n = len(self.X)
+        fb = {"cross_entropy": _F.cross_entropy_forward_backward, "mse": _F.mse_forward_backward,
+              "bce_with_logits": _F.binary_cross_entropy_with_logits_forward_backward}[self.kernel]
+        if self.reduction == "mean":
+            scale = 1.0 / (n if self.kernel == "cross_entropy" else n * self.width)
+        else:
+            scale = 1.0
+        total = 0.0
+        for b, start in enumerate(range(0, n, self.batch_size)):
+            xb, yb = self.X[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            out = self.layer.forward(xb, self.training, self.seed, self.step + b, True)
+            loss, g = fb(out.reshape(len(xb), -1), yb.reshape(len(xb), -1) if yb.dtype.kind == "f" else yb, "sum")
+            total += loss
+            self.layer.backward(np.ascontiguousarray((g * scale).astype(self.dtype).reshape(out.shape)), False)
+        return total * scale, self.buf.grads.copy()
+
+    def _difference(self, v):
+        eps = np.finfo(self.dtype).eps
+        norm_v = float(np.linalg.norm(v.astype(np.float64)))
+        if norm_v == 0:
+            return np.zeros(self.n, self.dtype)
+        theta = self.buf.params.copy()
+        h = eps ** (1 / 3) * (1 + float(np.linalg.norm(theta.astype(np.float64)))) / norm_v
+        try:
+            self.buf.params[...] = theta + (h * v).astype(self.dtype)
+            self.buf.grads[...] = 0
+            _, g_plus = self._loss_grad()
+            self.buf.params[...] = theta - (h * v).astype(self.dtype)
+            self.buf.grads[...] = 0
+            _, g_minus = self._loss_grad()
+        finally:
+            self.buf.params[...] = theta
+        return ((g_plus.astype(np.float64) - g_minus.astype(np.float64)) / (2 * h)).astype(self.dtype)
+
+
+@_quieted
+def hvp(model, loss, X, y, v, batch_size=None, training=True, seed=0, step=0):
+    """H v: the exact Hessian of the loss over (X, y) times v (flat, the model's dtype and size).
+
+    loss: what fit accepts ("cross_entropy", "mse", "bce_with_logits" or a loss object).
+    See the module docstring for batch_size, training, seed/step and frozen parameters.
+    """
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "hvp")
+    return p.product(p.direction(v), False)[0]
+
+
+@_quieted
+def gnvp(model, loss, X, y, v, batch_size=None, training=True, seed=0, step=0):
+    """G v = J^T H_loss J v, the generalized Gauss-Newton matrix (positive semidefinite) times v."""
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "gnvp")
+    return p.product(p.direction(v), True)[0]
+
+
+@_quieted
+def loss_and_grad(model, loss, X, y, batch_size=None, training=True, seed=0, step=0):
+    """(loss, gradient): the loss fit minimizes over (X, y) and its flat gradient (a new array);
+    the model's own .grad is left as it was."""
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "loss_and_grad")
+    saved = p._saved()
+    try:
+        p.buf.grads[...] = 0
+        loss_value, grad = p._loss_grad()
+    finally:
+        p._restore(saved)
+    grad[p.frozen] = 0
+    return loss_value, grad
+
+
+@_quieted
+def hessian(model, loss, X, y, batch_size=None, training=True, seed=0, step=0, max_params=2048):
+    """The dense Hessian (n, n) of the loss, from n Hessian-vector products (float64 result).
+
+    Refuses models with more than max_params parameters (n products of a full pass each, and
+    n^2 values). Symmetrized: (H + H^T) / 2.
+    """
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "hessian")
+    if p.n > max_params:
+        raise ValueError(f"hessian: the model has {p.n} parameters, more than max_params={max_params} "
+                         f"(a dense Hessian of {p.n}^2 values from {p.n} passes over the data); use hvp or "
+                         "hessian_eigenvalues, or raise max_params")
+    H = np.zeros((p.n, p.n))
+    e = np.zeros(p.n, p.dtype)
+    for i in range(p.n):
+        if p.frozen[i]:
+            continue
+        e[i] = 1
+        H[:, i] = p.product(e, False)[0]
+        e[i] = 0
+    return (H + H.T) / 2
+
+
+@_quieted
+def hessian_eigenvalues(model, loss, X, y, k=1, which="LA", batch_size=None, training=True, seed=0, step=0,
+                        max_iter=None, tol=1e-6, init_seed=0, return_eigenvectors=False, gauss_newton=False):
+    """The k extreme eigenvalues of the Hessian (or, gauss_newton=True, of G), by Lanczos on hvp.
+
+    which: "LA" largest, "SA" smallest (algebraic), "LM" largest magnitude. Lanczos with full
+    reorthogonalization (float64 vectors), from a random start of init_seed; it stops when the k
+    Ritz values' residuals |β s_m| are below tol * max(1, |θ|), or after max_iter products
+    (default min(n, max(20 k + 40, 100))). Returns the eigenvalues in float64 (sorted as which
+    asks: descending for LA/LM, ascending for SA), and with return_eigenvectors the (n, k)
+    unit eigenvectors too.
+    """
+    fn = "hessian_eigenvalues"
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, fn)
+    if which not in _WHICH:
+        raise ValueError(f"{fn}: which must be one of {_WHICH}, got {which!r}")
+    free = int((~p.frozen).sum())
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= free:
+        raise ValueError(f"{fn}: k must be an integer in [1, {free}] (the trainable parameters), got {k!r}")
+    m_max = min(free, max(20 * k + 40, 100)) if max_iter is None else int(max_iter)
+    if m_max < k:
+        raise ValueError(f"{fn}: max_iter must be >= k = {k}, got {max_iter!r}")
+    rng = np.random.default_rng(init_seed)
+    q = rng.standard_normal(p.n)
+    q[p.frozen] = 0
+    q /= np.linalg.norm(q)
+    Q, alphas, betas = [q], [], []
+    theta = s = None
+    for j in range(m_max):
+        w = p.product(Q[j].astype(p.dtype), gauss_newton)[0].astype(np.float64)
+        alphas.append(float(Q[j] @ w))
+        Qm = np.array(Q)
+        for _ in range(2):  # full reorthogonalization, twice ("twice is enough")
+            w -= Qm.T @ (Qm @ w)
+        beta = float(np.linalg.norm(w))
+        T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        theta, s = np.linalg.eigh(T)
+        order = _order(theta, which)[:k]
+        done = j + 1 >= k and all(abs(beta * s[-1, i]) <= tol * max(1.0, abs(theta[i])) for i in order)
+        if done or beta <= 1e-12 * max(1.0, float(np.abs(theta).max())) or j + 1 == m_max:
+            break
+        betas.append(beta)
+        Q.append(w / beta)
+    order = _order(theta, which)[:k]
+    if len(order) < k:
+        raise ValueError(f"{fn}: the Krylov space has dimension {len(theta)} < k = {k} (the start vector "
+                         "lies in an invariant subspace); change init_seed")
+    values = theta[order]
+    if not return_eigenvectors:
+        return values
+    vectors = np.array(Q[:len(theta)]).T @ s[:, order]
+    return values, vectors / np.linalg.norm(vectors, axis=0)
+
+
+def _order(theta, which):
+    if which == "LA":
+        return np.argsort(-theta)
+    if which == "SA":
+        return np.argsort(theta)
+    return np.argsort(-np.abs(theta))
