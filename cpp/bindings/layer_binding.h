@@ -12,16 +12,12 @@
 
 namespace fastnn::bind {
 
-// Copy of a layer-owned view (the layer reuses its buffers at the next call); zeros for a view
-// without data (an R{y} of 0, layer.h).
+// Copy of a layer-owned view (the layer reuses its buffers at the next call).
 template <class T>
 py::array copy_out(const View<T>& v) {
   std::vector<py::ssize_t> shape(v.shape.begin(), v.shape.end());
   CArray<T> a = new_array<T>(shape);
-  if (v.data)
-    std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
-  else
-    std::memset(a.mutable_data(), 0, sizeof(T) * v.size());
+  std::memcpy(a.mutable_data(), v.data, sizeof(T) * v.size());
   return std::move(a);
 }
 

@@ -1,13 +1,12 @@
-"""The image layers' R-operator checks (layers/layer.h), through the layer-level bindings:
-rop_pass runs forward, rop_forward and rop_backward once; check_rop_fd compares it, in float64,
-with central differences of forward and backward along (θ + t v, x + t rx, g + t rg); and
-check_rop_float32 compares a float32 pass with the float64 one within sum-scaled bounds."""
+"""The image layers' R-operator checks (layers/layer.h), through the layer-level bindings, beside
+test_layer_rop.check_rop (central differences in float64): rop_pass runs forward, rop_forward and
+rop_backward once; check_rop_float32 compares a float32 pass with the float64 one within
+sum-scaled bounds."""
 
 import numpy as np
 
 from tests.conftest import sum_bound
 
-EPS = 1e-6
 F64 = np.float64
 
 
@@ -25,53 +24,6 @@ def rop_pass(module, x, rx, v, g, rg, training=True, seed=3):
     dx, rdx = layer.rop_backward(g, rg, True)
     grad = buf.grads.copy() if n else np.zeros(0, module.dtype)
     return dict(y=y, ry=ry, dx=dx, rdx=rdx, grad=grad, hv=hv)
-
-
-def _fd(f, theta, buf, v, t_values=(EPS, -EPS)):
-    out = []
-    for t in t_values:
-        if buf is not None:
-            buf.params[...] = theta + t * v
-        out.append(f(t))
-    if buf is not None:
-        buf.params[...] = theta
-    return [(a - b) / (2 * EPS) for a, b in zip(out[0], out[1])]
-
-
-def _close(actual, fd, what, rtol=1e-6, atol=1e-7):
-    np.testing.assert_allclose(actual, fd, rtol=rtol, atol=atol * (1 + np.abs(fd).max(initial=0)), err_msg=what)
-
-
-def check_rop_fd(module, x, rx_zero=False, training=True, seed=3, rtol=1e-6, atol=1e-7):
-    """rop_forward = d/dt forward(x + t rx) at θ + t v, and rop_backward's R{dx}, R{dθ} = d/dt of
-    backward's dx, dθ there with the upstream gradient g + t rg; dx and dθ are backward's (float64)."""
-    rng = np.random.default_rng(1)
-    layer, buf = module._layer, module.flatten_parameters_()
-    n = layer.num_params()
-    theta = buf.params.copy() if n else None
-    v = rng.standard_normal(n)
-    rx = np.zeros_like(x) if rx_zero else rng.standard_normal(x.shape)
-    v_moved = v if layer.params_trainable else np.zeros(n)  # a frozen layer's parameters are constants
-    y = layer.forward(x, training, seed, 0, True)
-    g, rg = rng.standard_normal(y.shape), rng.standard_normal(y.shape)
-    r = rop_pass(module, x, None if rx_zero else rx, v, g, rg, training, seed)
-
-    def forward_backward(t):
-        if n:
-            buf.grads[...] = 0
-        yt = layer.forward(np.ascontiguousarray(x + t * rx), training, seed, 0, True)
-        dxt = layer.backward(g + t * rg, True)
-        return yt, dxt, (buf.grads.copy() if n else np.zeros(0))
-
-    fd_y, fd_dx, fd_grad = _fd(forward_backward, theta, buf if n else None, v_moved)
-    _close(r["ry"], fd_y, "R{y}", rtol, atol)
-    _close(r["rdx"], fd_dx, "R{dx}", rtol, atol)
-    if n:
-        _close(r["hv"], fd_grad, "R{dθ}", rtol, atol)
-    base = forward_backward(0.0)  # plain backward at θ: dx, dθ must be exactly its own
-    np.testing.assert_array_equal(r["dx"], base[1], err_msg="rop_backward's dx")
-    np.testing.assert_array_equal(r["grad"], base[2], err_msg="rop_backward's dθ")
-    return r
 
 
 def check_rop_float32(make, x, k, training=True, seed=3):

@@ -1,12 +1,15 @@
-"""The image containers' R-operator: Residual (net/residual.h) and Concat (net/concat.h) compose
-their children's pairs as they compose forward and backward; against central differences
-(float64) and float32 against float64; has_rop only when every child has it."""
+"""The image containers' R-operator: Residual (net/residual.h), Concat (net/concat.h),
+FusedConvBatchNorm (Sequential's conv plan, folded in eval) and DenseBlock (net/dense_block.h: its
+second feature and gradient buffers) compose their children's pairs as they compose forward and
+backward; against central differences (float64) and float32 against float64; has_rop only when
+every child has it; a small CNN's fastnn.hvp against torch's double backward."""
 
 import numpy as np
 import pytest
 
 from fastnn import nn
-from tests.curvature.rop_image import F64, check_rop_fd, check_rop_float32
+from tests.curvature.rop_image import F64, check_rop_float32, rop_pass
+from tests.curvature.test_layer_rop import check_rop
 
 
 def _conv(c_in, c_out, dt, k=3, seed=0, **kw):
@@ -40,8 +43,8 @@ def test_matches_central_differences(name, batch):
     x = np.random.default_rng(0).permutation(batch * 3 * 6 * 5).reshape(batch, 3, 6, 5) * 0.01
     m = MAKERS[name](F64)
     assert m._layer.has_rop
-    check_rop_fd(m, x)
-    check_rop_fd(m, x, rx_zero=True)
+    check_rop(m, x)
+    check_rop(m, x, rx_zero=True)
 
 
 @pytest.mark.parametrize("name", MAKERS)
@@ -148,3 +151,58 @@ def test_small_cnn_hvp_matches_torch_double_backward():
     want = torch.cat([h.reshape(-1) for h in torch.autograd.grad(dot, params)]).numpy()
     got = fastnn.hvp(model, "cross_entropy", x, y, v)
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_fused_conv_batchnorm(training, relu):
+    """Sequential runs Conv2d + BatchNorm2d (+ ReLU) as one FusedConvBatchNorm, folded in eval mode:
+    its R-op reruns the layers' own forward and composes theirs."""
+    mods = [_conv(3, 4, F64), nn.BatchNorm2d(4, dtype=F64)] + ([nn.ReLU()] if relu else []) + [_conv(4, 2, F64, k=1)]
+    m = nn.Sequential(*mods)
+    assert m._layer.execution_plan[0].startswith("Conv2d+BatchNorm2d")
+    m._layer.state()[0][1][...] = 0.2  # running mean, used in eval
+    x = np.random.default_rng(3).standard_normal((3, 3, 5, 4))
+    check_rop(m, x, training=training)
+
+
+@pytest.mark.parametrize("bottleneck", [True, False])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_dense_block(bottleneck, shared, batch):
+    import fastnn
+
+    fastnn.manual_seed(5)
+    m = nn.DenseBlock(3, 3, growth_rate=2, bn_size=2 if bottleneck else None, dtype=F64)
+    m._layer.shared_scratch = shared
+    theta = m.flatten_parameters_().params
+    theta[...] = np.random.default_rng(4).uniform(-1, 1, theta.size)
+    x = np.random.default_rng(5).standard_normal((batch, 3, 5, 4))
+    assert m._layer.has_rop
+    check_rop(m, x)
+    check_rop(m, x, rx_zero=True)
+    check_rop(m, x, training=False)
+
+
+def test_dense_block_dropout():
+    m = nn.DenseBlock(2, 3, growth_rate=2, bn_size=2, drop_rate=0.3, dtype=F64)
+    check_rop(m, np.random.default_rng(6).standard_normal((3, 3, 4, 4)))
+
+
+def test_dense_block_float32_matches_float64():
+    """Normwise: the batch statistics' normalization is not multilinear, so the terms' pass on
+    absolute values does not bound it; its outputs are O(1) (normalized), and the worst error stays
+    within 1e3 float32 eps of the largest value (~8 in float32 rounding units per layer)."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-2, 2, (4, 3, 5, 4)).astype(np.float32)
+    ms = {dt: nn.DenseBlock(2, 3, growth_rate=2, bn_size=2, dtype=dt) for dt in (np.float32, F64)}
+    n = ms[F64]._layer.num_params()
+    theta, v = rng.uniform(-1, 1, n).astype(np.float32), rng.uniform(-1, 1, n).astype(np.float32)
+    rx, g, rg = (rng.uniform(-1, 1, s).astype(np.float32) for s in (x.shape, (4, 7, 5, 4), (4, 7, 5, 4)))
+    out = {}
+    for dt, m in ms.items():
+        m.flatten_parameters_().params[...] = theta
+        out[dt] = rop_pass(m, x.astype(dt), rx.astype(dt), v.astype(dt), g.astype(dt), rg.astype(dt))
+    for key, want in out[F64].items():
+        err = np.abs(out[np.float32][key] - want).max()
+        assert err <= 1e3 * np.finfo(np.float32).eps * np.abs(want).max(), (key, err, np.abs(want).max())

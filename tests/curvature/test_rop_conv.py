@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fastnn import nn
-from tests.curvature.rop_image import F64, check_rop_fd, check_rop_float32, rop_pass
+from tests.curvature.rop_image import F64, check_rop_float32, rop_pass
+from tests.curvature.test_layer_rop import check_rop
 
 # (input shape, out_channels, kernel, stride, padding, dilation, groups, bias)
 CASES = [
@@ -30,8 +31,8 @@ def _conv(case, dtype=F64, seed=0):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_matches_central_differences(case):
     x = np.random.default_rng(0).standard_normal(case[0])
-    check_rop_fd(_conv(case), x)
-    check_rop_fd(_conv(case), x, rx_zero=True)  # R{x} = 0: the model's input
+    check_rop(_conv(case), x)
+    check_rop(_conv(case), x, rx_zero=True)  # R{x} = 0: the model's input
 
 
 @pytest.mark.parametrize("case", CASES[1:6:2], ids=IDS[1:6:2])
@@ -70,11 +71,11 @@ def test_frozen_conv_is_a_constant():
     m = _conv(CASES[1])
     m.requires_grad_(False)
     x = np.random.default_rng(5).standard_normal(CASES[1][0])
-    r = check_rop_fd(m, x)
-    assert not r["hv"].any()
+    ry, _, hv = check_rop(m, x)
+    assert not hv.any()
     y = m._layer.forward(x)
     assert not m._layer.rop_forward(None).any()  # R{x} = 0 and no direction: R{y} = 0
-    assert y.shape == r["ry"].shape
+    assert y.shape == ry.shape
 
 
 def test_bad_input():

@@ -76,7 +76,9 @@ class Conv2d : public Layer<T> {
   View<T> forward_affine(const View<T>& x, const T* scale, const T* shift, bool relu) {
     const Conv2dShape& s = shape_for(x.shape);
     x_ = x;
-    y_ = out_ws_.get({s.geom.n, O_, s.geom.p, s.geom.q});
+    // the fused pass's output has its own buffer: the R-operator reruns the plain forward after it
+    // (FusedConvBatchNorm), which must not overwrite what the next layer read
+    y_ = (scale || relu ? fused_ws_ : out_ws_).get({s.geom.n, O_, s.geom.p, s.geom.q});
     ConvEpilogue<T> epi;
     epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
     conv2d_forward(x.data, w_, epi, y_.data, s, workspace(s));
@@ -211,7 +213,7 @@ class Conv2d : public Layer<T> {
   Shape shape_in_;
   Conv2dShape shape_;
   View<T> x_, y_;
-  Workspace<T> out_ws_, grad_in_;
+  Workspace<T> out_ws_, fused_ws_, grad_in_;
   const T* v_ = nullptr;  // the direction's slice (bind_direction), and the H·v accumulator's
   T* hv_ = nullptr;
   View<T> rx_;  // the last rop_forward's R{x} (data null: 0)
