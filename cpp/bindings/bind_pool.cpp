@@ -76,6 +76,35 @@ py::tuple max_forward_impl(const py::handle& x_in, const py::handle& k_in, const
   return py::make_tuple(std::move(y), std::move(idx));
 }
 
+// A max pool's kept argmax (N, C, P, Q) int64 for input planes (N, C, H, W) = nchw: checked to be -1
+// or in [0, H*W), with the geometry of its flat-index passes (only the sizes matter).
+struct MaxIndices {
+  CArray<Index> idx;
+  ConvGeometry g;
+};
+MaxIndices max_indices_arg(const py::handle& idx_in, const std::array<index_t, 4>& nchw, const char* op) {
+  py::array iraw = as_ndarray(idx_in, op, "indices");
+  if (iraw.ndim() != 4 || iraw.shape(0) != nchw[0] || iraw.shape(1) != nchw[1])
+    value_error(op, "indices " + shape_str(iraw) + " must be (N, C, P, Q) with (N, C) = (" + std::to_string(nchw[0]) +
+                        ", " + std::to_string(nchw[1]) + ")");
+  if (!iraw.dtype().equal(py::dtype::of<Index>())) type_error(op, "indices must be int64, got " + dtype_str(iraw));
+  MaxIndices r{c_array<Index>(iraw, op, "indices"), ConvGeometry{}};
+  ConvGeometry& g = r.g;
+  g.n = nchw[0], g.c = nchw[1], g.h = nchw[2], g.w = nchw[3], g.p = iraw.shape(2), g.q = iraw.shape(3);
+  g.kh = g.kw = 0;
+  FASTNN_CHECK(double(g.h) * double(g.w) < 0x1p62, op, "input planes are too large");
+  const Index hw = g.h * g.w;
+  const Index* ip = r.idx.data();
+  const index_t count = r.idx.size();
+  bool in_range = true;
+  {
+    py::gil_scoped_release nogil;
+    for (index_t i = 0; i < count; ++i) in_range &= ip[i] >= -1 && ip[i] < hw;
+  }
+  if (!in_range) value_error(op, "indices must be -1 or in [0, H*W) = [0, " + std::to_string(hw) + ")");
+  return r;
+}
+
 template <class T>
 py::array max_backward_impl(const py::handle& go_in, const py::handle& idx_in, const py::handle& shape_in) {
   const char* op = "max_pool2d_backward";
@@ -87,30 +116,35 @@ py::array max_backward_impl(const py::handle& go_in, const py::handle& idx_in, c
     value_error(op, "grad_out " + shape_str(graw) + " and indices " + shape_str(iraw) +
                         " must be (N, C, P, Q) with (N, C) = (" + std::to_string(nchw[0]) + ", " +
                         std::to_string(nchw[1]) + ")");
-  if (!iraw.dtype().equal(py::dtype::of<Index>())) type_error(op, "indices must be int64, got " + dtype_str(iraw));
+  const MaxIndices mi = max_indices_arg(idx_in, nchw, op);
   CArray<T> go = in<T>(go_in, op, "grad_out");
-  CArray<Index> idx = c_array<Index>(iraw, op, "indices");
-  ConvGeometry g;  // the kernel's generic path: only the sizes matter for flat indices
-  g.n = nchw[0], g.c = nchw[1], g.h = nchw[2], g.w = nchw[3], g.p = go.shape(2), g.q = go.shape(3);
-  g.kh = g.kw = 0;
-  FASTNN_CHECK(double(g.h) * double(g.w) < 0x1p62, op, "input planes are too large");
-  const Index hw = g.h * g.w;
-  const Index* ip = idx.data();
-  const index_t count = idx.size();
-  bool in_range = true;
-  {
-    py::gil_scoped_release nogil;
-    for (index_t i = 0; i < count; ++i) in_range &= ip[i] >= -1 && ip[i] < hw;
-  }
-  if (!in_range) value_error(op, "indices must be -1 or in [0, H*W) = [0, " + std::to_string(hw) + ")");
+  const ConvGeometry& g = mi.g;
   CArray<T> dx = new_array<T>({g.n, g.c, g.h, g.w});
   const T* gp = go.data();
+  const Index* ip = mi.idx.data();
   T* dp = dx.mutable_data();
   {
     py::gil_scoped_release nogil;
     max_pool2d_backward(gp, ip, dp, g);
   }
   return std::move(dx);
+}
+
+template <class T>
+py::array max_gather_impl(const py::handle& x_in, const py::handle& idx_in) {
+  const char* op = "max_pool2d_gather";
+  const MaxIndices mi = max_indices_arg(idx_in, input_nchw(x_in, op), op);
+  CArray<T> x = in<T>(x_in, op, "x");
+  const ConvGeometry& g = mi.g;
+  CArray<T> y = new_array<T>({g.n, g.c, g.p, g.q});
+  const T* xp = x.data();
+  const Index* ip = mi.idx.data();
+  T* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    max_pool2d_gather(xp, ip, yp, g);
+  }
+  return std::move(y);
 }
 
 // avg_pool2d's geometry and windows, in the reference's order of checks.
@@ -314,6 +348,14 @@ void bind_pool(py::module_& m) {
         });
       },
       py::arg("grad_out"), py::arg("indices"), py::arg("input_shape"));
+  m.def(
+      "max_pool2d_gather",
+      [](const py::handle& x, const py::handle& indices) -> py::array {
+        return dispatch_float(x, "max_pool2d_gather", "x", [&](auto tag) {
+          return max_gather_impl<decltype(tag)>(x, indices);
+        });
+      },
+      py::arg("x"), py::arg("indices"));
   m.def(
       "avg_pool2d_forward",
       [](const py::handle& x, const py::handle& kernel_size, const py::handle& stride, const py::handle& padding,

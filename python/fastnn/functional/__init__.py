@@ -13,7 +13,7 @@ from .im2col import im2col, col2im
 from .conv import conv2d_forward, conv2d_backward
 from .pool import (
     max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, adaptive_avg_pool2d_forward,
-    adaptive_avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward,
+    adaptive_avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward, max_pool2d_gather,
 )
 from .activations import (
     sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward, relu_forward, relu_backward,
@@ -54,7 +54,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_forward_backward", "mse_forward", "mse_backward", "mse_forward_backward",
     "batch_norm_forward", "batch_norm_backward", "batch_norm_fold", "batch_norm_affine",
     "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
-    "first_nonfinite", "lbfgs_two_loop",
+    "first_nonfinite", "lbfgs_two_loop", "max_pool2d_gather",
     "augment_batch", "augment_params", "augment_apply",
 ]
 __all__ += [

@@ -32,6 +32,19 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     return _C.max_pool2d_backward(grad_out, indices, input_shape)
 
 
+def max_pool2d_gather(x, indices):
+    """``y[n, c, p, q] = x[n, c].flat[indices[n, c, p, q]]`` (0 where the index is -1): the max
+    pool's linearization at its argmax, which the R-operator applies to R{x}.
+
+    Args:
+        x: (N, C, H, W) float32/float64.
+        indices: (N, C, P, Q) int64 from max_pool2d_forward (-1 or in [0, H*W)).
+    Returns:
+        y: (N, C, P, Q).
+    """
+    return _C.max_pool2d_gather(x, indices)
+
+
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                        divisor_override=None):
     """2-D average pooling as torch.nn.functional.avg_pool2d: each window's sum over its in-bounds

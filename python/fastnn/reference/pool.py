@@ -25,7 +25,7 @@ from .im2col import _check_nchw, _pair
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward", "avg_pool2d_forward",
     "global_avg_pool2d_backward", "global_avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "pool_output_size",
+    "pool_output_size", "max_pool2d_gather",
 ]
 
 
@@ -115,6 +115,30 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     rows = np.broadcast_to(np.arange(N * C)[:, None], (N * C, indices[0, 0].size))
     np.add.at(dx, (rows, np.where(indices < 0, H * W, indices).reshape(N * C, -1)), grad_out.reshape(N * C, -1))
     return np.ascontiguousarray(dx[:, :H * W]).reshape(N, C, H, W)
+
+
+def max_pool2d_gather(x, indices):
+    """y[n, c, p, q] = x[n, c].flat[indices[n, c, p, q]], 0 where the index is -1: a max pool's
+    linearization at its kept argmax (the R-operator's forward), the adjoint of max_pool2d_backward.
+
+    Args:
+        x: (N, C, H, W) float32/float64.
+        indices: (N, C, P, Q) int64 from max_pool2d_forward (-1 or in [0, H*W)).
+    Returns:
+        y: (N, C, P, Q), x's dtype.
+    """
+    op = "max_pool2d_gather"
+    _check_nchw(x.shape, "x", op)
+    N, C, H, W = x.shape
+    if indices.ndim != 4 or indices.shape[:2] != (N, C):
+        raise ValueError(f"[{op}] indices {indices.shape} must be (N, C, P, Q) with (N, C) = {(N, C)}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"[{op}] indices must be int64, got {indices.dtype}")
+    if indices.size and (indices.min() < -1 or indices.max() >= H * W):
+        raise ValueError(f"[{op}] indices must be -1 or in [0, H*W) = [0, {H * W})")
+    flat = x.reshape(N, C, H * W)
+    y = np.take_along_axis(flat, np.maximum(indices, 0).reshape(N, C, -1), axis=2).reshape(indices.shape)
+    return np.where(indices < 0, 0, y).astype(x.dtype)
 
 
 def _window_matrix(starts, ends, n, dtype):

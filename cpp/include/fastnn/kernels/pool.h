@@ -2,7 +2,8 @@
 // specification): max_pool2d (argmax kept as the flat index h*W + w in the input plane, -1 for a
 // dilated window with no in-bounds tap), avg_pool2d (padding, ceil_mode, count_include_pad,
 // divisor_override), adaptive_avg_pool2d (torch's start = floor(p H / P), end = ceil((p+1) H / P))
-// and global average pooling, forward and backward.
+// and global average pooling, forward and backward, and max_pool2d_gather (the R-operator's
+// forward of a max pool).
 // Every pass gives each (n, c) plane to one thread and visits it in a fixed order, so results are
 // bit-identical for any thread count, and the backward scatters never race. The backward passes
 // overwrite grad_input. The BENCH.md CNN's non-overlapping 2x2 stride-2 max pool has its own
@@ -253,6 +254,22 @@ void max_pool2d_backward(const T* grad_out, const I* indices, T* grad_input, con
       const I* ip = indices + b * PQ;
       for (index_t o = 0; o < PQ; ++o)
         if (ip[o] >= 0) dp[ip[o]] += gp[o];
+    }
+  });
+}
+
+// y[n, c, p, q] = x[n, c].flat[indices[n, c, p, q]] (0 for index -1): the values at a max pool's
+// kept argmax, i.e. the pool's linearization at its last input, as the R-operator applies it to
+// R{x} (max_pool2d_backward is its adjoint). indices as max_pool2d_backward's.
+template <class T, class I>
+void max_pool2d_gather(const T* x, const I* indices, T* y, const ConvGeometry& g) {
+  const index_t HW = g.h * g.w, PQ = g.p * g.q;
+  parallel_for(g.n * g.c, PQ, [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      const T* xp = x + b * HW;
+      const I* ip = indices + b * PQ;
+      T* __restrict yp = y + b * PQ;
+      for (index_t o = 0; o < PQ; ++o) yp[o] = ip[o] >= 0 ? xp[ip[o]] : T(0);
     }
   });
 }

@@ -1,11 +1,17 @@
 // Conv2d: y = conv2d(x, W) + b over kernels/conv.h (NCHW, PyTorch's weight layout (O, C/G, kh, kw)).
 // The kernels' scratch (conv2d_workspace_size: a function of the input shape) is kept by the layer
 // and reused every step; backward recomputes the patches from the x that forward kept.
+// The R-operator (layer.h): the conv is bilinear in (x, W), so with V, V_b the direction's slices
+//   R{y}  = conv(R{x}, W) + conv(x, V) + V_b,
+//   R{dx} = convT(R{g}, W) + convT(g, V),  R{dW} = corr(R{x}, g) + corr(x, R{g}),  R{db} = sum R{g},
+// each term one call of the forward or backward kernels (no other loops). A frozen layer's
+// direction is taken as 0 (H·v over the trainable parameters) and its hv slice is left alone.
 #pragma once
 
 #include <limits>
 #include <memory>
 
+#include "fastnn/kernels/blockwise.h"
 #include "fastnn/kernels/conv.h"
 #include "fastnn/layers/layer.h"
 
@@ -70,7 +76,9 @@ class Conv2d : public Layer<T> {
   View<T> forward_affine(const View<T>& x, const T* scale, const T* shift, bool relu) {
     const Conv2dShape& s = shape_for(x.shape);
     x_ = x;
-    y_ = out_ws_.get({s.geom.n, O_, s.geom.p, s.geom.q});
+    // the fused pass's output has its own buffer: the R-operator reruns the plain forward after it
+    // (FusedConvBatchNorm), which must not overwrite what the next layer read
+    y_ = (scale || relu ? fused_ws_ : out_ws_).get({s.geom.n, O_, s.geom.p, s.geom.q});
     ConvEpilogue<T> epi;
     epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
     conv2d_forward(x.data, w_, epi, y_.data, s, workspace(s));
@@ -95,10 +103,63 @@ class Conv2d : public Layer<T> {
                     accumulate);
   }
 
+  bool has_rop() const override { return true; }
+  void bind_direction(const T* v, T* hv) override { v_ = v, hv_ = hv; }
+
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    const Conv2dShape& s = shape_for(x_.shape);
+    check_r_input(rx);
+    rx_ = rx;
+    const bool dir = direction_active();
+    if (!rx.data && !dir) return View<T>{nullptr, {s.geom.n, O_, s.geom.p, s.geom.q}};  // a constant of R{x} = 0
+    View<T> ry = r_out_.get({s.geom.n, O_, s.geom.p, s.geom.q});
+    const T* vb = dir && has_bias_ ? v_ + weight_size() : nullptr;
+    if (rx.data) {
+      conv2d_forward(rx.data, w_, vb, ry.data, s, workspace(s));  // conv(R{x}, W) + V_b
+      if (dir) {
+        View<T> t = own_scratch().r_terms.get(ry.shape);
+        conv2d_forward(x_.data, v_, static_cast<const T*>(nullptr), t.data, s, workspace(s));  // + conv(x, V)
+        blockwise::map_plain(ry.data, ry.size(), [](T a, T b) { return a + b; }, ry.data, t.data);
+      }
+    } else {
+      conv2d_forward(x_.data, v_, vb, ry.data, s, workspace(s));
+    }
+    return ry;
+  }
+
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) {
+      rop_backward_into(g, rg, nullptr, nullptr);
+      return {};
+    }
+    RopGrad<T> r{grad_in_.get(x_.shape), r_grad_in_.get(x_.shape)};
+    rop_backward_into(g, rg, r.grad.data, r.rgrad.data);
+    return r;
+  }
+  // rop_backward with dx and R{dx} (the forward input's shape) written to dx, rdx (both or neither
+  // null), as backward_into.
+  void rop_backward_into(const View<T>& g, const View<T>& rg, T* dx, T* rdx) {
+    const Conv2dShape& s = shape_for(x_.shape);
+    backward_into(g, dx);  // dx, and dW, db as backward gives them
+    const bool dir = direction_active();
+    T* hw = dir ? hv_ : nullptr;
+    T* hb = dir && has_bias_ ? hv_ + weight_size() : nullptr;
+    // R{dx} = convT(R{g}, W); R{dW} += corr(x, R{g}); R{db} += sum R{g}
+    if (rdx || dir) conv2d_backward(rg.data, x_.data, w_, rdx, hw, hb, s, workspace(s), true, true);
+    // R{dx} += convT(g, V); R{dW} += corr(R{x}, g)
+    T* hw_rx = rx_.data ? hw : nullptr;
+    if (dir && (rdx || hw_rx)) {
+      T* t = rdx ? own_scratch().r_terms.get(x_.shape).data : nullptr;
+      conv2d_backward(g.data, rx_.data, v_, t, hw_rx, static_cast<T*>(nullptr), s, workspace(s), true, true);
+      if (t) blockwise::map_plain(rdx, numel(x_.shape), [](T a, T b) { return a + b; }, rdx, t);
+    }
+  }
+
   // The kernels' scratch lives only within one forward or backward call, so convs that never run
   // at the same time (a DenseBlock's layers) can share one instead of each keeping its own.
   struct Scratch {
     Workspace<T> cols, rows, partial;
+    Workspace<T> r_terms;  // the R-operator's second term (conv(x, V), convT(g, V)) before it is added
   };
   void share_scratch(std::shared_ptr<Scratch> s) { shared_ = std::move(s); }
 
@@ -110,6 +171,17 @@ class Conv2d : public Layer<T> {
 
  private:
   index_t weight_size() const { return O_ * (C_ / G_) * kh_ * kw_; }
+
+  // The direction's terms apply to a trainable layer with a bound direction.
+  bool direction_active() const {
+    FASTNN_CHECK(!this->params_trainable || v_, "Conv2d", "the R-operator needs a direction: call bind_direction first");
+    return this->params_trainable;
+  }
+  // R{x} (if given) has the shape of the forward's input.
+  void check_r_input(const View<T>& rx) const {
+    FASTNN_CHECK(!rx.data || rx.shape == x_.shape, "Conv2d",
+                 "rx must have the input's shape " << shape_str(x_.shape) << ", got " << shape_str(rx.shape));
+  }
 
   Conv2dShape make_shape(const Shape& in) const {
     FASTNN_CHECK(in.size() == 4 && in[1] == C_, "Conv2d",
@@ -124,9 +196,10 @@ class Conv2d : public Layer<T> {
     return Conv2dShape::make(g, O_, G_, "Conv2d");
   }
 
+  Scratch& own_scratch() { return shared_ ? *shared_ : scratch_; }
   ConvWorkspace<T> workspace(const Conv2dShape& s) {
     const ConvWorkspaceSize n = conv2d_workspace_size(s);
-    Scratch& own = shared_ ? *shared_ : scratch_;
+    Scratch& own = own_scratch();
     ConvWorkspace<T> ws;
     if (n.cols) ws.cols = own.cols.get({n.cols}).data;
     if (n.rows) ws.rows = own.rows.get({n.rows}).data;
@@ -140,7 +213,11 @@ class Conv2d : public Layer<T> {
   Shape shape_in_;
   Conv2dShape shape_;
   View<T> x_, y_;
-  Workspace<T> out_ws_, grad_in_;
+  Workspace<T> out_ws_, fused_ws_, grad_in_;
+  const T* v_ = nullptr;  // the direction's slice (bind_direction), and the H·v accumulator's
+  T* hv_ = nullptr;
+  View<T> rx_;  // the last rop_forward's R{x} (data null: 0)
+  Workspace<T> r_out_, r_grad_in_;
   Scratch scratch_;
   std::shared_ptr<Scratch> shared_;  // share_scratch's, else null
 };

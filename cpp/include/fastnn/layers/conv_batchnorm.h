@@ -7,6 +7,8 @@
 // buffers stay the layers'. backward after an eval forward first reruns the layers' own forward
 // (the fused pass keeps neither the conv's output nor BN's state), so the gradients are exactly
 // theirs, at the price of one more forward only where someone differentiates an eval model.
+// The R-operator composes the layers' own (the conv's, then the BatchNorm's with its ReLU and
+// Dropout), after rerunning their forward if the last one was folded, as backward does.
 #pragma once
 
 #include <memory>
@@ -55,7 +57,24 @@ class FusedConvBatchNorm : public Layer<T> {
     return conv_->backward(dh, need_input_grad);
   }
 
+  bool has_rop() const override { return conv_->has_rop() && after_conv_layer().has_rop(); }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    if (folded_) {
+      after_conv(conv_->forward(x_, ctx_), ctx_);
+      folded_ = false;
+    }
+    return after_conv_layer().rop_forward(conv_->rop_forward(rx, ctx), ctx);
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    const RopGrad<T> dh = after_conv_layer().rop_backward(g, rg, true);
+    return conv_->rop_backward(dh.grad, dh.rgrad, need_input_grad);
+  }
+
  private:
+  Layer<T>& after_conv_layer() const {
+    if (relu_) return *bn_act_;
+    return *bn_;
+  }
   View<T> after_conv(const View<T>& h, const Context& ctx) {
     return relu_ ? bn_act_->forward(h, ctx) : bn_->forward(h, ctx);
   }

@@ -2,6 +2,9 @@
 // window for backward, as int32 plane offsets), AvgPool2d, AdaptiveAvgPool2d, and
 // GlobalAvgPool2d ((N, C, H, W) -> (N, C): adaptive (1, 1) pooling and the flatten after it).
 // No parameters; the window geometry is validated at construction and against each input shape.
+// The R-operator: each pool is linear in its input once MaxPool2d's argmax is fixed (which the
+// direction does not change), so R{y} = pool(R{x}) (the kept argmax's gather for MaxPool2d) and
+// R{dx} = poolᵀ(R{g}), by the same kernels as forward and backward.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,14 @@ namespace pool_detail {
 
 inline void check_nchw(const Shape& in, const std::string& kind) {
   FASTNN_CHECK(in.size() == 4, kind, "expected input (N, C, H, W), got " << shape_str(in));
+}
+
+// R{x} (if given: data null means 0) has the shape of the last forward's input. An R{x} of 0
+// gives R{y} = 0, returned as a view without data (layer.h's convention for layers without parameters).
+template <class T>
+void check_r_input(const View<T>& rx, const Shape& in, const std::string& kind) {
+  FASTNN_CHECK(!rx.data || rx.shape == in, kind,
+               "rx must have the input's shape " << shape_str(in) << ", got " << shape_str(rx.shape));
 }
 
 }  // namespace pool_detail
@@ -64,12 +75,27 @@ class MaxPool2d : public Layer<T> {
     return dx;
   }
 
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    pool_detail::check_r_input(rx, in_shape_, kind());
+    if (!rx.data) return View<T>{nullptr, {g_.n, g_.c, g_.p, g_.q}};  // R{y} = 0
+    View<T> ry = r_out_.get({g_.n, g_.c, g_.p, g_.q});
+    max_pool2d_gather(rx.data, argmax_.data(), ry.data, g_);
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> rdx = r_grad_in_.get(in_shape_);
+    max_pool2d_backward(rg.data, argmax_.data(), rdx.data, g_);
+    return {backward(g, true), rdx};
+  }
+
  private:
   PoolWindow win_;
   ConvGeometry g_;
   Shape in_shape_;
   std::vector<std::int32_t> argmax_;
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 // Average pooling over fixed (AvgPool2d) or adaptive windows: what differs is how the windows of
@@ -96,6 +122,23 @@ class WindowMeanLayer : public Layer<T> {
     return dx;
   }
 
+  bool has_rop() const override { return true; }
+  View<T> rop_forward(const View<T>& rx, const Context&) override {
+    pool_detail::check_r_input(rx, in_shape_, this->kind());
+    if (!rx.data) return View<T>{nullptr, this->output_shape(in_shape_)};  // R{y} = 0
+    View<T> ry = r_out_.get(this->output_shape(in_shape_));
+    window_mean_forward(rx.data, ry.data, in_shape_[0] * in_shape_[1], in_shape_[2], in_shape_[3], rows_, cols_,
+                        divisor_override_, fixed_);
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    if (!need_input_grad) return {};
+    View<T> rdx = r_grad_in_.get(in_shape_);
+    window_mean_backward(rg.data, rdx.data, in_shape_[0] * in_shape_[1], in_shape_[2], in_shape_[3], rows_, cols_,
+                         divisor_override_, fixed_);
+    return {backward(g, true), rdx};
+  }
+
  protected:
   virtual void make_windows(const Shape& in, PoolWindows* rows, PoolWindows* cols) = 0;
   index_t divisor_override_ = 0;
@@ -104,7 +147,7 @@ class WindowMeanLayer : public Layer<T> {
  private:
   Shape in_shape_;
   PoolWindows rows_, cols_;
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 template <class T>

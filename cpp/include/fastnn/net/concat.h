@@ -2,7 +2,8 @@
 // dimension 1 (the channels of NCHW, the features of (N, F)): GoogLeNet's Inception block.
 // The output is one preallocated buffer, each branch's output copied into its slice; backward
 // gives each branch its slice of grad_out and dx is the sum of the branches' dx.
-// Children "0", "1", ... in the order they run.
+// Children "0", "1", ... in the order they run. The R-operator likewise: R{out} is the branches'
+// R{y} concatenated, each branch gets its slices of grad_out and R{grad_out}, and R{dx} is the sum.
 #pragma once
 
 #include <algorithm>
@@ -74,6 +75,59 @@ class Concat : public Container<T> {
     return dx;
   }
 
+  bool has_rop() const override { return this->children_have_rop(); }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    std::vector<View<T>> rs;
+    bool any = false;
+    for (size_t i = 0; i < this->children_.size(); ++i) {
+      rs.push_back(this->children_[i]->rop_forward(rx, ctx));
+      FASTNN_CHECK(rs.back().shape == out_shapes_[i], "Concat",
+                   label(i) << " returned R{y} of shape " << shape_str(rs.back().shape)
+                            << ", but its output had shape " << shape_str(out_shapes_[i]));
+      any |= rs.back().data != nullptr;
+    }
+    const Shape out = joined(out_shapes_, in_shape_);
+    if (!any) return View<T>{nullptr, out};  // every branch's R{y} is 0 (layer.h)
+    View<T> ry = r_out_.get(out);
+    const index_t N = ry.shape[0], row = ry.size() / N;
+    index_t off = 0;
+    for (const auto& ri : rs) {
+      const index_t part = ri.size() / N;
+      if (ri.data)
+        copy_blocks(ri.data, part, ry.data + off, row, N, part);
+      else
+        for (index_t n = 0; n < N; ++n) std::fill(ry.data + n * row + off, ry.data + n * row + off + part, T(0));
+      off += part;
+    }
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    const index_t N = g.shape[0], row = g.size() / N;
+    RopGrad<T> r;
+    if (need_input_grad) r = {grad_in_.get(in_shape_), r_grad_in_.get(in_shape_)};
+    if (r_grads_.size() != this->children_.size()) r_grads_.resize(this->children_.size());
+    index_t off = 0;
+    for (size_t i = 0; i < this->children_.size(); ++i) {
+      View<T> gi = grads_[i].get(out_shapes_[i]), rgi = r_grads_[i].get(out_shapes_[i]);
+      const index_t part = gi.size() / N;
+      copy_blocks(g.data + off, row, gi.data, part, N, part);
+      copy_blocks(rg.data + off, row, rgi.data, part, N, part);
+      off += part;
+      const RopGrad<T> d = this->children_[i]->rop_backward(gi, rgi, need_input_grad);
+      if (!need_input_grad) continue;
+      this->check_grad(label(i), d.grad, in_shape_);
+      this->check_grad(label(i), d.rgrad, in_shape_);
+      if (i == 0) {
+        std::copy(d.grad.data, d.grad.data + r.grad.size(), r.grad.data);
+        std::copy(d.rgrad.data, d.rgrad.data + r.rgrad.size(), r.rgrad.data);
+      } else {
+        add_into(r.grad.data, d.grad.data, r.grad.size());
+        add_into(r.rgrad.data, d.rgrad.data, r.rgrad.size());
+      }
+    }
+    return r;
+  }
+
  private:
   std::string label(size_t i) const { return "branch " + this->names_[i] + " (" + this->children_[i]->kind() + ")"; }
 
@@ -97,8 +151,9 @@ class Concat : public Container<T> {
 
   Shape in_shape_;
   std::vector<Shape> out_shapes_;  // each branch's output shape in the last forward
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
   std::vector<Workspace<T>> grads_;  // each branch's slice of grad_out, contiguous
+  std::vector<Workspace<T>> r_grads_;  // and of R{grad_out}
 };
 
 }  // namespace fastnn

@@ -21,6 +21,12 @@
 // buffer each serves all layers (Conv2d::backward_into), and so does the convs' im2col scratch
 // (Conv2d::share_scratch). What stays per layer is linear in L: the bottleneck's conv1 output
 // (BN2's input), conv2's output, and the dropout mask.
+//
+// The R-operator keeps the same layout: R{features} lives in a second buffer of the feature
+// buffer's shape, R{grad} in a second gradient buffer, and each layer's BN runs its R-op in place
+// on them (batchnorm.h rop_forward_to / rop_backward_to, the samples C_total H W apart). The convs'
+// R{input} (the BN-ReLU's R{output}: relu'(z) R{z}) is written to one buffer per kind for all
+// layers, and recomputed before each layer's rop_backward, as the BN-ReLU outputs are.
 #pragma once
 
 #include <cstring>
@@ -30,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastnn/kernels/blockwise.h"
 #include "fastnn/kernels/dropout.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/batchnorm.h"
@@ -177,6 +184,106 @@ class DenseBlock : public Container<T> {
     return dx;
   }
 
+  bool has_rop() const override { return this->children_have_rop(); }
+
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    const index_t N = out_shape_[0], H = out_shape_[2], W = out_shape_[3], S = H * W, C = out_channels(), ld = C * S;
+    const Shape in{N, C0_, H, W};
+    FASTNN_CHECK(!rx.data || rx.shape == in, "DenseBlock",
+                 "rx must have the input's shape " << shape_str(in) << ", got " << shape_str(rx.shape));
+    View<T> rbuf = rbuf_.get(out_shape_);
+    if (rx.data)
+      copy_channels(rx.data, C0_ * S, rbuf.data, ld, N, C0_ * S);
+    else
+      parallel_for(N, C0_ * S, [&](index_t n0, index_t n1) {
+        for (index_t n = n0; n < n1; ++n) std::fill(rbuf.data + n * ld, rbuf.data + n * ld + C0_ * S, T(0));
+      });
+    r_mid_.assign(layers_.size(), View<T>{});
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      DenseLayer& d = layers_[i];
+      const index_t ci = C0_ + index_t(i) * k_;
+      // the convs' inputs of this layer, into the shared buffers they read (the forward left the last layer's)
+      if (recomputed_) d.norm1->recompute_relu(scratch1_.get({N, C - k_, H, W}).data);
+      View<T> rh = d.conv1->rop_forward(conv1_r_input(i, rbuf.data), ctx);
+      if (bottleneck_) {
+        r_mid_[i] = rh;
+        if (recomputed_) d.norm2->recompute_relu(scratch2_.get({N, mid(), H, W}).data);
+        rh = d.conv2->rop_forward(conv2_r_input(i), ctx);
+      }
+      FASTNN_CHECK(rh.shape == (Shape{N, k_, H, W}), "DenseBlock",
+                   layer_name(i) << " gives R{new features} of shape " << shape_str(rh.shape));
+      T* dst = rbuf.data + ci * S;
+      if (!rh.data) {  // 0 (a frozen layer of an R{x} = 0)
+        parallel_for(N, k_ * S, [&](index_t n0, index_t n1) {
+          for (index_t n = n0; n < n1; ++n) std::fill(dst + n * ld, dst + n * ld + k_ * S, T(0));
+        });
+        continue;
+      }
+      if (drop_) {  // the same mask and scale (dropout is linear in its input)
+        View<T> t = drop_out_.get(rh.shape);
+        dropout_backward(rh.data, masks_[i].data(), t.data, rh.size(), p_);
+        rh = t;
+      }
+      copy_channels(rh.data, k_ * S, dst, ld, N, k_ * S);
+    }
+    return rbuf;
+  }
+
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    const index_t N = out_shape_[0], H = out_shape_[2], W = out_shape_[3], S = H * W, C = out_channels(),
+                  ld = C * S;
+    View<T> gbuf = gbuf_.get(out_shape_), rgbuf = rgbuf_.get(out_shape_);
+    std::memcpy(gbuf.data, g.data, sizeof(T) * gbuf.size());
+    std::memcpy(rgbuf.data, rg.data, sizeof(T) * rgbuf.size());
+    const View<T> rbuf = rbuf_.get(out_shape_);
+    T *gk = scratch(gk_, {N, k_, H, W}), *rgk = scratch(rgk_, {N, k_, H, W});
+    T *g1 = scratch(g1_, {N, C - k_, H, W}), *rg1 = scratch(rg1_, {N, C - k_, H, W});
+    T *g2 = nullptr, *rg2 = nullptr, *g3 = nullptr, *rg3 = nullptr;
+    if (bottleneck_) {
+      g2 = scratch(g2_, {N, mid(), H, W}), rg2 = scratch(rg2_, {N, mid(), H, W});
+      g3 = scratch(g3_, {N, mid(), H, W}), rg3 = scratch(rg3_, {N, mid(), H, W});
+    }
+    // BN1's input gradients, in the feature buffer's layout, before they are added into it
+    T *t = scratch(r_t_, out_shape_), *rt = scratch(r_rt_, out_shape_);
+    for (size_t i = layers_.size(); i-- > 0;) {
+      DenseLayer& d = layers_[i];
+      const index_t ci = C0_ + index_t(i) * k_;
+      copy_channels(gbuf.data + ci * S, ld, gk, k_ * S, N, k_ * S);
+      copy_channels(rgbuf.data + ci * S, ld, rgk, k_ * S, N, k_ * S);
+      if (drop_) {
+        dropout_backward(gk, masks_[i].data(), gk, N * k_ * S, p_);
+        dropout_backward(rgk, masks_[i].data(), rgk, N * k_ * S, p_);
+      }
+      if (recomputed_) {  // the convs' inputs again, as backward does
+        d.norm1->recompute_relu(scratch1_.get({N, C - k_, H, W}).data);
+        if (bottleneck_) d.norm2->recompute_relu(scratch2_.get({N, mid(), H, W}).data);
+      }
+      const Shape si{N, ci, H, W}, sm{N, mid(), H, W}, sk{N, k_, H, W};
+      conv1_r_input(i, rbuf.data);  // conv1's R{input} again (rs1_), and relu' (rf1_)
+      const T* f1 = rf1_.get(si).data;
+      View<T> h{gk, sk}, rh{rgk, sk};
+      if (bottleneck_) {
+        conv2_r_input(i);
+        conv_rop_backward(*d.conv2, h, rh, g2, rg2, sm, layer_name(i) + ".conv2");
+        const T* f2 = rf2_.get(sm).data;
+        scale_by(g2, f2, numel(sm)), scale_by(rg2, f2, numel(sm));
+        d.norm2->rop_backward_to(View<T>{g2, sm}, View<T>{rg2, sm}, g3, rg3);
+        h = View<T>{g3, sm}, rh = View<T>{rg3, sm};
+      }
+      conv_rop_backward(*d.conv1, h, rh, g1, rg1, si, layer_name(i) + ".conv1");
+      scale_by(g1, f1, numel(si)), scale_by(rg1, f1, numel(si));
+      d.norm1->rop_backward_to(View<T>{g1, si}, View<T>{rg1, si}, t, rt);
+      add_channels(t, gbuf.data, ld, N, ci * S);
+      add_channels(rt, rgbuf.data, ld, N, ci * S);
+    }
+    if (!need_input_grad) return {};
+    const Shape in{N, C0_, H, W};
+    RopGrad<T> r{View<T>{scratch(dx_, in), in}, View<T>{scratch(rdx_, in), in}};
+    copy_channels(gbuf.data, ld, r.grad.data, C0_ * S, N, C0_ * S);
+    copy_channels(rgbuf.data, ld, r.rgrad.data, C0_ * S, N, C0_ * S);
+    return r;
+  }
+
  private:
   static std::shared_ptr<BatchNorm<T>> batch_norm(const LayerPtr<T>& l, size_t i, const char* name) {
     auto bn = std::dynamic_pointer_cast<BatchNorm<T>>(l);
@@ -217,6 +324,53 @@ class DenseBlock : public Container<T> {
     return h;
   }
 
+  // Layer i's conv1 R{input} = relu'(z1) R{z1}, R{z1} = BN1's R-op on channels [0, ci) of R{features}
+  // rbuf, into the buffer all layers share (rs1_), with relu' kept in rf1_ for the backward.
+  View<T> conv1_r_input(size_t i, const T* rbuf) {
+    const index_t N = out_shape_[0], H = out_shape_[2], W = out_shape_[3];
+    const Shape si{N, C0_ + index_t(i) * k_, H, W};
+    T* r = scratch(rs1_, {N, out_channels() - k_, H, W});
+    T* f = scratch(rf1_, {N, out_channels() - k_, H, W});
+    layers_[i].norm1->rop_forward_to(View<T>{const_cast<T*>(rbuf), si}, r);
+    layers_[i].norm1->relu_factors(f);
+    scale_by(r, f, numel(si));
+    return View<T>{r, si};
+  }
+  // The same for conv2 from R{conv1 output} (r_mid_[i]), into rs2_ (relu' into rf2_).
+  View<T> conv2_r_input(size_t i) {
+    const index_t N = out_shape_[0], H = out_shape_[2], W = out_shape_[3];
+    const Shape sm{N, mid(), H, W};
+    T *r = scratch(rs2_, sm), *f = scratch(rf2_, sm);
+    layers_[i].norm2->rop_forward_to(r_mid_[i], r);
+    layers_[i].norm2->relu_factors(f);
+    scale_by(r, f, numel(sm));
+    return View<T>{r, sm};
+  }
+  // y[i] *= f[i] (the ReLU's derivative, its second one being 0).
+  static void scale_by(T* y, const T* f, index_t n) {
+    parallel_for(n, 1, [=](index_t b, index_t e) {
+      blockwise::map_plain(y + b, e - b, [](T a, T c) { return a * c; }, y + b, f + b);
+    });
+  }
+  // dst's first len values of each of N samples (ld apart) += src's (len apart).
+  static void add_channels(const T* src, T* dst, index_t ld, index_t N, index_t len) {
+    parallel_for(N, len, [&](index_t n0, index_t n1) {
+      for (index_t n = n0; n < n1; ++n)
+        blockwise::map_plain(dst + n * ld, len, [](T a, T b) { return a + b; }, dst + n * ld, src + n * ld);
+    });
+  }
+  // A conv's rop_backward with dx and R{dx} (of shape `in`) written to dx, rdx (a Conv2d), or
+  // returned, checked and copied (another layer).
+  void conv_rop_backward(Layer<T>& conv, const View<T>& g, const View<T>& rg, T* dx, T* rdx, const Shape& in,
+                         const std::string& label) {
+    if (auto* c = dynamic_cast<Conv2d<T>*>(&conv)) return c->rop_backward_into(g, rg, dx, rdx);
+    const RopGrad<T> r = conv.rop_backward(g, rg, true);
+    this->check_grad(label, r.grad, in);
+    this->check_grad(label, r.rgrad, in);
+    std::memcpy(dx, r.grad.data, sizeof(T) * numel(in));
+    std::memcpy(rdx, r.rgrad.data, sizeof(T) * numel(in));
+  }
+
   // The shape of layer i's new features for the block input shape `in`.
   Shape layer_output_shape(size_t i, const Shape& in) const {
     const DenseLayer& d = layers_[i];
@@ -247,6 +401,9 @@ class DenseBlock : public Container<T> {
   std::vector<DenseLayer> layers_;
   bool recomputed_ = true;  // the last forward wrote the BN-ReLU outputs into the shared buffers
   Workspace<T> buf_, gbuf_, scratch1_, scratch2_, gk_, g1_, g2_, g3_, dx_, drop_out_;
+  // the R-operator's: R{features}, R{grad}, the convs' R{inputs} and relu', R{g} of each stage
+  Workspace<T> rbuf_, rgbuf_, rs1_, rs2_, rf1_, rf2_, rgk_, rg1_, rg2_, rg3_, r_t_, r_rt_, rdx_;
+  std::vector<View<T>> r_mid_;  // per layer: R{conv1 output} (the bottleneck's BN2 input)
   std::vector<Workspace<T>> scratch_;  // the BN1-ReLU outputs kept per layer (without shared scratch)
   std::map<const Workspace<T>*, index_t> sizes_;  // what scratch() handed out
   std::vector<std::vector<std::uint8_t>> masks_;

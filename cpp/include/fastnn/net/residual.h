@@ -1,6 +1,7 @@
 // Residual container: out = body(x) + shortcut(x), the shortcut the identity when null (ResNet's
 // addition shortcut). Backward gives both children the same grad_out; dx = dx_body + dx_shortcut.
 // Children "body" and "shortcut"; the body's parameters come first (it is registered first).
+// The R-operator likewise: R{out} = R{body(x)} + R{shortcut(x)}, R{dx} = R{dx_body} + R{dx_shortcut}.
 #pragma once
 
 #include <string>
@@ -53,6 +54,29 @@ class Residual : public Container<T> {
     return dx;
   }
 
+  bool has_rop() const override { return this->children_have_rop(); }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    // a path's R{y} may be a view without data: 0 (layer.h)
+    const View<T> rb = body().rop_forward(rx, ctx);
+    const View<T> rs = shortcut() ? shortcut()->rop_forward(rx, ctx) : View<T>{rx.data, in_shape_};
+    check_paths(rb.shape, rs.shape, in_shape_);
+    if (!rb.data || !rs.data) return rb.data ? rb : rs;
+    View<T> ry = r_out_.get(rb.shape);
+    add(rb.data, rs.data, ry.data, ry.size());
+    return ry;
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    const RopGrad<T> b = body().rop_backward(g, rg, need_input_grad);
+    const RopGrad<T> s = shortcut() ? shortcut()->rop_backward(g, rg, need_input_grad) : RopGrad<T>{g, rg};
+    if (!need_input_grad) return {};
+    this->check_grad(label(0), b.rgrad, in_shape_);
+    if (shortcut()) this->check_grad(label(1), s.rgrad, in_shape_);
+    RopGrad<T> r{grad_in_.get(in_shape_), r_grad_in_.get(in_shape_)};
+    add(b.grad.data, s.grad.data, r.grad.data, r.grad.size());
+    add(b.rgrad.data, s.rgrad.data, r.rgrad.data, r.rgrad.size());
+    return r;
+  }
+
  private:
   std::string label(size_t i) const { return this->names_[i] + " (" + this->children_[i]->kind() + ")"; }
 
@@ -64,7 +88,7 @@ class Residual : public Container<T> {
   }
 
   Shape in_shape_;
-  Workspace<T> out_, grad_in_;
+  Workspace<T> out_, grad_in_, r_out_, r_grad_in_;
 };
 
 }  // namespace fastnn

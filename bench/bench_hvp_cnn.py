@@ -1,0 +1,99 @@
+"""Hessian-vector products of BENCH.md's cnn (models.simple_cnn, 28x28x1, dropout 0, training mode:
+BatchNorm through its batch statistics) on 128 images, cross-entropy, float32: fastnn.hvp vs one
+fastnn gradient (fastnn.loss_and_grad) vs torch's double backward (autograd.grad of g·v through
+create_graph=True, the same weights), timed paired and alternating (the machine may be loaded:
+compare within one run, as ratios).
+
+    PYTHONPATH=python python bench/bench_hvp_cnn.py [--repeats 10] [--threads N] [--n 128]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastnn
+from fastnn import models
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def model_and_data(n, seed=0):
+    fastnn.manual_seed(seed)
+    m = models.simple_cnn(dropout=0)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    return m, X, y
+
+
+def torch_hvp(m, X, y):
+    import torch
+
+    from tests.models import torch_models
+
+    tm = torch_models.simple_cnn(dropout=0)
+    tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in m.state_dict().items()})
+    tm.train()
+    params = list(tm.parameters())
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+    def hvp(v):
+        vs, o = [], 0
+        for p in params:
+            vs.append(v[o:o + p.numel()].view_as(p))
+            o += p.numel()
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(tm(tX), ty), params, create_graph=True)
+        dot = sum((gi * vi).sum() for gi, vi in zip(g, vs))
+        return torch.cat([h.reshape(-1) for h in torch.autograd.grad(dot, params)])
+
+    return hvp
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--n", type=int, default=128)
+    a = ap.parse_args()
+    if a.threads:
+        fastnn.set_num_threads(a.threads)
+    m, X, y = model_and_data(a.n)
+    n = m.flatten_parameters_().params.size
+    v = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    fns = {"fastnn hvp": lambda: fastnn.hvp(m, "cross_entropy", X, y, v),
+           "fastnn gradient": lambda: fastnn.loss_and_grad(m, "cross_entropy", X, y)}
+    try:
+        import torch
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        th = torch_hvp(m, X, y)
+        tv = torch.from_numpy(v)
+        fns["torch double backward"] = lambda: th(tv)
+        got, want = fastnn.hvp(m, "cross_entropy", X, y, v), th(tv).numpy()
+        err = np.abs(got - want).max() / (np.abs(want).max() + 1e-30)
+        print(f"max |fastnn - torch| / max |torch H v| = {err:.2e}")
+    except ImportError:
+        print("torch not installed: fastnn only")
+    times = {k: [] for k in fns}
+    for f in fns.values():  # warm-up
+        f()
+    for _ in range(a.repeats):  # alternating: each round times every implementation once
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: float(np.median(t)) for k, t in times.items()}
+    print(f"simple_cnn (28x28x1), {len(X)} images, float32, {n} parameters; {a.repeats} paired rounds (median)")
+    for k, t in med.items():
+        print(f"  {k:24s} {t * 1e3:8.2f} ms")
+    print(f"  hvp / gradient         {med['fastnn hvp'] / med['fastnn gradient']:.2f}x  (target <= 3)")
+    if "torch double backward" in med:
+        print(f"  torch / fastnn hvp     {med['torch double backward'] / med['fastnn hvp']:.2f}x  (target >= 3)")
+
+
+if __name__ == "__main__":
+    main()
