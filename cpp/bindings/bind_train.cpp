@@ -196,11 +196,11 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   trainer.set_augment(aug.get());
   // Called between batches at most ~10 times a second: Ctrl-C (seen by Python only when it runs)
   // stops the epoch there, with every step before it applied and counted.
-  const ProgressFn report = [&progress](index_t done, index_t total, double loss) {
+  const ProgressFn report = [&progress](index_t done, index_t total, const EpochStats& running) {
     if (done == total && progress.is_none()) return;  // Python runs next anyway
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!progress.is_none()) progress(done, total, loss);
+    if (!progress.is_none()) progress(done, total, stats_dict(running));
   };
   std::vector<StepFn> steps = steps_arg(steppers);
   if (index_t* applied = applied_arg(applied_out, keep)) {

@@ -4,6 +4,8 @@ the loss options in training, initial_epoch as Keras, frozen BatchNorm, the Soft
 ValidationSplit, verbose= and the progress output."""
 
 import io
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -307,16 +309,26 @@ class FakeTTY(io.StringIO):
 def test_terminal_progress_bar_has_eta_and_running_loss():
     f = FakeTTY()
     bar = make_bar(40, "epoch 1/3", 1, f)
-    bar.update_to(10, 0.5)
-    bar.update_to(40, 0.25)
+    bar.update_to(10, {"loss": 0.5, "accuracy": 0.75})
+    bar.update_to(40, {"loss": 0.25, "accuracy": 0.875})
     bar.close("loss 0.2500 (1.00s)")
     text = f.getvalue()
-    assert "\r" in text and "10/40 ETA " in text and "loss 0.5000" in text and "[" in text
+    assert "\r" in text and "10/40 ETA " in text and "loss 0.5000 accuracy 0.7500" in text and "[" in text
     frames = text.split("\r")
     assert frames[-1].rstrip() == "epoch 1/3: loss 0.2500 (1.00s)" and text.endswith("\n")  # the bar is replaced
     assert len(frames[-1]) - 1 >= len(frames[-2])  # padded over the longer bar: no stale characters
     assert make_bar(40, "epoch 1/3", 1, io.StringIO()) is None  # no terminal: no frames
     assert make_bar(40, "epoch 1/3", 2, f) is None
+
+
+def test_fit_on_a_terminal_shows_the_running_metrics(monkeypatch):
+    # the C++ loop reports the epoch's sums so far; the bar shows their loss and metrics
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stdout", tty)
+    X, y = blobs(64)
+    fastnn.fit(mlp(), X, y, epochs=1, batch_size=8, verbose=1, seed=0, metrics=["accuracy", "top_2_accuracy"])
+    frames = tty.getvalue().split("\r")
+    assert any(re.search(r"8/8 ETA \S+ loss \d\.\d{4} accuracy \d\.\d{4} top_2_accuracy \d\.\d{4}", f) for f in frames)
 
 
 def test_verbose_evaluate_and_callbacks(capsys, tmp_path):

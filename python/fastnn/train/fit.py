@@ -473,7 +473,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
                 cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
                 int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
                 float(clip_grad_value or 0.0), clip_segments,
-                (lambda done, total, running: bar.update_to(done, running)) if bar else None, applied,
+                (lambda done, total, running: bar.update_to(
+                    done, {"loss": _loss_value(running), **metric_set.values(running, width)})) if bar else None,
+                applied,
                 loss_options=options, sample_weight=weights, width=width,
                 augment=augment_spec, augment_shape=augment_shape)
         if stats["nonfinite_batch"] >= 0:

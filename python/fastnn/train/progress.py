@@ -1,4 +1,4 @@
-"""Progress display of fit(): a Keras-like bar (done/total, ETA, running loss) rewritten in place on
+"""Progress display of fit(): a Keras-like bar (done/total, ETA, running loss and metrics) rewritten in place on
 a terminal; elsewhere (logs, pipes, notebooks' captured output) only one line per epoch, with no
 carriage-return frames. verbose=1 and verbose=2 write the same epoch line to the same stream
 (sys.stdout, as Keras)."""
@@ -23,7 +23,7 @@ def _duration(seconds):
 
 
 class ProgressBar:
-    """One epoch's bar on a terminal: ``epoch 2/5 [=========>....] 12/40 ETA 1.2s loss 0.1234``."""
+    """One epoch's bar on a terminal: ``epoch 2/5 [=========>....] 12/40 ETA 1.2s loss 0.1234 accuracy 0.9612``."""
 
     width = 30
 
@@ -32,13 +32,15 @@ class ProgressBar:
         self.start = time.perf_counter()
         self._last_len = 0
 
-    def update_to(self, done, loss):
+    def update_to(self, done, running):
+        """running: {name: value} of the epoch so far (loss, then fit's metrics)."""
         elapsed = time.perf_counter() - self.start
         filled = int(self.width * done / max(self.total, 1))
         arrow = ">" if 0 < filled < self.width else ""
         bar = "=" * max(filled - len(arrow), 0) + arrow + "." * (self.width - filled)
         eta = elapsed / done * (self.total - done) if done else 0.0
-        text = f"{self.desc} [{bar}] {done}/{self.total} ETA {_duration(eta)} loss {loss:.4f}"
+        shown = " ".join(f"{name} {value:.4f}" for name, value in running.items())
+        text = f"{self.desc} [{bar}] {done}/{self.total} ETA {_duration(eta)} {shown}"
         self.file.write("\r" + text + " " * max(self._last_len - len(text), 0))
         self.file.flush()
         self._last_len = len(text)

@@ -240,7 +240,7 @@ class GradOverwrite {
 // One optimizer step: step(k) takes the k-th step of this epoch.
 using StepFn = std::function<void(index_t)>;
 // Progress report: (batches done, batches in the epoch, running mean loss); called at most ~10 times a second.
-using ProgressFn = std::function<void(index_t, index_t, double)>;
+using ProgressFn = std::function<void(index_t, index_t, const EpochStats&)>;
 
 template <class T>
 class Trainer {
@@ -295,7 +295,7 @@ class Trainer {
       if (progress) {
         const auto now = std::chrono::steady_clock::now();
         if (b + 1 == nb || now - last_report > std::chrono::milliseconds(100)) {
-          progress(b + 1, nb, st.loss_sum / double(st.samples));
+          progress(b + 1, nb, st);
           last_report = now;
         }
       }
