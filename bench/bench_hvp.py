@@ -1,46 +1,68 @@
-"""Hessian-vector products of the 784-32-32-10 ReLU MLP on 1024 samples (cross-entropy, float32):
-fastnn.hvp vs one fastnn gradient (fastnn.loss_and_grad) vs torch's double backward
-(autograd.grad of g·v through create_graph=True), timed paired and alternating (the machine may
-be loaded: compare within one run, as ratios).
+"""Hessian-vector products, fastnn.hvp vs one fastnn gradient (fastnn.loss_and_grad) vs torch's
+double backward (autograd.grad of g·v through create_graph=True, the same weights), cross-entropy,
+float32, timed paired and alternating (the machine may be loaded: compare within one run, as ratios).
 
-    PYTHONPATH=python python bench/bench_hvp.py [--repeats 30] [--threads N]
+    --model mlp: the seeds' 784-32-32-10 ReLU MLP on 1024 samples (BENCH.md's H·v target)
+    --model cnn: BENCH.md's cnn (models.simple_cnn, dropout 0, training mode: BatchNorm through its
+                 batch statistics) on 128 images
+
+    PYTHONPATH=python python bench/bench_hvp.py [--model mlp|cnn] [--repeats R] [--threads N] [--n N]
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import fastnn
-from fastnn import nn
+from fastnn import models, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DESCRIPTION = {"mlp": "784-32-32-10 ReLU MLP", "cnn": "simple_cnn (28x28x1)"}
+DEFAULTS = {"mlp": (1024, 30), "cnn": (128, 10)}  # samples, repeats
 
 
-def model_and_data(seed=0, n=1024):
+def model_and_data(kind, n, seed=0):
+    fastnn.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    m = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
-    X = rng.standard_normal((n, 784)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    return m, X, y
+    if kind == "mlp":
+        m = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+        X = rng.standard_normal((n, 784)).astype(np.float32)
+    else:
+        m = models.simple_cnn(dropout=0)
+        X = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
+    return m, X, rng.integers(0, 10, n)
 
 
-def torch_hvp(m, X, y):
+def torch_twin(kind, m):
     import torch
 
-    params = [torch.tensor(np.array(p.data), requires_grad=True) for p in m.parameters()]
-    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    if kind == "mlp":
+        tm = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                                 torch.nn.Linear(32, 10))
+    else:
+        from tests.models import torch_models
 
-    def loss():
-        w1, b1, w2, b2, w3, b3 = params
-        h = torch.relu(tX @ w1.T + b1)
-        h = torch.relu(h @ w2.T + b2)
-        return torch.nn.functional.cross_entropy(h @ w3.T + b3, ty)
+        tm = torch_models.simple_cnn(dropout=0)
+    tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in m.state_dict().items()})
+    return tm.train()
+
+
+def torch_hvp(tm, X, y):
+    import torch
+
+    params = list(tm.parameters())
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
 
     def hvp(v):
         vs, o = [], 0
         for p in params:
             vs.append(v[o:o + p.numel()].view_as(p))
             o += p.numel()
-        g = torch.autograd.grad(loss(), params, create_graph=True)
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(tm(tX), ty), params, create_graph=True)
         dot = sum((gi * vi).sum() for gi, vi in zip(g, vs))
         return torch.cat([h.reshape(-1) for h in torch.autograd.grad(dot, params)])
 
@@ -49,12 +71,16 @@ def torch_hvp(m, X, y):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--model", choices=sorted(DESCRIPTION), default="mlp")
+    ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--n", type=int, default=None, help="samples (default 1024 for mlp, 128 for cnn)")
     a = ap.parse_args()
+    n_default, repeats_default = DEFAULTS[a.model]
+    repeats = a.repeats or repeats_default
     if a.threads:
         fastnn.set_num_threads(a.threads)
-    m, X, y = model_and_data()
+    m, X, y = model_and_data(a.model, a.n or n_default)
     n = m.flatten_parameters_().params.size
     v = np.random.default_rng(1).standard_normal(n).astype(np.float32)
     fns = {"fastnn hvp": lambda: fastnn.hvp(m, "cross_entropy", X, y, v),
@@ -64,7 +90,7 @@ def main():
 
         if a.threads:
             torch.set_num_threads(a.threads)
-        th = torch_hvp(m, X, y)
+        th = torch_hvp(torch_twin(a.model, m), X, y)
         tv = torch.from_numpy(v)
         fns["torch double backward"] = lambda: th(tv)
         got, want = fastnn.hvp(m, "cross_entropy", X, y, v), th(tv).numpy()
@@ -75,13 +101,13 @@ def main():
     times = {k: [] for k in fns}
     for f in fns.values():  # warm-up
         f()
-    for _ in range(a.repeats):  # alternating: each round times every implementation once
+    for _ in range(repeats):  # alternating: each round times every implementation once
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
     med = {k: float(np.median(t)) for k, t in times.items()}
-    print(f"784-32-32-10 ReLU MLP, {len(X)} samples, float32, {n} parameters; {a.repeats} paired rounds (median)")
+    print(f"{DESCRIPTION[a.model]}, {len(X)} samples, float32, {n} parameters; {repeats} paired rounds (median)")
     for k, t in med.items():
         print(f"  {k:24s} {t * 1e3:8.3f} ms")
     print(f"  hvp / gradient         {med['fastnn hvp'] / med['fastnn gradient']:.2f}x  (target <= 3)")
