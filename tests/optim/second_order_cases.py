@@ -75,3 +75,15 @@ def mlp_problem(rng, dtype=np.float64, n=40, features=5, hidden=7, classes=3, se
         return loss
 
     return model, X, y, closure
+
+
+def closure_of(fun, p, calls=None):
+    """A step(closure) closure for a flat problem: fun(x) -> (f, g) evaluated at p.data, writing g
+    into p.grad; each call appends to `calls` when given (evaluation counts)."""
+    def closure():
+        f, g = fun(p.data)
+        p.grad[...] = g
+        if calls is not None:
+            calls.append(1)
+        return f
+    return closure

@@ -7,15 +7,7 @@ import pytest
 from fastnn import optim
 from fastnn.nn.parameter import Parameter
 from tests.conftest import DTYPES
-from tests.optim.second_order_cases import mlp_problem, quadratic, rosenbrock
-
-
-def _closure(fun, p):
-    def closure():
-        f, g = fun(p.data)
-        p.grad[...] = g
-        return f
-    return closure
+from tests.optim.second_order_cases import closure_of, mlp_problem, quadratic, rosenbrock
 
 
 @pytest.mark.parametrize("formula", ["pr+", "fr"])
@@ -25,7 +17,7 @@ def test_quadratic_within_n_iterations(rng, formula):
     p = Parameter(np.zeros(n))
     opt = optim.ConjugateGradient([p], formula=formula, max_iter=n + 2, max_eval=20 * n, restart=100,
                                   tolerance_grad=1e-8)
-    opt.step(_closure(fun, p))
+    opt.step(closure_of(fun, p))
     assert opt.last_result.converged and opt.last_result.iterations <= n + 2, opt.last_result
     np.testing.assert_allclose(p.data, x_star, atol=1e-6)
 
@@ -35,7 +27,7 @@ def test_rosenbrock(dtype):
     p = Parameter(np.array([-1.2, 1.0], dtype=dtype))
     opt = optim.ConjugateGradient([p], max_iter=2000, max_eval=10000,
                                   tolerance_grad=1e-3 if dtype == np.float32 else 1e-8)
-    opt.step(_closure(rosenbrock, p))
+    opt.step(closure_of(rosenbrock, p))
     np.testing.assert_allclose(p.data, [1, 1], atol=5e-2 if dtype == np.float32 else 1e-5)
 
 

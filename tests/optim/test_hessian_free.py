@@ -6,15 +6,7 @@ import pytest
 
 from fastnn import optim
 from fastnn.nn.parameter import Parameter
-from tests.optim.second_order_cases import logistic, mlp_problem, quadratic
-
-
-def _closure(fun, p):
-    def closure():
-        f, g = fun(p.data)
-        p.grad[...] = g
-        return f
-    return closure
+from tests.optim.second_order_cases import closure_of, logistic, mlp_problem, quadratic
 
 
 def test_quadratic_with_exact_product(rng):
@@ -23,7 +15,7 @@ def test_quadratic_with_exact_product(rng):
     p = Parameter(np.zeros(n))
     opt = optim.HessianFree([p], hvp=lambda v: A @ v, damping=0.0, max_iter=20, tolerance_grad=1e-7,
                             tolerance_change=0.0)
-    opt.step(_closure(fun, p))
+    opt.step(closure_of(fun, p))
     np.testing.assert_allclose(p.data, x_star, atol=1e-6)
     # inexact Newton (forcing term min(0.5, sqrt|g|)): superlinear, a few outer iterations
     assert opt.last_result.converged and opt.last_result.iterations <= 10, opt.last_result
@@ -36,7 +28,7 @@ def test_logistic_regression_matches_scipy(rng):
     for hvp in (lambda v: hess(p.data) @ v, None):
         p = Parameter(np.zeros(d))
         opt = optim.HessianFree([p], hvp=hvp, max_iter=50, tolerance_grad=1e-10, tolerance_change=1e-15)
-        opt.step(_closure(fun, p))
+        opt.step(closure_of(fun, p))
         assert fun(p.data)[0] == pytest.approx(ref.fun, rel=1e-6)
 
 

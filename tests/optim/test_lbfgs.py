@@ -10,7 +10,7 @@ from fastnn.nn.parameter import Parameter
 from fastnn.reference.lbfgs import lbfgs_inverse_hessian
 from fastnn.reference.lbfgs import lbfgs_two_loop as ref_two_loop
 from tests.conftest import DTYPES, requires_torch
-from tests.optim.second_order_cases import logistic, mlp_problem, rosenbrock
+from tests.optim.second_order_cases import closure_of, logistic, mlp_problem, rosenbrock
 
 
 def _history(rng, m, n, dtype, pushes):
@@ -60,16 +60,6 @@ def _param(x0):
     return Parameter(np.array(x0, dtype=np.float64))
 
 
-def _closure_of(fun, p, calls=None):
-    def closure():
-        f, g = fun(p.data)
-        p.grad[...] = g
-        if calls is not None:
-            calls.append(1)
-        return f
-    return closure
-
-
 @requires_torch
 @pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
 @pytest.mark.parametrize("history_size", [3, 100])
@@ -91,7 +81,7 @@ def test_iterates_match_torch_step_by_step(rng, line_search_fn, history_size):
         return torch.tensor(f, dtype=torch.float64)
 
     for step in range(5):
-        f_ours = ours.step(_closure_of(fun, p))
+        f_ours = ours.step(closure_of(fun, p))
         f_theirs = theirs.step(tclosure)
         assert f_ours == pytest.approx(float(f_theirs), rel=1e-12, abs=1e-14), step
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=f"step {step}")
@@ -137,7 +127,7 @@ def test_max_eval_counts_line_search_evaluations():
     calls = []
     p = _param([-1.2, 1.0])
     opt = optim.LBFGS([p], max_iter=100, max_eval=7, line_search_fn="strong_wolfe")
-    opt.step(_closure_of(rosenbrock, p, calls))
+    opt.step(closure_of(rosenbrock, p, calls))
     assert len(calls) == 7 == opt.last_result.evaluations == opt.func_evals
     assert opt.last_result.status == 3 and "evaluations" in opt.last_result.message
 
@@ -209,7 +199,7 @@ def test_closure_that_raises_leaves_parameters_and_state_as_before(rng):
     fun, _, d = logistic(rng)
     p = _param(rng.standard_normal(d))
     opt = optim.LBFGS([p], line_search_fn="strong_wolfe", history_size=4, max_iter=2, max_eval=10)
-    opt.step(_closure_of(fun, p))
+    opt.step(closure_of(fun, p))
     params, state = p.data.copy(), {k: v.copy() for k, v in opt.state.items()}
     calls = []
 
@@ -217,7 +207,7 @@ def test_closure_that_raises_leaves_parameters_and_state_as_before(rng):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("data loader died")
-        return _closure_of(fun, p)()
+        return closure_of(fun, p)()
 
     with pytest.raises(RuntimeError, match="data loader died"):
         opt.step(failing)
@@ -257,6 +247,6 @@ def test_weight_decay_adds_the_l2_penalty(rng):
     p = _param(np.zeros(d))
     opt = optim.LBFGS([p], line_search_fn="strong_wolfe", max_iter=200, weight_decay=0.1, tolerance_grad=1e-10,
                       tolerance_change=1e-14)
-    opt.step(_closure_of(fun, p))
+    opt.step(closure_of(fun, p))
     f, g = fun(p.data)
     np.testing.assert_allclose(g + 0.1 * p.data, 0, atol=1e-7)  # stationary point of f + 0.05 |w|^2

@@ -6,15 +6,7 @@ import pytest
 
 from fastnn import optim
 from fastnn.nn.parameter import Parameter
-from tests.optim.second_order_cases import mlp_problem, quadratic, rosenbrock, rosenbrock_hess
-
-
-def _closure(fun, p):
-    def closure():
-        f, g = fun(p.data)
-        p.grad[...] = g
-        return f
-    return closure
+from tests.optim.second_order_cases import closure_of, mlp_problem, quadratic, rosenbrock, rosenbrock_hess
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -23,7 +15,7 @@ def test_convex_quadratic_in_one_iteration(rng, dtype):
     fun, A, b, x_star = quadratic(rng, n, dtype=dtype, cond=30.0)
     p = Parameter(np.zeros(n, dtype))
     opt = optim.Newton([p], hess=lambda: A, max_iter=1, tolerance_grad=0)
-    opt.step(_closure(fun, p))
+    opt.step(closure_of(fun, p))
     np.testing.assert_allclose(p.data, x_star, atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
@@ -37,7 +29,7 @@ def test_indefinite_hessian_is_damped():
 
     p = Parameter(np.array([1.0, 0.1]))
     opt = optim.Newton([p], hess=hess, max_iter=50, tolerance_grad=1e-10)
-    opt.step(_closure(fun, p))
+    opt.step(closure_of(fun, p))
     np.testing.assert_allclose(p.data, [0, 1 / np.sqrt(2)], atol=1e-7)
     assert opt.state["scalars"][0] >= 0
 
@@ -46,7 +38,7 @@ def test_rosenbrock_exact_and_finite_difference_hessian():
     for hess in (lambda: rosenbrock_hess(p.data), None):
         p = Parameter(np.array([-1.2, 1.0]))
         opt = optim.Newton([p], hess=hess, max_iter=100, max_eval=2000, tolerance_grad=1e-9)
-        opt.step(_closure(rosenbrock, p))
+        opt.step(closure_of(rosenbrock, p))
         np.testing.assert_allclose(p.data, [1, 1], atol=1e-6)
 
 
