@@ -343,6 +343,17 @@ def _loss_value(stats):
     return stats["loss_sum"] / max(stats["samples"], 1)
 
 
+def _seed_and_callbacks(seed, callbacks):
+    """fit's seed (None: drawn from fastnn's global generator) and its checked list of callbacks."""
+    if seed is None:
+        seed = int(_random.generator().integers(0, 2**63))
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
+    return seed, callbacks
+
+
 @exclusive_training("fit")
 @_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=None, validation_data=None,
@@ -442,12 +453,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
     clip_segments = _optim.segment_table(params) if (clip_grad_norm or clip_grad_value) and params else None
-    if seed is None:
-        seed = int(_random.generator().integers(0, 2**63))
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
+    seed, callbacks = _seed_and_callbacks(seed, callbacks)
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
 
     _check_batch_statistics(cpp_model, len(X), batch_size)
@@ -521,12 +527,7 @@ def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, e
         raise ValueError(f"fit: {type(optimizer).__name__} takes the plain {', '.join(_FULL_BATCH_KERNELS)} losses "
                          f"(no weight, label_smoothing, ignore_index, pos_weight), got {loss_obj!r}")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
-    if seed is None:
-        seed = int(_random.generator().integers(0, 2**63))
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
+    seed, callbacks = _seed_and_callbacks(seed, callbacks)
     _check_batch_statistics(cpp_model, len(X), min(batch_size or len(X), len(X)))
     return _full_batch.fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_size, val, width,
                                       shuffle, seed, callbacks, verbose, initial_epoch, FitState(), _loss_and_accuracy)
