@@ -4,6 +4,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/model_lock.h"
+#include "bindings/train_args.h"
 #include "fastnn/net/curvature.h"
 
 namespace fastnn::bind {
@@ -14,42 +15,10 @@ double curvature_impl(const py::handle& model, const py::handle& X, const py::ha
                       const std::string& reduction, const py::handle& params, const py::handle& grads,
                       const py::handle& v, const py::handle& hv, const CurvatureOptions& o) {
   const char* op = "hvp";
-  Objective obj;
-  if (loss == "cross_entropy") obj.kind = LossKind::CrossEntropy;
-  else if (loss == "bce_with_logits") obj.kind = LossKind::BCEWithLogits;
-  else if (loss == "mse") obj.kind = LossKind::MSE;
-  else value_error(op, "loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got '" + loss + "'");
-  if (reduction == "mean") obj.reduction = Reduction::mean;
-  else if (reduction == "sum") obj.reduction = Reduction::sum;
-  else value_error(op, "reduction must be 'mean' or 'sum', got '" + reduction + "'");
-
-  CArray<T> x = in<T>(X, op, "X");
-  if (x.ndim() < 2) value_error(op, "X must have a batch dimension and features, got shape " + shape_str(x));
-  CurvatureData<T> d;
-  d.x = x.data();
-  d.n = x.shape(0);
-  d.sample_shape.assign(x.shape() + 1, x.shape() + x.ndim());
-  py::array ya = as_ndarray(y, op, "y");
-  if (ya.ndim() < 1 || ya.shape(0) != d.n)
-    value_error(op, "y must have one entry per sample of X (" + std::to_string(d.n) + "), got shape " + shape_str(ya));
-  py::object keep_y;
-  if (ya.dtype().kind() == 'i' || ya.dtype().kind() == 'u') {
-    auto labels = c_array<std::int64_t, py::array::c_style | py::array::forcecast>(ya, op, "y");
-    keep_y = labels;
-    d.y.labels = labels.data();
-  } else {
-    CArray<T> vals = in<T>(ya, op, "y");
-    keep_y = vals;
-    d.y.values = vals.data();
-    d.y.width = vals.size() / d.n;
-  }
-
-  Layer<T>* layer = nullptr;
-  try {
-    layer = &model.cast<Layer<T>&>();
-  } catch (const py::cast_error&) {
-    type_error(op, std::string("the model's layers are not ") + dtype_name<T>() + " like X");
-  }
+  const Objective obj = plain_objective_arg(loss, reduction, op);
+  std::vector<py::object> keep;
+  const Dataset<T> d = dataset_arg<T>(X, y, op, keep);
+  Layer<T>* layer = &layer_arg<T>(model, op);
   CArray<T> p = inout<T>(params, op, "params"), g = inout<T>(grads, op, "grads"), h = inout<T>(hv, op, "hv");
   CArray<T> vv = in<T>(v, op, "v");
   const index_t n = layer->num_params();

@@ -279,11 +279,9 @@ py::object cross_entropy(const char* op, const py::handle& z_in, const py::handl
 
 // ---- elementwise losses: target of the input's shape and dtype ----------------------------------
 
-// Checks target against the input, then runs kernel(x, target, grad_or_null, n) -> loss.
-template <class T, class K>
-py::object elementwise(const char* op, const char* input_name, const py::handle& x_in, const py::handle& t_in,
-                       Want want, K&& kernel) {
-  CArray<T> x = in<T>(x_in, op, input_name);
+// The target of an elementwise loss: the input's dtype and shape.
+template <class T>
+CArray<T> target_like(const py::handle& t_in, const CArray<T>& x, const char* op, const char* input_name) {
   py::array t_arr = as_ndarray(t_in, op, "target");
   if (!t_arr.dtype().equal(py::dtype::of<T>()))
     type_error(op, std::string("target must be ") + dtype_name<T>() + " like " + input_name + ", got " +
@@ -291,7 +289,15 @@ py::object elementwise(const char* op, const char* input_name, const py::handle&
   if (shape_of(t_arr) != shape_of(x))
     value_error(op, std::string("target must have the shape of ") + input_name + " " + shape_str(x) + ", got " +
                         shape_str(t_arr));
-  CArray<T> t = c_array<T>(t_arr, op, "target");
+  return c_array<T>(t_arr, op, "target");
+}
+
+// Checks target against the input, then runs kernel(x, target, grad_or_null, n) -> loss.
+template <class T, class K>
+py::object elementwise(const char* op, const char* input_name, const py::handle& x_in, const py::handle& t_in,
+                       Want want, K&& kernel) {
+  CArray<T> x = in<T>(x_in, op, input_name);
+  CArray<T> t = target_like<T>(t_in, x, op, input_name);
   const T *xp = x.data(), *tp = t.data();
   const index_t n = x.size();
   return run<T>(want, shape_of(x), [&](T* gp) { return kernel(xp, tp, gp, n); });
@@ -303,14 +309,7 @@ template <ElementLoss K, class T>
 py::object element_general(const char* op, const char* input_name, const py::handle& x_in, const py::handle& t_in,
                            const py::handle& g_in, Reduction r, Want want, const LossArgs& la) {
   CArray<T> x = in<T>(x_in, op, input_name);
-  py::array t_arr = as_ndarray(t_in, op, "target");
-  if (!t_arr.dtype().equal(py::dtype::of<T>()))
-    type_error(op, std::string("target must be ") + dtype_name<T>() + " like " + input_name + ", got " +
-                       dtype_str(t_arr));
-  if (shape_of(t_arr) != shape_of(x))
-    value_error(op, std::string("target must have the shape of ") + input_name + " " + shape_str(x) + ", got " +
-                        shape_str(t_arr));
-  CArray<T> t = c_array<T>(t_arr, op, "target");
+  CArray<T> t = target_like<T>(t_in, x, op, input_name);
   const std::vector<py::ssize_t> shape = shape_of(x);
   const index_t n = x.size(), cols = x.ndim() ? x.shape(x.ndim() - 1) : 1;
   std::vector<double> w = weight_values(la.weight, op, "weight", shape);

@@ -8,6 +8,7 @@
 #include "bindings/arrays.h"
 #include "bindings/model_lock.h"
 #include "bindings/segments_arg.h"
+#include "bindings/train_args.h"
 #include "fastnn/net/full_batch.h"
 #include "fastnn/optim/bfgs.h"
 #include "fastnn/optim/conjugate_gradient.h"
@@ -141,45 +142,15 @@ void bind_full_batch(py::module_& m, const char* name) {
                        index_t batch_size, double l2, const py::handle& segments, std::uint64_t seed) {
              const char* op = "FullBatchObjective";
              auto fb = std::make_unique<FullBatch<T>>();
-             Layer<T>* layer;
-             try {
-               layer = &model.cast<Layer<T>&>();
-             } catch (const py::cast_error&) {
-               type_error(op, std::string("the model's layers are not ") + dtype_name<T>() + " like X");
-             }
-             CArray<T> x = in<T>(X, op, "X");
-             if (x.ndim() < 2) value_error(op, "X must be (N, features...), got shape " + shape_str(x));
-             Dataset<T> d;
-             d.x = x.data();
-             d.n = x.shape(0);
-             d.sample_shape.assign(x.shape() + 1, x.shape() + x.ndim());
-             py::array ya = as_ndarray(y, op, "y");
-             if (ya.ndim() < 1 || ya.shape(0) != d.n)
-               value_error(op, "y must have one entry per sample of X, got shape " + shape_str(ya));
-             if (ya.dtype().equal(py::dtype::of<std::int64_t>()) && ya.ndim() == 1) {
-               auto labels = c_array<std::int64_t>(ya, op, "y");
-               fb->keep.push_back(labels);
-               d.y.labels = labels.data();
-             } else {
-               CArray<T> v = in<T>(ya, op, "y");
-               fb->keep.push_back(v);
-               d.y.values = v.data();
-               d.y.width = v.size() / d.n;
-             }
+             Layer<T>* layer = &layer_arg<T>(model, op);
+             const Dataset<T> d = dataset_arg<T>(X, y, op, fb->keep);
              CArray<T> p = inout<T>(params, op, "params");
              CArray<T> g = vec_arg<T>(grads, op, "grads", p.size());
              SegmentArg segs = segments_arg(segments, op, p.size());
              if (batch_size < 1) value_error(op, "batch_size must be >= 1, got " + std::to_string(batch_size));
              if (!(l2 >= 0) || !std::isfinite(l2)) value_error(op, "l2 must be finite and >= 0, got " + std::to_string(l2));
-             Objective obj;
-             if (loss == "cross_entropy") obj.kind = LossKind::CrossEntropy;
-             else if (loss == "bce_with_logits") obj.kind = LossKind::BCEWithLogits;
-             else if (loss == "mse") obj.kind = LossKind::MSE;
-             else value_error(op, "loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got '" + loss + "'");
-             if (reduction != "mean" && reduction != "sum")
-               value_error(op, "reduction must be 'mean' or 'sum', got '" + reduction + "'");
-             obj.reduction = reduction == "mean" ? Reduction::mean : Reduction::sum;
-             fb->keep.insert(fb->keep.end(), {x, p, g, segs.keep});
+             const Objective obj = plain_objective_arg(loss, reduction, op);
+             fb->keep.insert(fb->keep.end(), {p, g, segs.keep});
              fb->model = model;
              fb->params = p.data();
              fb->grads = g.mutable_data();

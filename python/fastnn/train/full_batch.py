@@ -20,6 +20,7 @@ from .._config import _C
 from ..nn.parameter import TRAINABLE
 from .callbacks import TerminateOnNaN
 from .history import History
+from .progress import write_line
 
 __all__ = ["fit_full_batch", "EVAL_CHUNK"]
 
@@ -106,8 +107,8 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
         logs["seconds"] = time.perf_counter() - start
         if verbose:
             shown = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-            print(f"epoch {epoch + 1}/{epochs}: {shown} ({iterations} iterations, {evaluations} "
-                  f"evaluations, {logs['seconds']:.2f}s; {result['message']})")
+            write_line(f"epoch {epoch + 1}/{epochs}: {shown} ({iterations} iterations, {evaluations} "
+                       f"evaluations, {logs['seconds']:.2f}s; {result['message']})")
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         history.append(epoch, logs)

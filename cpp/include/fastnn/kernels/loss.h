@@ -51,6 +51,17 @@ constexpr index_t kLossChunk = 256;
 template <class T> using AlignedArrMap = Eigen::Map<Arr<T>, Eigen::Aligned64>;
 template <class T> constexpr index_t kPacket = Eigen::internal::packet_traits<T>::size;
 
+// buf[0, len) = exp(z[0, len) - m) for len <= kLossChunk, over whole packets (the tail padded with
+// zeros): Eigen evaluates a partial packet with scalar std::exp, ~10x slower per element, and 10
+// classes are all tail. buf holds kLossChunk values, 64-byte aligned.
+template <class T>
+inline void exp_shifted_chunk(const T* z, T m, index_t len, T* buf) {
+  const index_t padded = (len + kPacket<T> - 1) / kPacket<T> * kPacket<T>;
+  ArrMap<T>(buf, len) = CArrMap<T>(z, len) - m;
+  std::fill(buf + len, buf + padded, T(0));
+  AlignedArrMap<T>(buf, padded) = AlignedArrMap<T>(buf, padded).exp();
+}
+
 // sum of term(k) for k in [0, n) in double, in an order fixed by n: 16 interleaved partial sums
 // (gcc vectorizes the lanes; Eigen's cast<double>().sum() runs as one serial chain of adds).
 template <class Term>
@@ -181,12 +192,7 @@ double ce_rows(const T* logits, const Target& target, T* grad, index_t r0, index
     T s = 0;
     for (index_t k = 0; k < c; k += kLossChunk) {
       const index_t len = std::min(kLossChunk, c - k);
-      // exp over whole packets (the tail padded with zeros): Eigen evaluates a partial packet
-      // with scalar std::exp, ~10x slower per element, and 10 classes are all tail.
-      const index_t padded = (len + kPacket<T> - 1) / kPacket<T> * kPacket<T>;
-      ArrMap<T>(buf, len) = CArrMap<T>(z + k, len) - m;
-      std::fill(buf + len, buf + padded, T(0));
-      AlignedArrMap<T>(buf, padded) = AlignedArrMap<T>(buf, padded).exp();
+      exp_shifted_chunk(z + k, m, len, buf);
       AlignedArrMap<T> e(buf, len);
       s += e.sum();
       if (g) ArrMap<T>(g + k, len) = e;
@@ -403,10 +409,7 @@ double ce_general_row(const T* z, const Target& t, index_t i, T* g, index_t c, c
   double s = 0;
   for (index_t k = 0; k < c; k += kLossChunk) {
     const index_t len = std::min(kLossChunk, c - k);
-    const index_t padded = (len + kPacket<T> - 1) / kPacket<T> * kPacket<T>;
-    ArrMap<T>(buf, len) = CArrMap<T>(z + k, len) - m;
-    std::fill(buf + len, buf + padded, T(0));
-    AlignedArrMap<T>(buf, padded) = AlignedArrMap<T>(buf, padded).exp();
+    exp_shifted_chunk(z + k, m, len, buf);
     s += sum_in_double(len, [&](index_t j) { return buf[j]; });
     if (g) std::copy(buf, buf + len, g + k);
   }

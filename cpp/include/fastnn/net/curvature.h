@@ -18,17 +18,10 @@
 #include "fastnn/kernels/loss.h"
 #include "fastnn/kernels/loss_hessian.h"
 #include "fastnn/layers/layer.h"
+#include "fastnn/net/dataset.h"
 #include "fastnn/net/objective.h"
 
 namespace fastnn {
-
-template <class T>
-struct CurvatureData {
-  const T* x = nullptr;
-  index_t n = 0;
-  Shape sample_shape;
-  Targets<T> y;
-};
 
 struct CurvatureOptions {
   index_t batch_size = 0;  // 0: all samples in one batch
@@ -108,7 +101,7 @@ double loss_grad_hessian(const Objective& obj, const View<T>& out, const Targets
 // the model's flat buffers (bound); v, hv: buffers of the same layout. Returns the loss (mean or
 // sum over the set, as obj.reduction).
 template <class T>
-double curvature_product(Layer<T>& model, const Objective& obj, const CurvatureData<T>& d, T* params, T* grads,
+double curvature_product(Layer<T>& model, const Objective& obj, const Dataset<T>& d, T* params, T* grads,
                          const T* v, T* hv, const CurvatureOptions& o) {
   FASTNN_CHECK(model.has_rop(), "hvp", "the model has a layer without an R-operator (" << model.kind() << ")");
   FASTNN_CHECK(d.n >= 1, "hvp", "no samples");

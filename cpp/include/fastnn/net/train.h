@@ -13,6 +13,7 @@
 #include "fastnn/kernels/augment.h"
 #include "fastnn/kernels/rng.h"
 #include "fastnn/layers/layer.h"
+#include "fastnn/net/dataset.h"
 #include "fastnn/net/objective.h"
 #include "fastnn/optim/clip.h"
 
@@ -22,17 +23,6 @@
 #endif
 
 namespace fastnn {
-
-// A data set in memory: N samples of sample_shape, row-major, plus targets.
-template <class T>
-struct Dataset {
-  const T* x = nullptr;
-  index_t n = 0;
-  Shape sample_shape;
-  Targets<T> y;
-
-  index_t sample_size() const { return numel(sample_shape); }
-};
 
 struct EpochOptions {
   index_t batch_size = 32;
