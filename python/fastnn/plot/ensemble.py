@@ -78,5 +78,5 @@ def ensemble_scores(ensembles, X=None, y=None, path=None, *, ax=None, title=None
     panel.set_xticklabels(labels)
     panel.set_ylabel(ylabel)
     panel.grid(alpha=0.3, axis="y")
-    panel.legend(fontsize="x-small", loc="lower right")
+    panel.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not on them
     return _figure.finish(fig, path, title, owned=ax is None)

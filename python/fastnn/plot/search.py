@@ -124,8 +124,9 @@ def search_scores(results, params=None, path=None, *, axes=None, title=None):
         if categories is not None:
             ax.set_xticks(range(len(categories)))
             ax.set_xticklabels([str(c) for c in categories])
+            ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.set_xlabel(name)
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)
-    panels[0].legend(fontsize="x-small")
+    panels[-1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the points
     return _figure.finish(fig, path, title, owned=axes is None)
