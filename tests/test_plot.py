@@ -61,8 +61,8 @@ def test_curves_compare_runs_one_color_each(plt):
     assert len(lines) == 3
     assert [t[1] for t in lines] == [(1.0, 0.5), (1.0, 0.9), (1.2, 0.7)]
     assert lines[0][3] == lines[1][3] != lines[2][3]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain: train", "plain: validation",
-                                                                   "dropout: train"]
+    assert [line.get_label() for line in ax.get_lines()] == ["plain: train", "plain: validation", "dropout: train"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "dropout", "train", "validation"]
 
 
 def test_curves_take_keras_dicts_resumed_epochs_and_explicit_keys(plt):

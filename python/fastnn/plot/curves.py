@@ -68,9 +68,11 @@ def curves(histories, keys=None, path=None, *, axes=None, title=None):
         if not any(k in m or f"val_{k}" in m for _, (_, m) in runs):
             raise ValueError(f"fastnn.plot.{fn}: no history has the metric {k!r}; they have {known}")
     fig, panels = _figure.new_axes(fn, len(keys), axes, path)
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    marker = "o" if max(len(e) for _, (e, _) in runs) <= 30 else None
+    marker = "o" if max(len(e) for _, (e, _) in runs) <= 15 else None
+    styles = set()
     for ax, key in zip(panels, keys):
         for color, (label, (epochs, metrics)) in zip(_figure.colors(len(runs)), runs):
             prefix = f"{label}: " if label is not None else ""
@@ -78,11 +80,17 @@ def curves(histories, keys=None, path=None, *, axes=None, title=None):
                 if name not in metrics or (key.startswith("val_") and name != key):
                     continue
                 values = metrics[name]
-                ax.plot(epochs[:len(values)], values, style, color=color, marker=marker, markersize=3,
-                        label=prefix + (what if not key.startswith("val_") else key))
+                what = what if not key.startswith("val_") else key
+                ax.plot(epochs[:len(values)], values, style, color=color, marker=marker, markersize=3, label=prefix + what)
+                styles.add((style, what))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if len(runs) == 1:
+            ax.legend(fontsize="small")
+    if len(runs) > 1:  # one entry per run (its color) and one per line style, beside the last panel
+        handles = [Line2D([], [], color=c, label=label) for c, (label, _) in zip(_figure.colors(len(runs)), runs)]
+        handles += [Line2D([], [], color="black", linestyle=style, label=what) for style, what in sorted(styles)]
+        panels[-1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _figure.finish(fig, path, title, owned=axes is None)
