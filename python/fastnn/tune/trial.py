@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ..random import seeded  # noqa: F401 (the searches, ensembles and estimators seed through it)
+from ..random import seeded
 
 # Config keys that are fit()'s arguments rather than the model's.
 FIT_KEYS = ("lr", "optimizer", "batch_size", "loss", "clip_grad_norm", "clip_grad_value")
