@@ -1,5 +1,5 @@
 """What the Optuna bridge costs: one trial through ``tune.optuna_objective`` (suggest, build, fit
-with a per-epoch report and pruning check, keep the model's bytes) against the same training as a
+with a per-epoch report and should_prune() check, keep the model's bytes) against the same training as a
 plain ``fastnn.fit`` (same seed, same initial weights), paired and alternating in one process.
 
     PYTHONPATH=python:. python bench/bench_optuna.py [--epochs 5] [--repeats 7] [--train-size 20000]
@@ -39,7 +39,7 @@ def main():
     Xtr, ytr, Xv, yv = objective.data
     print(f"data: {fastnn.datasets.fashion_mnist_source()}: {len(Xtr)} train / {len(Xv)} validation images; "
           f"{fastnn.get_num_threads()} threads, {args.epochs} epochs per run")
-    study = optuna.create_study(direction=objective.direction, pruner=optuna.pruners.MedianPruner())
+    study = optuna.create_study(direction=objective.direction, pruner=optuna.pruners.NopPruner())  # every trial runs in full
 
     def plain_fit(number):  # what the objective does for trial `number`, without Optuna
         seed = int(np.random.default_rng([0, number]).integers(2**63))
