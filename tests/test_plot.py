@@ -236,6 +236,17 @@ def test_search_scores_compare_searches_hollow_for_stopped_and_rounds_of_coarse_
                                                                                    "round 2: trials"]
 
 
+def test_search_scores_of_a_bare_table_pick_the_axes_and_the_best_from_the_rows(plt):
+    rows = [{"trial": i, "round": 0, "hidden": h, "layers": n, "budget": 3, "score": sc, "status": st}
+            for i, (h, n, sc, st) in enumerate([(32, 1, 0.7, "ok"), (128, 2, 0.9, "ok"), (512, 4, 0.95, "failed"),
+                                                (512, 3, 0.8, "ok")])]
+    hidden_ax, layers_ax = plot.search_scores(rows).axes
+    assert hidden_ax.get_xscale() == "log" and layers_ax.get_xscale() == "linear"  # a decade or more: log
+    trials, best = _offsets(layers_ax)
+    np.testing.assert_allclose(trials, [[1, 0.7], [2, 0.9], [3, 0.8]])  # the failed trial is left out
+    np.testing.assert_allclose(best, [[2, 0.9]])
+
+
 def test_search_scores_errors(plt):
     r = tune.random_search(obj.bowl, SPACE, n_trials=2, epochs=1, executor="sequential")
     with pytest.raises(ValueError, match="no search has the hyperparameter 'depth'"):

@@ -59,8 +59,10 @@ def _axis(name, searches):
         return "category", categories
     if any(isinstance(s, _spaces.loguniform) for s in spaces):
         return "log", None
+    # numbers from a choice or a bare table: a log axis when they span a decade or more (32, 128, 512)
     positive = [v for v in values if v > 0]
-    if not spaces and len(positive) == len(values) and positive and max(positive) / min(positive) >= 100:
+    if (all(isinstance(s, _spaces.choice) for s in spaces) and len(positive) == len(values) and positive
+            and max(positive) / min(positive) >= 10):
         return "log", None
     return "linear", None
 
