@@ -206,6 +206,45 @@ def test_the_vanishing_gradient_pictures_of_seed_002():
     assert 0.1 < norms(relu)[0] / norms(relu)[-1] < 10
 
 
+class Doubler(nn.Module):
+    """A module written in Python: y = 2x (forward and backward in NumPy), or a broken one."""
+
+    def __init__(self, forward=None, backward=None):
+        super().__init__()
+        object.__setattr__(self, "fwd", forward or (lambda x: 2 * x))
+        object.__setattr__(self, "bwd", backward or (lambda g: 2 * g))
+
+    def forward(self, x):
+        return self.fwd(x)
+
+    def backward(self, g):
+        return self.bwd(g)
+
+
+def test_a_python_written_layer_is_one_unit_and_its_contract_is_checked():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(6, 7)), rng.integers(0, 3, 6)
+    model = _model(np.float64, (nn.Sigmoid, nn.ELU))
+    plain = layer_statistics(model, X, y, samples=10**6)
+    doubled = nn.Sequential(*list(model)[:2], Doubler(), *list(model)[2:])
+    stats = layer_statistics(doubled, X, y, samples=10**6)
+    assert [r["type"] for r in stats] == ["Linear", "Sigmoid", "Doubler", "Linear", "ELU", "Linear"]
+    np.testing.assert_allclose(stats[2]["samples"], 2 * plain[1]["samples"], rtol=1e-15)
+    assert stats[2]["grad_norms"] == {} and stats[2]["weight_grad_norm"] is None
+    # y = 2x: the gradient reaching the Sigmoid is twice the one reaching the Doubler
+    assert stats[1]["grad_output_norm"] == pytest.approx(2 * stats[2]["grad_output_norm"], rel=1e-14)
+    for fwd, bwd, match in [(lambda x: x.tolist(), None, r"layer '2' \(Doubler\): forward returned list"),
+                            (lambda x: x[:1].copy(), None, r"forward returned shape \(1, 5\) .* batch \(6\) first"),
+                            (lambda x: x.astype(np.float32), None, "forward returned float32, the model is float64"),
+                            (None, lambda g: g[:, :2].copy(), r"backward returned float64 \(6, 2\); .* float64 \(6, 5\)"),
+                            (None, lambda g: None, "backward returned NoneType")]:
+        broken = nn.Sequential(*list(model)[:2], Doubler(fwd, bwd), *list(model)[2:])
+        with pytest.raises((TypeError, ValueError), match=match):
+            layer_statistics(broken, X, y)
+    with pytest.raises(ValueError, match=r"forward returned shape \(18,\).* batch \(6\) first"):
+        layer_statistics(nn.Sequential(*model, nn.Flatten(0)), X, y)  # the output must keep the batch first
+
+
 def test_bad_arguments_are_clear_errors():
     model = _model(np.float32)
     X, y = np.zeros((4, 7), np.float32), np.zeros(4, np.int64)

@@ -45,6 +45,29 @@ def _separate(units):
     return out
 
 
+def _checked_output(name, m, out, x, dtype):
+    """What a layer gives the next one: a non-empty array of the model's dtype, the batch first (the
+    contract fit's C++ loop checks of a layer written in Python, checked here for every layer)."""
+    where = f"layer_statistics: layer {name!r} ({type(m).__name__})"
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{where}: forward returned {type(out).__name__}, not a numpy.ndarray")
+    if out.dtype != dtype:
+        raise TypeError(f"{where}: forward returned {out.dtype}, the model is {dtype}")
+    if out.ndim < 1 or out.shape[0] != x.shape[0] or out.size == 0:
+        raise ValueError(f"{where}: forward returned shape {out.shape} for an input of shape {x.shape}; the output "
+                         f"must be non-empty with the batch ({x.shape[0]}) first")
+    return out
+
+
+def _checked_grad(name, m, grad, x):
+    """What backward gives the layer before: the gradient of exactly the layer's input."""
+    where = f"layer_statistics: layer {name!r} ({type(m).__name__})"
+    if not isinstance(grad, np.ndarray) or grad.dtype != x.dtype or grad.shape != x.shape:
+        got = f"{grad.dtype} {grad.shape}" if isinstance(grad, np.ndarray) else type(grad).__name__
+        raise ValueError(f"{where}: backward returned {got}; it must be the gradient of its input, {x.dtype} {x.shape}")
+    return grad
+
+
 def _states(model):
     """Copies of every running statistic (a training-mode BatchNorm forward updates them)."""
     return [(get, np.array(get())) for m in model.modules() for get in m._states.values()]
@@ -99,9 +122,10 @@ def layer_statistics(model, X, y, loss="cross_entropy", *, training=True, bins=5
         for p in params:
             p.grad[...] = 0
         with seeded(seed):
-            outputs, h = [], X
+            inputs, outputs, h = [], [], X
             for name, m in units:
-                h = m.forward(h)
+                inputs.append(h)
+                h = _checked_output(name, m, m.forward(h), h, X.dtype)
                 outputs.append(np.array(h))  # layers reuse their output buffers
             width = int(np.prod(h.shape[1:]))
             target = _check_y(y, kernel, len(X), width, typed)
@@ -110,7 +134,8 @@ def layer_statistics(model, X, y, loss="cross_entropy", *, training=True, bins=5
             g = loss_obj.backward()
             for i in range(len(units) - 1, -1, -1):
                 grads[i] = np.array(g)
-                g = units[i][1].backward(g)
+                name, m = units[i]
+                g = _checked_grad(name, m, m.backward(g), inputs[i])
         records = [_describe(name, m, out, grad, bins, samples, np.random.default_rng([seed, i]))
                    for i, ((name, m), out, grad) in enumerate(zip(units, outputs, grads))]
     finally:
