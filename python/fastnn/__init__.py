@@ -12,6 +12,7 @@ from ._config import (
 from . import datasets, functional, io, models, nn, optim, random, reference, train
 from . import augment
 from . import ensemble, tune  # fastnn.sklearn needs scikit-learn: imported on its own
+from . import plot  # matplotlib is imported when a plot is drawn
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
@@ -42,6 +43,7 @@ __all__ = [
     "models",
     "nn",
     "optim",
+    "plot",
     "predict",
     "random",
     "reference",

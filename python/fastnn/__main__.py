@@ -85,28 +85,6 @@ def _fail(message):
     raise SystemExit(2)
 
 
-def _plot_curves(history, path):
-    """Loss and accuracy per epoch (training and validation) in one figure written to `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # a file, never a window
-    import matplotlib.pyplot as plt
-
-    panels = [key for key in ("loss", "accuracy") if key in history.history]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
-    epochs = [e + 1 for e in history.epoch]
-    for ax, key in zip(axes[0], panels):
-        ax.plot(epochs, history[key], marker="o", label=f"train {key}")
-        if f"val_{key}" in history.history:
-            ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"validation {key}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def train(args):
     import importlib.util
 
@@ -166,7 +144,7 @@ def train(args):
           f"({len(seconds)} epochs, {sum(seconds):.1f}s, {fastnn.get_num_threads()} threads)")
     if args.plot:
         if len(history):
-            _plot_curves(history, args.plot)
+            fastnn.plot.curves(history, ["loss", "accuracy"], path=args.plot)
             print(f"curves written to {args.plot}")
         else:
             print("--plot: no epochs were trained, no curves to plot")

@@ -4,6 +4,7 @@ Random draws are counter-based: a layer's mask is a function of (seed, step, lay
 results do not depend on the thread count. Python-level forward calls take one step each.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -38,3 +39,17 @@ def generator(seed=None):
     if seed is None:
         return np.random.default_rng([_state["seed"], next_step()])
     return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """``manual_seed(seed)`` for the block, then the caller's seed and step again (a search, an
+    ensemble or a diagnostic run in this process leaves the user's random stream as it was)."""
+    with _lock:
+        saved = dict(_state)
+    manual_seed(seed)
+    try:
+        yield
+    finally:
+        with _lock:
+            _state.update(saved)

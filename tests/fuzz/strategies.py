@@ -616,7 +616,7 @@ PY_BACKWARD = {
 @st.composite
 def train_case(draw):
     a = Args(draw, dtype="f4")
-    entry = draw(st.sampled_from(["fit", "fit", "evaluate", "predict", "predict", "train_step"]))
+    entry = draw(st.sampled_from(["fit", "fit", "evaluate", "predict", "predict", "train_step", "layer_statistics"]))
     kind = draw(st.sampled_from(["mlp", "bn", "act", "lin", "maxout", "rrelu", "flat", "nobatch"]))
     if kind == "nobatch":
         a.spoil()
@@ -633,12 +633,14 @@ def train_case(draw):
                 a.spoil()
             if verdict == "cols" and 1 in (features, classes):
                 verdict = "odd"
-            if verdict in ("bad", "cols", "rows") and (side == "forward" or (entry in ("fit", "train_step") and where > 0)):
+            # layer_statistics runs every layer's backward, the first one's too
+            if verdict in ("bad", "cols", "rows") and (side == "forward" or entry == "layer_statistics"
+                                                       or (entry in ("fit", "train_step") and where > 0)):
                 (row_broken if verdict == "rows" else broken).append(f"a Python module {side} returned {code}")
         py = f", py=Py(lambda x: {fwd}, lambda g: {bwd}), where={where}"
     dt = draw(st.sampled_from(["f4", "f4", "f8"]))
     lines = [f"m = small_model({kind!r}, {features}, {classes}{py}, dtype={dt!r})"]
-    if kind == "bn" and entry in ("fit", "train_step"):
+    if kind == "bn" and entry in ("fit", "train_step", "layer_statistics"):
         a.valid = False  # a batch of one has no batch statistics, and fit may end on one
     xshape = (n, features) if kind != "flat" else (n, features, 1)
     if a._mutate():
@@ -658,7 +660,7 @@ def train_case(draw):
     y = f"({y})[:{y_rows}]" if y_rows != f"{n}" else y
     lines.append(f"X = {x}; y = {y}")
     batch = a.value(["1", "3", "32", "np.int64(4)", "10**6"], ["0", "-1", "2.5", "2**63", "'8'", "True"])
-    if n > 1 and (batch != "1" or entry == "train_step"):  # x[:1] of a one-row batch is the whole batch
+    if n > 1 and (batch != "1" or entry in ("train_step", "layer_statistics")):  # x[:1] of one row is the batch
         broken += row_broken
     if entry == "fit":
         epochs = a.value(["1", "2"], ["-1", "1.5", "2**64"], odd=["0"])  # 2**63 epochs of one batch: legal, endless
@@ -684,6 +686,13 @@ def train_case(draw):
         lines.append(f"r = m(np.array(X[:1], m.dtype)) if {n} else 0")
     elif entry == "evaluate":
         lines.append(f"r = fastnn.evaluate(m, X, y, loss={loss}, batch_size={batch})")
+        lines.append("ok_finite(r)" if a.clean else "r")
+    elif entry == "layer_statistics":
+        opts = [f"bins={a.value(['1', '7', '50'], ['0', '-1', '2.5', 'None'])}",
+                f"samples={a.value(['0', '5', '2000'], ['-1', '1.5', 'None'])}",
+                f"training={a.value(['True', 'False'], ['1', 'None', chr(39) + 'yes' + chr(39)])}",
+                f"seed={a.value(['0', '2**63'], ['-1', '2**64', '1.5'])}"]
+        lines.append(f"r = fastnn.train.layer_statistics(m, X, y, loss={loss}, {', '.join(opts)})")
         lines.append("ok_finite(r)" if a.clean else "r")
     elif entry == "predict":
         lines.append(f"r = fastnn.predict(m, X, batch_size={batch})")

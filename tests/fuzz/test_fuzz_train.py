@@ -1,4 +1,4 @@
-"""Fuzz: fit / evaluate / predict / train_step: X and y shapes, dtypes and labels, batch_size, seed,
+"""Fuzz: fit / evaluate / predict / train_step / layer_statistics: X and y shapes, dtypes and labels, batch_size, seed,
 shuffle, clipping, validation data, Python-written modules that break their contract, models whose
 output is not batch-first.
 

@@ -3,7 +3,9 @@
 from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN
 from .fit import evaluate, fit, predict, train_step
 from .history import History
+from .layer_statistics import layer_statistics
 from .split import ValidationSplit
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
-           "ModelCheckpoint", "TerminateOnNaN", "ValidationSplit", "evaluate", "fit", "predict", "train_step"]
+           "ModelCheckpoint", "TerminateOnNaN", "ValidationSplit", "evaluate", "fit", "layer_statistics", "predict",
+           "train_step"]

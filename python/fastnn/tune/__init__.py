@@ -14,14 +14,18 @@ On a Dask cluster (``pip install 'fastnn[dask]'``), any machine count:
 gives the local pool's results for the same seed. Models travel as fastnn model bytes, data as
 NumPy arrays; a worker lost mid-trial is retried (`retries=`) and listed in ``result.failures``.
 
+With Optuna (``pip install optuna``): ``study.optimize(tune.optuna_objective(build_model, space, X, y),
+n_trials=30)`` samples the same spaces with Optuna's sampler and prunes with its pruner, epoch by epoch.
+
 Scripts that use the process pool need the usual ``if __name__ == "__main__":`` guard (workers
 are spawned, and re-import the main module).
 """
 
 from .executors import LocalPool, WorkerDied, default_executor, run_tasks
+from .optuna import OptunaObjective, optuna_objective, optuna_suggest
 from .search import SearchResult, coarse_to_fine, grid_search, random_search
 from .spaces import Space, choice, grid, loguniform, narrow, quniform, randint, sample, uniform
 
-__all__ = ["LocalPool", "SearchResult", "Space", "WorkerDied", "choice", "coarse_to_fine", "default_executor",
-           "grid", "grid_search", "loguniform", "narrow", "quniform", "randint", "random_search", "run_tasks",
-           "sample", "uniform"]
+__all__ = ["LocalPool", "OptunaObjective", "SearchResult", "Space", "WorkerDied", "choice", "coarse_to_fine",
+           "default_executor", "grid", "grid_search", "loguniform", "narrow", "optuna_objective", "optuna_suggest",
+           "quniform", "randint", "random_search", "run_tasks", "sample", "uniform"]

@@ -120,21 +120,15 @@ class _Search:
         if (y is None) == self.model_mode:
             raise ValueError(f"{fn_name}: give both X and y (build_model mode) or neither (train_fn mode)")
         if self.model_mode:
-            taken = sorted(set(fit_params) & {"epochs", "initial_epoch", "seed", "verbose", "validation_data",
-                                              "validation_split", "callbacks"})
-            if taken:
-                raise ValueError(f"{fn_name}: {taken} are the search's to set (epochs= and validation_data= are "
-                                 "its own arguments; each trial gets its own seed)")
+            check_fit_params(fit_params, fn_name)
             self.data = _split(X, y, validation_data, validation_split, self.seed, fn_name)
-            self.metric = metric or ("val_loss" if str(fit_params.get("loss", "")).lower() == "mse" else "val_accuracy")
-            self.mode = mode or ("max" if "acc" in self.metric else "min")
+            self.metric, self.mode = default_metric(metric, mode, fit_params, fn_name)
             self.fit_params = fit_params
         else:
             if validation_data is not None or fit_params:
                 raise ValueError(f"{fn_name}: validation data and fit arguments ({sorted(fit_params)}) go with "
                                  "build_model mode (X, y given)")
-            self.metric, self.mode = "score", mode or "max"
-        self.mode = _v.check_choice(self.mode, fn_name, "mode", ("min", "max"))
+            self.metric, self.mode = "score", _v.check_choice(mode or "max", fn_name, "mode", ("min", "max"))
         self.failures = []
         self.trials = []
 
@@ -206,6 +200,21 @@ class _Search:
 
     def result(self, space, grid_points):
         return SearchResult(self.trials, self.mode, space, grid_points, self.failures)
+
+
+def check_fit_params(fit_params, fn_name):
+    """fit() arguments a trial sets itself are refused among the user's."""
+    taken = sorted(set(fit_params) & {"epochs", "initial_epoch", "seed", "verbose", "validation_data",
+                                      "validation_split", "callbacks"})
+    if taken:
+        raise ValueError(f"{fn_name}: {taken} are the search's to set (epochs= and validation_data= are "
+                         "its own arguments; each trial gets its own seed)")
+
+
+def default_metric(metric, mode, fit_params, fn_name):
+    """(metric, mode): val_accuracy maximized, or val_loss minimized for loss="mse", unless given."""
+    metric = metric or ("val_loss" if str(fit_params.get("loss", "")).lower() == "mse" else "val_accuracy")
+    return metric, _v.check_choice(mode or ("max" if "acc" in metric else "min"), fn_name, "mode", ("min", "max"))
 
 
 def _split(X, y, validation_data, validation_split, seed, fn_name):

@@ -2,7 +2,6 @@
 ensemble member's training. Module-level functions, so executors pickle them by reference; models
 travel as fastnn model bytes (fastnn.io.to_bytes), data as NumPy arrays."""
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -10,24 +9,10 @@ import time
 
 import numpy as np
 
+from ..random import seeded
+
 # Config keys that are fit()'s arguments rather than the model's.
 FIT_KEYS = ("lr", "optimizer", "batch_size", "loss", "clip_grad_norm", "clip_grad_value")
-
-
-@contextlib.contextmanager
-def seeded(seed):
-    """``fastnn.manual_seed(seed)`` for the block, then the caller's global seed and step again
-    (a search or an ensemble run in this process leaves the user's random stream as it was)."""
-    from .. import random as _random
-
-    with _random._lock:
-        saved = dict(_random._state)
-    _random.manual_seed(seed)
-    try:
-        yield
-    finally:
-        with _random._lock:
-            _random._state.update(saved)
 
 
 def _pin(threads):
