@@ -1,9 +1,10 @@
-"""Training: fit / evaluate / predict / train_step and callbacks."""
+"""Training: fit / evaluate / predict / train_step, callbacks, and cache_features for transfer learning."""
 
 from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN
+from .features import cache_features
 from .fit import evaluate, fit, predict, train_step
 from .history import History
 from .split import ValidationSplit
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
-           "ModelCheckpoint", "TerminateOnNaN", "ValidationSplit", "evaluate", "fit", "predict", "train_step"]
+           "ModelCheckpoint", "TerminateOnNaN", "ValidationSplit", "cache_features", "evaluate", "fit", "predict", "train_step"]
