@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import nn, optim
+from _runs import plot_curves, print_table, train  # examples/_runs.py
+from fastnn import nn
 
 CODE = 64  # the encoder's output width
 
@@ -47,16 +48,6 @@ def labeled_subset(y, fraction, rng):
         idx = np.flatnonzero(y == c)
         picked.append(rng.permutation(idx)[:max(2, round(fraction * len(idx)))])
     return np.sort(np.concatenate(picked))
-
-
-def train(model, X, y, epochs, lr, batch_size, seed, loss="cross_entropy"):
-    """(History, seconds) of Adam on (X, y)."""
-    if len(X) > batch_size and len(X) % batch_size == 1:
-        batch_size += 1  # a last batch of one sample would leave BatchNorm a single value per feature
-    start = time.perf_counter()
-    history = fastnn.fit(model, X, y, loss=loss, optimizer=optim.Adam(model.parameters(), lr=lr), epochs=epochs,
-                         batch_size=batch_size, seed=seed, verbose=0)
-    return history, time.perf_counter() - start
 
 
 def main(argv=None):
@@ -111,15 +102,10 @@ def main(argv=None):
 
     print(f"classifier 784-256-{CODE}-10 on {len(Xl)} labels, {args.epochs} epochs, Adam lr {args.lr}, "
           f"batch {args.batch_size}")
-    print(f"{'method':<22}{'test accuracy':>14}{'seconds':>9}")
-    for method, accuracy, t in rows:
-        print(f"{method:<22}{accuracy:>14.4f}{t:>9.2f}")
+    print_table(["method"], rows)
     print(f"(pretraining the encoder took {ae_seconds:.1f}s more, once for both pretrained rows)")
     if args.plot:
-        from fastnn import plot  # fastnn's plotting needs matplotlib: imported only when asked for
-
-        plot.curves(histories, path=args.plot)
-        print(f"training curves written to {args.plot}")
+        plot_curves(histories, args.plot)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import models, nn, optim
+from _runs import plot_curves, print_table, train  # examples/_runs.py
+from fastnn import models, nn
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
@@ -43,21 +44,8 @@ def budget(y, per_class, rng):
     return np.sort(np.concatenate(picked))
 
 
-def batch_size_for(n, batch_size):
-    """batch_size, or one more when the last batch would hold a single sample (BatchNorm needs two)."""
-    return batch_size + 1 if n > batch_size and n % batch_size == 1 else batch_size
-
-
 def build(name, num_classes):
     return models.mlp(num_classes=num_classes) if name == "mlp" else models.simple_cnn(num_classes=num_classes)
-
-
-def train(model, X, y, epochs, lr, batch_size, seed):
-    """(History, seconds) of Adam on (X, y)."""
-    start = time.perf_counter()
-    history = fastnn.fit(model, X, y, optimizer=optim.Adam(model.parameters(), lr=lr), epochs=epochs,
-                         batch_size=batch_size_for(len(X), batch_size), seed=seed, verbose=0)
-    return history, time.perf_counter() - start
 
 
 def main(argv=None):
@@ -125,14 +113,9 @@ def main(argv=None):
 
     print(f"classes 5-9: {len(X_test)} test images; {args.epochs} epochs per run, Adam lr {args.lr} "
           f"(fine-tuning {args.lr / 10:g})")
-    print(f"{'labels/class':>12}  {'method':<16}{'test accuracy':>14}{'seconds':>9}")
-    for per_class, method, accuracy, t in rows:
-        print(f"{per_class:>12}  {method:<16}{accuracy:>14.4f}{t:>9.2f}")
+    print_table(["labels/class", "method"], rows)
     if args.plot:
-        from fastnn import plot  # fastnn's plotting needs matplotlib: imported only when asked for
-
-        plot.curves(histories, path=args.plot)
-        print(f"training curves written to {args.plot}")
+        plot_curves(histories, args.plot)
 
 
 if __name__ == "__main__":

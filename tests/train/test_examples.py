@@ -43,7 +43,7 @@ def test_example_runs(tmp_path, script, expected):
 # tiny sizes of the transfer-learning examples: (script, arguments, the table's rows)
 TRANSFER_EXAMPLES = [
     ("transfer.py", ["--train-size", "1500", "--source-epochs", "1", "--epochs", "2", "--budgets", "5,20"],
-     [rf"^ +{b} +{m} +0\.\d{{4}} +\d+\.\d\d$" for b in (5, 20)
+     [rf"^{b} +{m} +0\.\d{{4}} +\d+\.\d\d$" for b in (5, 20)
       for m in ("scratch", r"frozen \+ cached", "fine-tuned")]),
     ("autoencoder_pretraining.py", ["--train-size", "1500", "--pretrain-epochs", "1", "--epochs", "2",
                                     "--label-fraction", "0.02"],
