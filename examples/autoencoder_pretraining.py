@@ -17,6 +17,10 @@ Rows of the table (test accuracy on the 10,000 test images, training seconds):
     python examples/autoencoder_pretraining.py --train-size 3000 --pretrain-epochs 1 --epochs 2   # quick
 
 ``--plot FILE`` draws the training curves with fastnn.plot.curves (needs matplotlib).
+
+Measured 2026-12-02 with the defaults (full Fashion-MNIST, 600 labels, 1 thread, under load; the
+autoencoder's 10 epochs took 158 s, reconstruction MSE 0.0099): scratch 0.7827, frozen + cached
+0.7598, fine-tuned 0.7959 test accuracy: the pretrained encoder, fine-tuned, gains 1.3 points.
 """
 
 import argparse

@@ -17,6 +17,20 @@
     python examples/transfer.py --train-size 2000 --epochs 2      # a quick run
 
 ``--plot FILE`` draws each run's training curves with fastnn.plot.curves (needs matplotlib).
+
+Measured 2026-12-02 (full Fashion-MNIST, 1 thread, under load), test accuracy on classes 5-9:
+
+    labels/class   scratch  frozen + cached  fine-tuned
+    mlp   10        0.8196       0.6208        0.6962     (source: 5 epochs, 0.9024 on classes 0-4)
+          50        0.9040       0.7980        0.8786
+          250       0.9342       0.8616        0.9298
+    cnn   10        0.8454       0.4730        0.7602     (--model cnn --source-epochs 2 --epochs 20
+          50        0.9388       0.7814        0.9238      --budgets 10,50; source 0.9168)
+
+Here the features do not transfer: what separates T-shirts from coats (classes 0-4) does not
+separate sandals, sneakers and ankle boots (5-9), and the frozen head is far behind a network
+trained from scratch on as few as 10 images a class; fine-tuning recovers most of the gap. The
+cached head trains in a fraction of the time (0.03-0.14 s against 0.2-5 s for the MLP).
 """
 
 import argparse
