@@ -69,6 +69,8 @@ class PythonLayer : public Layer<T> {
   // Its fastnn submodules' gradients are in the model's flat buffer and their backward adds to
   // them: the epoch loop must zero the buffer before each batch.
   bool supports_grad_overwrite() const override { return false; }
+  // Its parameters are the module's own business (they may be Python arrays): its backward always runs.
+  bool trains_params() const override { return true; }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     py::gil_scoped_acquire gil;

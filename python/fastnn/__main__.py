@@ -30,7 +30,7 @@ def _number(kind, low, high=None, low_open=False):
 
 
 MODELS = {
-    "mlp": "784-256-128-10 MLP with BatchNorm, ReLU and Dropout(0.2) (the default)",
+    "mlp": "784-256-128-10 MLP with BatchNorm, ReLU and Dropout(0.2) (the default; fastnn.models.mlp)",
     "mlp-s": "the seeds' 784-32-32-10 MLP (the course notes' small network) with BatchNorm and ReLU",
     "mlp-l": "784-512-256-10 MLP with BatchNorm, ReLU and Dropout(0.5)",
     "linear": "softmax regression 784-10",
@@ -52,8 +52,17 @@ def _blocks(text):
     return blocks
 
 
+# the MLPs of --model: fastnn.models.mlp's arguments (the one definition of those networks)
+MLPS = {
+    "mlp": {},
+    "mlp-s": {"hidden": (32, 32), "dropout": 0},
+    "mlp-l": {"hidden": (512, 256), "dropout": 0.5},
+    "linear": {"hidden": ()},
+}
+
+
 def build_model(name, in_features=784, classes=10, depth=20, width=16, growth_rate=12, blocks=(6, 6, 6)):
-    from fastnn import models, nn
+    from fastnn import models
 
     if name == "cnn":
         return models.simple_cnn(num_classes=classes)
@@ -61,22 +70,9 @@ def build_model(name, in_features=784, classes=10, depth=20, width=16, growth_ra
         return models.resnet(depth, width, num_classes=classes)
     if name == "densenet":
         return models.densenet(growth_rate, blocks, num_classes=classes)
-
-    def block(i, o, p):
-        layers = [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
-        return layers + ([nn.Dropout(p)] if p else [])
-
-    if name == "mlp":
-        layers = block(in_features, 256, 0.2) + block(256, 128, 0.2) + [nn.Linear(128, classes)]
-    elif name == "mlp-s":
-        layers = block(in_features, 32, 0) + block(32, 32, 0) + [nn.Linear(32, classes)]
-    elif name == "mlp-l":
-        layers = block(in_features, 512, 0.5) + block(512, 256, 0.5) + [nn.Linear(256, classes)]
-    elif name == "linear":
-        layers = [nn.Linear(in_features, classes)]
-    else:
+    if name not in MLPS:
         raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    return nn.Sequential(*layers)
+    return models.mlp(in_features=in_features, num_classes=classes, **MLPS[name])
 
 
 def _fail(message):

@@ -450,7 +450,8 @@ def from_torch_state_dict(model, state_dict, strict=True):
         raise TypeError(f"from_torch_state_dict: model must be a fastnn.nn.Module, got {type(model).__name__}")
     if not hasattr(state_dict, "items"):
         raise TypeError(f"from_torch_state_dict: state_dict must be a mapping, got {type(state_dict).__name__}")
-    return model.load_state_dict({k: _as_numpy(v) for k, v in state_dict.items()}, strict=strict)
+    model.load_state_dict({k: _as_numpy(v) for k, v in state_dict.items()}, strict=strict)
+    return model
 
 
 def save_safetensors(path, model):

@@ -235,5 +235,16 @@ class Sequential(Container):
             return Sequential(*mods[i])
         return mods[i]
 
+    def __setitem__(self, i, module):
+        """Replaces child i (``model[-1] = nn.Linear(128, 5)``: a new head), keeping its name, as
+        PyTorch's Sequential; the C++ container (and those around it) is rebuilt."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"Sequential indices must be integers, got {type(i).__name__} (slices are not assignable: "
+                            "build a new Sequential, e.g. nn.Sequential(*model[:k], new_top))")
+        names = list(self._modules)
+        if not -len(names) <= i < len(names):
+            raise IndexError(f"Sequential index {i} is out of range for {len(names)} children")
+        self.add_module(names[int(i)], module)
+
     def __iter__(self):
         return iter(self._modules.values())

@@ -22,7 +22,7 @@ the shapes, e.g. ``[Sequential] child 1 (MyModule) returned shape (3, 8) for an 
 """
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
@@ -56,6 +56,18 @@ def _claim_parameters(module, params):
             inside[id(current)] = any(m is module for m in current.modules())
         if not inside[id(current)]:
             p.model = module
+
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns, as PyTorch's: the model's keys the dict lacked and the dict's
+    keys the model lacks (both empty with strict=True, which raises instead)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
 
 
 # The mode evaluate/predict impose on the calls of this thread (None: every module's own), so that
@@ -302,10 +314,17 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copies values in (shapes must match; dtypes are converted to the model's).
+        """Copies values in (shapes must match; dtypes are converted to the model's); returns
+        ``IncompatibleKeys(missing_keys, unexpected_keys)`` as PyTorch does.
 
-        strict: missing or unexpected keys raise KeyError listing them.
+        strict: missing or unexpected keys raise KeyError listing them; strict=False loads the keys
+        both have and leaves the rest as it is (e.g. lower layers from another model). Values may be
+        arrays or torch tensors (a torch model's state_dict()). A key both have with another shape
+        is a ValueError either way (PyTorch's "size mismatch"): leave it out of the dict.
         """
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict: state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
         targets = {name: p.data for name, p in self.named_parameters(remove_duplicate=False)}
         targets.update({name: get() for name, get in self._named_states()})
         # PyTorch's BatchNorm also saves num_batches_tracked (used only with momentum=None).
@@ -321,7 +340,8 @@ class Module:
             dst = targets[name]
             value = as_real(value, dst.dtype, f"load_state_dict: {name!r}")  # checked after the cast, as fit's data
             if value.shape != dst.shape:
-                raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model expects {dst.shape}")
+                hint = "" if strict else f" (strict=False skips missing keys, not other shapes: leave {name!r} out)"
+                raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model expects {dst.shape}{hint}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"load_state_dict: {name!r} contains NaN or infinity "
                                  f"(or values too large for {dst.dtype})")
@@ -331,7 +351,7 @@ class Module:
             values[name] = value
         for name, value in values.items():  # all checked first: a bad dict changes nothing
             targets[name][...] = value
-        return self
+        return IncompatibleKeys(missing, unexpected)
 
     # --- description -------------------------------------------------------------------------
 

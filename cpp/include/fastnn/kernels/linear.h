@@ -222,13 +222,17 @@ void linear_backward(const T* grad_out, const Eigen::MatrixBase<XM>& x, const Ei
   };
   if (!grad_input && !grad_weight) return;
   if constexpr (linear_detail::rows_addressable<XM>()) {
-    if (grad_weight && narrow_linear_fits<T>(out)) {  // few outputs: the narrow kernel (linear_narrow.h)
+    // few outputs: the narrow kernel (linear_narrow.h) for grad_weight; grad_input takes this path
+    // without it too (a frozen layer), so that its bits do not depend on whether grad_weight is wanted
+    if (narrow_linear_fits<T>(out)) {
       if (grad_input) {  // g W: a plain product
         MatMap<T> gi(grad_input, n, in, Eigen::OuterStride<>(in));
         gemm(gm, w.derived(), gi);
       }
-      const auto rows = linear_detail::row_pointers(x.derived());
-      narrow_linear_weight_grad(rows.data(), n, g, out, in, grad_weight, accumulate);
+      if (grad_weight) {
+        const auto rows = linear_detail::row_pointers(x.derived());
+        narrow_linear_weight_grad(rows.data(), n, g, out, in, grad_weight, accumulate);
+      }
       return;
     }
   }

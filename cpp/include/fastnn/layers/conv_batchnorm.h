@@ -35,6 +35,7 @@ class FusedConvBatchNorm : public Layer<T> {
 
   std::string kind() const override { return "Conv2d+" + (relu_ ? bn_act_->kind() : bn_->kind()); }
   Shape output_shape(const Shape& in) const override { return bn_->output_shape(conv_->output_shape(in)); }
+  bool trains_params() const override { return conv_->trains_params() || bn_->trains_params(); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     // a BatchNorm collecting its input (recompute_bn_statistics) must see it: the separate layers

@@ -128,6 +128,10 @@ class Layer {
   std::uint64_t salt = 0;
   // Frozen layers (all parameters requires_grad=False) skip parameter-gradient work.
   bool params_trainable = true;
+  // Whether backward writes any trainable parameter's gradient here or in a layer this one runs
+  // (containers and fused layers ask what they run): below the lowest such layer of a Sequential
+  // nothing needs a gradient, and its backward stops there (a frozen bottom costs no backward).
+  virtual bool trains_params() const { return params_trainable && num_params() > 0; }
   // backward writes (=) parameter gradients instead of adding to them (see supports_grad_overwrite).
   bool overwrite_grads = false;
   // rop_backward may skip dL/dθ (H·v without the gradient: net/curvature.h sets it for the call).

@@ -77,13 +77,10 @@ class Linear : public Layer<T> {
     const index_t n = g.batch();
     View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
     T* scratch = act == Activation::none ? nullptr : scratch_.get({n, out_}).data;
-    T *dw = dw_, *db = db_;
-    bool accumulate = !this->overwrite_grads;
-    if (!this->params_trainable) {  // frozen: the flat gradient stays zero
-      dw = frozen_.get({out_ * in_ + out_}).data;
-      db = has_bias_ ? dw + out_ * in_ : nullptr;
-      accumulate = false;
-    }
+    // frozen: no parameter gradient is computed (the flat gradient stays as it is)
+    T* dw = this->params_trainable ? dw_ : nullptr;
+    T* db = this->params_trainable ? db_ : nullptr;
+    const bool accumulate = !this->overwrite_grads;
     if (!rows_.empty())
       linear_backward_rows(g.data, rows_.data(), w_, y_.data, need_input_grad ? dx.data : nullptr, dw, db, scratch, n,
                            in_, out_, act, slope, accumulate);
@@ -141,13 +138,9 @@ class Linear : public Layer<T> {
     View<T> dx = need_input_grad ? grad_in_.get(x_.shape) : View<T>{};
     View<T> rdx = need_input_grad ? r_grad_in_.get(x_.shape) : View<T>{};
     const bool trainable = this->params_trainable;
-    T *dw = dw_, *db = db_;
-    bool accumulate = !this->overwrite_grads;
-    if (!trainable) {
-      dw = frozen_.get({out_ * in_ + out_}).data;
-      db = has_bias_ ? dw + out_ * in_ : nullptr;
-      accumulate = false;
-    }
+    T* dw = trainable ? dw_ : nullptr;  // a frozen Linear's dL/dθ is not computed
+    T* db = trainable ? db_ : nullptr;
+    const bool accumulate = !this->overwrite_grads;
     const bool skip = this->rop_skips_param_grads;
     linear_backward(gz, x_.data, w_, static_cast<const T*>(nullptr), dx.data, skip ? nullptr : dw,
                     skip ? nullptr : db, static_cast<T*>(nullptr), n, in_, out_, Activation::none, slope, accumulate);
@@ -193,7 +186,7 @@ class Linear : public Layer<T> {
   View<T> x_, y_, rx_, rz_;
   Workspace<T> r_pre_, r_out_, r_scratch_, r_grad_in_;
   std::vector<const T*> rows_;  // the input rows, when the last forward read row pointers
-  Workspace<T> out_ws_, grad_in_, scratch_, frozen_;
+  Workspace<T> out_ws_, grad_in_, scratch_;
 };
 
 // A Linear followed by an activation layer, run as one layer: the activation is applied in the
@@ -206,6 +199,7 @@ class FusedLinearActivation : public Layer<T> {
       : linear_(std::move(linear)), act_(act), slope_(slope) {}
   std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
   Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
+  bool trains_params() const override { return linear_->trains_params(); }
   View<T> forward(const View<T>& x, const Context&) override { return linear_->forward_fused(x, act_, slope_); }
   bool reads_rows() const override { return linear_->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context&) override {

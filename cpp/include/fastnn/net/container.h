@@ -42,6 +42,9 @@ class Container : public Layer<T> {
     }
   }
   bool lacks_param_buffer() const override { return false; }
+  bool trains_params() const override {
+    return std::any_of(children_.begin(), children_.end(), [](const LayerPtr<T>& c) { return c->trains_params(); });
+  }
 
   // The direction of an R-operator pass, sliced as the parameters are (null: unbinds it).
   void bind_direction(const T* v, T* hv) override {

@@ -51,14 +51,19 @@ class Sequential : public Container<T> {
     return h;
   }
 
+  // When the caller needs no input gradient, the layers below the lowest one with trainable
+  // parameters need none either: a frozen bottom (transfer learning) gets no backward at all.
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
+    size_t lowest = 0;
+    if (!need_input_grad)
+      while (lowest < exec_.size() && !exec_[lowest]->trains_params()) ++lowest;
     View<T> g = grad_out;
-    for (size_t i = exec_.size(); i-- > 0;) {
-      const bool need = i > 0 || need_input_grad;
+    for (size_t i = exec_.size(); i-- > lowest;) {
+      const bool need = i > lowest || need_input_grad;
       g = exec_[i]->backward(g, need);
       if (need) this->check_grad(child_name(i), g, in_shapes_[i]);
     }
-    return g;
+    return need_input_grad ? g : View<T>{};
   }
 
   // The R-operator: the pair of every layer as it runs (fused layers have their own), in order
