@@ -5,14 +5,16 @@ Every operation of fastnn.distributed starts with a *sync*: one allreduce (sum) 
 float64 table in which each rank fills its own row, so that every rank learns every rank's row
 (an allgather that a failing rank can join without knowing which operation the others are in).
 Column 0 is a failure flag. The other collectives (the gradient allreduce, broadcasts, predict's
-gather) only ever run right after a sync that every rank passed, with no user code in between.
+gather) only ever run right after a sync that every rank passed, with no user code in between:
+every rank has then provably reached them, so they are plain blocking calls (MPI_Allreduce, which
+runs MPI's tuned algorithms; a rank that dies right there is ended with the job by mpirun/srun).
 So when a rank raises (a Python-written layer, bad data, Ctrl-C), it joins the sync that the
 others are in or will reach next with its flag set, the ranks exchange the error message, and
 every rank raises DistributedError naming the failed rank and its error, instead of hanging.
 
-Each collective is non-blocking (MPI_Iallreduce, ...), polled with MPI_Test until a deadline: a
-rank that is stuck or gone makes the others raise DistributedError after `timeout` seconds. A
-timed-out collective cannot be cancelled (MPI has no cancel for collectives), so the communicator
+Each sync is non-blocking (MPI_Iallreduce), polled with MPI_Test until a deadline: a rank that is
+stuck or gone makes the others raise DistributedError after `timeout` seconds. A timed-out
+collective cannot be cancelled (MPI has no cancel for collectives), so the communicator
 is then unusable: fastnn registers an exit-time MPI_Abort that ends the whole job (also the stuck
 rank) instead of letting MPI_Finalize wait for it.
 
@@ -23,14 +25,17 @@ communicator made elsewhere) an MPI error aborts the job at once, which also sto
 """
 
 import atexit
+import os
 import time
 
 import numpy as np
 
 SYNC_WIDTH = 8  # values per rank in a sync: the failure flag and 7 payload values
 _MESSAGE_BYTES = 2048  # an error message as exchanged between ranks (UTF-8, truncated)
-_SPIN_SECONDS = 2e-3  # poll MPI_Test without sleeping this long, then sleep between polls
-_POLL_SLEEP = 5e-5
+# Polling a sync: MPI_Test in a tight loop for 2 ms (a peer a little behind), then yielding the core
+# between tests up to 0.1 s (other ranks on an oversubscribed machine run), then 1 ms sleeps (a long
+# wait: rank 0 writing a checkpoint, a stuck peer).
+_SPIN_SECONDS, _YIELD_SECONDS, _POLL_SLEEP = 2e-3, 0.1, 1e-3
 
 
 class DistributedError(RuntimeError):
@@ -104,7 +109,7 @@ class Channel:
             encoded = message.encode("utf-8", "replace")[:_MESSAGE_BYTES]
             mine[:len(encoded)] = np.frombuffer(encoded, np.uint8)
         every = np.zeros((self.size, _MESSAGE_BYTES), np.uint8)
-        self._wait(self._call(what, self.comm.Iallgather, mine, every), what)
+        self._call(what, self.comm.Allgather, mine, every)
         texts = [bytes(every[r]).rstrip(b"\0").decode("utf-8", "replace") for r in failed]
         where = "; ".join(f"rank {r}: {t}" for r, t in zip(failed, texts))
         return DistributedError(f"{what}: {'rank' if len(failed) == 1 else 'ranks'} "
@@ -115,11 +120,11 @@ class Channel:
 
     def allreduce_(self, array, what):
         """Sums `array` (C-contiguous) over the ranks, in place."""
-        self._wait(self._call(what, self.comm.Iallreduce, self._MPI.IN_PLACE, array, self._MPI.SUM), what)
+        self._call(what, self.comm.Allreduce, self._MPI.IN_PLACE, array, self._MPI.SUM)
 
     def bcast_(self, array, root, what):
         """Overwrites `array` (C-contiguous) with root's."""
-        self._wait(self._call(what, self.comm.Ibcast, array, root), what)
+        self._call(what, self.comm.Bcast, array, root)
 
     def allgatherv(self, local, counts, what):
         """The ranks' `local` arrays (rows of one shape) concatenated in rank order; counts[r] = rows of rank r."""
@@ -127,8 +132,8 @@ class Channel:
         out = np.empty((int(sum(counts)),) + local.shape[1:], local.dtype)
         sizes = [int(c) * row for c in counts]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
-        self._wait(self._call(what, self.comm.Iallgatherv, np.ascontiguousarray(local),
-                              [out, sizes, offsets, self._MPI.FLOAT if local.dtype == np.float32 else self._MPI.DOUBLE]), what)
+        self._call(what, self.comm.Allgatherv, np.ascontiguousarray(local),
+                   [out, sizes, offsets, self._MPI.FLOAT if local.dtype == np.float32 else self._MPI.DOUBLE])
         return out
 
     # --- deadlines ----------------------------------------------------------------------------------
@@ -148,14 +153,16 @@ class Channel:
         if test():
             return
         start = time.monotonic()
-        spin_until, deadline = start + _SPIN_SECONDS, start + self.timeout
+        spin_until, yield_until, deadline = start + _SPIN_SECONDS, start + _YIELD_SECONDS, start + self.timeout
         try:
             while not test():
                 now = time.monotonic()
                 if now > deadline:
                     break
-                if now > spin_until:
+                if now > yield_until:
                     time.sleep(_POLL_SLEEP)
+                elif now > spin_until:
+                    os.sched_yield()
             else:
                 return
         except self._MPI.Exception as e:
