@@ -77,6 +77,29 @@ def child(args):
                                    "params": int(model.flat_parameters().size), "samples": len(X)}), flush=True)
 
 
+def hook_loop(params, repeats):
+    """The gradient hook's communication alone, as fit runs it per batch (the sync through
+    Iallreduce + MPI_Test, the weighting, the in-place Allreduce), from Python: median microseconds."""
+    import numpy as np
+
+    import fastnn.distributed as d
+
+    d.init()
+    channel = d.DataParallel().channel
+    grads = (np.arange(params) % 97).astype(np.float32) * 1e-3
+    times = []
+    for r in range(repeats + 10):
+        channel.comm.Barrier()
+        t = time.perf_counter()
+        channel.sync("bench", [64, 1.0, 0, 0, 0, 0])
+        grads *= np.float32(0.5)
+        channel.allreduce_(grads, "bench")
+        if r >= 10:
+            times.append(time.perf_counter() - t)
+    if channel.rank == 0:
+        print(f"{statistics.median(times) * 1e6:.1f} us per batch", flush=True)
+
+
 def run(args, kind):
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -86,9 +109,9 @@ def run(args, kind):
     if kind == "local":
         cmd = me + ["--threads", "2"]
     elif kind == "ranks":
-        cmd = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "core"] + me + ["--threads", "1", "--distributed"]
+        cmd = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none"] + me + ["--threads", "1", "--distributed"]
     else:
-        cmd = ["mpirun", "-np", "1"] + me + ["--threads", "2", "--distributed"]
+        cmd = ["mpirun", "-np", "1", "--bind-to", "none"] + me + ["--threads", "2", "--distributed"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(next(line[4:] for line in out.splitlines() if line.startswith("ROW ")))
 
@@ -119,17 +142,26 @@ def callback_overhead(batches=20000, repeats=5):
     return statistics.median(diffs)
 
 
-def c_allreduce(params, repeats=300):
-    """Microseconds per batch of the same sync + gradient allreduce from C (None without mpicc)."""
+def allreduce_paths(params, rounds=3, repeats=300):
+    """[(C us, Python us)] per batch of the same sync + weighting + gradient allreduce, from C
+    (bench/mpi_allreduce.c: MPI linked into C++) and through mpi4py (hook_loop), 2 ranks,
+    alternating; None without mpicc."""
     if shutil.which("mpicc") is None:
         return None
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
+    mpirun = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none"]
+    pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "allreduce")
         subprocess.run(["mpicc", "-O2", "-o", exe, os.path.join(HERE, "mpi_allreduce.c")], check=True)
-        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        out = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", exe, str(params), str(repeats)], env=env,
-                             capture_output=True, text=True, check=True).stdout
-        return float(out.split()[0])
+        for _ in range(rounds):
+            c = subprocess.run(mpirun + [exe, str(params), str(repeats)], env=env, capture_output=True, text=True,
+                               check=True).stdout
+            py = subprocess.run(mpirun + [sys.executable, os.path.abspath(__file__), "--hook-loop", str(params),
+                                          str(repeats)], env=env, capture_output=True, text=True, check=True).stdout
+            pairs.append((float(c.split()[0]), float(py.split()[0])))
+    return pairs
 
 
 def main():
@@ -141,11 +173,14 @@ def main():
     ap.add_argument("--global-batch", type=int, default=128)
     ap.add_argument("--json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--hook-loop", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.hook_loop:
+        return hook_loop(*args.hook_loop)
     rows = {"local": [], "ranks": [], "hook": []}
     for _ in range(args.rounds):
         for kind in rows:
@@ -159,7 +194,7 @@ def main():
     allreduce = statistics.median(s for r in rows["ranks"] for s in r["allreduce"][1:] or r["allreduce"]) / batches * 1e6
     hook_sync = statistics.median(s for r in rows["hook"] for s in r["sync"]) / batches * 1e6
     hook_all = statistics.median(s for r in rows["hook"] for s in r["allreduce"]) / batches * 1e6
-    c_us = c_allreduce(first["params"])
+    paths = allreduce_paths(first["params"])
     callback_us = callback_overhead()
     print(f"{args.model}: {first['params']:,} parameters ({first['params'] * 4 / 1e6:.2f} MB float32), "
           f"{first['samples']} samples, global batch {args.global_batch}, {batches} batches/epoch; "
@@ -173,11 +208,14 @@ def main():
     print(f"  2 ranks, per batch: sync {sync:.0f} us + gradient allreduce {allreduce:.0f} us = "
           f"{(sync + allreduce) / per_batch['ranks'] * 100:.1f}% of a step")
     print(f"  calling a no-op Python hook from the C++ loop: {callback_us:.2f} us per batch")
-    if c_us is not None:
-        print(f"  the same sync + allreduce from C (MPI linked in): {c_us:.0f} us per batch")
+    if paths:
+        c_us, py_us = (statistics.median(p[i] for p in paths) for i in (0, 1))
+        print(f"  sync + weighting + gradient allreduce alone, 2 ranks, per batch: from C (MPI linked in) {c_us:.0f} us, "
+              f"through mpi4py (fit's path) {py_us:.0f} us: Python / C = "
+              f"{statistics.median(p[1] / p[0] for p in paths):.2f} ({len(paths)} alternating pairs)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "rows": rows, "c_us": c_us, "callback_us": callback_us,
+            json.dump({"model": args.model, "rows": rows, "allreduce_paths": paths, "callback_us": callback_us,
                        "load": os.getloadavg()}, f, indent=1)
 
 

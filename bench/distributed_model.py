@@ -1,8 +1,12 @@
 """The step time of data-parallel training on N machines with a ring allreduce (docs/distributed.md).
 
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python:. python bench/distributed_model.py --measure
     PYTHONPATH=python:. python bench/distributed_model.py --step mlp-l=4.1 --step cnn=41 --step densenet=160
-        (milliseconds of compute per step of 128 samples on one machine, measured by
-        bench/bench_distributed.py's "1 process x 2 threads" rows; parameter counts from fastnn.models)
+
+--measure times one training step (fastnn.train_step: forward, backward, Adam) of 128 Fashion-MNIST
+samples for mlp-l, cnn and densenet (k=12, (6,6,6)) on this machine, 2 threads, median of 20 after
+3 warm-ups (a median resists the load of a shared machine better than an epoch's mean);
+--step gives those milliseconds instead. Parameter counts come from the models themselves.
 
 A ring allreduce of S bytes over N machines sends 2 (N - 1) / N * S bytes per machine in
 2 (N - 1) messages (reduce-scatter, then all-gather; Patarasuk & Yuan 2009), so
@@ -27,11 +31,38 @@ def comm_seconds(n, nbytes, bandwidth, latency):
 
 
 def parameters(name):
+    return int(build(name).flat_parameters().size)
+
+
+def build(name):
     import fastnn
     from fastnn.__main__ import build_model
 
-    return int(build_model(name).flat_parameters().size) if name != "densenet" else int(
-        fastnn.models.densenet(12, (6, 6, 6)).flat_parameters().size)
+    fastnn.manual_seed(0)
+    return fastnn.models.densenet(12, (6, 6, 6)) if name == "densenet" else build_model(name)
+
+
+def measure_step_ms(name, batch=128, repeats=20):
+    import statistics
+    import time
+
+    import numpy as np
+
+    import fastnn
+
+    fastnn.set_num_threads(2)
+    model = build(name)
+    image = name != "mlp-l"
+    (X, y), _ = fastnn.datasets.fashion_mnist(flatten=not image)
+    opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for i in range(repeats + 3):
+        rows = slice((i * batch) % (len(X) - batch), (i * batch) % (len(X) - batch) + batch)
+        t = time.perf_counter()
+        fastnn.train_step(model, X[rows], y[rows], "cross_entropy", opt, seed=0, step=i)
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
 
 
 def table(name, step_ms, params):
@@ -59,10 +90,18 @@ def table(name, step_ms, params):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--step", action="append", required=True, help="model=milliseconds per 128-sample step")
+    ap.add_argument("--step", action="append", default=[], help="model=milliseconds per 128-sample step")
+    ap.add_argument("--measure", action="store_true", help="time the steps of mlp-l, cnn and densenet here")
     args = ap.parse_args()
-    for item in args.step:
-        name, ms = item.split("=")
+    steps = [item.split("=") for item in args.step]
+    if args.measure:
+        import os
+
+        steps += [(name, measure_step_ms(name)) for name in ("mlp-l", "cnn", "densenet")]
+        print(f"measured at load {os.getloadavg()[0]:.2f}: " + ", ".join(f"{n} {ms:.2f} ms" for n, ms in steps))
+    if not steps:
+        ap.error("give --measure or --step model=ms")
+    for name, ms in steps:
         table(name, float(ms), parameters(name))
 
 
