@@ -105,14 +105,19 @@ def check_equivalence(dist, comm, n, epochs):
     X, y = data(n)
     lr = 0.1
     ref, start = mlp(), mlp()
-    fastnn.fit(ref, X, y, optimizer=optim.SGD(ref.parameters(), lr=lr), epochs=epochs, batch_size=128, seed=7,
-               verbose=0)
+    h_ref = fastnn.fit(ref, X, y, optimizer=optim.SGD(ref.parameters(), lr=lr), epochs=epochs, batch_size=128,
+                       seed=7, verbose=0)
     model = mlp()
     hashes = []
-    fastnn.fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=lr), epochs=epochs, batch_size=64, seed=7,
-               verbose=0, distributed=dist,
-               callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: hashes.append(digest(model)))])
+    h = fastnn.fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=lr), epochs=epochs, batch_size=64, seed=7,
+                   verbose=0, distributed=dist,
+                   callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: hashes.append(digest(model)))])
     same_on_every_rank(comm, hashes, "the parameters after each epoch")
+    # the logs are the global batch's: the loss a sum of positive terms, accuracy a count of n samples
+    for a, b in zip(h.history["loss"], h_ref.history["loss"]):
+        assert abs(a - b) <= 1e-9 * b, (h.history, h_ref.history)
+    for a, b in zip(h.history["accuracy"], h_ref.history["accuracy"]):
+        assert abs(a - b) <= 1.0 / n, (h.history, h_ref.history)
     steps = epochs * -(-n // 128)
     terms = trajectory_terms(start, ref, X, y, lr, steps, 128)
     assert_sum_close(model.flat_parameters(), ref.flat_parameters(), terms, 128 * steps,
