@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from tests.isolation import child_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -30,8 +31,8 @@ needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None or mpi4py is None,
 
 def launch(scenario, folder, ranks=2, timeout=240):
     """(return code, stdout + stderr, seconds) of the scenario on `ranks` processes (0: no mpirun)."""
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1",
-               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
+    env = dict(child_env(), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
     cmd = [sys.executable, WORKER, scenario, str(folder)]
     if ranks:
         cmd = ["mpirun", "-np", str(ranks), "--oversubscribe"] + cmd
@@ -122,7 +123,7 @@ def test_import_without_mpi():
             "import fastnn, fastnn.distributed as d\n"
             "try:\n    d.DataParallel()\nexcept ImportError as e:\n    print('IMPORT', e)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT])))
+                       env=child_env())
     assert p.returncode == 0, p.stderr
     assert "IMPORT fastnn.distributed needs mpi4py" in p.stdout, p.stdout + p.stderr
 

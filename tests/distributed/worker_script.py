@@ -1,5 +1,6 @@
 """The ranks' side of tests/distributed/test_distributed.py, run as
-``mpirun -np 2 python tests/distributed/worker_script.py SCENARIO DIR``.
+``PYTHONPATH=python:. mpirun -np 2 python tests/distributed/worker_script.py SCENARIO DIR`` (the test
+passes the PYTHONPATH of the fastnn under test: tests/isolation.py child_env).
 
 Each check prints one line ``RESULT <rank> <name> ok`` or ``RESULT <rank> <name> FAIL <reason>``;
 the test reads them. Scenarios: main (equivalence, identical parameters, sync BatchNorm, sharded
@@ -16,12 +17,9 @@ import traceback
 
 import numpy as np
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), "..", "..", "python"),
-                os.path.join(os.path.dirname(__file__), "..", "..")]
-
-import fastnn  # noqa: E402
-from fastnn import nn, optim  # noqa: E402
-from fastnn.train import LambdaCallback, ModelCheckpoint, CSVLogger  # noqa: E402
+import fastnn
+from fastnn import nn, optim
+from fastnn.train import CSVLogger, LambdaCallback, ModelCheckpoint
 sys.modules.setdefault("torch", None)  # conftest's optional torch oracle: not needed here, 4 s to import
 from tests.conftest import assert_sum_close  # noqa: E402
 
