@@ -1,6 +1,7 @@
 // The C++ training loop as Python functions: train_epoch, train_step, evaluate, predict.
 // Python (fastnn.train) validates the data and owns callbacks, schedules and history.
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include <pybind11/functional.h>
@@ -103,12 +104,23 @@ std::unique_ptr<Augmenter<T>> augmenter_arg(const py::handle& ops, const py::han
   return aug;
 }
 
+// fit's data-parallel hook (fastnn.distributed): called with the GIL taken as
+// hook(batch, count, loss, correct, top_k_correct, abs_error, sq_error) -> the global batch loss.
+GradHook grad_hook_arg(const py::object& hook) {
+  if (hook.is_none()) return {};
+  return [&hook](const ShardReport& r) {
+    py::gil_scoped_acquire gil;
+    return hook(r.batch, r.count, r.loss, r.correct, r.metrics.top_k_correct, r.metrics.abs_error, r.metrics.sq_error)
+        .cast<double>();
+  };
+}
+
 template <class T>
 py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py::handle& y, const Objective& obj,
                           const py::handle& grads, const std::vector<std::shared_ptr<Stepper>>& steppers,
                           const EpochOptions& o, const py::handle& clip_segments, const py::object& progress,
                           const py::handle& applied_out, const py::handle& sample_weight, const py::handle& augment,
-                          const py::handle& augment_shape) {
+                          const py::handle& augment_shape, const py::object& grad_hook) {
   const char* op = "train_epoch";
   std::vector<py::object> keep;
   Dataset<T> d = dataset_arg<T>(X, y, op, keep);
@@ -119,6 +131,7 @@ py::dict train_epoch_impl(const py::handle& model, const py::handle& X, const py
   Trainer<T> trainer(layer, g, n_params, clip_segments_arg(clip_segments, n_params, keep));
   std::unique_ptr<Augmenter<T>> aug = augmenter_arg<T>(augment, augment_shape, d, op);
   trainer.set_augment(aug.get());
+  trainer.set_grad_hook(grad_hook_arg(grad_hook));
   // Called between batches at most ~10 times a second: Ctrl-C (seen by Python only when it runs)
   // stops the epoch there, with every step before it applied and counted.
   const ProgressFn report = [&progress](index_t done, index_t total, const EpochStats& running) {
@@ -196,14 +209,20 @@ void bind_train(py::module_& m) {
          index_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch, std::uint64_t first_step,
          double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress,
          const py::handle& applied, const py::object& loss_options, const py::handle& sample_weight, index_t width,
-         const py::handle& augment, const py::handle& augment_shape) {
+         const py::handle& augment, const py::handle& augment_shape, index_t shard, index_t shards,
+         const py::object& grad_hook) {
         if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
-        EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value};
+        if (shards < 1 || shard < 0 || shard >= shards || batch_size > std::numeric_limits<index_t>::max() / shards)
+          value_error("train_epoch", "shard must be in [0, shards) and batch_size * shards must fit, got shard " +
+                                         std::to_string(shard) + " of " + std::to_string(shards));
+        if (shards > 1 && grad_hook.is_none())
+          value_error("train_epoch", "training on a shard needs the grad_hook that averages the ranks' gradients");
+        EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value, shard, shards};
         const Objective obj = objective_arg(loss, reduction, loss_options);
         if (width > 0) check_objective(obj, width);
         return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
           return train_epoch_impl<decltype(tag)>(model, X, y, obj, grads, steppers, o, clip_segments, progress,
-                                                  applied, sample_weight, augment, augment_shape);
+                                                  applied, sample_weight, augment, augment_shape, grad_hook);
         });
       },
       py::arg("model"), py::arg("X"), py::arg("y"), py::arg("loss"), py::arg("reduction"), py::arg("grads"),
@@ -211,7 +230,8 @@ void bind_train(py::module_& m) {
       py::arg("first_step"), py::arg("clip_norm") = 0.0, py::arg("clip_value") = 0.0,
       py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none(),
       py::arg("loss_options") = py::none(), py::arg("sample_weight") = py::none(), py::arg("width") = 0,
-      py::arg("augment") = py::none(), py::arg("augment_shape") = py::none());
+      py::arg("augment") = py::none(), py::arg("augment_shape") = py::none(), py::arg("shard") = 0,
+      py::arg("shards") = 1, py::arg("grad_hook") = py::none());
   m.def(
       "evaluate",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,

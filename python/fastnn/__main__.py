@@ -90,6 +90,17 @@ def train(args):
         _fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
     if args.threads:
         fastnn.set_num_threads(args.threads)
+    dist = None
+    if args.distributed:  # every rank of the MPI job runs this; rank 0 prints and writes
+        from fastnn import distributed
+
+        try:
+            dist = distributed.DataParallel(sync_batchnorm=args.sync_batchnorm)
+        except ImportError as e:
+            _fail(f"--distributed: {e}")
+    elif args.sync_batchnorm:
+        _fail("--sync-batchnorm goes with --distributed")
+    say = print if dist is None or dist.is_writer else (lambda *a, **k: None)
     fastnn.manual_seed(args.seed)
     images = args.model in IMAGE_MODELS  # (N, 1, 28, 28) for the CNNs, (N, 784) for the MLPs
     try:
@@ -108,15 +119,15 @@ def train(args):
     if args.val_split and not 1 <= n_val < len(X):
         _fail(f"--val-split {args.val_split} of {len(X)} training images leaves no training or no "
               "validation images")
-    print(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X) - n_val} train / {n_val} "
+    say(f"Fashion-MNIST from {datasets.fashion_mnist_source(args.data)}: {len(X) - n_val} train / {n_val} "
           f"validation ({args.val_split:.0%} of the training set, stratified) / {len(Xt)} test images")
     model = build_model(args.model, depth=args.depth, width=args.width, growth_rate=args.growth_rate,
                         blocks=args.blocks)
     if args.summary:
-        model.summary(X.shape[1:])
+        model.summary(X.shape[1:], print_fn=say)
     else:
-        print(model)
-        print(f"{model.count_params():,} parameters")
+        say(model)
+        say(f"{model.count_params():,} parameters")
     opt_cls = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSprop,
                "adagrad": optim.Adagrad}[args.optimizer]
     kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
@@ -131,22 +142,23 @@ def train(args):
     # model selection sees the validation split only; the test set is scored once, at the end
     history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                          validation_split=split, seed=args.seed, verbose=1 if args.verbose else 2,
-                         callbacks=callbacks,
+                         callbacks=callbacks, distributed=dist,
                          augment=None if args.augment is None else
                          fastnn.augment.from_names(args.augment, None if images else (1, 28, 28)))
-    result = fastnn.evaluate(model, Xt, yt)
+    result = fastnn.evaluate(model, Xt, yt, distributed=dist)
     seconds = history.history.get("seconds", [])  # empty with --epochs 0
-    print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
-          f"({len(seconds)} epochs, {sum(seconds):.1f}s, {fastnn.get_num_threads()} threads)")
-    if args.plot:
+    say(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
+          f"({len(seconds)} epochs, {sum(seconds):.1f}s, {fastnn.get_num_threads()} threads"
+          + (f" x {dist.size} ranks)" if dist else ")"))
+    if args.plot and say is print:
         if len(history):
             fastnn.plot.curves(history, ["loss", "accuracy"], path=args.plot)
-            print(f"curves written to {args.plot}")
+            say(f"curves written to {args.plot}")
         else:
-            print("--plot: no epochs were trained, no curves to plot")
-    if args.save:
+            say("--plot: no epochs were trained, no curves to plot")
+    if args.save and say is print:
         fastnn.save(args.save, model, opt, extra={"epochs": len(seconds)})
-        print(f"saved to {args.save}")
+        say(f"saved to {args.save}")
     return 0
 
 
@@ -194,6 +206,11 @@ def main(argv=None):
     tr.add_argument("--summary", action="store_true",
                     help="print the layer table (output shapes, parameter counts) instead of the model's repr")
     tr.add_argument("--quiet", dest="verbose", action="store_false", help="one line per epoch instead of a bar")
+    tr.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the processes of an MPI job (mpirun -np 2 / srun): --batch-size per "
+                         "process; rank 0 prints and saves (needs mpi4py: fastnn.distributed)")
+    tr.add_argument("--sync-batchnorm", action="store_true",
+                    help="with --distributed: BatchNorm statistics over the global batch (SyncBatchNorm)")
     args = parser.parse_args(argv)
     if args.command == "train" and (args.depth - 2) % 6:
         tr.error(f"argument --depth: must be 6n + 2 (20, 32, 44, 56, 110, ...), got {args.depth}")

@@ -36,6 +36,9 @@ class ModelFileError(ValueError):
 def _architecture(module):
     """{"class", "config"} of a layer; a container whose children the user composes adds its named
     children, [[name, entry], ...] (the others are rebuilt from their config alone)."""
+    saved_as = getattr(module, "_saved_as", None)  # fastnn.distributed.SyncBatchNorm: stored as its BatchNorm
+    if saved_as is not None:
+        module = saved_as()
     name = type(module).__name__
     if _LAYERS.get(name) is not type(module):
         raise TypeError(f"save: {name} is not a built-in layer and cannot be described in a model file "

@@ -111,6 +111,8 @@ class ModelCheckpoint(Callback):
     `filepath` may contain ``{epoch}`` and metric names: ``"ckpt-{epoch:02d}-{val_loss:.3f}.fnn"``.
     """
 
+    writes_files = True  # data-parallel fit runs it on rank 0 only
+
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
                  verbose=0):
         fn = "ModelCheckpoint"
@@ -181,6 +183,8 @@ class LearningRateScheduler(Callback):
 
 class CSVLogger(Callback):
     """Appends one row of metrics per epoch to a CSV file."""
+
+    writes_files = True  # data-parallel fit runs it on rank 0 only
 
     def __init__(self, filename, separator=",", append=False):
         if not (isinstance(separator, str) and len(separator) == 1):

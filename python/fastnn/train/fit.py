@@ -25,6 +25,7 @@ from ..nn.container import Sequential
 from ..nn.module import Module
 from .callbacks import Callback, TerminateOnNaN
 from . import full_batch as _full_batch
+from . import parallel as _parallel
 from .claim import exclusive_training
 from .history import History
 from .metrics import Metrics
@@ -354,12 +355,13 @@ def _seed_and_callbacks(seed, callbacks):
     return seed, callbacks
 
 
+@_parallel.planned("fit")
 @exclusive_training("fit")
 @_quieted  # numpy's idle OpenBLAS workers sleep meanwhile (_blas_pool.py)
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=None, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None, metrics=None, class_weight=None, sample_weight=None,
-        augment=None):
+        augment=None, distributed=None):
     """Trains `model` on (X, y); the epoch loop runs in C++.
 
     The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
@@ -402,6 +404,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         augment: a fastnn.augment transform (e.g. Compose([RandomShift(2), RandomHorizontalFlip()])),
             applied to every training minibatch in the C++ loop, drawn from (seed, step); never to
             validation data. Flat X needs Compose(..., shape=(C, H, W)).
+        distributed: None (one process) or a fastnn.distributed.DataParallel: every rank of an MPI
+            job runs the same fit on the same data; each global batch (batch_size per rank) is
+            split between the ranks, whose gradients are averaged (see fastnn.distributed).
     Returns:
         History with per-epoch loss, the metrics, val_loss, val_<metric>, lr, seconds.
     """
@@ -433,6 +438,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         Xv = _check_X(val[0], cpp_model, "validation X")
         _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
         yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y", ignore_index=ignore)
+    if isinstance(optimizer, _optim.SecondOrderOptimizer) and distributed is not _parallel.LOCAL:
+        raise ValueError(f"fit: distributed training takes a first-order optimizer, got {type(optimizer).__name__}")
     if isinstance(optimizer, _optim.SecondOrderOptimizer):  # one step per epoch, evaluated in C++: full_batch.py
         unsupported = [k for k, v in (("augment", augment), ("sample_weight", weights), ("class_weight", class_weight),
                                       ("metrics", metrics)) if v is not None]
@@ -448,18 +455,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     augment_spec, augment_shape = _augment.for_fit(augment, X.shape[1:])
     if epochs * math.ceil(len(X) / batch_size) >= _v.SEED_LIMIT:
         raise ValueError(f"fit: epochs = {epochs} epochs overflow the 64-bit step counter")
+    distributed.prepare_model(cpp_model)
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
     object.__setattr__(model, "_fit_compiled", {"loss": loss_obj, "metrics": metrics})
     params = list(cpp_model.parameters())
     grads = cpp_model.flat_grad() if params else None
     clip_segments = _optim.segment_table(params) if (clip_grad_norm or clip_grad_value) and params else None
     seed, callbacks = _seed_and_callbacks(seed, callbacks)
+    seed = distributed.start(cpp_model, opt, len(X), batch_size, seed)
+    verbose, callbacks = distributed.output(verbose, callbacks)
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
 
     _check_batch_statistics(cpp_model, len(X), batch_size)
     keep_eval = _frozen_eval_modules(cpp_model)
     state = FitState()
-    batches_per_epoch = math.ceil(len(X) / batch_size)
+    batches_per_epoch = distributed.batches(len(X), batch_size)
     history = History()
     for cb in callbacks:
         cb.set_context(cpp_model, opt, state)
@@ -479,11 +489,12 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
                 cpp_model._layer, X, y, kernel, loss_obj.reduction, grads, steps, int(batch_size), bool(shuffle),
                 int(seed), int(epoch), int(state.global_step), float(clip_grad_norm or 0.0),
                 float(clip_grad_value or 0.0), clip_segments,
-                (lambda done, total, running: bar.update_to(
-                    done, {"loss": _loss_value(running), **metric_set.values(running, width)})) if bar else None,
+                (lambda done, total, running: bar.update_to(done, _running_logs(
+                    distributed.running(running), metric_set, width))) if bar else None,
                 applied,
                 loss_options=options, sample_weight=weights, width=width,
-                augment=augment_spec, augment_shape=augment_shape)
+                augment=augment_spec, augment_shape=augment_shape, **distributed.epoch_args(grads, loss_obj.reduction))
+        stats = distributed.epoch_stats(stats)
         if stats["nonfinite_batch"] >= 0:
             if bar:
                 bar.close("stopped: non-finite loss")
@@ -495,8 +506,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
             raise FloatingPointError(message)
         logs = {"loss": _loss_value(stats), **metric_set.values(stats, width)}
         if val is not None:
-            vstats = _C.evaluate(cpp_model._layer, Xv, yv, kernel, loss_obj.reduction, max(int(batch_size), 256),
-                                 loss_options=options, width=width)
+            vstats = _evaluate_stats(distributed, cpp_model, Xv, yv, kernel, loss_obj.reduction,
+                                     max(int(batch_size), 256), options, None, width)
             logs["val_loss"] = _loss_value(vstats)
             logs.update({f"val_{k}": v for k, v in metric_set.values(vstats, width).items()})
         logs["lr"] = float(opt.param_groups[0]["lr"])
@@ -514,7 +525,22 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
             break
     for cb in callbacks:
         cb.on_train_end({})
+    distributed.finish()
     return history
+
+
+def _running_logs(running, metric_set, width):
+    return {"loss": _loss_value(running), **metric_set.values(running, width)}
+
+
+def _evaluate_stats(plan, cpp_model, X, y, kernel, reduction, batch_size, options, weights, width):
+    """_C.evaluate's statistics of (X, y): of this process's rows, reduced over the plan's processes."""
+    rows = plan.rows(len(X))
+    Xs, ys, ws = X[rows], y[rows], None if weights is None else weights[rows]
+    stats = _parallel.EMPTY_STATS if len(Xs) == 0 else _C.evaluate(
+        cpp_model._layer, Xs, ys, kernel, reduction, min(batch_size, len(Xs)), loss_options=options,
+        sample_weight=ws, width=width)
+    return plan.reduce_stats(stats, "evaluate")
 
 
 def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, epochs, batch_size, val, width,
@@ -538,13 +564,16 @@ def _loss_and_accuracy(stats, kernel, width):
     return _loss_value(stats), Metrics(None, kernel).values(stats, width).get("accuracy")
 
 
+@_parallel.planned("evaluate")
 @_quieted
-def evaluate(model, X, y, loss=None, batch_size=256, metrics=None, sample_weight=None, verbose=0):
+def evaluate(model, X, y, loss=None, batch_size=256, metrics=None, sample_weight=None, verbose=0, distributed=None):
     """Loss and metrics of `model` on (X, y) in eval mode: {"loss": ..., "accuracy": ...}.
 
     loss and metrics default to those of the model's last fit (Keras's compile semantics); a model
     never fitted needs loss= unless its targets are integer labels (cross-entropy). sample_weight
     weighs the samples' losses as in fit. verbose=1 prints the result on one line.
+    distributed: a fastnn.distributed.DataParallel: each rank evaluates its share of the samples,
+    and every rank returns the result over all of them.
     """
     batch_size = _check_batch_size(batch_size, "evaluate")
     verbose = _v.check_choice(verbose, "evaluate", "verbose", (0, 1, 2))
@@ -558,17 +587,22 @@ def evaluate(model, X, y, loss=None, batch_size=256, metrics=None, sample_weight
     width = _output_width(cpp_model, X)
     y = _check_y(y, kernel, len(X), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
     weights = _sample_weights(sample_weight, None, y, len(X), kernel)
-    stats = _C.evaluate(cpp_model._layer, X, y, kernel, loss_obj.reduction, min(batch_size, len(X)),
-                        loss_options=options, sample_weight=weights, width=width)
+    stats = _evaluate_stats(distributed, cpp_model, X, y, kernel, loss_obj.reduction, batch_size, options, weights,
+                            width)
     result = {"loss": _loss_value(stats), **metric_set.values(stats, width)}
     if verbose:
         write_line("evaluate: " + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return result
 
 
+@_parallel.planned("predict")
 @_quieted
-def predict(model, X, batch_size=256):
-    """Model outputs for X in eval mode, computed in batches in C++."""
+def predict(model, X, batch_size=256, distributed=None):
+    """Model outputs for X in eval mode, computed in batches in C++.
+
+    distributed: a fastnn.distributed.DataParallel: each rank predicts its share of the samples,
+    and every rank returns all the outputs, in order.
+    """
     batch_size = _check_batch_size(batch_size, "predict")
     cpp_model = _as_cpp_model(model)
     X = _v.as_array(X, "X")
@@ -577,7 +611,12 @@ def predict(model, X, batch_size=256):
         return np.zeros((0,) + _C.predict(cpp_model._layer, one, 1).shape[1:], cpp_model.dtype)
     X = _check_X(X, cpp_model)
     _output_width(cpp_model, X)  # as evaluate: a sample shape the model does not take is an error naming X's shape
-    return _C.predict(cpp_model._layer, X, min(batch_size, len(X)))
+    rows = X[distributed.rows(len(X))]
+    if len(rows) == 0:
+        local = np.zeros((0,) + _C.predict(cpp_model._layer, X[:1], 1).shape[1:], cpp_model.dtype)
+    else:
+        local = _C.predict(cpp_model._layer, rows, min(batch_size, len(rows)))
+    return distributed.gather_rows(local, "predict")
 
 
 @exclusive_training("train_step")

@@ -7,8 +7,15 @@ import sys
 import time
 
 
+# True while fit runs on a rank other than 0 of a data-parallel job (fastnn.distributed): one
+# rank prints.
+muted = False
+
+
 def write_line(text, file=None):
     """One line of fit's or a callback's output, on the stream of the epoch lines."""
+    if muted:
+        return
     file = file or sys.stdout
     file.write(text + "\n")
     file.flush()
@@ -55,6 +62,6 @@ class ProgressBar:
 def make_bar(total, desc, verbose, file=None):
     """A bar for one epoch (verbose=1 on a terminal), or None (then fit writes the epoch line itself)."""
     file = file or sys.stdout
-    if verbose != 1 or not (hasattr(file, "isatty") and file.isatty()):
+    if muted or verbose != 1 or not (hasattr(file, "isatty") and file.isatty()):
         return None
     return ProgressBar(total, desc, file)

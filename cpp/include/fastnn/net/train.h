@@ -32,6 +32,9 @@ struct EpochOptions {
   std::uint64_t first_step = 0;  // dropout/RReLU step of the first batch (continues across epochs)
   double clip_norm = 0;        // > 0: clip the global gradient norm (norm_type 2)
   double clip_value = 0;       // > 0: clamp gradients to [-clip_value, clip_value]
+  // Data parallelism (fastnn.distributed): a global batch is batch_size * shards samples of the
+  // shared order, and this process trains on its slice `shard` of each (shard_begin).
+  index_t shard = 0, shards = 1;
 };
 
 struct EpochStats {
@@ -81,6 +84,12 @@ inline std::vector<index_t> epoch_order(index_t n, bool shuffle, std::uint64_t s
     std::swap(order[i], order[static_cast<index_t>(m >> 64)]);
   }
   return order;
+}
+
+// Where slice r of `shards` of a global batch of `count` samples begins: equal slices, the first
+// count % shards one sample longer (full batches: r * batch_size).
+inline index_t shard_begin(index_t count, index_t r, index_t shards) {
+  return r * (count / shards) + std::min(r, count % shards);
 }
 
 // One batch of samples idx[0..count) of a data set: the targets are copied; the inputs are either
@@ -232,6 +241,18 @@ using StepFn = std::function<void(index_t)>;
 // Progress report: (batches done, batches in the epoch, running mean loss); called at most ~10 times a second.
 using ProgressFn = std::function<void(index_t, index_t, const EpochStats&)>;
 
+// Data-parallel training: after each batch's backward and before clipping and the optimizer steps,
+// every rank reports its shard (the batch index, its sample count, its loss and the epoch's
+// running sums) to the hook, which averages the flat gradient across ranks in place and returns
+// the global batch's loss (not finite: no rank steps, the epoch stops there).
+struct ShardReport {
+  index_t batch, count;
+  double loss;
+  index_t correct;
+  MetricSums metrics;
+};
+using GradHook = std::function<double(const ShardReport&)>;
+
 template <class T>
 class Trainer {
  public:
@@ -240,22 +261,34 @@ class Trainer {
   Trainer(Layer<T>& model, T* grads, index_t n_params, SegmentTable clip_segments)
       : model_(model), grads_(grads), n_params_(n_params), clip_segments_(clip_segments) {}
 
-  // One minibatch: forward, loss, backward, clip, steps. Returns the batch loss.
+  // One minibatch: forward, loss, backward, (the gradient hook,) clip, steps. Returns the batch
+  // loss (the global one when it is not finite). An empty shard (a last global batch smaller than
+  // the ranks) contributes a zero gradient.
   double train_batch(const BatchGather<T>& batch, const Objective& obj, const std::vector<StepFn>& steps, index_t k,
                      const Context& ctx, const EpochOptions& o, index_t* correct, MetricSums* metrics = nullptr) {
-    if (n_params_ > 0 && !model_.overwrite_grads) std::memset(grads_, 0, sizeof(T) * n_params_);
-    View<T> out = batch.forward(model_, ctx);
-    check_output_(out.shape, batch.count());
-    const Targets<T>& y = batch.y();
-    View<T> g = grad_ws_.get(out.shape);
-    const double loss = objective_forward_backward(obj, out, y, g.data, correct, metrics);
-    if (!std::isfinite(loss)) return loss;  // leave the parameters as they were
-    model_.backward(g, false);
+    const index_t count = batch.count();
+    if (n_params_ > 0 && (!model_.overwrite_grads || count == 0)) std::memset(grads_, 0, sizeof(T) * n_params_);
+    double loss = 0;
+    if (count > 0) {
+      View<T> out = batch.forward(model_, ctx);
+      check_output_(out.shape, count);
+      const Targets<T>& y = batch.y();
+      View<T> g = grad_ws_.get(out.shape);
+      loss = objective_forward_backward(obj, out, y, g.data, correct, metrics);
+      if (!std::isfinite(loss) && !grad_hook_) return loss;  // leave the parameters as they were
+      model_.backward(g, false);  // with a hook, also for a non-finite loss: the ranks decide together
+    }
+    if (grad_hook_) {
+      const double global = grad_hook_(ShardReport{k, count, loss, *correct, metrics ? *metrics : MetricSums{}});
+      if (!std::isfinite(global)) return global;
+    }
     if (o.clip_norm > 0) clip_grad_norm_(clip_segments_, grads_, o.clip_norm, 2.0);
     if (o.clip_value > 0) clip_grad_value_(clip_segments_, grads_, static_cast<T>(o.clip_value));
     for (const auto& step : steps) step(k);
     return loss;
   }
+
+  void set_grad_hook(GradHook hook) { grad_hook_ = std::move(hook); }
 
   // Training batches are augmented by `augment` (not owned; nullptr: none), drawn per (seed, step).
   void set_augment(const Augmenter<T>* augment) { augment_ = augment; }
@@ -266,14 +299,19 @@ class Trainer {
     GradOverwrite overwrite(model_, grads_, n_params_);
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
-    const index_t nb = d.n / o.batch_size + (d.n % o.batch_size != 0);  // d.n + batch_size - 1 may overflow
+    const index_t global_batch = o.batch_size * o.shards;  // the binding checks that it fits
+    const index_t nb = d.n / global_batch + (d.n % global_batch != 0);  // d.n + batch_size - 1 may overflow
     const bool copy_inputs = augment_ || !reads_rows(model_, d);
+    // Dropout masks and augmentations differ between ranks (shard 0 draws what one process draws).
+    const std::uint64_t draws = o.shard == 0 ? o.seed : rng::stream_key(o.seed, static_cast<std::uint64_t>(o.shard));
     auto last_report = std::chrono::steady_clock::now();
     for (index_t b = 0; b < nb; ++b) {
-      const index_t start = b * o.batch_size, count = std::min(o.batch_size, d.n - start);
-      gather_.set_augment(augment_, o.seed, o.first_step + static_cast<std::uint64_t>(b));
+      const index_t global_start = b * global_batch, global_count = std::min(global_batch, d.n - global_start);
+      const index_t start = global_start + shard_begin(global_count, o.shard, o.shards);
+      const index_t count = global_start + shard_begin(global_count, o.shard + 1, o.shards) - start;
+      gather_.set_augment(augment_, draws, o.first_step + static_cast<std::uint64_t>(b));
       gather_.gather(d, order.data() + start, count, copy_inputs);
-      Context ctx{true, o.seed, o.first_step + static_cast<std::uint64_t>(b)};
+      Context ctx{true, draws, o.first_step + static_cast<std::uint64_t>(b)};
       const double loss = train_batch(gather_, obj, steps, b, ctx, o, &st.correct, &st.metrics);
       if (!std::isfinite(loss)) {
         st.nonfinite_batch = b;
@@ -300,6 +338,7 @@ class Trainer {
   SegmentTable clip_segments_;
   BatchGather<T> gather_;
   const Augmenter<T>* augment_ = nullptr;
+  GradHook grad_hook_;
   Workspace<T> grad_ws_;
   OutputCheck check_output_{"train"};
 };

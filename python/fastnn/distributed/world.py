@@ -1,0 +1,59 @@
+"""The communicator fastnn.distributed uses by default: init(), rank(), world_size()."""
+
+_default = None  # the communicator init() set up
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: pip install \"fastnn[mpi]\" "
+                          "(and e.g. apt-get install openmpi-bin libopenmpi-dev)") from e
+    return MPI
+
+
+def init(comm=None):
+    """Sets up data-parallel training on `comm` (an mpi4py communicator; default MPI.COMM_WORLD, which
+    mpi4py initializes on import: under mpirun/srun, every process of the job). Returns the communicator."""
+    global _default
+    MPI = _mpi()
+    if comm is None:
+        comm = MPI.COMM_WORLD
+    if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
+        raise TypeError(f"init: comm must be an mpi4py communicator, got {comm!r}")
+    if not comm.Is_intra():
+        raise ValueError("init: comm must be an intra-communicator")
+    _default = comm
+    return comm
+
+
+def is_initialized():
+    return _default is not None
+
+
+def communicator():
+    """The communicator of init() (init() with MPI.COMM_WORLD when it was not called)."""
+    return _default if _default is not None else init()
+
+
+def rank():
+    """This process's rank in the communicator (0 .. world_size() - 1)."""
+    return communicator().Get_rank()
+
+
+def world_size():
+    """The number of processes in the communicator."""
+    return communicator().Get_size()
+
+
+def channel(comm, timeout):
+    """A Channel on `comm` (None: the default communicator)."""
+    from .channel import Channel
+
+    if comm is None:
+        comm = communicator()
+    else:
+        MPI = _mpi()
+        if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
+            raise TypeError(f"DataParallel: comm must be an mpi4py communicator, got {comm!r}")
+    return Channel(comm, timeout)
