@@ -28,6 +28,7 @@ def objective(model, X, y):
 def fresh_model():
     model = nn.Sequential(nn.Linear(784, 10))
     model.flat_parameters()[...] = 0
+    model[0].bias.weight_decay = False  # every optimizer's weight_decay is then the L2 term of objective()
     return model
 
 
@@ -78,7 +79,8 @@ def main():
                                                             line_search_fn="strong_wolfe", weight_decay=L2),
                      X, y, args.seconds),
         second_order("Newton-CG (Hessian-free)", lambda p: optim.HessianFree(p, max_iter=5, damping=1e-3,
-                                                                             max_cg=50, weight_decay=L2),
+                                                                             max_cg=50, weight_decay=L2,
+                                                                             curvature="hessian"),
                      X, y, args.seconds),
     ]
     print(f"softmax regression, {len(X)} Fashion-MNIST images, L2 {L2}: training loss after ~{args.seconds:g} s")
