@@ -12,7 +12,7 @@ same final loss:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_lbfgs.py
     ... --iterations 100 --rounds 2 --libs fastnn,scipy,torch,sklearn --json out.json
     ... --libs fastnn,fastnn-hf,fastnn-newton-cg: HessianFree (Gauss-Newton / Hessian products) to
-        the L-BFGS loss, with the passes over the data each took (evaluation 1, product 2)
+        the L-BFGS loss, with the passes over the data each took (an evaluation or a product: one)
 
 Each library runs in its own process (this script with --worker), pinned to the same threads
 before numpy/torch start; rounds alternate the libraries (paired). fastnn, scipy and torch record
@@ -60,8 +60,8 @@ def loss64(np, X, y, W, b):
 
 def run_fastnn(np, X, y, iterations, method="lbfgs"):
     """fit with LBFGS, or (method "hf" / "newton-cg") HessianFree on the exact G v / H v products;
-    trace entries (seconds, loss, passes over the data): an evaluation is one pass (the one-pass
-    linear objective), a curvature product two (forward with R-forward, backward)."""
+    trace entries (seconds, loss, passes over the data): an evaluation and a curvature product are
+    one pass each for this linear model (net/full_batch.h's linear_objective, linear_curvature)."""
     import fastnn
     from fastnn import nn, optim
     from fastnn.train.callbacks import Callback
@@ -73,7 +73,7 @@ def run_fastnn(np, X, y, iterations, method="lbfgs"):
 
     class Trace(Callback):
         def on_iteration(self, iteration, logs):
-            passes = logs["evaluations"] + 2 * logs["products"]
+            passes = logs["evaluations"] + logs["products"]
             trace.append((time.perf_counter() - start, logs["loss"], passes))
 
     if method == "lbfgs":

@@ -205,3 +205,34 @@ def test_hessian_free_and_newton_in_fit_use_exact_products(rng):
             assert products == opt.state["scalars"][1] > 0
     for name in ("hf", "newton_cg", "newton"):
         assert losses[name] == pytest.approx(losses["lbfgs"], rel=1e-8), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,kind", [("cross_entropy", "labels"), ("cross_entropy", "probs"),
+                                       ("bce_with_logits", "binary"), ("mse", "values")])
+def test_linear_model_curvature_in_one_pass_matches_hvp(rng, dtype, loss, kind):
+    """A model that is one Linear takes linear_curvature (one pass, [W; V] stacked); the layers'
+    R-operator (fastnn.hvp) is the reference."""
+    n, d, c = 1300, 9, 4
+    X = rng.standard_normal((n, d)).astype(dtype)
+    if kind == "labels":
+        y = rng.integers(0, c, n)
+    elif kind == "probs":
+        p = rng.random((n, c))
+        y = (p / p.sum(1, keepdims=True)).astype(dtype)
+    elif kind == "binary":
+        y = (rng.random((n, c)) > 0.5).astype(dtype)
+    else:
+        y = rng.standard_normal((n, c)).astype(dtype)
+    model = nn.Sequential(nn.Linear(d, c, dtype=dtype))
+    model.flat_parameters()[...] = rng.standard_normal(model.flat_parameters().size)
+    opt = optim.HessianFree(model.parameters())
+    from fastnn.train.full_batch import _objective
+
+    obj = _objective(model, X, y, loss, "mean", opt, 0)
+    v = rng.standard_normal(model.flat_parameters().size).astype(dtype)
+    want = fastnn.hvp(model, loss, X, y, v)
+    for gauss_newton in (True, False):
+        got = obj.curvature(v, gauss_newton)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-11) * scale)

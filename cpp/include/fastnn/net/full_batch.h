@@ -57,9 +57,43 @@ double linear_objective(const Objective& obj, const Dataset<T>& d, const T* w, c
     if (scale != 1.0) Eigen::Map<Vec<T>>(g, rows * out) *= static_cast<T>(scale);
     return loss;
   };
-  const double loss = linear_loss_forward_backward(d.x, d.n, in, w, b, out, dw, db, block);
+  const double loss = linear_loss_forward_backward(d.x, d.n, in, w, b, out, out, dw, db, block);
   for (index_t c : counts) *correct += c;
   return loss * scale;
+}
+
+// hvw, hvb (=) H v of linear_objective's loss along (vw, vb), in one pass over the data: per block
+// of rows, z and r = x V^T + v_b from one product with [W; V], then H_loss r (kernels/loss_hessian.h)
+// and its products with x. For a linear model H = G (no second-order term of the layer).
+// b and vb: both given or both null.
+template <class T>
+void linear_curvature(const Objective& obj, const Dataset<T>& d, const T* w, const T* b, const T* vw, const T* vb,
+                      index_t out, T* hvw, T* hvb) {
+  const index_t in = d.sample_size();
+  const bool classes = obj.kind == LossKind::CrossEntropy;
+  FASTNN_CHECK(d.y.labels || (d.y.values && d.y.width == out), "fit",
+               "targets must be class labels or have " << out << " values per sample like the model output");
+  const double scale = obj.reduction == Reduction::mean ? 1.0 / double(classes ? d.n : d.n * out) : 1.0;
+  std::vector<T> stacked(static_cast<size_t>(2 * out * in)), stacked_b(b ? static_cast<size_t>(2 * out) : 0);
+  std::copy(w, w + out * in, stacked.begin());
+  std::copy(vw, vw + out * in, stacked.begin() + out * in);
+  if (b) {
+    std::copy(b, b + out, stacked_b.begin());
+    std::copy(vb, vb + out, stacked_b.begin() + out);
+  }
+  auto block = [&](const T* zr, index_t row0, index_t rows, T* hr, index_t) {
+    thread_local std::vector<T> work;
+    work.resize(static_cast<size_t>(3 * rows * out));
+    T *z = work.data(), *r = z + rows * out, *scratch = r + rows * out;
+    for (index_t i = 0; i < rows; ++i) {
+      std::copy(zr + i * 2 * out, zr + i * 2 * out + out, z + i * out);
+      std::copy(zr + i * 2 * out + out, zr + (i + 1) * 2 * out, r + i * out);
+    }
+    return curvature_detail::loss_grad_hessian(obj, View<T>{z, Shape{rows, out}}, d.y, row0, r,
+                                               static_cast<T*>(nullptr), hr, scale, scratch);
+  };
+  linear_loss_forward_backward(d.x, d.n, in, stacked.data(), b ? stacked_b.data() : nullptr, 2 * out, out, hvw, hvb,
+                               block);
 }
 
 template <class T>
@@ -106,8 +140,18 @@ class FullBatchObjective {
   // exact Hessian's H v of the loss over the data set (net/curvature.h, in the evaluations'
   // batches), plus l2 v on the weights that decay; 0 on the frozen parameters. The gradient
   // buffer and the layers' state (BatchNorm's running statistics) are left as they were.
+  // A linear model (one Linear) takes linear_curvature: one pass over the data, as an evaluation.
   void curvature(const T* v, T* out, bool gauss_newton) {
     FlushDenormals ftz;
+    Linear<T>* linear = sole_linear(model_);
+    if (linear && linear_objective_fits(*linear, d_) && linear_loss_fits<T>(2 * linear->out_features(), linear->in_features())) {
+      const index_t w0 = linear->weight() - params_, b0 = linear->bias() ? linear->bias() - params_ : 0;
+      std::fill(out, out + n_, T(0));
+      linear_curvature(obj_, d_, linear->weight(), linear->bias(), v + w0, linear->bias() ? v + b0 : nullptr,
+                       linear->out_features(), out + w0, linear->bias() ? out + b0 : nullptr);
+      penalty_curvature_(v, out);
+      return;
+    }
     std::vector<T> saved_grads(grads_, grads_ + n_);
     std::vector<StateSpec<T>> state = model_.state();
     std::vector<std::vector<T>> saved_state;
@@ -128,15 +172,7 @@ class FullBatchObjective {
       throw;
     }
     restore_(saved_grads, state, saved_state);
-    for (index_t i = 0; i < decay_.count; ++i)
-      if (!decay_.trainable(i)) std::fill(out + decay_.offset(i), out + decay_.offset(i) + decay_.size(i), T(0));
-    if (l2_ > 0)
-      for (index_t i = 0; i < decay_.count; ++i) {
-        if (!decay_.decays(i) || !decay_.trainable(i)) continue;
-        const index_t o0 = decay_.offset(i), m = decay_.size(i);
-        Eigen::Map<Vec<T>>(out + o0, m) += static_cast<T>(l2_) * Eigen::Map<const Vec<T>>(v + o0, m);
-      }
-    ++products_;
+    penalty_curvature_(v, out);
   }
 
   // The dense (n, n) Hessian (row-major) from n exact products H e_j, symmetrized.
@@ -192,6 +228,19 @@ class FullBatchObjective {
       Eigen::Map<Vec<T>>(grads + o, m) += static_cast<T>(l2_) * Eigen::Map<const Vec<T>>(params_ + o, m);
     }
     return 0.5 * l2_ * sq;
+  }
+
+  // The product's 0 on frozen parameters and l2 v on the decaying ones; counts the product.
+  void penalty_curvature_(const T* v, T* out) {
+    for (index_t i = 0; i < decay_.count; ++i)
+      if (!decay_.trainable(i)) std::fill(out + decay_.offset(i), out + decay_.offset(i) + decay_.size(i), T(0));
+    if (l2_ > 0)
+      for (index_t i = 0; i < decay_.count; ++i) {
+        if (!decay_.decays(i) || !decay_.trainable(i)) continue;
+        const index_t o0 = decay_.offset(i), m = decay_.size(i);
+        Eigen::Map<Vec<T>>(out + o0, m) += static_cast<T>(l2_) * Eigen::Map<const Vec<T>>(v + o0, m);
+      }
+    ++products_;
   }
 
   void restore_(const std::vector<T>& grads, const std::vector<StateSpec<T>>& state,
