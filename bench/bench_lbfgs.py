@@ -33,7 +33,7 @@ import time
 
 L2 = 1e-4
 HISTORY = 10
-HF_MAX_CG, HF_DAMPING = 50, 1e-2  # HessianFree (--libs fastnn-hf,fastnn-newton-cg): CG steps, initial lambda
+HF_MAX_CG, HF_DAMPING = 20, 1e-4  # HessianFree defaults (--hf-max-cg, --hf-damping): CG steps, initial lambda
 TARGET_RATIO = 4.0  # BENCH.md: >= 4x the fastest peer
 
 
@@ -58,7 +58,7 @@ def loss64(np, X, y, W, b):
     return float(np.mean(lse - z[np.arange(len(y)), y]) + 0.5 * L2 * float((W.astype(np.float64) ** 2).sum()))
 
 
-def run_fastnn(np, X, y, iterations, method="lbfgs"):
+def run_fastnn(np, X, y, iterations, method="lbfgs", hf_max_cg=HF_MAX_CG, hf_damping=HF_DAMPING):
     """fit with LBFGS, or (method "hf" / "newton-cg") HessianFree on the exact G v / H v products;
     trace entries (seconds, loss, passes over the data): an evaluation and a curvature product are
     one pass each for this linear model (net/full_batch.h's linear_objective, linear_curvature)."""
@@ -80,8 +80,8 @@ def run_fastnn(np, X, y, iterations, method="lbfgs"):
         opt = optim.LBFGS(model.parameters(), max_iter=iterations, max_eval=10 * iterations, history_size=HISTORY,
                           line_search_fn="strong_wolfe", tolerance_grad=0, tolerance_change=0, weight_decay=L2)
     else:
-        opt = optim.HessianFree(model.parameters(), max_iter=max(1, iterations // 4), max_cg=HF_MAX_CG,
-                                damping=HF_DAMPING, tolerance_grad=0, tolerance_change=0, weight_decay=L2,
+        opt = optim.HessianFree(model.parameters(), max_iter=max(1, iterations // 4), max_cg=hf_max_cg,
+                                damping=hf_damping, tolerance_grad=0, tolerance_change=0, weight_decay=L2,
                                 curvature="gauss_newton" if method == "hf" else "hessian")
     start = time.perf_counter()
     hist = fastnn.fit(model, X, y, optimizer=opt, epochs=1, verbose=0, callbacks=[Trace()])
@@ -91,12 +91,12 @@ def run_fastnn(np, X, y, iterations, method="lbfgs"):
                 products=hist.history["products"][0], final=loss64(np, X, y, lin.weight.data, lin.bias.data))
 
 
-def run_fastnn_hf(np, X, y, iterations):
-    return run_fastnn(np, X, y, iterations, "hf")
+def run_fastnn_hf(np, X, y, iterations, **hf):
+    return run_fastnn(np, X, y, iterations, "hf", **hf)
 
 
-def run_fastnn_newton_cg(np, X, y, iterations):
-    return run_fastnn(np, X, y, iterations, "newton-cg")
+def run_fastnn_newton_cg(np, X, y, iterations, **hf):
+    return run_fastnn(np, X, y, iterations, "newton-cg", **hf)
 
 
 def run_scipy(np, X, y, iterations):
@@ -182,7 +182,7 @@ RUNNERS = {"fastnn": run_fastnn, "scipy": run_scipy, "torch": run_torch, "sklear
 PEERS = ("scipy", "torch", "sklearn")  # the libraries the ratio compares fastnn with
 
 
-def worker(lib, threads, iterations):
+def worker(lib, threads, iterations, hf):
     _pin(threads)
     import numpy as np
 
@@ -201,7 +201,7 @@ def worker(lib, threads, iterations):
     except ImportError:
         pass
     X, y = _data(np)
-    out = RUNNERS[lib](np, X, y, iterations)
+    out = RUNNERS[lib](np, X, y, iterations, **(hf if lib.startswith("fastnn-") else {}))
     print(json.dumps(out))
 
 
@@ -227,17 +227,21 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--libs", default="fastnn,scipy,torch,sklearn")
     ap.add_argument("--json")
+    ap.add_argument("--hf-max-cg", type=int, default=HF_MAX_CG)
+    ap.add_argument("--hf-damping", type=float, default=HF_DAMPING)
     ap.add_argument("--worker")
     args = ap.parse_args()
+    hf = dict(hf_max_cg=args.hf_max_cg, hf_damping=args.hf_damping)
     if args.worker:
-        return worker(args.worker, args.threads, args.iterations)
+        return worker(args.worker, args.threads, args.iterations, hf)
     libs = args.libs.split(",")
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     runs = {lib: [] for lib in libs}
     for r in range(args.rounds):
         for lib in (libs if r % 2 == 0 else libs[::-1]):  # alternate the order: paired rounds
             p = subprocess.run([sys.executable, __file__, "--worker", lib, "--threads", str(args.threads),
-                                "--iterations", str(args.iterations)], capture_output=True, text=True, env=env)
+                                "--iterations", str(args.iterations), "--hf-max-cg", str(args.hf_max_cg),
+                                "--hf-damping", str(args.hf_damping)], capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 print(f"{lib}: failed\n{p.stderr[-2000:]}", file=sys.stderr)
                 continue

@@ -213,17 +213,10 @@ def test_hessian_free_and_newton_in_fit_use_exact_products(rng):
 def test_linear_model_curvature_in_one_pass_matches_hvp(rng, dtype, loss, kind):
     """A model that is one Linear takes linear_curvature (one pass, [W; V] stacked); the layers'
     R-operator (fastnn.hvp) is the reference."""
+    from tests.kernels.test_linear_loss import problem
+
     n, d, c = 1300, 9, 4
-    X = rng.standard_normal((n, d)).astype(dtype)
-    if kind == "labels":
-        y = rng.integers(0, c, n)
-    elif kind == "probs":
-        p = rng.random((n, c))
-        y = (p / p.sum(1, keepdims=True)).astype(dtype)
-    elif kind == "binary":
-        y = (rng.random((n, c)) > 0.5).astype(dtype)
-    else:
-        y = rng.standard_normal((n, c)).astype(dtype)
+    X, y, _, _ = problem(rng, n, d, c, dtype, kind)
     model = nn.Sequential(nn.Linear(d, c, dtype=dtype))
     model.flat_parameters()[...] = rng.standard_normal(model.flat_parameters().size)
     opt = optim.HessianFree(model.parameters())
