@@ -81,6 +81,15 @@ std::function<double()> objective_arg(const py::object& obj, const T* x, const T
   };
 }
 
+// The full-batch objective when it has exact curvature products (every layer has an R-operator),
+// else null (a Python closure, or a layer written in Python: finite differences of gradients).
+template <class T>
+FullBatchObjective<T>* exact_curvature(const py::object& obj) {
+  if (!py::isinstance<FullBatch<T>>(obj)) return nullptr;
+  FullBatchObjective<T>* fb = obj.cast<FullBatch<T>*>()->fn.get();
+  return fb->has_curvature() ? fb : nullptr;
+}
+
 // options["callback"](iteration, loss) -> bool|None (False stops) as Problem::on_iteration.
 template <class T>
 void callback_arg(Problem<T>& p, const py::dict& options) {
@@ -164,6 +173,26 @@ void bind_full_batch(py::module_& m, const char* name) {
       .def("set_step", [](FullBatch<T>& fb, std::uint64_t step) { fb.fn->set_step(step); }, py::arg("step"))
       .def_property_readonly("evaluations", [](const FullBatch<T>& fb) { return fb.fn->evaluations(); })
       .def_property_readonly("correct", [](const FullBatch<T>& fb) { return fb.fn->correct(); })
+      .def_property_readonly("products", [](const FullBatch<T>& fb) { return fb.fn->products(); },
+                             "curvature products (H v or G v) so far")
+      .def_property_readonly("has_curvature", [](const FullBatch<T>& fb) { return fb.fn->has_curvature(); },
+                             "whether every layer has an R-operator (exact curvature products)")
+      .def(
+          "curvature",
+          [](py::object self, const py::handle& v, bool gauss_newton) {
+            FullBatch<T>& fb = self.cast<FullBatch<T>&>();
+            const char* op = "FullBatchObjective.curvature";
+            if (!fb.fn->has_curvature()) value_error(op, "the model has a layer without an R-operator");
+            CArray<T> va = in<T>(v, op, "v");
+            const index_t n = fb.fn->size();
+            if (va.ndim() != 1 || va.size() != n)
+              value_error(op, "v must be a flat vector of " + std::to_string(n) + " values, got shape " + shape_str(va));
+            CArray<T> out = new_array<T>({static_cast<py::ssize_t>(n)});
+            run<T>(self, op, [&] { fb.fn->curvature(va.data(), out.mutable_data(), gauss_newton); });
+            return out;
+          },
+          py::arg("v"), py::arg("gauss_newton") = true,
+          "B v at the current parameters: G v (gauss_newton) or H v of the objective, the l2 term included")
       .def("__call__", [](py::object self) {
         FullBatch<T>& fb = self.cast<FullBatch<T>&>();
         return run<T>(self, "FullBatchObjective", [&] { return (*fb.fn)(); });
@@ -316,7 +345,9 @@ void bind_second_order(py::module_& m) {
           nw.scalars = sc.mutable_data();
           nw.damping = opt(options, "damping", 0.0);
           py::object Harr = py::reinterpret_borrow<py::object>(state["H"]);
-          if (hessian.is_none()) {
+          if (FullBatchObjective<T>* fb = exact_curvature<T>(objective); hessian.is_none() && fb) {
+            nw.hessian = [fb](T* h) { fb->hessian(h); };  // n exact H e_j (net/curvature.h)
+          } else if (hessian.is_none()) {
             nw.hessian = [&p](T* h) { finite_difference_hessian(p, h); };
           } else {
             nw.hessian = [hessian, Harr](T*) {
@@ -351,7 +382,10 @@ void bind_second_order(py::module_& m) {
           o.tolerance_change = opt(options, "tolerance_change", o.tolerance_change);
           o.adapt_damping = !options.contains("adapt_damping") || options["adapt_damping"].cast<bool>();
           CurvatureFn<T> cv;
-          if (curvature.is_none()) {
+          const bool gauss_newton = !options.contains("curvature") || options["curvature"].cast<std::string>() != "hessian";
+          if (FullBatchObjective<T>* fb = exact_curvature<T>(objective); curvature.is_none() && fb) {
+            cv = [fb, gauss_newton](const T* v, T* out) { fb->curvature(v, out, gauss_newton); };
+          } else if (curvature.is_none()) {
             cv = [&p](const T* v, T* out) { finite_difference_hvp(p, v, out); };
           } else {
             if (!PyCallable_Check(curvature.ptr())) type_error(op, "hvp must be callable hvp(v, out)");

@@ -25,6 +25,8 @@ void bind_second_order(py::module_& m);
 void bind_curvature(py::module_& m);
 void bind_batchnorm_rop(py::module_& m);
 void bind_loss_hessian(py::module_& m);
+void bind_linear_rop(py::module_& m);
+void bind_linear_loss(py::module_& m);
 }  // namespace fastnn::bind
 
 PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
@@ -49,4 +51,6 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_curvature(m);
   bind_batchnorm_rop(m);
   bind_loss_hessian(m);
+  bind_linear_rop(m);
+  bind_linear_loss(m);
 }

@@ -60,3 +60,12 @@ def test_transfer_example_prints_its_table(tmp_path, script, args, rows):
         assert re.search(row, result.stdout, re.MULTILINE), (row, result.stdout)
     if HAVE_PLOT:
         assert plot.stat().st_size > 0
+
+
+def test_second_order_example_runs(tmp_path):
+    """SGD, Adam, CG, L-BFGS and Newton-CG on the bundled subset for a fraction of a second each."""
+    out = tmp_path / "second_order.png"
+    result = run_example("second_order.py", ["--samples", "2000", "--seconds", "0.3", "--plot", str(out)], tmp_path)
+    for name in ("SGD", "Adam", "CG (PR+)", "L-BFGS", "Newton-CG"):
+        assert name in result.stdout
+    assert (out.stat().st_size > 0) if HAVE_MATPLOTLIB else "matplotlib is not installed" in result.stdout

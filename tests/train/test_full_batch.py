@@ -155,3 +155,77 @@ def test_frozen_parameters_stay_and_a_partial_optimizer_is_refused(rng):
     model[0].weight.requires_grad = True
     with pytest.raises(ValueError, match="all of the model's trainable parameters"):
         fastnn.fit(model, X, y, optimizer=optim.LBFGS(model[2].parameters()), verbose=0)
+
+
+@pytest.mark.parametrize("gauss_newton", [True, False])
+def test_full_batch_curvature_is_the_exact_product_plus_l2(rng, gauss_newton):
+    X, y = _data(rng, n=500)
+    model = _model(np.float64, hidden=7)
+    opt = optim.HessianFree(model.parameters(), weight_decay=0.01)
+    from fastnn.train.full_batch import _objective
+
+    obj = _objective(model, X, y, "cross_entropy", "mean", opt, 0)
+    assert obj.has_curvature
+    buffer = opt.buffer
+    obj()
+    grads = buffer.grads.copy()
+    v = rng.standard_normal(buffer.params.size)
+    product = (fastnn.gnvp if gauss_newton else fastnn.hvp)(model, "cross_entropy", X, y, v)
+    got = obj.curvature(v, gauss_newton)
+    np.testing.assert_allclose(got, product + 0.01 * v, rtol=1e-10, atol=1e-12 * np.abs(product).max())
+    np.testing.assert_array_equal(buffer.grads, grads)  # the gradient buffer is left as it was
+    assert obj.products == 1
+    with pytest.raises(ValueError, match="flat vector"):
+        obj.curvature(v[:-1])
+
+
+def test_hessian_free_and_newton_in_fit_use_exact_products(rng):
+    """No finite differences: every curvature product is counted as one (none is an evaluation), and
+    both reach L-BFGS's minimum of a convex logistic regression."""
+    X, y = _data(rng, n=400)
+    losses = {}
+    for name, make in [("lbfgs", lambda p: optim.LBFGS(p, max_iter=200, tolerance_grad=1e-10,
+                                                         line_search_fn="strong_wolfe", weight_decay=1e-3)),
+                       ("hf", lambda p: optim.HessianFree(p, max_iter=30, tolerance_grad=1e-10, weight_decay=1e-3)),
+                       ("newton_cg", lambda p: optim.HessianFree(p, max_iter=30, tolerance_grad=1e-10,
+                                                                 weight_decay=1e-3, curvature="hessian")),
+                       ("newton", lambda p: optim.Newton(p, max_iter=10, tolerance_grad=1e-10, weight_decay=1e-3))]:
+        model = _model(np.float64)
+        model.flat_parameters()[...] = 0
+        opt = make(model.parameters())
+        hist = fastnn.fit(model, X, y, optimizer=opt, epochs=1, verbose=0)
+        losses[name] = hist.history["loss"][0]
+        products = hist.history["products"][0]
+        if name == "lbfgs":
+            assert products == 0
+        elif name == "newton":  # the dense Hessian from n products per iteration
+            n = model.flat_parameters().size
+            assert products > 0 and products % n == 0
+        else:
+            assert products == opt.state["scalars"][1] > 0
+    for name in ("hf", "newton_cg", "newton"):
+        assert losses[name] == pytest.approx(losses["lbfgs"], rel=1e-8), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,kind", [("cross_entropy", "labels"), ("cross_entropy", "probs"),
+                                       ("bce_with_logits", "binary"), ("mse", "values")])
+def test_linear_model_curvature_in_one_pass_matches_hvp(rng, dtype, loss, kind):
+    """A model that is one Linear takes linear_curvature (one pass, [W; V] stacked); the layers'
+    R-operator (fastnn.hvp) is the reference."""
+    from tests.kernels.test_linear_loss import problem
+
+    n, d, c = 1300, 9, 4
+    X, y, _, _ = problem(rng, n, d, c, dtype, kind)
+    model = nn.Sequential(nn.Linear(d, c, dtype=dtype))
+    model.flat_parameters()[...] = rng.standard_normal(model.flat_parameters().size)
+    opt = optim.HessianFree(model.parameters())
+    from fastnn.train.full_batch import _objective
+
+    obj = _objective(model, X, y, loss, "mean", opt, 0)
+    v = rng.standard_normal(model.flat_parameters().size).astype(dtype)
+    want = fastnn.hvp(model, loss, X, y, v)
+    for gauss_newton in (True, False):
+        got = obj.curvature(v, gauss_newton)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-11) * scale)

@@ -17,8 +17,13 @@ class HessianFree(SecondOrderOptimizer):
     Args:
         params: the model's parameters (one group).
         hvp: hvp(v) -> B v at the current parameters (e.g. ``lambda v: fastnn.gnvp(model, loss, X, y, v)``
-            for the positive semi-definite Gauss-Newton product, or ``fastnn.hvp``). None: central
-            differences of two gradients per product, evaluated in C++.
+            for the positive semi-definite Gauss-Newton product, or ``fastnn.hvp``). None: in
+            ``fit(model, X, y, optimizer=HessianFree(...))``, the exact products of
+            net/curvature.h over the data set (the R-operator: one forward + R-forward pass and one
+            backward pass each, no Python per product); with ``step(closure)`` or a layer written in
+            Python, central differences of two gradients per product, evaluated in C++.
+        curvature: which exact product fit uses when hvp is None: "gauss_newton" (G v = J^T H_loss J v,
+            positive semi-definite, Martens' choice) or "hessian" (H v: Newton-CG).
         damping: the initial lambda (adapted in place: ``state["scalars"][0]``).
         max_iter, max_eval: iterations and loss/gradient evaluations per step (products apart).
         max_cg: CG iterations per Newton iteration.
@@ -28,15 +33,16 @@ class HessianFree(SecondOrderOptimizer):
 
     _hyper = {"max_iter": ("int", 1), "max_eval": ("int", 1), "max_cg": ("int", 1), "tolerance_grad": ("real", 0.0),
               "tolerance_change": ("real", 0.0), "damping": ("real", 0.0), "weight_decay": ("real", 0.0),
-              "lr": ("real", 0.0)}
+              "lr": ("real", 0.0), "curvature": ("choice", None)}
+    _choices = {"curvature": ("gauss_newton", "hessian")}
 
     def __init__(self, params, hvp=None, damping=1.0, max_iter=10, max_eval=None, max_cg=250, tolerance_grad=1e-7,
-                 tolerance_change=1e-9, weight_decay=0.0):
+                 tolerance_change=1e-9, weight_decay=0.0, curvature="gauss_newton"):
         if max_eval is None and isinstance(max_iter, int) and not isinstance(max_iter, bool):
             max_eval = max(1, max_iter * 10)
         super().__init__(params, dict(max_iter=max_iter, max_eval=max_eval, max_cg=max_cg,
                                       tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
-                                      damping=damping, weight_decay=weight_decay, lr=1.0))
+                                      damping=damping, weight_decay=weight_decay, lr=1.0, curvature=curvature))
         self.hvp = hvp
         curvature_callback(hvp, self.buffer.params.size, None, "HessianFree")  # checks it is callable
 
@@ -52,7 +58,8 @@ class HessianFree(SecondOrderOptimizer):
         return float(self.state["scalars"][0]) if self.state else float(self.param_groups[0]["damping"])
 
     def _run(self, objective, x, g, group, state, callback=None):
-        options = {k: group[k] for k in ("max_iter", "max_eval", "max_cg", "tolerance_grad", "tolerance_change")}
+        options = {k: group[k] for k in ("max_iter", "max_eval", "max_cg", "tolerance_grad", "tolerance_change",
+                                         "curvature")}
         options["callback"] = callback
         product = curvature_callback(self.hvp, x.size, x.dtype, "HessianFree")
         return _C.hessian_free_minimize(objective, x, g, state["p_prev"], state["scalars"], product, options)

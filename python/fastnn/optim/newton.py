@@ -18,8 +18,10 @@ class Newton(SecondOrderOptimizer):
 
     Args:
         params: the model's parameters (one group, small models: H is n x n).
-        hess: hess() -> (n, n) Hessian at the current parameters. None: central differences of
-            two gradients per parameter (2n closure calls per iteration).
+        hess: hess() -> (n, n) Hessian at the current parameters. None: in ``fit(model, X, y,
+            optimizer=Newton(...))``, the exact Hessian from n products H e_j of net/curvature.h
+            (the R-operator); with ``step(closure)`` or a layer written in Python, central
+            differences of two gradients per parameter (2n closure calls per iteration).
         lr: first trial step (1: the Newton step).
         damping: the smallest lambda.
         max_iter, max_eval, tolerance_grad, tolerance_change, weight_decay: as for LBFGS

@@ -14,6 +14,8 @@ from .batchnorm_activation import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .gemm import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
+from .linear_rop import *  # noqa: F401,F403
+from .linear_loss import *  # noqa: F401,F403
 from .im2col import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403

@@ -5,10 +5,12 @@ full-batch (or large-batch) training where every loss/gradient evaluation of a s
 One epoch is one optimizer step (up to the optimizer's ``max_iter`` iterations) on all of the data,
 or, with ``batch_size`` < N, one step per batch of ``batch_size`` samples. History records per
 epoch the objective after the step (``loss``: the mean loss plus the optimizer's weight_decay
-penalty), ``accuracy`` (eval mode), the step's ``iterations`` and ``evaluations``, and validation
-metrics; ``optimizer.last_result`` says why the last step stopped. A callback with a method
+penalty), ``accuracy`` (eval mode), the step's ``iterations``, ``evaluations`` (loss and gradient:
+one pass over the data each) and ``products`` (the exact curvature products H v or G v that
+HessianFree and Newton use: about two passes each), and validation metrics; ``optimizer.last_result`` says why the last step stopped. A callback with a method
 ``on_iteration(iteration, logs)`` is also called after every iteration of the method (``logs``:
-``{"loss": ...}``; setting ``self.fit_state.stop_training = True`` there stops the step and the fit).
+``{"loss": ..., "evaluations": ..., "products": ...}``, the counts so far of the objective of the
+step: of the whole fit with full-batch steps; setting ``self.fit_state.stop_training = True`` there stops the step and the fit).
 """
 
 import math
@@ -53,9 +55,12 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
     rng = np.random.default_rng(seed)
     hooks = [cb.on_iteration for cb in callbacks if callable(getattr(cb, "on_iteration", None))]
 
+    current = [None]  # the objective of the running step
+
     def on_iteration(iteration, loss):
+        logs = {"loss": float(loss), "evaluations": current[0].evaluations, "products": current[0].products}
         for hook in hooks:
-            hook(int(iteration), {"loss": float(loss)})
+            hook(int(iteration), logs)
         return not fit_state.stop_training
     for epoch in range(initial_epoch, epochs):  # Keras: epochs is the last epoch's index
         fit_state.epoch = epoch
@@ -72,10 +77,12 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 Xb, yb = np.ascontiguousarray(X[idx]), np.ascontiguousarray(y[idx])
                 parts.append(_objective(cpp_model, Xb, yb, kernel, loss_obj.reduction, opt, seed))
-        iterations = evaluations = 0
+        iterations = evaluations = products = 0
         result = None
         for objective in parts:
             objective.set_step(int(fit_state.global_step))
+            products_before = objective.products
+            current[0] = objective
             try:
                 result = opt._guarded_run(objective, callback=on_iteration if hooks else None)
             except ValueError as e:
@@ -89,6 +96,7 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
             fit_state.global_step += 1
             iterations += result["iterations"]
             evaluations += result["evaluations"]
+            products += objective.products - products_before
         if result is None:
             break
         logs = {"loss": float(result["loss"])}
@@ -104,6 +112,7 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
         logs["lr"] = float(opt.param_groups[0].get("lr", 1.0))
         logs["iterations"] = iterations
         logs["evaluations"] = evaluations
+        logs["products"] = products
         logs["seconds"] = time.perf_counter() - start
         if verbose:
             shown = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))

@@ -147,6 +147,31 @@ void grad_scalar_columns(const T* const* rows, index_t n, const T* g, index_t ou
     }
 }
 
+// dw (out, in) (+)= g^T [rows] over rows [0, n), on the calling thread: column chunks of
+// kGradPackets packets, then single packets, then scalars (every element summed in row order).
+template <class T>
+void weight_grad_rows(const T* const* rows, index_t n, const T* g, index_t out, index_t in, T* dw, bool accumulate) {
+  constexpr index_t chunk = kGradPackets * kP<T>;
+  const index_t chunks = in / chunk;
+  for (index_t c = 0; c < chunks; ++c) grad_columns<T, kGradPackets>(rows, n, g, out, c * chunk, dw, in, accumulate);
+  index_t k = chunks * chunk;
+  for (; k + kP<T> <= in; k += kP<T>) grad_columns<T, 1>(rows, n, g, out, k, dw, in, accumulate);
+  grad_scalar_columns(rows, n, g, out, k, in, dw, in, accumulate);
+}
+
+// rows x W^T into y (n, out) for rows [r0, r1) on the calling thread, post(row) after each row;
+// wt is pack_transposed's W^T of nv packets per input.
+template <class T, class Post>
+void forward_rows(const T* const* rows, const T* wt, index_t nv, index_t in, T* y, index_t out, index_t r0, index_t r1,
+                  const Post& post) {
+  switch (nv) {
+    case 1: return forward_rows_nv<T, 1>(rows, wt, in, y, out, r0, r1, post);
+    case 2: return forward_rows_nv<T, 2>(rows, wt, in, y, out, r0, r1, post);
+    case 3: return forward_rows_nv<T, 3>(rows, wt, in, y, out, r0, r1, post);
+    default: return forward_rows_nv<T, 4>(rows, wt, in, y, out, r0, r1, post);
+  }
+}
+
 // f(begin, end) over [0, items) on the threads a GEMM of `macs` multiply-adds would use (a
 // parallel region costs microseconds: small layers stay on one thread).
 template <class F>
@@ -218,13 +243,7 @@ void narrow_linear_forward(const T* const* rows, index_t n, const Eigen::MatrixB
   const index_t unit = kForwardUnit;
   const index_t items = (n + unit - 1) / unit;
   parallel_items(items, n * in * out, [&](index_t b, index_t e) {
-    const index_t r0 = b * unit, r1 = std::min(n, e * unit);
-    switch (nv) {
-      case 1: return forward_rows_nv<T, 1>(rows, wt, in, y, out, r0, r1, post);
-      case 2: return forward_rows_nv<T, 2>(rows, wt, in, y, out, r0, r1, post);
-      case 3: return forward_rows_nv<T, 3>(rows, wt, in, y, out, r0, r1, post);
-      default: return forward_rows_nv<T, 4>(rows, wt, in, y, out, r0, r1, post);
-    }
+    forward_rows(rows, wt, nv, in, y, out, b * unit, std::min(n, e * unit), post);
   });
 }
 
@@ -239,13 +258,7 @@ void narrow_linear_weight_grad(const T* const* rows, index_t n, const T* g, inde
                                bool accumulate) {
   using namespace narrow_detail;
   auto sum_rows = [&](index_t r0, index_t r1, T* dst, bool acc) {
-    constexpr index_t chunk = kGradPackets * kP<T>;
-    const index_t chunks = in / chunk, m = r1 - r0;
-    for (index_t c = 0; c < chunks; ++c)
-      grad_columns<T, kGradPackets>(rows + r0, m, g + r0 * out, out, c * chunk, dst, in, acc);
-    index_t k = chunks * chunk;
-    for (; k + kP<T> <= in; k += kP<T>) grad_columns<T, 1>(rows + r0, m, g + r0 * out, out, k, dst, in, acc);
-    grad_scalar_columns(rows + r0, m, g + r0 * out, out, k, in, dst, in, acc);
+    weight_grad_rows(rows + r0, r1 - r0, g + r0 * out, out, in, dst, acc);
   };
   const index_t macs = n * out * in, items = (n + kForwardUnit - 1) / kForwardUnit;
   if (macs < 2 * gemm_detail::kMinTileMacs || items < 2) return sum_rows(0, n, dw, accumulate);

@@ -49,6 +49,7 @@ struct Context {
   std::uint64_t seed = 0;  // randomness (dropout, RReLU) is a function of (seed, step, layer salt, element)
   std::uint64_t step = 0;
   bool force = false;      // every layer runs in `training` mode, whatever its own (evaluate, predict)
+  bool rop = false;        // rop_forward follows this forward (a layer may start R{output} in its pass)
 };
 
 template <class T>

@@ -7,6 +7,7 @@
 #include "fastnn/kernels/activations_rop.h"
 #include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/linear.h"
+#include "fastnn/kernels/linear_rop.h"
 #include "fastnn/layers/layer.h"
 
 namespace fastnn {
@@ -43,18 +44,26 @@ class Linear : public Layer<T> {
     return {in[0], out_};
   }
 
-  View<T> forward(const View<T>& x, const Context&) override { return forward_fused(x, act_, slope_); }
+  View<T> forward(const View<T>& x, const Context& ctx) override { return forward_fused(x, act_, slope_, ctx.rop); }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     return backward_fused(g, need_input_grad, act_, slope_);
   }
 
   // Forward/backward with `act` applied in the same pass; Sequential uses them to fuse a
-  // following activation layer (FusedLinearActivation).
-  View<T> forward_fused(const View<T>& x, Activation act, T slope) {
+  // following activation layer (FusedLinearActivation). With rop (an R-forward follows, and a
+  // direction is bound), the same pass also computes the direction's part of R{z}, x V^T + v_b
+  // (kernels/linear_rop.h), which rop_forward then uses.
+  View<T> forward_fused(const View<T>& x, Activation act, T slope, bool rop = false) {
     x_ = x;
     rows_.clear();
     y_ = out_ws_.get(output_shape(x.shape));
-    linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act, slope);
+    rz_done_ = rop && vw_ && this->params_trainable;
+    if (rz_done_) {
+      rz_ = r_pre_.get({x.batch(), out_});
+      linear_forward_pair(x.data, w_, b_, vw_, vb_, y_.data, rz_.data, x.batch(), in_, out_, act, slope);
+    } else {
+      linear_forward(x.data, w_, b_, y_.data, x.batch(), in_, out_, act, slope);
+    }
     return y_;
   }
 
@@ -66,6 +75,7 @@ class Linear : public Layer<T> {
   View<T> forward_rows_fused(const T* const* rows, const Shape& shape, Activation act, T slope) {
     FASTNN_CHECK(reads_rows(), "Linear", "row-pointer input needs out_features <= " << 4 * narrow_detail::kP<T>);
     x_ = View<T>{nullptr, shape};
+    rz_done_ = false;
     rows_.assign(rows, rows + shape[0]);
     y_ = out_ws_.get(output_shape(shape));
     linear_forward_rows(rows, shape[0], CMatMap<T>(w_, out_, in_, Eigen::OuterStride<>(in_)), b_, y_.data, act,
@@ -113,10 +123,13 @@ class Linear : public Layer<T> {
                  "rx must have the input's shape " << shape_str(x_.shape) << ", got " << shape_str(rx.shape));
     rx_ = rx;
     const index_t n = x_.batch();
-    rz_ = r_pre_.get({n, out_});
+    if (!rz_done_) {  // x V^T + v_b, unless the forward computed it
+      rz_ = r_pre_.get({n, out_});
+      if (this->params_trainable) linear_forward(x_.data, vw_, vb_, rz_.data, n, in_, out_);
+      else MatMap<T>(rz_.data, n, out_, Eigen::OuterStride<>(out_)).setZero();
+    }
+    rz_done_ = false;
     MatMap<T> rz(rz_.data, n, out_, Eigen::OuterStride<>(out_));
-    if (this->params_trainable) linear_forward(x_.data, vw_, vb_, rz_.data, n, in_, out_);
-    else rz.setZero();
     if (rx.data)
       gemm(CMatMap<T>(rx.data, n, in_, Eigen::OuterStride<>(in_)),
            CMatMap<T>(w_, out_, in_, Eigen::OuterStride<>(in_)).transpose(), rz, true);
@@ -160,6 +173,11 @@ class Linear : public Layer<T> {
   }
 
   bool supports_grad_overwrite() const override { return true; }
+  // The parameters and their gradients in the flat buffers (bias ones null without a bias).
+  const T* weight() const { return w_; }
+  const T* bias() const { return b_; }
+  T* weight_grad() const { return dw_; }
+  T* bias_grad() const { return db_; }
   Activation activation() const { return act_; }
   index_t in_features() const { return in_; }
   index_t out_features() const { return out_; }
@@ -184,6 +202,7 @@ class Linear : public Layer<T> {
   const T *vw_ = nullptr, *vb_ = nullptr;  // the direction (bind_direction)
   T *hvw_ = nullptr, *hvb_ = nullptr;
   View<T> x_, y_, rx_, rz_;
+  bool rz_done_ = false;  // the last forward computed rz_'s x V^T + v_b (forward_fused with rop)
   Workspace<T> r_pre_, r_out_, r_scratch_, r_grad_in_;
   std::vector<const T*> rows_;  // the input rows, when the last forward read row pointers
   Workspace<T> out_ws_, grad_in_, scratch_;
@@ -199,8 +218,14 @@ class FusedLinearActivation : public Layer<T> {
       : linear_(std::move(linear)), act_(act), slope_(slope) {}
   std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
   Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
+<<<<<<< HEAD
   bool trains_params() const override { return linear_->trains_params(); }
   View<T> forward(const View<T>& x, const Context&) override { return linear_->forward_fused(x, act_, slope_); }
+=======
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    return linear_->forward_fused(x, act_, slope_, ctx.rop);
+  }
+>>>>>>> hvp
   bool reads_rows() const override { return linear_->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context&) override {
     return linear_->forward_rows_fused(rows, shape, act_, slope_);

@@ -28,7 +28,9 @@ struct CurvatureOptions {
   bool training = true;
   bool gauss_newton = false;
   bool gradient = true;  // H·v also accumulates the loss gradient into grads (false: layers may skip it)
+  bool force = true;     // every layer in `training` mode (false: each layer in its own mode, Layer::mode)
   std::uint64_t seed = 0, step = 0;  // dropout/RReLU draws: batch b runs at step + b
+  bool step_per_batch = true;        // false: every batch at `step` (as net/full_batch.h's evaluations)
 };
 
 namespace curvature_detail {
@@ -116,7 +118,8 @@ double curvature_product(Layer<T>& model, const Objective& obj, const Dataset<T>
     const index_t count = std::min(bs, d.n - start);
     View<T> xv{const_cast<T*>(d.x + start * s), Shape{count}};
     xv.shape.insert(xv.shape.end(), d.sample_shape.begin(), d.sample_shape.end());
-    const Context ctx{o.training, o.seed, o.step + static_cast<std::uint64_t>(b), true};
+    // rop: the layers may compute their part of R{out} in the forward's pass (Linear: one GEMM of [W; V])
+    const Context ctx{o.training, o.seed, o.step + (o.step_per_batch ? static_cast<std::uint64_t>(b) : 0), o.force, true};
     if (guard.rebound) model.bind_params(params, grads), guard.rebound = false;
     View<T> out = model.forward(xv, ctx);
     FASTNN_CHECK(out.batch() == count, "hvp", "the model output has " << out.batch() << " rows for " << count << " samples");
