@@ -218,14 +218,10 @@ class FusedLinearActivation : public Layer<T> {
       : linear_(std::move(linear)), act_(act), slope_(slope) {}
   std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
   Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
-<<<<<<< HEAD
   bool trains_params() const override { return linear_->trains_params(); }
-  View<T> forward(const View<T>& x, const Context&) override { return linear_->forward_fused(x, act_, slope_); }
-=======
   View<T> forward(const View<T>& x, const Context& ctx) override {
     return linear_->forward_fused(x, act_, slope_, ctx.rop);
   }
->>>>>>> hvp
   bool reads_rows() const override { return linear_->reads_rows(); }
   View<T> forward_rows(const T* const* rows, const Shape& shape, const Context&) override {
     return linear_->forward_rows_fused(rows, shape, act_, slope_);
