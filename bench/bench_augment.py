@@ -12,7 +12,8 @@ median of the per-round ratios (paired, so load drifts cancel). Models: "mlp" (B
 784-32-32-10 with BatchNorm, on flat data with shape=(1, 28, 28)) and "cnn" (models.simple_cnn).
 
 Throughput: a batch of 128 images 1x28x28 float32, the same three ops. fastnn: augment_batch
-(counter-based draws per image, shift, flip, bilinear rotation; three passes). torch, given its
+(counter-based draws per image; shift and flip copied straight into the rotation's bordered input,
+then one bilinear pass), and the same with compose=False (one pass per op). torch, given its
 fastest form: per-image draws with torch.rand/randint, the three ops composed into one affine
 matrix per image, then one affine_grid + grid_sample (bilinear, zero padding, align_corners=False,
 which samples at the same pixel centres). Before timing, a rotation-only batch is checked to agree
@@ -127,27 +128,23 @@ def check_torch_agrees(x):
 
 
 def throughput(x, rounds):
-    """Median seconds per batch of fastnn and torch, timed alternately."""
-    aug = pipeline()
-    spec = aug._spec()
+    """Median seconds per batch of fastnn (composed, and one pass per op) and torch, timed alternately."""
+    spec = pipeline()._spec()
     xt = torch.from_numpy(x) if torch else None
-    fast, slow = [], []
     reps = 20
+    runs = {"composed": lambda step: F.augment_batch(x, spec, 0, step),
+            "per_op": lambda step: F.augment_batch(x, spec, 0, step, compose=False)}
+    if torch is not None:
+        runs["torch"] = lambda step: torch_augment(xt)
+    times = {name: [] for name in runs}
     for r in range(rounds + 1):
-        start = time.perf_counter()
-        for i in range(reps):
-            F.augment_batch(x, spec, 0, r * reps + i)
-        t_fast = (time.perf_counter() - start) / reps
-        t_torch = None
-        if torch is not None:
+        for name, run in (runs.items() if r % 2 == 0 else reversed(list(runs.items()))):
             start = time.perf_counter()
-            for _ in range(reps):
-                torch_augment(xt)
-            t_torch = (time.perf_counter() - start) / reps
-        if r:  # round 0 warms up
-            fast.append(t_fast)
-            slow.append(t_torch)
-    return statistics.median(fast), (statistics.median(slow) if torch is not None else None)
+            for i in range(reps):
+                run(r * reps + i)
+            if r:  # round 0 warms up
+                times[name].append((time.perf_counter() - start) / reps)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -170,12 +167,12 @@ def main():
     x = X[:BATCH].reshape((BATCH,) + SHAPE).copy()
     if torch is not None:
         print(f"torch rotation agrees with fastnn's to {check_torch_agrees(x):.1e}")
-    t_fast, t_torch = throughput(x, args.rounds)
-    line = f"augment a batch of {BATCH}x1x28x28: fastnn {t_fast * 1e6:.0f} us ({BATCH / t_fast:,.0f} images/s)"
-    if t_torch is not None:
-        line += f", torch {t_torch * 1e6:.0f} us ({BATCH / t_torch:,.0f} images/s); torch / fastnn {t_torch / t_fast:.2f}"
+    t = throughput(x, args.rounds)
+    line = (f"augment a batch of {BATCH}x1x28x28: fastnn {t['composed'] * 1e6:.0f} us ({BATCH / t['composed']:,.0f} "
+            f"images/s); one pass per op {t['per_op'] * 1e6:.0f} us (per-op / composed {t['per_op'] / t['composed']:.2f})")
+    if "torch" in t:
+        line += f"; torch {t['torch'] * 1e6:.0f} us (torch / fastnn {t['torch'] / t['composed']:.2f})"
     print(line)
-
 
 if __name__ == "__main__":
     main()
