@@ -4,6 +4,7 @@ the same ops on tensors (torchvision is not a dependency: torch's affine_grid + 
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_augment.py
     ... bench/bench_augment.py --rounds 7 --models mlp,cnn --cnn-images 2000
+    FASTNN_BENCH_THREADS=1 ... bench/bench_augment.py --cpu-time   # on a loaded machine
 
 Epochs: Fashion-MNIST (the full set if downloaded, else the bundled 5k subset), batch 128, Adam
 1e-3. Each round times one fit() epoch without and one with augment=Compose([RandomShift(2),
@@ -63,7 +64,7 @@ def build(name):
                          nn.ReLU(), nn.Linear(32, 10)), 1
 
 
-def epoch_ratios(name, X, y, rounds):
+def epoch_ratios(name, X, y, rounds, clock=time.perf_counter):
     """Per round: (seconds without, seconds with augmentation) of one epoch each, alternating order."""
     model, _ = build(name)
     if name == "cnn":
@@ -72,9 +73,9 @@ def epoch_ratios(name, X, y, rounds):
     aug = pipeline()
 
     def epoch(augment, e):
-        start = time.perf_counter()
+        start = clock()
         fastnn.fit(model, X, y, optimizer=opt, epochs=1, batch_size=BATCH, seed=e, verbose=0, augment=augment)
-        return time.perf_counter() - start
+        return clock() - start
 
     epoch(None, 0), epoch(aug, 0)  # warm-up: workspaces, caches
     rows = []
@@ -152,13 +153,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--cnn-images", type=int, default=2000, help="training images for the cnn epochs")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time epochs by the process's CPU time (with FASTNN_BENCH_THREADS=1: the work itself, "
+                             "for a machine whose other load makes wall times meaningless)")
     args = parser.parse_args()
     (X, y), _ = fastnn.datasets.fashion_mnist()
-    print(f"fastnn {fastnn.__version__}, {THREADS} threads, {len(X)} training images, batch {BATCH}; "
+    print(f"fastnn {fastnn.__version__}, {THREADS} threads, {len(X)} training images, batch {BATCH}, "
+          f"{'CPU' if args.cpu_time else 'wall'} time; "
           f"load average {os.getloadavg()[0]:.1f} (timings under load: compare ratios)")
     for name in args.models.split(","):
         n = args.cnn_images if name == "cnn" else len(X)
-        rows = epoch_ratios(name, X[:n], y[:n], args.rounds)
+        rows = epoch_ratios(name, X[:n], y[:n], args.rounds, time.process_time if args.cpu_time else time.perf_counter)
         ratios = [a / p for p, a in rows]
         plain = statistics.median(p for p, _ in rows)
         print(f"{name:4s} epoch of {n} images: without {plain:.3f} s, with shift+flip+rotation "
