@@ -128,7 +128,7 @@ def check_torch_agrees(x):
     return diff
 
 
-def throughput(x, rounds):
+def throughput(x, rounds, clock=time.perf_counter):
     """Median seconds per batch of fastnn (composed, and one pass per op) and torch, timed alternately."""
     spec = pipeline()._spec()
     xt = torch.from_numpy(x) if torch else None
@@ -140,11 +140,11 @@ def throughput(x, rounds):
     times = {name: [] for name in runs}
     for r in range(rounds + 1):
         for name, run in (runs.items() if r % 2 == 0 else reversed(list(runs.items()))):
-            start = time.perf_counter()
+            start = clock()
             for i in range(reps):
                 run(r * reps + i)
             if r:  # round 0 warms up
-                times[name].append((time.perf_counter() - start) / reps)
+                times[name].append((clock() - start) / reps)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -154,16 +154,17 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--cnn-images", type=int, default=2000, help="training images for the cnn epochs")
     parser.add_argument("--cpu-time", action="store_true",
-                        help="time epochs by the process's CPU time (with FASTNN_BENCH_THREADS=1: the work itself, "
-                             "for a machine whose other load makes wall times meaningless)")
+                        help="time by the process's CPU time (with FASTNN_BENCH_THREADS=1: the work itself, for a "
+                             "machine whose other load makes wall times meaningless)")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     (X, y), _ = fastnn.datasets.fashion_mnist()
     print(f"fastnn {fastnn.__version__}, {THREADS} threads, {len(X)} training images, batch {BATCH}, "
           f"{'CPU' if args.cpu_time else 'wall'} time; "
           f"load average {os.getloadavg()[0]:.1f} (timings under load: compare ratios)")
     for name in args.models.split(","):
         n = args.cnn_images if name == "cnn" else len(X)
-        rows = epoch_ratios(name, X[:n], y[:n], args.rounds, time.process_time if args.cpu_time else time.perf_counter)
+        rows = epoch_ratios(name, X[:n], y[:n], args.rounds, clock)
         ratios = [a / p for p, a in rows]
         plain = statistics.median(p for p, _ in rows)
         print(f"{name:4s} epoch of {n} images: without {plain:.3f} s, with shift+flip+rotation "
@@ -172,7 +173,7 @@ def main():
     x = X[:BATCH].reshape((BATCH,) + SHAPE).copy()
     if torch is not None:
         print(f"torch rotation agrees with fastnn's to {check_torch_agrees(x):.1e}")
-    t = throughput(x, args.rounds)
+    t = throughput(x, args.rounds, clock)
     line = (f"augment a batch of {BATCH}x1x28x28: fastnn {t['composed'] * 1e6:.0f} us ({BATCH / t['composed']:,.0f} "
             f"images/s); one pass per op {t['per_op'] * 1e6:.0f} us (per-op / composed {t['per_op'] / t['composed']:.2f})")
     if "torch" in t:
