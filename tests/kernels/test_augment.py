@@ -316,3 +316,19 @@ def test_apply_rejects_parameters_outside_the_image():
     bad_erase[0, 0, :5] = [1, 3, 3, 4, 4]
     with pytest.raises(ValueError, match="params"):
         F.augment_apply(x, [("erase", {"p": 1.0})], bad_erase)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 9, 30), (2, 6, 13), (1, 5, 31)])
+@pytest.mark.parametrize("edge", [False, True])
+def test_chain_read_through_maps_into_the_rotation(rng, dtype, shape, edge):
+    # fit's pipeline with one fill everywhere: the sampler reads the shifted, flipped rows through
+    # maps, never copying them (float, width <= 30, AVX-512); large shifts fill whole rows and columns
+    fill = 0.75
+    ops = [("shift", {"max_dy": 8, "max_dx": 8, "fill": fill, "edge": edge}), ("hflip", {"p": 0.5}),
+           ("vflip", {"p": 0.5}), ("affine", {"degrees_lo": -20.0, "degrees_hi": 20.0, "fill": fill})]
+    x = images(rng, (17,) + shape, dtype)
+    params = F.augment_params(ops, shape, 17, 9, 2)
+    y = F.augment_apply(x, ops, params)
+    np.testing.assert_array_equal(y, F.augment_apply(x, ops, params, compose=False))
+    assert_warp_close(y, R.augment_apply(x, ops, params), x, ops, params, 0.0)
