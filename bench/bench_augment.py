@@ -4,6 +4,7 @@ the same ops on tensors (torchvision is not a dependency: torch's affine_grid + 
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_augment.py
     ... bench/bench_augment.py --rounds 7 --models mlp,cnn --cnn-images 2000
+    FASTNN_BENCH_THREADS=1 ... bench/bench_augment.py --cpu-time   # on a loaded machine
 
 Epochs: Fashion-MNIST (the full set if downloaded, else the bundled 5k subset), batch 128, Adam
 1e-3. Each round times one fit() epoch without and one with augment=Compose([RandomShift(2),
@@ -12,7 +13,8 @@ median of the per-round ratios (paired, so load drifts cancel). Models: "mlp" (B
 784-32-32-10 with BatchNorm, on flat data with shape=(1, 28, 28)) and "cnn" (models.simple_cnn).
 
 Throughput: a batch of 128 images 1x28x28 float32, the same three ops. fastnn: augment_batch
-(counter-based draws per image, shift, flip, bilinear rotation; three passes). torch, given its
+(counter-based draws per image; shift and flip copied straight into the rotation's bordered input,
+then one bilinear pass), and the same with compose=False (one pass per op). torch, given its
 fastest form: per-image draws with torch.rand/randint, the three ops composed into one affine
 matrix per image, then one affine_grid + grid_sample (bilinear, zero padding, align_corners=False,
 which samples at the same pixel centres). Before timing, a rotation-only batch is checked to agree
@@ -62,7 +64,7 @@ def build(name):
                          nn.ReLU(), nn.Linear(32, 10)), 1
 
 
-def epoch_ratios(name, X, y, rounds):
+def epoch_ratios(name, X, y, rounds, clock=time.perf_counter):
     """Per round: (seconds without, seconds with augmentation) of one epoch each, alternating order."""
     model, _ = build(name)
     if name == "cnn":
@@ -71,9 +73,9 @@ def epoch_ratios(name, X, y, rounds):
     aug = pipeline()
 
     def epoch(augment, e):
-        start = time.perf_counter()
+        start = clock()
         fastnn.fit(model, X, y, optimizer=opt, epochs=1, batch_size=BATCH, seed=e, verbose=0, augment=augment)
-        return time.perf_counter() - start
+        return clock() - start
 
     epoch(None, 0), epoch(aug, 0)  # warm-up: workspaces, caches
     rows = []
@@ -126,28 +128,24 @@ def check_torch_agrees(x):
     return diff
 
 
-def throughput(x, rounds):
-    """Median seconds per batch of fastnn and torch, timed alternately."""
-    aug = pipeline()
-    spec = aug._spec()
+def throughput(x, rounds, clock=time.perf_counter):
+    """Median seconds per batch of fastnn (composed, and one pass per op) and torch, timed alternately."""
+    spec = pipeline()._spec()
     xt = torch.from_numpy(x) if torch else None
-    fast, slow = [], []
     reps = 20
+    runs = {"composed": lambda step: F.augment_batch(x, spec, 0, step),
+            "per_op": lambda step: F.augment_batch(x, spec, 0, step, compose=False)}
+    if torch is not None:
+        runs["torch"] = lambda step: torch_augment(xt)
+    times = {name: [] for name in runs}
     for r in range(rounds + 1):
-        start = time.perf_counter()
-        for i in range(reps):
-            F.augment_batch(x, spec, 0, r * reps + i)
-        t_fast = (time.perf_counter() - start) / reps
-        t_torch = None
-        if torch is not None:
-            start = time.perf_counter()
-            for _ in range(reps):
-                torch_augment(xt)
-            t_torch = (time.perf_counter() - start) / reps
-        if r:  # round 0 warms up
-            fast.append(t_fast)
-            slow.append(t_torch)
-    return statistics.median(fast), (statistics.median(slow) if torch is not None else None)
+        for name, run in (runs.items() if r % 2 == 0 else reversed(list(runs.items()))):
+            start = clock()
+            for i in range(reps):
+                run(r * reps + i)
+            if r:  # round 0 warms up
+                times[name].append((clock() - start) / reps)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -155,13 +153,18 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--cnn-images", type=int, default=2000, help="training images for the cnn epochs")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the process's CPU time (with FASTNN_BENCH_THREADS=1: the work itself, for a "
+                             "machine whose other load makes wall times meaningless)")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     (X, y), _ = fastnn.datasets.fashion_mnist()
-    print(f"fastnn {fastnn.__version__}, {THREADS} threads, {len(X)} training images, batch {BATCH}; "
+    print(f"fastnn {fastnn.__version__}, {THREADS} threads, {len(X)} training images, batch {BATCH}, "
+          f"{'CPU' if args.cpu_time else 'wall'} time; "
           f"load average {os.getloadavg()[0]:.1f} (timings under load: compare ratios)")
     for name in args.models.split(","):
         n = args.cnn_images if name == "cnn" else len(X)
-        rows = epoch_ratios(name, X[:n], y[:n], args.rounds)
+        rows = epoch_ratios(name, X[:n], y[:n], args.rounds, clock)
         ratios = [a / p for p, a in rows]
         plain = statistics.median(p for p, _ in rows)
         print(f"{name:4s} epoch of {n} images: without {plain:.3f} s, with shift+flip+rotation "
@@ -170,12 +173,12 @@ def main():
     x = X[:BATCH].reshape((BATCH,) + SHAPE).copy()
     if torch is not None:
         print(f"torch rotation agrees with fastnn's to {check_torch_agrees(x):.1e}")
-    t_fast, t_torch = throughput(x, args.rounds)
-    line = f"augment a batch of {BATCH}x1x28x28: fastnn {t_fast * 1e6:.0f} us ({BATCH / t_fast:,.0f} images/s)"
-    if t_torch is not None:
-        line += f", torch {t_torch * 1e6:.0f} us ({BATCH / t_torch:,.0f} images/s); torch / fastnn {t_torch / t_fast:.2f}"
+    t = throughput(x, args.rounds, clock)
+    line = (f"augment a batch of {BATCH}x1x28x28: fastnn {t['composed'] * 1e6:.0f} us ({BATCH / t['composed']:,.0f} "
+            f"images/s); one pass per op {t['per_op'] * 1e6:.0f} us (per-op / composed {t['per_op'] / t['composed']:.2f})")
+    if "torch" in t:
+        line += f"; torch {t['torch'] * 1e6:.0f} us (torch / fastnn {t['torch'] / t['composed']:.2f})"
     print(line)
-
 
 if __name__ == "__main__":
     main()

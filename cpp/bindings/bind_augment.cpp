@@ -20,11 +20,12 @@ CArray<T> images_arg(const py::handle& h, const char* op) {
 
 template <class T>
 py::array augment_impl(const py::handle& x_in, const py::handle& ops_in, const py::handle& seed_in,
-                       const py::handle& step_in, const py::handle& params_in) {
+                       const py::handle& step_in, const py::handle& params_in, bool compose) {
   const char* op = params_in.is_none() ? "augment_batch" : "augment_apply";
   CArray<T> x = images_arg<T>(x_in, op);
   const index_t n = x.shape(0);
   Augmenter<T> aug(augment_ops_arg(ops_in, op), ImageShape{x.shape(1), x.shape(2), x.shape(3)}, op);
+  aug.set_compose(compose);
   std::uint64_t seed = 0, step = 0;
   const double* params = nullptr;
   py::array_t<double, py::array::c_style> p;
@@ -53,21 +54,21 @@ py::array augment_impl(const py::handle& x_in, const py::handle& ops_in, const p
 void bind_augment(py::module_& m) {
   m.def(
       "augment_batch",
-      [](const py::handle& x, const py::handle& ops, const py::handle& seed, const py::handle& step) {
+      [](const py::handle& x, const py::handle& ops, const py::handle& seed, const py::handle& step, bool compose) {
         return dispatch_float(x, "augment_batch", "x", [&](auto tag) {
-          return augment_impl<decltype(tag)>(x, ops, seed, step, py::none());
+          return augment_impl<decltype(tag)>(x, ops, seed, step, py::none(), compose);
         });
       },
-      py::arg("x"), py::arg("ops"), py::arg("seed") = 0, py::arg("step") = 0);
+      py::arg("x"), py::arg("ops"), py::arg("seed") = 0, py::arg("step") = 0, py::kw_only(), py::arg("compose") = true);
   m.def(
       "augment_apply",
-      [](const py::handle& x, const py::handle& ops, const py::handle& params) {
+      [](const py::handle& x, const py::handle& ops, const py::handle& params, bool compose) {
         if (params.is_none()) type_error("augment_apply", "params must be a float64 array, got None");
         return dispatch_float(x, "augment_apply", "x", [&](auto tag) {
-          return augment_impl<decltype(tag)>(x, ops, py::none(), py::none(), params);
+          return augment_impl<decltype(tag)>(x, ops, py::none(), py::none(), params, compose);
         });
       },
-      py::arg("x"), py::arg("ops"), py::arg("params"));
+      py::arg("x"), py::arg("ops"), py::arg("params"), py::kw_only(), py::arg("compose") = true);
   m.def(
       "augment_params",
       [](const py::handle& ops, const py::handle& shape, index_t n, const py::handle& seed, const py::handle& step) {

@@ -4,6 +4,9 @@ A pipeline is a list of ``(kind, fields)`` pairs (``fastnn.augment.Compose._spec
 Each image draws ``PARAMS`` numbers per op (:func:`augment_params`, bit-identical random bits to
 the C++ draw: op k of image i uses ``rng.bits(image_key(seed, step, i), k * SLOTS + j)``), and
 :func:`augment_apply` applies given parameters. Images are (N, C, H, W).
+
+Ops apply one after another here; the C++ kernel composes runs of geometric ops into fewer
+passes, which must give these images (exactly for whole-pixel ops, to rounding for warps).
 """
 
 import math
