@@ -45,6 +45,10 @@ CASES = REFERENCE_CASES + [
     # stride 1, output as wide as the input (im2col.h same_width_stride1): one run per tap
     ((4, 3, 9, 9), 2, 3, 1, 2, 2, 1),  # dilated
     ((4, 2, 1, 6), 3, 3, 1, 1, 1, 1),  # a single row: the outer tap rows are all padding
+    # fewer output than input channels, stride 1, same size (conv.h input_grad_as_conv): dx as a conv
+    ((6, 12, 9, 7), 5, 3, 1, 1, 1, 1),
+    ((4, 6, 7, 9), 3, (3, 5), 1, (1, 2), 1, 1),  # non-square kernel
+    ((5, 48, 14, 14), 12, 3, 1, 1, 1, 1),  # a DenseNet-BC layer's 3x3 conv
 ]
 CASE_IDS = [f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-d{c[5]}-g{c[6]}".replace(" ", "") for c in CASES]
 
@@ -71,9 +75,9 @@ def test_matches_reference(rng, case, dtype):
     _check_backward(F.conv2d_backward(g, x, w, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-# and dx image by image, in chunks of 1 or 2 images (a 3x3 and a 1x1)
+# and dx image by image, in chunks of 1 or 2 images (a 3x3 and a 1x1), and dx as a convolution
 @pytest.mark.parametrize("case", FD_CASES + [((4, 2, 3, 4), 2, 3, 1, 1, 1, 2), ((10, 2, 4, 4), 2, 3, 1, 1, 1, 1),
-                                             ((10, 3, 3, 3), 2, 1, 1, 0, 1, 1)])
+                                             ((10, 3, 3, 3), 2, 1, 1, 0, 1, 1), ((4, 3, 4, 5), 2, 3, 1, 1, 1, 1)])
 def test_cpp_backward_matches_finite_differences(rng, case):
     x, w, b, geometry = _args(case, rng, np.float64)
     g = random_array(rng, F.conv2d_forward(x, w, b, **geometry).shape, np.float64)
@@ -131,7 +135,7 @@ def test_layouts_are_copied_once(rng):
     _check_backward(F.conv2d_backward(gf, xf, wf, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", CASES[-22:], ids=CASE_IDS[-22:])
+@pytest.mark.parametrize("case", CASES[-25:], ids=CASE_IDS[-25:])
 def test_same_result_with_one_two_and_three_threads(rng, case):
     # Bit for bit: the threads split the outputs of every product and pass, never a sum.
     x, w, b, geometry = _args(case, rng, np.float32)
