@@ -10,6 +10,8 @@ Python call and its own checks, so the parts add up to more than fit's batch (~1
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/profile_cnn.py
     ... bench/profile_cnn.py --threads 1 --batch 128 --repeats 20
     ... bench/profile_cnn.py --torch          # also torch's per-layer times at the same shapes
+    ... bench/profile_cnn.py --model densenet # DenseNet-BC k=12 (6,6,6): its steps, and each dense
+                                              # block split into its layers' BN-ReLU and convs
 
 The split of a convolution is an estimate: its GEMM time is that of its per-image products at
 their shapes (three batched products over the batch, fastnn.functional.bmm), and the rest of its
@@ -27,6 +29,7 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--repeats", type=int, default=15)
 ap.add_argument("--torch", action="store_true", help="also time torch's layers at the same shapes")
+ap.add_argument("--model", choices=("cnn", "densenet"), default="cnn")
 args = ap.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
@@ -53,17 +56,18 @@ def median_time(fn, repeats=args.repeats):
 
 
 def plan_groups(model):
-    """The model's children grouped as its execution plan fuses them: [(plan entry, [modules])]. A
-    Conv2d+BatchNorm2d(+relu) step is one pass only in eval mode; in training it runs the conv, then
-    the BatchNorm(+ReLU) layer, so they are timed apart."""
+    """The model's children grouped as its execution plan fuses them: [(plan entry, [modules], step)].
+    A Conv2d+BatchNorm2d(+relu(+MaxPool2d)) step is one pass only in eval mode; in training it runs
+    the conv, then the rest (BatchNorm+ReLU, pooled in BN's output pass), so they are timed apart: the
+    rest as the whole step (`step`, its modules) minus the conv (None for the other entries)."""
     mods, groups, i = list(model), [], 0
     for entry in model.execution_plan:
         n = entry.count("+") + 1
         group = mods[i:i + n]
         if entry.startswith("Conv2d+") and n > 1:
-            groups += [("Conv2d", group[:1]), (entry.split("+", 1)[1], group[1:])]
+            groups += [("Conv2d", group[:1], None), (entry.split("+", 1)[1], group[1:], group)]
         else:
-            groups.append((entry, group))
+            groups.append((entry, group, None))
         i += n
     assert i == len(mods), (model.execution_plan, len(mods))
     return groups
@@ -71,38 +75,114 @@ def plan_groups(model):
 
 def category(entry):
     head = entry.split("+")[0]
-    return {"Conv2d": "conv", "Linear": "GEMM (linear)", "BatchNorm2d": "BN (+ReLU)", "BatchNorm1d": "BN (+ReLU)",
+    return {"Conv2d": "conv", "Linear": "GEMM (linear)", "BatchNorm2d": "BN (+ReLU, +pool when fused)", "BatchNorm1d": "BN (+ReLU, +pool when fused)",
             "MaxPool2d": "pooling", "AvgPool2d": "pooling", "AdaptiveAvgPool2d": "pooling",
             "Dropout": "dropout", "ReLU": "elementwise"}.get(head, "other")
 
 
+def fit_batch_seconds(model, X, y, batches, epochs=3):
+    """fit()'s median time per batch over `epochs` epochs of `batches` batches, after a warm-up epoch."""
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    Xe, ye = X[:batches * args.batch], y[:batches * args.batch]
+    fastnn.fit(model, Xe, ye, optimizer=opt, epochs=1, batch_size=args.batch, verbose=0)
+    ends = [time.perf_counter()]
+    fastnn.fit(model, Xe, ye, optimizer=opt, epochs=epochs, batch_size=args.batch, verbose=0,
+               callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: ends.append(time.perf_counter()))])
+    return statistics.median(np.diff(ends)) / batches, opt
+
+
+def step_times(step, x, rng, repeats=args.repeats):
+    """(output, forward s, backward s) of a module in train mode on x, with a random upstream gradient."""
+    step.train()
+    out = step(x)
+    g = rng.standard_normal(out.shape).astype(x.dtype)
+    fwd = median_time(lambda: step(x), repeats)
+    both = median_time(lambda: (step(x), step.backward(g)), repeats)
+    return out, fwd, both - fwd
+
+
+def densenet_main():
+    """DenseNet-BC k=12 (6,6,6): fit's time per batch, each step of model.features timed alone, and
+    each dense block split into its layers' parts, timed alone at their shapes (the BN-ReLU on a
+    contiguous input, where the block reads a channel slice of its feature buffer): what the block
+    takes beyond its parts is its own work (the copies into and out of its buffers, the BN-ReLU
+    outputs recomputed in backward, the gradients added into the shared gradient buffer)."""
+    rng = np.random.default_rng(0)
+    (X, y), _ = fastnn.datasets.fashion_mnist(flatten=False)
+    fastnn.manual_seed(0)
+    model = fastnn.models.densenet(12, (6, 6, 6))
+    batch_s, _ = fit_batch_seconds(model, X, y, batches=4, epochs=2)
+    x = X[:args.batch].copy()
+    repeats = max(3, args.repeats // 3)
+    print(f"threads {args.threads}, batch {args.batch}, fastnn {fastnn.__version__} "
+          f"({fastnn.build_info()['isa']}, gemm {fastnn.gemm_backend()['name']})")
+    print(f"\nfit(): {1e3 * batch_s:.1f} ms per batch ({args.batch / batch_s:.0f} images/s)")
+    print("\n| step | input | fwd ms | bwd ms | fwd+bwd ms |")
+    print("|---|---|---|---|---|")
+    parts, total = {}, 0.0
+    for name, step in model.features.named_children():
+        out, fwd, bwd = step_times(step, x, rng, repeats)
+        total += fwd + bwd
+        print(f"| {name} | {x.shape} | {1e3 * fwd:.1f} | {1e3 * bwd:.1f} | {1e3 * (fwd + bwd):.1f} |")
+        if isinstance(step, nn.DenseBlock):
+            inside = 0.0
+            for layer in step.children():
+                h = rng.standard_normal((x.shape[0], layer.norm1.num_features) + x.shape[2:]).astype(np.float32)
+                convs = [m for m in layer.children() if isinstance(m, nn.Conv2d)]
+                groups = []
+                for i, conv in enumerate(convs):  # fresh layers of the same shapes
+                    groups.append((f"BN-ReLU {i + 1}", [nn.BatchNorm2d(conv.in_channels), nn.ReLU()]))
+                    groups.append((f"conv{i + 1} {_conv_label(conv)}",
+                                   [nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                              padding=conv.padding, bias=False)]))
+                for label, group in groups:
+                    h, f, b = step_times(nn.Sequential(*group), h, rng, repeats)
+                    key = f"{name} {label}"
+                    parts[key] = parts.get(key, 0.0) + f + b
+                    inside += f + b
+            parts[f"{name} own work (copies, recompute, gradient sums)"] = fwd + bwd - inside
+        else:
+            parts[name] = fwd + bwd
+        x = out
+    print(f"\nsteps timed alone: {1e3 * total:.1f} ms")
+    print("\n| part | ms per batch (timed alone) | share |")
+    print("|---|---|---|")
+    for key, t in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"| {key} | {1e3 * t:.1f} | {100 * t / total:.0f}% |")
+
+
+def _conv_label(conv):
+    k = conv.kernel_size
+    return f"{k[0]}x{k[1]} ->{conv.out_channels}"  # one key for the block's layers
+
+
 def main():
+    if args.model == "densenet":
+        return densenet_main()
     rng = np.random.default_rng(0)
     (X, y), (Xt, yt) = fastnn.datasets.fashion_mnist(flatten=False)
     fastnn.manual_seed(0)
     model = fastnn.models.simple_cnn()
     n_params = model.flat_parameters().size
-    opt = optim.Adam(model.parameters(), lr=1e-3)
     # a real epoch (the first 100 batches, after one warm-up epoch part): time per batch
-    nb = min(100, len(X) // args.batch)
-    Xe, ye = X[:nb * args.batch], y[:nb * args.batch]
-    fastnn.fit(model, Xe, ye, optimizer=opt, epochs=1, batch_size=args.batch, verbose=0)
-    ends = [time.perf_counter()]
-    fastnn.fit(model, Xe, ye, optimizer=opt, epochs=3, batch_size=args.batch, verbose=0,
-               callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: ends.append(time.perf_counter()))])
-    batch_s = statistics.median(np.diff(ends)) / nb
+    batch_s, opt = fit_batch_seconds(model, X, y, batches=min(100, len(X) // args.batch))
     plan = model.execution_plan
 
     # each plan step on its own: forward + backward in train mode at the CNN's shapes
     x = X[:args.batch].copy()
     rows = []
-    for entry, mods in plan_groups(model):
-        step = nn.Sequential(*mods).train()
-        out = step(x)
+    step_in = x
+    for entry, mods, whole in plan_groups(model):
+        if whole is None:
+            step_in = x
+        step = nn.Sequential(*(mods if whole is None else whole)).train()
+        out = step(step_in)
         g = rng.standard_normal(out.shape).astype(np.float32)
-        fwd = median_time(lambda: step(x))
-        both = median_time(lambda: (step(x), step.backward(g)))
-        rows.append({"entry": entry, "in": x.shape, "out": out.shape, "fwd": fwd, "bwd": both - fwd, "mods": mods})
+        fwd = median_time(lambda: step(step_in))
+        bwd = median_time(lambda: (step(step_in), step.backward(g))) - fwd
+        if whole is not None:  # the step minus its conv, the row before
+            fwd, bwd = fwd - rows[-1]["fwd"], bwd - rows[-1]["bwd"]
+        rows.append({"entry": entry, "in": x.shape, "out": out.shape, "fwd": fwd, "bwd": bwd, "mods": mods})
         x = out
 
     # the convolutions' GEMM: the kernel's per-image products at their shapes (O x CKK by CKK x PQ forward;

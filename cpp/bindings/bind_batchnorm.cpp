@@ -1,5 +1,6 @@
-// batch_norm_forward / _backward (train and eval), batch_norm_fold, batch_norm_affine, and the
-// fused batch_norm_relu_forward / _backward (batch norm + ReLU + optional dropout).
+// batch_norm_forward / _backward (train and eval), batch_norm_fold, batch_norm_affine, the
+// fused batch_norm_relu_forward / _backward (batch norm + ReLU + optional dropout), and
+// batch_norm_relu_max_pool2d_forward (training batch norm + ReLU + MaxPool2d(2)).
 #include <cstdint>
 #include <optional>
 
@@ -169,6 +170,34 @@ py::tuple relu_forward_impl(const py::handle& x_in, const py::object& weight, co
   return py::make_tuple(std::move(y), std::move(save_mean), std::move(save_invstd), std::move(mask));
 }
 
+// Training batch norm + ReLU + MaxPool2d(2) on (N, C, H, W), W even: returns
+// (y (N, C, H/2, W/2), indices (int64, max_pool2d_forward's), save_mean, save_invstd).
+template <class T>
+py::tuple relu_max_pool_forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
+                                     const py::object& running_mean, const py::object& running_var, double momentum,
+                                     double eps) {
+  const char* op = "batch_norm_relu_max_pool2d_forward";
+  ForwardArgs<T> args(op, x_in, weight, bias, running_mean, running_var, true, momentum, eps);
+  if (args.x.ndim() != 4) value_error(op, "x must be (N, C, H, W), got " + shape_str(args.x));
+  const index_t N = args.x.shape(0), C = args.x.shape(1), H = args.x.shape(2), W = args.x.shape(3);
+  if (H < 2 || W % 2 || W > 1024)
+    value_error(op, "needs H >= 2 and an even W <= 1024 (2x2 windows tiling the rows), got x " + shape_str(args.x));
+  const ConvGeometry pool = pool_geometry(N, C, H, W, 2, 2, 2, 2, 0, 0, 1, 1, false, op);
+  const std::vector<py::ssize_t> out{N, C, pool.p, pool.q};
+  CArray<T> y = new_array<T>(out), save_mean = new_array<T>(std::vector<py::ssize_t>{C}),
+            save_invstd = new_array<T>(std::vector<py::ssize_t>{C});
+  py::array_t<std::int64_t, py::array::c_style> indices(out);
+  const T *xp = args.x.data(), *wp = ptr(args.w), *bp = ptr(args.b);
+  T *yp = y.mutable_data(), *mp = save_mean.mutable_data(), *ip = save_invstd.mutable_data();
+  T *rmp = args.running_mean(), *rvp = args.running_var();
+  std::int64_t* kp = indices.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    batch_norm_relu_max_pool2d_forward_train(xp, pool, wp, bp, T(eps), yp, kp, mp, ip, T(momentum), rmp, rvp);
+  }
+  return py::make_tuple(std::move(y), std::move(indices), std::move(save_mean), std::move(save_invstd));
+}
+
 template <class T>
 py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
                         const py::handle& save_mean, const py::handle& save_invstd, bool training) {
@@ -287,6 +316,16 @@ void bind_batchnorm(py::module_& m) {
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
       py::arg("training"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5, py::arg("p") = 0.0, py::arg("seed") = 0,
       py::arg("step") = 0);
+  m.def(
+      "batch_norm_relu_max_pool2d_forward",
+      [](const py::handle& x, const py::object& weight, const py::object& bias, const py::object& running_mean,
+         const py::object& running_var, double momentum, double eps) -> py::tuple {
+        return dispatch_float(x, "batch_norm_relu_max_pool2d_forward", "x", [&](auto tag) {
+          return relu_max_pool_forward_impl<decltype(tag)>(x, weight, bias, running_mean, running_var, momentum, eps);
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+      py::arg("momentum") = 0.1, py::arg("eps") = 1e-5);
   m.def(
       "batch_norm_relu_backward",
       [](const py::handle& grad_out, const py::handle& x, const py::object& weight, const py::handle& save_mean,

@@ -246,3 +246,101 @@ def test_forward_bad_input(kw, exc, match):
 def test_backward_bad_input(args, exc, match):
     with pytest.raises(exc, match=match):
         F.batch_norm_relu_backward(*args)
+
+
+# --- batch norm + ReLU + MaxPool2d(2) in training (batch_norm_relu_max_pool2d_forward) ----------------
+# the CNN's maps, odd heights (the last row is not pooled), channels 1/3/17 with tiles that split
+# planes (S = 784 > 512 columns), batch 1, NaN-free random data and ties (a constant channel)
+POOL_SHAPES = [(128, 3, 28, 28), (1, 1, 2, 2), (3, 17, 7, 6), (2, 5, 14, 14), (4, 3, 9, 10), (1, 2, 3, 1024)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", POOL_SHAPES)
+def test_max_pool_bit_identical_to_the_separate_kernels(rng, dtype, shape):
+    x = random_array(rng, shape, dtype)
+    x[:, 0, :2, :2] = 0.25  # ties in one window of each image
+    w, b, rm, rv = _params(rng, shape[1], dtype)
+    rm_s, rv_s = rm.copy(), rv.copy()
+    y, idx, mean, invstd = F.batch_norm_relu_max_pool2d_forward(x, w, b, rm, rv)
+    z, mean_s, invstd_s, _ = F.batch_norm_relu_forward(x, w, b, rm_s, rv_s, True)
+    y_s, idx_s = F.max_pool2d_forward(z, 2)
+    for name, a, e in zip(["y", "indices", "save_mean", "save_invstd", "running_mean", "running_var"],
+                          [y, idx, mean, invstd, rm, rv], [y_s, idx_s, mean_s, invstd_s, rm_s, rv_s]):
+        assert a.dtype == e.dtype and a.shape == e.shape, name
+        np.testing.assert_array_equal(a, e, err_msg=name)
+
+
+def test_max_pool_non_finite_values_as_the_separate_kernels(rng):
+    x = random_array(rng, (3, 4, 6, 8), np.float32)
+    x[1, 0, 2, 3] = np.nan  # channel 0: NaN statistics
+    x[0, 2, 0, 0] = np.inf  # channel 2: an infinite mean
+    w, b, _, _ = _params(rng, 4, np.float32)
+    y, idx, mean, invstd = F.batch_norm_relu_max_pool2d_forward(x, w, b, None, None)
+    z, mean_s, invstd_s, _ = F.batch_norm_relu_forward(x, w, b, None, None, True)
+    y_s, idx_s = F.max_pool2d_forward(z, 2)
+    assert np.isnan(y[:, 0]).all() and np.isfinite(y[:, 1]).all()
+    for a, e in zip([y, idx, mean, invstd], [y_s, idx_s, mean_s, invstd_s]):
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", POOL_SHAPES[1:])
+def test_max_pool_matches_reference(rng, dtype, shape):
+    x = random_array(rng, shape, dtype)
+    w, b, rm, rv = _params(rng, shape[1], dtype)
+    rm_r, rv_r = rm.copy(), rv.copy()
+    y, idx, mean, invstd = F.batch_norm_relu_max_pool2d_forward(x, w, b, rm, rv, momentum=0.3)
+    y_r, idx_r, mean_r, invstd_r = R.batch_norm_relu_max_pool2d_forward(x, w, b, rm_r, rv_r, momentum=0.3)
+    terms, n = forward_terms(x, w, b, 0.3, rm_r)
+    assert_sum_close(mean, mean_r, terms["mean"], n, dtype)
+    assert_sum_close(invstd, invstd_r, invstd_r, n, dtype)
+    assert_sum_close(rm, rm_r, terms["running_mean"], n + 2, dtype)
+    # the maxima: where both pick the same tap, the values agree as BN's; elsewhere two taps within rounding
+    same = idx == idx_r
+    assert same.mean() > 0.99
+    t_pool = R.max_pool2d_forward(terms["y"], 2)[0]
+    assert_sum_close(y, y_r, t_pool, n, dtype)
+
+
+def test_max_pool_backward_through_the_separate_kernels_matches_finite_differences(rng):
+    """loss = sum(u * y): the gradient is max_pool2d_backward, then batch_norm_relu_backward."""
+    shape = (3, 2, 4, 6)
+    x = rng.standard_normal(shape)
+    u = rng.standard_normal((3, 2, 2, 3))
+    w, b, _, _ = _params(rng, 2, np.float64)
+
+    def loss():
+        return float(np.sum(u * F.batch_norm_relu_max_pool2d_forward(x, w, b, None, None)[0]))
+
+    _, idx, mean, invstd = F.batch_norm_relu_max_pool2d_forward(x, w, b, None, None)
+    g_z = F.max_pool2d_backward(u, idx, shape)
+    z = F.batch_norm_forward(x, w, b, None, None, True)[0]
+    mask = np.where(z > 0, RELU_PASS | KEPT, KEPT).astype(np.uint8)
+    dx, dw, db = F.batch_norm_relu_backward(g_z, x, w, mean, invstd, mask, True)
+    assert_gradient(loss, x, dx, rtol=1e-5, atol=1e-7)
+    assert_gradient(loss, w, dw, rtol=1e-5, atol=1e-7)
+    assert_gradient(loss, b, db, rtol=1e-5, atol=1e-7)
+
+
+def test_max_pool_same_result_with_one_two_and_three_threads(rng):
+    x = random_array(rng, (16, 32, 28, 28), np.float32)
+    w, b, rm, rv = _params(rng, 32, np.float32)
+    results = []
+    for n in (1, 2, 3):
+        with num_threads(n):
+            results.append(F.batch_norm_relu_max_pool2d_forward(x, w, b, rm.copy(), rv.copy()))
+    for one, *others in zip(*results):
+        for other in others:
+            np.testing.assert_array_equal(one, other)
+
+
+@pytest.mark.parametrize("impl", [F, R], ids=["cpp", "reference"])
+@pytest.mark.parametrize("shape,match", [
+    ((2, 3, 4, 5), r"needs H >= 2 and an even W <= 1024 \(2x2 windows tiling the rows\), got x \(2, 3, 4, 5\)"),
+    ((2, 3, 1, 4), r"needs H >= 2 and an even W <= 1024"),
+    ((2, 3, 2, 1026), r"needs H >= 2 and an even W <= 1024"),
+    ((2, 3, 4), r"x must be \(N, C, H, W\), got \(2, 3, 4\)"),
+])
+def test_max_pool_bad_input(impl, shape, match):
+    with pytest.raises(ValueError, match=r"\[batch_norm_relu_max_pool2d_forward\] " + match):
+        impl.batch_norm_relu_max_pool2d_forward(np.ones(shape), None, None, None, None)

@@ -33,6 +33,22 @@ CASES = REFERENCE_CASES + [
     ((11, 4, 6, 5), 6, 3, 1, 1, 1, 2),  # 8 chunks of 1 or 2 images for dW's partial sums
     ((4, 4, 9, 10), 6, (3, 2), 1, (2, 0), (2, 3), 2),  # dilated, grouped, image by image
     ((4, 2, 5, 5), 3, 3, 1, 3, 1, 1),  # padding beyond the kernel, image by image
+    # chunks of several images, images whose patches exceed L2, 1x1 convolutions image by image
+    ((37, 3, 5, 5), 4, 3, 1, 1, 1, 1),  # chunks of 4 and 5 images
+    ((40, 2, 20, 20), 3, 3, 1, 1, 1, 1),
+    ((37, 4, 5, 5), 6, 3, 2, 1, 1, 2),  # grouped, strided
+    ((37, 6, 5, 5), 4, 1, 1, 0, 1, 1),  # 1x1: x[n] and dx[n] in place, dW's partial sums per chunk
+    ((37, 6, 5, 5), 4, 1, 1, 0, 1, 2),  # grouped 1x1
+    ((9, 5, 28, 28), 7, 1, 1, 0, 1, 1),
+    ((4, 25, 30, 30), 3, 3, 1, 1, 1, 1),  # 225 x 900 patches an image
+    ((5, 64, 41, 41), 4, 3, 2, 1, 1, 2),  # strided, grouped: 576 x 441
+    # stride 1, output as wide as the input (im2col.h same_width_stride1): one run per tap
+    ((4, 3, 9, 9), 2, 3, 1, 2, 2, 1),  # dilated
+    ((4, 2, 1, 6), 3, 3, 1, 1, 1, 1),  # a single row: the outer tap rows are all padding
+    # fewer output than input channels, stride 1, same size (conv.h input_grad_as_conv): dx as a conv
+    ((6, 12, 9, 7), 5, 3, 1, 1, 1, 1),
+    ((4, 6, 7, 9), 3, (3, 5), 1, (1, 2), 1, 1),  # non-square kernel
+    ((5, 48, 14, 14), 12, 3, 1, 1, 1, 1),  # a DenseNet-BC layer's 3x3 conv
 ]
 CASE_IDS = [f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-d{c[5]}-g{c[6]}".replace(" ", "") for c in CASES]
 
@@ -59,7 +75,9 @@ def test_matches_reference(rng, case, dtype):
     _check_backward(F.conv2d_backward(g, x, w, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", FD_CASES + [((4, 2, 3, 4), 2, 3, 1, 1, 1, 2)])  # and dx image by image
+# and dx image by image, in chunks of 1 or 2 images (a 3x3 and a 1x1), and dx as a convolution
+@pytest.mark.parametrize("case", FD_CASES + [((4, 2, 3, 4), 2, 3, 1, 1, 1, 2), ((10, 2, 4, 4), 2, 3, 1, 1, 1, 1),
+                                             ((10, 3, 3, 3), 2, 1, 1, 0, 1, 1), ((4, 3, 4, 5), 2, 3, 1, 1, 1, 1)])
 def test_cpp_backward_matches_finite_differences(rng, case):
     x, w, b, geometry = _args(case, rng, np.float64)
     g = random_array(rng, F.conv2d_forward(x, w, b, **geometry).shape, np.float64)
@@ -117,17 +135,18 @@ def test_layouts_are_copied_once(rng):
     _check_backward(F.conv2d_backward(gf, xf, wf, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", CASES[-12:], ids=CASE_IDS[-12:])
-def test_same_result_with_one_and_two_threads(rng, case):
+@pytest.mark.parametrize("case", CASES[-25:], ids=CASE_IDS[-25:])
+def test_same_result_with_one_two_and_three_threads(rng, case):
     # Bit for bit: the threads split the outputs of every product and pass, never a sum.
     x, w, b, geometry = _args(case, rng, np.float32)
     g = random_array(rng, R.conv2d_forward(x, w, b, **geometry).shape, np.float32)
     results = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         with num_threads(n):
             results.append([F.conv2d_forward(x, w, b, **geometry), *F.conv2d_backward(g, x, w, **geometry)])
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
+    for one, *others in zip(*results):
+        for other in others:
+            np.testing.assert_array_equal(one, other)
 
 
 X, W = np.zeros((2, 4, 5, 5)), np.zeros((6, 2, 3, 3))

@@ -159,3 +159,66 @@ def test_eval_same_bits_on_one_and_two_threads(rng):
             results.append([fused(x), *_backward(fused, g)])
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+
+
+# --- Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d as one layer (FusedConvBatchNormPool) -----------------
+# conv outputs of even width (BN's output pass pools: the BENCH.md CNN's blocks) and of odd width
+# (the separate pool after FusedConvBatchNorm), batch 1
+POOL_CASES = [CASES[0], CASES[1], CASES[2], CASES[3], ((4, 1, 28, 28), 8, 3, 1, False), ((1, 2, 9, 10), 3, 3, 1, True)]
+POOL_IDS = [str(c[0]) + f"-k{c[2]}" for c in POOL_CASES]
+
+
+def _pool_pair(case, dtype, seed, pool=2):
+    fused = nn.Sequential(nn.Identity(), *_layers(case, dtype, seed), nn.MaxPool2d(pool))
+    plain = _layers(case, dtype, seed)
+    return fused, nn.Sequential(plain[0], nn.Identity(), *plain[1:], nn.MaxPool2d(pool))
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_with_max_pool_is_the_separate_layers(rng, case, dtype):
+    fused, plain = _pool_pair(case, dtype, 6)
+    assert fused.execution_plan[1] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    assert plain.execution_plan[2:] == ["BatchNorm2d+relu", "MaxPool2d"]
+    x = random_array(rng, case[0], dtype)
+    g = random_array(rng, fused._layer.output_shape(x.shape), dtype)
+    results = []
+    for model, bn, threads in ((plain, plain[2], 1), (fused, fused[2], 1), (fused, fused[2], 2), (fused, fused[2], 3)):
+        bn.running_mean[...], bn.running_var[...] = 0.5, 2.0
+        with num_threads(threads):
+            results.append([model(x), *_backward(model, g), bn.running_mean.copy(), bn.running_var.copy()])
+    for want, *got in zip(*results):
+        for a in got:
+            np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("case", POOL_CASES[:2] + POOL_CASES[4:], ids=POOL_IDS[:2] + POOL_IDS[4:])
+def test_eval_with_max_pool_is_the_separate_layers(rng, case):
+    fused, plain = _pool_pair(case, np.float64, 7)
+    fused.eval(), plain.eval()
+    x = rng.standard_normal(case[0])
+    t, k = _eval_terms(fused[1], fused[2], x)
+    assert_sum_close(fused(x), plain(x), R.max_pool2d_forward(t, 2)[0], k)
+    g = rng.standard_normal(fused(x).shape)
+    for a, b in zip(_backward(fused, g), _backward(plain, g)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_other_pools_are_not_fused_into_the_output_pass(rng):
+    """A 3x3 stride-2 pool runs after FusedConvBatchNorm: the same numbers as the separate layers."""
+    fused, plain = _pool_pair(POOL_CASES[4], np.float32, 8, pool=3)
+    assert fused.execution_plan[1] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    x = random_array(rng, POOL_CASES[4][0], np.float32)
+    g = random_array(rng, fused._layer.output_shape(x.shape), np.float32)
+    for a, b in zip([fused(x), *_backward(fused, g)], [plain(x), *_backward(plain, g)]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_with_max_pool_gradient_matches_finite_differences(rng):
+    model = nn.Sequential(*_layers(((3, 2, 6, 6), 3, 3, 1, True), np.float64, 9), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(27, 2, dtype=np.float64))
+    assert model.execution_plan[0] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    x = rng.standard_normal((3, 2, 6, 6))
+    w = rng.standard_normal((3, 2))
+
+    assert_model_gradient(model, x, w)

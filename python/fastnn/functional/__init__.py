@@ -37,7 +37,7 @@ from .loss import (
 from .batchnorm import batch_norm_forward, batch_norm_backward, batch_norm_fold, batch_norm_affine
 from .batchnorm_rop import batch_norm_rop_forward, batch_norm_rop_backward
 from .loss_hessian import cross_entropy_hessian_vector, bce_with_logits_hessian_vector, mse_hessian_vector
-from .batchnorm_activation import batch_norm_relu_forward, batch_norm_relu_backward
+from .batchnorm_activation import batch_norm_relu_backward, batch_norm_relu_forward, batch_norm_relu_max_pool2d_forward
 from .dropout import dropout_forward, dropout_backward
 from .finite import first_nonfinite
 from .augment import augment_batch, augment_params, augment_apply
@@ -55,7 +55,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_forward", "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_forward_backward", "mse_forward", "mse_backward", "mse_forward_backward",
     "batch_norm_forward", "batch_norm_backward", "batch_norm_fold", "batch_norm_affine",
-    "batch_norm_relu_forward", "batch_norm_relu_backward", "dropout_forward", "dropout_backward",
+    "batch_norm_relu_forward", "batch_norm_relu_backward", "batch_norm_relu_max_pool2d_forward", "dropout_forward", "dropout_backward",
     "first_nonfinite", "lbfgs_two_loop", "max_pool2d_gather",
     "augment_batch", "augment_params", "augment_apply",
 ]

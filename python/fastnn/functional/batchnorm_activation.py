@@ -52,3 +52,27 @@ def batch_norm_relu_backward(grad_out, x, weight, save_mean, save_invstd, mask, 
         (grad_input, grad_weight, grad_bias): shaped like x, (C,), (C,).
     """
     return _C.batch_norm_relu_backward(grad_out, x, weight, save_mean, save_invstd, mask, training, p)
+
+
+def batch_norm_relu_max_pool2d_forward(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5):
+    """Training batch normalization, ReLU and MaxPool2d(2) in BatchNorm's passes, without storing relu(z).
+
+    ``y, indices = max_pool2d_forward(relu(batch_norm(x)), 2)`` with the training batch statistics
+    (running statistics updated in place), equal bit for bit to :func:`batch_norm_relu_forward`
+    (``training=True, p=0``) followed by :func:`max_pool2d_forward`. The backward is
+    :func:`max_pool2d_backward`, then :func:`batch_norm_relu_backward` with the mask of ``z > 0``.
+
+    Args:
+        x: (N, C, H, W) float32/float64, H >= 2, W even and at most 1024 (2x2 windows tile the rows).
+        weight: (C,) gamma, or None (1).
+        bias: (C,) beta, or None (0).
+        running_mean: (C,) C-contiguous writeable array of x's dtype, or None.
+        running_var: (C,) likewise; both or neither.
+        momentum: running-average factor in [0, 1].
+        eps: added to the variance, > 0.
+    Returns:
+        (y, indices, save_mean, save_invstd): y (N, C, H // 2, W // 2); indices int64 like y, the flat
+        h*W + w of each maximum in its input plane; save_mean, save_invstd (C,) as from
+        :func:`batch_norm_forward`.
+    """
+    return _C.batch_norm_relu_max_pool2d_forward(x, weight, bias, running_mean, running_var, momentum, eps)

@@ -12,8 +12,9 @@ import numpy as np
 from .activations import relu_forward
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .dropout import dropout_backward, dropout_forward
+from .pool import max_pool2d_forward
 
-__all__ = ["batch_norm_relu_backward", "batch_norm_relu_forward"]
+__all__ = ["batch_norm_relu_backward", "batch_norm_relu_forward", "batch_norm_relu_max_pool2d_forward"]
 
 RELU_PASS = 1
 KEPT = 2
@@ -36,3 +37,18 @@ def batch_norm_relu_backward(grad_out, x, weight, save_mean, save_invstd, mask, 
     g_r = dropout_backward(grad_out, keep, p if training else 0.0)
     g_z = np.where((mask & RELU_PASS) != 0, g_r, 0).astype(grad_out.dtype)
     return batch_norm_backward(g_z, x, weight, save_mean, save_invstd, training)
+
+
+def batch_norm_relu_max_pool2d_forward(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5):
+    """Training batch norm, ReLU, MaxPool2d(2): batch_norm_relu_forward(training=True, p=0), then
+    max_pool2d_forward(., 2). x (N, C, H, W), H >= 2, W even and <= 1024. Returns
+    (y, indices, save_mean, save_invstd)."""
+    op = "batch_norm_relu_max_pool2d_forward"
+    if np.ndim(x) != 4:
+        raise ValueError(f"[{op}] x must be (N, C, H, W), got {np.shape(x)}")
+    if x.shape[2] < 2 or x.shape[3] % 2 or x.shape[3] > 1024:
+        raise ValueError(f"[{op}] needs H >= 2 and an even W <= 1024 (2x2 windows tiling the rows), got x {x.shape}")
+    z, save_mean, save_invstd, _ = batch_norm_relu_forward(x, weight, bias, running_mean, running_var, True, momentum,
+                                                           eps)
+    y, indices = max_pool2d_forward(z, 2)
+    return y, indices, save_mean, save_invstd

@@ -17,10 +17,12 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/batchnorm.h"
 #include "fastnn/kernels/dropout.h"
+#include "fastnn/kernels/pool.h"
 #include "fastnn/kernels/rng.h"
 
 namespace fastnn {
@@ -236,6 +238,45 @@ void batch_norm_relu_forward_train(const T* x, index_t N, index_t C, index_t S, 
                          column_normalize_relu_dropout(x + j0, y + j0, mask + j0, ld, N, L, m, a, b, j0, key,
                                                        threshold, scale);
                        });
+}
+
+// Training forward of BatchNorm -> ReLU -> MaxPool2d(2) (2x2 windows, stride 2, on an even width:
+// pool.h's is_even_2x2(pool), pool the pool's geometry on x (N, C, H, W)) in BatchNorm's passes:
+// the statistics and running-statistics update of batch_norm_relu_forward_train with p = 0, then an
+// output pass that pools relu(z) plane by plane (its channel group still in L2 from the
+// statistics) and writes only the pooled values y (N, C, P, Q) and their argmax (indices, as
+// max_pool2d_forward's): the full-size relu(z) is neither stored nor read back by the pool. z is
+// the expression of column_normalize_relu, and the scan max_pool2d_forward's, so y and indices
+// equal those of the two kernels run one after the other, bit for bit. The backward is
+// max_pool2d_backward, then batch_norm_relu_backward recomputing z (no mask; z_scale as there).
+template <class T, class I>
+void batch_norm_relu_max_pool2d_forward_train(const T* x, const ConvGeometry& pool, const T* gamma, const T* beta,
+                                              T eps, T* y, I* indices, T* save_mean, T* save_invstd, T momentum,
+                                              T* running_mean, T* running_var, T* z_scale = nullptr) {
+  const char* op = "batch_norm_relu_max_pool2d_forward";
+  FASTNN_CHECK(pool_detail::is_even_2x2(pool), op,
+               "needs a 2x2 window of stride 2 without padding or dilation on an even width, got kernel ("
+                   << pool.kh << ", " << pool.kw << "), stride (" << pool.sh << ", " << pool.sw << ") on width "
+                   << pool.w);
+  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, pooled = 2 * pool.p * pool.w;
+  bn_detail::forward_train_groups(
+      x, C * S, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var, z_scale,
+      4 * N * S, op, [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
+        // the planes of the channels that start in this tile, each whole (tiles split channels at
+        // 512 columns, not at the pool's row pairs): relu(z) of the pooled rows into a buffer in
+        // L1 (the vectorized expression of column_normalize_relu), then the pool's plane pass
+        std::vector<T> z(static_cast<size_t>(pooled));
+        for (index_t c = (j0 + S - 1) / S; c * S < j0 + L; ++c) {
+          const T mc = m[c * S - j0], ac = a[c * S - j0], bc = b[c * S - j0];
+          for (index_t n = 0; n < N; ++n) {
+            const index_t plane = n * C + c;
+            const T* __restrict xp = x + plane * S;
+            T* __restrict zp = z.data();
+            for (index_t s = 0; s < pooled; ++s) zp[s] = bn_detail::relu_of((xp[s] - mc) * ac + bc);
+            pool_detail::max_pool_even_2x2_plane(zp, y + plane * PQ, indices + plane * PQ, pool);
+          }
+        }
+      });
 }
 
 namespace bn_detail {

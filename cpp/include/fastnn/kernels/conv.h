@@ -18,7 +18,11 @@
 // in NHWC: Y_g = cols_g W_g^T reordered to NCHW (+ b) in each tile's epilogue; G = NHWC(grad_out),
 // dW_g (+)= G_g^T cols_g, dx = col2im([G_g W_g]_g).
 // A 1x1, stride-1, unpadded convolution skips im2col and the reorders: per image, x[n] is already
-// the (C, H*W) matrix, so y[n]_g = W_g x[n]_g, dx[n]_g = W_g^T g[n]_g, dW_g (+)= sum_n g[n]_g x[n]_g^T.
+// the (C, H*W) matrix, so y[n]_g = W_g x[n]_g, dx[n]_g = W_g^T g[n]_g, dW_g (+)= sum_n g[n]_g x[n]_g^T,
+// on gemm.h's tiles for small batches, and for larger ones image by image in the chunks above
+// (reading x[n] and writing dx[n] in place), so that dW's partial sums share the threads: one
+// product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
+// 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
 // output to one thread, and the path is chosen by shape: results are bit-identical for any
 // thread count.
@@ -64,7 +68,7 @@ struct Conv2dShape {
 // from conv2d_workspace_size (a function of the shape alone). Batches of >= kFusedMinImages:
 // cols holds one image's patches (or column gradient) per chunk of images, partial one weight
 // gradient per chunk. Smaller batches: cols holds im2col(x) of the whole batch, rows the NHWC
-// output or gradient. All are unused (may be null) for a pointwise convolution.
+// output or gradient. A pointwise convolution uses partial alone (batches of >= kFusedMinImages).
 template <class T>
 struct ConvWorkspace {
   T* cols = nullptr;
@@ -156,15 +160,60 @@ constexpr index_t kFusedMinImages = 4;
 // count), 8 so that 2, 4 or 8 threads share them evenly.
 inline index_t image_chunks(index_t n) { return std::min<index_t>(n, 8); }
 
+// Calls f(k, first, n) for each image n of each chunk k (whose first image is `first`), the chunks
+// split among the threads (cost: one image's work), each chunk's images in order.
+template <class F>
+void for_each_image(index_t images, index_t cost, F&& f) {
+  const index_t chunks = image_chunks(images);
+  parallel_for(chunks, (images / chunks) * cost, [&](index_t k0, index_t k1) {
+    for (index_t k = k0; k < k1; ++k) {
+      const index_t first = k * images / chunks, last = (k + 1) * images / chunks;
+      for (index_t n = first; n < last; ++n) f(k, first, n);
+    }
+  });
+}
+
+// The input gradient of an ungrouped stride-1 convolution whose output has its input's size (a
+// "same" padding: P = H, Q = W) and fewer output than input channels, image by image, as the
+// convolution of grad_out[n] with the flipped kernel (same window and padding):
+//   dx[n] (C x HW) = Wf (C x O kh kw) im2col(g[n]) (O kh kw x HW),  Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j].
+// Its patches are C / O times fewer than the column gradient's (C kh kw x PQ), which the other form
+// writes with a depth-O product and then scatters back with col2im: a DenseNet's 3x3 convs
+// (48 -> 12: 108 instead of 432 rows an image).
+inline bool input_grad_as_conv(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  return !g.pointwise() && s.groups == 1 && s.out_channels < g.c && g.sh == 1 && g.sw == 1 && g.p == g.h &&
+         g.q == g.w;
+}
+// That convolution's geometry: grad_out's planes (O channels of P x Q = H x W) as its input.
+inline ConvGeometry transposed_geometry(const Conv2dShape& s) {
+  ConvGeometry t = s.geom;
+  t.c = s.out_channels, t.h = s.geom.p, t.w = s.geom.q;
+  return t;
+}
+// wf (C x O kh kw) = the flipped kernel of weight (O, C, kh, kw).
+template <class T>
+void flip_weight(const T* weight, T* wf, const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  const index_t O = s.out_channels, kk = g.kh * g.kw;
+  for (index_t c = 0; c < g.c; ++c)
+    for (index_t o = 0; o < O; ++o)
+      for (index_t i = 0; i < g.kh; ++i)
+        for (index_t j = 0; j < g.kw; ++j)
+          wf[(c * O + o) * kk + i * g.kw + j] = weight[((o * g.c + c) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j)];
+}
+
 }  // namespace conv_detail
 
 inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
-  if (g.pointwise()) return {};
+  const bool pointwise = g.pointwise();
   if (g.n >= conv_detail::kFusedMinImages) {
     const index_t chunks = conv_detail::image_chunks(g.n);
-    return {chunks * g.p * g.q * g.taps(), 0, chunks * s.weight_size()};
+    return {pointwise ? 0 : chunks * g.p * g.q * g.taps(), conv_detail::input_grad_as_conv(s) ? s.weight_size() : 0,
+            chunks * s.weight_size()};
   }
+  if (pointwise) return {};
   return {g.rows() * g.taps(), g.rows() * s.out_channels, 0};
 }
 
@@ -181,7 +230,7 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
   const index_t PQ = g.p * g.q;
-  if (g.pointwise()) {  // y[n]_grp (Og x HW) = W_grp (Og x Cg) x[n]_grp (Cg x HW)
+  if (g.pointwise() && g.n < conv_detail::kFusedMinImages) {  // y[n]_grp (Og x HW) = W_grp (Og x Cg) x[n]_grp (Cg x HW)
     run_product_tiles<T>(g.n * G, Og, PQ, Cg, [&](index_t item, index_t r0, index_t r1, index_t c0, index_t c1) {
       const index_t n = item / G, grp = item % G;
       CMatMap<T> wm(weight + grp * Og * Cg + r0 * Cg, r1 - r0, Cg, Eigen::OuterStride<>(Cg));
@@ -197,25 +246,24 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
   const index_t M = g.rows(), K = g.taps();
   if (g.n >= conv_detail::kFusedMinImages) {
     // Image by image, in chunks of images (one patch buffer each): an image's patches (PQ x K,
-    // in L2), then y[n]_grp (Og x PQ) = W_grp cols_n,grp^T straight into NCHW (no reorder), then
-    // the epilogue while the image's output is in cache.
+    // in L2; x[n] itself for a pointwise conv), then y[n]_grp (Og x PQ) = W_grp cols_n,grp^T
+    // straight into NCHW (no reorder), then the epilogue while the image's output is in cache.
     const im2col_detail::InsideColumns inside(g);
-    const index_t chunks = conv_detail::image_chunks(g.n);
-    parallel_for(chunks, (g.n / chunks) * PQ * K * Og, [&](index_t k0, index_t k1) {
-      for (index_t k = k0; k < k1; ++k) {
-        T* buf = ws.cols + k * PQ * K;
-        for (index_t n = k * g.n / chunks; n < (k + 1) * g.n / chunks; ++n) {
-          im2col_image_t(x + n * g.c * g.h * g.w, buf, g, inside);
-          for (index_t grp = 0; grp < G; ++grp) {
-            CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-            CMatMap<T> cm(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-            T* yn = y + (n * O + grp * Og) * PQ;
-            MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
-            gemm_detail::gemm_tile(wm, cm, ym, false);
-            if (!epi.empty())
-              for (index_t r = 0; r < Og; ++r) epi.apply(yn + r * PQ, PQ, grp * Og + r);
-          }
-        }
+    const index_t CHW = g.c * g.h * g.w;
+    conv_detail::for_each_image(g.n, PQ * K * Og, [&](index_t k, index_t, index_t n) {
+      const T* cols = x + n * CHW;
+      if (!g.pointwise()) {
+        im2col_image_t(x + n * CHW, ws.cols + k * PQ * K, g, inside);
+        cols = ws.cols + k * PQ * K;
+      }
+      for (index_t grp = 0; grp < G; ++grp) {
+        CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+        CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+        T* yn = y + (n * O + grp * Og) * PQ;
+        MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
+        gemm_detail::gemm_tile(wm, cm, ym, false);
+        if (!epi.empty())
+          for (index_t r = 0; r < Og; ++r) epi.apply(yn + r * PQ, PQ, grp * Og + r);
       }
     });
     return;
@@ -262,7 +310,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
   const index_t PQ = g.p * g.q;
   if (grad_bias) conv_detail::bias_grad(grad_out, grad_bias, g.n, O, PQ, accumulate_bias);
-  if (g.pointwise()) {
+  if (g.pointwise() && g.n < conv_detail::kFusedMinImages) {
     if (grad_weight) {  // dW_grp (Og x Cg) (+)= sum_n g[n]_grp (Og x HW) x[n]_grp^T, n in order inside each tile
       run_product_tiles<T>(G, Og, Cg, g.n * PQ, [&](index_t grp, index_t r0, index_t r1, index_t c0, index_t c1) {
         MatMap<T> dw(grad_weight + (grp * Og + r0) * Cg + c0, r1 - r0, c1 - c0, Eigen::OuterStride<>(Cg));
@@ -288,38 +336,53 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
   const index_t M = g.rows(), K = g.taps();
   if (g.n >= conv_detail::kFusedMinImages) {
     // Image by image, in chunks of images (one patch buffer each), reading grad_out[n] in place
-    // (no NHWC copy): the image's patches, its chunk's partial dW_grp (+)= g[n]_grp (Og x PQ)
-    // cols_n,grp (PQ x Kg), then its column gradient dcols_n,grp = g[n]_grp^T W_grp over the
-    // patches and col2im into its planes, all while in L2. The chunks are contiguous runs of
-    // images, their number set by the batch size alone, and their partial sums are added in
-    // order: the same sums for any thread count.
+    // (no NHWC copy): the image's patches (x[n] itself for a pointwise conv), its chunk's partial
+    // dW_grp (+)= g[n]_grp (Og x PQ) cols_n,grp (PQ x Kg), then its column gradient dcols_n,grp =
+    // g[n]_grp^T W_grp over the patches and col2im into its planes (written to dx[n] directly for
+    // a pointwise conv), all while in L2. The chunks are contiguous runs of images, their number
+    // set by the batch size alone, and their partial sums are added in order: the same sums for
+    // any thread count.
     const im2col_detail::InsideColumns inside(g);
-    const index_t chunks = conv_detail::image_chunks(g.n), wsize = s.weight_size();
-    parallel_for(chunks, (g.n / chunks) * PQ * K * Og * 2, [&](index_t k0, index_t k1) {
-      for (index_t k = k0; k < k1; ++k) {
-        const index_t first = k * g.n / chunks, last = (k + 1) * g.n / chunks;
-        T* buf = ws.cols + k * PQ * K;
-        T* part = ws.partial + k * wsize;
-        for (index_t n = first; n < last; ++n) {
-          if (grad_weight) {
-            im2col_image_t(x + n * g.c * g.h * g.w, buf, g, inside);
-            for (index_t grp = 0; grp < G; ++grp) {
-              CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
-              CMatMap<T> cm(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-              MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-              gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
-            }
-          }
-          if (grad_input) {
-            for (index_t grp = 0; grp < G; ++grp) {
-              CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
-              CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-              MatMap<T> dc(buf + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-              gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);
-            }
-            col2im_image_t(buf, grad_input + n * g.c * g.h * g.w, g, inside);
-          }
+    const index_t chunks = conv_detail::image_chunks(g.n), wsize = s.weight_size(), CHW = g.c * g.h * g.w;
+    const bool pointwise = g.pointwise();
+    // the input gradient as a convolution of grad_out (conv_detail::input_grad_as_conv), its
+    // flipped kernel in ws.rows and its patches in the chunk's patch buffer (C / O times larger)
+    const bool as_conv = grad_input && conv_detail::input_grad_as_conv(s);
+    const ConvGeometry gt = conv_detail::transposed_geometry(s);
+    const im2col_detail::InsideColumns inside_t(gt);
+    const index_t KT = O * g.kh * g.kw;
+    if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
+    conv_detail::for_each_image(g.n, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n) {
+      T* buf = pointwise ? nullptr : ws.cols + k * PQ * K;
+      if (grad_weight) {
+        const T* cols = x + n * CHW;
+        if (!pointwise) {
+          im2col_image_t(x + n * CHW, buf, g, inside);
+          cols = buf;
         }
+        T* part = ws.partial + k * wsize;
+        for (index_t grp = 0; grp < G; ++grp) {
+          CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+          CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+          MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+          gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
+        }
+      }
+      if (as_conv) {  // dx[n] = Wf im2col(g[n])
+        im2col_image_t(grad_out + n * O * PQ, buf, gt, inside_t);
+        CMatMap<T> wf(ws.rows, g.c, KT, Eigen::OuterStride<>(KT));
+        CMatMap<T> cm(buf, KT, PQ, Eigen::OuterStride<>(PQ));
+        MatMap<T> dx(grad_input + n * CHW, g.c, PQ, Eigen::OuterStride<>(PQ));
+        gemm_detail::gemm_tile(wf, cm, dx, false);
+      } else if (grad_input) {
+        T* dcols = pointwise ? grad_input + n * CHW : buf;
+        for (index_t grp = 0; grp < G; ++grp) {
+          CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+          CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+          MatMap<T> dc(dcols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+          gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);
+        }
+        if (!pointwise) col2im_image_t(buf, grad_input + n * CHW, g, inside);
       }
     });
     if (grad_weight) {  // dW (+)= part_0 + part_1 + ... in chunk order, each element by one thread

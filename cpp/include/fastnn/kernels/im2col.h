@@ -69,6 +69,19 @@ struct InsideColumns {
   }
 };
 
+// Stride 1 with the output as wide as the input (Q = W: a "same" padding): the rows p of a tap's
+// row of colsT and the input rows p + i dh - ph they read are equally far apart, so a tap's whole
+// run of in-bounds rows is one contiguous block on both sides (a long copy or sum instead of one
+// short one per row; the CNN's 14-wide rows spent a third of im2col in memmove/memset calls).
+inline bool same_width_stride1(const ConvGeometry& g) { return g.sh == 1 && g.sw == 1 && g.q == g.w; }
+
+// For tap row i (stride 1), the output rows p whose input row p + i dh - ph is in [0, H):
+// [first, last), possibly empty.
+inline void inside_rows(const ConvGeometry& g, index_t i, index_t& first, index_t& last) {
+  first = std::clamp(g.ph - i * g.dh, index_t(0), g.p);
+  last = std::clamp(g.h + g.ph - i * g.dh, first, g.p);
+}
+
 }  // namespace im2col_detail
 
 // Bands [b0, b1) of cols (band b = output row p = b % P of image b / P: Q rows of cols) =
@@ -156,11 +169,33 @@ void col2im(const T* cols, T* x, const ConvGeometry& g) {
 template <class T>
 void im2col_image_t(const T* xn, T* colsT, const ConvGeometry& g, const im2col_detail::InsideColumns& inside) {
   const index_t Q = g.q, PQ = g.p * g.q;
+  const bool runs = im2col_detail::same_width_stride1(g);
   for (index_t c = 0; c < g.c; ++c)
     for (index_t i = 0; i < g.kh; ++i)
       for (index_t j = 0; j < g.kw; ++j) {
         T* d = colsT + ((c * g.kh + i) * g.kw + j) * PQ;
         const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+        if (runs) {  // the in-bounds rows as one copy from lo of the first to hi of the last, then the
+                     // columns outside [lo, hi) of each row (read from the neighbouring rows) zeroed
+          index_t pa, pb;
+          im2col_detail::inside_rows(g, i, pa, pb);
+          if (pa == pb || lo == hi) {
+            std::fill(d, d + PQ, T(0));
+            continue;
+          }
+          std::fill(d, d + pa * Q, T(0));
+          std::fill(d + pb * Q, d + PQ, T(0));
+          T* dm = d + pa * Q;
+          const T* src = xn + (c * g.h + pa + i * g.dh - g.ph) * g.w + off;
+          std::copy(src + lo, src + (pb - pa - 1) * Q + hi, dm + lo);
+          if (lo > 0 || hi < Q)
+            for (index_t r = 0; r < pb - pa; ++r) {
+              T* dr = dm + r * Q;
+              for (index_t q = 0; q < lo; ++q) dr[q] = T(0);
+              for (index_t q = hi; q < Q; ++q) dr[q] = T(0);
+            }
+          continue;
+        }
         for (index_t p = 0; p < g.p; ++p, d += Q) {
           const index_t hh = p * g.sh + i * g.dh - g.ph;
           if (hh < 0 || hh >= g.h) {
@@ -180,17 +215,38 @@ void im2col_image_t(const T* xn, T* colsT, const ConvGeometry& g, const im2col_d
 
 // xn (C, H, W) = col2im of one image's transposed patches colsT (K x P*Q, im2col_image_t's layout),
 // overwritten: every entry added to the pixel it was read from, plane by plane in a fixed order
-// (i, j, p, q), each tap's row read in order.
+// (i, j, p, q), each tap's row read in order. colsT is scratch: with stride 1 and Q = W
+// (same_width_stride1) its entries read from the padding are set to 0 first, so that a tap's
+// in-bounds rows are one sum over a contiguous run (those zeros land on the neighbouring rows'
+// pixels: each pixel still receives one entry per tap, in the same order, so the sums are the same).
 template <class T>
-void col2im_image_t(const T* colsT, T* xn, const ConvGeometry& g, const im2col_detail::InsideColumns& inside) {
+void col2im_image_t(T* colsT, T* xn, const ConvGeometry& g, const im2col_detail::InsideColumns& inside) {
   const index_t Q = g.q, PQ = g.p * g.q, HW = g.h * g.w;
+  const bool runs = im2col_detail::same_width_stride1(g);
   for (index_t c = 0; c < g.c; ++c) {
     T* plane = xn + c * HW;
     std::fill(plane, plane + HW, T(0));
     for (index_t i = 0; i < g.kh; ++i)
       for (index_t j = 0; j < g.kw; ++j) {
-        const T* s = colsT + ((c * g.kh + i) * g.kw + j) * PQ;
+        T* s = colsT + ((c * g.kh + i) * g.kw + j) * PQ;
         const index_t off = j * g.dw - g.pw, lo = inside.lo[j], hi = inside.hi[j];
+        if (runs) {
+          index_t pa, pb;
+          im2col_detail::inside_rows(g, i, pa, pb);
+          if (pa == pb || lo == hi) continue;
+          T* sm = s + pa * Q;
+          if (lo > 0 || hi < Q)
+            for (index_t r = 0; r < pb - pa; ++r) {
+              T* sr = sm + r * Q;
+              for (index_t q = 0; q < lo; ++q) sr[q] = T(0);
+              for (index_t q = hi; q < Q; ++q) sr[q] = T(0);
+            }
+          T* __restrict dst = plane + (pa + i * g.dh - g.ph) * g.w + off;
+          const T* __restrict src = sm;
+          const index_t end = (pb - pa - 1) * Q + hi;
+          for (index_t t = lo; t < end; ++t) dst[t] += src[t];
+          continue;
+        }
         for (index_t p = 0; p < g.p; ++p, s += Q) {
           const index_t hh = p * g.sh + i * g.dh - g.ph;
           if (hh < 0 || hh >= g.h) continue;

@@ -120,6 +120,24 @@ class BatchNorm : public Layer<T> {
     return y;
   }
 
+  // Training forward_relu without dropout followed by MaxPool2d(2) (pool: its geometry on x's
+  // shape, pool.h is_even_2x2), in one output pass that writes only the pooled values y and their
+  // argmax (kernels/batchnorm_activation.h): what backward_relu, recompute_relu and the R-operator
+  // read is as forward_relu leaves it.
+  void forward_relu_max_pool(const View<T>& x, const Context& ctx, const ConvGeometry& pool, T* y,
+                             std::int32_t* argmax) {
+    output_shape(x.shape);
+    FASTNN_CHECK(this->training_in(ctx) || !track_, kind(), "the fused max pool runs in training mode only");
+    check_batch(x.shape);
+    x_ = x;
+    x_ld_ = 0;
+    training_ = true;
+    fused_p_ = 0;
+    batch_norm_relu_max_pool2d_forward_train(x.data, pool, gamma_, beta_, eps_, y, argmax, mean_.data(),
+                                             invstd_.data(), momentum_, running_mean(ctx), running_var(ctx),
+                                             scale_.data());
+  }
+
   // Backward of forward_relu: the ReLU and dropout derivatives applied inside BN's backward passes.
   // DenseBlock's form: dx_out, if not null, is where the input gradient goes, with the forward's
   // sample stride x_ld, written or (add) added to what is there.

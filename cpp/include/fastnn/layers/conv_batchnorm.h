@@ -20,6 +20,7 @@
 #include "fastnn/layers/conv.h"
 #include "fastnn/layers/dropout.h"
 #include "fastnn/layers/layer.h"
+#include "fastnn/layers/pool.h"
 
 namespace fastnn {
 
@@ -88,6 +89,64 @@ class FusedConvBatchNorm : public Layer<T> {
   View<T> x_;
   Context ctx_;
   std::vector<T> scale_, shift_;
+};
+
+// Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d as one layer (the BENCH.md CNN's blocks). In training,
+// when the pool tiles its input 2x2 (kernels/pool.h is_even_2x2), the BatchNorm's output pass also
+// pools (BatchNorm::forward_relu_max_pool): the full-size ReLU output is neither written nor read
+// back by the pool, and the backward runs the pool's, BN+ReLU's and the conv's, as the separate
+// layers do, so outputs and gradients are theirs, bit for bit. Otherwise (eval mode, where the conv
+// applies BN's folded affine and the ReLU in its own output pass; other windows; a BatchNorm
+// collecting its statistics) FusedConvBatchNorm runs, then the pool.
+template <class T>
+class FusedConvBatchNormPool : public Layer<T> {
+ public:
+  FusedConvBatchNormPool(std::shared_ptr<Conv2d<T>> conv, std::shared_ptr<BatchNorm<T>> bn,
+                         std::shared_ptr<MaxPool2d<T>> pool)
+      : conv_(conv), bn_(bn), pool_(std::move(pool)),
+        conv_bn_(std::make_shared<FusedConvBatchNorm<T>>(conv, bn, true, nullptr)),
+        bn_act_(std::make_shared<FusedBatchNormActivation<T>>(bn, nullptr)) {}
+
+  std::string kind() const override { return conv_bn_->kind() + "+" + pool_->kind(); }
+  Shape output_shape(const Shape& in) const override { return pool_->output_shape(conv_bn_->output_shape(in)); }
+
+  View<T> forward(const View<T>& x, const Context& ctx) override {
+    const Shape h_shape = conv_->output_shape(x.shape);
+    pooled_ = (bn_->training_in(ctx) || !bn_->track_running_stats()) && !bn_->collecting() &&
+              bn_->output_shape(h_shape) == h_shape && pool_->tiles_2x2(h_shape);
+    if (!pooled_) return pool_->forward(conv_bn_->forward(x, ctx), ctx);
+    const View<T> h = conv_->forward(x, ctx);
+    return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+      bn_->forward_relu_max_pool(h, ctx, g, y, argmax);
+    });
+  }
+
+  View<T> backward(const View<T>& g, bool need_input_grad) override {
+    const View<T> dp = pool_->backward(g, true);
+    if (!pooled_) return conv_bn_->backward(dp, need_input_grad);
+    return conv_->backward(bn_act_->backward(dp, true), need_input_grad);
+  }
+
+  // The R-operator composes the layers' own, in the order the last forward ran them.
+  bool has_rop() const override { return conv_bn_->has_rop() && pool_->has_rop(); }
+  View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
+    if (!pooled_) return pool_->rop_forward(conv_bn_->rop_forward(rx, ctx), ctx);
+    return pool_->rop_forward(bn_act_->rop_forward(conv_->rop_forward(rx, ctx), ctx), ctx);
+  }
+  RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
+    const RopGrad<T> dp = pool_->rop_backward(g, rg, true);
+    if (!pooled_) return conv_bn_->rop_backward(dp.grad, dp.rgrad, need_input_grad);
+    const RopGrad<T> dh = bn_act_->rop_backward(dp.grad, dp.rgrad, true);
+    return conv_->rop_backward(dh.grad, dh.rgrad, need_input_grad);
+  }
+
+ private:
+  std::shared_ptr<Conv2d<T>> conv_;
+  std::shared_ptr<BatchNorm<T>> bn_;
+  std::shared_ptr<MaxPool2d<T>> pool_;
+  std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // the unpooled path: conv -> BN -> ReLU (folded in eval)
+  std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU's backward and R-operator after the pooled pass
+  bool pooled_ = false;  // the last forward ran the pooled pass
 };
 
 }  // namespace fastnn

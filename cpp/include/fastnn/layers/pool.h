@@ -68,6 +68,23 @@ class MaxPool2d : public Layer<T> {
     max_pool2d_forward(x.data, y.data, argmax_.data(), g_);
     return y;
   }
+  // Whether its windows on inputs of shape `in` are the 2x2 tiling that a producer can pool in
+  // its own output pass (kernels/pool.h is_even_2x2).
+  bool tiles_2x2(const Shape& in) const { return pool_detail::is_even_2x2(win_.on(in, kind())); }
+  // forward for an input of shape `in` that is never stored: produce(geometry, y, argmax) writes
+  // the pooled values and their argmax (BatchNorm2d -> ReLU's output pass, FusedConvBatchNormPool).
+  // backward and the R-operator then run as after forward.
+  template <class F>
+  View<T> forward_produced(const Shape& in, F&& produce) {
+    g_ = win_.on(in, kind());
+    FASTNN_CHECK(g_.h * g_.w <= std::numeric_limits<std::int32_t>::max(), kind(),
+                 "input planes of " << g_.h << " x " << g_.w << " are too large");
+    in_shape_ = in;
+    View<T> y = out_.get({g_.n, g_.c, g_.p, g_.q});
+    argmax_.resize(static_cast<size_t>(y.size()));
+    produce(g_, y.data, argmax_.data());
+    return y;
+  }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     if (!need_input_grad) return {};
     View<T> dx = grad_in_.get(in_shape_);

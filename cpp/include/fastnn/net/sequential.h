@@ -103,7 +103,8 @@ class Sequential : public Container<T> {
   // Sigmoid or Tanh runs as one fused layer (one pass less over the activations each way), and so
   // does a BatchNorm followed by ReLU, with the Dropout that follows it if any (two passes less).
   // A Conv2d followed by a BatchNorm2d (and those) runs as one layer that, when the BatchNorm is
-  // in eval mode, applies BN's folded affine and the ReLU in the conv's output pass.
+  // in eval mode, applies BN's folded affine and the ReLU in the conv's output pass; with a ReLU
+  // and a MaxPool2d after it, the pool joins it (in training, BN's output pass pools).
   void plan_execution() {
     exec_.clear();
     exec_child_.clear();
@@ -131,9 +132,13 @@ class Sequential : public Container<T> {
       } else if (conv_bn && conv_bn->kind() == "BatchNorm2d") {
         const bool relu = relu_at(i + 2);
         auto drop = relu ? dropout_at(i + 3, *conv_bn) : nullptr;
-        exec_.push_back(std::make_shared<FusedConvBatchNorm<T>>(conv, conv_bn, relu, drop));
+        auto pool = relu && !drop ? std::dynamic_pointer_cast<MaxPool2d<T>>(child(i + 3)) : nullptr;
+        if (pool)
+          exec_.push_back(std::make_shared<FusedConvBatchNormPool<T>>(conv, conv_bn, pool));
+        else
+          exec_.push_back(std::make_shared<FusedConvBatchNorm<T>>(conv, conv_bn, relu, drop));
         exec_child_.push_back(i);
-        i += 1 + relu + (drop ? 1 : 0);
+        i += 1 + relu + (drop || pool ? 1 : 0);
       } else if (bn && relu_at(i + 1)) {
         auto drop = dropout_at(i + 2, *bn);
         exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
