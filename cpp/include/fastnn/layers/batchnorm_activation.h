@@ -24,7 +24,6 @@ class FusedBatchNormActivation : public Layer<T> {
 
   std::string kind() const override { return bn_->kind() + "+relu" + (dropout_ ? "+dropout" : ""); }
   Shape output_shape(const Shape& in) const override { return bn_->output_shape(in); }
-  bool trains_params() const override { return bn_->trains_params(); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     // As Dropout::forward: active only while training with p > 0, on the stream of the Dropout's

@@ -36,7 +36,6 @@ class FusedConvBatchNorm : public Layer<T> {
 
   std::string kind() const override { return "Conv2d+" + (relu_ ? bn_act_->kind() : bn_->kind()); }
   Shape output_shape(const Shape& in) const override { return bn_->output_shape(conv_->output_shape(in)); }
-  bool trains_params() const override { return conv_->trains_params() || bn_->trains_params(); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     // a BatchNorm collecting its input (recompute_bn_statistics) must see it: the separate layers
@@ -109,8 +108,6 @@ class FusedConvBatchNormPool : public Layer<T> {
 
   std::string kind() const override { return conv_bn_->kind() + "+" + pool_->kind(); }
   Shape output_shape(const Shape& in) const override { return pool_->output_shape(conv_bn_->output_shape(in)); }
-  // Sequential's backward stops below the lowest layer that trains: the parameters are the conv's and BN's.
-  bool trains_params() const override { return conv_bn_->trains_params(); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     const Shape h_shape = conv_->output_shape(x.shape);

@@ -218,7 +218,6 @@ class FusedLinearActivation : public Layer<T> {
       : linear_(std::move(linear)), act_(act), slope_(slope) {}
   std::string kind() const override { return "Linear+" + std::string(activation_name(act_)); }
   Shape output_shape(const Shape& in) const override { return linear_->output_shape(in); }
-  bool trains_params() const override { return linear_->trains_params(); }
   View<T> forward(const View<T>& x, const Context& ctx) override {
     return linear_->forward_fused(x, act_, slope_, ctx.rop);
   }

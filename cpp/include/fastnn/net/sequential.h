@@ -55,8 +55,14 @@ class Sequential : public Container<T> {
   // parameters need none either: a frozen bottom (transfer learning) gets no backward at all.
   View<T> backward(const View<T>& grad_out, bool need_input_grad) override {
     size_t lowest = 0;
-    if (!need_input_grad)
-      while (lowest < exec_.size() && !exec_[lowest]->trains_params()) ++lowest;
+    if (!need_input_grad) {
+      // Decided on the children, not on the planned steps: a fused step trains when a child it
+      // runs does, so the step holding the lowest trainable child is the lowest to run.
+      size_t child = 0;
+      while (child < children_.size() && !children_[child]->trains_params()) ++child;
+      while (lowest + 1 < exec_.size() && exec_child_[lowest + 1] <= child) ++lowest;
+      if (child == children_.size()) lowest = exec_.size();
+    }
     View<T> g = grad_out;
     for (size_t i = exec_.size(); i-- > lowest;) {
       const bool need = i > lowest || need_input_grad;
