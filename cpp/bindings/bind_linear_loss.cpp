@@ -36,7 +36,7 @@ void bind_linear_loss(py::module_& m) {
             bp = bc.data();
           }
           if (!linear_loss_fits<T>(out, in_features))
-            value_error(op, "at most " + std::to_string(4 * narrow_detail::kP<T>) + " outputs, got " + std::to_string(out));
+            value_error(op, "at most " + std::to_string(narrow_linear_max_outputs<T>()) + " outputs, got " + std::to_string(out));
           if (d.y.labels && obj.kind != LossKind::CrossEntropy)
             type_error(op, "integer labels need loss 'cross_entropy', got '" + loss + "'");
           if (d.y.values && d.y.width != out)
@@ -60,6 +60,14 @@ void bind_linear_loss(py::module_& m) {
       },
       py::arg("x"), py::arg("y"), py::arg("weight"), py::arg("bias"), py::arg("loss") = "cross_entropy",
       py::arg("reduction") = "mean");
+  m.def(
+      "linear_loss_max_outputs",
+      [](const std::string& dtype) -> index_t {
+        if (dtype == "float32") return narrow_linear_max_outputs<float>();
+        if (dtype == "float64") return narrow_linear_max_outputs<double>();
+        value_error("linear_loss_max_outputs", "dtype must be 'float32' or 'float64', got '" + dtype + "'");
+      },
+      py::arg("dtype"));
 }
 
 }  // namespace fastnn::bind

@@ -66,8 +66,9 @@ def assert_within(got, want, bound, err_msg):
 @pytest.mark.parametrize("loss,kind", CASES)
 @pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 1100])  # one block, block edges, 16 stripes
 def test_matches_reference(rng, dtype, loss, kind, n):
-    for n_in, n_out in [(1, 1), (7, 3), (33, 10), (129, 32), (20, 33)]:
-        if n_out > (64 if dtype == np.float32 else 32) or (loss == "cross_entropy" and n_out == 1 and kind == "probs"):
+    # the last: exactly the most outputs this module's instruction set takes
+    for n_in, n_out in [(1, 1), (7, 3), (33, 10), (129, 32), (20, 33), (9, F.linear_loss_max_outputs(dtype))]:
+        if n_out > F.linear_loss_max_outputs(dtype) or (loss == "cross_entropy" and n_out == 1 and kind == "probs"):
             continue
         for reduction in ("mean", "sum"):
             for with_bias in (True, False):
@@ -125,8 +126,17 @@ def test_bad_input(rng):
         F.linear_loss_forward_backward(x, np.zeros((20, 2), np.float32), w, b, "mse")
     with pytest.raises(ValueError, match="loss"):
         F.linear_loss_forward_backward(x, y, w, b, "huber")
-    with pytest.raises(ValueError, match="outputs"):
-        F.linear_loss_forward_backward(x, y, random_array(rng, (65, 5), np.float32), None)
+    too_many = F.linear_loss_max_outputs(np.float32) + 1
+    with pytest.raises(ValueError, match=f"at most {too_many - 1} outputs, got {too_many}"):
+        F.linear_loss_forward_backward(x, y, random_array(rng, (too_many, 5), np.float32), None)
+    with pytest.raises(ValueError, match="dtype"):
+        F.linear_loss_max_outputs(np.int32)
+
+
+def test_max_outputs_follows_the_simd_width():
+    """Four registers of outputs: twice as many float32 as float64, at least SSE2's 16 / 8."""
+    f32, f64 = F.linear_loss_max_outputs(np.float32), F.linear_loss_max_outputs(np.float64)
+    assert f32 == 2 * f64 and f32 in (16, 32, 64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -10,7 +10,7 @@ op's name first: ``[matmul] inner dimensions differ: ...``.
 from .gemm import matmul, bmm
 from .linear import linear_forward, linear_backward
 from .linear_rop import linear_forward_pair
-from .linear_loss import linear_loss_forward_backward
+from .linear_loss import linear_loss_forward_backward, linear_loss_max_outputs
 from .im2col import im2col, col2im
 from .conv import conv2d_forward, conv2d_backward
 from .pool import (
@@ -66,4 +66,4 @@ __all__ += [
 ]  # fmt: skip
 __all__ += ["batch_norm_rop_forward", "batch_norm_rop_backward", "cross_entropy_hessian_vector",
             "bce_with_logits_hessian_vector", "mse_hessian_vector"]
-__all__ += ["linear_forward_pair", "linear_loss_forward_backward"]
+__all__ += ["linear_forward_pair", "linear_loss_forward_backward", "linear_loss_max_outputs"]

@@ -224,10 +224,15 @@ const T* pack_transposed(const WM& w, index_t nv) {
 
 }  // namespace narrow_detail
 
+// The most outputs the narrow kernels handle: four SIMD registers of them, so it depends on the
+// instruction set compiled for (64 float32 with AVX-512, 32 with AVX2, 16 with SSE2).
+template <class T>
+constexpr index_t narrow_linear_max_outputs() { return 4 * narrow_detail::kP<T>; }
+
 // Whether the narrow kernels handle `out` outputs.
 template <class T>
 constexpr bool narrow_linear_fits(index_t out) {
-  return out >= 1 && out <= 4 * narrow_detail::kP<T>;
+  return out >= 1 && out <= narrow_linear_max_outputs<T>();
 }
 
 // Both kernels need narrow_linear_fits<T>(out).
