@@ -18,7 +18,7 @@ import numpy as np
 import fastnn
 from fastnn import functional as F  # noqa: F401
 from fastnn import nn, optim  # noqa: F401
-from fastnn import _C as C  # noqa: F401
+from fastnn._config import _C as C  # noqa: F401  (the module loaded: _C, or a portable build's _C_<isa>)
 from fastnn.optim import lr_scheduler  # noqa: F401
 
 __all__ = [

@@ -13,6 +13,7 @@ import pytest
 
 import fastnn
 from fastnn import nn, optim
+from fastnn._config import _C
 
 BATCH = 16
 BATCHES = 10
@@ -250,5 +251,5 @@ def test_the_applied_counter_must_be_written_in_place():
     model = make_model(Fault())
     X, y = data(BATCH)
     with pytest.raises(ValueError, match="applied must be a writeable int64 array"):
-        fastnn._C.train_epoch(model._layer, X, y, "cross_entropy", "mean", model.flat_grad(), [], BATCH, False, 0, 0,
-                              0, applied=np.zeros(1, np.int32))
+        _C.train_epoch(model._layer, X, y, "cross_entropy", "mean", model.flat_grad(), [], BATCH, False, 0, 0,
+                       0, applied=np.zeros(1, np.int32))
