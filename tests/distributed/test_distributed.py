@@ -59,8 +59,8 @@ def main_run(tmp_path_factory):
     return code, output, results(output), folder
 
 
-CHECKS = ["world", "equivalence", "empty_shard", "identical", "dropout", "sync_bn_mlp", "sync_bn_cnn", "mismatch",
-          "checkpoint"]
+CHECKS = ["world", "equivalence", "empty_shard", "identical", "dropout", "callbacks", "sync_bn_mlp", "sync_bn_cnn",
+          "mismatch", "checkpoint"]
 
 
 @needs_mpi
@@ -68,7 +68,8 @@ CHECKS = ["world", "equivalence", "empty_shard", "identical", "dropout", "sync_b
 def test_main_checks(main_run, name):
     """equivalence: 2 ranks x 64 == 1 x 128 (a partial last batch of 53 + 52); empty_shard: a last
     global batch of 1 sample (rank 1's shard empty); identical: bit-identical parameters and logs
-    on both ranks after every epoch; dropout: per-rank, reproducible masks; sync_bn_*: sync
+    on both ranks after every epoch; dropout: per-rank, reproducible masks; callbacks: EarlyStopping
+    stops every rank where one process stops, on the reduced val_loss; sync_bn_*: sync
     BatchNorm == one process's BatchNorm on the global batch; mismatch: broadcast_parameters names
     both counts on both ranks; checkpoint: rank 0 writes, a 2-rank resume is bit-identical."""
     code, output, found, _ = main_run
