@@ -95,6 +95,20 @@ def trajectory_terms(before, after, X, y, lr, steps, batch, momentum=0.0):
     return np.abs(after.flat_parameters()) + 2 * lr * steps * grads / batch / (1 - momentum)
 
 
+def check_threads(dist_mod, comm):
+    """DataParallel() lowers a rank's threads to its share of the cores that ranks with its
+    affinity mask share (ranks bound to a core each keep one per core); threads=N sets N."""
+    mask = sorted(os.sched_getaffinity(0))
+    sharing = sum(1 for m in comm.allgather(mask) if m == mask)
+    try:
+        fastnn.set_num_threads(64)
+        shared = dist_mod.DataParallel()
+        assert shared.threads == fastnn.get_num_threads() == max(1, len(mask) // sharing), (shared.threads, mask)
+        assert dist_mod.DataParallel(threads=3).threads == fastnn.get_num_threads() == 3
+    finally:
+        fastnn.set_num_threads(1)
+
+
 def check_equivalence(dist, comm, n, epochs):
     """2 ranks x batch 64 == 1 process x batch 128 (plain SGD, float64), within the rounding of the
     batch sums: each of the T steps adds lr * (mean of 128 per-sample gradients), rounded in a sum of
@@ -272,6 +286,7 @@ def main(folder):
     rank = dist_mod.rank()
     dist = dist_mod.DataParallel(timeout=60)
     report(rank, "world", lambda: (dist_mod.world_size() == 2) or (_ for _ in ()).throw(AssertionError("size")))
+    report(rank, "threads", lambda: check_threads(dist_mod, comm))
     report(rank, "equivalence", lambda: check_equivalence(dist, comm, 1001, 2))
     report(rank, "empty_shard", lambda: check_equivalence(dist, comm, 129, 2))
     report(rank, "identical", lambda: check_identical_with_dropout(dist, comm))
