@@ -59,8 +59,8 @@ def main_run(tmp_path_factory):
     return code, output, results(output), folder
 
 
-CHECKS = ["world", "threads", "equivalence", "empty_shard", "identical", "dropout", "callbacks", "sync_bn_mlp", "sync_bn_cnn",
-          "mismatch", "checkpoint"]
+CHECKS = ["world", "threads", "equivalence", "empty_shard", "identical", "dropout", "callbacks", "sync_bn_mlp",
+          "sync_bn_cnn", "mismatch", "checkpoint"]
 
 
 @needs_mpi
