@@ -106,8 +106,10 @@ def hook_ab(args):
     channel = d.DataParallel(threads=args.threads).channel
     times = {"without": [], "with": []}
     batch = args.global_batch
-    for e in range(2 * args.epochs + 1):
-        kind = "with" if e % 2 == 0 else "without"  # the first (a warm-up) is dropped below
+    # a warm-up epoch, then pairs in ABBA order (without, with, with, without, ...), so that a drift
+    # of the machine's load over the run weighs on both alike
+    kinds = ["with"] + [k for p in range(args.epochs) for k in (("without", "with"), ("with", "without"))[p % 2]]
+    for e, kind in enumerate(kinds):
         extra = {"grad_hook": _GradientAverage(channel, grads, True)} if kind == "with" else {}
         model.train()
         t = time.perf_counter()
