@@ -11,9 +11,9 @@ def _mpi():
         # Open MPI's blocking collectives (the gradient allreduce) busy-poll while they wait for the
         # other ranks; told to yield the core between polls, a rank waiting for a slower one leaves
         # its core to whatever else runs there (the other rank, its threads, other jobs). Paired
-        # 2-rank runs at load 12: mlp-l 0.60-0.85x the epoch time of spinning (bench_distributed.py,
-        # docs/distributed.md). Only a default, read by MPI_Init (the import below): set
-        # OMPI_MCA_mpi_yield_when_idle=0 to spin; other MPI libraries ignore it.
+        # 2-rank runs at load 13: mlp-l 0.48-0.50x, the CNN 0.83-0.95x the epoch time of spinning
+        # (bench_distributed.py, docs/distributed.md). Only a default, read by MPI_Init (the import
+        # below): set OMPI_MCA_mpi_yield_when_idle=0 to spin; other MPI libraries ignore it.
         os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
