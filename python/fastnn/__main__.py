@@ -95,7 +95,7 @@ def train(args):
         from fastnn import distributed
 
         try:
-            dist = distributed.DataParallel(sync_batchnorm=args.sync_batchnorm)
+            dist = distributed.DataParallel(sync_batchnorm=args.sync_batchnorm, threads=args.threads)
         except ImportError as e:
             _fail(f"--distributed: {e}")
     elif args.sync_batchnorm:
@@ -195,7 +195,8 @@ def main(argv=None):
                     help="learning rate per epoch: constant, or cosine annealing from --lr to 0 over --epochs")
     tr.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files, or 'bundled' "
                                                  "(default: $FASTNN_DATA, /usr/share/datasets/fashion-mnist, bundled subset)")
-    tr.add_argument("--threads", type=_number(int, 1), default=None, help="fastnn threads (default: all cores)")
+    tr.add_argument("--threads", type=_number(int, 1), default=None,
+                    help="fastnn threads (default: all cores; with --distributed, each rank's share of its node's cores)")
     tr.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0,
                     help="seed of initialization, shuffling and dropout (default 0): equal seeds, equal results")
     tr.add_argument("--save", default=None, help="write the trained model (and optimizer) to this file")

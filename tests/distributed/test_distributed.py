@@ -59,16 +59,18 @@ def main_run(tmp_path_factory):
     return code, output, results(output), folder
 
 
-CHECKS = ["world", "equivalence", "empty_shard", "identical", "dropout", "sync_bn_mlp", "sync_bn_cnn", "mismatch",
-          "checkpoint"]
+CHECKS = ["world", "threads", "equivalence", "empty_shard", "identical", "dropout", "callbacks", "sync_bn_mlp",
+          "sync_bn_cnn", "mismatch", "checkpoint"]
 
 
 @needs_mpi
 @pytest.mark.parametrize("name", CHECKS)
 def test_main_checks(main_run, name):
-    """equivalence: 2 ranks x 64 == 1 x 128 (a partial last batch of 53 + 52); empty_shard: a last
+    """threads: DataParallel() leaves each rank at most its share of the cores it shares;
+    equivalence: 2 ranks x 64 == 1 x 128 (a partial last batch of 53 + 52); empty_shard: a last
     global batch of 1 sample (rank 1's shard empty); identical: bit-identical parameters and logs
-    on both ranks after every epoch; dropout: per-rank, reproducible masks; sync_bn_*: sync
+    on both ranks after every epoch; dropout: per-rank, reproducible masks; callbacks: EarlyStopping
+    stops every rank where one process stops, on the reduced val_loss; sync_bn_*: sync
     BatchNorm == one process's BatchNorm on the global batch; mismatch: broadcast_parameters names
     both counts on both ranks; checkpoint: rank 0 writes, a 2-rank resume is bit-identical."""
     code, output, found, _ = main_run
@@ -178,3 +180,27 @@ def test_grad_hook_sees_each_shard_and_decides_the_step():
                            False, 0, 0, 0, shard=0, shards=2, grad_hook=lambda *a: float("nan"))
     assert stats["nonfinite_batch"] == 0 and stats["batches"] == 0
     np.testing.assert_array_equal(model.flat_parameters(), before)
+
+
+def test_ranks_that_share_cores_split_them():
+    """(node, affinity mask, CPUs in it) per rank: ranks with one mask on one node share its CPUs;
+    a rank bound to its own cores keeps up to their number; the count is never raised."""
+    from fastnn.distributed.threads import fair_share
+
+    bound = [(1, 10, 1), (1, 11, 1)]  # mpirun -np 2 on 2 cores: a core each
+    assert [fair_share(bound, r, t) for r, t in ((0, 1), (1, 2))] == [1, 1]
+    unbound = [(1, 12, 2), (1, 12, 2)]  # mpirun --bind-to none: both see both cores
+    assert [fair_share(unbound, r, 2) for r in (0, 1)] == [1, 1]
+    assert fair_share([(1, 12, 2)], 0, 2) == 2  # one rank keeps its threads
+    assert fair_share([(1, 12, 2)], 0, 1) == 1  # never raised
+    assert fair_share([(1, 12, 2), (2, 12, 2)], 0, 2) == 2  # one rank on each of two nodes
+    assert [fair_share([(1, 12, 8)] * 3, r, 8) for r in range(3)] == [2, 2, 2]
+    assert fair_share([(1, 12, 2)] * 3, 2, 4) == 1  # more ranks than cores: still one thread
+
+
+def test_data_parallel_checks_threads():
+    from fastnn.distributed import DataParallel
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be None or an int >= 1"):
+            DataParallel(threads=bad)

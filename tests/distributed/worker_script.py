@@ -19,7 +19,7 @@ import numpy as np
 
 import fastnn
 from fastnn import nn, optim
-from fastnn.train import CSVLogger, LambdaCallback, ModelCheckpoint
+from fastnn.train import CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint
 sys.modules.setdefault("torch", None)  # conftest's optional torch oracle: not needed here, 4 s to import
 from tests.conftest import assert_sum_close  # noqa: E402
 
@@ -95,6 +95,20 @@ def trajectory_terms(before, after, X, y, lr, steps, batch, momentum=0.0):
     return np.abs(after.flat_parameters()) + 2 * lr * steps * grads / batch / (1 - momentum)
 
 
+def check_threads(dist_mod, comm):
+    """DataParallel() lowers a rank's threads to its share of the cores that ranks with its
+    affinity mask share (ranks bound to a core each keep one per core); threads=N sets N."""
+    mask = sorted(os.sched_getaffinity(0))
+    sharing = sum(1 for m in comm.allgather(mask) if m == mask)
+    try:
+        fastnn.set_num_threads(64)
+        shared = dist_mod.DataParallel()
+        assert shared.threads == fastnn.get_num_threads() == max(1, len(mask) // sharing), (shared.threads, mask)
+        assert dist_mod.DataParallel(threads=3).threads == fastnn.get_num_threads() == 3
+    finally:
+        fastnn.set_num_threads(1)
+
+
 def check_equivalence(dist, comm, n, epochs):
     """2 ranks x batch 64 == 1 process x batch 128 (plain SGD, float64), within the rounding of the
     batch sums: each of the T steps adds lr * (mean of 128 per-sample gradients), rounded in a sum of
@@ -162,6 +176,41 @@ def check_dropout_differs(dist, comm):
     fastnn.fit(local, X[:128], y[:128], optimizer=optim.SGD(local.parameters(), lr=0.0), epochs=1, batch_size=128,
                shuffle=False, seed=5, verbose=0)
     assert not np.array_equal(model.flat_grad(), local.flat_grad()), "both ranks drew the same dropout masks"
+
+
+def check_callbacks_see_reduced_values(dist, comm):
+    """Callbacks act on the reduced logs: with validation data, every rank's EarlyStopping stops at
+    the epoch where one process (batch 128 = 2 x 64) stops, and the val_loss each callback saw is
+    the one process's, not the rank's own share's (which differ: a check that can fail)."""
+    X, _ = data(640)
+    Xv, _ = data(301, seed=4)
+    W = np.random.default_rng(5).standard_normal((12, 5))
+    y, yv = np.argmax(X @ W, axis=1), np.argmax(Xv @ W, axis=1)  # learnable: val_loss falls, by less each epoch
+    lr, epochs = 0.05, 8
+
+    def run(distributed, batch_size, stopper=None):
+        model, seen = mlp(), []
+        callbacks = [LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs["val_loss"]))]
+        fastnn.fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=lr), epochs=epochs, batch_size=batch_size,
+                   seed=13, verbose=0, validation_data=(Xv, yv), distributed=distributed,
+                   callbacks=callbacks + ([stopper] if stopper else []))
+        return model, seen
+    _, full = run(None, 128)
+    gains = sorted(a - b for a, b in zip(full, full[1:]))
+    assert gains[0] > 0, full
+    # stop where the improvement first falls below the median one: an epoch that the values decide
+    min_delta = (gains[len(gains) // 2] + gains[len(gains) // 2 - 1]) / 2
+    ref_stop, stop = EarlyStopping(monitor="val_loss", min_delta=min_delta), EarlyStopping(monitor="val_loss",
+                                                                                          min_delta=min_delta)
+    _, want = run(None, 128, ref_stop)
+    model, got = run(dist, 64, stop)
+    assert ref_stop.stopped_epoch is not None and ref_stop.stopped_epoch < epochs - 1, (full, min_delta)
+    assert stop.stopped_epoch == ref_stop.stopped_epoch, (stop.stopped_epoch, ref_stop.stopped_epoch, got, want)
+    same_on_every_rank(comm, got, "the val_loss the callbacks saw")
+    for a, b in zip(got, want):
+        assert abs(a - b) <= 1e-9 * b, (got, want)
+    own = fastnn.evaluate(model, Xv[dist.rows(len(Xv))], yv[dist.rows(len(Xv))])["loss"]
+    assert abs(own - got[-1]) > 1e-6 * got[-1], (own, got[-1])
 
 
 def check_sync_batchnorm(dist, comm, image):
@@ -237,10 +286,12 @@ def main(folder):
     rank = dist_mod.rank()
     dist = dist_mod.DataParallel(timeout=60)
     report(rank, "world", lambda: (dist_mod.world_size() == 2) or (_ for _ in ()).throw(AssertionError("size")))
+    report(rank, "threads", lambda: check_threads(dist_mod, comm))
     report(rank, "equivalence", lambda: check_equivalence(dist, comm, 1001, 2))
     report(rank, "empty_shard", lambda: check_equivalence(dist, comm, 129, 2))
     report(rank, "identical", lambda: check_identical_with_dropout(dist, comm))
     report(rank, "dropout", lambda: check_dropout_differs(dist, comm))
+    report(rank, "callbacks", lambda: check_callbacks_see_reduced_values(dist, comm))
     report(rank, "sync_bn_mlp", lambda: check_sync_batchnorm(dist, comm, image=False))
     report(rank, "sync_bn_cnn", lambda: check_sync_batchnorm(dist, comm, image=True))
     report(rank, "mismatch", lambda: check_mismatch(dist, comm))

@@ -21,6 +21,7 @@ from . import world as _world
 from .broadcast import broadcast_parameters
 from .channel import DistributedError
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
+from .threads import share_cores
 
 _SEED_BITS = 21  # a 63-bit seed travels as three float64-exact pieces
 
@@ -43,6 +44,12 @@ class DataParallel(SingleProcess):
             (in place, keeping the parameters), whose training statistics are those of the global batch.
         broadcast: at the start of fit, copy rank 0's parameters, running statistics and optimizer
             state to the other ranks (as DDP does when it wraps a model).
+        threads: this rank's fastnn threads (set_num_threads). None (default): at most its share of
+            the cores it shares with the other ranks of its node (threads.py): unchanged when the
+            launcher bound each rank to its own cores (mpirun's default), 1 each for 2 unbound
+            ranks on 2 cores.
+
+    Constructing it is a collective (one sync): every rank of `comm` constructs its DataParallel.
 
     evaluate(..., distributed=) and predict(..., distributed=) split the samples between the
     ranks and return the whole result on every rank. Only rank 0 prints (progress, epoch lines,
@@ -50,14 +57,17 @@ class DataParallel(SingleProcess):
     callbacks, on the reduced logs, so that EarlyStopping stops all ranks at the same epoch.
     """
 
-    def __init__(self, comm=None, timeout=300.0, sync_batchnorm=False, broadcast=True):
+    def __init__(self, comm=None, timeout=300.0, sync_batchnorm=False, broadcast=True, threads=None):
         if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
                 and math.isfinite(timeout)):
             raise ValueError(f"DataParallel: timeout must be a positive number of seconds, got {timeout!r}")
         if not isinstance(sync_batchnorm, bool) or not isinstance(broadcast, bool):
             raise TypeError("DataParallel: sync_batchnorm and broadcast must be True or False")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"DataParallel: threads must be None or an int >= 1, got {threads!r}")
         self.channel = _world.channel(comm, timeout)
         self.rank, self.size = self.channel.rank, self.channel.size
+        self.threads = share_cores(self.channel, threads)
         self.is_writer = self.rank == 0
         self.sync_batchnorm = sync_batchnorm
         self.broadcast = broadcast

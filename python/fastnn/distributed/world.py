@@ -1,9 +1,20 @@
 """The communicator fastnn.distributed uses by default: init(), rank(), world_size()."""
 
+import os
+import sys
+
 _default = None  # the communicator init() set up
 
 
 def _mpi():
+    if "mpi4py.MPI" not in sys.modules:
+        # Open MPI's blocking collectives (the gradient allreduce) busy-poll while they wait for the
+        # other ranks; told to yield the core between polls, a rank waiting for a slower one leaves
+        # its core to whatever else runs there (the other rank, its threads, other jobs). Paired
+        # 2-rank runs at load 13: mlp-l 0.48-0.50x, the CNN 0.83-0.95x the epoch time of spinning
+        # (bench_distributed.py, docs/distributed.md). Only a default, read by MPI_Init (the import
+        # below): set OMPI_MCA_mpi_yield_when_idle=0 to spin; other MPI libraries ignore it.
+        os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
     except ImportError as e:
