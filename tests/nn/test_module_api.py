@@ -1,6 +1,6 @@
 """The module API a PyTorch/Keras user reaches for: summary, count_params, ModuleList, add_module,
-Sequential.append, apply, zero_grad(set_to_none=), Parameter read as its array, and
-add_param_group with another model's parameters."""
+Sequential.append and slices (which keep the names), apply, zero_grad(set_to_none=), Parameter
+read as its array, and add_param_group with another model's parameters."""
 
 import numpy as np
 import pytest
@@ -144,6 +144,48 @@ def test_replacing_a_child_keeps_its_place():
     assert [n for n, _ in res.named_children()] == ["body", "shortcut"]
     x = np.ones((2, 3), np.float32)
     np.testing.assert_allclose(res(x), x + res.shortcut(x), rtol=1e-6)
+
+
+def test_a_slice_keeps_the_children_names_as_torch_does(tmp_path):
+    """model[2:] is a Sequential of the same children under their names in model: its state_dict
+    keys are the parent's, so its weights load back into the parent (and survive save/load)."""
+    model = mlp()
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    top = model[3:]
+    assert [n for n, _ in top.named_children()] == ["3", "4"] and top[0] is model[3] and top[-1] is model[4]
+    assert list(top.state_dict()) == [k for k in model.state_dict() if k.split(".")[0] in ("3", "4")]
+    assert [n for n, _ in model[::2].named_children()] == ["0", "2", "4"] and len(model[5:]) == 0
+    assert [n for n, _ in model[-2:-1].named_children()] == ["3"]
+    np.testing.assert_array_equal(top(x), model[4](model[3](x)))
+    for loaded in (fastnn.io.from_bytes(fastnn.io.to_bytes(top)), _saved_and_loaded(top, tmp_path / "top.fnn")):
+        assert list(loaded.state_dict()) == list(top.state_dict())
+        np.testing.assert_array_equal(loaded(x), top(x))
+    other = mlp()
+    for p in other[3:].parameters():
+        p.data[...] = 0.5
+    missing, unexpected = model.load_state_dict(other[3:].state_dict(), strict=False)
+    assert unexpected == [] and all(k.split(".")[0] in ("0", "1") for k in missing)
+    np.testing.assert_array_equal(model[4].weight.data, 0.5)
+    # append takes the next number no child has: "5", not a second "2" beside the slice's "2"
+    assert [n for n, _ in model[2:].append(nn.ReLU()).named_children()] == ["2", "3", "4", "5"]
+    assert [n for n, _ in model[2:4].append(nn.ReLU()).named_children()] == ["2", "3", "4"]
+
+
+def _saved_and_loaded(model, path):
+    fastnn.save(str(path), model)
+    return fastnn.load(str(path))
+
+
+@requires_torch
+def test_slice_names_match_torch():
+    import torch
+
+    ours = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 2))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.Tanh(),
+                                 torch.nn.Linear(2, 2))
+    for s in (slice(2, None), slice(None, -1), slice(1, 4, 2), slice(-1, None)):
+        assert list(ours[s].state_dict()) == list(theirs[s].state_dict()), s
+    theirs[2:].load_state_dict(fastnn.io.to_torch_state_dict(ours[2:]))  # strict: the same keys
 
 
 def test_apply_visits_children_first_then_self():

@@ -210,8 +210,12 @@ class Sequential(Container):
         return cls(OrderedDict(named))
 
     def append(self, module):
-        """Adds `module` at the end (child name ``str(len(self))``); returns self (PyTorch's append)."""
-        self.add_module(str(len(self)), module)
+        """Adds `module` at the end (child name ``str(len(self))``, or the next number not taken: a
+        slice ``model[2:]`` keeps the names "2", "3", ...); returns self (PyTorch's append)."""
+        k = len(self)
+        while str(k) in self._modules:
+            k += 1
+        self.add_module(str(k), module)
         return self
 
     def extend(self, modules):
@@ -230,10 +234,11 @@ class Sequential(Container):
         return len(self._modules)
 
     def __getitem__(self, i):
-        mods = list(self._modules.values())
+        """Child i, or for a slice a new Sequential of those children that keeps their names (as
+        PyTorch's), so that ``model[2:].state_dict()`` has the keys of ``model.state_dict()``."""
         if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
+        return list(self._modules.values())[i]
 
     def __setitem__(self, i, module):
         """Replaces child i (``model[-1] = nn.Linear(128, 5)``: a new head), keeping its name, as
