@@ -116,12 +116,23 @@ def _warn_softmax_output(model, kernel):
 def _frozen_eval_modules(model):
     """The modules the user put in eval mode whose parameters are all frozen (transfer learning):
     fit and train_step keep them in eval mode (a frozen BatchNorm's running statistics stay), as Keras
-    runs a non-trainable BatchNorm in inference mode."""
+    runs a non-trainable BatchNorm in inference mode. So do the parameter-free leaves in eval mode
+    (Dropout) of the frozen bottom, which runs before any trainable parameter and after a frozen
+    eval-mode layer: ``model[:-1].requires_grad_(False).eval()`` sets the modes of children whose
+    slice fit never sees, and its Dropouts are off as in cache_features."""
     out = []
-    for m in model.modules():
+    in_frozen_bottom = False
+    for m in model.modules():  # in the order they run (children in order, each after its container)
         params = list(m.parameters())
         if not m.training and params and not any(p.requires_grad for p in params):
             out.append(m)
+        elif not m.training and not params and not m._modules and in_frozen_bottom:
+            out.append(m)
+        own = list(m._parameters.values())
+        if any(p.requires_grad for p in own):
+            in_frozen_bottom = None  # for good: what runs next sees a trained layer's output
+        elif own and not m.training and in_frozen_bottom is not None:
+            in_frozen_bottom = True
     return out
 
 
@@ -367,7 +378,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
 
     The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
     PyTorch Lightning do), except modules the user put in eval mode whose parameters are all
-    frozen (a frozen BatchNorm keeps its running statistics, as Keras's non-trainable BatchNorm);
+    frozen (a frozen BatchNorm keeps its running statistics, as Keras's non-trainable BatchNorm),
+    and the eval-mode Dropouts of a frozen bottom that runs before any trainable layer;
     evaluate and predict run every module in eval mode. Other per-module modes
     (``model[1].eval()``) apply to ``model(x)`` and ``model.backward``.
 
