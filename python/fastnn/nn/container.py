@@ -251,5 +251,63 @@ class Sequential(Container):
             raise IndexError(f"Sequential index {i} is out of range for {len(names)} children")
         self.add_module(names[int(i)], module)
 
+    def __delitem__(self, i):
+        """Removes child i (or a slice of them) and numbers the rest "0", "1", ... again, as
+        PyTorch's ``del model[i]`` does; the C++ container (and those around it) is rebuilt."""
+        if not isinstance(i, slice):
+            self._check_index(i, "Sequential.__delitem__")
+        modules = list(self._modules.values())
+        del modules[i]
+        self._renumber(modules)
+
+    def insert(self, index, module):
+        """Inserts `module` before child `index` (PyTorch's insert; index len(self) appends); the
+        children are numbered "0", "1", ... again. Returns self."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index <= len(self):
+            raise IndexError(f"Sequential.insert: index must be an integer in [{-len(self)}, {len(self)}], got {index!r}")
+        index = int(index) + len(self) if index < 0 else int(index)  # -1: before the last child, as list.insert
+        self.append(module)  # the checks and conversions of add_module
+        modules = list(self._modules.values())
+        modules.insert(index, modules.pop())
+        self._renumber(modules)
+        return self
+
+    def pop(self, i=-1):
+        """Removes child i and returns it (PyTorch's pop)."""
+        self._check_index(i, "Sequential.pop")
+        module = self[i]
+        del self[i]
+        return module
+
+    def _check_index(self, i, where):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{where}: indices must be integers or slices, got {type(i).__name__}")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{where}: index {i} is out of range for {len(self)} children")
+
+    def _renumber(self, modules):
+        """The children become `modules`, named "0", "1", ...; the C++ container is rebuilt (the
+        old children come back if that fails)."""
+        old = list(self._modules.items())
+
+        def assign(named):
+            for name in list(self._modules):
+                object.__delattr__(self, name)
+            self._modules.clear()
+            for name, m in named:
+                Module.__setattr__(self, name, m)
+
+        assign([(str(k), m) for k, m in enumerate(modules)])
+        try:
+            self._rebuild()
+        except BaseException:
+            assign(old)
+            self._rebuild()
+            raise
+        for _, m in old:  # a removed child no longer tells this container of its changes
+            if not any(m is c for c in modules):
+                m.__dict__.get("_parents", weakref.WeakSet()).discard(self)
+                m.__dict__.get("_claims", set()).discard(id(self))
+
     def __iter__(self):
         return iter(self._modules.values())
