@@ -210,14 +210,14 @@ void bind_train(py::module_& m) {
          double clip_norm, double clip_value, const py::handle& clip_segments, const py::object& progress,
          const py::handle& applied, const py::object& loss_options, const py::handle& sample_weight, index_t width,
          const py::handle& augment, const py::handle& augment_shape, index_t shard, index_t shards,
-         const py::object& grad_hook) {
+         const py::object& grad_hook, bool drop_last) {
         if (batch_size < 1) value_error("train_epoch", "batch_size must be >= 1, got " + std::to_string(batch_size));
         if (shards < 1 || shard < 0 || shard >= shards || batch_size > std::numeric_limits<index_t>::max() / shards)
           value_error("train_epoch", "shard must be in [0, shards) and batch_size * shards must fit, got shard " +
                                          std::to_string(shard) + " of " + std::to_string(shards));
         if (shards > 1 && grad_hook.is_none())
           value_error("train_epoch", "training on a shard needs the grad_hook that averages the ranks' gradients");
-        EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value, shard, shards};
+        EpochOptions o{batch_size, shuffle, seed, epoch, first_step, clip_norm, clip_value, shard, shards, drop_last};
         const Objective obj = objective_arg(loss, reduction, loss_options);
         if (width > 0) check_objective(obj, width);
         return dispatch_float(X, "train_epoch", "X", [&](auto tag) {
@@ -231,7 +231,7 @@ void bind_train(py::module_& m) {
       py::arg("clip_segments") = py::none(), py::arg("progress") = py::none(), py::arg("applied") = py::none(),
       py::arg("loss_options") = py::none(), py::arg("sample_weight") = py::none(), py::arg("width") = 0,
       py::arg("augment") = py::none(), py::arg("augment_shape") = py::none(), py::arg("shard") = 0,
-      py::arg("shards") = 1, py::arg("grad_hook") = py::none());
+      py::arg("shards") = 1, py::arg("grad_hook") = py::none(), py::arg("drop_last") = false);
   m.def(
       "evaluate",
       [](const py::handle& model, const py::handle& X, const py::handle& y, const std::string& loss,

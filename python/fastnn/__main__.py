@@ -142,7 +142,7 @@ def train(args):
     # model selection sees the validation split only; the test set is scored once, at the end
     history = fastnn.fit(model, X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                          validation_split=split, seed=args.seed, verbose=1 if args.verbose else 2,
-                         callbacks=callbacks, distributed=dist,
+                         callbacks=callbacks, distributed=dist, drop_last=args.drop_last,
                          augment=None if args.augment is None else
                          fastnn.augment.from_names(args.augment, None if images else (1, 28, 28)))
     result = fastnn.evaluate(model, Xt, yt, distributed=dist)
@@ -187,6 +187,8 @@ def main(argv=None):
                          "to report val_loss/val_accuracy per epoch; 0: none (default 0.1). The test set is "
                          "never used for validation")
     tr.add_argument("--batch-size", type=_number(int, 1), default=128, help="samples per step (default 128)")
+    tr.add_argument("--drop-last", action="store_true",
+                    help="skip each epoch's last batch when it has fewer than --batch-size images")
     tr.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
                     help="fastnn.optim class, PyTorch's update rule (default adam; sgd uses momentum 0.9)")
     tr.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,

@@ -7,7 +7,7 @@
 
 The parameters follow MLPClassifier's where they mean the same (hidden_layer_sizes, activation,
 batch_size, early_stopping, validation_fraction, n_iter_no_change, tol, random_state); `epochs`
-is its max_iter, `lr` its learning_rate_init. ``module=`` takes a function
+is its max_iter, `lr` its learning_rate_init, `drop_last` fit's (skip each epoch's incomplete last batch). ``module=`` takes a function
 ``(n_features, n_outputs) -> fastnn Module`` instead of the MLP. Training runs in fastnn's C++
 epoch loop. A pickled estimator holds its model as fastnn model bytes (fastnn.io.to_bytes).
 """
@@ -49,7 +49,7 @@ class _NeuralNet(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(100,), module=None, activation="relu", optimizer="adam", lr=1e-3,
                  epochs=200, batch_size=32, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 tol=1e-4, random_state=None, dtype="float32", verbose=0):
+                 tol=1e-4, random_state=None, dtype="float32", verbose=0, drop_last=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.module = module
         self.activation = activation
@@ -64,6 +64,7 @@ class _NeuralNet(BaseEstimator):
         self.random_state = random_state
         self.dtype = dtype
         self.verbose = verbose
+        self.drop_last = drop_last
 
     # -- parameters, checked at fit (scikit-learn's convention: __init__ only stores them) --
     def _check_params(self):
@@ -82,6 +83,8 @@ class _NeuralNet(BaseEstimator):
             v = getattr(self, param)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"{name}: {param} must be an integer >= {low}, got {v!r}")
+        if not isinstance(self.drop_last, (bool, np.bool_)):
+            raise TypeError(f"{name}: drop_last must be True or False, got {self.drop_last!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
         if not self.lr > 0:
@@ -111,7 +114,7 @@ class _NeuralNet(BaseEstimator):
             validation, X, y = (X[val], y[val]), X[train], y[train]
         history = _fit(self.model_, X, y, loss=self._loss, optimizer=self.optimizer_, epochs=initial_epoch + epochs,
                        batch_size=self.batch_size, validation_data=validation, seed=seed, callbacks=callbacks,
-                       verbose=2 if self.verbose else 0, initial_epoch=initial_epoch)
+                       verbose=2 if self.verbose else 0, initial_epoch=initial_epoch, drop_last=self.drop_last)
         self.loss_curve_ = getattr(self, "loss_curve_", []) + list(history.history.get("loss", []))
         if validation is not None:
             self.validation_scores_ = getattr(self, "validation_scores_", []) + list(history.history.get("val_loss", []))
@@ -149,6 +152,7 @@ class _NeuralNet(BaseEstimator):
     def __setstate__(self, state):
         data = state.pop("_model_bytes", None)
         self.__dict__.update(state)
+        self.__dict__.setdefault("drop_last", False)  # pickled before the parameter existed
         if data is not None:
             self.model_, self.optimizer_, _ = _io.from_bytes(data, with_optimizer=True)
 

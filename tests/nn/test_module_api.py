@@ -1,13 +1,13 @@
 """The module API a PyTorch/Keras user reaches for: summary, count_params, ModuleList, add_module,
-Sequential.append, apply, zero_grad(set_to_none=), Parameter read as its array, and
-add_param_group with another model's parameters."""
+Sequential.append and slices (which keep the names), apply, zero_grad(set_to_none=), Parameter
+read as its array, and add_param_group with another model's parameters."""
 
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn import models, nn, optim
-from tests.conftest import requires_torch
+from tests.conftest import assert_sum_close, network_terms, requires_torch
 
 
 def mlp():
@@ -144,6 +144,110 @@ def test_replacing_a_child_keeps_its_place():
     assert [n for n, _ in res.named_children()] == ["body", "shortcut"]
     x = np.ones((2, 3), np.float32)
     np.testing.assert_allclose(res(x), x + res.shortcut(x), rtol=1e-6)
+
+
+def test_a_slice_keeps_the_children_names_as_torch_does(tmp_path):
+    """model[2:] is a Sequential of the same children under their names in model: its state_dict
+    keys are the parent's, so its weights load back into the parent (and survive save/load)."""
+    model = mlp()
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    top = model[3:]
+    assert [n for n, _ in top.named_children()] == ["3", "4"] and top[0] is model[3] and top[-1] is model[4]
+    assert list(top.state_dict()) == [k for k in model.state_dict() if k.split(".")[0] in ("3", "4")]
+    assert [n for n, _ in model[::2].named_children()] == ["0", "2", "4"] and len(model[5:]) == 0
+    assert [n for n, _ in model[-2:-1].named_children()] == ["3"]
+    np.testing.assert_array_equal(top(x), model[4](model[3](x)))
+    for loaded in (fastnn.io.from_bytes(fastnn.io.to_bytes(top)), _saved_and_loaded(top, tmp_path / "top.fnn")):
+        assert list(loaded.state_dict()) == list(top.state_dict())
+        np.testing.assert_array_equal(loaded(x), top(x))
+    other = mlp()
+    for p in other[3:].parameters():
+        p.data[...] = 0.5
+    missing, unexpected = model.load_state_dict(other[3:].state_dict(), strict=False)
+    assert unexpected == [] and all(k.split(".")[0] in ("0", "1") for k in missing)
+    np.testing.assert_array_equal(model[4].weight.data, 0.5)
+    # append takes the next number no child has: "5", not a second "2" beside the slice's "2"
+    assert [n for n, _ in model[2:].append(nn.ReLU()).named_children()] == ["2", "3", "4", "5"]
+    assert [n for n, _ in model[2:4].append(nn.ReLU()).named_children()] == ["2", "3", "4"]
+
+
+def _float64_forward(layers, x):
+    """A chain of Linear and activation layers in float64 NumPy."""
+    h = np.asarray(x, np.float64)
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            h = h @ np.asarray(layer.weight, np.float64).T + np.asarray(layer.bias, np.float64)
+        else:
+            h = {nn.ReLU: lambda v: np.maximum(v, 0), nn.Tanh: np.tanh, nn.Identity: lambda v: v}[type(layer)](h)
+    return h
+
+
+def test_del_insert_and_pop_rebuild_the_model_and_renumber_as_torch():
+    inner = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Tanh(), nn.Linear(8, 8))
+    outer = nn.Sequential(inner, nn.Linear(8, 2))
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+
+    def runs_as(layers):  # outer's C++ container (rebuilt around inner's) runs exactly these layers
+        assert_sum_close(outer(x), _float64_forward(layers, x), *network_terms(layers, x), dtype=np.float32)
+
+    first, last = inner[0], inner[3]
+    del inner[1]
+    assert [n for n, _ in inner.named_children()] == ["0", "1", "2"] and inner[2] is last
+    runs_as([first, nn.Tanh(), last, outer[1]])
+    relu = nn.ReLU()
+    assert inner.insert(1, relu) is inner and inner[1] is relu and inner[-1] is last
+    inner.insert(-1, nn.Identity())
+    assert [type(m).__name__ for m in inner] == ["Linear", "ReLU", "Tanh", "Identity", "Linear"]
+    runs_as([*inner, outer[1]])
+    assert type(inner.pop(3)) is nn.Identity and inner.pop(1) is relu and len(inner) == 3
+    runs_as([first, nn.Tanh(), last, outer[1]])
+    assert list(outer.state_dict()) == ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias", "1.weight", "1.bias"]
+    fastnn.fit(outer, x, np.array([0, 1, 0]), epochs=1, verbose=0)  # fit trains the new layout
+    assert outer.flat_parameters().size == outer.count_params()
+    np.testing.assert_array_equal(nn.Sequential(relu)(x), np.maximum(x, 0))  # a removed child is free to go
+    del inner[1:]
+    assert len(inner) == 1 and outer(x).shape == (3, 2)
+    with pytest.raises(IndexError, match="Sequential.__delitem__: index 5 is out of range"):
+        del inner[5]
+    with pytest.raises(TypeError, match="Sequential.pop: indices must be integers"):
+        inner.pop("0")
+    with pytest.raises(IndexError, match=r"Sequential.insert: index must be an integer in \[-1, 1\]"):
+        inner.insert(3, nn.ReLU())
+    with pytest.raises(TypeError, match="float64"):
+        inner.insert(0, nn.Linear(4, 4).double())
+    assert len(inner) == 1  # a refused child leaves the model as it was
+
+
+@requires_torch
+def test_del_insert_and_pop_name_the_children_as_torch_does():
+    import torch
+
+    ours = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 2))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.Tanh(),
+                                 torch.nn.Linear(2, 2))
+    del ours[1], theirs[1]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.insert(1, nn.ReLU()), theirs.insert(1, torch.nn.ReLU())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.pop(0), theirs.pop(0)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+def _saved_and_loaded(model, path):
+    fastnn.save(str(path), model)
+    return fastnn.load(str(path))
+
+
+@requires_torch
+def test_slice_names_match_torch():
+    import torch
+
+    ours = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 2))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.Tanh(),
+                                 torch.nn.Linear(2, 2))
+    for s in (slice(2, None), slice(None, -1), slice(1, 4, 2), slice(-1, None)):
+        assert list(ours[s].state_dict()) == list(theirs[s].state_dict()), s
+    theirs[2:].load_state_dict(fastnn.io.to_torch_state_dict(ours[2:]))  # strict: the same keys
 
 
 def test_apply_visits_children_first_then_self():

@@ -71,3 +71,17 @@ def fashion_subset(n_train=3000, n_test=1000):
     X, y, Xt, yt = _fashion_subset()
     order = np.random.default_rng(0).permutation(len(X))[:n_train]
     return X[order], y[order], Xt[:n_test], yt[:n_test]
+
+
+def epoch_order(n, seed, epoch):
+    """fit's documented order (cpp/include/fastnn/net/train.h epoch_order): Fisher-Yates from the last
+    index down, j = (bits(key, i) * (i + 1)) >> 64 with key = stream_key(seed ^ 0x5eed5eed5eed5eed, epoch)."""
+    from fastnn.reference import rng
+
+    key = int(rng.stream_key(seed ^ 0x5EED5EED5EED5EED, epoch))
+    draws = rng.bits(key, n)
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = (int(draws[i]) * (i + 1)) >> 64
+        order[i], order[j] = order[j], order[i]
+    return np.array(order)

@@ -4,6 +4,7 @@ the error says. A batch that BatchNorm cannot train on is refused before any upd
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -220,8 +221,9 @@ def test_a_batchnorm_batch_of_one_sample_is_refused_before_any_update(n, batch_s
         model.fit(X, y, optimizer=opt, batch_size=batch_size, verbose=0)
     if n == 33:
         assert "use e.g. batch_size=" in str(info.value)
-        good = int(str(info.value).rsplit("=", 1)[1])
-        model.fit(X, y, optimizer=optim.Adam(model.parameters()), batch_size=good, verbose=0)  # the suggestion works
+        good = int(re.search(r"batch_size=(\d+) or drop_last=True", str(info.value)).group(1))
+        model.fit(X, y, optimizer=optim.Adam(model.parameters()), batch_size=good, verbose=0)  # the suggestions work
+        model.fit(X, y, optimizer=optim.Adam(model.parameters()), batch_size=batch_size, drop_last=True, verbose=0)
         model = bn_model()
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)

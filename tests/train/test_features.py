@@ -100,6 +100,31 @@ def test_training_the_top_on_cached_features_is_training_the_model_with_the_bott
                for key, v in top.state_dict().items())
 
 
+def test_the_dropout_of_a_frozen_slice_in_eval_mode_stays_off_in_fit():
+    """model[:-1].requires_grad_(False).eval() sets its children's modes (fit never sees the slice):
+    its Dropout stays off, as in cache_features, so fit trains the head as if it were an Identity."""
+    X, y = blobs(60, dtype=np.float64)
+
+    def model(middle):
+        fastnn.manual_seed(5)
+        return nn.Sequential(nn.Linear(FEATURES, HIDDEN, dtype=np.float64), nn.ReLU(), middle,
+                             nn.Linear(HIDDEN, CLASSES, dtype=np.float64))
+
+    with_dropout, with_identity = model(nn.Dropout(0.9)), model(nn.Identity())
+    for m in (with_dropout, with_identity):
+        m[:-1].requires_grad_(False).eval()
+        fastnn.fit(m, X, y, optimizer=_sgd(m), epochs=2, batch_size=16, seed=3, verbose=0)
+    np.testing.assert_array_equal(with_dropout[-1].weight, with_identity[-1].weight)
+    assert not with_dropout[2].training and with_dropout[-1].training  # the modes as the user set them
+    # after a trainable layer a Dropout trains, also when model.eval() turned it off
+    active = model(nn.Dropout(0.9)).eval()
+    fastnn.fit(active, X, y, optimizer=_sgd(active), epochs=2, batch_size=16, seed=3, verbose=0)
+    assert active[2].training and active[0].training
+    trained = model(nn.Identity()).eval()
+    fastnn.fit(trained, X, y, optimizer=_sgd(trained), epochs=2, batch_size=16, seed=3, verbose=0)
+    assert not np.array_equal(active[-1].weight, trained[-1].weight)
+
+
 def test_a_part_with_trainable_parameters_in_training_mode_is_refused():
     X, _ = blobs(20)
     part = nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.ReLU())

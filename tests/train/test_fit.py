@@ -12,8 +12,8 @@ import fastnn
 from fastnn import nn, optim
 from fastnn.train import Callback, LambdaCallback, TerminateOnNaN
 from tests.conftest import assert_sum_close, network_terms, num_threads, requires_torch
-from tests.train.cases import (CLASSES, FEATURES, assert_state_equal, blobs, fashion_subset, metrics, mlp,
-                               state_differs)
+from tests.train.cases import (CLASSES, FEATURES, assert_state_equal, blobs, epoch_order, fashion_subset, metrics,
+                               mlp, state_differs)
 
 HISTORY_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
 
@@ -370,20 +370,6 @@ def test_shuffle_changes_the_order_but_not_the_full_batch_gradient():
     assert state_differs(models[0].state_dict(), models[2].state_dict())
 
 
-def _epoch_order(n, seed, epoch):
-    """fit's documented order (cpp/include/fastnn/net/train.h epoch_order): Fisher-Yates from the last
-    index down, j = (bits(key, i) * (i + 1)) >> 64 with key = stream_key(seed ^ 0x5eed5eed5eed5eed, epoch)."""
-    from fastnn.reference import rng
-
-    key = int(rng.stream_key(seed ^ 0x5EED5EED5EED5EED, epoch))
-    draws = rng.bits(key, n)
-    order = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = (int(draws[i]) * (i + 1)) >> 64
-        order[i], order[j] = order[j], order[i]
-    return np.array(order)
-
-
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_shuffle_alone_decides_the_batches(shuffle):
     """Same seed, same batch size: shuffle=False trains on X in order, shuffle=True on the documented
@@ -395,7 +381,7 @@ def test_shuffle_alone_decides_the_batches(shuffle):
     history = fastnn.fit(a, X, y, optimizer=opt_a, epochs=2, batch_size=bs, shuffle=shuffle, seed=seed, verbose=0)
     step = 0
     for epoch in range(2):
-        order = _epoch_order(len(X), seed, epoch) if shuffle else np.arange(len(X))
+        order = epoch_order(len(X), seed, epoch) if shuffle else np.arange(len(X))
         assert shuffle == (not np.array_equal(order, np.arange(len(X))))
         losses = []
         for s in range(0, len(X), bs):

@@ -87,6 +87,20 @@ def test_model_mode_trains_halves_and_returns_the_best_model(pool):
     np.testing.assert_array_equal(fastnn.io.from_bytes(full["model"])[0].weight.data, model[0].weight.data)
 
 
+def test_fit_keys_of_the_config_reach_fit(monkeypatch):
+    """batch_size and drop_last in a config are fit's arguments (tune.trial.FIT_KEYS), as in fit_params."""
+    X, y = obj.toy_data(50)
+    seen = []
+    real_fit = fastnn.fit
+    monkeypatch.setattr(fastnn, "fit", lambda *a, **k: seen.append((k.get("batch_size"), k.get("drop_last"))) or
+                        real_fit(*a, **k))
+    for config, fit_params in (({"hidden": 4, "batch_size": 16, "drop_last": True}, {}),
+                               ({"hidden": 4}, {"batch_size": 8, "drop_last": True}), ({"hidden": 4}, {})):
+        tune.trial.run_model(obj.mlp, config, 0, 1, None, (X[:40], y[:40], X[40:], y[40:]), fit_params, 0,
+                             "val_accuracy", None)
+    assert seen == [(16, True), (8, True), (None, None)]
+
+
 def test_a_worker_that_dies_loses_only_its_trial_which_is_retried(pool, tmp_path):
     space = {"x": tune.uniform(0, 1), "die": tune.choice([False]), "marker": str(tmp_path / "died")}
     configs = [{"x": 0.1 * i, "die": i == 2, "marker": str(tmp_path / "died")} for i in range(5)]

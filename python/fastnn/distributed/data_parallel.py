@@ -126,9 +126,6 @@ class DataParallel(SingleProcess):
         root = table[0, 3:6].astype(np.int64)
         return int(sum(int(p) << (_SEED_BITS * i) for i, p in enumerate(root)))
 
-    def batches(self, n, batch_size):
-        return math.ceil(n / (batch_size * self.size))
-
     def epoch_args(self, grads, reduction):
         self._hook = _GradientAverage(self.channel, grads, reduction == "mean")
         for m in self._model.modules():

@@ -210,8 +210,12 @@ class Sequential(Container):
         return cls(OrderedDict(named))
 
     def append(self, module):
-        """Adds `module` at the end (child name ``str(len(self))``); returns self (PyTorch's append)."""
-        self.add_module(str(len(self)), module)
+        """Adds `module` at the end (child name ``str(len(self))``, or the next number not taken: a
+        slice ``model[2:]`` keeps the names "2", "3", ...); returns self (PyTorch's append)."""
+        k = len(self)
+        while str(k) in self._modules:
+            k += 1
+        self.add_module(str(k), module)
         return self
 
     def extend(self, modules):
@@ -230,10 +234,11 @@ class Sequential(Container):
         return len(self._modules)
 
     def __getitem__(self, i):
-        mods = list(self._modules.values())
+        """Child i, or for a slice a new Sequential of those children that keeps their names (as
+        PyTorch's), so that ``model[2:].state_dict()`` has the keys of ``model.state_dict()``."""
         if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
+        return list(self._modules.values())[i]
 
     def __setitem__(self, i, module):
         """Replaces child i (``model[-1] = nn.Linear(128, 5)``: a new head), keeping its name, as
@@ -245,6 +250,64 @@ class Sequential(Container):
         if not -len(names) <= i < len(names):
             raise IndexError(f"Sequential index {i} is out of range for {len(names)} children")
         self.add_module(names[int(i)], module)
+
+    def __delitem__(self, i):
+        """Removes child i (or a slice of them) and numbers the rest "0", "1", ... again, as
+        PyTorch's ``del model[i]`` does; the C++ container (and those around it) is rebuilt."""
+        if not isinstance(i, slice):
+            self._check_index(i, "Sequential.__delitem__")
+        modules = list(self._modules.values())
+        del modules[i]
+        self._renumber(modules)
+
+    def insert(self, index, module):
+        """Inserts `module` before child `index` (PyTorch's insert; index len(self) appends); the
+        children are numbered "0", "1", ... again. Returns self."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index <= len(self):
+            raise IndexError(f"Sequential.insert: index must be an integer in [{-len(self)}, {len(self)}], got {index!r}")
+        index = int(index) + len(self) if index < 0 else int(index)  # -1: before the last child, as list.insert
+        self.append(module)  # the checks and conversions of add_module
+        modules = list(self._modules.values())
+        modules.insert(index, modules.pop())
+        self._renumber(modules)
+        return self
+
+    def pop(self, i=-1):
+        """Removes child i and returns it (PyTorch's pop)."""
+        self._check_index(i, "Sequential.pop")
+        module = self[i]
+        del self[i]
+        return module
+
+    def _check_index(self, i, where):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{where}: indices must be integers or slices, got {type(i).__name__}")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{where}: index {i} is out of range for {len(self)} children")
+
+    def _renumber(self, modules):
+        """The children become `modules`, named "0", "1", ...; the C++ container is rebuilt (the
+        old children come back if that fails)."""
+        old = list(self._modules.items())
+
+        def assign(named):
+            for name in list(self._modules):
+                object.__delattr__(self, name)
+            self._modules.clear()
+            for name, m in named:
+                Module.__setattr__(self, name, m)
+
+        assign([(str(k), m) for k, m in enumerate(modules)])
+        try:
+            self._rebuild()
+        except BaseException:
+            assign(old)
+            self._rebuild()
+            raise
+        for _, m in old:  # a removed child no longer tells this container of its changes
+            if not any(m is c for c in modules):
+                m.__dict__.get("_parents", weakref.WeakSet()).discard(self)
+                m.__dict__.get("_claims", set()).discard(id(self))
 
     def __iter__(self):
         return iter(self._modules.values())

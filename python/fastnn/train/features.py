@@ -35,10 +35,9 @@ def cache_features(frozen_part, X, batch_size=256):
 
     the C++ predict path (batches of `batch_size`, the GIL released). Training a new top on F gives
     what training ``nn.Sequential(frozen_part, top)`` gives when frozen_part is frozen and in eval
-    mode (fit keeps such a module in eval mode), without running frozen_part every epoch. Two
-    cases differ: augmentation (augmented inputs change every epoch, so their features cannot be
-    cached), and a Dropout inside the part, which is off here but which fit trains with (fit keeps
-    in eval mode only the modules whose parameters are frozen; a Dropout has none).
+    mode (fit keeps such a module in eval mode, and the Dropouts in eval mode of a frozen bottom
+    such as ``model[:-1]``), without running frozen_part every epoch. Augmentation differs:
+    augmented inputs change every epoch, so their features cannot be cached.
 
     The part must be frozen or in eval mode: every module in training mode must have all its
     parameters frozen (``frozen_part.requires_grad_(False)`` or ``frozen_part.eval()``). Otherwise

@@ -116,12 +116,23 @@ def _warn_softmax_output(model, kernel):
 def _frozen_eval_modules(model):
     """The modules the user put in eval mode whose parameters are all frozen (transfer learning):
     fit and train_step keep them in eval mode (a frozen BatchNorm's running statistics stay), as Keras
-    runs a non-trainable BatchNorm in inference mode."""
+    runs a non-trainable BatchNorm in inference mode. So do the parameter-free leaves in eval mode
+    (Dropout) of the frozen bottom, which runs before any trainable parameter and after a frozen
+    eval-mode layer: ``model[:-1].requires_grad_(False).eval()`` sets the modes of children whose
+    slice fit never sees, and its Dropouts are off as in cache_features."""
     out = []
-    for m in model.modules():
+    in_frozen_bottom = False
+    for m in model.modules():  # in the order they run (children in order, each after its container)
         params = list(m.parameters())
         if not m.training and params and not any(p.requires_grad for p in params):
             out.append(m)
+        elif not m.training and not params and not m._modules and in_frozen_bottom:
+            out.append(m)
+        own = list(m._parameters.values())
+        if any(p.requires_grad for p in own):
+            in_frozen_bottom = None  # for good: what runs next sees a trained layer's output
+        elif own and not m.training and in_frozen_bottom is not None:
+            in_frozen_bottom = True
     return out
 
 
@@ -288,12 +299,12 @@ def _sample_weights(sample_weight, class_weight, y, n, kernel):
     return w
 
 
-def _check_batch_statistics(model, n, batch_size):
+def _check_batch_statistics(model, n, batch_size, drop_last=False):
     """ValueError before any training when a batch of the epoch would give a BatchNorm one value per
     channel (PyTorch: "Expected more than 1 value per channel when training"): batch_size=1, or a
-    last batch of 1 sample, for a BatchNorm whose input has no spatial dimensions. Reads the input
-    shapes the BatchNorms saw in fit's first forward (_output_width)."""
-    last = n - (math.ceil(n / batch_size) - 1) * batch_size
+    last batch of 1 sample (unless drop_last drops it), for a BatchNorm whose input has no spatial
+    dimensions. Reads the input shapes the BatchNorms saw in fit's first forward (_output_width)."""
+    last = batch_size if drop_last else n - (math.ceil(n / batch_size) - 1) * batch_size
     if min(batch_size, last) > 1:
         return
     for name, m in model.named_modules():
@@ -308,7 +319,8 @@ def _check_batch_statistics(model, n, batch_size):
             else:
                 good = next(b for k in range(1, n) for b in (batch_size + k, batch_size - k)
                             if b >= 2 and n - (math.ceil(n / b) - 1) * b > 1)
-                fix = f"the last batch of {n} samples by {batch_size} has 1 sample; use e.g. batch_size={good}"
+                fix = (f"the last batch of {n} samples by {batch_size} has 1 sample; use e.g. batch_size={good} "
+                       "or drop_last=True")
             raise ValueError(f"fit: {type(m).__name__} ({name or 'the model'}) expects more than 1 value per channel "
                              f"when training, but a batch would have 1 sample: {fix}")
 
@@ -361,12 +373,13 @@ def _seed_and_callbacks(seed, callbacks):
 def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_size=None, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=None, verbose=1, lr=None, initial_epoch=0,
         clip_grad_norm=None, clip_grad_value=None, metrics=None, class_weight=None, sample_weight=None,
-        augment=None, distributed=None):
+        augment=None, drop_last=False, distributed=None):
     """Trains `model` on (X, y); the epoch loop runs in C++.
 
     The whole model trains in training mode (``model.train()`` at every epoch, as Keras and
     PyTorch Lightning do), except modules the user put in eval mode whose parameters are all
-    frozen (a frozen BatchNorm keeps its running statistics, as Keras's non-trainable BatchNorm);
+    frozen (a frozen BatchNorm keeps its running statistics, as Keras's non-trainable BatchNorm),
+    and the eval-mode Dropouts of a frozen bottom that runs before any trainable layer;
     evaluate and predict run every module in eval mode. Other per-module modes
     (``model[1].eval()``) apply to ``model(x)`` and ``model.backward``.
 
@@ -404,6 +417,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         augment: a fastnn.augment transform (e.g. Compose([RandomShift(2), RandomHorizontalFlip()])),
             applied to every training minibatch in the C++ loop, drawn from (seed, step); never to
             validation data. Flat X needs Compose(..., shape=(C, H, W)).
+        drop_last: True skips each epoch's last batch when it is incomplete (torch's
+            DataLoader(drop_last=True)); the samples it would have held differ between shuffled
+            epochs. Validation, evaluate and predict use every sample.
         distributed: None (one process) or a fastnn.distributed.DataParallel: every rank of an MPI
             job runs the same fit on the same data; each global batch (batch_size per rank) is
             split between the ranks, whose gradients are averaged (see fastnn.distributed).
@@ -416,6 +432,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     if not isinstance(validation_split, ValidationSplit):
         validation_split = _v.check_real(validation_split, "fit", "validation_split", 0, 1, high_open=True)
     shuffle = _v.check_bool(shuffle, "fit", "shuffle")
+    drop_last = _v.check_bool(drop_last, "fit", "drop_last")
     seed = None if seed is None else _v.check_seed(seed, "fit")
     verbose = _v.check_choice(verbose, "fit", "verbose", (0, 1, 2))
     lr = None if lr is None else _v.check_real(lr, "fit", "lr", 0)
@@ -449,7 +466,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
         object.__setattr__(model, "_fit_compiled", {"loss": loss_obj, "metrics": None})
         return _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, epochs, batch_size,
                                  None if val is None else (Xv, yv), width, shuffle, seed, callbacks, verbose,
-                                 initial_epoch, clip_grad_norm, clip_grad_value)
+                                 initial_epoch, clip_grad_norm, clip_grad_value, drop_last)
     batch_size = 32 if batch_size is None else batch_size
     batch_size = min(batch_size, len(X))  # larger than the data: one batch of all of it (Keras)
     augment_spec, augment_shape = _augment.for_fit(augment, X.shape[1:])
@@ -466,10 +483,13 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     verbose, callbacks = distributed.output(verbose, callbacks)
     terminate_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
 
-    _check_batch_statistics(cpp_model, len(X), batch_size)
+    batches_per_epoch = distributed.batches(len(X), batch_size, drop_last)
+    if batches_per_epoch == 0:  # only with several processes: one process's batch_size is at most len(X)
+        raise ValueError(f"fit: drop_last=True drops every batch: {len(X)} samples make no full global batch of "
+                         f"{batch_size} x {distributed.size} processes; lower batch_size")
+    _check_batch_statistics(cpp_model, len(X), batch_size, drop_last)
     keep_eval = _frozen_eval_modules(cpp_model)
     state = FitState()
-    batches_per_epoch = distributed.batches(len(X), batch_size)
     history = History()
     for cb in callbacks:
         cb.set_context(cpp_model, opt, state)
@@ -493,7 +513,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
                     distributed.running(running), metric_set, width))) if bar else None,
                 applied,
                 loss_options=options, sample_weight=weights, width=width,
-                augment=augment_spec, augment_shape=augment_shape, **distributed.epoch_args(grads, loss_obj.reduction))
+                augment=augment_spec, augment_shape=augment_shape, drop_last=drop_last,
+                **distributed.epoch_args(grads, loss_obj.reduction))
         stats = distributed.epoch_stats(stats)
         if stats["nonfinite_batch"] >= 0:
             if bar:
@@ -544,7 +565,7 @@ def _evaluate_stats(plan, cpp_model, X, y, kernel, reduction, batch_size, option
 
 
 def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, epochs, batch_size, val, width,
-                      shuffle, seed, callbacks, verbose, initial_epoch, clip_grad_norm, clip_grad_value):
+                      shuffle, seed, callbacks, verbose, initial_epoch, clip_grad_norm, clip_grad_value, drop_last):
     """fit() with a second-order optimizer: the checks that differ, then train/full_batch.py."""
     if clip_grad_norm or clip_grad_value:
         raise ValueError(f"fit: gradient clipping does not apply to {type(optimizer).__name__} (its line search "
@@ -554,9 +575,10 @@ def _fit_second_order(model, cpp_model, X, y, kernel, loss_obj, optimizer, lr, e
                          f"(no weight, label_smoothing, ignore_index, pos_weight), got {loss_obj!r}")
     opt = _as_optimizer(optimizer, model, cpp_model, lr)
     seed, callbacks = _seed_and_callbacks(seed, callbacks)
-    _check_batch_statistics(cpp_model, len(X), min(batch_size or len(X), len(X)))
+    _check_batch_statistics(cpp_model, len(X), min(batch_size or len(X), len(X)), drop_last)
     return _full_batch.fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_size, val, width,
-                                      shuffle, seed, callbacks, verbose, initial_epoch, FitState(), _loss_and_accuracy)
+                                      shuffle, seed, callbacks, verbose, initial_epoch, FitState(), _loss_and_accuracy,
+                                      drop_last)
 
 
 def _loss_and_accuracy(stats, kernel, width):

@@ -42,7 +42,7 @@ def _objective(cpp_model, X, y, kernel, reduction, opt, seed):
 
 
 def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_size, val, width, shuffle, seed,
-                   callbacks, verbose, initial_epoch, fit_state, metrics):
+                   callbacks, verbose, initial_epoch, fit_state, metrics, drop_last=False):
     """The second-order branch of fit(); arguments already validated by fit()."""
     n = len(X)
     batch_size = n if batch_size is None else min(batch_size, n)
@@ -73,7 +73,7 @@ def fit_full_batch(model, cpp_model, X, y, kernel, loss_obj, opt, epochs, batch_
         else:
             order = rng.permutation(n) if shuffle else np.arange(n)
             parts = []
-            for b in range(math.ceil(n / batch_size)):
+            for b in range(n // batch_size if drop_last else math.ceil(n / batch_size)):
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 Xb, yb = np.ascontiguousarray(X[idx]), np.ascontiguousarray(y[idx])
                 parts.append(_objective(cpp_model, Xb, yb, kernel, loss_obj.reduction, opt, seed))

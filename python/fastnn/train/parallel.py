@@ -31,9 +31,11 @@ class SingleProcess:
         """Before the first epoch, once the optimizer exists; returns the seed every process uses."""
         return seed
 
-    def batches(self, n, batch_size):
-        """Optimizer steps per epoch."""
-        return math.ceil(n / batch_size)
+    def batches(self, n, batch_size, drop_last=False):
+        """Optimizer steps per epoch: global batches of batch_size samples per process, the last one
+        partial unless drop_last (as net/train.h epoch_batches counts them)."""
+        global_batch = batch_size * self.size
+        return n // global_batch if drop_last else math.ceil(n / global_batch)
 
     def rows(self, n):
         """This process's rows of a data set of n samples (evaluate, predict)."""

@@ -6,6 +6,7 @@ was running, with :class:`WorkerDied`; the pool starts a replacement and the sea
 (:func:`run_tasks`). A ProcessPoolExecutor, in contrast, breaks for good when one worker dies.
 """
 
+import atexit
 import concurrent.futures as _cf
 from concurrent.futures.process import BrokenProcessPool as _BrokenProcessPool
 import multiprocessing as _mp
@@ -15,6 +16,7 @@ import pickle
 import threading
 import time
 import traceback
+import weakref
 
 from .. import _validate as _v
 
@@ -104,6 +106,7 @@ class LocalPool(_cf.Executor):
         self._workers = [_Worker(self._context, self.threads_per_worker) for _ in range(self.n_workers)]
         self._thread = threading.Thread(target=self._dispatch, name="fastnn-LocalPool", daemon=True)
         self._thread.start()
+        _open_pools.add(self)
 
     def submit(self, fn, /, *args, **kwargs):
         future = _cf.Future()
@@ -221,6 +224,33 @@ class LocalPool(_cf.Executor):
         self._wake_w.send(b"")
         if wait:
             self._thread.join()
+
+    def _close_at_exit(self, timeout=10.0):
+        """At interpreter exit: waiting tasks are cancelled, running ones stopped (their workers
+        terminated), and the idle workers end. Otherwise multiprocessing's own exit handler kills
+        the daemon workers while the dispatcher still runs, which starts replacements that die
+        half-spawned (EOFError tracebacks, orphan processes)."""
+        if not self._thread.is_alive():
+            return
+        self.shutdown(wait=False, cancel_futures=True)
+        for w in list(self._workers):
+            if w.task is not None:
+                w.process.terminate()
+        self._thread.join(timeout)
+        for w in list(self._workers):  # a dispatcher that did not finish in time
+            if w.process.is_alive():
+                w.process.terminate()
+
+
+# Pools not shut down by their user, closed at exit. Registered after multiprocessing.util's own
+# handler (imported above with multiprocessing.connection), so that atexit runs this one first.
+_open_pools = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools():
+    for pool in list(_open_pools):
+        pool._close_at_exit()
 
 
 _default = {}

@@ -4,7 +4,7 @@ Two ways to say what a trial is:
     tune.random_search(train_fn, space, n_trials=16, epochs=9)         # train_fn(config, budget) -> score
     tune.random_search(build_model, space, X, y, n_trials=16, epochs=9)  # build_model(config) -> Module
 In the second, each trial builds the model (after ``fastnn.manual_seed(trial seed)``), fits it with
-the config's fit keys (lr, optimizer, batch_size, ...) and is scored by the last epoch's
+the config's fit keys (lr, optimizer, batch_size, drop_last, ...) and is scored by the last epoch's
 ``val_accuracy`` (or `metric`) on validation data (a seeded `validation_split` of (X, y) unless
 given). ``min_epochs=`` turns on successive halving: all trials run ``min_epochs``, the best 1/eta
 continue to eta times that budget, and so on up to `epochs` (resuming from the model and

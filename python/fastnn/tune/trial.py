@@ -12,7 +12,7 @@ import numpy as np
 from ..random import seeded
 
 # Config keys that are fit()'s arguments rather than the model's.
-FIT_KEYS = ("lr", "optimizer", "batch_size", "loss", "clip_grad_norm", "clip_grad_value")
+FIT_KEYS = ("lr", "optimizer", "batch_size", "drop_last", "loss", "clip_grad_norm", "clip_grad_value")
 
 
 def _pin(threads):

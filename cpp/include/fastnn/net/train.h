@@ -35,7 +35,16 @@ struct EpochOptions {
   // Data parallelism (fastnn.distributed): a global batch is batch_size * shards samples of the
   // shared order, and this process trains on its slice `shard` of each (shard_begin).
   index_t shard = 0, shards = 1;
+  // Skip the last global batch when it is incomplete (torch's DataLoader(drop_last=True)): a tiny
+  // last batch gives a noisy step that can undo training of a deep unnormalised net.
+  bool drop_last = false;
 };
+
+// Optimizer steps of one epoch of n samples: global batches of batch_size * shards samples, the
+// last one partial unless dropped (fit counts them the same way: train/parallel.py batches).
+inline index_t epoch_batches(index_t n, index_t global_batch, bool drop_last) {
+  return n / global_batch + (!drop_last && n % global_batch != 0);  // n + global_batch - 1 may overflow
+}
 
 struct EpochStats {
   double loss_sum = 0;        // sum over batches of batch loss * batch samples (mean reduction)
@@ -300,7 +309,7 @@ class Trainer {
     EpochStats st;
     const std::vector<index_t> order = epoch_order(d.n, o.shuffle, o.seed, o.epoch);
     const index_t global_batch = o.batch_size * o.shards;  // the binding checks that it fits
-    const index_t nb = d.n / global_batch + (d.n % global_batch != 0);  // d.n + batch_size - 1 may overflow
+    const index_t nb = epoch_batches(d.n, global_batch, o.drop_last);
     const bool copy_inputs = augment_ || !reads_rows(model_, d);
     // Dropout masks and augmentations differ between ranks (shard 0 draws what one process draws).
     const std::uint64_t draws = o.shard == 0 ? o.seed : rng::stream_key(o.seed, static_cast<std::uint64_t>(o.shard));
