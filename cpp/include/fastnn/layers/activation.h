@@ -325,3 +325,10 @@ class Maxout : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::PointwiseActivation)
+FASTNN_COMPILED_ONCE(fastnn::PReLU)
+FASTNN_COMPILED_ONCE(fastnn::RReLU)
+FASTNN_COMPILED_ONCE(fastnn::Softmax)
+FASTNN_COMPILED_ONCE(fastnn::Maxout)

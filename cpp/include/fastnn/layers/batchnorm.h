@@ -330,3 +330,6 @@ class BatchNorm : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::BatchNorm)

@@ -66,3 +66,6 @@ class FusedBatchNormActivation : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::FusedBatchNormActivation)

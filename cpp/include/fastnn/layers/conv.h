@@ -223,3 +223,6 @@ class Conv2d : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::Conv2d)

@@ -149,3 +149,7 @@ class FusedConvBatchNormPool : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::FusedConvBatchNorm)
+FASTNN_COMPILED_ONCE(fastnn::FusedConvBatchNormPool)

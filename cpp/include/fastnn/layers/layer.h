@@ -157,3 +157,15 @@ class Layer {
 template <class T> using LayerPtr = std::shared_ptr<Layer<T>>;
 
 }  // namespace fastnn
+
+// Layer classes are compiled once per module, in cpp/instantiate/ (listed there), instead of again
+// in every binding file that includes them: their headers end with FASTNN_COMPILED_ONCE(Class),
+// which declares the float and double classes instantiated elsewhere (extern template).
+#define FASTNN_COMPILED_ONCE(Class)      \
+  extern template class Class<float>;    \
+  extern template class Class<double>;
+FASTNN_COMPILED_ONCE(fastnn::Layer)
+// In cpp/instantiate/: the one place the declared classes are compiled.
+#define FASTNN_COMPILE_HERE(Class) \
+  template class Class<float>;     \
+  template class Class<double>;

@@ -241,3 +241,7 @@ class FusedLinearActivation : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::Linear)
+FASTNN_COMPILED_ONCE(fastnn::FusedLinearActivation)

@@ -235,3 +235,10 @@ class GlobalAvgPool2d : public AdaptiveAvgPool2d<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::MaxPool2d)
+FASTNN_COMPILED_ONCE(fastnn::WindowMeanLayer)
+FASTNN_COMPILED_ONCE(fastnn::AvgPool2d)
+FASTNN_COMPILED_ONCE(fastnn::AdaptiveAvgPool2d)
+FASTNN_COMPILED_ONCE(fastnn::GlobalAvgPool2d)

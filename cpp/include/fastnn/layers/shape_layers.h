@@ -59,3 +59,7 @@ class Flatten : public Layer<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::Identity)
+FASTNN_COMPILED_ONCE(fastnn::Flatten)

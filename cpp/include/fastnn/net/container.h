@@ -181,3 +181,6 @@ void copy_blocks(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t n
 }
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::Container)

@@ -412,3 +412,6 @@ class DenseBlock : public Container<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::DenseBlock)

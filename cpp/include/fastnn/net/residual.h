@@ -92,3 +92,6 @@ class Residual : public Container<T> {
 };
 
 }  // namespace fastnn
+
+// Compiled in cpp/instantiate/ (see FASTNN_COMPILED_ONCE in layers/layer.h).
+FASTNN_COMPILED_ONCE(fastnn::Residual)
