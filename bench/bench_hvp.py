@@ -1,4 +1,5 @@
-"""Hessian-vector products, fastnn.hvp vs one fastnn gradient (fastnn.loss_and_grad) vs torch's
+"""Hessian-vector products, fastnn.hvp (every call checks X and y) and fastnn.curvature_operator's
+products (X and y checked once, for loops of products) vs one fastnn gradient (fastnn.loss_and_grad) vs torch's
 double backward (autograd.grad of g·v through create_graph=True, the same weights), cross-entropy,
 float32, timed paired and alternating (the machine may be loaded: compare within one run, as ratios).
 
@@ -83,7 +84,9 @@ def main():
     m, X, y = model_and_data(a.model, a.n or n_default)
     n = m.flatten_parameters_().params.size
     v = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    op = fastnn.curvature_operator(m, "cross_entropy", X, y)
     fns = {"fastnn hvp": lambda: fastnn.hvp(m, "cross_entropy", X, y, v),
+           "fastnn operator H(v)": lambda: op(v),
            "fastnn gradient": lambda: fastnn.loss_and_grad(m, "cross_entropy", X, y)}
     try:
         import torch
@@ -113,6 +116,7 @@ def main():
     print(f"  hvp / gradient         {med['fastnn hvp'] / med['fastnn gradient']:.2f}x  (target <= 3)")
     if "torch double backward" in med:
         print(f"  torch / fastnn hvp     {med['torch double backward'] / med['fastnn hvp']:.2f}x  (target >= 3)")
+        print(f"  torch / operator H(v)  {med['torch double backward'] / med['fastnn operator H(v)']:.2f}x")
 
 
 if __name__ == "__main__":

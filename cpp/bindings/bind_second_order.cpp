@@ -132,13 +132,21 @@ index_t opt_int(const py::dict& o, const char* key, index_t fallback) {
   return o.contains(key) ? o[key].cast<index_t>() : fallback;
 }
 
-DescentOptions descent_options(const py::dict& o) {
-  DescentOptions d;
-  d.lr = opt(o, "lr", d.lr);
+// The stopping rules every method's options share (LBFGSOptions, DescentOptions, HessianFreeOptions);
+// a key the dict lacks keeps the struct's default.
+template <class Options>
+Options limits_options(const py::dict& o) {
+  Options d;
   d.max_iter = opt_int(o, "max_iter", d.max_iter);
   d.max_eval = opt_int(o, "max_eval", d.max_eval);
   d.tolerance_grad = opt(o, "tolerance_grad", d.tolerance_grad);
   d.tolerance_change = opt(o, "tolerance_change", d.tolerance_change);
+  return d;
+}
+
+DescentOptions descent_options(const py::dict& o) {
+  DescentOptions d = limits_options<DescentOptions>(o);
+  d.lr = opt(o, "lr", d.lr);
   d.c2 = opt(o, "c2", d.c2);
   return d;
 }
@@ -285,12 +293,8 @@ void bind_second_order(py::module_& m) {
           auto ct = state_arg<std::int64_t>(counters, op, "counters", 2);
           if (rg.at(0) < 0 || rg.at(0) >= m || rg.at(1) < 0 || rg.at(1) > m)
             value_error(op, "ring must be [start, count] with 0 <= start < m and 0 <= count <= m");
-          LBFGSOptions o;
+          LBFGSOptions o = limits_options<LBFGSOptions>(options);
           o.lr = opt(options, "lr", o.lr);
-          o.max_iter = opt_int(options, "max_iter", o.max_iter);
-          o.max_eval = opt_int(options, "max_eval", o.max_eval);
-          o.tolerance_grad = opt(options, "tolerance_grad", o.tolerance_grad);
-          o.tolerance_change = opt(options, "tolerance_change", o.tolerance_change);
           o.strong_wolfe = options.contains("strong_wolfe") && options["strong_wolfe"].cast<bool>();
           LBFGSHistory<T> h{sa.mutable_data(), ya.mutable_data(), rh.mutable_data(), rg.mutable_data(), m, n};
           LBFGSState<T> st{da.mutable_data(), pg.mutable_data(), sc.mutable_data(), ct.mutable_data()};
@@ -374,12 +378,8 @@ void bind_second_order(py::module_& m) {
           auto sc = state_arg<double>(scalars, op, "scalars", 2);
           Problem<T> p{xa.mutable_data(), ga.mutable_data(), n, objective_arg<T>(objective, xa.data(), ga.data(), op)};
           callback_arg(p, options);
-          HessianFreeOptions o;
-          o.max_iter = opt_int(options, "max_iter", o.max_iter);
-          o.max_eval = opt_int(options, "max_eval", o.max_eval);
+          HessianFreeOptions o = limits_options<HessianFreeOptions>(options);
           o.max_cg = opt_int(options, "max_cg", o.max_cg);
-          o.tolerance_grad = opt(options, "tolerance_grad", o.tolerance_grad);
-          o.tolerance_change = opt(options, "tolerance_change", o.tolerance_change);
           o.adapt_damping = !options.contains("adapt_damping") || options["adapt_damping"].cast<bool>();
           CurvatureFn<T> cv;
           const bool gauss_newton = !options.contains("curvature") || options["curvature"].cast<std::string>() != "hessian";

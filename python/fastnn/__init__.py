@@ -16,7 +16,7 @@ from . import plot  # matplotlib is imported when a plot is drawn
 from .io import load, save
 from .train import evaluate, fit, predict, train_step
 from .random import manual_seed
-from .curvature import gnvp, hessian, hessian_eigenvalues, hvp, loss_and_grad
+from .curvature import CurvatureOperator, curvature_operator, gnvp, hessian, hessian_eigenvalues, hvp, loss_and_grad
 
 __version__ = build_info()["version"]
 
@@ -27,6 +27,8 @@ __all__ = [
     "datasets",
     "empty_cache",
     "ensemble",
+    "CurvatureOperator",
+    "curvature_operator",
     "gnvp",
     "hessian",
     "hessian_eigenvalues",

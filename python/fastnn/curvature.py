@@ -6,6 +6,7 @@ Hessian of small models, and its extreme eigenvalues.
     H = fastnn.hessian(model, "mse", X, y)               # dense, models up to max_params
     top = fastnn.hessian_eigenvalues(model, "cross_entropy", X, y, k=3)
     loss, g = fastnn.loss_and_grad(model, "cross_entropy", X, y)
+    H = fastnn.curvature_operator(model, "cross_entropy", X, y)   # checks X, y once: H(v) per product
 
 H is the Hessian of the loss that fit() minimizes (the mean over all of X, or the sum), with
 respect to the flat parameter vector (model.flat_parameters() order); v has that length and the
@@ -26,9 +27,10 @@ import numpy as np
 from ._blas_pool import quieted as _quieted
 from ._config import _C
 from .functional import loss as _F
+from .nn.parameter import shared_buffer
 from .train.fit import _as_cpp_model, _as_loss, _check_X, _check_y, _output_width
 
-__all__ = ["gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
+__all__ = ["CurvatureOperator", "curvature_operator", "gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
 
 _WHICH = ("LA", "SA", "LM")
 
@@ -62,11 +64,27 @@ class _Problem:
             raise ValueError(f"{fn}: the model runs {self.layer.num_params()} parameters but holds {self.n} "
                              "(a layer used twice?): curvature needs each parameter once")
         self.dtype = self.buf.params.dtype
-        # Entries of the constants (requires_grad=False).
+        self.params = params
+        self._mark_frozen()
+
+    def _mark_frozen(self):
+        """The entries of the constants (requires_grad=False)."""
+        self.trains = tuple(p.requires_grad for p in self.params)
         self.frozen = np.zeros(self.n, bool)
-        for p in params:
+        for p in self.params:
             if not p.requires_grad:
                 self.frozen[p.offset:p.offset + p.size] = True
+
+    def still_valid(self):
+        """For repeated products: the parameters still in the buffer checked at the start (else a clear
+        error), and requires_grad re-read."""
+        now = list(self.model.parameters())
+        if (shared_buffer(self.params) is not self.buf or len(now) != len(self.params)
+                or any(a is not b for a, b in zip(now, self.params))):
+            raise ValueError(f"{self.fn}: the model's parameters changed (added, replaced or re-packed) since "
+                             "the operator was made; make a new one")
+        if tuple(p.requires_grad for p in self.params) != self.trains:
+            self._mark_frozen()
 
     def direction(self, v, name="v"):
         if not isinstance(v, np.ndarray):
@@ -168,6 +186,48 @@ def gnvp(model, loss, X, y, v, batch_size=None, training=True, seed=0, step=0):
     """G v = J^T H_loss J v, the generalized Gauss-Newton matrix (positive semidefinite) times v."""
     p = _Problem(model, loss, X, y, batch_size, training, seed, step, "gnvp")
     return p.product(p.direction(v), True)[0]
+
+
+class CurvatureOperator:
+    """H (or G) of a fixed model, loss and data set as a function of v: ``op(v)`` / ``op.matvec(v)``.
+
+    Made by curvature_operator, which checks the model, loss, X and y once (X finite, labels, the
+    output width: a pass over X that fastnn.hvp repeats per call); a product then checks only v
+    and that the model still holds the same parameters. The products use the parameters' values
+    at call time; X and y are the arrays checked at construction (fastnn's own copies when they
+    needed a conversion), so change them only through a new operator. ``shape`` (n, n) and ``dtype``
+    make it usable as ``scipy.sparse.linalg.aslinearoperator(op)``.
+    """
+
+    def __init__(self, problem, gauss_newton):
+        self._p = problem
+        self.gauss_newton = bool(gauss_newton)
+        self.shape = (problem.n, problem.n)
+        self.dtype = problem.dtype
+
+    def __call__(self, v):
+        p = self._p
+        p.still_valid()
+        return p.product(p.direction(v), self.gauss_newton)[0]
+
+    def matvec(self, v):
+        """op(v) for v of shape (n,) or (n, 1) (scipy's LinearOperator calls it with either)."""
+        v = np.asarray(v)
+        column = v.ndim == 2 and v.shape[1] == 1
+        out = self(v.reshape(-1).astype(self.dtype, copy=False) if column or v.dtype != self.dtype else v)
+        return out.reshape(-1, 1) if column else out
+
+
+@_quieted
+def curvature_operator(model, loss, X, y, gauss_newton=False, batch_size=None, training=True, seed=0, step=0):
+    """A CurvatureOperator: H v (gauss_newton=True: G v) per call, with the model, loss and data
+    checked once (for CG, Lanczos or any loop of products over the same data)."""
+    fn = "curvature_operator"
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, fn)
+    if gauss_newton and not p.layer.has_rop:
+        raise ValueError(f"{fn}: the Gauss-Newton product needs every layer to have an R-operator; a layer "
+                         "written in Python has none")
+    return CurvatureOperator(p, gauss_newton)
 
 
 @_quieted

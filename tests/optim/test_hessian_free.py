@@ -54,3 +54,25 @@ def test_bad_input():
     with pytest.raises(ValueError, match="shape \\(3,\\)"):
         opt.step(closure)
     np.testing.assert_array_equal(p.data, 0)
+
+
+def test_passes_per_iteration(rng):
+    """An iteration costs its CG products and one evaluation when the model predicts the loss (a
+    quadratic: ratio 1): no product for a cold start's 0 nor for the reduction ratio (the CG
+    residual gives the model's value), no earlier CG iterate evaluated."""
+    fun, A, b, x_star = quadratic(rng, 10, cond=10.0)
+    p = Parameter(np.zeros(10))
+    calls = []
+
+    def hvp(v):
+        calls.append(1)
+        return A @ v
+
+    opt = optim.HessianFree([p], hvp=hvp, damping=1.0, max_iter=1, max_cg=1, tolerance_grad=0.0,
+                            tolerance_change=0.0)
+    opt.step(closure_of(fun, p))
+    assert (len(calls), opt.last_result.evaluations) == (1, 2)
+    assert opt.damping == pytest.approx(2 / 3)  # ratio 1 > 3/4: the undamped model's value is right
+    opt.step(closure_of(fun, p))  # warm start from 0.95 times the last step: one product more
+    assert (len(calls), opt.last_result.evaluations) == (3, 2)
+    assert fun(p.data)[0] < fun(np.zeros(10))[0]

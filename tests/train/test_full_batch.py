@@ -211,8 +211,9 @@ def test_hessian_free_and_newton_in_fit_use_exact_products(rng):
 @pytest.mark.parametrize("loss,kind", [("cross_entropy", "labels"), ("cross_entropy", "probs"),
                                        ("bce_with_logits", "binary"), ("mse", "values")])
 def test_linear_model_curvature_in_one_pass_matches_hvp(rng, dtype, loss, kind):
-    """A model that is one Linear takes linear_curvature (one pass, [W; V] stacked); the layers'
-    R-operator (fastnn.hvp) is the reference."""
+    """A model that is one Linear takes linear_curvature (one pass, [W; V] stacked), or after an
+    evaluation at the same point linear_curvature_at (the kept outputs z, only x V^T); the layers'
+    R-operator (fastnn.hvp) is the reference, also after the parameters moved (the kept z is stale)."""
     from tests.kernels.test_linear_loss import problem
 
     n, d, c = 1300, 9, 4
@@ -224,8 +225,13 @@ def test_linear_model_curvature_in_one_pass_matches_hvp(rng, dtype, loss, kind):
 
     obj = _objective(model, X, y, loss, "mean", opt, 0)
     v = rng.standard_normal(model.flat_parameters().size).astype(dtype)
-    want = fastnn.hvp(model, loss, X, y, v)
-    for gauss_newton in (True, False):
-        got = obj.curvature(v, gauss_newton)
-        scale = np.abs(want).max()
-        np.testing.assert_allclose(got, want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-11) * scale)
+    for evaluate in (False, True, False):
+        if evaluate:
+            obj()
+        else:
+            model.flat_parameters()[...] += 0.25
+        want = fastnn.hvp(model, loss, X, y, v)
+        for gauss_newton in (True, False):
+            got = obj.curvature(v, gauss_newton)
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(got, want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-11) * scale)

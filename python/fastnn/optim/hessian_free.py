@@ -11,8 +11,11 @@ __all__ = ["HessianFree"]
 class HessianFree(SecondOrderOptimizer):
     """Truncated Newton: each iteration solves (B + lambda I) p = -g by CG on curvature-vector
     products B v, warm-started from 0.95 times the last solution, keeps the best of the CG
-    iterates saved at i = ceil(1.3^j) (Martens' CG backtracking), backtracks along it (Armijo),
-    and adapts lambda by the reduction ratio (Levenberg-Marquardt: x3/2 below 1/4, x2/3 above 3/4).
+    iterates saved at i = ceil(1.3^j) (Martens' CG backtracking; earlier iterates are evaluated only
+    when the last one achieves less than half the reduction its quadratic model predicts), backtracks
+    along it (Armijo), and adapts lambda by the reduction ratio (Levenberg-Marquardt: x3/2 below 1/4,
+    x2/3 above 3/4). The model's values come from the CG residuals: an iteration costs its CG
+    products and, when the model holds, one evaluation.
 
     Args:
         params: the model's parameters (one group).

@@ -37,10 +37,11 @@ bool linear_objective_fits(const Linear<T>& l, const Dataset<T>& d) {
 
 // The loss over the data set (the mean or the sum, as obj.reduction) of a linear model z = x W^T + b
 // (w (out, in), b (out) or null) and its gradient, written (=) into dw and db, in one pass over
-// the data (kernels/linear_loss.h); adds the correct predictions to *correct.
+// the data (kernels/linear_loss.h); adds the correct predictions to *correct. outputs (n, out), unless
+// null, receives z (for linear_curvature_at: products at the same point skip the forward of W).
 template <class T>
 double linear_objective(const Objective& obj, const Dataset<T>& d, const T* w, const T* b, index_t out, T* dw, T* db,
-                        index_t* correct) {
+                        index_t* correct, T* outputs = nullptr) {
   const index_t in = d.sample_size();
   const bool classes = obj.kind == LossKind::CrossEntropy || obj.kind == LossKind::NLL;
   FASTNN_CHECK(d.y.labels || (d.y.values && d.y.width == out), "fit",
@@ -53,6 +54,7 @@ double linear_objective(const Objective& obj, const Dataset<T>& d, const T* w, c
     Targets<T> t = d.y;
     if (t.labels) t.labels += row0;
     if (t.values) t.values += row0 * t.width;
+    if (outputs) std::copy(z, z + rows * out, outputs + row0 * out);
     const double loss = objective_forward_backward(sum, View<T>{const_cast<T*>(z), Shape{rows, out}}, t, g, &counts[stripe]);
     if (scale != 1.0) Eigen::Map<Vec<T>>(g, rows * out) *= static_cast<T>(scale);
     return loss;
@@ -96,6 +98,24 @@ void linear_curvature(const Objective& obj, const Dataset<T>& d, const T* w, con
                                block);
 }
 
+// linear_curvature from the outputs z (n, out) of linear_objective at the same w and b: per block,
+// only r = x V^T + v_b is computed (a product with V, not the stacked [W; V]: a product then costs
+// what an evaluation does).
+template <class T>
+void linear_curvature_at(const Objective& obj, const Dataset<T>& d, const T* z, const T* vw, const T* vb, index_t out,
+                         T* hvw, T* hvb) {
+  const index_t in = d.sample_size();
+  const bool classes = obj.kind == LossKind::CrossEntropy;
+  const double scale = obj.reduction == Reduction::mean ? 1.0 / double(classes ? d.n : d.n * out) : 1.0;
+  auto block = [&](const T* r, index_t row0, index_t rows, T* hr, index_t) {
+    thread_local std::vector<T> scratch;
+    scratch.resize(static_cast<size_t>(rows * out));
+    return curvature_detail::loss_grad_hessian(obj, View<T>{const_cast<T*>(z + row0 * out), Shape{rows, out}}, d.y,
+                                               row0, r, static_cast<T*>(nullptr), hr, scale, scratch.data());
+  };
+  linear_loss_forward_backward(d.x, d.n, in, vw, vb, out, out, hvw, hvb, block);
+}
+
 template <class T>
 class FullBatchObjective {
  public:
@@ -123,11 +143,17 @@ class FullBatchObjective {
     correct_ = 0;
     double total = 0;
     Linear<T>* linear = sole_linear(model_);
-    if (linear && linear_objective_fits(*linear, d_))  // a linear model: one pass over the data
+    outputs_at_.clear();
+    if (linear && linear_objective_fits(*linear, d_)) {  // a linear model: one pass over the data
+      // z is kept for the curvature products at this point when it is no larger than X
+      const bool keep = linear->out_features() <= linear->in_features();
+      if (keep) outputs_.resize(static_cast<size_t>(d_.n * linear->out_features()));
       total = linear_objective(obj_, d_, linear->weight(), linear->bias(), linear->out_features(),
-                               linear->weight_grad(), linear->bias_grad(), &correct_);
-    else
+                               linear->weight_grad(), linear->bias_grad(), &correct_, keep ? outputs_.data() : nullptr);
+      if (keep) outputs_at_ = linear_point_(*linear);
+    } else {
       total = layers_objective_();
+    }
     ++evaluations_;
     if (!std::isfinite(total)) return total;
     return total + penalty_(grads_);
@@ -147,8 +173,12 @@ class FullBatchObjective {
     if (linear && linear_objective_fits(*linear, d_) && linear_loss_fits<T>(2 * linear->out_features(), linear->in_features())) {
       const index_t w0 = linear->weight() - params_, b0 = linear->bias() ? linear->bias() - params_ : 0;
       std::fill(out, out + n_, T(0));
-      linear_curvature(obj_, d_, linear->weight(), linear->bias(), v + w0, linear->bias() ? v + b0 : nullptr,
-                       linear->out_features(), out + w0, linear->bias() ? out + b0 : nullptr);
+      const T* vb = linear->bias() ? v + b0 : nullptr;
+      T* hvb = linear->bias() ? out + b0 : nullptr;
+      if (!outputs_at_.empty() && outputs_at_ == linear_point_(*linear))  // the last evaluation's point
+        linear_curvature_at(obj_, d_, outputs_.data(), v + w0, vb, linear->out_features(), out + w0, hvb);
+      else
+        linear_curvature(obj_, d_, linear->weight(), linear->bias(), v + w0, vb, linear->out_features(), out + w0, hvb);
       penalty_curvature_(v, out);
       return;
     }
@@ -243,6 +273,14 @@ class FullBatchObjective {
     ++products_;
   }
 
+  // A linear model's W and b, as one vector: the point the kept outputs belong to.
+  static std::vector<T> linear_point_(const Linear<T>& l) {
+    const index_t nw = l.out_features() * l.in_features();
+    std::vector<T> point(l.weight(), l.weight() + nw);
+    if (l.bias()) point.insert(point.end(), l.bias(), l.bias() + l.out_features());
+    return point;
+  }
+
   void restore_(const std::vector<T>& grads, const std::vector<StateSpec<T>>& state,
                 const std::vector<std::vector<T>>& saved) {
     std::copy(grads.begin(), grads.end(), grads_);
@@ -263,6 +301,8 @@ class FullBatchObjective {
   index_t evaluations_ = 0;
   index_t products_ = 0;
   index_t correct_ = 0;
+  std::vector<T> outputs_;     // a linear model's z at outputs_at_ (its W and b), from the last evaluation
+  std::vector<T> outputs_at_;  // empty: none kept
   Workspace<T> grad_ws_;
   OutputCheck check_output_{"fit"};
 };

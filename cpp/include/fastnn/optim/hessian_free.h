@@ -2,8 +2,9 @@
 // (B + lambda I) p = -g by conjugate gradient on a curvature-vector product (H.v or the
 // Gauss-Newton G.v), warm-started from 0.95 times the last solution, stopped by the Newton-CG
 // forcing term |r| <= min(0.5, sqrt|g|) |g|, a CG iteration limit or negative curvature; then
-// "CG backtracking" (the best of the iterates saved at i = ceil(1.3^j)), an Armijo backtracking
-// line search, and Levenberg-Marquardt adaptation of lambda from the reduction ratio.
+// "CG backtracking" (the best of the iterates saved at i = ceil(1.3^j); earlier ones are evaluated
+// only when the last falls short of its model), an Armijo backtracking line search, and
+// Levenberg-Marquardt adaptation of lambda from the reduction ratio.
 #pragma once
 
 #include "fastnn/optim/line_search.h"
@@ -46,6 +47,10 @@ struct HessianFreeOptions {
   bool adapt_damping = true;
 };
 
+// The reduction ratio (actual / predicted by the model) at which the last CG iterate is kept without
+// evaluating earlier ones (Martens' backtracking then costs no pass when the model is right).
+constexpr double kTrustRatio = 0.5;
+
 // scalars: [lambda (the damping, adapted in place), curvature products so far]; p_prev (n,) the
 // last CG solution (warm start), kept by the caller.
 template <class T>
@@ -72,43 +77,54 @@ Report hessian_free_minimize(Problem<T>& p, const CurvatureFn<T>& curvature, T* 
     if (it >= o.max_iter) { rep.status = Status::max_iter; break; }
     if (evals >= o.max_eval) { rep.status = Status::max_eval; break; }
     ++it;
-    // CG on (B + lambda I) s = -g from s = 0.95 p_prev.
+    // CG on (B + lambda I) s = -g from s = 0.95 p_prev. Each saved iterate keeps its value of the
+    // undamped model q(s) = g.s + s.B s / 2 = (g.s - r.s) / 2 - lambda |s|^2 / 2 (r = -g - (B + lambda I) s,
+    // the CG residual), so the reduction ratio needs no further product.
     const double gnorm = std::sqrt(vec_dot(g.data(), g.data(), n));
     const double forcing = std::min(0.5, std::sqrt(gnorm)) * gnorm;
     for (index_t i = 0; i < n; ++i) step[i] = T(0.95) * p_prev[i];
-    apply(step.data(), Az.data());
-    for (index_t i = 0; i < n; ++i) r[i] = -g[i] - Az[i];
+    if (vec_max_abs(step.data(), n) > 0) {
+      apply(step.data(), Az.data());
+      for (index_t i = 0; i < n; ++i) r[i] = -g[i] - Az[i];
+    } else {  // a cold start: (B + lambda I) 0 = 0 needs no product
+      for (index_t i = 0; i < n; ++i) r[i] = -g[i];
+    }
     std::vector<T> dir(r);
     double rr = vec_dot(r.data(), r.data(), n);
     std::vector<std::vector<T>> saved;  // CG iterates for backtracking
+    std::vector<double> saved_q;        // their model values q(s)
+    auto model_of = [&](const std::vector<T>& s) {
+      return 0.5 * (vec_dot(g.data(), s.data(), n) - vec_dot(r.data(), s.data(), n)) -
+             0.5 * lambda * vec_dot(s.data(), s.data(), n);
+    };
     index_t next_save = 1;
     double save_at = 1;
-    bool negative_curvature = false;
     for (index_t k = 1; k <= o.max_cg && std::sqrt(rr) > forcing; ++k) {
       apply(dir.data(), z.data());
       const double dAd = vec_dot(dir.data(), z.data(), n);
-      if (!(dAd > 0)) {
-        negative_curvature = true;
-        break;
-      }
+      if (!(dAd > 0)) break;  // negative curvature: stop at the last iterate
       const double a = rr / dAd;
       for (index_t i = 0; i < n; ++i) step[i] += static_cast<T>(a) * dir[i], r[i] -= static_cast<T>(a) * z[i];
       const double rr_new = vec_dot(r.data(), r.data(), n);
       for (index_t i = 0; i < n; ++i) dir[i] = r[i] + static_cast<T>(rr_new / rr) * dir[i];
       rr = rr_new;
       if (k == next_save) {
-        saved.push_back(step);
+        saved.push_back(step), saved_q.push_back(model_of(step));
         while (next_save <= k) save_at *= 1.3, next_save = static_cast<index_t>(std::ceil(save_at));
       }
     }
-    if (saved.empty() || saved.back() != step) saved.push_back(step);
+    if (saved.empty() || saved.back() != step) saved.push_back(step), saved_q.push_back(model_of(step));
     if (vec_dot(g.data(), step.data(), n) >= 0) {  // not a descent direction (negative curvature at once)
       for (index_t i = 0; i < n; ++i) step[i] = -g[i];
+      curvature(step.data(), Az.data());
+      scalars[1] += 1;
       saved.assign(1, step);
+      saved_q.assign(1, vec_dot(g.data(), step.data(), n) + 0.5 * vec_dot(step.data(), Az.data(), n));
     }
-    (void)negative_curvature;
     std::memcpy(p_prev, saved.back().data(), sizeof(T) * n);
-    // CG backtracking: from the last iterate back while the loss keeps falling.
+    // CG backtracking: from the last iterate back while the loss keeps falling. CG lowers the model
+    // at every iterate, so when the last one achieves a trusted share of its predicted reduction
+    // (ratio >= kTrustRatio) no earlier iterate is evaluated.
     std::memcpy(x0.data(), p.x, sizeof(T) * n);
     double best_f = std::numeric_limits<double>::infinity();
     index_t best = -1;
@@ -120,17 +136,15 @@ Report hessian_free_minimize(Problem<T>& p, const CurvatureFn<T>& curvature, T* 
       if (finite && f < best_f) {
         best_f = f, best = j;
         std::memcpy(best_g.data(), p.g, sizeof(T) * n);
+        if (saved_q[j] < 0 && (f - loss) / saved_q[j] >= kTrustRatio) break;
       } else if (best >= 0) {
         break;
       }
     }
-    const T* chosen = best >= 0 ? saved[best].data() : saved.back().data();
-    // Reduction ratio of the undamped quadratic model q(s) = g.s + s.B s / 2.
-    curvature(chosen, Az.data());
-    scalars[1] += 1;
-    const double q = vec_dot(g.data(), chosen, n) + 0.5 * vec_dot(chosen, Az.data(), n);
+    const index_t chosen_at = best >= 0 ? best : static_cast<index_t>(saved.size()) - 1;
+    const T* chosen = saved[chosen_at].data();
+    const double gs = vec_dot(g.data(), chosen, n), sBs = 2 * (saved_q[chosen_at] - gs);
     double t = 1;
-    const double gs = vec_dot(g.data(), chosen, n);
     // Armijo backtracking when the chosen iterate did not lower the loss enough.
     while (!(best_f <= loss + 1e-2 * t * gs) && evals < o.max_eval && t > 1e-8) {
       t *= 0.8;
@@ -154,6 +168,7 @@ Report hessian_free_minimize(Problem<T>& p, const CurvatureFn<T>& curvature, T* 
       if (rep.status != Status::line_search_failed || lambda > 1e12) break;
       continue;  // more damping: a shorter, more gradient-like step
     }
+    const double q = t * gs + 0.5 * t * t * sBs;  // the model at the step taken, t s
     if (o.adapt_damping && q < 0) {
       const double rho = (best_f - loss) / q;
       if (rho < 0.25) lambda = std::max(lambda * 1.5, 1e-8);
