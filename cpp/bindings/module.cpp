@@ -10,6 +10,7 @@ void bind_config(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_conv_winograd(py::module_& m);
 void bind_activations(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_batchnorm(py::module_& m);
@@ -41,6 +42,7 @@ PYBIND11_MODULE(FASTNN_MODULE_NAME, m) {
   bind_dropout(m);
   bind_layers(m);
   bind_conv(m);  // after bind_layers: the Conv2d layers derive from its Layer_<dtype>
+  bind_conv_winograd(m);
   bind_pool(m);  // after bind_layers: its layers derive from Layer_float32/64
   bind_dense_block(m);
   bind_optim(m);

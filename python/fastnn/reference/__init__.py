@@ -18,6 +18,7 @@ from .linear_rop import *  # noqa: F401,F403
 from .linear_loss import *  # noqa: F401,F403
 from .im2col import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .conv_winograd import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .batchnorm_rop import *  # noqa: F401,F403

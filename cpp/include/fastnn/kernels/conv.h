@@ -23,6 +23,9 @@
 // (reading x[n] and writing dx[n] in place), so that dW's partial sums share the threads: one
 // product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
 // 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
+// In those image-by-image passes a 3x3 stride-1 ungrouped convolution with >= 16 channels on both
+// sides runs its forward and its input gradient as Winograd F(2x2, 3x3) (kernels/conv_winograd.h:
+// 2.25x fewer multiply-adds); its weight gradient stays im2col + GEMM.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
 // output to one thread, and the path is chosen by shape: results are bit-identical for any
 // thread count.
@@ -33,6 +36,7 @@
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/activations.h"
+#include "fastnn/kernels/conv_winograd.h"
 #include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/im2col.h"
 
@@ -191,6 +195,29 @@ inline ConvGeometry transposed_geometry(const Conv2dShape& s) {
   t.c = s.out_channels, t.h = s.geom.p, t.w = s.geom.q;
   return t;
 }
+// The image-by-image passes run a 3x3, stride-1, undilated, ungrouped convolution with enough
+// channels as Winograd F(2x2, 3x3) (kernels/conv_winograd.h): the forward, and the input gradient
+// as the convolution of grad_out with the flipped kernel (padding 2 - p, so p <= 2).
+inline bool winograd_forward(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  return g.n >= kFusedMinImages && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+         s.groups == 1 && g.c >= winograd::kMinChannels && s.out_channels >= winograd::kMinChannels;
+}
+inline bool winograd_input_grad(const Conv2dShape& s) { return winograd_forward(s) && s.geom.ph <= 2 && s.geom.pw <= 2; }
+// Its scratch per chunk of images (the larger of the forward's and the input gradient's) and its
+// transformed kernel (16 O C, in the workspace's rows).
+inline index_t winograd_chunk_size(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  return std::max(winograd::image_scratch_size(g.c, s.out_channels, g.p, g.q),
+                  winograd::image_scratch_size(s.out_channels, g.c, g.h, g.w));
+}
+// One chunk's buffer in the image-by-image passes: an image's patches, or its Winograd scratch.
+inline index_t chunk_buffer_size(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  const index_t patches = g.pointwise() ? 0 : g.p * g.q * g.taps();
+  return winograd_forward(s) ? std::max(patches, winograd_chunk_size(s)) : patches;
+}
+
 // wf (C x O kh kw) = the flipped kernel of weight (O, C, kh, kw).
 template <class T>
 void flip_weight(const T* weight, T* wf, const Conv2dShape& s) {
@@ -210,8 +237,9 @@ inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
   const bool pointwise = g.pointwise();
   if (g.n >= conv_detail::kFusedMinImages) {
     const index_t chunks = conv_detail::image_chunks(g.n);
-    return {pointwise ? 0 : chunks * g.p * g.q * g.taps(), conv_detail::input_grad_as_conv(s) ? s.weight_size() : 0,
-            chunks * s.weight_size()};
+    index_t rows = conv_detail::input_grad_as_conv(s) ? s.weight_size() : 0;
+    if (conv_detail::winograd_forward(s)) rows = std::max(rows, winograd::kPoints * g.c * s.out_channels);
+    return {chunks * conv_detail::chunk_buffer_size(s), rows, chunks * s.weight_size()};
   }
   if (pointwise) return {};
   return {g.rows() * g.taps(), g.rows() * s.out_channels, 0};
@@ -249,12 +277,22 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
     // in L2; x[n] itself for a pointwise conv), then y[n]_grp (Og x PQ) = W_grp cols_n,grp^T
     // straight into NCHW (no reorder), then the epilogue while the image's output is in cache.
     const im2col_detail::InsideColumns inside(g);
-    const index_t CHW = g.c * g.h * g.w;
+    const index_t CHW = g.c * g.h * g.w, chunk = conv_detail::chunk_buffer_size(s);
+    if (conv_detail::winograd_forward(s)) {  // the transformed kernel in ws.rows, then each image
+      winograd::transform_weight(weight, O, g.c, false, ws.rows);
+      conv_detail::for_each_image(g.n, PQ * K * O / 2, [&](index_t k, index_t, index_t n) {
+        winograd::conv3x3_image(x + n * CHW, g.c, g.h, g.w, g.ph, g.pw, ws.rows, O, y + n * O * PQ, g.p, g.q,
+                                ws.cols + k * chunk, [&](index_t o, T* row, index_t len) {
+                                  if (!epi.empty()) epi.apply(row, len, o);
+                                });
+      });
+      return;
+    }
     conv_detail::for_each_image(g.n, PQ * K * Og, [&](index_t k, index_t, index_t n) {
       const T* cols = x + n * CHW;
       if (!g.pointwise()) {
-        im2col_image_t(x + n * CHW, ws.cols + k * PQ * K, g, inside);
-        cols = ws.cols + k * PQ * K;
+        im2col_image_t(x + n * CHW, ws.cols + k * chunk, g, inside);
+        cols = ws.cols + k * chunk;
       }
       for (index_t grp = 0; grp < G; ++grp) {
         CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
@@ -350,10 +388,13 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     const bool as_conv = grad_input && conv_detail::input_grad_as_conv(s);
     const ConvGeometry gt = conv_detail::transposed_geometry(s);
     const im2col_detail::InsideColumns inside_t(gt);
-    const index_t KT = O * g.kh * g.kw;
-    if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
+    const index_t KT = O * g.kh * g.kw, chunk = conv_detail::chunk_buffer_size(s);
+    // the input gradient by Winograd: the flipped kernel's transform in ws.rows (instead of as_conv)
+    const bool winograd_dx = grad_input && conv_detail::winograd_input_grad(s);
+    if (winograd_dx) winograd::transform_weight(weight, O, g.c, true, ws.rows);
+    else if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
     conv_detail::for_each_image(g.n, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n) {
-      T* buf = pointwise ? nullptr : ws.cols + k * PQ * K;
+      T* buf = pointwise ? nullptr : ws.cols + k * chunk;
       if (grad_weight) {
         const T* cols = x + n * CHW;
         if (!pointwise) {
@@ -368,7 +409,10 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
           gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
         }
       }
-      if (as_conv) {  // dx[n] = Wf im2col(g[n])
+      if (winograd_dx) {  // dx[n] = the 3x3 convolution of g[n] with the flipped kernel, padding 2 - p
+        winograd::conv3x3_image(grad_out + n * O * PQ, O, g.p, g.q, 2 - g.ph, 2 - g.pw, ws.rows, g.c,
+                                grad_input + n * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});
+      } else if (as_conv) {  // dx[n] = Wf im2col(g[n])
         im2col_image_t(grad_out + n * O * PQ, buf, gt, inside_t);
         CMatMap<T> wf(ws.rows, g.c, KT, Eigen::OuterStride<>(KT));
         CMatMap<T> cm(buf, KT, PQ, Eigen::OuterStride<>(PQ));

@@ -1,0 +1,148 @@
+"""conv3x3_winograd_forward / conv3x3_winograd_input_grad (kernels/conv_winograd.h): C++ vs the
+Winograd reference and vs the direct convolution (float32, float64; odd sizes, so half-used last
+tiles; padding 0-3, non-square; 1, 3 and 17 channels; batch 1), finite differences, that conv2d
+takes it (bit for bit) for its shapes, the same bits on 1-3 threads, bad input."""
+
+import numpy as np
+import pytest
+
+from fastnn import functional as F
+from fastnn import reference as R
+from tests.conftest import DTYPES, assert_gradient, assert_sum_close, num_threads, random_array
+from tests.reference.test_conv import backward_terms, forward_terms
+
+# The transforms add up to 4 inputs (B^T d B: each V value is a sum of up to 16 with weights +-1)
+# and 9 weights (G g G^T, weights 1/4..1), and the inverse A^T M A adds 9 of M's values: each output
+# is rounded through about 3x more operations than the direct sum of C*9 terms, on values whose
+# size is bounded by the same |x| |W| sums times those small integer weights. The direct sum's
+# bound (c eps sqrt(k) terms) times WINOGRAD_C covers that (measured worst: about 1/10 of it).
+WINOGRAD_C = 40.0
+
+# (x shape, out channels, padding)
+CASES = [
+    ((1, 1, 3, 3), 1, 0),  # one tile, batch 1
+    ((2, 3, 7, 9), 4, 1),  # odd P: a half-used last tile row
+    ((1, 3, 6, 5), 2, 0),  # odd Q
+    ((3, 2, 5, 8), 3, 2),
+    ((2, 17, 9, 11), 5, (1, 2)),
+    ((1, 4, 4, 6), 3, (0, 2)),
+    ((2, 2, 5, 4), 3, 3),  # padding beyond the kernel (forward only)
+    ((4, 16, 28, 28), 32, 1),
+    ((5, 32, 14, 14), 64, 1),  # the BENCH.md CNN's second convolution
+    ((3, 17, 7, 7), 19, 1),
+]
+IDS = [f"{c[0]}-o{c[1]}-p{c[2]}".replace(" ", "") for c in CASES]
+
+
+def _args(case, rng, dtype, bias=True):
+    shape, O, p = case
+    x = random_array(rng, shape, dtype)
+    w = random_array(rng, (O, shape[1], 3, 3), dtype)
+    b = random_array(rng, (O,), dtype) if bias else None
+    return x, w, b, p
+
+
+def _pads(p):
+    return (p, p) if isinstance(p, int) else p
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_matches_the_references(rng, case, dtype):
+    x, w, b, p = _args(case, rng, dtype, bias=case[1] != 3)
+    y = F.conv3x3_winograd_forward(x, w, b, p)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    terms, k = forward_terms(x, w, b, padding=p)
+    assert_sum_close(y, R.conv2d_forward(x, w, b, padding=p), terms, k, c=WINOGRAD_C)
+    assert_sum_close(y, R.conv3x3_winograd_forward(x, w, b, p), terms, k, c=WINOGRAD_C)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if max(_pads(c[2])) <= 2], ids=[i for c, i in zip(CASES, IDS) if max(_pads(c[2])) <= 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_grad_matches_the_references(rng, case, dtype):
+    x, w, _, p = _args(case, rng, dtype)
+    g = random_array(rng, R.conv2d_forward(x, w, padding=p).shape, dtype)
+    dx = F.conv3x3_winograd_input_grad(g, w, p)
+    assert dx.shape == x.shape and dx.dtype == dtype and dx.flags.c_contiguous
+    (terms, _, _), (k, _, _) = backward_terms(g, x, w, padding=p)
+    assert_sum_close(dx, R.conv2d_backward(g, x, w, padding=p)[0], terms, k, c=WINOGRAD_C)
+    assert_sum_close(dx, R.conv3x3_winograd_input_grad(g, w, p), terms, k, c=WINOGRAD_C)
+
+
+@pytest.mark.parametrize("case", [((1, 2, 4, 3), 2, 1), ((2, 3, 5, 4), 2, (0, 2))])
+def test_matches_finite_differences(rng, case):
+    x, w, b, p = _args(case, rng, np.float64)
+    g = random_array(rng, F.conv3x3_winograd_forward(x, w, b, p).shape, np.float64)
+
+    def loss():
+        return float(np.sum(F.conv3x3_winograd_forward(x, w, b, p) * g))
+
+    assert_gradient(loss, x, F.conv3x3_winograd_input_grad(g, w, p))
+
+
+# conv2d's own tests (tests/kernels/test_conv.py) hold it against the reference; these say that it
+# runs on this kernel for 3x3 stride-1 ungrouped convolutions of >= 16 channels over >= 4 images
+@pytest.mark.parametrize("case", [((4, 16, 9, 7), 16, 1), ((5, 32, 14, 14), 64, 1), ((4, 24, 6, 5), 16, (2, 0))])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_runs_on_it(rng, case, dtype):
+    x, w, b, p = _args(case, rng, dtype)
+    y = F.conv2d_forward(x, w, b, padding=p)
+    np.testing.assert_array_equal(y, F.conv3x3_winograd_forward(x, w, b, p))
+    g = random_array(rng, y.shape, dtype)
+    np.testing.assert_array_equal(F.conv2d_backward(g, x, w, padding=p)[0], F.conv3x3_winograd_input_grad(g, w, p))
+
+
+@pytest.mark.parametrize("case", CASES[-3:], ids=IDS[-3:])
+def test_same_result_with_one_two_and_three_threads(rng, case):
+    x, w, b, p = _args(case, rng, np.float32)
+    g = random_array(rng, R.conv2d_forward(x, w, b, padding=p).shape, np.float32)
+    results = []
+    for n in (1, 2, 3):
+        with num_threads(n):
+            results.append([F.conv3x3_winograd_forward(x, w, b, p), F.conv3x3_winograd_input_grad(g, w, p),
+                            F.conv2d_forward(x, w, b, padding=p), *F.conv2d_backward(g, x, w, padding=p)])
+    for one, *others in zip(*results):
+        for other in others:
+            np.testing.assert_array_equal(one, other)
+
+
+X, W = np.zeros((2, 4, 5, 5)), np.zeros((6, 4, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: F.conv3x3_winograd_forward(X, W[:, :3]), ValueError,
+         r"\[conv3x3_winograd_forward\] x must be \(N, 3, H, W\), got \(2, 4, 5, 5\)"),
+        (lambda: F.conv3x3_winograd_forward(X, np.zeros((6, 4, 3, 2))), ValueError,
+         r"\[conv3x3_winograd_forward\] weight must be \(O, C, 3, 3\), got \(6, 4, 3, 2\)"),
+        (lambda: F.conv3x3_winograd_forward(X[0], W), ValueError,
+         r"\[conv3x3_winograd_forward\] x must be \(N, C, H, W\), got \(4, 5, 5\)"),
+        (lambda: F.conv3x3_winograd_forward(X[:, :, :2], W, padding=0), ValueError,
+         r"\[conv3x3_winograd_forward\] the 3x3 kernel is larger than the padded input \(2, 5\)"),
+        (lambda: F.conv3x3_winograd_forward(X, W, padding=-1), ValueError,
+         r"\[conv3x3_winograd_forward\] padding must be >= 0, got -1"),
+        (lambda: F.conv3x3_winograd_forward(X, W, np.zeros(5)), ValueError,
+         r"\[conv3x3_winograd_forward\] bias must be \(6,\), got \(5,\)"),
+        (lambda: F.conv3x3_winograd_forward(X.astype(np.float32), W), TypeError,
+         r"\[conv3x3_winograd_forward\] weight must be float32"),
+        (lambda: F.conv3x3_winograd_input_grad(np.zeros((2, 6, 5, 5)), W, padding=3), ValueError,
+         r"\[conv3x3_winograd_input_grad\] padding must be <= 2, got 3"),
+        (lambda: F.conv3x3_winograd_input_grad(np.zeros((2, 4, 5, 5)), W), ValueError,
+         r"\[conv3x3_winograd_input_grad\] grad_out must be \(N, 6, H, W\), got \(2, 4, 5, 5\)"),
+        (lambda: F.conv3x3_winograd_input_grad(np.zeros((2, 6, 5, 5), np.int32), W), TypeError,
+         r"\[conv3x3_winograd_input_grad\] grad_out must be float32 or float64, got int32"),
+    ],
+)
+def test_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_reference_bad_arguments():
+    with pytest.raises(ValueError, match=r"\[conv3x3_winograd_forward\] x must be \(N, 3, H, W\)"):
+        R.conv3x3_winograd_forward(X, W[:, :3])
+    with pytest.raises(ValueError, match=r"\[conv3x3_winograd_forward\] weight must be \(O, C, 3, 3\)"):
+        R.conv3x3_winograd_forward(X, np.zeros((6, 4, 3, 2)))
+    with pytest.raises(ValueError, match=r"\[conv3x3_winograd_input_grad\] padding must be <= 2"):
+        R.conv3x3_winograd_input_grad(np.zeros((2, 6, 5, 5)), W, padding=3)
