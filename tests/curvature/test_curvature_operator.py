@@ -7,7 +7,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from tests.curvature.test_hvp import data, mlp
+from tests.curvature.test_hvp import PythonTanh, data, mlp
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -79,15 +79,7 @@ def test_bad_input():
 
 
 def test_gauss_newton_needs_the_r_operator():
-    class Tanh(nn.Module):
-        def forward(self, x):
-            self.y = np.tanh(x)
-            return self.y
-
-        def backward(self, g):
-            return g * (1 - self.y ** 2)
-
-    py = nn.Sequential(nn.Linear(4, 5, dtype=np.float64), Tanh(), nn.Linear(5, 3, dtype=np.float64))
+    py = nn.Sequential(nn.Linear(4, 5, dtype=np.float64), PythonTanh(), nn.Linear(5, 3, dtype=np.float64))
     X, y = data()
     with pytest.raises(ValueError, match="Gauss-Newton product needs every layer"):
         fastnn.curvature_operator(py, "cross_entropy", X, y, gauss_newton=True)
