@@ -60,7 +60,7 @@ def main_run(tmp_path_factory):
 
 
 CHECKS = ["world", "threads", "equivalence", "empty_shard", "identical", "dropout", "callbacks", "sync_bn_mlp",
-          "sync_bn_cnn", "mismatch", "checkpoint"]
+          "sync_bn_cnn", "batch_sizes", "mismatch", "checkpoint"]
 
 
 @needs_mpi
@@ -71,7 +71,9 @@ def test_main_checks(main_run, name):
     global batch of 1 sample (rank 1's shard empty); identical: bit-identical parameters and logs
     on both ranks after every epoch; dropout: per-rank, reproducible masks; callbacks: EarlyStopping
     stops every rank where one process stops, on the reduced val_loss; sync_bn_*: sync
-    BatchNorm == one process's BatchNorm on the global batch; mismatch: broadcast_parameters names
+    BatchNorm == one process's BatchNorm on the global batch; batch_sizes: fit refuses exactly the
+    batches that cannot train (a rank's empty shard with sync_batchnorm, a 1-sample shard with local
+    BatchNorm), and drop_last lets the rest through; mismatch: broadcast_parameters names
     both counts on both ranks; checkpoint: rank 0 writes, a 2-rank resume is bit-identical."""
     code, output, found, _ = main_run
     for rank in (0, 1):
@@ -204,3 +206,41 @@ def test_data_parallel_checks_threads():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads must be None or an int >= 1"):
             DataParallel(threads=bad)
+
+
+def test_batch_counts_are_the_shards_of_the_c_loop():
+    """(global batch, each process's shard) of an epoch, as net/train.h cuts them: the first
+    count % processes shards one sample longer; drop_last drops the partial last batch."""
+    from fastnn.train.parallel import SingleProcess
+
+    two, three = SingleProcess(), SingleProcess()
+    two.size, three.size = 2, 3
+    assert two.batch_counts(257, 64) == [(128, (64, 64)), (1, (1, 0))]
+    assert two.batch_counts(257, 64, drop_last=True) == [(128, (64, 64))]
+    assert two.batch_counts(100, 64) == [(100, (50, 50))]
+    assert three.batch_counts(10, 2) == [(6, (2, 2, 2)), (4, (2, 1, 1))]
+    assert SingleProcess().batch_counts(33, 32) == [(32, (32,)), (1, (1,))]
+
+
+def test_batchnorm_check_counts_each_process_shard():
+    """Local BatchNorm on 2 processes: a shard of 1 sample is refused (130 by 64 x 2: a last global
+    batch of 1 + 1), a last global batch of 33 + 32 is not (193 by 64 x 2; one process's 193 by 64
+    is); the suggested batch size has no 1-sample shard."""
+    import re
+
+    from fastnn.train.fit import _check_batch_statistics
+    from fastnn.train.parallel import SingleProcess
+
+    two = SingleProcess()
+    two.size = 2
+    fastnn.manual_seed(0)
+    model = fastnn.nn.Sequential(fastnn.nn.Linear(4, 6), fastnn.nn.BatchNorm1d(6), fastnn.nn.Linear(6, 3))
+    fastnn.predict(model, np.zeros((2, 4), np.float32))  # the BatchNorm's input shape
+    _check_batch_statistics(model, 193, 64, False, two)
+    _check_batch_statistics(model, 130, 64, True, two)
+    with pytest.raises(ValueError, match="by 64 x 2 processes gives a process 1 sample") as e:
+        _check_batch_statistics(model, 130, 64, False, two)
+    good = int(re.search(r"batch_size=(\d+) or drop_last=True", str(e.value)).group(1))
+    _check_batch_statistics(model, 130, good, False, two)
+    with pytest.raises(ValueError, match="the last batch of 193 samples by 64 has 1 sample"):
+        _check_batch_statistics(model, 193, 64)

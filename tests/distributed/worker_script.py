@@ -11,6 +11,7 @@ resumes main's checkpoint), raising (a rank raises mid-epoch), stuck (a rank sta
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -213,24 +214,24 @@ def check_callbacks_see_reduced_values(dist, comm):
     assert abs(own - got[-1]) > 1e-6 * got[-1], (own, got[-1])
 
 
-def check_sync_batchnorm(dist, comm, image):
+def check_sync_batchnorm(dist, comm, image, n=520, drop_last=False):
     """sync_batchnorm: 2 ranks x 64 train as one process x 128 with plain BatchNorm (float64, SGD),
-    running statistics included."""
-    n = 520
+    running statistics included (also with drop_last)."""
     X, y = data(n, image=image)
     build = cnn if image else (lambda: mlp(bn=True))
     ref = build()
     fastnn.fit(ref, X, y, optimizer=optim.SGD(ref.parameters(), lr=0.05), epochs=2, batch_size=128, seed=9,
-               verbose=0)
+               verbose=0, drop_last=drop_last)
     model = build()
     sync = type(dist)(sync_batchnorm=True, timeout=dist.channel.timeout)
     opt = optim.SGD(model.parameters(), lr=0.05)
-    fastnn.fit(model, X, y, optimizer=opt, epochs=2, batch_size=64, seed=9, verbose=0, distributed=sync)
+    fastnn.fit(model, X, y, optimizer=opt, epochs=2, batch_size=64, seed=9, verbose=0, distributed=sync,
+               drop_last=drop_last)
     assert any(type(m).__name__ == "SyncBatchNorm" for m in model.modules())
     same_on_every_rank(comm, digest(model), "the parameters")
     got, want = model.state_dict(), ref.state_dict()
     assert list(got) == list(want), (list(got), list(want))
-    steps = 2 * -(-n // 128)
+    steps = 2 * (n // 128 if drop_last else -(-n // 128))
     for k in want:
         # a BatchNorm's statistics and its gradients are sums over the whole batch (n * H * W values)
         terms = np.abs(want[k]) + 1.0
@@ -241,6 +242,39 @@ def check_sync_batchnorm(dist, comm, image):
                verbose=0, distributed=dist)
     key = [k for k in want if k.endswith("running_mean")][0]
     assert np.abs(plain.state_dict()[key] - want[key]).max() > 1e-6
+
+
+def check_batch_sizes(dist, comm):
+    """fit refuses exactly the batches that cannot train, before any step, on every rank: with
+    sync_batchnorm, 257 samples by 64 x 2 ranks (a last global batch of 1: rank 1's shard empty)
+    name a batch size that works, and drop_last=True, which drops that batch, trains (as one process
+    x 128 does: check_sync_batchnorm); with local BatchNorm a rank's 1-sample shard is refused (130 =
+    2 x 64 + 1 + 1) but 193 = 2 x 64 + 33 + 32 trains, which one process's 193 by 64 would refuse."""
+    X, y = data(257)
+    sync = type(dist)(sync_batchnorm=True, timeout=dist.channel.timeout)
+    model = mlp(bn=True)
+    before = digest(model)
+    try:
+        fastnn.fit(model, X, y, optimizer="sgd", epochs=1, batch_size=64, verbose=0, distributed=sync)
+    except ValueError as e:
+        text = str(e)
+        assert "last global batch of 257 samples by 64 x 2 ranks has 1" in text and "drop_last=True" in text, text
+        good = int(re.search(r"batch_size=(\d+)", text).group(1))
+    else:
+        raise AssertionError("no error for a last global batch of 1 sample with sync_batchnorm")
+    assert digest(model) == before, "the refused fit changed the model"
+    fastnn.fit(model, X, y, optimizer="sgd", epochs=1, batch_size=good, verbose=0, distributed=sync)  # it works
+    check_sync_batchnorm(dist, comm, image=False, n=257, drop_last=True)
+    for n, refused in ((130, True), (193, False)):
+        X, y = data(n)
+        model = mlp(bn=True)
+        try:
+            fastnn.fit(model, X, y, optimizer="sgd", epochs=1, batch_size=64, verbose=0, distributed=dist)
+        except ValueError as e:
+            assert refused and "by 64 x 2 processes gives a process 1 sample" in str(e), (n, str(e))
+            assert digest(model) == digest(mlp(bn=True)), "the refused fit changed the model"
+        else:
+            assert not refused, f"no error for {n} samples by 64 x 2 ranks with local BatchNorm"
 
 
 def check_mismatch(dist, comm):
@@ -294,6 +328,7 @@ def main(folder):
     report(rank, "callbacks", lambda: check_callbacks_see_reduced_values(dist, comm))
     report(rank, "sync_bn_mlp", lambda: check_sync_batchnorm(dist, comm, image=False))
     report(rank, "sync_bn_cnn", lambda: check_sync_batchnorm(dist, comm, image=True))
+    report(rank, "batch_sizes", lambda: check_batch_sizes(dist, comm))
     report(rank, "mismatch", lambda: check_mismatch(dist, comm))
     report(rank, "checkpoint", lambda: check_checkpoint(dist, comm, folder))
 

@@ -115,16 +115,36 @@ class DataParallel(SingleProcess):
                 values = ", ".join(f"rank {r}: {int(v)}" for r, v in enumerate(table[:, column]))
                 raise _all_ranks(ValueError(f"fit: every rank must train on the same data and model, but the "
                                             f"{name} differ ({values})"))
-        if self.sync_batchnorm and any(isinstance(m, SyncBatchNorm) for m in model.modules()):
-            last = n % (batch_size * self.size)
-            if 0 < last < self.size:
-                raise _all_ranks(ValueError(
-                    f"fit: with sync_batchnorm every rank needs samples in every batch, but the last global batch "
-                    f"of {n} samples by {batch_size} x {self.size} ranks has {last}: choose another batch_size"))
         if self.broadcast:
             broadcast_parameters(model, optimizer, root=0, distributed=self)
         root = table[0, 3:6].astype(np.int64)
         return int(sum(int(p) << (_SEED_BITS * i) for i, p in enumerate(root)))
+
+    def check_batches(self, model, n, batch_size, drop_last, keep_eval):
+        """A SyncBatchNorm that trains is a collective in every batch's forward and backward, which
+        every rank must join: refuse, before any training, the batches that would leave a rank an
+        empty shard (the C++ loop skips that rank's forward) or give a SyncBatchNorm one value per
+        channel over the global batch; the batches that drop_last drops do not count."""
+        frozen = {id(m) for m in keep_eval}
+        synced = [(name, m) for name, m in model.named_modules() if isinstance(m, SyncBatchNorm) and id(m) not in frozen]
+        if not synced:
+            return
+        # values per channel per sample (an (N, C) input: 1); unknown before the module's first forward
+        per_sample = min(m.values_per_sample or 1 for _, m in synced)
+
+        def fails(b, drop_last):
+            return next((c for c, shards in self.batch_counts(n, b, drop_last)
+                         if 0 in shards or c * per_sample <= 1), None)
+        bad = fails(batch_size, drop_last)
+        if bad is None:
+            return
+        good = next((b for k in range(1, n) for b in (batch_size + k, batch_size - k)
+                     if 1 <= b <= n and fails(b, False) is None), None)
+        fix = f"use e.g. batch_size={good} or drop_last=True" if good else "use drop_last=True"
+        need = ("samples on every rank" if bad < self.size else "more than 1 value per channel")
+        raise _all_ranks(ValueError(
+            f"fit: SyncBatchNorm ({synced[0][0] or 'the model'}) synchronizes every batch and needs {need}, but the "
+            f"last global batch of {n} samples by {batch_size} x {self.size} ranks has {bad}: {fix}"))
 
     def epoch_args(self, grads, reduction):
         self._hook = _GradientAverage(self.channel, grads, reduction == "mean")

@@ -52,6 +52,10 @@ class SyncBatchNorm(Module):
                 self._running[name] = np.array(bn._states[name](), copy=True)
                 self._states[name] = (lambda n=name: self._running[n])
         self.training = bn.training
+        # values per channel that one sample gives (fit's check of the batch sizes): the shape the
+        # BatchNorm's C++ layer last saw, None before any forward
+        shapes = [tuple(layer.last_input_shape) for layer in bn._cpp_layers()]
+        self.values_per_sample = next((int(np.prod(s[2:])) for s in shapes if len(s) >= 2), None)
         self.distributed = distributed
         self.loss_reduction = "mean"  # how DataParallel weighs this rank's gradient (fit sets it)
         self._saved = None
@@ -82,6 +86,7 @@ class SyncBatchNorm(Module):
     def forward(self, x):
         self.output_shape(x.shape)
         n, c = x.shape[0], x.shape[1]
+        self.values_per_sample = int(np.prod(x.shape[2:]))
         xs = x.reshape(n, c, -1)
         use_batch = self.training or not self.track_running_stats
         if use_batch and self.training:

@@ -299,13 +299,17 @@ def _sample_weights(sample_weight, class_weight, y, n, kernel):
     return w
 
 
-def _check_batch_statistics(model, n, batch_size, drop_last=False):
+def _check_batch_statistics(model, n, batch_size, drop_last=False, plan=_parallel.LOCAL):
     """ValueError before any training when a batch of the epoch would give a BatchNorm one value per
     channel (PyTorch: "Expected more than 1 value per channel when training"): batch_size=1, or a
     last batch of 1 sample (unless drop_last drops it), for a BatchNorm whose input has no spatial
-    dimensions. Reads the input shapes the BatchNorms saw in fit's first forward (_output_width)."""
-    last = batch_size if drop_last else n - (math.ceil(n / batch_size) - 1) * batch_size
-    if min(batch_size, last) > 1:
+    dimensions; with several processes, a shard of 1 sample of any global batch (each process
+    normalizes its own shard; an empty one skips the batch). Reads the input shapes the BatchNorms
+    saw in fit's first forward (_output_width)."""
+
+    def one_sample(b, drop_last=drop_last):
+        return any(1 in shards for _, shards in plan.batch_counts(n, b, drop_last))
+    if not one_sample(batch_size):
         return
     for name, m in model.named_modules():
         if not isinstance(m, _BatchNorm):
@@ -317,10 +321,12 @@ def _check_batch_statistics(model, n, batch_size, drop_last=False):
             elif batch_size == 1:
                 fix = "use batch_size >= 2"
             else:
-                good = next(b for k in range(1, n) for b in (batch_size + k, batch_size - k)
-                            if b >= 2 and n - (math.ceil(n / b) - 1) * b > 1)
-                fix = (f"the last batch of {n} samples by {batch_size} has 1 sample; use e.g. batch_size={good} "
-                       "or drop_last=True")
+                good = next((b for k in range(1, n) for b in (batch_size + k, batch_size - k)
+                             if 2 <= b <= n and not one_sample(b, False)), None)
+                last = (f"the last batch of {n} samples by {batch_size} has 1 sample" if plan.size == 1 else
+                        f"the last global batch of {n} samples by {batch_size} x {plan.size} processes gives a "
+                        "process 1 sample")
+                fix = f"{last}; use e.g. batch_size={good} or drop_last=True" if good else f"{last}; use drop_last=True"
             raise ValueError(f"fit: {type(m).__name__} ({name or 'the model'}) expects more than 1 value per channel "
                              f"when training, but a batch would have 1 sample: {fix}")
 
@@ -487,8 +493,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     if batches_per_epoch == 0:  # only with several processes: one process's batch_size is at most len(X)
         raise ValueError(f"fit: drop_last=True drops every batch: {len(X)} samples make no full global batch of "
                          f"{batch_size} x {distributed.size} processes; lower batch_size")
-    _check_batch_statistics(cpp_model, len(X), batch_size, drop_last)
+    _check_batch_statistics(cpp_model, len(X), batch_size, drop_last, distributed)
     keep_eval = _frozen_eval_modules(cpp_model)
+    distributed.check_batches(cpp_model, len(X), batch_size, drop_last, keep_eval)
     state = FitState()
     history = History()
     for cb in callbacks:

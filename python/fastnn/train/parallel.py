@@ -37,6 +37,21 @@ class SingleProcess:
         global_batch = batch_size * self.size
         return n // global_batch if drop_last else math.ceil(n / global_batch)
 
+    def batch_counts(self, n, batch_size, drop_last=False):
+        """The distinct sample counts of an epoch's global batches, each with its shards' (one per
+        process, as net/train.h shard_begin cuts them: equal slices, the first count % processes one
+        sample longer; a process whose shard is empty skips that batch's forward and backward):
+        [(global count, (count of process 0, 1, ...))], the full batches' first."""
+        global_batch = batch_size * self.size
+        counts = [global_batch] if n >= global_batch else []
+        if n % global_batch and not drop_last:
+            counts.append(n % global_batch)
+        return [(c, tuple(c // self.size + (r < c % self.size) for r in range(self.size))) for c in counts]
+
+    def check_batches(self, model, n, batch_size, drop_last, keep_eval):
+        """Before the first epoch: what the plan cannot train with these batches raises (nothing here).
+        keep_eval: the modules fit keeps in eval mode."""
+
     def rows(self, n):
         """This process's rows of a data set of n samples (evaluate, predict)."""
         return slice(0, n)
