@@ -239,7 +239,7 @@ def check_sync_batchnorm(dist, comm, image, n=520, drop_last=False):
     # local statistics differ from the global batch's (the default): a check that can fail
     plain = build()
     fastnn.fit(plain, X, y, optimizer=optim.SGD(plain.parameters(), lr=0.05), epochs=2, batch_size=64, seed=9,
-               verbose=0, distributed=dist)
+               verbose=0, distributed=dist, drop_last=drop_last)
     key = [k for k in want if k.endswith("running_mean")][0]
     assert np.abs(plain.state_dict()[key] - want[key]).max() > 1e-6
 
