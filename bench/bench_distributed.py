@@ -3,6 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python:. python bench/bench_distributed.py \
         --model mlp-l,cnn --rounds 2 --scaling          # everything issue 13 reports, in one run
     ... --model cnn --epochs 3 --rounds 2 --train-size 20000
+    ... --model densenet --train-size 1280 --rounds 2   # DenseNet-BC k=12 (6,6,6): ~0.7 s a batch idle
 
 For each model, each round runs, one after the other (interleaved, so that the machine's load
 drifts alike):
@@ -259,7 +260,8 @@ def report(args, model, rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="mlp-l", help="a model of python -m fastnn, or several: mlp-l,cnn")
+    ap.add_argument("--model", default="mlp-l",
+                    help="a model of python -m fastnn (mlp-l, cnn, densenet, ...), or several: mlp-l,cnn")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--train-size", type=int, default=60000)
