@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..train import progress as _progress
-from ..train.parallel import SingleProcess, stat_values, with_stat_values
+from ..train.parallel import SingleProcess, nearest_batch_size, stat_values, with_stat_values
 from . import world as _world
 from .broadcast import broadcast_parameters
 from .channel import DistributedError
@@ -138,8 +138,7 @@ class DataParallel(SingleProcess):
         bad = fails(batch_size, drop_last)
         if bad is None:
             return
-        good = next((b for k in range(1, n) for b in (batch_size + k, batch_size - k)
-                     if 1 <= b <= n and fails(b, False) is None), None)
+        good = nearest_batch_size(batch_size, n, lambda b: fails(b, False) is None)
         fix = f"use e.g. batch_size={good} or drop_last=True" if good else "use drop_last=True"
         need = ("samples on every rank" if bad < self.size else "more than 1 value per channel")
         raise _all_ranks(ValueError(

@@ -321,8 +321,7 @@ def _check_batch_statistics(model, n, batch_size, drop_last=False, plan=_paralle
             elif batch_size == 1:
                 fix = "use batch_size >= 2"
             else:
-                good = next((b for k in range(1, n) for b in (batch_size + k, batch_size - k)
-                             if 2 <= b <= n and not one_sample(b, False)), None)
+                good = _parallel.nearest_batch_size(batch_size, n, lambda b: not one_sample(b, False))
                 last = (f"the last batch of {n} samples by {batch_size} has 1 sample" if plan.size == 1 else
                         f"the last global batch of {n} samples by {batch_size} x {plan.size} processes gives a "
                         "process 1 sample")

@@ -87,6 +87,12 @@ class SingleProcess:
 LOCAL = SingleProcess()
 
 
+def nearest_batch_size(batch_size, n, works):
+    """The batch size nearest `batch_size` in [1, n] (the larger first) for which works(b), or None:
+    what an error about the batches suggests instead."""
+    return next((b for k in range(1, n) for b in (batch_size + k, batch_size - k) if 1 <= b <= n and works(b)), None)
+
+
 def plan_of(distributed, fn):
     """The plan of `distributed` (None: one process)."""
     if distributed is None:
