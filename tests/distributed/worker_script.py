@@ -248,7 +248,8 @@ def check_batch_sizes(dist, comm):
     """fit refuses exactly the batches that cannot train, before any step, on every rank: with
     sync_batchnorm, 257 samples by 64 x 2 ranks (a last global batch of 1: rank 1's shard empty)
     name a batch size that works, and drop_last=True, which drops that batch, trains (as one process
-    x 128 does: check_sync_batchnorm); with local BatchNorm a rank's 1-sample shard is refused (130 =
+    x 128 does: check_sync_batchnorm), as does a frozen eval-mode SyncBatchNorm (no collectives); on a
+    1-rank communicator a last batch of 1 sample is refused (1 value per channel); with local BatchNorm a rank's 1-sample shard is refused (130 =
     2 x 64 + 1 + 1) but 193 = 2 x 64 + 33 + 32 trains, which one process's 193 by 64 would refuse."""
     X, y = data(257)
     sync = type(dist)(sync_batchnorm=True, timeout=dist.channel.timeout)
@@ -265,6 +266,17 @@ def check_batch_sizes(dist, comm):
     assert digest(model) == before, "the refused fit changed the model"
     fastnn.fit(model, X, y, optimizer="sgd", epochs=1, batch_size=good, verbose=0, distributed=sync)  # it works
     check_sync_batchnorm(dist, comm, image=False, n=257, drop_last=True)
+    frozen = mlp(bn=True)
+    frozen[1].requires_grad_(False).eval()  # fit keeps it in eval mode: no collectives, so no refusal
+    fastnn.fit(frozen, X, y, optimizer="sgd", epochs=1, batch_size=64, verbose=0, distributed=sync)
+    alone = type(dist)(comm=comm.Split(dist.rank), sync_batchnorm=True, timeout=dist.channel.timeout)
+    try:  # one rank: a last batch of 1 sample is 1 value per channel
+        fastnn.fit(mlp(bn=True), X[:129], y[:129], optimizer="sgd", epochs=1, batch_size=128, verbose=0,
+                   distributed=alone)
+    except ValueError as e:
+        assert "needs more than 1 value per channel" in str(e) and "batch_size=" in str(e), str(e)
+    else:
+        raise AssertionError("no error for a 1-sample batch with sync_batchnorm on one rank")
     for n, refused in ((130, True), (193, False)):
         X, y = data(n)
         model = mlp(bn=True)
