@@ -140,8 +140,8 @@ void product_rows(const Rows& row, const T* bp, index_t k, T* c, index_t ldc, in
     default:
       if constexpr (tile_rows<4>() >= 4) {
         rows_nv<T, 4>(row, bp, ldb, k, c, ldc, width, r0, r1, r_end, accumulate);
-      } else {  // with 16 registers, 2 rows of 4 packets keep only 8 multiply-adds in flight, too few to
-                // hide their latency: two passes of 2 packets, 6 rows each (12 in flight)
+      } else {  // 16 registers: 2 rows of 4 packets keep 8 multiply-adds in flight, 2 passes of 6 rows x 2
+                // packets 12 (Zen 2, 6272x288x32, 1 thread, loaded: both ~65-75 GFLOP/s, no clear winner)
         rows_nv<T, 2>(row, bp, ldb, k, c, ldc, 2 * S, r0, r1, r_end, accumulate);
         rows_nv<T, 2>(row, bp + 2 * S, ldb, k, c + 2 * S, ldc, width - 2 * S, r0, r1, r_end, accumulate);
       }
