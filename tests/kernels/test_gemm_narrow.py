@@ -154,3 +154,29 @@ def test_out_views_that_are_not_rows_are_refused():
         F.matmul(a, b, out=np.empty((16, 16), np.float32)[:, ::2])
     with pytest.raises(ValueError, match="C-contiguous or rows of unit stride"):
         F.matmul(a, b, out=np.empty((8, 16), np.float32).T)
+
+
+@pytest.mark.skipif(not hasattr(_C, "_gemm_tuning"), reason="no _C._gemm_tuning in this build")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shapes_outside_the_limits_and_transposed_a_go_the_old_way(rng, dtype):
+    """The same bits with the narrow kernel switched off (_C._gemm_tuning): the product never
+    reached it. A transposed view of A has no contiguous rows, so it is not taken either."""
+    lim = limits(dtype)
+    m, k, n = lim["min_m"], lim["min_k"], lim["max_n"]
+    k_max = lim["max_packed_bytes"] // packed_bytes(1, n, dtype)
+    a0 = random_array(rng, (40, 50), dtype)
+    cases = [(random_array(rng, (m - 1, k), dtype), n), (random_array(rng, (m, k - 1), dtype), n),
+             (random_array(rng, (m, k), dtype), lim["min_n"] - 1), (random_array(rng, (m, k), dtype), n + 1),
+             (random_array(rng, (m, k_max + 1), dtype), n), (np.asfortranarray(a0), n)]
+    before = _C._gemm_tuning()
+    try:
+        for a, width in cases:
+            b = random_array(rng, (a.shape[1], width), dtype)
+            on = F.matmul(a, b)
+            _C._gemm_tuning(narrow=False)
+            off = F.matmul(a, b)
+            _C._gemm_tuning(narrow=True)
+            np.testing.assert_array_equal(bits(on), bits(off), err_msg=f"{a.shape} x {b.shape}")
+            check(on, a, b)
+    finally:
+        _C._gemm_tuning(**before)
