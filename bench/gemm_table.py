@@ -28,6 +28,7 @@ import sys
 import time
 
 LIBS = ["fastnn", "numpy", "torch"]
+BASE = "base"  # --base: fastnn imported from another tree (old vs new, in the same interleaved rounds)
 DTYPES = ["float32", "float64"]
 VARIANT_LABEL = {"NN": "A·B", "TN": "Aᵀ·B", "NT": "A·Bᵀ"}
 REMOVED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -41,6 +42,18 @@ TABLE = [
     (6272, 288, 64, "im2col 3×3 conv 32→64, batch 32"),
     (25088, 9, 32, "im2col 3×3 conv 1→32, batch 32"),
 ]
+# (M, K, N, note): products of few columns, which gemm gives to its narrow kernel
+# (kernels/gemm_narrow.h: 8 <= N <= 4 SIMD packets, K >= 32, M >= 16, A row-major; `python -m
+# fastnn info` prints this build's limits), and shapes just past those limits
+NARROW = [
+    (3136, 288, 32, "im2col 3×3 conv 32→32, batch 16"),
+    (6272, 288, 32, "im2col 3×3 conv 32→32, batch 32"),
+    (6272, 288, 16, "im2col 3×3 conv 32→16, batch 32"),
+    (12544, 144, 64, "im2col 3×3 conv 16→64, batch 64"),
+    (25088, 36, 16, "im2col 3×3 conv 4→16, batch 32"),
+    (2048, 4000, 32, "deep: B packed 500 KiB float32"),
+    (6272, 288, 8, ""),
+]
 MLP = [784, 512, 256, 10]  # mlp-l's Linear layers
 MLP_BATCH = 128
 
@@ -53,6 +66,9 @@ def cases():
         for v in ("NN", "TN", "NT"):
             label = f"{m}×{k}×{n} {VARIANT_LABEL[v]}" + (f" ({note})" if note and v == "NN" else "")
             out.append(dict(id=f"{m}x{k}x{n}-{v}", label=label, kind="matmul", batch=1, m=m, k=k, n=n, variant=v))
+    for m, k, n, note in NARROW:
+        out.append(dict(id=f"narrow-{m}x{k}x{n}", label=f"{m}×{k}×{n} A·B" + (f" ({note})" if note else ""),
+                        kind="matmul", batch=1, m=m, k=k, n=n, variant="NN"))
     for fan_in, fan_out in zip(MLP, MLP[1:]):
         layer = f"mlp {fan_in}→{fan_out}"
         for short, what, (m, k, n), v in [
@@ -107,7 +123,7 @@ def operands(np, rng, case, dtype):
 
 
 def product_fn(lib, mods, case, a, b, c):
-    if lib == "fastnn":
+    if lib in ("fastnn", BASE):
         F = mods["F"]
         f = F.bmm if case["kind"] == "bmm" else F.matmul
         return lambda: f(a, b, out=c)
@@ -148,10 +164,11 @@ def check(np, a, b, c, k, dtype):
 
 def library_info(lib, mods, threads):
     np = mods["np"]
-    if lib == "fastnn":
+    if lib in ("fastnn", BASE):
         fastnn = mods["fastnn"]
         info = fastnn.build_info()
         text = f"fastnn {info['version']} ({info['isa']}, {info['cxx_flags'].split()[-1]})"
+        text += f" from {os.path.dirname(os.path.dirname(fastnn.__file__))}" if lib == BASE else ""
         backend = getattr(fastnn, "gemm_backend", None) or getattr(mods["C"], "_gemm_backend", None)
         if backend:
             b = dict(backend())
@@ -173,7 +190,7 @@ def child(args):
     import numpy as np
 
     mods = {"np": np}
-    if lib == "fastnn":
+    if lib in ("fastnn", BASE):
         import fastnn
         from fastnn import functional as F
         from fastnn._config import _C
@@ -208,7 +225,7 @@ def child(args):
         for r, (a, b, c, k, dtype) in zip(results, keep):
             r["error_over_bound"] = check(np, a, b, c, k, np.dtype(dtype))
     peaks = {}
-    if lib == "fastnn":
+    if lib in ("fastnn", BASE):
         try:
             from fastnn import info as fastnn_info
         except ImportError:
@@ -221,8 +238,11 @@ def child(args):
 # --- parent: run the children, print the table -------------------------------------------------
 
 
-def child_env(lib, threads):
+def child_env(lib, threads, args):
     env = {k: v for k, v in os.environ.items() if k not in REMOVED_ENV}
+    if lib == BASE:
+        env["PYTHONPATH"] = os.pathsep.join([args.base] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                            if p and os.path.abspath(p) != os.path.abspath("python")])
     env["OMP_NUM_THREADS"] = str(threads)
     if lib == "numpy" and importlib.util.find_spec("threadpoolctl") is None:
         env["OPENBLAS_NUM_THREADS"] = str(threads)
@@ -236,7 +256,7 @@ def run_child(lib, threads, args):
     cmd += ["--quick"] if args.quick else []
     cmd += ["--no-check"] if args.no_check else []
     print(f"$ {lib}, {threads} thread(s)", file=sys.stderr, flush=True)
-    r = subprocess.run(cmd, env=child_env(lib, threads), stdout=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, env=child_env(lib, threads, args), stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
         print(f"gemm_table: the {lib} child ({threads} threads) exited with {r.returncode}; its columns are –",
               file=sys.stderr)
@@ -314,6 +334,7 @@ def tables(runs, args):
     if bad:
         lines.append("- **wrong results** (|c - ab| above c·ε·√K·|A||B|): " + "; ".join(bad))
     peers = [lib for lib in libs if lib != "fastnn"]
+    paired = getattr(args, "paired", {})  # (threads, dtype, id) -> median over rounds of fastnn / base
     for dtype in args.dtypes:
         cols = [(lib, t) for t in args.threads for lib in libs]
         ratio_cols = [(peer, t) for peer in peers for t in args.threads] if "fastnn" in libs else []
@@ -328,7 +349,10 @@ def tables(runs, args):
                 row.append(cell(r and r["gflops"], peaks.get((t, dtype))))
             for peer, t in ratio_cols:
                 f, p = got.get(("fastnn", t, dtype, case["id"])), got.get((peer, t, dtype, case["id"]))
-                row.append(f"{f['gflops'] / p['gflops']:.2f}" if f and p else "–")
+                if peer == BASE and (t, dtype, case["id"]) in paired:  # the median of the rounds' ratios
+                    row.append(f"{paired[(t, dtype, case['id'])]:.2f}")
+                else:
+                    row.append(f"{f['gflops'] / p['gflops']:.2f}" if f and p else "–")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -346,8 +370,11 @@ def parse(argv):
     p.add_argument("--libs", default=",".join(LIBS), help="libraries to run (default fastnn,numpy,torch)")
     p.add_argument("--no-check", action="store_true", help="skip the float64 check of every result")
     p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--base", help="also run fastnn from this python/ directory (another build, e.g. main's) as "
+                   "library 'base' in the same interleaved rounds; its ratio column is the median of the "
+                   "rounds' fastnn / base ratios")
     p.add_argument("--list", action="store_true", help="print the product ids and exit")
-    p.add_argument("--child", choices=LIBS, help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=LIBS + [BASE], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     if not args.dtypes or any(d not in DTYPES for d in args.dtypes):
@@ -361,6 +388,11 @@ def parse(argv):
     args.libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
     if any(lib not in LIBS for lib in args.libs):
         p.error(f"--libs must be among {', '.join(LIBS)}, got {args.libs}")
+    if args.base:
+        if not os.path.isdir(os.path.join(args.base, "fastnn")):
+            p.error(f"--base must be a directory holding the fastnn package, got {args.base!r}")
+        args.base = os.path.abspath(args.base)
+        args.libs.insert(1, BASE)
     if args.reps < 1 or args.rounds < 1:
         p.error("--reps and --rounds must be >= 1")
     select(cases(), args.shapes)  # an unknown token fails before any child starts
@@ -375,7 +407,7 @@ def main(argv):
     if args.child:
         args.threads_one = args.threads[0]
         return child(args)
-    libs = [lib for lib in args.libs if lib == "fastnn" or importlib.util.find_spec(lib) is not None]
+    libs = [lib for lib in args.libs if lib in ("fastnn", BASE) or importlib.util.find_spec(lib) is not None]
     for lib in set(args.libs) - set(libs):
         print(f"gemm_table: {lib} is not installed, skipped", file=sys.stderr)
     rounds = {}  # (lib, threads) -> the runs of every round, interleaved so that drift hits all alike
@@ -385,6 +417,16 @@ def main(argv):
                 run = run_child(lib, threads, args)
                 if run:
                     rounds.setdefault((lib, threads), []).append(run)
+    args.paired = {}
+    for threads in args.threads:  # fastnn / base per round (each round ran both back to back), then the median
+        pairs = list(zip(rounds.get(("fastnn", threads), []), rounds.get((BASE, threads), [])))
+        ratios = {}
+        for new, old in pairs:
+            old_by = {(r["dtype"], r["id"]): r["gflops"] for r in old["results"]}
+            for r in new["results"]:
+                if (r["dtype"], r["id"]) in old_by:
+                    ratios.setdefault((threads, r["dtype"], r["id"]), []).append(r["gflops"] / old_by[(r["dtype"], r["id"])])
+        args.paired.update({key: statistics.median(v) for key, v in ratios.items()})
     runs = [median_run(rs) for rs in rounds.values()]
     if args.json:
         with open(args.json, "w") as f:

@@ -15,7 +15,7 @@ from fastnn._config import _C
 from fastnn.__main__ import main
 from tests.isolation import child_env
 
-KEYS = {"cpu", "build", "gemm_backend", "threads", "fma_peak", "gemm"}
+KEYS = {"cpu", "build", "gemm_backend", "threads", "narrow_gemm", "fma_peak", "gemm"}
 
 
 def positive(x):
@@ -33,6 +33,7 @@ def test_info_has_every_field(report):
     assert report["build"]["module"] == _C.__name__ and report["build"]["isa"]
     assert {"name", "core", "config"} <= set(report["gemm_backend"]) and report["gemm_backend"]["name"]
     assert report["threads"] == fastnn.get_num_threads()
+    assert report["narrow_gemm"] == _C._narrow_gemm_limits()
 
 
 def test_fma_peak_per_dtype_at_one_and_all_threads(report):
@@ -87,7 +88,7 @@ def test_cpu_info_reads_model_and_isa_flags(tmp_path):
 def test_cli_prints_every_field(capsys):
     assert main(["info", "--size", "32"]) == 0
     out = capsys.readouterr().out
-    for field in ("isa", "cpu", "variant", "gemm", "FMA peak", "float64", "32x32x32", "6272x288x64", "% of peak",
+    for field in ("isa", "cpu", "variant", "gemm", "narrow gemm", "FMA peak", "float64", "32x32x32", "6272x288x64", "% of peak",
                   "numpy"):
         assert field in out, field
 

@@ -4,6 +4,7 @@
 #include "bindings/matrix_arg.h"
 #include "fastnn/kernels/blas_library.h"
 #include "fastnn/kernels/gemm.h"
+#include "fastnn/kernels/gemm_narrow.h"
 
 namespace fastnn::bind {
 namespace {
@@ -20,6 +21,19 @@ CArray<T> output(const py::object& out, const char* op, std::vector<py::ssize_t>
   return o;
 }
 
+// matmul's out=: C-contiguous, or rows of unit stride further apart than their length (a column
+// slice of a wider array, which gemm writes in place); returns its row stride in elements.
+template <class T>
+index_t matmul_out_rows(const py::array& o, const char* op) {
+  const py::ssize_t sz = sizeof(T);
+  if (o.ndim() == 2 && o.shape(0) > 1 && o.shape(1) > 0 && (o.shape(1) == 1 || o.strides(1) == sz) &&
+      o.strides(0) > 0 && o.strides(0) % sz == 0 && o.strides(0) / sz >= o.shape(1))
+    return o.strides(0) / sz;
+  if (!o.attr("flags").attr("c_contiguous").cast<bool>())
+    value_error(op, "out is updated in place and must be C-contiguous or rows of unit stride (a column slice)");
+  return o.ndim() == 2 ? o.shape(1) : 0;
+}
+
 template <class T>
 py::array matmul_impl(const py::array& a, const py::array& b, const py::object& out, bool accumulate) {
   const char* op = "matmul";
@@ -33,11 +47,23 @@ py::array matmul_impl(const py::array& a, const py::array& b, const py::object& 
     value_error(op, "inner dimensions differ: a is " + shape_str(a) + ", b is " + shape_str(bb));
   if (accumulate && out.is_none()) value_error(op, "accumulate=True adds into out: out must be given");
   const MatrixArg<T> am(a, op, "a"), bm(bb, op, "b");  // copies (if any) first: a failed one names its input
-  CArray<T> c = output<T>(out, op, {a.shape(0), bb.shape(1)}, {&a, &bb});
-  T* cp = c.mutable_data();
+  py::array c;
+  index_t ldc = bb.shape(1);
+  if (out.is_none()) {
+    c = new_array<T>({a.shape(0), bb.shape(1)});
+  } else {
+    c = as_ndarray(out, op, "out");
+    if (!c.dtype().equal(py::dtype::of<T>()))
+      type_error(op, std::string("out must be ") + dtype_name<T>() + ", got " + dtype_str(c));
+    check_shape(c, op, "out", {a.shape(0), bb.shape(1)});
+    ldc = matmul_out_rows<T>(c, op);
+    if (!c.writeable()) value_error(op, "out is updated in place and must be writeable");
+    if (overlaps(c, a) || overlaps(c, bb)) value_error(op, "out must not share memory with an input");
+  }
+  T* cp = static_cast<T*>(c.mutable_data());
   {
     py::gil_scoped_release nogil;
-    MatMap<T> cm(cp, a.shape(0), bb.shape(1), Eigen::OuterStride<>(bb.shape(1)));
+    MatMap<T> cm(cp, a.shape(0), bb.shape(1), Eigen::OuterStride<>(ldc));
     am.visit([&](const auto& av) { bm.visit([&](const auto& bv) { gemm(av, bv, cm, accumulate); }); });
   }
   return std::move(c);
@@ -76,6 +102,56 @@ void bind_gemm(py::module_& m) {
         });
       },
       py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::arg("accumulate") = false);
+  m.def(
+      "_narrow_gemm_limits",
+      []() {
+        py::dict d;
+        auto one = [](auto tag) {
+          using T = decltype(tag);
+          constexpr NarrowGemmLimits l = narrow_gemm_limits<T>();
+          py::dict e;
+          e["min_n"] = l.min_n;
+          e["max_n"] = l.max_n;
+          e["min_k"] = l.min_k;
+          e["min_m"] = l.min_m;
+          e["max_packed_bytes"] = l.max_packed_bytes;
+          e["packet"] = narrow_detail::kP<T>;
+          return e;
+        };
+        d["float32"] = one(float{});
+        d["float64"] = one(double{});
+        return d;
+      },
+      "The shapes gemm gives to its narrow kernel (gemm_narrow.h) in this build, per dtype: n in "
+      "[min_n, max_n], k >= min_k, m >= min_m, k * (n rounded up to whole packets) * itemsize <= "
+      "max_packed_bytes, and a row-major a.");
+  m.def(
+      "_narrow_gemm_fits",
+      [](index_t m, index_t k, index_t n, const std::string& dtype) {
+        if (dtype == "float32") return narrow_gemm_fits<float>(m, k, n);
+        if (dtype == "float64") return narrow_gemm_fits<double>(m, k, n);
+        type_error("_narrow_gemm_fits", "dtype must be 'float32' or 'float64', got '" + dtype + "'");
+      },
+      py::arg("m"), py::arg("k"), py::arg("n"), py::arg("dtype"),
+      "Whether an (m, k) @ (k, n) product of a row-major a runs gemm's narrow kernel in this build.");
+  m.def(
+      "_gemm_tuning",
+      [](const py::object& narrow, const py::object& tile_macs) {
+        auto& t = gemm_detail::tuning;
+        py::dict before;
+        before["narrow"] = t.narrow.load();
+        before["tile_macs"] = t.tile_macs.load();
+        if (!narrow.is_none()) t.narrow = flag_arg(narrow, "_gemm_tuning", "narrow");
+        if (!tile_macs.is_none()) {
+          const index_t v = tile_macs.cast<index_t>();
+          if (v < 1) value_error("_gemm_tuning", "tile_macs must be >= 1, got " + std::to_string(v));
+          t.tile_macs = v;
+        }
+        return before;
+      },
+      py::arg("narrow") = py::none(), py::arg("tile_macs") = py::none(),
+      "For paired benchmarks: turns gemm's narrow kernel on or off and sets the multiply-adds per tile "
+      "(None: unchanged); returns the settings before. Process-wide.");
   m.def(
       "bmm",
       [](const py::handle& a, const py::handle& b, const py::object& out) -> py::array {

@@ -107,7 +107,22 @@ def info(size=1024, with_numpy=True):
         for row in gemm:
             row["numpy_gflops"] = gemm_gflops(*row["shape"], library="numpy", min_seconds=0.05)
     return {"cpu": cpu_info(), "build": build_info(), "gemm_backend": gemm_backend(), "threads": threads,
-            "fma_peak": peaks, "gemm": gemm}
+            "narrow_gemm": narrow_gemm_limits(), "fma_peak": peaks, "gemm": gemm}
+
+
+def narrow_gemm_limits():
+    """{dtype: {'min_n', 'max_n', 'min_k', 'min_m', 'max_packed_bytes', 'packet'}}: the products
+    this build's GEMM gives to its narrow kernel (kernels/gemm_narrow.h); {} if it has none."""
+    limits = getattr(_C, "_narrow_gemm_limits", None)
+    return limits() if limits else {}
+
+
+def _narrow_row(limits):
+    if not limits:
+        return "(none in this build)"
+    f32, f64 = limits["float32"], limits["float64"]
+    return (f"N {f32['min_n']}-{f32['max_n']} (float32) / {f64['min_n']}-{f64['max_n']} (float64), "
+            f"K >= {f32['min_k']}, M >= {f32['min_m']}, packed B <= {f32['max_packed_bytes'] // 1024} KiB, row-major A")
 
 
 def _cpu_id(cpu):
@@ -127,6 +142,7 @@ def print_info(report, file=None):
         ("cpu isa", " ".join(cpu["isa_flags"]) or "(none listed)"),
         ("variant", f"{build['module']} ({build['isa']}, {build['vector_bits']}-bit vectors)"),
         ("gemm", f"{backend['name']}, kernel {backend['core']}" + (f" ({backend['config']})" if backend["config"] else "")),
+        ("narrow gemm", _narrow_row(report.get("narrow_gemm", {}))),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -11,7 +11,8 @@ def matmul(a, b, out=None, accumulate=False):
         a: (M, K) float32/float64; C order, Fortran order, transposed and column-sliced views are
             read in place.
         b: (K, N), same dtype.
-        out: optional C-contiguous (M, N) array to write into (no allocation).
+        out: optional (M, N) array to write into (no allocation): C-contiguous, or a column
+            slice of a wider C-order array (rows of unit stride), written in place.
         accumulate: add the product into ``out`` (which must then be given), as the layers'
             gradients accumulate; the sum is formed inside the GEMM, without a second pass.
     Returns:

@@ -1,15 +1,19 @@
 // Matrix products: fastnn's one GEMM entry point. The result is cut into tiles that depend on the
 // shape only; fastnn's OpenMP threads take whole tiles, each computed by one serial call of the
 // backend: OpenBLAS (blas_library.h, its kernel chosen for the CPU at load time) or Eigen's GEMM
-// kernel when no BLAS is loaded. The same tiles and calls for any thread count give results that
-// are bit-identical across thread counts; small products stay on one thread.
+// kernel when no BLAS is loaded. Narrow products (few columns, row-major A: narrow_gemm_fits) go
+// to gemm_narrow.h's kernel instead, B packed once and the rows of C split between the threads.
+// The same tiles and calls for any thread count give results that are bit-identical across
+// thread counts; small products stay on one thread.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/blas_library.h"
+#include "fastnn/kernels/gemm_narrow.h"
 
 namespace fastnn {
 namespace gemm_detail {
@@ -87,6 +91,14 @@ constexpr index_t kTileMacs = 256 * 1024 * 1024;
 constexpr index_t kMaxTiles = 16;
 constexpr index_t kMinTileSide = 64;
 
+// Switches for paired benchmarks in one process (bind_gemm's _C._gemm_tuning, bench/gemm_ab.py):
+// the narrow kernel on or off, the multiply-adds per tile. Read once per product.
+struct Tuning {
+  std::atomic<bool> narrow{true};
+  std::atomic<index_t> tile_macs{kTileMacs};
+};
+inline Tuning tuning;
+
 // Threads for work of `macs` multiply-adds split freely (the narrow kernels of linear_narrow.h):
 // at least kMinTileMacs each, one inside a parallel region.
 inline int gemm_threads(index_t macs) {
@@ -119,7 +131,8 @@ Tiling gemm_tiling(index_t m, index_t n, index_t k) {
   if (m <= 0 || n <= 0) return t;
   const index_t macs = m * n * std::max<index_t>(k, 1);
   index_t want = 1;
-  if (macs >= 2 * kMinTileMacs) want = std::clamp<index_t>(macs / kTileMacs, 2, kMaxTiles);
+  if (macs >= 2 * kMinTileMacs)
+    want = std::clamp<index_t>(macs / tuning.tile_macs.load(std::memory_order_relaxed), 2, kMaxTiles);
   index_t rows = 1, cols = 1;  // tiles along m and along n
   while (rows * cols * 2 <= want) {
     const bool rows_can = m / (rows * 2) >= kMinTileSide, cols_can = n / (cols * 2) >= kMinTileSide;
@@ -184,16 +197,44 @@ void run_product_tiles(index_t items, index_t m, index_t n, index_t k, F&& f) {
   });
 }
 
+// Whether gemm() may give a product with this A to the narrow kernel, which reads A's rows where
+// they are (a transposed view's rows are not contiguous).
+template <class A>
+constexpr bool rows_contiguous() {
+  return (A::Flags & Eigen::RowMajorBit) && (A::Flags & Eigen::DirectAccessBit) && A::InnerStrideAtCompileTime == 1;
+}
+
+// c (m x n, row stride ldc) (+)= A (rows a + r lda) x B by the narrow kernel: B packed once by the
+// calling thread and shared, threads take runs of narrow_detail::kRowUnit-row items of C (M is
+// split only), epilogue(r0, r1, 0, n) after each item.
+template <class T, class B, class E>
+void narrow_product(const T* a, index_t lda, const B& b, T* c, index_t ldc, index_t m, bool accumulate, E& epilogue) {
+  using namespace narrow_detail;
+  const T* bp = pack_b<T>(b, packed_buffer<T>());
+  const index_t k = b.rows(), n = b.cols(), unit = kRowUnit, items = (m + unit - 1) / unit;
+  run_items(items, m * n * k / kMinTileMacs, [&](index_t i) {
+    const index_t r0 = i * unit, r1 = std::min(m, r0 + unit);
+    strided_rows(a, lda, bp, k, c, ldc, n, r0, r1, m, accumulate);
+    epilogue(r0, r1, index_t(0), n);
+  });
+}
+
 }  // namespace gemm_detail
 
 // c = a @ b (or c += a @ b) for Eigen maps with unit inner stride (row- or column-major operands,
-// row-major c); c must not alias a or b. `epilogue(r0, r1, c0, c1)` runs on each tile of c right
+// row-major c); c must not alias a or b. Narrow products (narrow_gemm_fits, A row-major) run
+// gemm_narrow.h's kernel. `epilogue(r0, r1, c0, c1)` runs on each tile of c right
 // after its product, on the same thread, while the tile is in cache (a layer's bias and
 // activation: linear.h).
 template <class A, class B, class C, class E>
 void gemm(const A& a, const B& b, C& c, bool accumulate, E&& epilogue) {
   using namespace gemm_detail;
   using T = typename C::Scalar;
+  static_assert(C::Flags & Eigen::RowMajorBit, "gemm writes row-major results");
+  if constexpr (rows_contiguous<A>()) {
+    if (narrow_gemm_fits<T>(c.rows(), a.cols(), c.cols()) && tuning.narrow.load(std::memory_order_relaxed))
+      return narrow_product(a.data(), a.outerStride(), b, c.data(), c.outerStride(), c.rows(), accumulate, epilogue);
+  }
   run_tiles(gemm_tiling<T>(c.rows(), c.cols(), a.cols()), [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     auto cb = c.block(r0, c0, r1 - r0, c1 - c0);
     gemm_tile(a.middleRows(r0, r1 - r0), b.middleCols(c0, c1 - c0), cb, accumulate);

@@ -49,8 +49,7 @@ double linear_loss_forward_backward(const T* x, index_t n, index_t in, const T* 
   using namespace linear_loss_detail;
   FASTNN_CHECK(linear_loss_fits<T>(out, in) && gout >= 1 && gout <= out, "linear_loss",
                "needs at most " << 4 * kP<T> << " outputs, got " << out);
-  const index_t nv = (out + kP<T> - 1) / kP<T>;
-  const T* wt = pack_transposed<T>(CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)), nv);
+  const T* wt = pack_transposed<T>(CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)));
   const index_t stripes = stripes_for(n), size = gout * in + gout;
   std::vector<T> partial(static_cast<size_t>(stripes * size), T(0));
   std::vector<double> losses(static_cast<size_t>(stripes), 0.0);
@@ -67,7 +66,7 @@ double linear_loss_forward_backward(const T* x, index_t n, index_t in, const T* 
       for (index_t r = r0; r < r1; r += kBlockRows) {
         const index_t m = std::min(kBlockRows, r1 - r);
         for (index_t i = 0; i < m; ++i) rows[i] = x + (r + i) * in;
-        forward_rows(rows, wt, nv, in, z, out, 0, m,
+        product_rows(PointerRows<T>{rows}, wt, in, z, out, out, 0, m, m, false,
                      [&](T* row) { linear_detail::bias_activation(row, b, out, Activation::none, T(0)); });
         loss += loss_block(static_cast<const T*>(z), r, m, g, s);
         for (index_t i = 0; i < m; ++i)

@@ -4,7 +4,7 @@
 // output row in registers and read the input rows where they are, so a shuffled batch needs no
 // gather copy either: the rows are given as pointers (the samples of the epoch, in order).
 //
-//   forward:      y[r, :] = x_r W^T   (+ bias and activation, linear.h's epilogue)
+//   forward:      y[r, :] = x_r W^T   (+ bias and activation, linear.h's epilogue): gemm_narrow.h
 //   weight grad:  dW[o, k] (+)= sum_r g[r, o] x_r[k]
 //
 // Every output element is summed by the same instructions in the same order (k, resp. r,
@@ -15,90 +15,14 @@
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/gemm.h"
-
-// Fully unrolled loops over register tiles, so that the accumulator arrays live in registers
-// (without it gcc kept them on the stack: 3x slower).
-#if defined(__GNUC__) && !defined(__clang__)
-#define FASTNN_UNROLL _Pragma("GCC unroll 16")
-#elif defined(__clang__)
-#define FASTNN_UNROLL _Pragma("unroll")
-#else
-#define FASTNN_UNROLL
-#endif
+#include "fastnn/kernels/gemm_narrow.h"
 
 namespace fastnn {
 namespace narrow_detail {
 
-using Eigen::internal::pload;
-using Eigen::internal::ploadu;
-using Eigen::internal::pmadd;
-using Eigen::internal::pset1;
-using Eigen::internal::pstore;
-using Eigen::internal::pstoreu;
-using Eigen::internal::padd;
-
-template <class T> using Packet = typename Eigen::internal::packet_traits<T>::type;
-template <class T> constexpr int kP = Eigen::internal::unpacket_traits<Packet<T>>::size;
-constexpr int kRegs = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;  // 32 with AVX-512, 16 with AVX2/SSE
-
-// Rows per forward register tile for NV packets of output: the accumulators (R x NV), the NV
-// weight packets and one broadcast must fit in the vector registers, and the R row pointers in
-// the general ones; 6 rows of 2 packets keep 12 multiply-adds in flight, enough to hide latency.
-template <int NV> constexpr int forward_rows() {
-  const int r = (kRegs - NV - 2) / NV;
-  return r > 6 ? 6 : r;
-}
-// Rows per work item of the forward (threads take whole items): a multiple of every forward_rows<NV>().
-constexpr index_t kForwardUnit = 12;
-static_assert(kForwardUnit % forward_rows<1>() == 0 && kForwardUnit % forward_rows<2>() == 0 &&
-              kForwardUnit % forward_rows<3>() == 0 && kForwardUnit % forward_rows<4>() == 0);
-
 // Output rows x input packets per weight-gradient register tile.
 constexpr int kGradOut = kRegs >= 32 ? 8 : 4;
 constexpr int kGradPackets = kRegs >= 32 ? 3 : 2;
-
-// out[0..R) (rows of `width` values) = rows[0..R) x wt, where wt is W^T zero-padded to NV packets
-// per input; then post(row) on each. next[0..n_next): the rows of the next tile, fetched into
-// cache meanwhile, a cache line per row every S inputs: the samples of a shuffled batch lie at
-// random places of a large data set, and waiting for memory doubled the time of an MLP's first layer.
-template <class T, int NV, int R, class Post>
-inline void forward_tile(const T* const* rows, const T* const* next, index_t n_next, const T* wt, index_t in, T* out,
-                         index_t width, const Post& post) {
-  using P = Packet<T>;
-  constexpr int S = kP<T>;
-  P acc[R][NV];
-  FASTNN_UNROLL for (int i = 0; i < R; ++i)
-    FASTNN_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = pset1<P>(T(0));
-  const T* x[R];
-  FASTNN_UNROLL for (int i = 0; i < R; ++i) x[i] = rows[i];
-  for (index_t k = 0; k < in; ++k) {
-    if (k % S == 0)
-      for (index_t i = 0; i < n_next; ++i) __builtin_prefetch(next[i] + k);
-    P w[NV];
-    FASTNN_UNROLL for (int v = 0; v < NV; ++v) w[v] = pload<P>(wt + k * NV * S + v * S);
-    FASTNN_UNROLL for (int i = 0; i < R; ++i) {
-      const P xv = pset1<P>(x[i][k]);
-      FASTNN_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = pmadd(xv, w[v], acc[i][v]);
-    }
-  }
-  alignas(64) T buf[NV * S];
-  FASTNN_UNROLL for (int i = 0; i < R; ++i) {
-    FASTNN_UNROLL for (int v = 0; v < NV; ++v) pstore(buf + v * S, acc[i][v]);
-    std::copy(buf, buf + width, out + i * width);
-    post(out + i * width);
-  }
-}
-
-template <class T, int NV, class Post>
-void forward_rows_nv(const T* const* rows, const T* wt, index_t in, T* y, index_t out, index_t r0, index_t r1,
-                     const Post& post) {
-  constexpr int R = forward_rows<NV>();
-  auto ahead = [&](index_t from, index_t count) { return std::max<index_t>(0, std::min(count, r1 - from)); };
-  index_t r = r0;
-  for (; r + R <= r1; r += R)
-    forward_tile<T, NV, R>(rows + r, rows + r + R, ahead(r + R, R), wt, in, y + r * out, out, post);
-  for (; r < r1; ++r) forward_tile<T, NV, 1>(rows + r, rows + r + 1, ahead(r + 1, 1), wt, in, y + r * out, out, post);
-}
 
 // dw[o0 + i, k0 + j*S ...] (+)= sum_r g[r, o0 + i] x_r[k0 + ...] for OB outputs and KV packets of inputs.
 template <class T, int OB, int KV>
@@ -159,19 +83,6 @@ void weight_grad_rows(const T* const* rows, index_t n, const T* g, index_t out, 
   grad_scalar_columns(rows, n, g, out, k, in, dw, in, accumulate);
 }
 
-// rows x W^T into y (n, out) for rows [r0, r1) on the calling thread, post(row) after each row;
-// wt is pack_transposed's W^T of nv packets per input.
-template <class T, class Post>
-void forward_rows(const T* const* rows, const T* wt, index_t nv, index_t in, T* y, index_t out, index_t r0, index_t r1,
-                  const Post& post) {
-  switch (nv) {
-    case 1: return forward_rows_nv<T, 1>(rows, wt, in, y, out, r0, r1, post);
-    case 2: return forward_rows_nv<T, 2>(rows, wt, in, y, out, r0, r1, post);
-    case 3: return forward_rows_nv<T, 3>(rows, wt, in, y, out, r0, r1, post);
-    default: return forward_rows_nv<T, 4>(rows, wt, in, y, out, r0, r1, post);
-  }
-}
-
 // f(begin, end) over [0, items) on the threads a GEMM of `macs` multiply-adds would use (a
 // parallel region costs microseconds: small layers stay on one thread).
 template <class F>
@@ -191,35 +102,10 @@ void parallel_items(index_t items, index_t macs, F&& f) {
 #endif
 }
 
-// W^T (in x NV*S), zero-padded, in an aligned buffer owned by the calling thread.
+// W^T (in x packets of out), zero-padded, in an aligned buffer owned by the calling thread.
 template <class T, class WM>
-const T* pack_transposed(const WM& w, index_t nv) {
-  thread_local std::vector<T, Eigen::aligned_allocator<T>> buf;
-  const index_t out = w.rows(), in = w.cols(), width = nv * kP<T>;
-  buf.resize(static_cast<size_t>(in * width));
-  index_t k_done = 0;
-  if constexpr ((WM::Flags & Eigen::RowMajorBit) && WM::InnerStrideAtCompileTime == 1) {
-    // S x S blocks transposed in registers (a scalar transpose was 5% of a small MLP's epoch)
-    using P = Packet<T>;
-    constexpr index_t S = kP<T>;
-    k_done = in / S * S;
-    for (index_t o0 = 0; o0 < width; o0 += S)
-      for (index_t k0 = 0; k0 < k_done; k0 += S) {
-        Eigen::internal::PacketBlock<P, S> b;
-        for (index_t j = 0; j < S; ++j)
-          b.packet[j] = o0 + j < out ? ploadu<P>(w.data() + (o0 + j) * w.outerStride() + k0) : pset1<P>(T(0));
-        Eigen::internal::ptranspose(b);
-        for (index_t i = 0; i < S; ++i) pstore(buf.data() + (k0 + i) * width + o0, b.packet[i]);
-      }
-  }
-  // The rest (or any layout) element by element, k outer: the stores run contiguously and the
-  // `out` rows being read stay in L1 (o outer missed L1 on every store: 4x slower).
-  for (index_t k = k_done; k < in; ++k) {
-    T* dst = buf.data() + k * width;
-    for (index_t o = 0; o < out; ++o) dst[o] = w(o, k);
-    for (index_t o = out; o < width; ++o) dst[o] = T(0);
-  }
-  return buf.data();
+const T* pack_transposed(const WM& w) {
+  return pack_b<T>(w.transpose(), packed_buffer<T>());
 }
 
 }  // namespace narrow_detail
@@ -227,7 +113,7 @@ const T* pack_transposed(const WM& w, index_t nv) {
 // The most outputs the narrow kernels handle: four SIMD registers of them, so it depends on the
 // instruction set compiled for (64 float32 with AVX-512, 32 with AVX2, 16 with SSE2).
 template <class T>
-constexpr index_t narrow_linear_max_outputs() { return 4 * narrow_detail::kP<T>; }
+constexpr index_t narrow_linear_max_outputs() { return narrow_detail::kMaxPackets * narrow_detail::kP<T>; }
 
 // Whether the narrow kernels handle `out` outputs.
 template <class T>
@@ -242,13 +128,15 @@ constexpr bool narrow_linear_fits(index_t out) {
 template <class T, class WM, class Post>
 void narrow_linear_forward(const T* const* rows, index_t n, const Eigen::MatrixBase<WM>& w, T* y, const Post& post) {
   using namespace narrow_detail;
-  const index_t out = w.rows(), in = w.cols(), nv = (out + kP<T> - 1) / kP<T>;
+  const index_t out = w.rows(), in = w.cols();
   eigen_assert(narrow_linear_fits<T>(out) && "the callers check narrow_linear_fits");
-  const T* wt = pack_transposed<T>(w.derived(), nv);
-  const index_t unit = kForwardUnit;
+  const T* wt = pack_transposed<T>(w.derived());
+  const index_t unit = kRowUnit;
   const index_t items = (n + unit - 1) / unit;
   parallel_items(items, n * in * out, [&](index_t b, index_t e) {
-    forward_rows(rows, wt, nv, in, y, out, b * unit, std::min(n, e * unit), post);
+    for (index_t i = b; i < e; ++i)  // an item at a time: post reads its rows while in L1
+      product_rows(PointerRows<T>{rows}, wt, in, y, out, out, i * unit, std::min(n, (i + 1) * unit), std::min(n, e * unit),
+                   false, post);
   });
 }
 
@@ -265,9 +153,9 @@ void narrow_linear_weight_grad(const T* const* rows, index_t n, const T* g, inde
   auto sum_rows = [&](index_t r0, index_t r1, T* dst, bool acc) {
     weight_grad_rows(rows + r0, r1 - r0, g + r0 * out, out, in, dst, acc);
   };
-  const index_t macs = n * out * in, items = (n + kForwardUnit - 1) / kForwardUnit;
+  const index_t macs = n * out * in, items = (n + kRowUnit - 1) / kRowUnit;
   if (macs < 2 * gemm_detail::kMinTileMacs || items < 2) return sum_rows(0, n, dw, accumulate);
-  const index_t split = items / 2 * kForwardUnit, size = out * in;
+  const index_t split = items / 2 * kRowUnit, size = out * in;
   thread_local std::vector<T, Eigen::aligned_allocator<T>> halves;
   halves.resize(static_cast<size_t>(2 * size));
   T* const part[2] = {halves.data(), halves.data() + size};
