@@ -28,7 +28,7 @@ from ._blas_pool import quieted as _quieted
 from ._config import _C
 from .functional import loss as _F
 from .nn.parameter import shared_buffer
-from .train.fit import _as_cpp_model, _as_loss, _check_X, _check_y, _output_width
+from .train.checks import as_cpp_model, as_loss, check_X, check_y, output_width
 
 __all__ = ["CurvatureOperator", "curvature_operator", "gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
 
@@ -40,12 +40,12 @@ class _Problem:
 
     def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn):
         self.fn = fn
-        loss_obj, self.kernel = _as_loss(loss)
+        loss_obj, self.kernel = as_loss(loss)
         self.reduction = loss_obj.reduction
-        self.model = _as_cpp_model(model)
-        self.X = _check_X(X, self.model)
-        width = _output_width(self.model, self.X)
-        self.y = _check_y(y, self.kernel, len(self.X), width, self.model)
+        self.model = as_cpp_model(model)
+        self.X = check_X(X, self.model)
+        width = output_width(self.model, self.X)
+        self.y = check_y(y, self.kernel, len(self.X), width, self.model)
         self.width = width
         if batch_size is None:
             batch_size = len(self.X)
