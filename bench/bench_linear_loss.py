@@ -58,7 +58,7 @@ def main():
     print(f"{a.n}x{a.n_in} -> {a.out} {a.dtype}, {a.threads} threads, {a.repeats} paired rounds (median); "
           f"load {os.getloadavg()[0]:.2f}")
     print(f"  evaluation           {ev * 1e3:8.2f} ms  {flops / ev / 1e9:6.1f} GFLOP/s ({100 * flops / ev / 1e9 / peak:.0f}% "
-          f"of {peak:.0f}; at peak {flops / peak / 1e6:.2f} ms)  {gb / ev:5.1f} GB/s of X")
+          f"of {peak:.0f}, the FMA peak measured now; at it {flops / peak / 1e6:.2f} ms)  {gb / ev:5.1f} GB/s of X")
     print(f"  streaming read of X  {rd * 1e3:8.2f} ms  {gb / rd:5.1f} GB/s  (evaluation / read {ev / rd:.2f}x)")
     print(f"  CPU time (all threads): evaluation {med_cpu['evaluation'] * 1e3:.2f} ms, read "
           f"{med_cpu['streaming read of X'] * 1e3:.2f} ms (a loaded machine inflates wall times, less so these)")
