@@ -160,39 +160,14 @@ void dot_forward(const T* const* rows, index_t m, index_t m_fetch, const T* w, c
 }
 
 // ---- weight gradient ------------------------------------------------------------------------
-// dw[o0 + i, k0 ...] += sum_r g[r, o0 + i] x_r[k0 ...] for OB outputs and KV packets of inputs, r
-// ascending. linear_narrow.h's tiles take 4 outputs at a time with AVX2 (10 outputs: 4 + 4 + 1 + 1,
-// the last two bound by the latency of 2 sums); groups of up to 5 x KV(OB) packets keep ~10 sums in flight.
+// linear_narrow.h's grad_tile (dw[o0 + i, k0 ...] += sum_r g[r, o0 + i] x_r[k0 ...], r ascending)
+// over other tiles: its weight_grad_rows takes 4 outputs at a time with AVX2 (10 outputs: 4 + 4 +
+// 1 + 1, the last two bound by the latency of 2 sums); groups of up to 5 outputs x KV(OB) packets
+// keep ~10 sums in flight.
 constexpr int kGradOutputs = kRegs >= 32 ? 8 : 5;
 template <int OB> constexpr int grad_packets() {
   const int kv = (kRegs - 2) / (OB + 1);
   return kv < 1 ? 1 : (kv > 4 ? 4 : kv);
-}
-
-template <class T, int OB, int KV>
-inline void grad_block_tile(const T* const* rows, index_t m, const T* g, index_t gout, index_t o0, index_t k0, T* dw,
-                      index_t in) {
-  using P = Packet<T>;
-  using namespace narrow_detail;
-  constexpr int S = kP<T>;
-  P acc[OB][KV];
-  FASTNN_UNROLL for (int i = 0; i < OB; ++i)
-    FASTNN_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = pset1<P>(T(0));
-  for (index_t r = 0; r < m; ++r) {
-    const T* x = rows[r] + k0;
-    P xv[KV];
-    FASTNN_UNROLL for (int j = 0; j < KV; ++j) xv[j] = ploadu<P>(x + j * S);
-    const T* gr = g + r * gout + o0;
-    FASTNN_UNROLL for (int i = 0; i < OB; ++i) {
-      const P gv = pset1<P>(gr[i]);
-      FASTNN_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = pmadd(gv, xv[j], acc[i][j]);
-    }
-  }
-  FASTNN_UNROLL for (int i = 0; i < OB; ++i)
-    FASTNN_UNROLL for (int j = 0; j < KV; ++j) {
-      T* d = dw + (o0 + i) * in + k0 + j * S;
-      pstoreu(d, padd(ploadu<P>(d), acc[i][j]));
-    }
 }
 
 // OB outputs from o0, every input: chunks of KV(OB) packets, single packets, then scalars.
@@ -200,9 +175,9 @@ template <class T, int OB>
 void grad_group(const T* const* rows, index_t m, const T* g, index_t gout, index_t o0, index_t in, T* dw) {
   constexpr int S = kP<T>, KV = grad_packets<OB>();
   index_t k = 0;
-  for (; k + KV * S <= in; k += KV * S) grad_block_tile<T, OB, KV>(rows, m, g, gout, o0, k, dw, in);
+  for (; k + KV * S <= in; k += KV * S) narrow_detail::grad_tile<T, OB, KV>(rows, m, g, gout, o0, k, dw, in, true);
   if constexpr (KV > 1)
-    for (; k + S <= in; k += S) grad_block_tile<T, OB, 1>(rows, m, g, gout, o0, k, dw, in);
+    for (; k + S <= in; k += S) narrow_detail::grad_tile<T, OB, 1>(rows, m, g, gout, o0, k, dw, in, true);
   for (index_t o = o0; o < o0 + OB; ++o)
     for (index_t kk = k; kk < in; ++kk) {
       T s = 0;
