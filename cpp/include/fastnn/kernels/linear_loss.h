@@ -26,7 +26,7 @@ using narrow_detail::Packet;
 constexpr index_t kStripes = 16;
 constexpr index_t kBlockRows = 64;  // 64 rows of 784 floats: 200 KB, in L2 from forward to gradient
 constexpr index_t kMaxPartials = index_t(1) << 24;  // values of all stripes' partial gradients
-constexpr index_t kFetchRows = 8;  // rows past a block the forward fetches ahead (2 tiles of at most 4)
+constexpr index_t kFetchRows = 16;  // rows past a block the forward fetches ahead (4 tiles of at most 4)
 
 inline index_t stripes_for(index_t n) { return std::max<index_t>(1, std::min(kStripes, n / kBlockRows)); }
 
@@ -74,7 +74,7 @@ void pack_dot_weights(const T* w, index_t out, index_t in, std::vector<T, Eigen:
 // For O outputs from o0 and every row of the block, packets [p0, p1): acc[row][o0 + o] (+)= x_row . w_o
 // lane-wise (first: from zero); last: z[row][o0 + o] = the lanes' sum. Rows past m in the last
 // tile repeat row m - 1 and are not stored. With fetch (the first pass over the rows, which come
-// from memory), the rows two tiles ahead are fetched into cache meanwhile, a line per row per
+// from memory), the rows four tiles ahead are fetched into cache meanwhile, a line per row per
 // line of inputs done: rows[m .. m_fetch) are those after the block (the hardware prefetcher alone
 // left the forward waiting on them for half its time).
 template <class T, int O>
@@ -91,7 +91,7 @@ void dot_pass(const T* const* rows, index_t m, index_t m_fetch, bool fetch, cons
     FASTNN_UNROLL for (int j = 0; j < R; ++j) {
       row[j] = std::min<index_t>(i0 + j, m - 1);
       x[j] = rows[row[j]];
-      ahead[j] = i0 + 2 * R + j < m_fetch ? rows[i0 + 2 * R + j] : x[j];
+      ahead[j] = i0 + 4 * R + j < m_fetch ? rows[i0 + 4 * R + j] : x[j];
     }
     P acc[R][O];
     FASTNN_UNROLL for (int j = 0; j < R; ++j)
