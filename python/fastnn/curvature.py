@@ -28,7 +28,7 @@ from ._blas_pool import quieted as _quieted
 from ._config import _C
 from .functional import loss as _F
 from .nn.parameter import shared_buffer
-from .train.fit import _as_cpp_model, _as_loss, _check_X, _check_y, _output_width
+from .train.checks import as_cpp_model, as_loss, check_X, check_y, output_width
 
 __all__ = ["CurvatureOperator", "curvature_operator", "gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
 
@@ -40,12 +40,12 @@ class _Problem:
 
     def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn):
         self.fn = fn
-        loss_obj, self.kernel = _as_loss(loss)
+        loss_obj, self.kernel = as_loss(loss)
         self.reduction = loss_obj.reduction
-        self.model = _as_cpp_model(model)
-        self.X = _check_X(X, self.model)
-        width = _output_width(self.model, self.X)
-        self.y = _check_y(y, self.kernel, len(self.X), width, self.model)
+        self.model = as_cpp_model(model)
+        self.X = check_X(X, self.model)
+        width = output_width(self.model, self.X)
+        self.y = check_y(y, self.kernel, len(self.X), width, self.model)
         self.width = width
         if batch_size is None:
             batch_size = len(self.X)
@@ -74,6 +74,7 @@ class _Problem:
         for p in self.params:
             if not p.requires_grad:
                 self.frozen[p.offset:p.offset + p.size] = True
+        self.any_frozen = not all(self.trains)  # else the masks below are skipped (a pass over n each)
 
     def still_valid(self):
         """For repeated products: the parameters still in the buffer checked at the start (else a clear
@@ -94,11 +95,14 @@ class _Problem:
         if v.ndim != 1 or v.size != self.n:
             raise ValueError(f"{self.fn}: {name} must be a flat vector of the model's {self.n} parameters, "
                              f"got shape {v.shape}")
-        if not np.isfinite(v).all():
-            raise ValueError(f"{self.fn}: {name} contains NaN or infinity (first at index "
-                             f"{int(np.argmax(~np.isfinite(v)))})")
-        v = np.array(v, order="C")
-        v[self.frozen] = 0
+        v = np.ascontiguousarray(v)
+        bad = _C.first_nonfinite(v)
+        if bad >= 0:
+            raise ValueError(f"{self.fn}: {name} contains NaN or infinity (first at index {bad})")
+        # a copy when it is changed or could be: the passes zero the gradients and (Python layers) move the parameters
+        if self.any_frozen or np.may_share_memory(v, self.buf.grads) or np.may_share_memory(v, self.buf.params):
+            v = v.copy()
+            v[self.frozen] = 0
         return v
 
     def _saved(self):
@@ -111,7 +115,7 @@ class _Problem:
             arr[...] = old
 
     def product(self, v, gauss_newton, with_gradient=False):
-        """H v or G v, the loss, and (H v with with_gradient) its gradient (else zeros or partial)."""
+        """H v or G v, the loss, and (H v with with_gradient) its gradient (else None)."""
         saved = self._saved()
         hv = np.zeros(self.n, self.dtype)
         try:
@@ -120,7 +124,7 @@ class _Problem:
                 loss = _C.curvature_product(self.layer, self.X, self.y, self.kernel, self.reduction, self.buf.params,
                                             self.buf.grads, v, hv, self.batch_size, self.training, gauss_newton,
                                             self.seed, self.step, with_gradient)
-                grad = self.buf.grads.copy()
+                grad = self.buf.grads.copy() if with_gradient else None
             elif gauss_newton:
                 raise ValueError(f"{self.fn}: the Gauss-Newton product needs every layer to have an R-operator; "
                                  "a layer written in Python has none (hvp falls back to gradient differences)")
@@ -129,8 +133,10 @@ class _Problem:
                 hv = self._difference(v)
         finally:
             self._restore(saved)
-        hv[self.frozen] = 0
-        grad[self.frozen] = 0
+        if self.any_frozen:
+            hv[self.frozen] = 0
+            if grad is not None:
+                grad[self.frozen] = 0
         return hv, loss, grad
 
     def _loss_grad(self):

@@ -151,6 +151,25 @@ def test_frozen_parameters_are_constants():
     np.testing.assert_allclose(Hf[k:, k:], H[k:, k:], rtol=1e-12, atol=1e-14)
 
 
+def test_v_is_read_not_changed_even_when_it_is_a_model_buffer():
+    """v may be the model's own gradient or parameter buffer (H g, H theta): the passes zero the
+    gradients and a Python layer's fallback moves the parameters, so such a v is copied first;
+    an ordinary v is not changed (not even its frozen entries)."""
+    m = mlp(sizes=(4, 5, 3))
+    X, y = data()
+    buf = m.flatten_parameters_()
+    buf.grads[...] = np.random.default_rng(3).standard_normal(buf.grads.size)
+    for v in (buf.grads, buf.params):
+        want = fastnn.hvp(m, "cross_entropy", X, y, v.copy())
+        np.testing.assert_array_equal(fastnn.hvp(m, "cross_entropy", X, y, v), want)
+    for p in m[0].parameters():
+        p.requires_grad = False
+    m[0]._rebind()
+    v = np.ones(buf.params.size)
+    hv = fastnn.hvp(m, "cross_entropy", X, y, v)
+    assert (v == 1).all() and not hv[:m[0]._layer.num_params()].any()
+
+
 def test_loss_and_grad_matches_fit_gradient():
     m = mlp()
     X, y = data()

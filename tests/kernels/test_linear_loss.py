@@ -62,6 +62,27 @@ def assert_within(got, want, bound, err_msg):
     assert not bad.any(), f"{int(bad.sum())} of {err.size} beyond the bound (worst {float((err / bound).max()):.3g}x) {err_msg}"
 
 
+def check_against_reference(rng, dtype, loss, kind, n, n_in, n_out, reduction, with_bias):
+    x, y, w, b = problem(rng, n, n_in, n_out, dtype, kind, with_bias)
+    shape = f"n={n} in={n_in} out={n_out} {reduction} bias={with_bias}"
+    got = F.linear_loss_forward_backward(x, y, w, b, loss, reduction)
+    want = R.linear_loss_forward_backward(x, y, w, b, loss, reduction)
+    eps = np.finfo(dtype).eps
+    per_row = 1.0 / n if reduction == "mean" else 1.0
+    # the loss: a sum over n rows of values whose rounding is a few eps times |z| terms
+    z_terms = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+    bound = 50 * eps * np.sqrt(n_in + 1) * (z_terms.sum() + n) * per_row * np.sqrt(n)
+    assert abs(got[0] - want[0]) <= bound + 1e-300, f"loss {got[0]} vs {want[0]} {shape}"
+    bound_w, bound_b = gradient_bounds(x, y, w, b, loss, reduction, dtype)
+    assert_within(got[1], want[1], bound_w, f"dW {shape}")
+    if with_bias:
+        assert_within(got[2], want[2], bound_b, f"db {shape}")
+    else:
+        assert got[2] is None
+    if dtype == np.float64:
+        assert got[3] == want[3], shape
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss,kind", CASES)
 @pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 1100])  # one block, block edges, 16 stripes
@@ -72,24 +93,22 @@ def test_matches_reference(rng, dtype, loss, kind, n):
             continue
         for reduction in ("mean", "sum"):
             for with_bias in (True, False):
-                x, y, w, b = problem(rng, n, n_in, n_out, dtype, kind, with_bias)
-                shape = f"n={n} in={n_in} out={n_out} {reduction} bias={with_bias}"
-                got = F.linear_loss_forward_backward(x, y, w, b, loss, reduction)
-                want = R.linear_loss_forward_backward(x, y, w, b, loss, reduction)
-                eps = np.finfo(dtype).eps
-                per_row = 1.0 / n if reduction == "mean" else 1.0
-                # the loss: a sum over n rows of values whose rounding is a few eps times |z| terms
-                z_terms = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-                bound = 50 * eps * np.sqrt(n_in + 1) * (z_terms.sum() + n) * per_row * np.sqrt(n)
-                assert abs(got[0] - want[0]) <= bound + 1e-300, f"loss {got[0]} vs {want[0]} {shape}"
-                bound_w, bound_b = gradient_bounds(x, y, w, b, loss, reduction, dtype)
-                assert_within(got[1], want[1], bound_w, f"dW {shape}")
-                if with_bias:
-                    assert_within(got[2], want[2], bound_b, f"db {shape}")
-                else:
-                    assert got[2] is None
-                if dtype == np.float64:
-                    assert got[3] == want[3], shape
+                check_against_reference(rng, dtype, loss, kind, n, n_in, n_out, reduction, with_bias)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_output_count_up_to_a_packet(rng, dtype):
+    """Outputs 1 .. packet + 1 and an odd count past two packets (the forward summed over the
+    inputs when the outputs are not whole packets, in passes over chunks of inputs when a row is
+    long: 700 inputs), inputs shorter than a packet, odd, and long; batch 1 and a block edge."""
+    packet = F.linear_loss_max_outputs(dtype) // 4  # the build's SIMD width in `dtype` values
+    outs = list(range(1, packet + 2)) + [2 * packet + 3]
+    for n_out in outs:
+        for n_in in (packet - 1 or 1, 2 * packet + 3, 700):
+            for n in (1, 65):
+                loss, kind = ("cross_entropy", "labels") if n_out > 1 else ("mse", "values")
+                check_against_reference(rng, dtype, loss, kind, n, n_in, n_out, "mean", n_out % 2 == 1)
+    check_against_reference(rng, dtype, "mse", "values", 70, 4 * 1024 + 5, 1, "sum", True)  # one output, long rows
 
 
 @pytest.mark.parametrize("loss,kind", CASES)
@@ -98,6 +117,14 @@ def test_gradient_matches_finite_differences(rng, loss, kind):
     _, dw, db, _ = F.linear_loss_forward_backward(x, y, w, b, loss)
     assert_gradient(lambda: F.linear_loss_forward_backward(x, y, w, b, loss)[0], w, dw)
     assert_gradient(lambda: F.linear_loss_forward_backward(x, y, w, b, loss)[0], b, db)
+
+
+def test_long_rows_gradient_matches_finite_differences(rng):
+    """3 outputs (never whole float64 packets) of 700 inputs: the forward's passes over input chunks."""
+    x, y, w, b = problem(rng, 70, 700, 3, np.float64, "labels")
+    _, dw, db, _ = F.linear_loss_forward_backward(x, y, w, b)
+    assert_gradient(lambda: F.linear_loss_forward_backward(x, y, w, b)[0], w, dw)
+    assert_gradient(lambda: F.linear_loss_forward_backward(x, y, w, b)[0], b, db)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

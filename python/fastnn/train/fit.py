@@ -17,12 +17,9 @@ from .. import optim as _optim
 from .. import random as _random
 from .._blas_pool import quieted as _quieted
 from .._config import _C
-from ..nn import loss as _loss
-from ..nn._layer_module import LayerModule
 from ..nn.activation import Softmax
 from ..nn.batchnorm import _BatchNorm
 from ..nn.container import Sequential
-from ..nn.module import Module
 from .callbacks import Callback, TerminateOnNaN
 from . import full_batch as _full_batch
 from . import parallel as _parallel
@@ -31,19 +28,8 @@ from .history import History
 from .metrics import Metrics
 from .progress import make_bar, write_line
 from .split import ValidationSplit
+from .checks import as_cpp_model, as_loss, check_X, check_y, output_width
 
-# Loss names (fastnn's and Keras's aliases); Keras's categorical_crossentropy takes one-hot rows,
-# sparse_ integer labels: CrossEntropyLoss takes both. Keras's losses take probabilities, fastnn's logits.
-_LOSS_NAMES = {
-    "cross_entropy": _loss.CrossEntropyLoss, "crossentropy": _loss.CrossEntropyLoss,
-    "sparse_categorical_crossentropy": _loss.CrossEntropyLoss, "categorical_crossentropy": _loss.CrossEntropyLoss,
-    "bce_with_logits": _loss.BCEWithLogitsLoss, "binary_crossentropy": _loss.BCEWithLogitsLoss,
-    "nll": _loss.NLLLoss,
-    "mse": _loss.MSELoss, "mean_squared_error": _loss.MSELoss,
-    "mae": _loss.L1Loss, "mean_absolute_error": _loss.L1Loss, "l1": _loss.L1Loss,
-    "smooth_l1": _loss.SmoothL1Loss, "huber": _loss.HuberLoss,
-}
-_CLASS_KERNELS = ("cross_entropy", "nll")
 _FULL_BATCH_KERNELS = ("cross_entropy", "bce_with_logits", "mse")  # what net/full_batch.h evaluates
 _OPTIMIZERS = {"sgd": _optim.SGD, "adam": _optim.Adam, "adamw": _optim.AdamW, "rmsprop": _optim.RMSprop,
                "adagrad": _optim.Adagrad}
@@ -56,20 +42,6 @@ class FitState:
         self.stop_training = False
         self.epoch = 0
         self.global_step = 0
-
-
-def _as_loss(loss, fn="fit"):
-    """(loss object, the name of its kernel in the C++ loop)."""
-    if isinstance(loss, str):
-        if loss.lower() not in _LOSS_NAMES:
-            raise ValueError(f"{fn}: unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a loss object")
-        loss = _LOSS_NAMES[loss.lower()]()
-    if not isinstance(loss, _loss._Loss) or loss._fit_kernel is None:
-        raise TypeError(f"{fn}: loss must be a fastnn.nn loss (CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, "
-                        f"L1Loss, SmoothL1Loss, HuberLoss) or its name, got {type(loss).__name__}")
-    if loss.reduction == "none":
-        raise ValueError(f"{fn}: the loss's reduction must be 'mean' or 'sum' to train on or evaluate it, got 'none'")
-    return loss, loss._fit_kernel
 
 
 def _loss_options(loss_obj, metrics=None, fn="fit"):
@@ -87,13 +59,13 @@ def _remembered_loss(model, loss, y, fn):
     """evaluate's loss: the one given, else the last fit's (Keras's compile), else what the targets
     say (integer labels: cross-entropy); float targets and no loss ever given are ambiguous."""
     if loss is not None:
-        return _as_loss(loss, fn)
+        return as_loss(loss, fn)
     kept = model.__dict__.get("_fit_compiled")
     if kept is not None:
         return kept["loss"], kept["loss"]._fit_kernel
     y = np.asarray(y)
     if y.ndim == 1 and y.dtype.kind in "iu":
-        return _as_loss("cross_entropy", fn)
+        return as_loss("cross_entropy", fn)
     raise ValueError(f"{fn}: which loss? The model was never trained with fit() and the targets (dtype {y.dtype}, "
                      f"shape {y.shape}) may be class probabilities or regression values: pass loss= "
                      "(e.g. loss='mse' or loss='cross_entropy')")
@@ -177,66 +149,6 @@ def _as_optimizer(optimizer, model, cpp_model, lr, fn="fit"):
     return opt
 
 
-def _as_cpp_model(model):
-    """The module whose C++ layer runs the loop (a Python-written module is wrapped in a Sequential)."""
-    if not isinstance(model, Module):
-        raise TypeError(f"fit: model must be a fastnn.nn.Module, got {type(model).__name__}")
-    return model if isinstance(model, LayerModule) else Sequential(model)
-
-
-def _check_X(X, model, name="X"):
-    X = _v.as_array(X, name)  # lists, torch tensors, DataFrames: one rule (_validate.as_array)
-    if X.ndim < 2 or X.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (N, features...) with N >= 1, got {X.shape}")
-    return _cast_finite(X, model.dtype, name)  # Keras-style: data is converted to the model's precision
-
-
-def _cast_finite(a, dtype, name):
-    """`a` as a C-contiguous `dtype` array, all finite: checked after the cast, where a float64
-    1e300 has become inf in a float32 model."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(a, dtype=dtype)
-    bad = _C.first_nonfinite(out)
-    if bad >= 0:
-        index = tuple(int(i) for i in np.unravel_index(bad, out.shape))
-        if np.isfinite(a[index]):
-            raise ValueError(f"{name}[{', '.join(map(str, index))}] = {a[index].item()!r} is too large for the model's "
-                             f"dtype {np.dtype(dtype)} (it would become infinite)")
-        raise ValueError(f"{name} contains NaN or infinity (first at index {index})")
-    return out
-
-
-def _output_width(model, X, name="X"):
-    """Outputs per sample (one eval-mode forward of one sample); also checks the input shape."""
-    try:
-        out = _C.predict(model._layer, X[:1], 1)
-    except ValueError as e:  # the layer names its expected shape (or the model its output's); add the data's own
-        raise ValueError(f"{name} has shape {X.shape}: {e}") from None
-    return int(np.prod(out.shape[1:]))
-
-
-def _check_y(y, kernel, n, width, model, name="y", ignore_index=-100):
-    y = np.asarray(y)
-    if y.shape[:1] != (n,):
-        raise ValueError(f"{name} must have {n} entries (one per sample), got shape {y.shape}")
-    if kernel in _CLASS_KERNELS and y.ndim == 1:
-        if y.dtype.kind not in "iu":
-            raise TypeError(f"{name}: class labels must be integers, got {y.dtype}")
-        y = np.ascontiguousarray(y, dtype=np.int64)
-        bad = ((y < 0) | (y >= width)) & (y != ignore_index)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"{name}[{i}] = {y[i]} is not a class index in [0, {width}) (the model has {width} outputs)")
-        return y
-    if kernel == "nll":
-        raise ValueError(f"{name}: NLLLoss takes integer class labels (N,), got {y.dtype} of shape {y.shape}")
-    if y.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be numeric, got {y.dtype}")
-    if int(np.prod(y.shape[1:])) != width:
-        raise ValueError(f"{name} must have {width} values per sample like the model output, got shape {y.shape}")
-    return _cast_finite(y, model.dtype, name)
-
-
 def _check_batch_size(batch_size, fn):
     """A positive integer; one larger than the data means all of it (Keras): callers take min(batch_size, N)."""
     return _v.check_int(batch_size, fn, "batch_size", 1)
@@ -305,7 +217,7 @@ def _check_batch_statistics(model, n, batch_size, drop_last=False, plan=_paralle
     last batch of 1 sample (unless drop_last drops it), for a BatchNorm whose input has no spatial
     dimensions; with several processes, a shard of 1 sample of any global batch (each process
     normalizes its own shard; an empty one skips the batch). Reads the input shapes the BatchNorms
-    saw in fit's first forward (_output_width)."""
+    saw in fit's first forward (output_width)."""
 
     def one_sample(b, drop_last=drop_last):
         return any(1 in shards for _, shards in plan.batch_counts(n, b, drop_last))
@@ -445,21 +357,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer="adam", epochs=1, batch_siz
     clip_grad_value = _check_clip(clip_grad_value, "clip_grad_value")
     if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple, type(None))):
         raise TypeError(f"fit: callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
-    loss_obj, kernel = _as_loss(loss)
+    loss_obj, kernel = as_loss(loss)
     metric_set = Metrics(metrics, kernel)
     options = _loss_options(loss_obj, metric_set)
-    cpp_model = _as_cpp_model(model)
+    cpp_model = as_cpp_model(model)
     _warn_softmax_output(model, kernel)
-    X = _check_X(X, cpp_model)
-    width = _output_width(cpp_model, X)
+    X = check_X(X, cpp_model)
+    width = output_width(cpp_model, X)
     ignore = getattr(loss_obj, "ignore_index", -100)
-    y = _check_y(y, kernel, len(X), width, cpp_model, ignore_index=ignore)
+    y = check_y(y, kernel, len(X), width, cpp_model, ignore_index=ignore)
     weights = _sample_weights(sample_weight, class_weight, y, len(X), kernel)
     X, y, weights, val = _split(X, y, validation_data, validation_split, weights)
     if val is not None:
-        Xv = _check_X(val[0], cpp_model, "validation X")
-        _output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
-        yv = _check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y", ignore_index=ignore)
+        Xv = check_X(val[0], cpp_model, "validation X")
+        output_width(cpp_model, Xv, "validation X")  # a wrong shape must fail now, not after an epoch of training
+        yv = check_y(val[1], kernel, len(Xv), width, cpp_model, "validation y", ignore_index=ignore)
     if isinstance(optimizer, _optim.SecondOrderOptimizer) and distributed is not _parallel.LOCAL:
         raise ValueError(f"fit: distributed training takes a first-order optimizer, got {type(optimizer).__name__}")
     if isinstance(optimizer, _optim.SecondOrderOptimizer):  # one step per epoch, evaluated in C++: full_batch.py
@@ -610,10 +522,10 @@ def evaluate(model, X, y, loss=None, batch_size=256, metrics=None, sample_weight
         metrics = model.__dict__["_fit_compiled"]["metrics"]
     metric_set = Metrics(metrics, kernel, "evaluate")
     options = _loss_options(loss_obj, metric_set, "evaluate")
-    cpp_model = _as_cpp_model(model)
-    X = _check_X(X, cpp_model)
-    width = _output_width(cpp_model, X)
-    y = _check_y(y, kernel, len(X), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
+    cpp_model = as_cpp_model(model)
+    X = check_X(X, cpp_model)
+    width = output_width(cpp_model, X)
+    y = check_y(y, kernel, len(X), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
     weights = _sample_weights(sample_weight, None, y, len(X), kernel)
     stats = _evaluate_stats(distributed, cpp_model, X, y, kernel, loss_obj.reduction, batch_size, options, weights,
                             width)
@@ -632,13 +544,13 @@ def predict(model, X, batch_size=256, distributed=None):
     and every rank returns all the outputs, in order.
     """
     batch_size = _check_batch_size(batch_size, "predict")
-    cpp_model = _as_cpp_model(model)
+    cpp_model = as_cpp_model(model)
     X = _v.as_array(X, "X")
     if X.ndim >= 2 and X.shape[0] == 0:  # an empty batch: an empty result of the output's shape
         one = np.zeros((1,) + X.shape[1:], cpp_model.dtype)
         return np.zeros((0,) + _C.predict(cpp_model._layer, one, 1).shape[1:], cpp_model.dtype)
-    X = _check_X(X, cpp_model)
-    _output_width(cpp_model, X)  # as evaluate: a sample shape the model does not take is an error naming X's shape
+    X = check_X(X, cpp_model)
+    output_width(cpp_model, X)  # as evaluate: a sample shape the model does not take is an error naming X's shape
     rows = X[distributed.rows(len(X))]
     if len(rows) == 0:
         local = np.zeros((0,) + _C.predict(cpp_model._layer, X[:1], 1).shape[1:], cpp_model.dtype)
@@ -656,13 +568,13 @@ def train_step(model, x, y, loss, optimizer, seed=0, step=0):
     eval mode whose parameters are all frozen, as in fit).
     """
     seed, step = _v.check_seed(seed, "train_step"), _v.check_seed(step, "train_step", "step")
-    loss_obj, kernel = _as_loss(loss, "train_step")
+    loss_obj, kernel = as_loss(loss, "train_step")
     options = _loss_options(loss_obj, None, "train_step")
-    cpp_model = _as_cpp_model(model)
+    cpp_model = as_cpp_model(model)
     optimizer = _as_optimizer(optimizer, model, cpp_model, None, "train_step")
-    x = _check_X(x, cpp_model, "x")
-    width = _output_width(cpp_model, x)
-    y = _check_y(y, kernel, len(x), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
+    x = check_X(x, cpp_model, "x")
+    width = output_width(cpp_model, x)
+    y = check_y(y, kernel, len(x), width, cpp_model, ignore_index=getattr(loss_obj, "ignore_index", -100))
     params = list(cpp_model.parameters())
     _train_mode(cpp_model, _frozen_eval_modules(cpp_model))
     with _counting_steps(optimizer, None, "train_step", 1) as applied:

@@ -15,7 +15,7 @@ from ..nn.container import Sequential
 from ..nn.module import Module, _imposed
 from ..random import seeded
 from .claim import exclusive_training
-from .fit import _as_loss, _check_X, _check_y
+from .checks import as_loss, check_X, check_y
 
 __all__ = ["layer_statistics"]
 
@@ -107,11 +107,11 @@ def layer_statistics(model, X, y, loss="cross_entropy", *, training=True, bins=5
     bins = _v.check_int(bins, fn, "bins", 1)
     samples = _v.check_int(samples, fn, "samples", 0)
     seed = _v.check_seed(seed, fn)
-    loss_obj, kernel = _as_loss(loss, fn)
+    loss_obj, kernel = as_loss(loss, fn)
     # the data in the model's dtype, as fit converts it (a Python-written model: its parameters' dtype)
     typed = types.SimpleNamespace(dtype=next((p.dtype for p in model.parameters()),
                                              getattr(model, "dtype", np.dtype(np.float32))))
-    X = _check_X(X, typed)
+    X = check_X(X, typed)
     units = _separate(_units(model))
     params = list(model.parameters())
     saved_grads = [np.array(p.grad) for p in params]
@@ -128,7 +128,7 @@ def layer_statistics(model, X, y, loss="cross_entropy", *, training=True, bins=5
                 h = _checked_output(name, m, m.forward(h), h, X.dtype)
                 outputs.append(np.array(h))  # layers reuse their output buffers
             width = int(np.prod(h.shape[1:]))
-            target = _check_y(y, kernel, len(X), width, typed)
+            target = check_y(y, kernel, len(X), width, typed)
             loss_obj.forward(h, target)
             grads = [None] * len(units)
             g = loss_obj.backward()
