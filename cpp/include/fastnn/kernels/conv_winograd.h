@@ -1,16 +1,23 @@
-// Winograd F(2x2, 3x3) convolution of one image (reference/conv_winograd.py is the specification):
-// a 3x3, stride-1, undilated, ungrouped cross-correlation computed on 4x4 input tiles that overlap by
-// 2, each giving a 2x2 output tile, as
+// Winograd F(2x2, 3x3) convolution (reference/conv_winograd.py is the specification): a 3x3,
+// stride-1, undilated, ungrouped cross-correlation computed on 4x4 input tiles that overlap by 2,
+// each giving a 2x2 output tile, as
 //   Y_tile = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
 // with the 16 elementwise products summed over the input channels as 16 GEMMs of depth C:
 //   M_xi (O x T) = U_xi (O x C) V_xi (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles).
-// That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. At the CNN's
-// 32 -> 64 channels on 14 x 14 the 16 GEMMs ran 2.3-2.7x faster than the im2col product of one
-// image (OpenBLAS, 1 thread; bench/conv_profile.py). The transforms use only 0, +-1 and +-1/2, so the
-// rounding stays within a small multiple of the direct sum's (tests/kernels/test_conv_winograd.py).
-// Also the input gradient of such a convolution with padding <= 2: it is the convolution of
-// grad_out with the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`).
-// Each image is one thread's, in a fixed order: results are the same for any thread count.
+// That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. The transforms use
+// only 0, +-1 and +-1/2, so the rounding stays within a small multiple of the direct sum's
+// (tests/kernels/test_conv_winograd.py).
+// The tiles of a group of images (group_images: a function of the shape) are the columns of one
+// set of 16 GEMMs, image after image, so that the products are wide enough for the GEMM kernel
+// (one 14x14 image has 49 tiles).
+// Also the two gradients:
+// - the input gradient of such a convolution with padding <= 2 is the convolution of grad_out with
+//   the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`);
+// - the weight gradient is the transposed transform of the forward:
+//     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi^T,  dM = A dY A^T (dY: a 2x2 tile of grad_out),
+//     dW[o, c] = G^T dU[o, c] G,
+//   16 GEMMs of depth T (summed over the images) instead of one of depth 9 C.
+// Each group is one thread's, in a fixed order: results are the same for any thread count.
 #pragma once
 
 #include <algorithm>
@@ -34,13 +41,21 @@ struct Tiles {
   index_t count() const { return rows * cols; }
 };
 
-// Scratch for one image, in elements: the zero-padded input plane split into its even and odd
-// columns (HP x (TC + 1) each), their row transforms for one tile row (8 x (TC + 1)), V (16, C, T),
-// M (16, O, T) and the 2x2 outputs of every tile (4 x T).
-inline index_t image_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q) {
+// Tiles a group of images puts side by side in the 16 GEMMs: whole images, up to about
+// kGroupTiles columns (fewer images when one already has that many).
+constexpr index_t kGroupTiles = 192;
+inline index_t group_images(index_t tiles_per_image) {
+  return std::max<index_t>(1, kGroupTiles / std::max<index_t>(1, tiles_per_image));
+}
+
+// Scratch for a group of `images` images, in elements: the zero-padded input plane split into its
+// even and odd columns (HP x (TC + 1) each), their row transforms for one tile row (8 x (TC + 1)),
+// V (16, C, images T), M (16, O, images T) and the 2x2 outputs of one image's tiles (4 x T).
+inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
   const Tiles t(p, q);
   const index_t half = t.cols + 1;
-  return 2 * (2 * t.rows + 2) * half + 8 * half + kPoints * (in_channels + out_channels) * t.count() + 4 * t.count();
+  return 2 * (2 * t.rows + 2) * half + 8 * half + kPoints * (in_channels + out_channels) * t.count() * images +
+         4 * t.count();
 }
 
 // U (16, O, C) = G g G^T of each kernel g[o, c] (3x3). With flip, the kernel of the input
@@ -72,32 +87,61 @@ void transform_weight(const T* weight, index_t O, index_t C, bool flip, T* u) {
   });
 }
 
-// y (O, P, Q) = epi(conv3x3(x)) of one image x (C, H, W) with padding (ph, pw), P = H + 2 ph - 2,
-// Q = W + 2 pw - 2, u from transform_weight (16, O, C); epi(o, row, len) finishes len outputs of
-// channel o in place. scratch: image_scratch_size(C, O, P, Q).
-template <class T, class Epi>
-void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u, index_t O,
-                   T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
-  const Tiles tiles(P, Q);
-  const index_t TR = tiles.rows, TC = tiles.cols, NT = tiles.count();
-  const index_t HP = 2 * TR + 2, K1 = TC + 1;  // the padded plane the tiles read: HP x 2 K1
-  T* even = scratch;  // columns 0, 2, 4, ... of the padded plane
-  T* odd = even + HP * K1;
-  T* rowt = odd + HP * K1;  // B^T down the columns of 4 plane rows: 4 even, then 4 odd rows of K1
-  T* v = rowt + 8 * K1;
-  T* m = v + kPoints * C * NT;
-  T* outs = m + kPoints * O * NT;  // each tile's 2x2 outputs: 4 x NT
-  // V_xi[c, t] = (B^T d B)[a, b], xi = 4 a + b; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The
-  // plane is split by column parity so that every pass below reads and writes contiguous runs.
-  for (index_t c = 0; c < C; ++c) {
-    std::fill(even, even + 2 * HP * K1, T(0));
-    const T* xc = x + c * H * W;
-    for (index_t i = 0; i < H; ++i) {
-      T *er = even + (i + ph) * K1, *orow = odd + (i + ph) * K1;
-      for (index_t j = 0; j < W; ++j) {
-        const index_t col = j + pw;
-        (col & 1 ? orow : er)[col >> 1] = xc[i * W + j];
+// dW[o, c] (+)= G^T dU[o, c] G for du (16, O, C); G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+template <class T>
+void weight_from_transform(const T* du, index_t O, index_t C, T* dw, bool accumulate) {
+  parallel_for(O, C * 64, [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o)
+      for (index_t c = 0; c < C; ++c) {
+        T d[4][4];
+        for (int xi = 0; xi < 16; ++xi) d[xi / 4][xi % 4] = du[(xi * O + o) * C + c];
+        T r[3][4];  // G^T d
+        for (int b = 0; b < 4; ++b) {
+          r[0][b] = d[0][b] + T(0.5) * (d[1][b] + d[2][b]);
+          r[1][b] = T(0.5) * (d[1][b] - d[2][b]);
+          r[2][b] = T(0.5) * (d[1][b] + d[2][b]) + d[3][b];
+        }
+        T* w = dw + (o * C + c) * 9;
+        for (int i = 0; i < 3; ++i) {  // (G^T d) G
+          const T v[3] = {r[i][0] + T(0.5) * (r[i][1] + r[i][2]), T(0.5) * (r[i][1] - r[i][2]),
+                          T(0.5) * (r[i][1] + r[i][2]) + r[i][3]};
+          for (int j = 0; j < 3; ++j) w[i * 3 + j] = accumulate ? w[i * 3 + j] + v[j] : v[j];
+        }
       }
+  });
+}
+
+namespace detail {
+
+// The padded plane of the tiles of a P x Q output, split by column parity: HP x K1 each.
+struct Plane {
+  index_t hp, k1;
+  explicit Plane(const Tiles& t) : hp(2 * t.rows + 2), k1(t.cols + 1) {}
+};
+
+// V[xi, c, col0 + t] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
+// padding (ph, pw), V's rows ld long; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The plane
+// is split by column parity so that every pass below reads and writes contiguous runs; its
+// padding is zeroed once (every channel overwrites the same interior).
+template <class T>
+void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* even,
+                     T* rowt, T* v, index_t ld, index_t col0) {
+  const index_t TR = tiles.rows, TC = tiles.cols;
+  const Plane pl(tiles);
+  const index_t HP = pl.hp, K1 = pl.k1;
+  T* odd = even + HP * K1;
+  std::fill(even, even + 2 * HP * K1, T(0));
+  // the input columns j that land in the even (odd) plane: j + pw even (odd); rows past HP and
+  // columns past 2 K1 are never read by a tile (they lie beyond the last output)
+  const index_t rows = std::min(H, HP - ph), je = pw & 1, jo = 1 - (pw & 1);
+  const index_t cols = std::min(W, 2 * K1 - pw);
+  for (index_t c = 0; c < C; ++c) {
+    const T* xc = x + c * H * W;
+    for (index_t i = 0; i < rows; ++i) {
+      const T* __restrict src = xc + i * W;
+      T *__restrict er = even + (i + ph) * K1, *__restrict orow = odd + (i + ph) * K1;
+      for (index_t j = je; j < cols; j += 2) er[(j + pw) >> 1] = src[j];
+      for (index_t j = jo; j < cols; j += 2) orow[(j + pw) >> 1] = src[j];
     }
     for (index_t tr = 0; tr < TR; ++tr) {
       for (int half = 0; half < 2; ++half) {  // B^T applied down the 4 rows of the tile row
@@ -115,9 +159,9 @@ void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, inde
       }
       for (int a = 0; a < 4; ++a) {  // then B along the columns: d0..d3 = e[tc], o[tc], e[tc+1], o[tc+1]
         const T *__restrict e = rowt + a * K1, *__restrict o = rowt + (4 + a) * K1;
-        T* va = v + (a * 4 * C + c) * NT + tr * TC;
-        T *__restrict v0 = va, *__restrict v1 = va + C * NT, *__restrict v2 = va + 2 * C * NT,
-          *__restrict v3 = va + 3 * C * NT;
+        T* va = v + (a * 4 * C + c) * ld + col0 + tr * TC;
+        T *__restrict v0 = va, *__restrict v1 = va + C * ld, *__restrict v2 = va + 2 * C * ld,
+          *__restrict v3 = va + 3 * C * ld;
         for (index_t tc = 0; tc < TC; ++tc) {
           v0[tc] = e[tc] - e[tc + 1];
           v1[tc] = o[tc] + e[tc + 1];
@@ -127,19 +171,21 @@ void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, inde
       }
     }
   }
-  for (index_t xi = 0; xi < kPoints; ++xi) {
-    CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
-    CMatMap<T> vm(v + xi * C * NT, C, NT, Eigen::OuterStride<>(NT));
-    MatMap<T> mm(m + xi * O * NT, O, NT, Eigen::OuterStride<>(NT));
-    gemm_detail::gemm_tile(um, vm, mm, false);
-  }
-  // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], over all tiles of a channel at once, then the 2x2
-  // outputs interleaved into the channel's rows (the last tile row and column cut at P, Q)
-  const index_t S = O * NT;  // from one xi to the next
+}
+
+// y (O, P, Q) of one image from M[xi, o, col0 + t] (rows ld long): Y = A^T M A per tile,
+// A^T = [1 1 1 0; 0 1 -1 -1], over all tiles of a channel at once, then the 2x2 outputs interleaved
+// into the channel's rows (the last tile row and column cut at P, Q); epi(o, row, len) finishes
+// channel o. outs: 4 x T.
+template <class T, class Epi>
+void output_transform(const T* m, index_t O, index_t ld, index_t col0, const Tiles& tiles, T* y, index_t P, index_t Q,
+                      T* outs, Epi&& epi) {
+  const index_t NT = tiles.count(), TC = tiles.cols;
+  const index_t S = O * ld;  // from one xi to the next
+  T *__restrict y00 = outs, *__restrict y01 = outs + NT, *__restrict y10 = outs + 2 * NT,
+    *__restrict y11 = outs + 3 * NT;
   for (index_t o = 0; o < O; ++o) {
-    const T* __restrict mo = m + o * NT;
-    T *__restrict y00 = outs, *__restrict y01 = outs + NT, *__restrict y10 = outs + 2 * NT,
-      *__restrict y11 = outs + 3 * NT;
+    const T* __restrict mo = m + o * ld + col0;
     for (index_t t = 0; t < NT; ++t) {
       T s0[4], s1[4];
       for (int b = 0; b < 4; ++b) {
@@ -153,17 +199,112 @@ void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, inde
       y11[t] = s1[1] - s1[2] - s1[3];
     }
     T* yo = y + o * P * Q;
+    const index_t Q2 = Q >> 1;
     for (index_t p = 0; p < P; ++p) {
-      const T* left = (p & 1 ? y10 : y00) + (p >> 1) * TC;
-      const T* right = (p & 1 ? y11 : y01) + (p >> 1) * TC;
-      T* row = yo + p * Q;
-      for (index_t q = 0; q + 1 < Q; q += 2) {
-        row[q] = left[q >> 1];
-        row[q + 1] = right[q >> 1];
+      const T* __restrict left = (p & 1 ? y10 : y00) + (p >> 1) * TC;
+      const T* __restrict right = (p & 1 ? y11 : y01) + (p >> 1) * TC;
+      T* __restrict row = yo + p * Q;
+      for (index_t k = 0; k < Q2; ++k) {
+        row[2 * k] = left[k];
+        row[2 * k + 1] = right[k];
       }
-      if (Q & 1) row[Q - 1] = left[Q >> 1];
+      if (Q & 1) row[Q - 1] = left[Q2];
     }
     epi(o, yo, P * Q);
+  }
+}
+
+// dM[xi, o, col0 + t] = (A dY A^T)[a, b] for the 2x2 tiles dY of one image's grad_out g (O, P, Q)
+// (zero beyond P, Q), rows ld long; A = [1 0; 1 1; 1 -1; 0 -1]. outs: 4 x T.
+template <class T>
+void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& tiles, T* dm, index_t ld, index_t col0,
+                    T* outs) {
+  const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols, Q2 = Q >> 1;
+  T *__restrict d00 = outs, *__restrict d01 = outs + NT, *__restrict d10 = outs + 2 * NT,
+    *__restrict d11 = outs + 3 * NT;
+  const index_t S = O * ld;
+  if (P & 1) std::fill(d10 + (TR - 1) * TC, d10 + NT, T(0)), std::fill(d11 + (TR - 1) * TC, d11 + NT, T(0));
+  for (index_t o = 0; o < O; ++o) {
+    const T* go = g + o * P * Q;
+    for (index_t p = 0; p < P; ++p) {  // deinterleave the 2x2 tiles
+      const T* __restrict row = go + p * Q;
+      T* __restrict left = (p & 1 ? d10 : d00) + (p >> 1) * TC;
+      T* __restrict right = (p & 1 ? d11 : d01) + (p >> 1) * TC;
+      for (index_t k = 0; k < Q2; ++k) {
+        left[k] = row[2 * k];
+        right[k] = row[2 * k + 1];
+      }
+      if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
+    }
+    T* __restrict mo = dm + o * ld + col0;
+    for (index_t t = 0; t < NT; ++t) {
+      // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns
+      const T r[4][2] = {{d00[t], d01[t]},
+                         {d00[t] + d10[t], d01[t] + d11[t]},
+                         {d00[t] - d10[t], d01[t] - d11[t]},
+                         {-d10[t], -d11[t]}};
+      for (int a = 0; a < 4; ++a) {
+        mo[(4 * a) * S + t] = r[a][0];
+        mo[(4 * a + 1) * S + t] = r[a][0] + r[a][1];
+        mo[(4 * a + 2) * S + t] = r[a][0] - r[a][1];
+        mo[(4 * a + 3) * S + t] = -r[a][1];
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+// y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
+// padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (16, O, C);
+// epi(o, row, len) finishes len outputs of channel o of one image in place.
+// scratch: group_scratch_size(C, O, P, Q, images).
+template <class T, class Epi>
+void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
+                    index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
+  const Tiles tiles(P, Q);
+  const detail::Plane pl(tiles);
+  const index_t NT = tiles.count(), ld = images * NT;
+  T* plane = scratch;
+  T* rowt = plane + 2 * pl.hp * pl.k1;
+  T* v = rowt + 8 * pl.k1;
+  T* m = v + kPoints * C * ld;
+  T* outs = m + kPoints * O * ld;
+  for (index_t i = 0; i < images; ++i)
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, rowt, v, ld, i * NT);
+  for (index_t xi = 0; xi < kPoints; ++xi) {
+    CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
+    CMatMap<T> vm(v + xi * C * ld, C, ld, Eigen::OuterStride<>(ld));
+    MatMap<T> mm(m + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
+    gemm_detail::gemm_tile(um, vm, mm, false);
+  }
+  for (index_t i = 0; i < images; ++i)
+    detail::output_transform(m, O, ld, i * NT, tiles, y + i * O * P * Q, P, Q, outs, epi);
+}
+
+// du (16, O, C) (+)= the transformed weight gradient of the `images` images x[i] (C, H, W) with
+// grad_out g[i] (O, P, Q) (padding (ph, pw) as in conv3x3_images): dU_xi = dM_xi V_xi^T;
+// weight_from_transform turns it into dW. scratch: group_scratch_size(C, O, P, Q, images).
+template <class T>
+void weight_grad_images(const T* x, const T* g, index_t images, index_t C, index_t H, index_t W, index_t ph,
+                        index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch) {
+  const Tiles tiles(P, Q);
+  const detail::Plane pl(tiles);
+  const index_t NT = tiles.count(), ld = images * NT;
+  T* plane = scratch;
+  T* rowt = plane + 2 * pl.hp * pl.k1;
+  T* v = rowt + 8 * pl.k1;
+  T* dm = v + kPoints * C * ld;
+  T* outs = dm + kPoints * O * ld;
+  for (index_t i = 0; i < images; ++i) {
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, rowt, v, ld, i * NT);
+    detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, outs);
+  }
+  for (index_t xi = 0; xi < kPoints; ++xi) {
+    CMatMap<T> dmm(dm + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
+    CMatMap<T> vm(v + xi * C * ld, C, ld, Eigen::OuterStride<>(ld));
+    MatMap<T> dum(du + xi * O * C, O, C, Eigen::OuterStride<>(C));
+    gemm_detail::gemm_tile(dmm, vm.transpose(), dum, accumulate);
   }
 }
 
