@@ -3,7 +3,8 @@
 // each giving a 2x2 output tile, as
 //   Y_tile = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
 // with the 16 elementwise products summed over the input channels as 16 GEMMs of depth C:
-//   M_xi (O x T) = U_xi (O x C) V_xi (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles).
+//   M_xi (O x T) = U_xi (O x C) V_xi^T (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles,
+//   T x C: the input transform vectorizes over the channels, kLanes at a time).
 // That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. The transforms use
 // only 0, +-1 and +-1/2, so the rounding stays within a small multiple of the direct sum's
 // (tests/kernels/test_conv_winograd.py).
@@ -14,7 +15,7 @@
 // - the input gradient of such a convolution with padding <= 2 is the convolution of grad_out with
 //   the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`);
 // - the weight gradient is the transposed transform of the forward:
-//     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi^T,  dM = A dY A^T (dY: a 2x2 tile of grad_out),
+//     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi (T x C),  dM = A dY A^T (dY: a 2x2 tile of grad_out),
 //     dW[o, c] = G^T dU[o, c] G,
 //   16 GEMMs of depth T (summed over the images) instead of one of depth 9 C.
 // Each group is one thread's, in a fixed order: results are the same for any thread count.
@@ -48,15 +49,9 @@ inline index_t group_images(index_t tiles_per_image) {
   return std::max<index_t>(1, kGroupTiles / std::max<index_t>(1, tiles_per_image));
 }
 
-// Scratch for a group of `images` images, in elements: the zero-padded input plane split into its
-// even and odd columns (HP x (TC + 1) each), their row transforms for one tile row (8 x (TC + 1)),
-// V (16, C, images T), M (16, O, images T) and the 2x2 outputs of one image's tiles (4 x T).
-inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
-  const Tiles t(p, q);
-  const index_t half = t.cols + 1;
-  return 2 * (2 * t.rows + 2) * half + 8 * half + kPoints * (in_channels + out_channels) * t.count() * images +
-         4 * t.count();
-}
+// Scratch for a group of `images` images, in elements: the input transform's plane (Plane),
+// V (16, images T, C), M (16, O, images T) and the 2x2 outputs of one image's tiles (4 x T).
+inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images);
 
 // U (16, O, C) = G g G^T of each kernel g[o, c] (3x3). With flip, the kernel of the input
 // gradient: U (16, C, O) from g'[c, o] = g[o, c] rotated by 180 degrees (weight is (O, C, 3, 3)).
@@ -113,63 +108,75 @@ void weight_from_transform(const T* du, index_t O, index_t C, T* dw, bool accumu
 
 namespace detail {
 
-// The padded plane of the tiles of a P x Q output, split by column parity: HP x K1 each.
+// Channels one pass of the input transform vectorizes over (one AVX-512 float register).
+constexpr index_t kLanes = 16;
+
+// The input transform's plane: the zero-padded input of a P x Q output's tiles, HP x WP pixels of
+// kLanes channels each (channels innermost).
 struct Plane {
-  index_t hp, k1;
-  explicit Plane(const Tiles& t) : hp(2 * t.rows + 2), k1(t.cols + 1) {}
+  index_t hp, wp;
+  explicit Plane(const Tiles& t) : hp(2 * t.rows + 2), wp(2 * t.cols + 2) {}
+  index_t size() const { return hp * wp * kLanes; }
 };
 
-// V[xi, c, col0 + t] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
-// padding (ph, pw), V's rows ld long; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The plane
-// is split by column parity so that every pass below reads and writes contiguous runs; its
-// padding is zeroed once (every channel overwrites the same interior).
+// V[xi, col0 + t, c] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
+// padding (ph, pw); V_xi is a (rows x C) row-major matrix, its rows t: each xi's block is ld x C;
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. kLanes channels at a time: their planes are
+// transposed into `plane` (channels innermost), then every tile's 16 values are kLanes-wide
+// vectors and the transform is vector arithmetic, stored as contiguous runs of V's rows.
 template <class T>
-void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* even,
-                     T* rowt, T* v, index_t ld, index_t col0) {
+void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
+                     T* v, index_t ld, index_t col0) {
+  constexpr index_t L = kLanes;
   const index_t TR = tiles.rows, TC = tiles.cols;
   const Plane pl(tiles);
-  const index_t HP = pl.hp, K1 = pl.k1;
-  T* odd = even + HP * K1;
-  std::fill(even, even + 2 * HP * K1, T(0));
-  // the input columns j that land in the even (odd) plane: j + pw even (odd); rows past HP and
-  // columns past 2 K1 are never read by a tile (they lie beyond the last output)
-  const index_t rows = std::min(H, HP - ph), je = pw & 1, jo = 1 - (pw & 1);
-  const index_t cols = std::min(W, 2 * K1 - pw);
-  for (index_t c = 0; c < C; ++c) {
-    const T* xc = x + c * H * W;
-    for (index_t i = 0; i < rows; ++i) {
-      const T* __restrict src = xc + i * W;
-      T *__restrict er = even + (i + ph) * K1, *__restrict orow = odd + (i + ph) * K1;
-      for (index_t j = je; j < cols; j += 2) er[(j + pw) >> 1] = src[j];
-      for (index_t j = jo; j < cols; j += 2) orow[(j + pw) >> 1] = src[j];
-    }
-    for (index_t tr = 0; tr < TR; ++tr) {
-      for (int half = 0; half < 2; ++half) {  // B^T applied down the 4 rows of the tile row
-        const T* base = (half ? odd : even) + 2 * tr * K1;
-        const T *__restrict r0 = base, *__restrict r1 = base + K1, *__restrict r2 = base + 2 * K1,
-                *__restrict r3 = base + 3 * K1;
-        T *__restrict t0 = rowt + 4 * half * K1, *__restrict t1 = t0 + K1, *__restrict t2 = t1 + K1,
-          *__restrict t3 = t2 + K1;
-        for (index_t k = 0; k < K1; ++k) {
-          t0[k] = r0[k] - r2[k];
-          t1[k] = r1[k] + r2[k];
-          t2[k] = r2[k] - r1[k];
-          t3[k] = r1[k] - r3[k];
-        }
-      }
-      for (int a = 0; a < 4; ++a) {  // then B along the columns: d0..d3 = e[tc], o[tc], e[tc+1], o[tc+1]
-        const T *__restrict e = rowt + a * K1, *__restrict o = rowt + (4 + a) * K1;
-        T* va = v + (a * 4 * C + c) * ld + col0 + tr * TC;
-        T *__restrict v0 = va, *__restrict v1 = va + C * ld, *__restrict v2 = va + 2 * C * ld,
-          *__restrict v3 = va + 3 * C * ld;
-        for (index_t tc = 0; tc < TC; ++tc) {
-          v0[tc] = e[tc] - e[tc + 1];
-          v1[tc] = o[tc] + e[tc + 1];
-          v2[tc] = e[tc + 1] - o[tc];
-          v3[tc] = o[tc] - o[tc + 1];
-        }
+  const index_t WP = pl.wp;
+  // rows and columns of x that a tile reads (the plane covers the padded input up to the last tile)
+  const index_t rows = std::min(H, pl.hp - ph), cols = std::min(W, WP - pw);
+  const index_t S = ld * C;  // from one xi to the next
+  for (index_t c0 = 0; c0 < C; c0 += L) {
+    const index_t nc = std::min(L, C - c0);
+    std::fill(plane, plane + pl.size(), T(0));
+    for (index_t c = 0; c < nc; ++c) {
+      const T* xc = x + (c0 + c) * H * W;
+      for (index_t i = 0; i < rows; ++i) {
+        const T* __restrict src = xc + i * W;
+        T* __restrict dst = plane + ((i + ph) * WP + pw) * L + c;
+        for (index_t j = 0; j < cols; ++j) dst[j * L] = src[j];
       }
     }
+    for (index_t tr = 0; tr < TR; ++tr)
+      for (index_t tc = 0; tc < TC; ++tc) {
+        const T* d = plane + (2 * tr * WP + 2 * tc) * L;
+        T t[4][4][L];  // B^T d: down the tile's columns
+        for (int j = 0; j < 4; ++j) {
+          const T *__restrict d0 = d + j * L, *__restrict d1 = d0 + WP * L, *__restrict d2 = d1 + WP * L,
+                  *__restrict d3 = d2 + WP * L;
+          for (index_t l = 0; l < L; ++l) {
+            t[0][j][l] = d0[l] - d2[l];
+            t[1][j][l] = d1[l] + d2[l];
+            t[2][j][l] = d2[l] - d1[l];
+            t[3][j][l] = d1[l] - d3[l];
+          }
+        }
+        T* vt = v + (col0 + tr * TC + tc) * C + c0;
+        for (int a = 0; a < 4; ++a) {  // then B along its rows
+          T out[4][L];
+          for (index_t l = 0; l < L; ++l) {
+            out[0][l] = t[a][0][l] - t[a][2][l];
+            out[1][l] = t[a][1][l] + t[a][2][l];
+            out[2][l] = t[a][2][l] - t[a][1][l];
+            out[3][l] = t[a][1][l] - t[a][3][l];
+          }
+          for (int b = 0; b < 4; ++b) {
+            T* __restrict dst = vt + (4 * a + b) * S;
+            if (nc == L)
+              for (index_t l = 0; l < L; ++l) dst[l] = out[b][l];
+            else
+              std::copy(out[b], out[b] + nc, dst);
+          }
+        }
+      }
   }
 }
 
@@ -255,6 +262,11 @@ void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& ti
 
 }  // namespace detail
 
+inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
+  const Tiles t(p, q);
+  return detail::Plane(t).size() + kPoints * (in_channels + out_channels) * t.count() * images + 4 * t.count();
+}
+
 // y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
 // padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (16, O, C);
 // epi(o, row, len) finishes len outputs of channel o of one image in place.
@@ -263,48 +275,44 @@ template <class T, class Epi>
 void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
                     index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
   const Tiles tiles(P, Q);
-  const detail::Plane pl(tiles);
   const index_t NT = tiles.count(), ld = images * NT;
   T* plane = scratch;
-  T* rowt = plane + 2 * pl.hp * pl.k1;
-  T* v = rowt + 8 * pl.k1;
+  T* v = plane + detail::Plane(tiles).size();
   T* m = v + kPoints * C * ld;
   T* outs = m + kPoints * O * ld;
   for (index_t i = 0; i < images; ++i)
-    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, rowt, v, ld, i * NT);
-  for (index_t xi = 0; xi < kPoints; ++xi) {
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
+  for (index_t xi = 0; xi < kPoints; ++xi) {  // M_xi (O x ld) = U_xi (O x C) V_xi^T
     CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
-    CMatMap<T> vm(v + xi * C * ld, C, ld, Eigen::OuterStride<>(ld));
+    CMatMap<T> vm(v + xi * ld * C, ld, C, Eigen::OuterStride<>(C));
     MatMap<T> mm(m + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
-    gemm_detail::gemm_tile(um, vm, mm, false);
+    gemm_detail::gemm_tile(um, vm.transpose(), mm, false);
   }
   for (index_t i = 0; i < images; ++i)
     detail::output_transform(m, O, ld, i * NT, tiles, y + i * O * P * Q, P, Q, outs, epi);
 }
 
 // du (16, O, C) (+)= the transformed weight gradient of the `images` images x[i] (C, H, W) with
-// grad_out g[i] (O, P, Q) (padding (ph, pw) as in conv3x3_images): dU_xi = dM_xi V_xi^T;
+// grad_out g[i] (O, P, Q) (padding (ph, pw) as in conv3x3_images): dU_xi = dM_xi V_xi;
 // weight_from_transform turns it into dW. scratch: group_scratch_size(C, O, P, Q, images).
 template <class T>
 void weight_grad_images(const T* x, const T* g, index_t images, index_t C, index_t H, index_t W, index_t ph,
                         index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch) {
   const Tiles tiles(P, Q);
-  const detail::Plane pl(tiles);
   const index_t NT = tiles.count(), ld = images * NT;
   T* plane = scratch;
-  T* rowt = plane + 2 * pl.hp * pl.k1;
-  T* v = rowt + 8 * pl.k1;
+  T* v = plane + detail::Plane(tiles).size();
   T* dm = v + kPoints * C * ld;
   T* outs = dm + kPoints * O * ld;
   for (index_t i = 0; i < images; ++i) {
-    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, rowt, v, ld, i * NT);
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
     detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, outs);
   }
   for (index_t xi = 0; xi < kPoints; ++xi) {
     CMatMap<T> dmm(dm + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
-    CMatMap<T> vm(v + xi * C * ld, C, ld, Eigen::OuterStride<>(ld));
+    CMatMap<T> vm(v + xi * ld * C, ld, C, Eigen::OuterStride<>(C));
     MatMap<T> dum(du + xi * O * C, O, C, Eigen::OuterStride<>(C));
-    gemm_detail::gemm_tile(dmm, vm.transpose(), dum, accumulate);
+    gemm_detail::gemm_tile(dmm, vm, dum, accumulate);
   }
 }
 
