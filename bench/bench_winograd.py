@@ -6,7 +6,9 @@ median over rounds of CPU (process) time per call and the ratio A/B of each roun
         --a /work/main/python --b python --rounds 5 --threads 1
 
 Rows: conv2d_forward, conv2d_backward without the input gradient (dW + db), the whole backward, at
-(N, C, H, W) -> O, 3x3, padding 1. Also usable alone (--child) to time one build.
+(N, C, H, W) -> O, 3x3, padding 1. --fit: instead, CPU ms per batch of fastnn.fit (Adam, batch 128,
+random 28x28 images) of models.simple_cnn() (30 batches x 2 epochs) and of the DenseNet-BC k=12
+(6, 6, 6) (3 batches x 1 epoch). Also usable alone (--child) to time one build.
 """
 
 import argparse
@@ -25,7 +27,29 @@ SHAPES = {
 }
 
 
-def child(threads, reps, only):
+def fit_child(only):
+    import numpy as np
+
+    import fastnn
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, batches, epochs in (("cnn", 30, 2), ("densenet", 3, 1)):
+        if only and only not in name:
+            continue
+        X = rng.standard_normal((128 * batches, 1, 28, 28), dtype=np.float32)
+        y = rng.integers(0, 10, len(X))
+        fastnn.manual_seed(0)
+        model = fastnn.models.densenet(12, (6, 6, 6)) if name == "densenet" else fastnn.models.simple_cnn()
+        opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
+        fastnn.fit(model, X[:256], y[:256], optimizer=opt, epochs=1, batch_size=128, verbose=0)  # warm-up
+        c = time.process_time()
+        fastnn.fit(model, X, y, optimizer=opt, epochs=epochs, batch_size=128, verbose=0)
+        out[f"{name} fit ms/batch"] = (time.process_time() - c) / (batches * epochs) * 1e3
+    print(json.dumps(out))
+
+
+def child(threads, reps, only, fit=False):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import numpy as np
@@ -34,6 +58,8 @@ def child(threads, reps, only):
     from fastnn import functional as F
 
     fastnn.set_num_threads(threads)
+    if fit:
+        return fit_child(only)
     rng = np.random.default_rng(0)
     out = {}
     for name, (shape, O) in SHAPES.items():
@@ -67,17 +93,18 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--only", default="", help="only the shapes whose name contains this")
+    p.add_argument("--fit", action="store_true", help="time fit of the cnn and the DenseNet instead")
     p.add_argument("--child", action="store_true")
     args = p.parse_args()
     if args.child:
-        return child(args.threads, args.reps, args.only)
+        return child(args.threads, args.reps, args.only, args.fit)
     builds = {"A": args.a, "B": args.b} if args.a else {"B": args.b}
     runs = {k: [] for k in builds}
     for _ in range(args.rounds):
         for k, path in builds.items():
             env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
             cmd = [sys.executable, __file__, "--child", "--threads", str(args.threads), "--reps", str(args.reps),
-                   "--only", args.only]
+                   "--only", args.only] + (["--fit"] if args.fit else [])
             runs[k].append(json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout))
     print(f"load {os.getloadavg()[0]:.2f}; {args.rounds} rounds, {args.threads} threads, CPU ms per call (median)")
     for row in runs["B"][0]:
