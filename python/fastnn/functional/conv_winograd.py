@@ -1,6 +1,6 @@
 """conv_winograd: wrappers of the Winograd F(2x2, 3x3) kernel (reference/conv_winograd.py is the
 specification). conv2d_forward / conv2d_backward take it on their own for 3x3 stride-1 convolutions
-of >= 16 channels on both sides over batches of >= 4 images; these call it at any shape."""
+of >= 16 input and >= 8 output channels over batches of >= 4 images; these call it at any shape."""
 
 from .._config import _C
 

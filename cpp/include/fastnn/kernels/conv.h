@@ -23,9 +23,10 @@
 // (reading x[n] and writing dx[n] in place), so that dW's partial sums share the threads: one
 // product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
 // 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
-// In those passes a 3x3 stride-1 ungrouped convolution with >= 16 channels on both sides runs as
-// Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds): the forward, the input
-// gradient and the weight gradient, several images of a chunk per set of 16 GEMMs.
+// In those passes a 3x3 stride-1 ungrouped convolution with >= 16 input and >= 8 output channels
+// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds): the forward,
+// the weight gradient and (unless input_grad_as_conv) the input gradient, several images of a
+// chunk per set of 16 GEMMs.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
 // output to one thread, and the path is chosen by shape: results are bit-identical for any
 // thread count.
@@ -212,7 +213,6 @@ inline bool winograd_forward(const Conv2dShape& s) {
 }
 // (not where input_grad_as_conv applies: with fewer output than input channels, a DenseNet's
 // 48 -> 12, its depth-12 im2col product is faster: 19 vs 27 ms at 128x48x28x28, 1 thread)
-inline bool input_grad_as_conv(const Conv2dShape& s);
 inline bool winograd_input_grad(const Conv2dShape& s) {
   return winograd_forward(s) && s.geom.ph <= 2 && s.geom.pw <= 2 && !input_grad_as_conv(s);
 }

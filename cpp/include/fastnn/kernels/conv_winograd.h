@@ -31,10 +31,10 @@ namespace winograd {
 
 constexpr index_t kPoints = 16;  // 4 x 4 transformed values per tile
 
-// Channels below this on either side leave the 16 GEMMs too thin to beat one im2col product
-// (the first conv of a CNN: 1 input channel).
-constexpr index_t kMinChannels = 16;
-constexpr index_t kMinOutChannels = 8;
+// Channels below these leave the 16 GEMMs too thin to beat one im2col product (the first conv of
+// a CNN: 1 input channel). A DenseNet's 48 -> 12 wins: forward 1.4-1.8x, dW 1.6-1.9x (1 thread).
+constexpr index_t kMinChannels = 16;     // in
+constexpr index_t kMinOutChannels = 8;   // out
 
 // One image's tiles for an output of P x Q: ceil(P/2) x ceil(Q/2).
 struct Tiles {
