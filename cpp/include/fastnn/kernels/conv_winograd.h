@@ -261,6 +261,19 @@ void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& ti
   }
 }
 
+// A group's scratch (group_scratch_size) split into the plane, V (16 x ld x C), M or dM (16 x O x ld)
+// and one image's 2x2 outputs (4 x T).
+template <class T>
+struct GroupBuffers {
+  T *plane, *v, *m, *outs;
+};
+template <class T>
+GroupBuffers<T> group_buffers(T* scratch, const Tiles& tiles, index_t C, index_t O, index_t ld) {
+  T* v = scratch + Plane(tiles).size();
+  T* m = v + kPoints * C * ld;
+  return {scratch, v, m, m + kPoints * O * ld};
+}
+
 }  // namespace detail
 
 inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
@@ -277,10 +290,7 @@ void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W,
                     index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
   const Tiles tiles(P, Q);
   const index_t NT = tiles.count(), ld = images * NT;
-  T* plane = scratch;
-  T* v = plane + detail::Plane(tiles).size();
-  T* m = v + kPoints * C * ld;
-  T* outs = m + kPoints * O * ld;
+  const auto [plane, v, m, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
   for (index_t i = 0; i < images; ++i)
     detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
   for (index_t xi = 0; xi < kPoints; ++xi) {  // M_xi (O x ld) = U_xi (O x C) V_xi^T
@@ -301,10 +311,7 @@ void weight_grad_images(const T* x, const T* g, index_t images, index_t C, index
                         index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch) {
   const Tiles tiles(P, Q);
   const index_t NT = tiles.count(), ld = images * NT;
-  T* plane = scratch;
-  T* v = plane + detail::Plane(tiles).size();
-  T* dm = v + kPoints * C * ld;
-  T* outs = dm + kPoints * O * ld;
+  const auto [plane, v, dm, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
   for (index_t i = 0; i < images; ++i) {
     detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
     detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, outs);
