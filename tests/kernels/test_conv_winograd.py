@@ -1,4 +1,4 @@
-"""conv3x3_winograd_forward / conv3x3_winograd_input_grad (kernels/conv_winograd.h): C++ vs the
+"""conv3x3_winograd_forward / _input_grad / _weight_grad (kernels/conv_winograd.h): C++ vs the
 Winograd reference and vs the direct convolution (float32, float64; odd sizes, so half-used last
 tiles; padding 0-3, non-square; 1, 3 and 17 channels; batch 1), finite differences, that conv2d
 takes it (bit for bit) for its shapes, the same bits on 1-3 threads, bad input."""
@@ -69,6 +69,18 @@ def test_input_grad_matches_the_references(rng, case, dtype):
     assert_sum_close(dx, R.conv3x3_winograd_input_grad(g, w, p), terms, k, c=WINOGRAD_C)
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_grad_matches_the_references(rng, case, dtype):
+    x, w, _, p = _args(case, rng, dtype)
+    g = random_array(rng, R.conv2d_forward(x, w, padding=p).shape, dtype)
+    dw = F.conv3x3_winograd_weight_grad(g, x, p)
+    assert dw.shape == w.shape and dw.dtype == dtype and dw.flags.c_contiguous
+    (_, terms, _), (_, k, _) = backward_terms(g, x, w, padding=p)
+    assert_sum_close(dw, R.conv2d_backward(g, x, w, padding=p)[1], terms, k, c=WINOGRAD_C)
+    assert_sum_close(dw, R.conv3x3_winograd_weight_grad(g, x, p), terms, k, c=WINOGRAD_C)
+
+
 @pytest.mark.parametrize("case", [((1, 2, 4, 3), 2, 1), ((2, 3, 5, 4), 2, (0, 2))])
 def test_matches_finite_differences(rng, case):
     x, w, b, p = _args(case, rng, np.float64)
@@ -78,18 +90,24 @@ def test_matches_finite_differences(rng, case):
         return float(np.sum(F.conv3x3_winograd_forward(x, w, b, p) * g))
 
     assert_gradient(loss, x, F.conv3x3_winograd_input_grad(g, w, p))
+    assert_gradient(loss, w, F.conv3x3_winograd_weight_grad(g, x, p))
 
 
 # conv2d's own tests (tests/kernels/test_conv.py) hold it against the reference; these say that it
-# runs on this kernel for 3x3 stride-1 ungrouped convolutions of >= 16 channels over >= 4 images
-@pytest.mark.parametrize("case", [((4, 16, 9, 7), 16, 1), ((5, 32, 14, 14), 64, 1), ((4, 24, 6, 5), 16, (2, 0))])
+# runs on this kernel for 3x3 stride-1 ungrouped convolutions of >= 16 channels in, >= 8 out, over
+# >= 4 images (the input gradient of a "same" conv with O < C, a DenseNet's 48 -> 12, excepted)
+@pytest.mark.parametrize("case", [((4, 16, 9, 7), 16, 1), ((5, 32, 14, 14), 64, 1), ((4, 24, 6, 5), 16, (2, 0)),
+                                  ((4, 20, 7, 7), 8, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_runs_on_it(rng, case, dtype):
     x, w, b, p = _args(case, rng, dtype)
     y = F.conv2d_forward(x, w, b, padding=p)
     np.testing.assert_array_equal(y, F.conv3x3_winograd_forward(x, w, b, p))
     g = random_array(rng, y.shape, dtype)
-    np.testing.assert_array_equal(F.conv2d_backward(g, x, w, padding=p)[0], F.conv3x3_winograd_input_grad(g, w, p))
+    dx, dw, _ = F.conv2d_backward(g, x, w, padding=p)
+    np.testing.assert_array_equal(dw, F.conv3x3_winograd_weight_grad(g, x, p))
+    if case[1] >= case[0][1]:
+        np.testing.assert_array_equal(dx, F.conv3x3_winograd_input_grad(g, w, p))
 
 
 @pytest.mark.parametrize("case", CASES[-3:], ids=IDS[-3:])
@@ -100,6 +118,7 @@ def test_same_result_with_one_two_and_three_threads(rng, case):
     for n in (1, 2, 3):
         with num_threads(n):
             results.append([F.conv3x3_winograd_forward(x, w, b, p), F.conv3x3_winograd_input_grad(g, w, p),
+                            F.conv3x3_winograd_weight_grad(g, x, p),
                             F.conv2d_forward(x, w, b, padding=p), *F.conv2d_backward(g, x, w, padding=p)])
     for one, *others in zip(*results):
         for other in others:
@@ -139,6 +158,21 @@ def test_bad_arguments(call, exc, match):
         call()
 
 
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: F.conv3x3_winograd_weight_grad(np.zeros((2, 6, 4, 5)), X), r"grad_out must be \(2, O, 5, 5\), got \(2, 6, 4, 5\)"),
+        (lambda: F.conv3x3_winograd_weight_grad(np.zeros((3, 6, 5, 5)), X), r"grad_out must be \(2, O, 5, 5\), got \(3, 6, 5, 5\)"),
+        (lambda: F.conv3x3_winograd_weight_grad(np.zeros((2, 6, 5)), X), r"grad_out must be \(N, C, H, W\), got \(2, 6, 5\)"),
+        (lambda: F.conv3x3_winograd_weight_grad(np.zeros((2, 6, 1, 5)), X[:, :, :1], 0),
+         r"the 3x3 kernel is larger than the padded input \(1, 5\)"),
+    ],
+)
+def test_weight_grad_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=r"\[conv3x3_winograd_weight_grad\] " + match):
+        call()
+
+
 def test_reference_bad_arguments():
     with pytest.raises(ValueError, match=r"\[conv3x3_winograd_forward\] x must be \(N, 3, H, W\)"):
         R.conv3x3_winograd_forward(X, W[:, :3])
@@ -146,3 +180,5 @@ def test_reference_bad_arguments():
         R.conv3x3_winograd_forward(X, np.zeros((6, 4, 3, 2)))
     with pytest.raises(ValueError, match=r"\[conv3x3_winograd_input_grad\] padding must be <= 2"):
         R.conv3x3_winograd_input_grad(np.zeros((2, 6, 5, 5)), W, padding=3)
+    with pytest.raises(ValueError, match=r"\[conv3x3_winograd_weight_grad\] grad_out must be \(2, O, 5, 5\)"):
+        R.conv3x3_winograd_weight_grad(np.zeros((2, 6, 4, 5)), X)

@@ -13,7 +13,7 @@ from .linear_rop import linear_forward_pair
 from .linear_loss import linear_loss_forward_backward, linear_loss_max_outputs
 from .im2col import im2col, col2im
 from .conv import conv2d_forward, conv2d_backward
-from .conv_winograd import conv3x3_winograd_forward, conv3x3_winograd_input_grad
+from .conv_winograd import conv3x3_winograd_forward, conv3x3_winograd_input_grad, conv3x3_winograd_weight_grad
 from .pool import (
     max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, adaptive_avg_pool2d_forward,
     adaptive_avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward, max_pool2d_gather,
@@ -46,7 +46,7 @@ from .lbfgs import lbfgs_two_loop
 
 __all__ = [
     "matmul", "bmm", "linear_forward", "linear_backward", "im2col", "col2im", "conv2d_forward",
-    "conv2d_backward", "conv3x3_winograd_forward", "conv3x3_winograd_input_grad", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "conv2d_backward", "conv3x3_winograd_forward", "conv3x3_winograd_input_grad", "conv3x3_winograd_weight_grad", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "global_avg_pool2d_forward",
     "global_avg_pool2d_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "relu_forward",
     "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward", "elu_backward", "selu_forward",

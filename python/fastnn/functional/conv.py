@@ -6,8 +6,9 @@ from .._config import _C
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation) as torch.nn.functional.conv2d: im2col + one GEMM per
     group over the whole minibatch, ``Y_g = cols_g W_g^T + b_g``; 1x1 stride-1 unpadded kernels
-    skip im2col; 3x3 stride-1 ungrouped ones with >= 16 channels in and out, over >= 4 images, run
-    as Winograd F(2x2, 3x3) (:func:`conv3x3_winograd_forward`), their input gradient too.
+    skip im2col; 3x3 stride-1 ungrouped ones with >= 16 channels in and >= 8 out, over >= 4 images,
+    run as Winograd F(2x2, 3x3) (:func:`conv3x3_winograd_forward`), their weight gradient too
+    (:func:`conv3x3_winograd_weight_grad`) and their input gradient unless O < C at "same" padding.
 
     Args:
         x: (N, C, H, W) float32/float64.

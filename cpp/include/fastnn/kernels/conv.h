@@ -23,9 +23,10 @@
 // (reading x[n] and writing dx[n] in place), so that dW's partial sums share the threads: one
 // product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
 // 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
-// In those image-by-image passes a 3x3 stride-1 ungrouped convolution with >= 16 channels on both
-// sides runs its forward and its input gradient as Winograd F(2x2, 3x3) (kernels/conv_winograd.h:
-// 2.25x fewer multiply-adds); its weight gradient stays im2col + GEMM.
+// In those passes a 3x3 stride-1 ungrouped convolution with >= 16 input and >= 8 output channels
+// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds): the forward,
+// the weight gradient and (unless input_grad_as_conv) the input gradient, several images of a
+// chunk per set of 16 GEMMs.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
 // output to one thread, and the path is chosen by shape: results are bit-identical for any
 // thread count.
@@ -164,17 +165,24 @@ constexpr index_t kFusedMinImages = 4;
 // count), 8 so that 2, 4 or 8 threads share them evenly.
 inline index_t image_chunks(index_t n) { return std::min<index_t>(n, 8); }
 
-// Calls f(k, first, n) for each image n of each chunk k (whose first image is `first`), the chunks
-// split among the threads (cost: one image's work), each chunk's images in order.
+// Calls f(k, first, n0, n1) for each group of images [n0, n1) of each chunk k (whose first image is
+// `first`), the chunks split among the threads (cost: one image's work), each chunk's images in
+// order, in groups of at most `group` images of near-equal size.
 template <class F>
-void for_each_image(index_t images, index_t cost, F&& f) {
+void for_each_image_group(index_t images, index_t group, index_t cost, F&& f) {
   const index_t chunks = image_chunks(images);
   parallel_for(chunks, (images / chunks) * cost, [&](index_t k0, index_t k1) {
     for (index_t k = k0; k < k1; ++k) {
-      const index_t first = k * images / chunks, last = (k + 1) * images / chunks;
-      for (index_t n = first; n < last; ++n) f(k, first, n);
+      const index_t first = k * images / chunks, count = (k + 1) * images / chunks - first;
+      const index_t groups = (count + group - 1) / group;
+      for (index_t i = 0; i < groups; ++i) f(k, first, first + i * count / groups, first + (i + 1) * count / groups);
     }
   });
+}
+// The same one image at a time: f(k, first, n).
+template <class F>
+void for_each_image(index_t images, index_t cost, F&& f) {
+  for_each_image_group(images, 1, cost, [&](index_t k, index_t first, index_t n, index_t) { f(k, first, n); });
 }
 
 // The input gradient of an ungrouped stride-1 convolution whose output has its input's size (a
@@ -201,15 +209,27 @@ inline ConvGeometry transposed_geometry(const Conv2dShape& s) {
 inline bool winograd_forward(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
   return g.n >= kFusedMinImages && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         s.groups == 1 && g.c >= winograd::kMinChannels && s.out_channels >= winograd::kMinChannels;
+         s.groups == 1 && g.c >= winograd::kMinChannels && s.out_channels >= winograd::kMinOutChannels;
 }
-inline bool winograd_input_grad(const Conv2dShape& s) { return winograd_forward(s) && s.geom.ph <= 2 && s.geom.pw <= 2; }
+// (not where input_grad_as_conv applies: with fewer output than input channels, a DenseNet's
+// 48 -> 12, its depth-12 im2col product is faster: 19 vs 27 ms at 128x48x28x28, 1 thread)
+inline bool winograd_input_grad(const Conv2dShape& s) {
+  return winograd_forward(s) && s.geom.ph <= 2 && s.geom.pw <= 2 && !input_grad_as_conv(s);
+}
+// and its weight gradient as the transposed transform (winograd::weight_grad_images)
+inline bool winograd_weight_grad(const Conv2dShape& s) { return winograd_forward(s); }
+// Images per set of 16 GEMMs (the forward's and both gradients'), by the larger tile count of an image.
+inline index_t winograd_group(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  return winograd::group_images(std::max(winograd::Tiles(g.p, g.q).count(), winograd::Tiles(g.h, g.w).count()));
+}
 // Its scratch per chunk of images (the larger of the forward's and the input gradient's) and its
 // transformed kernel (16 O C, in the workspace's rows).
 inline index_t winograd_chunk_size(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
-  return std::max(winograd::image_scratch_size(g.c, s.out_channels, g.p, g.q),
-                  winograd::image_scratch_size(s.out_channels, g.c, g.h, g.w));
+  const index_t b = winograd_group(s);
+  return std::max(winograd::group_scratch_size(g.c, s.out_channels, g.p, g.q, b),
+                  winograd::group_scratch_size(s.out_channels, g.c, g.h, g.w, b));
 }
 // One chunk's buffer in the image-by-image passes: an image's patches, or its Winograd scratch.
 inline index_t chunk_buffer_size(const Conv2dShape& s) {
@@ -239,7 +259,10 @@ inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
     const index_t chunks = conv_detail::image_chunks(g.n);
     index_t rows = conv_detail::input_grad_as_conv(s) ? s.weight_size() : 0;
     if (conv_detail::winograd_forward(s)) rows = std::max(rows, winograd::kPoints * g.c * s.out_channels);
-    return {chunks * conv_detail::chunk_buffer_size(s), rows, chunks * s.weight_size()};
+    // a Winograd weight gradient sums its transform (16 O C) per chunk
+    const index_t part = conv_detail::winograd_weight_grad(s) ? std::max(s.weight_size(), winograd::kPoints * g.c * s.out_channels)
+                                                              : s.weight_size();
+    return {chunks * conv_detail::chunk_buffer_size(s), rows, chunks * part};
   }
   if (pointwise) return {};
   return {g.rows() * g.taps(), g.rows() * s.out_channels, 0};
@@ -280,12 +303,13 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
     const index_t CHW = g.c * g.h * g.w, chunk = conv_detail::chunk_buffer_size(s);
     if (conv_detail::winograd_forward(s)) {  // the transformed kernel in ws.rows, then each image
       winograd::transform_weight(weight, O, g.c, false, ws.rows);
-      conv_detail::for_each_image(g.n, PQ * K * O / 2, [&](index_t k, index_t, index_t n) {
-        winograd::conv3x3_image(x + n * CHW, g.c, g.h, g.w, g.ph, g.pw, ws.rows, O, y + n * O * PQ, g.p, g.q,
-                                ws.cols + k * chunk, [&](index_t o, T* row, index_t len) {
-                                  if (!epi.empty()) epi.apply(row, len, o);
-                                });
-      });
+      conv_detail::for_each_image_group(
+          g.n, conv_detail::winograd_group(s), PQ * K * O / 2, [&](index_t k, index_t, index_t n0, index_t n1) {
+            winograd::conv3x3_images(x + n0 * CHW, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, ws.rows, O, y + n0 * O * PQ, g.p,
+                                     g.q, ws.cols + k * chunk, [&](index_t o, T* row, index_t len) {
+                                       if (!epi.empty()) epi.apply(row, len, o);
+                                     });
+          });
       return;
     }
     conv_detail::for_each_image(g.n, PQ * K * Og, [&](index_t k, index_t, index_t n) {
@@ -393,50 +417,65 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     const bool winograd_dx = grad_input && conv_detail::winograd_input_grad(s);
     if (winograd_dx) winograd::transform_weight(weight, O, g.c, true, ws.rows);
     else if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
-    conv_detail::for_each_image(g.n, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n) {
+    // Winograd shapes: groups of images (winograd_group) share one set of 16 GEMMs; each chunk sums
+    // the transformed weight gradient dU (16 O C) and the chunks' sums become dW at the end
+    const bool winograd_dw = grad_weight && conv_detail::winograd_weight_grad(s);
+    const index_t group = conv_detail::winograd_forward(s) ? conv_detail::winograd_group(s) : 1;
+    const index_t pstride = winograd_dw ? winograd::kPoints * O * g.c : wsize;
+    conv_detail::for_each_image_group(g.n, group, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n0, index_t n1) {
       T* buf = pointwise ? nullptr : ws.cols + k * chunk;
-      if (grad_weight) {
-        const T* cols = x + n * CHW;
-        if (!pointwise) {
-          im2col_image_t(x + n * CHW, buf, g, inside);
-          cols = buf;
+      T* part = ws.partial + k * pstride;
+      if (winograd_dw)
+        winograd::weight_grad_images(x + n0 * CHW, grad_out + n0 * O * PQ, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, O, g.p,
+                                     g.q, part, n0 > first, buf);
+      if (winograd_dx)  // dx = the 3x3 convolution of grad_out with the flipped kernel, padding 2 - p
+        winograd::conv3x3_images(grad_out + n0 * O * PQ, n1 - n0, O, g.p, g.q, 2 - g.ph, 2 - g.pw, ws.rows, g.c,
+                                 grad_input + n0 * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});
+      for (index_t n = n0; n < n1; ++n) {
+        if (grad_weight && !winograd_dw) {
+          const T* cols = x + n * CHW;
+          if (!pointwise) {
+            im2col_image_t(x + n * CHW, buf, g, inside);
+            cols = buf;
+          }
+          for (index_t grp = 0; grp < G; ++grp) {
+            CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+            CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+            MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+            gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
+          }
         }
-        T* part = ws.partial + k * wsize;
-        for (index_t grp = 0; grp < G; ++grp) {
-          CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
-          CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-          MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-          gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
+        if (winograd_dx) continue;
+        if (as_conv) {  // dx[n] = Wf im2col(g[n])
+          im2col_image_t(grad_out + n * O * PQ, buf, gt, inside_t);
+          CMatMap<T> wf(ws.rows, g.c, KT, Eigen::OuterStride<>(KT));
+          CMatMap<T> cm(buf, KT, PQ, Eigen::OuterStride<>(PQ));
+          MatMap<T> dx(grad_input + n * CHW, g.c, PQ, Eigen::OuterStride<>(PQ));
+          gemm_detail::gemm_tile(wf, cm, dx, false);
+        } else if (grad_input) {
+          T* dcols = pointwise ? grad_input + n * CHW : buf;
+          for (index_t grp = 0; grp < G; ++grp) {
+            CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+            CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
+            MatMap<T> dc(dcols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
+            gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);
+          }
+          if (!pointwise) col2im_image_t(buf, grad_input + n * CHW, g, inside);
         }
-      }
-      if (winograd_dx) {  // dx[n] = the 3x3 convolution of g[n] with the flipped kernel, padding 2 - p
-        winograd::conv3x3_image(grad_out + n * O * PQ, O, g.p, g.q, 2 - g.ph, 2 - g.pw, ws.rows, g.c,
-                                grad_input + n * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});
-      } else if (as_conv) {  // dx[n] = Wf im2col(g[n])
-        im2col_image_t(grad_out + n * O * PQ, buf, gt, inside_t);
-        CMatMap<T> wf(ws.rows, g.c, KT, Eigen::OuterStride<>(KT));
-        CMatMap<T> cm(buf, KT, PQ, Eigen::OuterStride<>(PQ));
-        MatMap<T> dx(grad_input + n * CHW, g.c, PQ, Eigen::OuterStride<>(PQ));
-        gemm_detail::gemm_tile(wf, cm, dx, false);
-      } else if (grad_input) {
-        T* dcols = pointwise ? grad_input + n * CHW : buf;
-        for (index_t grp = 0; grp < G; ++grp) {
-          CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
-          CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
-          MatMap<T> dc(dcols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-          gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);
-        }
-        if (!pointwise) col2im_image_t(buf, grad_input + n * CHW, g, inside);
       }
     });
-    if (grad_weight) {  // dW (+)= part_0 + part_1 + ... in chunk order, each element by one thread
-      parallel_for(wsize, chunks, [&](index_t e0, index_t e1) {
+    if (grad_weight) {  // dW (or dU) (+)= part_0 + part_1 + ... in chunk order, each element by one thread
+      const index_t total = winograd_dw ? pstride : wsize;
+      T* sum_to = winograd_dw ? ws.partial : grad_weight;  // dU summed into chunk 0's
+      const bool acc = !winograd_dw && accumulate_weight;
+      parallel_for(total, chunks, [&](index_t e0, index_t e1) {
         for (index_t e = e0; e < e1; ++e) {
           T sum = ws.partial[e];
-          for (index_t k = 1; k < chunks; ++k) sum += ws.partial[k * wsize + e];
-          grad_weight[e] = accumulate_weight ? grad_weight[e] + sum : sum;
+          for (index_t k = 1; k < chunks; ++k) sum += ws.partial[k * pstride + e];
+          sum_to[e] = acc ? sum_to[e] + sum : sum;
         }
       });
+      if (winograd_dw) winograd::weight_from_transform(ws.partial, O, g.c, grad_weight, accumulate_weight);
     }
     return;
   }

@@ -1,16 +1,24 @@
-// Winograd F(2x2, 3x3) convolution of one image (reference/conv_winograd.py is the specification):
-// a 3x3, stride-1, undilated, ungrouped cross-correlation computed on 4x4 input tiles that overlap by
-// 2, each giving a 2x2 output tile, as
+// Winograd F(2x2, 3x3) convolution (reference/conv_winograd.py is the specification): a 3x3,
+// stride-1, undilated, ungrouped cross-correlation computed on 4x4 input tiles that overlap by 2,
+// each giving a 2x2 output tile, as
 //   Y_tile = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
 // with the 16 elementwise products summed over the input channels as 16 GEMMs of depth C:
-//   M_xi (O x T) = U_xi (O x C) V_xi (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles).
-// That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. At the CNN's
-// 32 -> 64 channels on 14 x 14 the 16 GEMMs ran 2.3-2.7x faster than the im2col product of one
-// image (OpenBLAS, 1 thread; bench/conv_profile.py). The transforms use only 0, +-1 and +-1/2, so the
-// rounding stays within a small multiple of the direct sum's (tests/kernels/test_conv_winograd.py).
-// Also the input gradient of such a convolution with padding <= 2: it is the convolution of
-// grad_out with the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`).
-// Each image is one thread's, in a fixed order: results are the same for any thread count.
+//   M_xi (O x T) = U_xi (O x C) V_xi^T (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles,
+//   T x C: the input transform vectorizes over the channels, kLanes at a time).
+// That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. The transforms use
+// only 0, +-1 and +-1/2, so the rounding stays within a small multiple of the direct sum's
+// (tests/kernels/test_conv_winograd.py).
+// The tiles of a group of images (group_images: a function of the shape) are the columns of one
+// set of 16 GEMMs, image after image, so that the products are wide enough for the GEMM kernel
+// (one 14x14 image has 49 tiles).
+// Also the two gradients:
+// - the input gradient of such a convolution with padding <= 2 is the convolution of grad_out with
+//   the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`);
+// - the weight gradient is the transposed transform of the forward:
+//     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi (T x C),  dM = A dY A^T (dY: a 2x2 tile of grad_out),
+//     dW[o, c] = G^T dU[o, c] G,
+//   16 GEMMs of depth T (summed over the images) instead of one of depth 9 C.
+// Each group is one thread's, in a fixed order: results are the same for any thread count.
 #pragma once
 
 #include <algorithm>
@@ -23,9 +31,10 @@ namespace winograd {
 
 constexpr index_t kPoints = 16;  // 4 x 4 transformed values per tile
 
-// Channels below this on either side leave the 16 GEMMs too thin to beat one im2col product
-// (the first conv of a CNN: 1 input channel).
-constexpr index_t kMinChannels = 16;
+// Channels below these leave the 16 GEMMs too thin to beat one im2col product (the first conv of
+// a CNN: 1 input channel). A DenseNet's 48 -> 12 wins: forward 1.4-1.8x, dW 1.6-1.9x (1 thread).
+constexpr index_t kMinChannels = 16;     // in
+constexpr index_t kMinOutChannels = 8;   // out
 
 // One image's tiles for an output of P x Q: ceil(P/2) x ceil(Q/2).
 struct Tiles {
@@ -34,14 +43,16 @@ struct Tiles {
   index_t count() const { return rows * cols; }
 };
 
-// Scratch for one image, in elements: the zero-padded input plane split into its even and odd
-// columns (HP x (TC + 1) each), their row transforms for one tile row (8 x (TC + 1)), V (16, C, T),
-// M (16, O, T) and the 2x2 outputs of every tile (4 x T).
-inline index_t image_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q) {
-  const Tiles t(p, q);
-  const index_t half = t.cols + 1;
-  return 2 * (2 * t.rows + 2) * half + 8 * half + kPoints * (in_channels + out_channels) * t.count() + 4 * t.count();
+// Tiles a group of images puts side by side in the 16 GEMMs: whole images, up to about
+// kGroupTiles columns (fewer images when one already has that many).
+constexpr index_t kGroupTiles = 192;
+inline index_t group_images(index_t tiles_per_image) {
+  return std::max<index_t>(1, kGroupTiles / std::max<index_t>(1, tiles_per_image));
 }
+
+// Scratch for a group of `images` images, in elements: the input transform's plane (Plane),
+// V (16, images T, C), M (16, O, images T) and the 2x2 outputs of one image's tiles (4 x T).
+inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images);
 
 // U (16, O, C) = G g G^T of each kernel g[o, c] (3x3). With flip, the kernel of the input
 // gradient: U (16, C, O) from g'[c, o] = g[o, c] rotated by 180 degrees (weight is (O, C, 3, 3)).
@@ -72,74 +83,117 @@ void transform_weight(const T* weight, index_t O, index_t C, bool flip, T* u) {
   });
 }
 
-// y (O, P, Q) = epi(conv3x3(x)) of one image x (C, H, W) with padding (ph, pw), P = H + 2 ph - 2,
-// Q = W + 2 pw - 2, u from transform_weight (16, O, C); epi(o, row, len) finishes len outputs of
-// channel o in place. scratch: image_scratch_size(C, O, P, Q).
+// dW[o, c] (+)= G^T dU[o, c] G for du (16, O, C); G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+template <class T>
+void weight_from_transform(const T* du, index_t O, index_t C, T* dw, bool accumulate) {
+  parallel_for(O, C * 64, [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o)
+      for (index_t c = 0; c < C; ++c) {
+        T d[4][4];
+        for (int xi = 0; xi < 16; ++xi) d[xi / 4][xi % 4] = du[(xi * O + o) * C + c];
+        T r[3][4];  // G^T d
+        for (int b = 0; b < 4; ++b) {
+          r[0][b] = d[0][b] + T(0.5) * (d[1][b] + d[2][b]);
+          r[1][b] = T(0.5) * (d[1][b] - d[2][b]);
+          r[2][b] = T(0.5) * (d[1][b] + d[2][b]) + d[3][b];
+        }
+        T* w = dw + (o * C + c) * 9;
+        for (int i = 0; i < 3; ++i) {  // (G^T d) G
+          const T v[3] = {r[i][0] + T(0.5) * (r[i][1] + r[i][2]), T(0.5) * (r[i][1] - r[i][2]),
+                          T(0.5) * (r[i][1] + r[i][2]) + r[i][3]};
+          for (int j = 0; j < 3; ++j) w[i * 3 + j] = accumulate ? w[i * 3 + j] + v[j] : v[j];
+        }
+      }
+  });
+}
+
+namespace detail {
+
+// Channels one pass of the input transform vectorizes over (one AVX-512 float register).
+constexpr index_t kLanes = 16;
+
+// The input transform's plane: the zero-padded input of a P x Q output's tiles, HP x WP pixels of
+// kLanes channels each (channels innermost).
+struct Plane {
+  index_t hp, wp;
+  explicit Plane(const Tiles& t) : hp(2 * t.rows + 2), wp(2 * t.cols + 2) {}
+  index_t size() const { return hp * wp * kLanes; }
+};
+
+// V[xi, col0 + t, c] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
+// padding (ph, pw); V_xi is a (rows x C) row-major matrix, its rows t: each xi's block is ld x C;
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. kLanes channels at a time: their planes are
+// transposed into `plane` (channels innermost), then every tile's 16 values are kLanes-wide
+// vectors and the transform is vector arithmetic, stored as contiguous runs of V's rows.
+template <class T>
+void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
+                     T* v, index_t ld, index_t col0) {
+  constexpr index_t L = kLanes;
+  const index_t TR = tiles.rows, TC = tiles.cols;
+  const Plane pl(tiles);
+  const index_t WP = pl.wp;
+  // rows and columns of x that a tile reads (the plane covers the padded input up to the last tile)
+  const index_t rows = std::min(H, pl.hp - ph), cols = std::min(W, WP - pw);
+  const index_t S = ld * C;  // from one xi to the next
+  for (index_t c0 = 0; c0 < C; c0 += L) {
+    const index_t nc = std::min(L, C - c0);
+    std::fill(plane, plane + pl.size(), T(0));
+    for (index_t c = 0; c < nc; ++c) {
+      const T* xc = x + (c0 + c) * H * W;
+      for (index_t i = 0; i < rows; ++i) {
+        const T* __restrict src = xc + i * W;
+        T* __restrict dst = plane + ((i + ph) * WP + pw) * L + c;
+        for (index_t j = 0; j < cols; ++j) dst[j * L] = src[j];
+      }
+    }
+    for (index_t tr = 0; tr < TR; ++tr)
+      for (index_t tc = 0; tc < TC; ++tc) {
+        const T* d = plane + (2 * tr * WP + 2 * tc) * L;
+        T t[4][4][L];  // B^T d: down the tile's columns
+        for (int j = 0; j < 4; ++j) {
+          const T *__restrict d0 = d + j * L, *__restrict d1 = d0 + WP * L, *__restrict d2 = d1 + WP * L,
+                  *__restrict d3 = d2 + WP * L;
+          for (index_t l = 0; l < L; ++l) {
+            t[0][j][l] = d0[l] - d2[l];
+            t[1][j][l] = d1[l] + d2[l];
+            t[2][j][l] = d2[l] - d1[l];
+            t[3][j][l] = d1[l] - d3[l];
+          }
+        }
+        T* vt = v + (col0 + tr * TC + tc) * C + c0;
+        for (int a = 0; a < 4; ++a) {  // then B along its rows
+          T out[4][L];
+          for (index_t l = 0; l < L; ++l) {
+            out[0][l] = t[a][0][l] - t[a][2][l];
+            out[1][l] = t[a][1][l] + t[a][2][l];
+            out[2][l] = t[a][2][l] - t[a][1][l];
+            out[3][l] = t[a][1][l] - t[a][3][l];
+          }
+          for (int b = 0; b < 4; ++b) {
+            T* __restrict dst = vt + (4 * a + b) * S;
+            if (nc == L)
+              for (index_t l = 0; l < L; ++l) dst[l] = out[b][l];
+            else
+              std::copy(out[b], out[b] + nc, dst);
+          }
+        }
+      }
+  }
+}
+
+// y (O, P, Q) of one image from M[xi, o, col0 + t] (rows ld long): Y = A^T M A per tile,
+// A^T = [1 1 1 0; 0 1 -1 -1], over all tiles of a channel at once, then the 2x2 outputs interleaved
+// into the channel's rows (the last tile row and column cut at P, Q); epi(o, row, len) finishes
+// channel o. outs: 4 x T.
 template <class T, class Epi>
-void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u, index_t O,
-                   T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
-  const Tiles tiles(P, Q);
-  const index_t TR = tiles.rows, TC = tiles.cols, NT = tiles.count();
-  const index_t HP = 2 * TR + 2, K1 = TC + 1;  // the padded plane the tiles read: HP x 2 K1
-  T* even = scratch;  // columns 0, 2, 4, ... of the padded plane
-  T* odd = even + HP * K1;
-  T* rowt = odd + HP * K1;  // B^T down the columns of 4 plane rows: 4 even, then 4 odd rows of K1
-  T* v = rowt + 8 * K1;
-  T* m = v + kPoints * C * NT;
-  T* outs = m + kPoints * O * NT;  // each tile's 2x2 outputs: 4 x NT
-  // V_xi[c, t] = (B^T d B)[a, b], xi = 4 a + b; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The
-  // plane is split by column parity so that every pass below reads and writes contiguous runs.
-  for (index_t c = 0; c < C; ++c) {
-    std::fill(even, even + 2 * HP * K1, T(0));
-    const T* xc = x + c * H * W;
-    for (index_t i = 0; i < H; ++i) {
-      T *er = even + (i + ph) * K1, *orow = odd + (i + ph) * K1;
-      for (index_t j = 0; j < W; ++j) {
-        const index_t col = j + pw;
-        (col & 1 ? orow : er)[col >> 1] = xc[i * W + j];
-      }
-    }
-    for (index_t tr = 0; tr < TR; ++tr) {
-      for (int half = 0; half < 2; ++half) {  // B^T applied down the 4 rows of the tile row
-        const T* base = (half ? odd : even) + 2 * tr * K1;
-        const T *__restrict r0 = base, *__restrict r1 = base + K1, *__restrict r2 = base + 2 * K1,
-                *__restrict r3 = base + 3 * K1;
-        T *__restrict t0 = rowt + 4 * half * K1, *__restrict t1 = t0 + K1, *__restrict t2 = t1 + K1,
-          *__restrict t3 = t2 + K1;
-        for (index_t k = 0; k < K1; ++k) {
-          t0[k] = r0[k] - r2[k];
-          t1[k] = r1[k] + r2[k];
-          t2[k] = r2[k] - r1[k];
-          t3[k] = r1[k] - r3[k];
-        }
-      }
-      for (int a = 0; a < 4; ++a) {  // then B along the columns: d0..d3 = e[tc], o[tc], e[tc+1], o[tc+1]
-        const T *__restrict e = rowt + a * K1, *__restrict o = rowt + (4 + a) * K1;
-        T* va = v + (a * 4 * C + c) * NT + tr * TC;
-        T *__restrict v0 = va, *__restrict v1 = va + C * NT, *__restrict v2 = va + 2 * C * NT,
-          *__restrict v3 = va + 3 * C * NT;
-        for (index_t tc = 0; tc < TC; ++tc) {
-          v0[tc] = e[tc] - e[tc + 1];
-          v1[tc] = o[tc] + e[tc + 1];
-          v2[tc] = e[tc + 1] - o[tc];
-          v3[tc] = o[tc] - o[tc + 1];
-        }
-      }
-    }
-  }
-  for (index_t xi = 0; xi < kPoints; ++xi) {
-    CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
-    CMatMap<T> vm(v + xi * C * NT, C, NT, Eigen::OuterStride<>(NT));
-    MatMap<T> mm(m + xi * O * NT, O, NT, Eigen::OuterStride<>(NT));
-    gemm_detail::gemm_tile(um, vm, mm, false);
-  }
-  // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], over all tiles of a channel at once, then the 2x2
-  // outputs interleaved into the channel's rows (the last tile row and column cut at P, Q)
-  const index_t S = O * NT;  // from one xi to the next
+void output_transform(const T* m, index_t O, index_t ld, index_t col0, const Tiles& tiles, T* y, index_t P, index_t Q,
+                      T* outs, Epi&& epi) {
+  const index_t NT = tiles.count(), TC = tiles.cols;
+  const index_t S = O * ld;  // from one xi to the next
+  T *__restrict y00 = outs, *__restrict y01 = outs + NT, *__restrict y10 = outs + 2 * NT,
+    *__restrict y11 = outs + 3 * NT;
   for (index_t o = 0; o < O; ++o) {
-    const T* __restrict mo = m + o * NT;
-    T *__restrict y00 = outs, *__restrict y01 = outs + NT, *__restrict y10 = outs + 2 * NT,
-      *__restrict y11 = outs + 3 * NT;
+    const T* __restrict mo = m + o * ld + col0;
     for (index_t t = 0; t < NT; ++t) {
       T s0[4], s1[4];
       for (int b = 0; b < 4; ++b) {
@@ -153,17 +207,120 @@ void conv3x3_image(const T* x, index_t C, index_t H, index_t W, index_t ph, inde
       y11[t] = s1[1] - s1[2] - s1[3];
     }
     T* yo = y + o * P * Q;
+    const index_t Q2 = Q >> 1;
     for (index_t p = 0; p < P; ++p) {
-      const T* left = (p & 1 ? y10 : y00) + (p >> 1) * TC;
-      const T* right = (p & 1 ? y11 : y01) + (p >> 1) * TC;
-      T* row = yo + p * Q;
-      for (index_t q = 0; q + 1 < Q; q += 2) {
-        row[q] = left[q >> 1];
-        row[q + 1] = right[q >> 1];
+      const T* __restrict left = (p & 1 ? y10 : y00) + (p >> 1) * TC;
+      const T* __restrict right = (p & 1 ? y11 : y01) + (p >> 1) * TC;
+      T* __restrict row = yo + p * Q;
+      for (index_t k = 0; k < Q2; ++k) {
+        row[2 * k] = left[k];
+        row[2 * k + 1] = right[k];
       }
-      if (Q & 1) row[Q - 1] = left[Q >> 1];
+      if (Q & 1) row[Q - 1] = left[Q2];
     }
     epi(o, yo, P * Q);
+  }
+}
+
+// dM[xi, o, col0 + t] = (A dY A^T)[a, b] for the 2x2 tiles dY of one image's grad_out g (O, P, Q)
+// (zero beyond P, Q), rows ld long; A = [1 0; 1 1; 1 -1; 0 -1]. outs: 4 x T.
+template <class T>
+void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& tiles, T* dm, index_t ld, index_t col0,
+                    T* outs) {
+  const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols, Q2 = Q >> 1;
+  T *__restrict d00 = outs, *__restrict d01 = outs + NT, *__restrict d10 = outs + 2 * NT,
+    *__restrict d11 = outs + 3 * NT;
+  const index_t S = O * ld;
+  if (P & 1) std::fill(d10 + (TR - 1) * TC, d10 + NT, T(0)), std::fill(d11 + (TR - 1) * TC, d11 + NT, T(0));
+  for (index_t o = 0; o < O; ++o) {
+    const T* go = g + o * P * Q;
+    for (index_t p = 0; p < P; ++p) {  // deinterleave the 2x2 tiles
+      const T* __restrict row = go + p * Q;
+      T* __restrict left = (p & 1 ? d10 : d00) + (p >> 1) * TC;
+      T* __restrict right = (p & 1 ? d11 : d01) + (p >> 1) * TC;
+      for (index_t k = 0; k < Q2; ++k) {
+        left[k] = row[2 * k];
+        right[k] = row[2 * k + 1];
+      }
+      if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
+    }
+    T* __restrict mo = dm + o * ld + col0;
+    for (index_t t = 0; t < NT; ++t) {
+      // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns
+      const T r[4][2] = {{d00[t], d01[t]},
+                         {d00[t] + d10[t], d01[t] + d11[t]},
+                         {d00[t] - d10[t], d01[t] - d11[t]},
+                         {-d10[t], -d11[t]}};
+      for (int a = 0; a < 4; ++a) {
+        mo[(4 * a) * S + t] = r[a][0];
+        mo[(4 * a + 1) * S + t] = r[a][0] + r[a][1];
+        mo[(4 * a + 2) * S + t] = r[a][0] - r[a][1];
+        mo[(4 * a + 3) * S + t] = -r[a][1];
+      }
+    }
+  }
+}
+
+// A group's scratch (group_scratch_size) split into the plane, V (16 x ld x C), M or dM (16 x O x ld)
+// and one image's 2x2 outputs (4 x T).
+template <class T>
+struct GroupBuffers {
+  T *plane, *v, *m, *outs;
+};
+template <class T>
+GroupBuffers<T> group_buffers(T* scratch, const Tiles& tiles, index_t C, index_t O, index_t ld) {
+  T* v = scratch + Plane(tiles).size();
+  T* m = v + kPoints * C * ld;
+  return {scratch, v, m, m + kPoints * O * ld};
+}
+
+}  // namespace detail
+
+inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
+  const Tiles t(p, q);
+  return detail::Plane(t).size() + kPoints * (in_channels + out_channels) * t.count() * images + 4 * t.count();
+}
+
+// y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
+// padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (16, O, C);
+// epi(o, row, len) finishes len outputs of channel o of one image in place.
+// scratch: group_scratch_size(C, O, P, Q, images).
+template <class T, class Epi>
+void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
+                    index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
+  const Tiles tiles(P, Q);
+  const index_t NT = tiles.count(), ld = images * NT;
+  const auto [plane, v, m, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
+  for (index_t i = 0; i < images; ++i)
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
+  for (index_t xi = 0; xi < kPoints; ++xi) {  // M_xi (O x ld) = U_xi (O x C) V_xi^T
+    CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
+    CMatMap<T> vm(v + xi * ld * C, ld, C, Eigen::OuterStride<>(C));
+    MatMap<T> mm(m + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
+    gemm_detail::gemm_tile(um, vm.transpose(), mm, false);
+  }
+  for (index_t i = 0; i < images; ++i)
+    detail::output_transform(m, O, ld, i * NT, tiles, y + i * O * P * Q, P, Q, outs, epi);
+}
+
+// du (16, O, C) (+)= the transformed weight gradient of the `images` images x[i] (C, H, W) with
+// grad_out g[i] (O, P, Q) (padding (ph, pw) as in conv3x3_images): dU_xi = dM_xi V_xi;
+// weight_from_transform turns it into dW. scratch: group_scratch_size(C, O, P, Q, images).
+template <class T>
+void weight_grad_images(const T* x, const T* g, index_t images, index_t C, index_t H, index_t W, index_t ph,
+                        index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch) {
+  const Tiles tiles(P, Q);
+  const index_t NT = tiles.count(), ld = images * NT;
+  const auto [plane, v, dm, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
+  for (index_t i = 0; i < images; ++i) {
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
+    detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, outs);
+  }
+  for (index_t xi = 0; xi < kPoints; ++xi) {
+    CMatMap<T> dmm(dm + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
+    CMatMap<T> vm(v + xi * ld * C, ld, C, Eigen::OuterStride<>(C));
+    MatMap<T> dum(du + xi * O * C, O, C, Eigen::OuterStride<>(C));
+    gemm_detail::gemm_tile(dmm, vm, dum, accumulate);
   }
 }
 
