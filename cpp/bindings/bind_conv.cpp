@@ -172,7 +172,16 @@ void bind_layer(py::module_& m, const std::string& suffix) {
       .def_property_readonly("in_channels", &Conv2d<T>::in_channels)
       .def_property_readonly("out_channels", &Conv2d<T>::out_channels)
       .def_property_readonly("groups", &Conv2d<T>::groups)
-      .def_property_readonly("has_bias", &Conv2d<T>::has_bias);
+      .def_property_readonly("has_bias", &Conv2d<T>::has_bias)
+      // images per eval block for an input shape (0: none), for the tests of FusedConvBatchNormPool
+      .def(
+          "_block_images",
+          [](Conv2d<T>& c, const py::sequence& in) {
+            Shape shape;
+            for (const auto& d : in) shape.push_back(d.cast<index_t>());
+            return c.block_images(shape);
+          },
+          py::arg("shape"));
 }
 
 }  // namespace

@@ -243,3 +243,62 @@ def test_fit_with_the_pooled_layer_lowest_trains_its_conv(rng, dtype):
     np.testing.assert_array_equal(fused.flat_parameters(), plain.flat_parameters())
     for key in ("1.running_mean", "1.running_var"):
         np.testing.assert_array_equal(fused.state_dict()[key], plain.state_dict()[key], err_msg=key)
+
+
+# Eval mode in blocks of images (Conv2d::forward_affine_blocks): a batch of at least two blocks of a
+# conv with few taps; batch sizes set so that the last block takes a remainder. The same layers with
+# an Identity before the pool run the folded conv over the whole batch, then the pool: the same bits.
+BLOCK_CASES = [((90, 1, 28, 28), 8, 3, 1, False), ((131, 3, 9, 10), 5, 3, 1, True), ((150, 4, 6, 6), 6, 1, 0, True)]
+
+
+def _eval_block_pair(case, dtype, seed):
+    blocked = nn.Sequential(*_layers(case, dtype, seed), nn.MaxPool2d(2))
+    whole = nn.Sequential(*_layers(case, dtype, seed), nn.Identity(), nn.MaxPool2d(2))
+    blocked.eval(), whole.eval()
+    assert blocked.execution_plan[0] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    assert whole.execution_plan[:2] == ["Conv2d+BatchNorm2d+relu", "Identity"]
+    b = blocked[0]._layer._block_images(list(case[0]))
+    assert 4 <= b and case[0][0] >= 2 * b and case[0][0] % b, "the case must take blocks with a remainder"
+    return blocked, whole
+
+
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=[str(c[0]) for c in BLOCK_CASES])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eval_in_blocks_is_the_whole_batch_pass(rng, case, dtype):
+    blocked, whole = _eval_block_pair(case, dtype, 11)
+    x = random_array(rng, case[0], dtype)
+    want = whole(x)
+    conv, bn = blocked[0], blocked[1]
+    h = R.conv2d_forward(x.astype(np.float64), conv.weight.data.astype(np.float64),
+                         None if conv.bias is None else conv.bias.data.astype(np.float64), padding=conv.padding)
+    z = (h - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + bn.eps)
+    ref = R.max_pool2d_forward(np.maximum(z * bn.weight.data[:, None, None] + bn.bias.data[:, None, None], 0), 2)[0]
+    t, k = _eval_terms(conv, bn, x)
+    assert_sum_close(want, ref, R.max_pool2d_forward(t, 2)[0], k, dtype=dtype)
+    g = random_array(rng, want.shape, dtype)
+    expected = [want, *_backward(whole, g)]
+    for threads in (1, 2):
+        with num_threads(threads):
+            got = [blocked(x), *_backward(blocked, g)]
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_eval_in_blocks_hvp_is_the_whole_batch_one(rng):
+    """The R-operator after a blocked eval forward reruns the conv and BN+ReLU, as backward does."""
+    case = BLOCK_CASES[0]
+    models = [m.extend([nn.Flatten(), nn.Linear(8 * 14 * 14, 3, dtype=np.float64)]) or m
+              for m in _eval_block_pair(case, np.float64, 12)]
+    models[1][-1].load_state_dict(models[0][-1].state_dict())
+    x, y = rng.standard_normal(case[0]), rng.integers(0, 3, case[0][0])
+    v = rng.standard_normal(models[0].count_params())
+    loss = nn.CrossEntropyLoss()
+    hv = [fastnn.hvp(m, loss, x, y, v, training=False) for m in models]
+    np.testing.assert_array_equal(hv[0], hv[1])
+
+
+def test_small_batches_and_many_taps_take_no_blocks():
+    conv = nn.Conv2d(1, 8, 3, padding=1)._layer
+    b = conv._block_images([1000, 1, 28, 28])
+    assert b >= 4 and conv._block_images([2 * b - 1, 1, 28, 28]) == 0
+    assert nn.Conv2d(32, 64, 3, padding=1)._layer._block_images([1000, 32, 14, 14]) == 0  # 288 taps

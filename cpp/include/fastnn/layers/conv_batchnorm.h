@@ -90,13 +90,19 @@ class FusedConvBatchNorm : public Layer<T> {
   std::vector<T> scale_, shift_;
 };
 
-// Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d as one layer (the BENCH.md CNN's blocks). In training,
-// when the pool tiles its input 2x2 (kernels/pool.h is_even_2x2), the BatchNorm's output pass also
-// pools (BatchNorm::forward_relu_max_pool): the full-size ReLU output is neither written nor read
-// back by the pool, and the backward runs the pool's, BN+ReLU's and the conv's, as the separate
-// layers do, so outputs and gradients are theirs, bit for bit. Otherwise (eval mode, where the conv
-// applies BN's folded affine and the ReLU in its own output pass; other windows; a BatchNorm
-// collecting its statistics) FusedConvBatchNorm runs, then the pool.
+// Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d as one layer (the BENCH.md CNN's blocks). The full-size
+// ReLU output is neither written nor read back by the pool:
+// - in training, when the pool tiles its input 2x2 (kernels/pool.h is_even_2x2), the BatchNorm's
+//   output pass also pools (BatchNorm::forward_relu_max_pool);
+// - in eval mode (running statistics), the conv applies BN's folded affine and the ReLU in its own
+//   output pass, a block of images at a time into a buffer that stays in cache, and the pool reads
+//   the block from there (Conv2d::forward_affine_blocks): on the cnn's first block that output is
+//   100 KB an image, 100 MB for a batch of 1000, written and read back once each otherwise.
+// The backward runs the pool's, BN+ReLU's and the conv's, as the separate layers do, so outputs and
+// gradients are theirs, bit for bit; after an eval forward it first reruns the conv and BN+ReLU (the
+// fused pass keeps neither the conv's output nor BN's state), as FusedConvBatchNorm does. Otherwise
+// (a batch under two blocks in eval, other windows in training, a BatchNorm collecting its
+// statistics) FusedConvBatchNorm runs, then the pool.
 template <class T>
 class FusedConvBatchNormPool : public Layer<T> {
  public:
@@ -111,41 +117,78 @@ class FusedConvBatchNormPool : public Layer<T> {
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
     const Shape h_shape = conv_->output_shape(x.shape);
-    pooled_ = (bn_->training_in(ctx) || !bn_->track_running_stats()) && !bn_->collecting() &&
-              bn_->output_shape(h_shape) == h_shape && pool_->tiles_2x2(h_shape);
-    if (!pooled_) return pool_->forward(conv_bn_->forward(x, ctx), ctx);
-    const View<T> h = conv_->forward(x, ctx);
-    return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
-      bn_->forward_relu_max_pool(h, ctx, g, y, argmax);
-    });
+    const bool channels_fit = bn_->output_shape(h_shape) == h_shape;
+    const bool folds = !bn_->training_in(ctx) && bn_->track_running_stats() && !bn_->collecting();
+    ran_ = Ran::separate;
+    if (channels_fit && folds && conv_->block_images(x.shape) > 0) return forward_eval_blocks(x, h_shape, ctx);
+    if (channels_fit && !folds && !bn_->collecting() && pool_->tiles_2x2(h_shape)) {
+      ran_ = Ran::composed;
+      const View<T> h = conv_->forward(x, ctx);
+      return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+        bn_->forward_relu_max_pool(h, ctx, g, y, argmax);
+      });
+    }
+    return pool_->forward(conv_bn_->forward(x, ctx), ctx);
   }
 
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     const View<T> dp = pool_->backward(g, true);
-    if (!pooled_) return conv_bn_->backward(dp, need_input_grad);
+    rerun_after_blocks();
+    if (ran_ == Ran::separate) return conv_bn_->backward(dp, need_input_grad);
     return conv_->backward(bn_act_->backward(dp, true), need_input_grad);
   }
 
   // The R-operator composes the layers' own, in the order the last forward ran them.
   bool has_rop() const override { return conv_bn_->has_rop() && pool_->has_rop(); }
   View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
-    if (!pooled_) return pool_->rop_forward(conv_bn_->rop_forward(rx, ctx), ctx);
+    rerun_after_blocks();
+    if (ran_ == Ran::separate) return pool_->rop_forward(conv_bn_->rop_forward(rx, ctx), ctx);
     return pool_->rop_forward(bn_act_->rop_forward(conv_->rop_forward(rx, ctx), ctx), ctx);
   }
   RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
     const RopGrad<T> dp = pool_->rop_backward(g, rg, true);
-    if (!pooled_) return conv_bn_->rop_backward(dp.grad, dp.rgrad, need_input_grad);
+    if (ran_ == Ran::separate) return conv_bn_->rop_backward(dp.grad, dp.rgrad, need_input_grad);
     const RopGrad<T> dh = bn_act_->rop_backward(dp.grad, dp.rgrad, true);
     return conv_->rop_backward(dh.grad, dh.rgrad, need_input_grad);
   }
 
  private:
+  // How the last forward ran: conv_bn_ then the pool; the conv then BN+ReLU (pooling in training);
+  // or the eval blocks, which backward and the R-operator first rerun as `composed`.
+  enum class Ran { separate, composed, eval_blocks };
+
+  View<T> forward_eval_blocks(const View<T>& x, const Shape& h_shape, const Context& ctx) {
+    ran_ = Ran::eval_blocks;
+    x_ = x, ctx_ = ctx;
+    const index_t C = bn_->num_features();
+    scale_.resize(C), shift_.resize(C);
+    bn_->eval_affine(scale_.data(), shift_.data());
+    return pool_->forward_produced(h_shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+      const index_t image = g.c * g.p * g.q;
+      conv_->forward_affine_blocks(x, scale_.data(), shift_.data(), true, [&](index_t n0, index_t n1, const T* h) {
+        ConvGeometry block = g;
+        block.n = n1 - n0;
+        max_pool2d_forward(h, y + n0 * image, argmax + n0 * image, block);
+      });
+    });
+  }
+  // The conv's and BN+ReLU's own forward, for what their backward and R-operator read; the pool's
+  // argmax from the fused pass stays (the same values).
+  void rerun_after_blocks() {
+    if (ran_ != Ran::eval_blocks) return;
+    bn_act_->forward(conv_->forward(x_, ctx_), ctx_);
+    ran_ = Ran::composed;
+  }
+
   std::shared_ptr<Conv2d<T>> conv_;
   std::shared_ptr<BatchNorm<T>> bn_;
   std::shared_ptr<MaxPool2d<T>> pool_;
-  std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // the unpooled path: conv -> BN -> ReLU (folded in eval)
-  std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU's backward and R-operator after the pooled pass
-  bool pooled_ = false;  // the last forward ran the pooled pass
+  std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // the separate path: conv -> BN -> ReLU (folded in eval)
+  std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU after the conv alone
+  Ran ran_ = Ran::separate;
+  View<T> x_;  // the eval blocks' input and context, for the rerun
+  Context ctx_;
+  std::vector<T> scale_, shift_;  // BN's folded affine for the eval blocks
 };
 
 }  // namespace fastnn
