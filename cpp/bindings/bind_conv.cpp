@@ -91,8 +91,9 @@ struct Workspace {
 };
 
 template <class T>
-py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py::handle& b_in, const py::handle& s_in,
-                       const py::handle& p_in, const py::handle& d_in, const py::handle& groups_in) {
+py::array conv_forward_impl(const py::handle& x_in, const py::handle& w_in, const py::handle& b_in,
+                            const py::handle& s_in, const py::handle& p_in, const py::handle& d_in,
+                            const py::handle& groups_in) {
   const char* op = "conv2d_forward";
   const Conv2dShape s = conv_shape(x_in, w_in, s_in, p_in, d_in, groups_in, op);
   CArray<T> b;
@@ -117,10 +118,11 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
 }
 
 template <class T>
-py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const py::handle& w_in, const py::handle& s_in,
-                        const py::handle& p_in, const py::handle& d_in, const py::handle& groups_in,
-                        const py::handle& need_gi_in, const py::handle& need_gb_in, const py::handle& gw_out,
-                        const py::handle& gb_out) {
+py::tuple conv_backward_impl(const py::handle& go_in, const py::handle& x_in, const py::handle& w_in,
+                             const py::handle& s_in, const py::handle& p_in, const py::handle& d_in,
+                             const py::handle& groups_in,
+                             const py::handle& need_gi_in, const py::handle& need_gb_in, const py::handle& gw_out,
+                             const py::handle& gb_out) {
   const char* op = "conv2d_backward";
   const Conv2dShape s = conv_shape(x_in, w_in, s_in, p_in, d_in, groups_in, op);
   const ConvGeometry& g = s.geom;
@@ -204,7 +206,7 @@ void bind_conv(py::module_& m) {
       [](const py::handle& x, const py::handle& weight, const py::handle& bias, const py::handle& stride,
          const py::handle& padding, const py::handle& dilation, const py::handle& groups) -> py::array {
         return dispatch_float(x, "conv2d_forward", "x", [&](auto tag) {
-          return forward_impl<decltype(tag)>(x, weight, bias, stride, padding, dilation, groups);
+          return conv_forward_impl<decltype(tag)>(x, weight, bias, stride, padding, dilation, groups);
         });
       },
       py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1, py::arg("padding") = 0,
@@ -216,8 +218,8 @@ void bind_conv(py::module_& m) {
          const py::handle& need_input_grad, const py::handle& need_bias_grad, const py::handle& grad_weight_out,
          const py::handle& grad_bias_out) -> py::tuple {
         return dispatch_float(x, "conv2d_backward", "x", [&](auto tag) {
-          return backward_impl<decltype(tag)>(grad_out, x, weight, stride, padding, dilation, groups, need_input_grad,
-                                              need_bias_grad, grad_weight_out, grad_bias_out);
+          return conv_backward_impl<decltype(tag)>(grad_out, x, weight, stride, padding, dilation, groups,
+                                                   need_input_grad, need_bias_grad, grad_weight_out, grad_bias_out);
         });
       },
       py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0,
