@@ -71,12 +71,13 @@ Conv2dShape conv_shape(const py::handle& x_in, const py::handle& w_in, const py:
   return Conv2dShape::make(g, O, groups, op);
 }
 
-// The per-call workspaces (a pointwise convolution needs none).
+// The per-call workspaces (a pointwise convolution needs none). Not "Workspace": that would hide
+// fastnn::Workspace in the binding files compiled after this one in a unity TU.
 template <class T>
-struct Workspace {
+struct ConvBuffers {
   ConvWorkspaceSize size;
   CArray<T> cols, rows, partial;
-  explicit Workspace(const Conv2dShape& s) : size(conv2d_workspace_size(s)) {
+  explicit ConvBuffers(const Conv2dShape& s) : size(conv2d_workspace_size(s)) {
     if (size.cols) cols = new_array<T>({size.cols});
     if (size.rows) rows = new_array<T>({size.rows});
     if (size.partial) partial = new_array<T>({size.partial});
@@ -106,7 +107,7 @@ py::array conv_forward_impl(const py::handle& x_in, const py::handle& w_in, cons
   CArray<T> x = in<T>(x_in, op, "x"), w = in<T>(w_in, op, "weight");
   const ConvGeometry& g = s.geom;
   CArray<T> y = new_array<T>({g.n, s.out_channels, g.p, g.q});
-  Workspace<T> ws(s);
+  ConvBuffers<T> ws(s);
   const T *xp = x.data(), *wp = w.data(), *bp = b_in.is_none() ? nullptr : b.data();
   T* yp = y.mutable_data();
   const ConvWorkspace<T> wsv = ws.view();
@@ -144,7 +145,7 @@ py::tuple conv_backward_impl(const py::handle& go_in, const py::handle& x_in, co
   if (need_gb) gb = acc_b ? accumulator<T>(gb_out, op, "grad_bias_out", {O}, {&go, &x, &w, &gw}) : new_array<T>({O});
   CArray<T> gi;
   if (need_gi) gi = new_array<T>({g.n, g.c, g.h, g.w});
-  Workspace<T> ws(s);
+  ConvBuffers<T> ws(s);
   const T *gop = go.data(), *xp = x.data(), *wp = w.data();
   T *gip = need_gi ? gi.mutable_data() : nullptr, *gwp = gw.mutable_data(), *gbp = need_gb ? gb.mutable_data() : nullptr;
   const ConvWorkspace<T> wsv = ws.view();
