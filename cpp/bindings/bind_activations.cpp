@@ -15,8 +15,6 @@
 namespace fastnn::bind {
 namespace {
 
-std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
 std::string show(const py::handle& h) { return py::repr(h).cast<std::string>(); }
 
 // A real Python / NumPy number (not bool), as a finite double.

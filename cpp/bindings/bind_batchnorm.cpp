@@ -116,9 +116,9 @@ struct BackwardArgs {
 };
 
 template <class T>
-py::tuple forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
-                       const py::object& running_mean, const py::object& running_var, bool training,
-                       double momentum, double eps) {
+py::tuple batchnorm_forward_impl(const py::handle& x_in, const py::object& weight, const py::object& bias,
+                                 const py::object& running_mean, const py::object& running_var, bool training,
+                                 double momentum, double eps) {
   ForwardArgs<T> args("batch_norm_forward", x_in, weight, bias, running_mean, running_var, training, momentum, eps);
   const Geometry& geo = args.geo;
   CArray<T> y = new_array<T>(args.shape), save_mean = new_array<T>(std::vector<py::ssize_t>{geo.C}), save_invstd = new_array<T>(std::vector<py::ssize_t>{geo.C});
@@ -199,8 +199,8 @@ py::tuple relu_max_pool_forward_impl(const py::handle& x_in, const py::object& w
 }
 
 template <class T>
-py::tuple backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
-                        const py::handle& save_mean, const py::handle& save_invstd, bool training) {
+py::tuple batchnorm_backward_impl(const py::handle& grad_out, const py::handle& x_in, const py::object& weight,
+                                  const py::handle& save_mean, const py::handle& save_invstd, bool training) {
   BackwardArgs<T> a("batch_norm_backward", grad_out, x_in, weight, save_mean, save_invstd);
   {
     py::gil_scoped_release nogil;
@@ -272,7 +272,8 @@ void bind_batchnorm(py::module_& m) {
       [](const py::handle& x, const py::object& weight, const py::object& bias, const py::object& running_mean,
          const py::object& running_var, bool training, double momentum, double eps) -> py::tuple {
         return dispatch_float(x, "batch_norm_forward", "x", [&](auto tag) {
-          return forward_impl<decltype(tag)>(x, weight, bias, running_mean, running_var, training, momentum, eps);
+          return batchnorm_forward_impl<decltype(tag)>(x, weight, bias, running_mean, running_var, training, momentum,
+                                                       eps);
         });
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
@@ -282,7 +283,7 @@ void bind_batchnorm(py::module_& m) {
       [](const py::handle& grad_out, const py::handle& x, const py::object& weight, const py::handle& save_mean,
          const py::handle& save_invstd, bool training) -> py::tuple {
         return dispatch_float(x, "batch_norm_backward", "x", [&](auto tag) {
-          return backward_impl<decltype(tag)>(grad_out, x, weight, save_mean, save_invstd, training);
+          return batchnorm_backward_impl<decltype(tag)>(grad_out, x, weight, save_mean, save_invstd, training);
         });
       },
       py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"),

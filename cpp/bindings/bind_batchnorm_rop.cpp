@@ -36,8 +36,6 @@ CArray<T> x_arg(const py::handle& h, const char* op) {
   return x;
 }
 
-std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
 }  // namespace
 
 void bind_batchnorm_rop(py::module_& m) {

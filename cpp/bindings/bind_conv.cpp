@@ -71,12 +71,13 @@ Conv2dShape conv_shape(const py::handle& x_in, const py::handle& w_in, const py:
   return Conv2dShape::make(g, O, groups, op);
 }
 
-// The per-call workspaces (a pointwise convolution needs none).
+// The per-call workspaces (a pointwise convolution needs none). Not "Workspace": that would hide
+// fastnn::Workspace in the binding files compiled after this one in a unity TU.
 template <class T>
-struct Workspace {
+struct ConvBuffers {
   ConvWorkspaceSize size;
   CArray<T> cols, rows, partial;
-  explicit Workspace(const Conv2dShape& s) : size(conv2d_workspace_size(s)) {
+  explicit ConvBuffers(const Conv2dShape& s) : size(conv2d_workspace_size(s)) {
     if (size.cols) cols = new_array<T>({size.cols});
     if (size.rows) rows = new_array<T>({size.rows});
     if (size.partial) partial = new_array<T>({size.partial});
@@ -91,8 +92,9 @@ struct Workspace {
 };
 
 template <class T>
-py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py::handle& b_in, const py::handle& s_in,
-                       const py::handle& p_in, const py::handle& d_in, const py::handle& groups_in) {
+py::array conv_forward_impl(const py::handle& x_in, const py::handle& w_in, const py::handle& b_in,
+                            const py::handle& s_in, const py::handle& p_in, const py::handle& d_in,
+                            const py::handle& groups_in) {
   const char* op = "conv2d_forward";
   const Conv2dShape s = conv_shape(x_in, w_in, s_in, p_in, d_in, groups_in, op);
   CArray<T> b;
@@ -105,7 +107,7 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
   CArray<T> x = in<T>(x_in, op, "x"), w = in<T>(w_in, op, "weight");
   const ConvGeometry& g = s.geom;
   CArray<T> y = new_array<T>({g.n, s.out_channels, g.p, g.q});
-  Workspace<T> ws(s);
+  ConvBuffers<T> ws(s);
   const T *xp = x.data(), *wp = w.data(), *bp = b_in.is_none() ? nullptr : b.data();
   T* yp = y.mutable_data();
   const ConvWorkspace<T> wsv = ws.view();
@@ -117,10 +119,11 @@ py::array forward_impl(const py::handle& x_in, const py::handle& w_in, const py:
 }
 
 template <class T>
-py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const py::handle& w_in, const py::handle& s_in,
-                        const py::handle& p_in, const py::handle& d_in, const py::handle& groups_in,
-                        const py::handle& need_gi_in, const py::handle& need_gb_in, const py::handle& gw_out,
-                        const py::handle& gb_out) {
+py::tuple conv_backward_impl(const py::handle& go_in, const py::handle& x_in, const py::handle& w_in,
+                             const py::handle& s_in, const py::handle& p_in, const py::handle& d_in,
+                             const py::handle& groups_in,
+                             const py::handle& need_gi_in, const py::handle& need_gb_in, const py::handle& gw_out,
+                             const py::handle& gb_out) {
   const char* op = "conv2d_backward";
   const Conv2dShape s = conv_shape(x_in, w_in, s_in, p_in, d_in, groups_in, op);
   const ConvGeometry& g = s.geom;
@@ -142,7 +145,7 @@ py::tuple backward_impl(const py::handle& go_in, const py::handle& x_in, const p
   if (need_gb) gb = acc_b ? accumulator<T>(gb_out, op, "grad_bias_out", {O}, {&go, &x, &w, &gw}) : new_array<T>({O});
   CArray<T> gi;
   if (need_gi) gi = new_array<T>({g.n, g.c, g.h, g.w});
-  Workspace<T> ws(s);
+  ConvBuffers<T> ws(s);
   const T *gop = go.data(), *xp = x.data(), *wp = w.data();
   T *gip = need_gi ? gi.mutable_data() : nullptr, *gwp = gw.mutable_data(), *gbp = need_gb ? gb.mutable_data() : nullptr;
   const ConvWorkspace<T> wsv = ws.view();
@@ -213,7 +216,7 @@ void bind_conv(py::module_& m) {
       [](const py::handle& x, const py::handle& weight, const py::handle& bias, const py::handle& stride,
          const py::handle& padding, const py::handle& dilation, const py::handle& groups) -> py::array {
         return dispatch_float(x, "conv2d_forward", "x", [&](auto tag) {
-          return forward_impl<decltype(tag)>(x, weight, bias, stride, padding, dilation, groups);
+          return conv_forward_impl<decltype(tag)>(x, weight, bias, stride, padding, dilation, groups);
         });
       },
       py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1, py::arg("padding") = 0,
@@ -225,8 +228,8 @@ void bind_conv(py::module_& m) {
          const py::handle& need_input_grad, const py::handle& need_bias_grad, const py::handle& grad_weight_out,
          const py::handle& grad_bias_out) -> py::tuple {
         return dispatch_float(x, "conv2d_backward", "x", [&](auto tag) {
-          return backward_impl<decltype(tag)>(grad_out, x, weight, stride, padding, dilation, groups, need_input_grad,
-                                              need_bias_grad, grad_weight_out, grad_bias_out);
+          return conv_backward_impl<decltype(tag)>(grad_out, x, weight, stride, padding, dilation, groups,
+                                                   need_input_grad, need_bias_grad, grad_weight_out, grad_bias_out);
         });
       },
       py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0,

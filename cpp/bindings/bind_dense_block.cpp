@@ -10,7 +10,7 @@ namespace fastnn::bind {
 namespace {
 
 template <class T>
-void bind_dtype(py::module_& m, const std::string& suffix) {
+void bind_dense_block_dtype(py::module_& m, const std::string& suffix) {
   py::class_<DenseBlock<T>, Layer<T>, std::shared_ptr<DenseBlock<T>>>(m, ("DenseBlock_" + suffix).c_str())
       .def(py::init<const std::vector<LayerPtr<T>>&, index_t, index_t, bool, double, bool>(), py::arg("layers"),
            py::arg("in_channels"), py::arg("growth_rate"), py::arg("bottleneck"), py::arg("drop_rate"),
@@ -24,8 +24,8 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
 }  // namespace
 
 void bind_dense_block(py::module_& m) {
-  bind_dtype<float>(m, "float32");
-  bind_dtype<double>(m, "float64");
+  bind_dense_block_dtype<float>(m, "float32");
+  bind_dense_block_dtype<double>(m, "float64");
 }
 
 }  // namespace fastnn::bind

@@ -10,11 +10,9 @@ namespace {
 
 using BoolArray = py::array_t<bool, py::array::c_style>;
 
-std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
 template <class T>
-py::tuple forward_impl(const py::handle& x_in, const py::handle& p_in, const py::handle& seed_in,
-                       const py::handle& step_in, bool training) {
+py::tuple dropout_forward_impl(const py::handle& x_in, const py::handle& p_in, const py::handle& seed_in,
+                               const py::handle& step_in, bool training) {
   const char* op = "dropout_forward";
   CArray<T> x = in<T>(x_in, op, "x");
   const double p = p_arg(p_in, op);
@@ -35,7 +33,7 @@ py::tuple forward_impl(const py::handle& x_in, const py::handle& p_in, const py:
 }
 
 template <class T>
-py::array backward_impl(const py::handle& g_in, const py::handle& mask_in, const py::handle& p_in) {
+py::array dropout_backward_impl(const py::handle& g_in, const py::handle& mask_in, const py::handle& p_in) {
   const char* op = "dropout_backward";
   CArray<T> g = in<T>(g_in, op, "grad_out");
   py::array m = as_ndarray(mask_in, op, "mask");
@@ -61,15 +59,16 @@ void bind_dropout(py::module_& m) {
   m.def(
       "dropout_forward",
       [](const py::handle& x, const py::handle& p, const py::handle& seed, const py::handle& step, bool training) {
-        return dispatch_float(x, "dropout_forward", "x",
-                              [&](auto tag) { return forward_impl<decltype(tag)>(x, p, seed, step, training); });
+        return dispatch_float(x, "dropout_forward", "x", [&](auto tag) {
+          return dropout_forward_impl<decltype(tag)>(x, p, seed, step, training);
+        });
       },
       py::arg("x"), py::arg("p") = 0.5, py::arg("seed") = 0, py::arg("step") = 0, py::arg("training") = true);
   m.def(
       "dropout_backward",
       [](const py::handle& grad_out, const py::handle& mask, const py::handle& p) {
         return dispatch_float(grad_out, "dropout_backward", "grad_out",
-                              [&](auto tag) { return backward_impl<decltype(tag)>(grad_out, mask, p); });
+                              [&](auto tag) { return dropout_backward_impl<decltype(tag)>(grad_out, mask, p); });
       },
       py::arg("grad_out"), py::arg("mask"), py::arg("p"));
 }

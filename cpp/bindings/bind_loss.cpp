@@ -35,10 +35,8 @@ double grad_arg(const py::handle& h, const char* op) {
   return g;
 }
 
-std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
 // Packs the results a call asked for; `grad` is only read when the gradient was computed.
-py::object result(Want want, double loss, py::array grad) {
+py::object loss_result(Want want, double loss, py::array grad) {
   if (want == Want::loss) return py::float_(loss);
   if (want == Want::grad) return std::move(grad);
   return py::make_tuple(loss, std::move(grad));
@@ -46,7 +44,7 @@ py::object result(Want want, double loss, py::array grad) {
 
 // Runs kernel(grad_ptr_or_null) -> loss without the GIL, with the gradient output allocated first.
 template <class T, class K>
-py::object run(Want want, std::vector<py::ssize_t> shape, K&& kernel) {
+py::object loss_run(Want want, std::vector<py::ssize_t> shape, K&& kernel) {
   CArray<T> grad = want == Want::loss ? CArray<T>(std::vector<py::ssize_t>{0}) : new_array<T>(shape);
   T* gp = want == Want::loss ? nullptr : grad.mutable_data();
   double loss;
@@ -54,7 +52,7 @@ py::object run(Want want, std::vector<py::ssize_t> shape, K&& kernel) {
     py::gil_scoped_release nogil;
     loss = kernel(gp);
   }
-  return result(want, loss, std::move(grad));
+  return loss_result(want, loss, std::move(grad));
 }
 
 // ---- options (PyTorch's): weight, pos_weight, label_smoothing, ignore_index, beta, delta ---------
@@ -210,7 +208,7 @@ py::object ce_run(const CArray<T>& z, const Target& target, const py::handle& g_
   const double g = want == Want::grad ? grad_arg(g_in, op) : 1.0;
   const index_t n = z.shape(0), c = z.shape(1);
   const T* zp = z.data();
-  return run<T>(want, shape_of(z), [&](T* gp) {
+  return loss_run<T>(want, shape_of(z), [&](T* gp) {
     if (want == Want::loss) return cross_entropy_forward(zp, target, n, c, r);
     if (want == Want::both) return cross_entropy_forward_backward(zp, target, gp, n, c, r);
     cross_entropy_backward(zp, target, gp, n, c, g, r);
@@ -300,7 +298,7 @@ py::object elementwise(const char* op, const char* input_name, const py::handle&
   CArray<T> t = target_like<T>(t_in, x, op, input_name);
   const T *xp = x.data(), *tp = t.data();
   const index_t n = x.size();
-  return run<T>(want, shape_of(x), [&](T* gp) { return kernel(xp, tp, gp, n); });
+  return loss_run<T>(want, shape_of(x), [&](T* gp) { return kernel(xp, tp, gp, n); });
 }
 
 // The general elementwise kernel: weight (BCE; broadcast to the input), pos_weight (BCE; one per

@@ -7,8 +7,6 @@
 namespace fastnn::bind {
 namespace {
 
-std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
 template <class T>
 void same_shape(const CArray<T>& a, const CArray<T>& b, const char* op, const char* name) {
   if (shape_of(a) != shape_of(b))

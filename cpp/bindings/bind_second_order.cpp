@@ -104,7 +104,7 @@ void callback_arg(Problem<T>& p, const py::dict& options) {
 
 // Runs `body` without the GIL, holding the full-batch objective's model lock meanwhile.
 template <class T, class F>
-auto run(const py::object& obj, const char* op, F&& body) {
+auto run_locked(const py::object& obj, const char* op, F&& body) {
   std::unique_ptr<ModelLock<T>> lock;
   if (py::isinstance<FullBatch<T>>(obj)) {
     FullBatch<T>* fb = obj.cast<FullBatch<T>*>();
@@ -196,14 +196,14 @@ void bind_full_batch(py::module_& m, const char* name) {
             if (va.ndim() != 1 || va.size() != n)
               value_error(op, "v must be a flat vector of " + std::to_string(n) + " values, got shape " + shape_str(va));
             CArray<T> out = new_array<T>({static_cast<py::ssize_t>(n)});
-            run<T>(self, op, [&] { fb.fn->curvature(va.data(), out.mutable_data(), gauss_newton); });
+            run_locked<T>(self, op, [&] { fb.fn->curvature(va.data(), out.mutable_data(), gauss_newton); });
             return out;
           },
           py::arg("v"), py::arg("gauss_newton") = true,
           "B v at the current parameters: G v (gauss_newton) or H v of the objective, the l2 term included")
       .def("__call__", [](py::object self) {
         FullBatch<T>& fb = self.cast<FullBatch<T>&>();
-        return run<T>(self, "FullBatchObjective", [&] { return (*fb.fn)(); });
+        return run_locked<T>(self, "FullBatchObjective", [&] { return (*fb.fn)(); });
       });
 }
 
@@ -261,7 +261,7 @@ void bind_second_order(py::module_& m) {
           LineSearchOptions o{c1, c2, tolerance_change, max_evals};
           const double gtd = vec_dot(g0a.data(), da.data(), n);
           if (!(gtd < 0)) value_error(op, "d is not a descent direction (g0.d = " + std::to_string(gtd) + " >= 0)");
-          LineSearchResult r = run<T>(objective, op, [&] { return strong_wolfe(p, x0.data(), da.data(), t, f0, g0a.data(), gtd, o); });
+          LineSearchResult r = run_locked<T>(objective, op, [&] { return strong_wolfe(p, x0.data(), da.data(), t, f0, g0a.data(), gtd, o); });
           py::dict out;
           out["t"] = r.t, out["f"] = r.f, out["evals"] = r.evals, out["wolfe"] = r.wolfe;
           out["nonfinite"] = r.nonfinite, out["budget_out"] = r.budget_out;
@@ -300,7 +300,7 @@ void bind_second_order(py::module_& m) {
           LBFGSState<T> st{da.mutable_data(), pg.mutable_data(), sc.mutable_data(), ct.mutable_data()};
           Problem<T> p{xa.mutable_data(), ga.mutable_data(), n, objective_arg<T>(objective, xa.data(), ga.data(), op)};
           callback_arg(p, options);
-          return report_dict(run<T>(objective, op, [&] { return lbfgs_step(p, h, st, o); }));
+          return report_dict(run_locked<T>(objective, op, [&] { return lbfgs_step(p, h, st, o); }));
         });
       },
       py::arg("objective"), py::arg("x"), py::arg("g"), py::arg("s"), py::arg("y"), py::arg("rho"), py::arg("ring"),
@@ -331,13 +331,13 @@ void bind_second_order(py::module_& m) {
             const std::string formula = options.contains("formula") ? options["formula"].cast<std::string>() : "pr+";
             cg.formula = formula == "fr" ? CGFormula::fletcher_reeves : CGFormula::polak_ribiere;
             cg.restart = opt_int(options, "restart", 0);
-            return report_dict(run<T>(objective, op, [&] { return descent_minimize(p, cg, o, op); }));
+            return report_dict(run_locked<T>(objective, op, [&] { return descent_minimize(p, cg, o, op); }));
           }
           if (method == "bfgs") {
             CArray<T> M = vec_arg<T>(state["M"], op, "M", n * n);
             auto sc = state_arg<double>(state["scalars"], op, "scalars", 1);
             BFGS<T> b{n, M.mutable_data(), sc.mutable_data(), {}};
-            return report_dict(run<T>(objective, op, [&] { return descent_minimize(p, b, o, op); }));
+            return report_dict(run_locked<T>(objective, op, [&] { return descent_minimize(p, b, o, op); }));
           }
           CArray<T> H = vec_arg<T>(state["H"], op, "H", n * n);
           auto sc = state_arg<double>(state["scalars"], op, "scalars", 2);
@@ -359,7 +359,7 @@ void bind_second_order(py::module_& m) {
               hessian(Harr);
             };
           }
-          return report_dict(run<T>(objective, op, [&] { return descent_minimize(p, nw, o, op); }));
+          return report_dict(run_locked<T>(objective, op, [&] { return descent_minimize(p, nw, o, op); }));
         });
       },
       py::arg("method"), py::arg("objective"), py::arg("x"), py::arg("g"), py::arg("state"), py::arg("options"),
@@ -399,7 +399,7 @@ void bind_second_order(py::module_& m) {
               (void)op;
             };
           }
-          return report_dict(run<T>(objective, op, [&] { return hessian_free_minimize(p, cv, pp.mutable_data(), sc.mutable_data(), o); }));
+          return report_dict(run_locked<T>(objective, op, [&] { return hessian_free_minimize(p, cv, pp.mutable_data(), sc.mutable_data(), o); }));
         });
       },
       py::arg("objective"), py::arg("x"), py::arg("g"), py::arg("p_prev"), py::arg("scalars"),
