@@ -179,10 +179,9 @@ void bind_layer(py::module_& m, const std::string& suffix) {
       // images per eval block for an input shape (0: none), for the tests of FusedConvBatchNormPool
       .def(
           "_block_images",
-          [](Conv2d<T>& c, const py::sequence& in) {
-            Shape shape;
-            for (const auto& d : in) shape.push_back(d.cast<index_t>());
-            return c.block_images(shape);
+          [](Conv2d<T>& c, const py::handle& in) {
+            const auto nchw = input_shape_arg(in, "Conv2d._block_images");
+            return c.block_images({nchw[0], nchw[1], nchw[2], nchw[3]});
           },
           py::arg("shape"));
 }

@@ -80,9 +80,7 @@ class Conv2d : public Layer<T> {
     // the fused pass's output has its own buffer: the R-operator reruns the plain forward after it
     // (FusedConvBatchNorm), which must not overwrite what the next layer read
     y_ = (scale || relu ? fused_ws_ : out_ws_).get({s.geom.n, O_, s.geom.p, s.geom.q});
-    ConvEpilogue<T> epi;
-    epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
-    conv2d_forward(x.data, w_, epi, y_.data, s, workspace(s));
+    conv2d_forward(x.data, w_, epilogue(scale, shift, relu), y_.data, s, workspace(s));
     return y_;
   }
 
@@ -110,16 +108,16 @@ class Conv2d : public Layer<T> {
     const index_t b = block_images(x.shape), n = x.shape[0];
     FASTNN_CHECK(b > 0, "Conv2d", "forward_affine_blocks needs at least two blocks of images");
     x_ = x;
-    ConvEpilogue<T> epi;
-    epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
+    const ConvEpilogue<T> epi = epilogue(scale, shift, relu);
     const index_t last = n - (n / b - 1) * b;  // the last block's images: b .. 2b - 1
-    const index_t image_in = x.size() / n;
+    const ConvGeometry whole = shape_for(x.shape).geom;
+    const index_t image_in = whole.c * whole.h * whole.w, image_out = O_ * whole.p * whole.q;
+    T* h = block_ws_.get({(2 * b - 1) * image_out}).data;
     Shape block = x.shape;
     for (index_t n0 = 0; n0 < n;) {
       const index_t n1 = n - n0 == last ? n : n0 + b;
       block[0] = n1 - n0;
       const Conv2dShape s = make_shape(block);
-      T* h = block_ws_.get({2 * b * O_ * s.geom.p * s.geom.q}).data;
       conv2d_forward(x.data + n0 * image_in, w_, epi, h, s, workspace(s));
       consume(n0, n1, static_cast<const T*>(h));
       n0 = n1;
@@ -212,6 +210,12 @@ class Conv2d : public Layer<T> {
 
  private:
   index_t weight_size() const { return O_ * (C_ / G_) * kh_ * kw_; }
+  // The output pass's epilogue: the bias, then the affine and the ReLU when given.
+  ConvEpilogue<T> epilogue(const T* scale, const T* shift, bool relu) const {
+    ConvEpilogue<T> epi;
+    epi.bias = b_, epi.scale = scale, epi.shift = shift, epi.relu = relu;
+    return epi;
+  }
   // forward_affine_blocks: a block's output within L2 (512 KiB a core on Zen 2) with both threads'
   // halves together. Measured on the cnn's eval pass, batch 1000, 2 threads (Zen 2): its first
   // block (1 -> 32 channels, 9 taps; 100 KB an image) 1.27x faster in blocks of 10 images (and of

@@ -38,15 +38,25 @@ class FusedConvBatchNorm : public Layer<T> {
   Shape output_shape(const Shape& in) const override { return bn_->output_shape(conv_->output_shape(in)); }
 
   View<T> forward(const View<T>& x, const Context& ctx) override {
-    // a BatchNorm collecting its input (recompute_bn_statistics) must see it: the separate layers
-    folded_ = !bn_->training_in(ctx) && bn_->track_running_stats() && !bn_->collecting();
+    folded_ = folds(ctx);
     if (!folded_) return after_conv(conv_->forward(x, ctx), ctx);
-    output_shape(x.shape);  // the BatchNorm's channels are the conv's
-    const index_t C = bn_->num_features();
-    scale_.resize(C), shift_.resize(C);
-    bn_->eval_affine(scale_.data(), shift_.data());
-    x_ = x, ctx_ = ctx;
+    fold(x, ctx);
     return conv_->forward_affine(x, scale_.data(), shift_.data(), relu_);
+  }
+
+  // Whether forward runs the folded pass: an eval-mode BatchNorm with running statistics (one
+  // collecting its input, recompute_bn_statistics, must see it: the separate layers).
+  bool folds(const Context& ctx) const {
+    return !bn_->training_in(ctx) && bn_->track_running_stats() && !bn_->collecting();
+  }
+  // The folded pass in blocks of images (Conv2d::forward_affine_blocks; needs folds(ctx) and
+  // conv.block_images(x.shape) > 0): consume(n0, n1, h) reads each block's output. Backward and
+  // the R-operator then rerun the layers, as after the folded forward.
+  template <class F>
+  void forward_folded_blocks(const View<T>& x, const Context& ctx, F&& consume) {
+    folded_ = true;
+    fold(x, ctx);
+    conv_->forward_affine_blocks(x, scale_.data(), shift_.data(), relu_, consume);
   }
 
   View<T> backward(const View<T>& g, bool need_input_grad) override {
@@ -72,6 +82,14 @@ class FusedConvBatchNorm : public Layer<T> {
   }
 
  private:
+  // BN's folded affine, and the input and context that backward reruns the layers on.
+  void fold(const View<T>& x, const Context& ctx) {
+    output_shape(x.shape);  // the BatchNorm's channels are the conv's
+    const index_t C = bn_->num_features();
+    scale_.resize(C), shift_.resize(C);
+    bn_->eval_affine(scale_.data(), shift_.data());
+    x_ = x, ctx_ = ctx;
+  }
   Layer<T>& after_conv_layer() const {
     if (relu_) return *bn_act_;
     return *bn_;
@@ -99,8 +117,8 @@ class FusedConvBatchNorm : public Layer<T> {
 //   the block from there (Conv2d::forward_affine_blocks): on the cnn's first block that output is
 //   100 KB an image, 100 MB for a batch of 1000, written and read back once each otherwise.
 // The backward runs the pool's, BN+ReLU's and the conv's, as the separate layers do, so outputs and
-// gradients are theirs, bit for bit; after an eval forward it first reruns the conv and BN+ReLU (the
-// fused pass keeps neither the conv's output nor BN's state), as FusedConvBatchNorm does. Otherwise
+// gradients are theirs, bit for bit; after an eval forward FusedConvBatchNorm first reruns the conv
+// and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
 // (a batch under two blocks in eval, other windows in training, a BatchNorm collecting its
 // statistics) FusedConvBatchNorm runs, then the pool.
 template <class T>
@@ -118,77 +136,50 @@ class FusedConvBatchNormPool : public Layer<T> {
   View<T> forward(const View<T>& x, const Context& ctx) override {
     const Shape h_shape = conv_->output_shape(x.shape);
     const bool channels_fit = bn_->output_shape(h_shape) == h_shape;
-    const bool folds = !bn_->training_in(ctx) && bn_->track_running_stats() && !bn_->collecting();
-    ran_ = Ran::separate;
-    if (channels_fit && folds && conv_->block_images(x.shape) > 0) return forward_eval_blocks(x, h_shape, ctx);
-    if (channels_fit && !folds && !bn_->collecting() && pool_->tiles_2x2(h_shape)) {
-      ran_ = Ran::composed;
-      const View<T> h = conv_->forward(x, ctx);
-      return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
-        bn_->forward_relu_max_pool(h, ctx, g, y, argmax);
+    pooled_ = false;
+    if (channels_fit && conv_bn_->folds(ctx) && conv_->block_images(x.shape) > 0)
+      return pool_->forward_produced(h_shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+        const index_t image = g.c * g.p * g.q;
+        conv_bn_->forward_folded_blocks(x, ctx, [&](index_t n0, index_t n1, const T* h) {
+          ConvGeometry block = g;
+          block.n = n1 - n0;
+          max_pool2d_forward(h, y + n0 * image, argmax + n0 * image, block);
+        });
       });
-    }
-    return pool_->forward(conv_bn_->forward(x, ctx), ctx);
+    pooled_ = channels_fit && !conv_bn_->folds(ctx) && !bn_->collecting() && pool_->tiles_2x2(h_shape);
+    if (!pooled_) return pool_->forward(conv_bn_->forward(x, ctx), ctx);
+    const View<T> h = conv_->forward(x, ctx);
+    return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+      bn_->forward_relu_max_pool(h, ctx, g, y, argmax);
+    });
   }
 
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     const View<T> dp = pool_->backward(g, true);
-    rerun_after_blocks();
-    if (ran_ == Ran::separate) return conv_bn_->backward(dp, need_input_grad);
+    if (!pooled_) return conv_bn_->backward(dp, need_input_grad);
     return conv_->backward(bn_act_->backward(dp, true), need_input_grad);
   }
 
   // The R-operator composes the layers' own, in the order the last forward ran them.
   bool has_rop() const override { return conv_bn_->has_rop() && pool_->has_rop(); }
   View<T> rop_forward(const View<T>& rx, const Context& ctx) override {
-    rerun_after_blocks();
-    if (ran_ == Ran::separate) return pool_->rop_forward(conv_bn_->rop_forward(rx, ctx), ctx);
+    if (!pooled_) return pool_->rop_forward(conv_bn_->rop_forward(rx, ctx), ctx);
     return pool_->rop_forward(bn_act_->rop_forward(conv_->rop_forward(rx, ctx), ctx), ctx);
   }
   RopGrad<T> rop_backward(const View<T>& g, const View<T>& rg, bool need_input_grad) override {
     const RopGrad<T> dp = pool_->rop_backward(g, rg, true);
-    if (ran_ == Ran::separate) return conv_bn_->rop_backward(dp.grad, dp.rgrad, need_input_grad);
+    if (!pooled_) return conv_bn_->rop_backward(dp.grad, dp.rgrad, need_input_grad);
     const RopGrad<T> dh = bn_act_->rop_backward(dp.grad, dp.rgrad, true);
     return conv_->rop_backward(dh.grad, dh.rgrad, need_input_grad);
   }
 
  private:
-  // How the last forward ran: conv_bn_ then the pool; the conv then BN+ReLU (pooling in training);
-  // or the eval blocks, which backward and the R-operator first rerun as `composed`.
-  enum class Ran { separate, composed, eval_blocks };
-
-  View<T> forward_eval_blocks(const View<T>& x, const Shape& h_shape, const Context& ctx) {
-    ran_ = Ran::eval_blocks;
-    x_ = x, ctx_ = ctx;
-    const index_t C = bn_->num_features();
-    scale_.resize(C), shift_.resize(C);
-    bn_->eval_affine(scale_.data(), shift_.data());
-    return pool_->forward_produced(h_shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
-      const index_t image = g.c * g.p * g.q;
-      conv_->forward_affine_blocks(x, scale_.data(), shift_.data(), true, [&](index_t n0, index_t n1, const T* h) {
-        ConvGeometry block = g;
-        block.n = n1 - n0;
-        max_pool2d_forward(h, y + n0 * image, argmax + n0 * image, block);
-      });
-    });
-  }
-  // The conv's and BN+ReLU's own forward, for what their backward and R-operator read; the pool's
-  // argmax from the fused pass stays (the same values).
-  void rerun_after_blocks() {
-    if (ran_ != Ran::eval_blocks) return;
-    bn_act_->forward(conv_->forward(x_, ctx_), ctx_);
-    ran_ = Ran::composed;
-  }
-
   std::shared_ptr<Conv2d<T>> conv_;
   std::shared_ptr<BatchNorm<T>> bn_;
   std::shared_ptr<MaxPool2d<T>> pool_;
-  std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // the separate path: conv -> BN -> ReLU (folded in eval)
-  std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU after the conv alone
-  Ran ran_ = Ran::separate;
-  View<T> x_;  // the eval blocks' input and context, for the rerun
-  Context ctx_;
-  std::vector<T> scale_, shift_;  // BN's folded affine for the eval blocks
+  std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // conv -> BN -> ReLU (folded in eval, in blocks or not)
+  std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU's backward and R-operator after the pooled pass
+  bool pooled_ = false;  // the last forward ran the training pass that pools in BN's output pass
 };
 
 }  // namespace fastnn
