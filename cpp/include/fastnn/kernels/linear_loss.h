@@ -178,12 +178,7 @@ void grad_group(const T* const* rows, index_t m, const T* g, index_t gout, index
   for (; k + KV * S <= in; k += KV * S) narrow_detail::grad_tile<T, OB, KV>(rows, m, g, gout, o0, k, dw, in, true);
   if constexpr (KV > 1)
     for (; k + S <= in; k += S) narrow_detail::grad_tile<T, OB, 1>(rows, m, g, gout, o0, k, dw, in, true);
-  for (index_t o = o0; o < o0 + OB; ++o)
-    for (index_t kk = k; kk < in; ++kk) {
-      T s = 0;
-      for (index_t r = 0; r < m; ++r) s += g[r * gout + o] * rows[r][kk];
-      dw[o * in + kk] += s;
-    }
+  narrow_detail::grad_scalar_columns(rows, m, g, gout, o0, o0 + OB, k, in, dw, in, true);
 }
 
 template <class T, int OB = 1>

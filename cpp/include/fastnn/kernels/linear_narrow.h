@@ -59,11 +59,11 @@ void grad_columns(const T* const* rows, index_t n, const T* g, index_t out, inde
   for (; o < out; ++o) grad_tile<T, 1, KV>(rows, n, g, out, o, k0, dw, in, accumulate);
 }
 
-// Input columns past the last whole packet, one scalar sum per element (same order: r ascending).
+// Input columns [k0, k1) of outputs [o0, o1), one scalar sum per element (same order: r ascending).
 template <class T>
-void grad_scalar_columns(const T* const* rows, index_t n, const T* g, index_t out, index_t k0, index_t k1, T* dw,
-                         index_t in, bool accumulate) {
-  for (index_t o = 0; o < out; ++o)
+void grad_scalar_columns(const T* const* rows, index_t n, const T* g, index_t out, index_t o0, index_t o1, index_t k0,
+                         index_t k1, T* dw, index_t in, bool accumulate) {
+  for (index_t o = o0; o < o1; ++o)
     for (index_t k = k0; k < k1; ++k) {
       T s = 0;
       for (index_t r = 0; r < n; ++r) s += g[r * out + o] * rows[r][k];
@@ -80,7 +80,7 @@ void weight_grad_rows(const T* const* rows, index_t n, const T* g, index_t out, 
   for (index_t c = 0; c < chunks; ++c) grad_columns<T, kGradPackets>(rows, n, g, out, c * chunk, dw, in, accumulate);
   index_t k = chunks * chunk;
   for (; k + kP<T> <= in; k += kP<T>) grad_columns<T, 1>(rows, n, g, out, k, dw, in, accumulate);
-  grad_scalar_columns(rows, n, g, out, k, in, dw, in, accumulate);
+  grad_scalar_columns(rows, n, g, out, 0, out, k, in, dw, in, accumulate);  // past the last whole packet
 }
 
 // f(begin, end) over [0, items) on the threads a GEMM of `macs` multiply-adds would use (a
