@@ -138,14 +138,7 @@ class FusedConvBatchNormPool : public Layer<T> {
     const bool channels_fit = bn_->output_shape(h_shape) == h_shape;
     pooled_ = false;
     if (channels_fit && conv_bn_->folds(ctx) && conv_->block_images(x.shape) > 0)
-      return pool_->forward_produced(h_shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
-        const index_t image = g.c * g.p * g.q;
-        conv_bn_->forward_folded_blocks(x, ctx, [&](index_t n0, index_t n1, const T* h) {
-          ConvGeometry block = g;
-          block.n = n1 - n0;
-          max_pool2d_forward(h, y + n0 * image, argmax + n0 * image, block);
-        });
-      });
+      return pool_->forward_blocks(h_shape, [&](auto consume) { conv_bn_->forward_folded_blocks(x, ctx, consume); });
     pooled_ = channels_fit && !conv_bn_->folds(ctx) && !bn_->collecting() && pool_->tiles_2x2(h_shape);
     if (!pooled_) return pool_->forward(conv_bn_->forward(x, ctx), ctx);
     const View<T> h = conv_->forward(x, ctx);

@@ -85,6 +85,20 @@ class MaxPool2d : public Layer<T> {
     produce(g_, y.data, argmax_.data());
     return y;
   }
+  // forward_produced from an input made a block of images at a time: run_blocks(consume) calls
+  // consume(n0, n1, h) with images [n0, n1) of the input at h (Conv2d::forward_affine_blocks), and
+  // each block is pooled while it is in cache (the eval-mode conv -> ReLU -> pool layers).
+  template <class F>
+  View<T> forward_blocks(const Shape& in, F&& run_blocks) {
+    return forward_produced(in, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
+      const index_t image = g.c * g.p * g.q;
+      run_blocks([&](index_t n0, index_t n1, const T* h) {
+        ConvGeometry block = g;
+        block.n = n1 - n0;
+        max_pool2d_forward(h, y + n0 * image, argmax + n0 * image, block);
+      });
+    });
+  }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     if (!need_input_grad) return {};
     View<T> dx = grad_in_.get(in_shape_);

@@ -9,6 +9,7 @@
 #include "fastnn/layers/batchnorm_activation.h"
 #include "fastnn/layers/conv.h"
 #include "fastnn/layers/conv_batchnorm.h"
+#include "fastnn/layers/conv_relu.h"
 #include "fastnn/layers/dropout.h"
 #include "fastnn/layers/layer.h"
 #include "fastnn/layers/linear.h"
@@ -110,7 +111,9 @@ class Sequential : public Container<T> {
   // does a BatchNorm followed by ReLU, with the Dropout that follows it if any (two passes less).
   // A Conv2d followed by a BatchNorm2d (and those) runs as one layer that, when the BatchNorm is
   // in eval mode, applies BN's folded affine and the ReLU in the conv's output pass; with a ReLU
-  // and a MaxPool2d after it, the pool joins it (in training, BN's output pass pools).
+  // and a MaxPool2d after it, the pool joins it (in training, BN's output pass pools). A Conv2d
+  // followed by a ReLU (no BatchNorm: a model after fold_batchnorm) applies the ReLU in its output
+  // pass, and a MaxPool2d after them joins too (in eval, pooling blocks of the conv's output in cache).
   void plan_execution() {
     exec_.clear();
     exec_child_.clear();
@@ -145,6 +148,12 @@ class Sequential : public Container<T> {
           exec_.push_back(std::make_shared<FusedConvBatchNorm<T>>(conv, conv_bn, relu, drop));
         exec_child_.push_back(i);
         i += 1 + relu + (drop || pool ? 1 : 0);
+      } else if (conv && relu_at(i + 1)) {
+        auto pool = std::dynamic_pointer_cast<MaxPool2d<T>>(child(i + 2));
+        exec_.push_back(std::make_shared<FusedConvRelu<T>>(
+            conv, std::static_pointer_cast<PointwiseActivation<T>>(children_[i + 1]), pool));
+        exec_child_.push_back(i);
+        i += pool ? 2 : 1;
       } else if (bn && relu_at(i + 1)) {
         auto drop = dropout_at(i + 2, *bn);
         exec_.push_back(std::make_shared<FusedBatchNormActivation<T>>(bn, drop));
