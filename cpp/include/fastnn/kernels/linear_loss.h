@@ -71,7 +71,8 @@ inline void in_register(P& v) {
 
 // The rows of the next block, fetched into L2 while the current one is computed: the forward and
 // the weight gradient take turns issuing a few lines, so that memory is read during all of a
-// block's work (without it the forward waited on the rows for half its time).
+// block's work (with none, the forward waited on the rows: an evaluation took ~1.3x as long at
+// one thread; the hardware prefetcher alone does not keep up).
 struct NextBlock {
   const char* p = nullptr;
   const char* end = nullptr;
@@ -102,8 +103,8 @@ void pack_dot_weights(const T* w, index_t out, index_t in, std::vector<T, Eigen:
 // tile repeat row m - 1 and are not stored. A line of the next block is fetched per kFetchPackets.
 constexpr index_t kFetchPackets = 4;  // (8: 1.05x slower, 16: 1.1x)
 template <class T, int O>
-void dot_pass(const T* const* rows, index_t m, NextBlock& next, const T* wk, index_t p0, index_t p1, bool first, bool last, T* acc_io,
-              index_t out, index_t o0, T* z) {
+void dot_pass(const T* const* rows, index_t m, NextBlock& next, const T* wk, index_t p0, index_t p1, bool first,
+              bool last, T* acc_io, index_t out, index_t o0, T* z) {
   using P = Packet<T>;
   using namespace narrow_detail;
   constexpr int S = kP<T>, R = dot_rows<O>();
@@ -142,8 +143,8 @@ void dot_pass(const T* const* rows, index_t m, NextBlock& next, const T* wk, ind
 }
 
 template <class T, int O = 1>
-void dot_pass_dispatch(index_t o_count, const T* const* rows, index_t m, NextBlock& next, const T* wk, index_t p0, index_t p1,
-                       bool first, bool last, T* acc_io, index_t out, index_t o0, T* z) {
+void dot_pass_dispatch(index_t o_count, const T* const* rows, index_t m, NextBlock& next, const T* wk, index_t p0,
+                       index_t p1, bool first, bool last, T* acc_io, index_t out, index_t o0, T* z) {
   if constexpr (O < kDotOutputs) {
     if (o_count != O)
       return dot_pass_dispatch<T, O + 1>(o_count, rows, m, next, wk, p0, p1, first, last, acc_io, out, o0, z);
@@ -222,7 +223,8 @@ void weight_grad_block(const T* const* rows, index_t m, const T* g, index_t gout
   const index_t groups = (gout + kGradOutputs - 1) / kGradOutputs;
   for (index_t gi = 0, o0 = 0; gi < groups; ++gi) {
     const index_t o1 = gout * (gi + 1) / groups;
-    grad_group_dispatch<T>(o1 - o0, rows, m, g, gout, o0, in, dw, next, (next.left() + groups - gi - 1) / (groups - gi));
+    const index_t lines = (next.left() + groups - gi - 1) / (groups - gi);  // this group's share of the rest
+    grad_group_dispatch<T>(o1 - o0, rows, m, g, gout, o0, in, dw, next, lines);
     o0 = o1;
   }
 }
