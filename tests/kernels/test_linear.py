@@ -159,7 +159,8 @@ def test_accumulate_into_given_gradients(rng, dtype, activation, given, shape):
     + [("relu", 8, 3000, 49, True), ("none", 5, 12000, 20, True)]  # a last block of one column / row
     + [("sigmoid", 1, 2048, 600, True)]  # batch of one: matrix-vector products
     # few outputs (linear_narrow.h): rows split for the forward, grad_weight summed in two row halves
-    + [("relu", 128, 784, 32, False), ("tanh", 61, 1000, 17, True), ("none", 300, 257, 64, True)],
+    + [("relu", 128, 784, 32, False), ("tanh", 61, 1000, 17, True), ("none", 300, 257, 64, True)]
+    + [("relu", 1000, 300, 20, False)],  # halves of several row blocks (linear_narrow.h's kGradBlockRows)
 )
 def test_same_result_with_one_and_two_threads(rng, activation, n, n_in, n_out, need_input):
     # Bit for bit: the threads split the outputs, never a sum (GEMM blocks at Eigen's register
@@ -174,6 +175,20 @@ def test_same_result_with_one_and_two_threads(rng, activation, n, n_in, n_out, n
     np.testing.assert_array_equal(y1, y2)
     for one, two in zip(g1, g2):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [63, 64, 65, 700])
+def test_narrow_weight_grad_over_row_blocks_matches_reference(rng, dtype, n):
+    # few outputs: grad_weight sums blocks of 64 rows, each block's sum added in order
+    for n_out in (3, 10):
+        x, w, b, grad_out = make(rng, n, 257, n_out, dtype)
+        y = F.linear_forward(x, w, b, "relu")
+        _, gw, gb = F.linear_backward(grad_out, x, w, y, "relu")
+        _, rw, rb = R.linear_backward(grad_out, x, w, y, "relu")
+        (_, tw, tb), (_, kw, kb) = backward_terms(grad_out, x, w, y, "relu")
+        assert_sum_close(gw, rw, tw, kw, err_msg=f"n={n} out={n_out}")
+        assert_sum_close(gb, rb, tb, kb, err_msg=f"n={n} out={n_out}")
 
 
 def test_activations_at_the_extremes():

@@ -60,6 +60,28 @@ def test_y_is_linear_forward_and_threads_do_not_change_bits(rng, dtype, n_out):
     assert_sum_close(r1, F.linear_forward(x, v, vb), *terms(x, v, vb))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 13, 37])
+def test_narrow_halves_when_the_stack_is_too_wide(rng, dtype, n):
+    # out <= the narrow width < 2 out (784 -> 32 with AVX2): the narrow kernel on W, then on V;
+    # y is the plain forward's, bit for bit (the same kernel), at any thread count
+    widest = F.linear_loss_max_outputs(dtype)  # the narrow kernels' width in this build
+    for n_out in (widest // 2 + 1, widest):
+        for with_bias in (True, False):
+            x, w, b, v, vb = make(rng, n, 129, n_out, dtype, with_bias)
+            shape = f"n={n} out={n_out} bias={with_bias}"
+            with num_threads(1):
+                y1, r1 = F.linear_forward_pair(x, w, b, v, vb, "sigmoid")
+            with num_threads(2):
+                y2, r2 = F.linear_forward_pair(x, w, b, v, vb, "sigmoid")
+            np.testing.assert_array_equal(y1, y2, err_msg=shape)
+            np.testing.assert_array_equal(r1, r2, err_msg=shape)
+            np.testing.assert_array_equal(y1, F.linear_forward(x, w, b, "sigmoid"), err_msg=shape)
+            want_y, want_r = R.linear_forward_pair(x, w, b, v, vb, "sigmoid")
+            assert_sum_close(y1, want_y, *terms(x, w, b), rtol=8 * np.finfo(dtype).eps, err_msg=f"y {shape}")
+            assert_sum_close(r1, want_r, *terms(x, v, vb), err_msg=f"r {shape}")
+
+
 def test_bad_input(rng):
     x, w, b, v, vb = make(rng, 5, 7, 3, np.float32, True)
     with pytest.raises(ValueError, match="v_weight"):

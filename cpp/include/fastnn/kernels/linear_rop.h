@@ -3,6 +3,9 @@
 // (R{z} = x V^T + v_b + R{x} W^T; layers/linear.h adds the R{x} term). One product of x with the
 // stacked weights [W; V] (2 out columns) reads x once where the forward and the R-forward read it
 // twice: for the 784 -> 32 first layer of an MLP, that read is a third of an H·v (net/curvature.h).
+// When 2 out is past the narrow kernels' width but out is not (784 -> 32 with AVX2: 64 > 32), the
+// narrow kernel runs on W and then on V for each few rows, while they are in cache, writing y and r
+// in place (the GEMM of [W; V] and its split took ~1.1x as long at 1024 x 784 -> 2 x 32, one thread).
 #pragma once
 
 #include <algorithm>
@@ -42,6 +45,27 @@ void linear_forward_pair(const T* x, const T* w, const T* b, const T* v, const T
                          index_t out, Activation act = Activation::none, T slope = T(0.01)) {
   using linear_rop_detail::split_row;
   const index_t out2 = 2 * out;
+  if (!narrow_linear_fits<T>(out2) && narrow_linear_fits<T>(out)) {
+    using namespace narrow_detail;
+    thread_local std::vector<T, Eigen::aligned_allocator<T>> wbuf, vbuf;
+    const T* wt = pack_b<T>(CMatMap<T>(w, out, in, Eigen::OuterStride<>(in)).transpose(), wbuf);
+    const T* vt = pack_b<T>(CMatMap<T>(v, out, in, Eigen::OuterStride<>(in)).transpose(), vbuf);
+    const StridedRows<T> rows{x, in};
+    auto post_y = [&](T* row) { linear_detail::bias_activation(row, b, out, act, slope); };
+    auto post_r = [&](T* row) {
+      if (vb) ArrMap<T>(row, out) += CArrMap<T>(vb, out);
+    };
+    const index_t items = (n + kRowUnit - 1) / kRowUnit;
+    parallel_items(items, n * in * out2, [&](index_t i0, index_t i1) {
+      const index_t r_end = std::min(n, i1 * kRowUnit);
+      for (index_t i = i0; i < i1; ++i) {  // V's pass finds the item's rows in cache: it fetches none ahead
+        const index_t r0 = i * kRowUnit, r1 = std::min(n, r0 + kRowUnit);
+        product_rows(rows, wt, in, y, out, out, r0, r1, r_end, false, post_y);
+        product_rows(rows, vt, in, r, out, out, r0, r1, r1, false, post_r);
+      }
+    });
+    return;
+  }
   thread_local std::vector<T, Eigen::aligned_allocator<T>> stacked, product;
   stacked.resize(static_cast<size_t>(out2 * in));
   product.resize(static_cast<size_t>(n * out2));
