@@ -231,12 +231,6 @@ inline index_t winograd_chunk_size(const Conv2dShape& s) {
   return std::max(winograd::group_scratch_size(g.c, s.out_channels, g.p, g.q, b),
                   winograd::group_scratch_size(s.out_channels, g.c, g.h, g.w, b));
 }
-// The forward's transformed input kept for the backward's weight gradient (conv2d_forward's
-// v_keep, conv2d_backward's v_kept): 16 C x the tiles of the batch, 0 where Winograd is not used.
-inline index_t winograd_input_cache_size(const Conv2dShape& s) {
-  const ConvGeometry& g = s.geom;
-  return winograd_weight_grad(s) ? winograd::input_cache_size(g.c, g.p, g.q, g.n) : 0;
-}
 // One chunk's buffer in the image-by-image passes: an image's patches, or its Winograd scratch.
 inline index_t chunk_buffer_size(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
@@ -281,13 +275,10 @@ inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
 // y (N, O, P, Q) = epi(conv2d(x, weight)) per output channel (ConvEpilogue: + bias, an eval
 // BatchNorm's affine, ReLU). x (N, C, H, W), weight (O, C/G, kh, kw), the epilogue's arrays (O),
 // y: all C-contiguous, y must not alias the others. ws: conv2d_workspace_size(s), scratch only
-// (nothing in it is kept for the backward, which recomputes the patches in cache). v_keep: null,
-// or conv_detail::winograd_input_cache_size(s) elements (when nonzero) where a Winograd forward
-// leaves its transformed input, for conv2d_backward's v_kept (a training layer's buffer: the
-// weight gradient then skips its input transform).
+// (nothing in it is kept for the backward, which recomputes the patches in cache).
 template <class T>
 void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* y, const Conv2dShape& s,
-                    ConvWorkspace<T> ws, T* v_keep = nullptr) {
+                    ConvWorkspace<T> ws) {
   using gemm_detail::run_product_tiles;
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
@@ -320,8 +311,7 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
             winograd::conv3x3_images(x + n0 * CHW, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, u, O, y + n0 * O * PQ, g.p,
                                      g.q, ws.cols + k * chunk, [&](index_t o, T* row, index_t len) {
                                        if (!epi.empty()) epi.apply(row, len, o);
-                                     },
-                                     v_keep ? v_keep + winograd::input_cache_size(g.c, g.p, g.q, n0) : nullptr);
+                                     });
           });
       return;
     }
@@ -375,12 +365,11 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
 //   grad_input (N, C, H, W) = col2im([G_g W_g]_g), always overwritten;
 //   grad_weight (O, C/G, kh, kw) (+)= [G_g^T cols_g]_g;  grad_bias (O) (+)= sums of grad_out,
 // added to (+=) with accumulate_weight / accumulate_bias (the layers' contract), else overwritten.
-// Null outputs are skipped. ws: conv2d_workspace_size(s), scratch only. v_kept: null, or what
-// conv2d_forward left in v_keep for this x (read instead of transforming x again).
+// Null outputs are skipped. ws: conv2d_workspace_size(s), scratch only.
 template <class T>
 void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_input, T* grad_weight, T* grad_bias,
                      const Conv2dShape& s, ConvWorkspace<T> ws, bool accumulate_weight = false,
-                     bool accumulate_bias = false, const T* v_kept = nullptr) {
+                     bool accumulate_bias = false) {
   using gemm_detail::run_product_tiles;
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
@@ -442,8 +431,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
       T* part = ws.partial + k * pstride;
       if (winograd_dw)
         winograd::weight_grad_images(x + n0 * CHW, grad_out + n0 * O * PQ, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, O, g.p,
-                                     g.q, part, n0 > first, buf,
-                                     v_kept ? v_kept + winograd::input_cache_size(g.c, g.p, g.q, n0) : nullptr);
+                                     g.q, part, n0 > first, buf);
       if (winograd_dx)  // dx = the 3x3 convolution of grad_out with the flipped kernel, padding 2 - p
         winograd::conv3x3_images(grad_out + n0 * O * PQ, n1 - n0, O, g.p, g.q, 2 - g.ph, 2 - g.pw, u, g.c,
                                  grad_input + n0 * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});

@@ -350,27 +350,19 @@ inline index_t group_scratch_size(index_t in_channels, index_t out_channels, ind
   return detail::Plane(t).size() + kPoints * in_channels * t.count() * images + rest;
 }
 
-// V of `images` images (C channels, P x Q outputs) as the forward keeps it for the weight gradient;
-// a group of images starting at image n0 has its V at n0 times the size of one.
-inline index_t input_cache_size(index_t C, index_t P, index_t Q, index_t images) {
-  return kPoints * C * Tiles(P, Q).count() * images;
-}
-
 // y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
 // padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (depth C, out O);
 // epi(o, row, len) finishes len outputs of channel o of one image in place.
 // The input transform of the group's images into V, then per image and block of kTileBlock tiles
 // the 16 products and the output transform while in L1 (no pass over a 16 x O x T M), then the
 // image's outputs transposed into NCHW. scratch: group_scratch_size(C, O, P, Q, images).
-// v_keep (null: scratch): where V goes instead, input_cache_size(C, P, Q, images) elements, for
-// weight_grad_images' v_kept.
 template <class T, class Epi>
 void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
-                    index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi, T* v_keep = nullptr) {
+                    index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
   const Tiles tiles(P, Q);
   const index_t NT = tiles.count(), ld = images * NT, op = padded<T>(O), PQ = P * Q;
   const detail::GroupBuffers<T> buf = detail::group_buffers(scratch, tiles, C, O, ld);
-  T *v = v_keep ? v_keep : buf.v, *mb = buf.m, *yt = mb + kPoints * detail::kTileBlock * op;
+  T *v = buf.v, *mb = buf.m, *yt = mb + kPoints * detail::kTileBlock * op;
   for (index_t i = 0; i < images; ++i)
     detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, buf.plane, v, ld, i * NT);
   for (index_t i = 0; i < images; ++i) {
@@ -388,19 +380,15 @@ void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W,
 // du (16, O, C) (+)= the transformed weight gradient of the `images` images x[i] (C, H, W) with
 // grad_out g[i] (O, P, Q) (padding (ph, pw) as in conv3x3_images): dU_xi = dM_xi V_xi;
 // weight_from_transform turns it into dW. scratch: group_scratch_size(C, O, P, Q, images).
-// v_kept: these images' V as conv3x3_images left it in v_keep (then x is not read), or null.
 template <class T>
 void weight_grad_images(const T* x, const T* g, index_t images, index_t C, index_t H, index_t W, index_t ph,
-                        index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch,
-                        const T* v_kept = nullptr) {
+                        index_t pw, index_t O, index_t P, index_t Q, T* du, bool accumulate, T* scratch) {
   const Tiles tiles(P, Q);
   const index_t NT = tiles.count(), ld = images * NT;
-  const detail::GroupBuffers<T> buf = detail::group_buffers(scratch, tiles, C, O, ld);
-  const T* v = v_kept ? v_kept : buf.v;
-  T* dm = buf.m;
+  const auto [plane, v, dm, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
   for (index_t i = 0; i < images; ++i) {
-    if (!v_kept) detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, buf.plane, buf.v, ld, i * NT);
-    detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, buf.outs);
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
+    detail::grad_transform(g + i * O * P * Q, O, P, Q, tiles, dm, ld, i * NT, outs);
   }
   for (index_t xi = 0; xi < kPoints; ++xi) {
     CMatMap<T> dmm(dm + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));

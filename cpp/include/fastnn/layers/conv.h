@@ -69,21 +69,19 @@ class Conv2d : public Layer<T> {
     return shape_;
   }
 
-  // In training, a trainable layer with its own scratch keeps the Winograd forward's transformed
-  // input for backward's weight gradient (v_cache_: 12.8 MB for the cnn's conv2 at batch 128;
-  // a DenseBlock's layers, which share their scratch to save memory, transform x again).
-  View<T> forward(const View<T>& x, const Context& ctx) override {
-    const Conv2dShape& s = shape_for(x.shape);
-    const index_t cache = conv_detail::winograd_input_cache_size(s);
-    const bool keep = ctx.training && this->params_trainable && !shared_ && cache > 0;
-    return run_forward(x, nullptr, nullptr, false, keep ? v_cache_.get({cache}).data : nullptr);
-  }
+  View<T> forward(const View<T>& x, const Context&) override { return forward_affine(x, nullptr, nullptr, false); }
 
   // forward with a per-channel affine y = y * scale[o] + shift[o] (both null: none) and a ReLU
   // applied in the pass that writes the output (FusedConvBatchNorm: an eval-mode BatchNorm's
   // folded affine). Its result is not what backward differentiates: run forward again first.
   View<T> forward_affine(const View<T>& x, const T* scale, const T* shift, bool relu) {
-    return run_forward(x, scale, shift, relu, nullptr);
+    const Conv2dShape& s = shape_for(x.shape);
+    x_ = x;
+    // the fused pass's output has its own buffer: the R-operator reruns the plain forward after it
+    // (FusedConvBatchNorm), which must not overwrite what the next layer read
+    y_ = (scale || relu ? fused_ws_ : out_ws_).get({s.geom.n, O_, s.geom.p, s.geom.q});
+    conv2d_forward(x.data, w_, epilogue(scale, shift, relu), y_.data, s, workspace(s));
+    return y_;
   }
 
   // Images per block for forward_affine_blocks on input shape `in`: as many as keep a block's output
@@ -110,7 +108,6 @@ class Conv2d : public Layer<T> {
     const index_t b = block_images(x.shape), n = x.shape[0];
     FASTNN_CHECK(b > 0, "Conv2d", "forward_affine_blocks needs at least two blocks of images");
     x_ = x;
-    v_kept_ = nullptr;
     const ConvEpilogue<T> epi = epilogue(scale, shift, relu);
     const index_t last = n - (n / b - 1) * b;  // the last block's images: b .. 2b - 1
     const ConvGeometry whole = shape_for(x.shape).geom;
@@ -142,7 +139,7 @@ class Conv2d : public Layer<T> {
     if (!grads && !dx) return;
     const bool accumulate = !this->overwrite_grads;
     conv2d_backward(g.data, x_.data, w_, dx, grads ? gw_ : nullptr, grads ? gb_ : nullptr, s, workspace(s), accumulate,
-                    accumulate, grads ? v_kept_ : nullptr);
+                    accumulate);
   }
 
   bool has_rop() const override { return true; }
@@ -213,19 +210,6 @@ class Conv2d : public Layer<T> {
 
  private:
   index_t weight_size() const { return O_ * (C_ / G_) * kh_ * kw_; }
-  // The forward with the epilogue's affine and ReLU (none: null, false), keeping the transformed
-  // input in v_keep (or not: null) for backward.
-  View<T> run_forward(const View<T>& x, const T* scale, const T* shift, bool relu, T* v_keep) {
-    const Conv2dShape& s = shape_for(x.shape);
-    x_ = x;
-    v_kept_ = nullptr;  // set only once the forward has written it
-    // the fused pass's output has its own buffer: the R-operator reruns the plain forward after it
-    // (FusedConvBatchNorm), which must not overwrite what the next layer read
-    y_ = (scale || relu ? fused_ws_ : out_ws_).get({s.geom.n, O_, s.geom.p, s.geom.q});
-    conv2d_forward(x.data, w_, epilogue(scale, shift, relu), y_.data, s, workspace(s), v_keep);
-    v_kept_ = v_keep;
-    return y_;
-  }
   // The output pass's epilogue: the bias, then the affine and the ReLU when given.
   ConvEpilogue<T> epilogue(const T* scale, const T* shift, bool relu) const {
     ConvEpilogue<T> epi;
@@ -283,8 +267,6 @@ class Conv2d : public Layer<T> {
   Conv2dShape shape_;
   View<T> x_, y_;
   Workspace<T> out_ws_, fused_ws_, grad_in_, block_ws_;
-  Workspace<T> v_cache_;       // the Winograd forward's transformed input (forward)
-  const T* v_kept_ = nullptr;  // v_cache_'s data when it holds x_'s, else null
   const T* v_ = nullptr;  // the direction's slice (bind_direction), and the H·v accumulator's
   T* hv_ = nullptr;
   View<T> rx_;  // the last rop_forward's R{x} (data null: 0)
