@@ -287,11 +287,27 @@ void to_planes(const T* yt, index_t op, index_t O, index_t PQ, T* y) {
     for (index_t o = 0; o < O; ++o) y[o * PQ + e] = yt[e * op + o];
 }
 
+// One SIMD packet with the arithmetic operators (Eigen's padd, psub, pnegate), so that a transform
+// is written once for packets and scalars.
+template <class T>
+struct Packed {
+  using P = narrow_detail::Packet<T>;
+  static constexpr index_t kSize = narrow_detail::kP<T>;
+  P p;
+  static Packed load(const T* a) { return {Eigen::internal::ploadu<P>(a)}; }
+  void store(T* a) const { Eigen::internal::pstoreu(a, p); }
+  friend Packed operator+(const Packed& a, const Packed& b) { return {Eigen::internal::padd(a.p, b.p)}; }
+  friend Packed operator-(const Packed& a, const Packed& b) { return {Eigen::internal::psub(a.p, b.p)}; }
+  Packed operator-() const { return {Eigen::internal::pnegate(p)}; }
+};
+
 // dM[xi, o, col0 + t] = (A dY A^T)[a, b] for the 2x2 tiles dY of one image's grad_out g (O, P, Q)
 // (zero beyond P, Q), rows ld long; A = [1 0; 1 1; 1 -1; 0 -1]. outs: 4 x T.
 template <class T>
 void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& tiles, T* dm, index_t ld, index_t col0,
                     T* outs) {
+  using Vec = Packed<T>;
+  constexpr index_t L = Vec::kSize;
   const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols, Q2 = Q >> 1;
   T *__restrict d00 = outs, *__restrict d01 = outs + NT, *__restrict d10 = outs + 2 * NT,
     *__restrict d11 = outs + 3 * NT;
@@ -309,20 +325,23 @@ void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& ti
       }
       if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
     }
-    T* __restrict mo = dm + o * ld + col0;
-    for (index_t t = 0; t < NT; ++t) {
-      // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns
-      const T r[4][2] = {{d00[t], d01[t]},
-                         {d00[t] + d10[t], d01[t] + d11[t]},
-                         {d00[t] - d10[t], d01[t] - d11[t]},
-                         {-d10[t], -d11[t]}};
+    T* mo = dm + o * ld + col0;
+    // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns;
+    // packets of tiles (the compiler kept the 16 output rows' pointers on the stack, scalar)
+    const auto tiles_from = [&](auto load, auto store, index_t t) {
+      const auto a0 = load(d00 + t), a1 = load(d01 + t), b0 = load(d10 + t), b1 = load(d11 + t);
+      const decltype(a0) r[4][2] = {{a0, a1}, {a0 + b0, a1 + b1}, {a0 - b0, a1 - b1}, {-b0, -b1}};
       for (int a = 0; a < 4; ++a) {
-        mo[(4 * a) * S + t] = r[a][0];
-        mo[(4 * a + 1) * S + t] = r[a][0] + r[a][1];
-        mo[(4 * a + 2) * S + t] = r[a][0] - r[a][1];
-        mo[(4 * a + 3) * S + t] = -r[a][1];
+        store(mo + (4 * a) * S + t, r[a][0]);
+        store(mo + (4 * a + 1) * S + t, r[a][0] + r[a][1]);
+        store(mo + (4 * a + 2) * S + t, r[a][0] - r[a][1]);
+        store(mo + (4 * a + 3) * S + t, -r[a][1]);
       }
-    }
+    };
+    index_t t = 0;
+    for (; t + L <= NT; t += L)
+      tiles_from([](const T* p) { return Vec::load(p); }, [](T* p, const Vec& v) { v.store(p); }, t);
+    for (; t < NT; ++t) tiles_from([](const T* p) { return *p; }, [](T* p, T v) { *p = v; }, t);
   }
 }
 
