@@ -164,7 +164,9 @@ struct Plane {
 template <class T>
 void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
                      T* v, index_t ld, index_t col0) {
-  constexpr index_t L = kLanes;
+  using Pk = narrow_detail::Packet<T>;
+  constexpr index_t L = kLanes, PS = narrow_detail::kP<T>;
+  static_assert(L % PS == 0, "the plane's channel groups hold whole packets");
   const index_t TR = tiles.rows, TC = tiles.cols;
   const Plane pl(tiles);
   const index_t WP = pl.wp;
@@ -174,7 +176,24 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   for (index_t c0 = 0; c0 < C; c0 += L) {
     const index_t nc = std::min(L, C - c0);
     std::fill(plane, plane + pl.size(), T(0));
-    for (index_t c = 0; c < nc; ++c) {
+    // PS channels x PS pixels at a time transposed in registers, the rest (fewer channels or
+    // pixels) one by one
+    index_t c = 0;
+    for (; c + PS <= nc; c += PS)
+      for (index_t i = 0; i < rows; ++i) {
+        const T* src = x + (c0 + c) * H * W + i * W;
+        T* dst = plane + ((i + ph) * WP + pw) * L + c;
+        index_t j = 0;
+        for (; j + PS <= cols; j += PS) {
+          Eigen::internal::PacketBlock<Pk, PS> blk;
+          for (index_t k = 0; k < PS; ++k) blk.packet[k] = Eigen::internal::ploadu<Pk>(src + k * H * W + j);
+          Eigen::internal::ptranspose(blk);
+          for (index_t k = 0; k < PS; ++k) Eigen::internal::pstoreu(dst + (j + k) * L, blk.packet[k]);
+        }
+        for (; j < cols; ++j)
+          for (index_t k = 0; k < PS; ++k) dst[j * L + k] = src[k * H * W + j];
+      }
+    for (; c < nc; ++c) {
       const T* xc = x + (c0 + c) * H * W;
       for (index_t i = 0; i < rows; ++i) {
         const T* __restrict src = xc + i * W;
