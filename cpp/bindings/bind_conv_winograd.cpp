@@ -45,9 +45,9 @@ py::array run(const py::handle& x_in, const py::handle& w_in, const py::handle& 
   CArray<T> y = new_array<T>({N, out_ch, P, Q});
   const index_t group = winograd::group_images(winograd::Tiles(P, Q).count());
   const index_t chunks = conv_detail::image_chunks(N), per = winograd::group_scratch_size(in_ch, out_ch, P, Q, group);
-  CArray<T> u = new_array<T>({winograd::kPoints * in_ch * out_ch}), scratch = new_array<T>({chunks * per});
+  CArray<T> u = new_array<T>({winograd::kernel_size_bound(in_ch, out_ch)}), scratch = new_array<T>({chunks * per});
   const T *xp = x.data(), *wp = w.data(), *bp = b_in.is_none() ? nullptr : b.data();
-  T *yp = y.mutable_data(), *up = u.mutable_data(), *sp = scratch.mutable_data();
+  T *yp = y.mutable_data(), *up = winograd::aligned_kernel(u.mutable_data()), *sp = scratch.mutable_data();
   {
     py::gil_scoped_release nogil;
     // flip: weight is the forward's (O = in_ch, C = out_ch, 3, 3)

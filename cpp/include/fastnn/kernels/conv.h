@@ -258,7 +258,9 @@ inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
   if (g.n >= conv_detail::kFusedMinImages) {
     const index_t chunks = conv_detail::image_chunks(g.n);
     index_t rows = conv_detail::input_grad_as_conv(s) ? s.weight_size() : 0;
-    if (conv_detail::winograd_forward(s)) rows = std::max(rows, winograd::kPoints * g.c * s.out_channels);
+    if (conv_detail::winograd_forward(s))  // the transformed kernel of the forward or the input gradient
+      rows = std::max({rows, winograd::kernel_size_bound(g.c, s.out_channels),
+                       winograd::kernel_size_bound(s.out_channels, g.c)});
     // a Winograd weight gradient sums its transform (16 O C) per chunk
     const index_t part = conv_detail::winograd_weight_grad(s) ? std::max(s.weight_size(), winograd::kPoints * g.c * s.out_channels)
                                                               : s.weight_size();
@@ -302,10 +304,11 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
     const im2col_detail::InsideColumns inside(g);
     const index_t CHW = g.c * g.h * g.w, chunk = conv_detail::chunk_buffer_size(s);
     if (conv_detail::winograd_forward(s)) {  // the transformed kernel in ws.rows, then each image
-      winograd::transform_weight(weight, O, g.c, false, ws.rows);
+      T* u = winograd::aligned_kernel(ws.rows);
+      winograd::transform_weight(weight, O, g.c, false, u);
       conv_detail::for_each_image_group(
           g.n, conv_detail::winograd_group(s), PQ * K * O / 2, [&](index_t k, index_t, index_t n0, index_t n1) {
-            winograd::conv3x3_images(x + n0 * CHW, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, ws.rows, O, y + n0 * O * PQ, g.p,
+            winograd::conv3x3_images(x + n0 * CHW, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, u, O, y + n0 * O * PQ, g.p,
                                      g.q, ws.cols + k * chunk, [&](index_t o, T* row, index_t len) {
                                        if (!epi.empty()) epi.apply(row, len, o);
                                      });
@@ -415,7 +418,8 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     const index_t KT = O * g.kh * g.kw, chunk = conv_detail::chunk_buffer_size(s);
     // the input gradient by Winograd: the flipped kernel's transform in ws.rows (instead of as_conv)
     const bool winograd_dx = grad_input && conv_detail::winograd_input_grad(s);
-    if (winograd_dx) winograd::transform_weight(weight, O, g.c, true, ws.rows);
+    T* u = winograd_dx ? winograd::aligned_kernel(ws.rows) : nullptr;
+    if (winograd_dx) winograd::transform_weight(weight, O, g.c, true, u);
     else if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
     // Winograd shapes: groups of images (winograd_group) share one set of 16 GEMMs; each chunk sums
     // the transformed weight gradient dU (16 O C) and the chunks' sums become dW at the end
@@ -429,7 +433,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
         winograd::weight_grad_images(x + n0 * CHW, grad_out + n0 * O * PQ, n1 - n0, g.c, g.h, g.w, g.ph, g.pw, O, g.p,
                                      g.q, part, n0 > first, buf);
       if (winograd_dx)  // dx = the 3x3 convolution of grad_out with the flipped kernel, padding 2 - p
-        winograd::conv3x3_images(grad_out + n0 * O * PQ, n1 - n0, O, g.p, g.q, 2 - g.ph, 2 - g.pw, ws.rows, g.c,
+        winograd::conv3x3_images(grad_out + n0 * O * PQ, n1 - n0, O, g.p, g.q, 2 - g.ph, 2 - g.pw, u, g.c,
                                  grad_input + n0 * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});
       for (index_t n = n0; n < n1; ++n) {
         if (grad_weight && !winograd_dw) {

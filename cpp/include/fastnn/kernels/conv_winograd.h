@@ -2,15 +2,20 @@
 // stride-1, undilated, ungrouped cross-correlation computed on 4x4 input tiles that overlap by 2,
 // each giving a 2x2 output tile, as
 //   Y_tile = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
-// with the 16 elementwise products summed over the input channels as 16 GEMMs of depth C:
-//   M_xi (O x T) = U_xi (O x C) V_xi^T (C x T),  U = G g G^T (the kernel), V = B^T d B (the tiles,
+// with the 16 elementwise products summed over the input channels as 16 products of depth C:
+//   M_xi^T (T x O) = V_xi (T x C) U_xi^T (C x O),  U = G g G^T (the kernel), V = B^T d B (the tiles,
 //   T x C: the input transform vectorizes over the channels, kLanes at a time).
 // That is 16 O C multiply-adds per 2x2 outputs instead of 36 O C: 2.25x fewer. The transforms use
 // only 0, +-1 and +-1/2, so the rounding stays within a small multiple of the direct sum's
 // (tests/kernels/test_conv_winograd.py).
-// The tiles of a group of images (group_images: a function of the shape) are the columns of one
-// set of 16 GEMMs, image after image, so that the products are wide enough for the GEMM kernel
-// (one 14x14 image has 49 tiles).
+// The forward runs per block of kTileBlock tiles: its 16 products on gemm_narrow.h's register
+// tiles (rows of V read in place, U^T packed once per call in transform_weight), then the output
+// transform vectorized over the output channels while the block is in L1, into the image's outputs
+// (channels innermost), transposed into NCHW in registers. A BLAS call per point instead wrote
+// a 16 x O x T M for a group of images (600 KB for the cnn's conv2, beyond L2), zeroed it first
+// (beta = 0) and packed both operands: 1.37x less CPU time forward (cnn conv2, 1 thread).
+// The weight gradient's products still go to the BLAS over groups of images (group_images: a
+// function of the shape), whose tiles are the columns of one set of 16 GEMMs.
 // Also the two gradients:
 // - the input gradient of such a convolution with padding <= 2 is the convolution of grad_out with
 //   the flipped, transposed kernel and padding 2 - p (transform_weight's `flip`);
@@ -22,9 +27,11 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/gemm.h"
+#include "fastnn/kernels/gemm_narrow.h"
 
 namespace fastnn {
 namespace winograd {
@@ -51,14 +58,46 @@ inline index_t group_images(index_t tiles_per_image) {
 }
 
 // Scratch for a group of `images` images, in elements: the input transform's plane (Plane),
-// V (16, images T, C), M (16, O, images T) and the 2x2 outputs of one image's tiles (4 x T).
+// V (16, images T, C), then the forward's block products and the images' outputs, or the weight
+// gradient's dM (16, O, images T) and one image's 2x2 grad_out tiles (4 x T).
 inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images);
 
-// U (16, O, C) = G g G^T of each kernel g[o, c] (3x3). With flip, the kernel of the input
-// gradient: U (16, C, O) from g'[c, o] = g[o, c] rotated by 180 degrees (weight is (O, C, 3, 3)).
+// Output channels of the forward's products padded to whole SIMD packets (zeros beyond), and the
+// transformed kernel's size for `depth` input and `out` output channels. The scratch sizes bound
+// it by kMaxPad (one AVX-512 register of floats), so that they need not know T.
+constexpr index_t kMaxPad = 16;
+template <class T>
+constexpr index_t padded(index_t out) {
+  return narrow_detail::packets<T>(out) * narrow_detail::kP<T>;
+}
+template <class T>
+constexpr index_t kernel_size(index_t depth, index_t out) {
+  return kPoints * depth * padded<T>(out);
+}
+// narrow_detail's kernels load the panels as aligned packets: the kernel goes at the first 64-byte
+// boundary of its buffer, which has kMaxPad elements more for that.
+template <class T>
+T* aligned_kernel(T* buf) {
+  return reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(buf) + 63) & ~std::uintptr_t(63));
+}
+// A buffer for the kernel (aligned_kernel) of any T.
+inline index_t kernel_size_bound(index_t depth, index_t out) {
+  return kPoints * depth * ((out + kMaxPad - 1) / kMaxPad * kMaxPad) + kMaxPad;
+}
+// Columns of one panel of the transformed kernel: as many as narrow_detail's register tiles take
+// in one call (4 packets).
+template <class T>
+constexpr index_t kPanel = narrow_detail::kMaxPackets * narrow_detail::kP<T>;
+
+// U = G g G^T of each kernel g[o, c] (3x3), laid out for the forward's products (conv3x3_images):
+// per point xi, U_xi^T (depth x out, out padded) in panels of kPanel<T> columns, each panel
+// depth x width row-major (narrow_detail's packed B). depth = C, out = O; with flip, the kernel of
+// the input gradient: depth = O, out = C, from g'[c, o] = g[o, c] rotated by 180 degrees (weight is
+// (O, C, 3, 3)). u: kernel_size<T>(depth, out) elements, 64-byte aligned (aligned_kernel).
 template <class T>
 void transform_weight(const T* weight, index_t O, index_t C, bool flip, T* u) {
-  const index_t rows = flip ? C : O, cols = flip ? O : C;  // U_xi is rows x cols
+  const index_t out = flip ? C : O, depth = flip ? O : C, op = padded<T>(out), pw = kPanel<T>;
+  std::fill(u, u + kernel_size<T>(depth, out), T(0));
   parallel_for(O, C * 64, [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o)
       for (index_t c = 0; c < C; ++c) {
@@ -73,11 +112,13 @@ void transform_weight(const T* weight, index_t O, index_t C, bool flip, T* u) {
           gg[2][j] = T(0.5) * (g[0][j] - g[1][j] + g[2][j]);
           gg[3][j] = g[2][j];
         }
-        const index_t r = flip ? c : o, k = flip ? o : c;
+        const index_t r = flip ? c : o, k = flip ? o : c;  // output channel, depth index
+        const index_t panel = r / pw, width = std::min(pw, op - panel * pw);
+        T* dst = u + depth * panel * pw + k * width + (r - panel * pw);
         for (int a = 0; a < 4; ++a) {  // (G g) G^T
           const T v[4] = {gg[a][0], T(0.5) * (gg[a][0] + gg[a][1] + gg[a][2]), T(0.5) * (gg[a][0] - gg[a][1] + gg[a][2]),
                           gg[a][2]};
-          for (int b = 0; b < 4; ++b) u[((a * 4 + b) * rows + r) * cols + k] = v[b];
+          for (int b = 0; b < 4; ++b) dst[(a * 4 + b) * depth * op] = v[b];
         }
       }
   });
@@ -128,7 +169,9 @@ struct Plane {
 template <class T>
 void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
                      T* v, index_t ld, index_t col0) {
-  constexpr index_t L = kLanes;
+  using Pk = narrow_detail::Packet<T>;
+  constexpr index_t L = kLanes, PS = narrow_detail::kP<T>;
+  static_assert(L % PS == 0, "the plane's channel groups hold whole packets");
   const index_t TR = tiles.rows, TC = tiles.cols;
   const Plane pl(tiles);
   const index_t WP = pl.wp;
@@ -138,7 +181,24 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   for (index_t c0 = 0; c0 < C; c0 += L) {
     const index_t nc = std::min(L, C - c0);
     std::fill(plane, plane + pl.size(), T(0));
-    for (index_t c = 0; c < nc; ++c) {
+    // PS channels x PS pixels at a time transposed in registers, the rest (fewer channels or
+    // pixels) one by one
+    index_t c = 0;
+    for (; c + PS <= nc; c += PS)
+      for (index_t i = 0; i < rows; ++i) {
+        const T* src = x + (c0 + c) * H * W + i * W;
+        T* dst = plane + ((i + ph) * WP + pw) * L + c;
+        index_t j = 0;
+        for (; j + PS <= cols; j += PS) {
+          Eigen::internal::PacketBlock<Pk, PS> blk;
+          for (index_t k = 0; k < PS; ++k) blk.packet[k] = Eigen::internal::ploadu<Pk>(src + k * H * W + j);
+          Eigen::internal::ptranspose(blk);
+          for (index_t k = 0; k < PS; ++k) Eigen::internal::pstoreu(dst + (j + k) * L, blk.packet[k]);
+        }
+        for (; j < cols; ++j)
+          for (index_t k = 0; k < PS; ++k) dst[j * L + k] = src[k * H * W + j];
+      }
+    for (; c < nc; ++c) {
       const T* xc = x + (c0 + c) * H * W;
       for (index_t i = 0; i < rows; ++i) {
         const T* __restrict src = xc + i * W;
@@ -181,52 +241,100 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   }
 }
 
-// y (O, P, Q) of one image from M[xi, o, col0 + t] (rows ld long): Y = A^T M A per tile,
-// A^T = [1 1 1 0; 0 1 -1 -1], over all tiles of a channel at once, then the 2x2 outputs interleaved
-// into the channel's rows (the last tile row and column cut at P, Q); epi(o, row, len) finishes
-// channel o. outs: 4 x T.
-template <class T, class Epi>
-void output_transform(const T* m, index_t O, index_t ld, index_t col0, const Tiles& tiles, T* y, index_t P, index_t Q,
-                      T* outs, Epi&& epi) {
-  const index_t NT = tiles.count(), TC = tiles.cols;
-  const index_t S = O * ld;  // from one xi to the next
-  T *__restrict y00 = outs, *__restrict y01 = outs + NT, *__restrict y10 = outs + 2 * NT,
-    *__restrict y11 = outs + 3 * NT;
-  for (index_t o = 0; o < O; ++o) {
-    const T* __restrict mo = m + o * ld + col0;
-    for (index_t t = 0; t < NT; ++t) {
-      T s0[4], s1[4];
-      for (int b = 0; b < 4; ++b) {
-        const T m0 = mo[b * S + t], m1 = mo[(4 + b) * S + t], m2 = mo[(8 + b) * S + t], m3 = mo[(12 + b) * S + t];
-        s0[b] = m0 + m1 + m2;
-        s1[b] = m1 - m2 - m3;
-      }
-      y00[t] = s0[0] + s0[1] + s0[2];
-      y01[t] = s0[1] - s0[2] - s0[3];
-      y10[t] = s1[0] + s1[1] + s1[2];
-      y11[t] = s1[1] - s1[2] - s1[3];
-    }
-    T* yo = y + o * P * Q;
-    const index_t Q2 = Q >> 1;
-    for (index_t p = 0; p < P; ++p) {
-      const T* __restrict left = (p & 1 ? y10 : y00) + (p >> 1) * TC;
-      const T* __restrict right = (p & 1 ? y11 : y01) + (p >> 1) * TC;
-      T* __restrict row = yo + p * Q;
-      for (index_t k = 0; k < Q2; ++k) {
-        row[2 * k] = left[k];
-        row[2 * k + 1] = right[k];
-      }
-      if (Q & 1) row[Q - 1] = left[Q2];
-    }
-    epi(o, yo, P * Q);
+// Tiles per block of the forward's fused pass: the block's 16 products (kTileBlock x out each)
+// are made and turned into outputs while in L1 (16 x 12 x 32 floats: 24 KiB).
+constexpr index_t kTileBlock = 12;
+
+// The block's products M_xi^T (n x out, rows op long: tiles t.. of V_xi, whose rows are ld long
+// per xi) = V_xi rows (n x C) U_xi^T (C x out, transform_weight's panels), into mb
+// (16 x kTileBlock x op), by narrow_detail's register tiles: C ascending for every element.
+template <class T>
+void block_products(const T* v, index_t ld, index_t C, const T* u, index_t op, index_t t, index_t n, T* mb) {
+  const index_t pw = kPanel<T>;
+  for (index_t xi = 0; xi < kPoints; ++xi) {
+    const T* a = v + (xi * ld + t) * C;
+    for (index_t p0 = 0; p0 < op; p0 += pw)
+      narrow_detail::strided_rows(a, C, u + (xi * op + p0) * C, C, mb + xi * kTileBlock * op + p0, op,
+                                  std::min(pw, op - p0), 0, n, n, false);
   }
 }
+
+// Y = A^T M A (A^T = [1 1 1 0; 0 1 -1 -1]) of the block's tiles t0 .. t0 + n of a group's images
+// (their tiles image after image) from mb, vectorized over the output channels, into yt (images x
+// P*Q x op: the images' outputs, channels innermost);
+// the last tile row and column are cut at P, Q.
+template <class T>
+void block_outputs(const T* mb, index_t op, const Tiles& tiles, index_t t0, index_t n, index_t P, index_t Q, T* yt) {
+  const index_t NT = tiles.count();
+  using Pk = narrow_detail::Packet<T>;
+  using Eigen::internal::padd;
+  using Eigen::internal::ploadu;
+  using Eigen::internal::psub;
+  using Eigen::internal::pstoreu;
+  constexpr index_t S = narrow_detail::kP<T>;
+  for (index_t r = 0; r < n; ++r) {
+    const index_t image = (t0 + r) / NT, t = (t0 + r) % NT;
+    const index_t tr = t / tiles.cols, tc = t % tiles.cols, p = 2 * tr, q = 2 * tc;
+    const bool down = p + 1 < P, right = q + 1 < Q;
+    T* y0 = yt + ((image * P + p) * Q + q) * op;
+    T* y1 = y0 + Q * op;
+    const T* m = mb + r * op;
+    for (index_t j = 0; j < op; j += S) {
+      Pk s0[4], s1[4];
+      for (int b = 0; b < 4; ++b) {
+        const index_t e = b * kTileBlock * op + j;  // point xi = b, then 4 + b, 8 + b, 12 + b
+        const Pk m0 = ploadu<Pk>(m + e), m1 = ploadu<Pk>(m + e + 4 * kTileBlock * op),
+                 m2 = ploadu<Pk>(m + e + 8 * kTileBlock * op), m3 = ploadu<Pk>(m + e + 12 * kTileBlock * op);
+        s0[b] = padd(padd(m0, m1), m2);
+        s1[b] = psub(psub(m1, m2), m3);
+      }
+      pstoreu(y0 + j, padd(padd(s0[0], s0[1]), s0[2]));
+      if (right) pstoreu(y0 + op + j, psub(psub(s0[1], s0[2]), s0[3]));
+      if (!down) continue;
+      pstoreu(y1 + j, padd(padd(s1[0], s1[1]), s1[2]));
+      if (right) pstoreu(y1 + op + j, psub(psub(s1[1], s1[2]), s1[3]));
+    }
+  }
+}
+
+// y (O x PQ, NCHW planes) = the transpose of yt (PQ x op), S x S blocks transposed in registers.
+template <class T>
+void to_planes(const T* yt, index_t op, index_t O, index_t PQ, T* y) {
+  using Pk = narrow_detail::Packet<T>;
+  constexpr index_t S = narrow_detail::kP<T>;
+  index_t e = 0;
+  for (; e + S <= PQ; e += S)
+    for (index_t o0 = 0; o0 < O; o0 += S) {
+      Eigen::internal::PacketBlock<Pk, S> blk;
+      for (index_t i = 0; i < S; ++i) blk.packet[i] = Eigen::internal::ploadu<Pk>(yt + (e + i) * op + o0);
+      Eigen::internal::ptranspose(blk);
+      for (index_t j = 0; j < std::min(S, O - o0); ++j) Eigen::internal::pstoreu(y + (o0 + j) * PQ + e, blk.packet[j]);
+    }
+  for (; e < PQ; ++e)
+    for (index_t o = 0; o < O; ++o) y[o * PQ + e] = yt[e * op + o];
+}
+
+// One SIMD packet with the arithmetic operators (Eigen's padd, psub, pnegate), so that a transform
+// is written once for packets and scalars.
+template <class T>
+struct Packed {
+  using P = narrow_detail::Packet<T>;
+  static constexpr index_t kSize = narrow_detail::kP<T>;
+  P p;
+  static Packed load(const T* a) { return {Eigen::internal::ploadu<P>(a)}; }
+  void store(T* a) const { Eigen::internal::pstoreu(a, p); }
+  friend Packed operator+(const Packed& a, const Packed& b) { return {Eigen::internal::padd(a.p, b.p)}; }
+  friend Packed operator-(const Packed& a, const Packed& b) { return {Eigen::internal::psub(a.p, b.p)}; }
+  Packed operator-() const { return {Eigen::internal::pnegate(p)}; }
+};
 
 // dM[xi, o, col0 + t] = (A dY A^T)[a, b] for the 2x2 tiles dY of one image's grad_out g (O, P, Q)
 // (zero beyond P, Q), rows ld long; A = [1 0; 1 1; 1 -1; 0 -1]. outs: 4 x T.
 template <class T>
 void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& tiles, T* dm, index_t ld, index_t col0,
                     T* outs) {
+  using Vec = Packed<T>;
+  constexpr index_t L = Vec::kSize;
   const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols, Q2 = Q >> 1;
   T *__restrict d00 = outs, *__restrict d01 = outs + NT, *__restrict d10 = outs + 2 * NT,
     *__restrict d11 = outs + 3 * NT;
@@ -244,20 +352,23 @@ void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& ti
       }
       if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
     }
-    T* __restrict mo = dm + o * ld + col0;
-    for (index_t t = 0; t < NT; ++t) {
-      // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns
-      const T r[4][2] = {{d00[t], d01[t]},
-                         {d00[t] + d10[t], d01[t] + d11[t]},
-                         {d00[t] - d10[t], d01[t] - d11[t]},
-                         {-d10[t], -d11[t]}};
+    T* mo = dm + o * ld + col0;
+    // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns;
+    // packets of tiles (the compiler kept the 16 output rows' pointers on the stack, scalar)
+    const auto tiles_from = [&](auto load, auto store, index_t t) {
+      const auto a0 = load(d00 + t), a1 = load(d01 + t), b0 = load(d10 + t), b1 = load(d11 + t);
+      const decltype(a0) r[4][2] = {{a0, a1}, {a0 + b0, a1 + b1}, {a0 - b0, a1 - b1}, {-b0, -b1}};
       for (int a = 0; a < 4; ++a) {
-        mo[(4 * a) * S + t] = r[a][0];
-        mo[(4 * a + 1) * S + t] = r[a][0] + r[a][1];
-        mo[(4 * a + 2) * S + t] = r[a][0] - r[a][1];
-        mo[(4 * a + 3) * S + t] = -r[a][1];
+        store(mo + (4 * a) * S + t, r[a][0]);
+        store(mo + (4 * a + 1) * S + t, r[a][0] + r[a][1]);
+        store(mo + (4 * a + 2) * S + t, r[a][0] - r[a][1]);
+        store(mo + (4 * a + 3) * S + t, -r[a][1]);
       }
-    }
+    };
+    index_t t = 0;
+    for (; t + L <= NT; t += L)
+      tiles_from([](const T* p) { return Vec::load(p); }, [](T* p, const Vec& v) { v.store(p); }, t);
+    for (; t < NT; ++t) tiles_from([](const T* p) { return *p; }, [](T* p, T v) { *p = v; }, t);
   }
 }
 
@@ -278,29 +389,38 @@ GroupBuffers<T> group_buffers(T* scratch, const Tiles& tiles, index_t C, index_t
 
 inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
   const Tiles t(p, q);
-  return detail::Plane(t).size() + kPoints * (in_channels + out_channels) * t.count() * images + 4 * t.count();
+  const index_t op = (out_channels + kMaxPad - 1) / kMaxPad * kMaxPad;
+  // after V: the weight gradient's dM and 2x2 outputs, or the forward's block products and outputs
+  const index_t rest = std::max(kPoints * out_channels * t.count() * images + 4 * t.count(),
+                                (kPoints * detail::kTileBlock + images * p * q) * op);
+  return detail::Plane(t).size() + kPoints * in_channels * t.count() * images + rest;
 }
 
 // y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
-// padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (16, O, C);
+// padding (ph, pw), P = H + 2 ph - 2, Q = W + 2 pw - 2, u from transform_weight (depth C, out O);
 // epi(o, row, len) finishes len outputs of channel o of one image in place.
-// scratch: group_scratch_size(C, O, P, Q, images).
+// The input transform of the group's images into V, then per block of kTileBlock of their tiles
+// the 16 products and the output transform while in L1 (no pass over a 16 x O x T M), then each
+// image's outputs transposed into NCHW. scratch: group_scratch_size(C, O, P, Q, images).
 template <class T, class Epi>
 void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
                     index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
   const Tiles tiles(P, Q);
-  const index_t NT = tiles.count(), ld = images * NT;
-  const auto [plane, v, m, outs] = detail::group_buffers(scratch, tiles, C, O, ld);
+  const index_t NT = tiles.count(), ld = images * NT, op = padded<T>(O), PQ = P * Q;
+  const detail::GroupBuffers<T> buf = detail::group_buffers(scratch, tiles, C, O, ld);
+  T *v = buf.v, *mb = buf.m, *yt = mb + kPoints * detail::kTileBlock * op;
   for (index_t i = 0; i < images; ++i)
-    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, plane, v, ld, i * NT);
-  for (index_t xi = 0; xi < kPoints; ++xi) {  // M_xi (O x ld) = U_xi (O x C) V_xi^T
-    CMatMap<T> um(u + xi * O * C, O, C, Eigen::OuterStride<>(C));
-    CMatMap<T> vm(v + xi * ld * C, ld, C, Eigen::OuterStride<>(C));
-    MatMap<T> mm(m + xi * O * ld, O, ld, Eigen::OuterStride<>(ld));
-    gemm_detail::gemm_tile(um, vm.transpose(), mm, false);
+    detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, buf.plane, v, ld, i * NT);
+  for (index_t t0 = 0; t0 < ld; t0 += detail::kTileBlock) {  // blocks across the images: fewer partial ones
+    const index_t n = std::min(detail::kTileBlock, ld - t0);
+    detail::block_products(v, ld, C, u, op, t0, n, mb);
+    detail::block_outputs(mb, op, tiles, t0, n, P, Q, yt);
   }
-  for (index_t i = 0; i < images; ++i)
-    detail::output_transform(m, O, ld, i * NT, tiles, y + i * O * P * Q, P, Q, outs, epi);
+  for (index_t i = 0; i < images; ++i) {
+    T* yi = y + i * O * PQ;
+    detail::to_planes(yt + i * PQ * op, op, O, PQ, yi);
+    for (index_t o = 0; o < O; ++o) epi(o, yi + o * PQ, PQ);
+  }
 }
 
 // du (16, O, C) (+)= the transformed weight gradient of the `images` images x[i] (C, H, W) with
