@@ -37,6 +37,7 @@
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/activations.h"
+#include "fastnn/kernels/conv_direct.h"
 #include "fastnn/kernels/conv_winograd.h"
 #include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/im2col.h"
@@ -218,6 +219,11 @@ inline bool winograd_input_grad(const Conv2dShape& s) {
 }
 // and its weight gradient as the transposed transform (winograd::weight_grad_images)
 inline bool winograd_weight_grad(const Conv2dShape& s) { return winograd_forward(s); }
+// The image-by-image passes run the forward and the weight gradient of a convolution with few taps
+// per output as kernels/conv_direct.h's loops instead of a GEMM per image.
+inline bool direct_taps(const Conv2dShape& s) {
+  return s.geom.n >= kFusedMinImages && s.group_taps() <= conv_direct::kMaxTaps && !winograd_forward(s);
+}
 // Images per set of 16 GEMMs (the forward's and both gradients'), by the larger tile count of an image.
 inline index_t winograd_group(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
@@ -312,6 +318,7 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
           });
       return;
     }
+    const bool direct = conv_detail::direct_taps(s);
     conv_detail::for_each_image(g.n, PQ * K * Og, [&](index_t k, index_t, index_t n) {
       const T* cols = x + n * CHW;
       if (!g.pointwise()) {
@@ -319,9 +326,16 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
         cols = ws.cols + k * chunk;
       }
       for (index_t grp = 0; grp < G; ++grp) {
+        T* yn = y + (n * O + grp * Og) * PQ;
+        if (direct) {
+          conv_direct::forward_image(cols + grp * Kg * PQ, Kg, PQ, weight + grp * Og * Kg, Og, yn,
+                                     [&](index_t r, T* row, index_t len) {
+                                       if (!epi.empty()) epi.apply(row, len, grp * Og + r);
+                                     });
+          continue;
+        }
         CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
         CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-        T* yn = y + (n * O + grp * Og) * PQ;
         MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
         gemm_detail::gemm_tile(wm, cm, ym, false);
         if (!epi.empty())
@@ -422,6 +436,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     const bool winograd_dw = grad_weight && conv_detail::winograd_weight_grad(s);
     const index_t group = conv_detail::winograd_forward(s) ? conv_detail::winograd_group(s) : 1;
     const index_t pstride = winograd_dw ? winograd::kPoints * O * g.c : wsize;
+    const bool direct = conv_detail::direct_taps(s);
     conv_detail::for_each_image_group(g.n, group, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n0, index_t n1) {
       T* buf = pointwise ? nullptr : ws.cols + k * chunk;
       T* part = ws.partial + k * pstride;
@@ -439,6 +454,11 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
             cols = buf;
           }
           for (index_t grp = 0; grp < G; ++grp) {
+            if (direct) {
+              conv_direct::weight_grad_image(grad_out + (n * O + grp * Og) * PQ, cols + grp * Kg * PQ, Kg, PQ,
+                                             part + grp * Og * Kg, Og, n > first);
+              continue;
+            }
             CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
             CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
             MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
