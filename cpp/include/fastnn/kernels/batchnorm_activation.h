@@ -398,6 +398,55 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
       });
 }
 
+// Backward of batch_norm_relu_max_pool2d_forward_train (MaxPool2d's backward, then
+// batch_norm_relu_backward in training mode recomputing z) without the pool's full-size gradient
+// in memory: each channel group's planes of it are made, as max_pool2d_backward makes them (zeros,
+// then g_pool added at the argmax), in a per-thread buffer that BN's two passes then read from
+// cache. The values, tiles and sums are those of the two kernels run one after the other, so dx,
+// dgamma and dbeta are theirs, bit for bit. g_pool and indices (N, C, P, Q) as the pool's, pool
+// its geometry on x (N, C, H, W); z_scale and beta (the z shift, null: 0) as the forward gave them.
+template <class T, class I>
+void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, const ConvGeometry& pool, const T* x,
+                                         const T* gamma, const T* beta, const T* save_mean, const T* save_invstd,
+                                         const T* z_scale, T* dx, T* dgamma, T* dbeta) {
+  using namespace bn_detail;
+  const char* op = "batch_norm_relu_max_pool2d_backward";
+  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, ld = C * S;
+  // as batch_norm_relu_backward without a mask: its groups, and its cost per channel plus the scatter
+  const index_t k = group_channels<T>(2 * N, S);
+  struct Group {
+    std::vector<T> dp;  // the group's gradient: N rows of (cb - ca) * S
+    index_t ca = 0, ld = 0;
+  };
+  thread_local Group grp;
+  backward_groups(
+      N, C, S, gamma, save_mean, save_invstd, true, dgamma, dbeta, 2 * N, 7 * N * S, op,
+      [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
+        T zm[kTileCols], za[kTileCols], zb[kTileCols];
+        expand_or_zero(save_mean, j0, L, S, zm);
+        expand_or_zero(z_scale, j0, L, S, za);
+        expand_or_zero(beta, j0, L, S, zb);
+        column_relu_grad_sums(grp.dp.data() + (j0 - grp.ca * S), x + j0, grp.ld, N, L, m, zm, za, zb, acc_g, acc_gx,
+                              ld);
+      },
+      [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+        T zm[kTileCols], za[kTileCols], zb[kTileCols];
+        expand_or_zero(save_mean, j0, L, S, zm);
+        expand_or_zero(z_scale, j0, L, S, za);
+        expand_or_zero(beta, j0, L, S, zb);
+        column_relu_grad_input(grp.dp.data() + (j0 - grp.ca * S), x + j0, dx + j0, grp.ld, N, L, m, zm, za, zb, a, b,
+                               d, ld, false);
+      },
+      [&](index_t ca, index_t cb) {
+        grp.ca = ca, grp.ld = (cb - ca) * S;
+        if (grp.dp.size() < static_cast<size_t>(N * k * S)) grp.dp.resize(static_cast<size_t>(N * k * S));
+        for (index_t n = 0; n < N; ++n)
+          for (index_t c = ca; c < cb; ++c)
+            pool_detail::max_pool_backward_plane(g_pool + (n * C + c) * PQ, indices + (n * C + c) * PQ,
+                                                 grp.dp.data() + n * grp.ld + (c - ca) * S, S, PQ);
+      });
+}
+
 // The output of batch_norm_relu_forward_train (p = 0) or _eval again, from x and the coefficients
 // the forward kept, bit for bit: training z_mean = save_mean, z_scale, z_shift = beta (null: 0);
 // eval z_mean = null, z_scale = scale, z_shift = shift. DenseBlock recomputes its layers' BN-ReLU

@@ -148,9 +148,9 @@ class FusedConvBatchNormPool : public Layer<T> {
   }
 
   View<T> backward(const View<T>& g, bool need_input_grad) override {
-    const View<T> dp = pool_->backward(g, true);
-    if (!pooled_) return conv_bn_->backward(dp, need_input_grad);
-    return conv_->backward(bn_act_->backward(dp, true), need_input_grad);
+    if (!pooled_) return conv_bn_->backward(pool_->backward(g, true), need_input_grad);
+    // the pool's and BN+ReLU's backward in BN's passes (the pool's gradient made per channel group)
+    return conv_->backward(bn_->backward_relu_max_pool(g.data, pool_->argmax(), pool_->geometry()), need_input_grad);
   }
 
   // The R-operator composes the layers' own, in the order the last forward ran them.
