@@ -405,10 +405,13 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
 // cache. The values, tiles and sums are those of the two kernels run one after the other, so dx,
 // dgamma and dbeta are theirs, bit for bit. g_pool and indices (N, C, P, Q) as the pool's, pool
 // its geometry on x (N, C, H, W); z_scale and beta (the z shift, null: 0) as the forward gave them.
+// dx null: only the sums pass runs (dgamma, dbeta), and coef (3 C values, if not null) receives the
+// input pass's per-channel a, b, d (dx = a g_z + b (x - mean) + d), for
+// batch_norm_relu_max_pool2d_grad_image to make dx an image at a time.
 template <class T, class I>
 void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, const ConvGeometry& pool, const T* x,
                                          const T* gamma, const T* beta, const T* save_mean, const T* save_invstd,
-                                         const T* z_scale, T* dx, T* dgamma, T* dbeta) {
+                                         const T* z_scale, T* dx, T* dgamma, T* dbeta, T* coef = nullptr) {
   using namespace bn_detail;
   const char* op = "batch_norm_relu_max_pool2d_backward";
   const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, ld = C * S;
@@ -430,6 +433,12 @@ void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, cons
                               ld);
       },
       [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+        if (coef)  // the channels that start in this tile
+          for (index_t c = (j0 + S - 1) / S; c * S < j0 + L; ++c) {
+            const index_t j = c * S - j0;
+            coef[c] = a[j], coef[C + c] = b[j], coef[2 * C + c] = d[j];
+          }
+        if (!dx) return;
         T zm[kTileCols], za[kTileCols], zb[kTileCols];
         expand_or_zero(save_mean, j0, L, S, zm);
         expand_or_zero(z_scale, j0, L, S, za);
@@ -445,6 +454,28 @@ void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, cons
             pool_detail::max_pool_backward_plane(g_pool + (n * C + c) * PQ, indices + (n * C + c) * PQ,
                                                  grp.dp.data() + n * grp.ld + (c - ca) * S, S, PQ);
       });
+}
+
+// Image n's part of batch_norm_relu_max_pool2d_backward's dx, (C, H, W) into dxn, from the
+// coefficients its sums pass gave (coef): the pool's gradient plane by plane (max_pool2d_backward's
+// scatter), then column_relu_grad_input's expression in place, so the same values bit for bit.
+template <class T, class I>
+void batch_norm_relu_max_pool2d_grad_image(index_t n, const T* g_pool, const I* indices, const ConvGeometry& pool,
+                                           const T* x, const T* beta, const T* save_mean, const T* z_scale,
+                                           const T* coef, T* dxn) {
+  const index_t C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q;
+  for (index_t c = 0; c < C; ++c) {
+    const index_t plane = n * C + c;
+    T* __restrict dr = dxn + c * S;
+    pool_detail::max_pool_backward_plane(g_pool + plane * PQ, indices + plane * PQ, dr, S, PQ);
+    const T* __restrict xr = x + plane * S;
+    const T m = save_mean[c], zm = save_mean[c], za = z_scale[c], zb = beta ? beta[c] : T(0);
+    const T a = coef[c], b = coef[C + c], d = coef[2 * C + c];
+    for (index_t j = 0; j < S; ++j) {
+      const T e = (xr[j] - zm) * za + zb > T(0) ? dr[j] : T(0);
+      dr[j] = a * e + b * (xr[j] - m) + d;
+    }
+  }
 }
 
 // The output of batch_norm_relu_forward_train (p = 0) or _eval again, from x and the coefficients
