@@ -1,5 +1,5 @@
-"""The cnn's first block (Conv2d 1 -> 32, 3x3 pad 1, BatchNorm2d, ReLU, MaxPool2d(2)) at batch 128
-in training, timed as fit runs it: the conv alone (forward; backward without dx, as fit's first
+"""The cnn's first block (Conv2d 1 -> 32, 3x3 pad 1, BatchNorm2d, ReLU, MaxPool2d(2); --block 2: its
+second, 32 -> 64 on 14x14) at batch 128 in training, timed as fit runs it: the conv alone (forward; backward without dx, as fit's first
 layer) and the whole fused step (forward; backward without dx). Wall time (median) and, at 1
 thread, process CPU time.
 
@@ -9,7 +9,8 @@ thread, process CPU time.
 
 With --base each round runs base then this tree (then this tree then base in the next round, ABBA),
 each in its own process, and prints the median of the per-round ratios base/new (> 1: new faster)
-and their range, with the load average.
+and their range, with the load average. The Python call copies each output into a new array (a
+12.8 MB copy for the conv alone): the conv rows include it, the fused step's only the pooled 3.2 MB.
 """
 
 import argparse
@@ -25,6 +26,8 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--repeats", type=int, default=30)
 ap.add_argument("--dtype", default="float32")
+ap.add_argument("--block", type=int, choices=(1, 2), default=1,
+                help="the cnn's block: 1 (1 -> 32, 28x28) or 2 (32 -> 64, 14x14, Winograd)")
 ap.add_argument("--base", help="another tree's python/ directory: paired A/B rounds against it")
 ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -39,10 +42,11 @@ def worker():
 
     fastnn.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, 1, 28, 28)).astype(args.dtype)
+    c, o, hw = (1, 32, 28) if args.block == 1 else (32, 64, 14)
+    x = rng.standard_normal((args.batch, c, hw, hw)).astype(args.dtype)
     fastnn.manual_seed(0)
-    conv = nn.Conv2d(1, 32, 3, padding=1)
-    step = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+    conv = nn.Conv2d(c, o, 3, padding=1, bias=False)  # as fastnn.models.simple_cnn
+    step = nn.Sequential(nn.Conv2d(c, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
     if args.dtype == "float64":
         conv, step = conv.double(), step.double()
     res = {}
@@ -84,7 +88,7 @@ if not args.base:
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python")
 cmd = [sys.executable, os.path.abspath(__file__), "--json", "--threads", str(args.threads), "--batch",
-       str(args.batch), "--repeats", str(args.repeats), "--dtype", args.dtype]
+       str(args.batch), "--repeats", str(args.repeats), "--dtype", args.dtype, "--block", str(args.block)]
 
 
 def run(path):
@@ -103,7 +107,7 @@ for r in range(args.rounds):
         base_t.setdefault(k, []).append(got["base"][k][i])
         new_t.setdefault(k, []).append(got["new"][k][i])
 what = "wall" if args.threads > 1 else "CPU time"
-print(f"threads {args.threads}, batch {args.batch}, {args.dtype}, {args.rounds} ABBA rounds, {what}, "
+print(f"block {args.block}, threads {args.threads}, batch {args.batch}, {args.dtype}, {args.rounds} ABBA rounds, {what}, "
       f"load {min(loads):.1f}-{max(loads):.1f}")
 print("| part | base ms | new ms | base/new (median) | range |")
 print("|---|---|---|---|---|")
