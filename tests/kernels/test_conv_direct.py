@@ -2,7 +2,8 @@
 _conv_direct_limits()["max_taps"], batches of at least "min_images"): forward and weight gradient
 against the reference (float32, float64) with sum-scaled tolerances, at the tap limit and one past
 it, with every tail of its register tiles (output channels, taps, pixels not a whole packet),
-stride, padding, dilation, groups, 1x1; finite differences; the same bits on 1, 2 and 3 threads."""
+stride, padding, dilation, groups, 1x1; the same bits on 1, 2 and 3 threads. Its finite-difference
+checks are test_conv.py's (DIRECT_FD_CASES there)."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ import pytest
 from fastnn import _C
 from fastnn import functional as F
 from fastnn import reference as R
-from tests.conftest import DTYPES, assert_gradient, assert_sum_close, num_threads, random_array
-from tests.kernels.test_conv import _check_backward
+from tests.conftest import DTYPES, assert_sum_close, random_array
+from tests.kernels.test_conv import _check_backward, check_same_bits_on_threads
 from tests.reference.test_conv import _args, forward_terms
 
 LIMITS = _C._conv_direct_limits()
@@ -59,33 +60,9 @@ def test_matches_reference(rng, case, dtype):
     _check_backward(F.conv2d_backward(g, x, w, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
-@pytest.mark.parametrize("case", CASES[:4] + CASES[6:7], ids=IDS[:4] + IDS[6:7])
-def test_finite_differences(rng, case):
-    shape = (N, case[0][1], min(case[0][2], 6), min(case[0][3], 6))  # small: a loss of few terms
-    case = (shape,) + case[1:]
-    x, w, b, geometry = _args(case, rng, np.float64)
-    g = random_array(rng, F.conv2d_forward(x, w, b, **geometry).shape, np.float64)
-
-    def loss():
-        return float(np.sum(F.conv2d_forward(x, w, b, **geometry) * g))
-
-    dx, dw, db = F.conv2d_backward(g, x, w, **geometry)
-    assert_gradient(loss, w, dw)
-    assert_gradient(loss, b, db)
-    assert_gradient(loss, x, dx)
-
-
 @pytest.mark.parametrize("case", CASES[:2] + CASES[4:6] + CASES[9:10], ids=IDS[:2] + IDS[4:6] + IDS[9:10])
 def test_same_bits_on_one_two_and_three_threads(rng, case):
-    x, w, b, geometry = _args(case, rng, np.float32)
-    g = random_array(rng, R.conv2d_forward(x, w, b, **geometry).shape, np.float32)
-    results = []
-    for n in (1, 2, 3):
-        with num_threads(n):
-            results.append([F.conv2d_forward(x, w, b, **geometry), *F.conv2d_backward(g, x, w, **geometry)])
-    for one, *others in zip(*results):
-        for other in others:
-            np.testing.assert_array_equal(one, other)
+    check_same_bits_on_threads(rng, case)
 
 
 def test_accumulates_into_the_weight_gradient(rng):

@@ -199,6 +199,17 @@ void expand_or_zero(const T* v, index_t j0, index_t L, index_t S, T* col) {
   }
 }
 
+// The recomputed z's per-column coefficients of one tile: z = (x - zm) za + zb (null arrays: 0).
+template <class T>
+struct ZColumns {
+  T zm[kTileCols], za[kTileCols], zb[kTileCols];
+  ZColumns(const T* z_mean, const T* z_scale, const T* z_shift, index_t j0, index_t L, index_t S) {
+    expand_or_zero(z_mean, j0, L, S, zm);
+    expand_or_zero(z_scale, j0, L, S, za);
+    expand_or_zero(z_shift, j0, L, S, zb);
+  }
+};
+
 }  // namespace bn_detail
 
 // Training-mode forward: batch_norm_forward_train (the same statistics, save_mean/save_invstd and
@@ -370,18 +381,12 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
     backward_groups(
         N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, 2 * N, 6 * N * S, op,
         [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
-          T zm[kTileCols], za[kTileCols], zb[kTileCols];
-          expand_or_zero(z_mean, j0, L, S, zm);
-          expand_or_zero(z_scale, j0, L, S, za);
-          expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, zm, za, zb, acc_g, acc_gx, x_ld);
+          const ZColumns<T> z(z_mean, z_scale, z_shift, j0, L, S);
+          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, z.zm, z.za, z.zb, acc_g, acc_gx, x_ld);
         },
         [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
-          T zm[kTileCols], za[kTileCols], zb[kTileCols];
-          expand_or_zero(z_mean, j0, L, S, zm);
-          expand_or_zero(z_scale, j0, L, S, za);
-          expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, zm, za, zb, a, b, d, x_ld, accumulate);
+          const ZColumns<T> z(z_mean, z_scale, z_shift, j0, L, S);
+          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, z.zm, z.za, z.zb, a, b, d, x_ld, accumulate);
         });
     return;
   }
@@ -425,12 +430,9 @@ void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, cons
   backward_groups(
       N, C, S, gamma, save_mean, save_invstd, true, dgamma, dbeta, 2 * N, 7 * N * S, op,
       [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
-        T zm[kTileCols], za[kTileCols], zb[kTileCols];
-        expand_or_zero(save_mean, j0, L, S, zm);
-        expand_or_zero(z_scale, j0, L, S, za);
-        expand_or_zero(beta, j0, L, S, zb);
-        column_relu_grad_sums(grp.dp.data() + (j0 - grp.ca * S), x + j0, grp.ld, N, L, m, zm, za, zb, acc_g, acc_gx,
-                              ld);
+        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
+        column_relu_grad_sums(grp.dp.data() + (j0 - grp.ca * S), x + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, acc_g,
+                              acc_gx, ld);
       },
       [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
         if (coef)  // the channels that start in this tile
@@ -439,12 +441,9 @@ void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, cons
             coef[c] = a[j], coef[C + c] = b[j], coef[2 * C + c] = d[j];
           }
         if (!dx) return;
-        T zm[kTileCols], za[kTileCols], zb[kTileCols];
-        expand_or_zero(save_mean, j0, L, S, zm);
-        expand_or_zero(z_scale, j0, L, S, za);
-        expand_or_zero(beta, j0, L, S, zb);
-        column_relu_grad_input(grp.dp.data() + (j0 - grp.ca * S), x + j0, dx + j0, grp.ld, N, L, m, zm, za, zb, a, b,
-                               d, ld, false);
+        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
+        column_relu_grad_input(grp.dp.data() + (j0 - grp.ca * S), x + j0, dx + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, a,
+                               b, d, ld, false);
       },
       [&](index_t ca, index_t cb) {
         grp.ca = ca, grp.ld = (cb - ca) * S;

@@ -122,9 +122,10 @@ class FusedConvBatchNorm : public Layer<T> {
 // and when the conv takes its gradient image by image (Conv2d::takes_grad_images: batches of >= 4,
 // no Winograd, no bias: the cnn's first block) BN's input gradient isn't either: BN's sums pass
 // runs, then each image's input gradient is made where the conv's backward reads it, in cache.
-// Measured on the cnn's first block (batch 128, 1 -> 32, 28x28), 1 thread CPU time: the step's
-// backward 1.26x faster than with both gradients written out (bench/conv1_step.py); after an eval forward FusedConvBatchNorm first reruns the conv
-// and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
+// Measured on the cnn's first block (batch 128, 1 -> 32, 28x28; loaded machine, 1 thread CPU time):
+// the step's backward 1.44x faster than with both gradients written out and a GEMM dW, the direct
+// conv's dW included (bench/conv1_step.py, bench/README.md). After an eval forward
+// FusedConvBatchNorm first reruns the conv and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
 // (a batch under two blocks in eval, other windows in training, a BatchNorm collecting its
 // statistics) FusedConvBatchNorm runs, then the pool.
 template <class T>
