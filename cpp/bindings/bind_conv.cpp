@@ -234,6 +234,14 @@ void bind_conv(py::module_& m) {
       py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0,
       py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("need_input_grad") = true,
       py::arg("need_bias_grad") = true, py::arg("grad_weight_out") = py::none(), py::arg("grad_bias_out") = py::none());
+  // conv2d's direct path (kernels/conv_direct.h): the most taps per output (C/G * kh * kw) it takes
+  // and the smallest batch, so that tests reach both sides of each limit.
+  m.def("_conv_direct_limits", []() {
+    py::dict d;
+    d["max_taps"] = conv_direct::kMaxTaps;
+    d["min_images"] = conv_detail::kFusedMinImages;
+    return d;
+  });
 }
 
 }  // namespace fastnn::bind

@@ -75,9 +75,16 @@ def test_matches_reference(rng, case, dtype):
     _check_backward(F.conv2d_backward(g, x, w, **geometry), R.conv2d_backward(g, x, w, **geometry), g, x, w, geometry)
 
 
+# the direct path for few taps (kernels/conv_direct.h, batches of >= 4): the cnn's first conv on a
+# small image, 27 taps (RGB 3x3), dilated and strided, 1x1
+DIRECT_FD_CASES = [((4, 1, 6, 6), 5, 3, 1, 1, 1, 1), ((5, 3, 6, 6), 9, 3, 1, 1, 1, 1),
+                   ((4, 2, 6, 6), 6, (3, 2), (2, 1), (1, 0), (2, 3), 1), ((4, 3, 6, 6), 7, 1, 1, 0, 1, 1)]
+
+
 # and dx image by image, in chunks of 1 or 2 images (a 3x3 and a 1x1), and dx as a convolution
 @pytest.mark.parametrize("case", FD_CASES + [((4, 2, 3, 4), 2, 3, 1, 1, 1, 2), ((10, 2, 4, 4), 2, 3, 1, 1, 1, 1),
-                                             ((10, 3, 3, 3), 2, 1, 1, 0, 1, 1), ((4, 3, 4, 5), 2, 3, 1, 1, 1, 1)])
+                                             ((10, 3, 3, 3), 2, 1, 1, 0, 1, 1), ((4, 3, 4, 5), 2, 3, 1, 1, 1, 1)]
+                         + DIRECT_FD_CASES)
 def test_cpp_backward_matches_finite_differences(rng, case):
     x, w, b, geometry = _args(case, rng, np.float64)
     g = random_array(rng, F.conv2d_forward(x, w, b, **geometry).shape, np.float64)
@@ -137,6 +144,10 @@ def test_layouts_are_copied_once(rng):
 
 @pytest.mark.parametrize("case", CASES[-25:], ids=CASE_IDS[-25:])
 def test_same_result_with_one_two_and_three_threads(rng, case):
+    check_same_bits_on_threads(rng, case)
+
+
+def check_same_bits_on_threads(rng, case):
     # Bit for bit: the threads split the outputs of every product and pass, never a sum.
     x, w, b, geometry = _args(case, rng, np.float32)
     g = random_array(rng, R.conv2d_forward(x, w, b, **geometry).shape, np.float32)

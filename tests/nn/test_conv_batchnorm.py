@@ -140,7 +140,7 @@ def test_eval_gradient_matches_finite_differences(rng):
 def test_not_fused():
     assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm1d(3)).execution_plan == ["Conv2d", "BatchNorm1d"]
     assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.BatchNorm2d(3)).execution_plan == \
-        ["Conv2d", "ReLU", "BatchNorm2d"]
+        ["Conv2d+relu", "BatchNorm2d"]  # the conv's ReLU fuses (layers/conv_relu.h), the BatchNorm after it not
     assert nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Tanh()).execution_plan == \
         ["Conv2d+BatchNorm2d", "Tanh"]
     match = r"\[BatchNorm2d\] expected input \(N, C, H, W\) with C = 4, got \(2, 3, 3, 3\)"
@@ -302,3 +302,41 @@ def test_small_batches_and_many_taps_take_no_blocks():
     b = conv._block_images([1000, 1, 28, 28])
     assert b >= 4 and conv._block_images([2 * b - 1, 1, 28, 28]) == 0
     assert nn.Conv2d(32, 64, 3, padding=1)._layer._block_images([1000, 32, 14, 14]) == 0  # 288 taps
+
+
+# The pooled training backward with the BN input gradient made an image at a time where the conv's
+# backward reads it (conv2d_backward's grad_image: batches of >= 4, no Winograd, no conv bias),
+# lowest in the model (no dx, as fit runs the first layer) or not, against the separate layers bit
+# for bit: the cnn's first block (planes wider than a BN tile), several channels a BN group, 3 input
+# channels, a frozen conv (BN's gradients alone), BN without affine parameters, and a conv bias
+# (the whole-gradient path).
+LOWEST_CASES = [((16, 1, 28, 28), 8, 3, 1, False), ((9, 3, 10, 12), 5, 3, 1, False), ((5, 16, 6, 8), 4, 3, 1, False),
+                ((6, 2, 8, 8), 4, 3, 1, True)]
+
+
+@pytest.mark.parametrize("case", LOWEST_CASES, ids=[str(c[0]) + f"-b{int(c[4])}" for c in LOWEST_CASES])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ["lowest", "with_dx", "frozen_conv", "no_affine"])
+def test_pooled_backward_by_images_is_the_separate_layers(rng, case, dtype, variant):
+    affine = variant != "no_affine"
+    fused = nn.Sequential(*_layers(case, dtype, 6, affine=affine), nn.MaxPool2d(2))
+    plain_layers = _layers(case, dtype, 6, affine=affine)
+    plain = nn.Sequential(plain_layers[0], nn.Identity(), *plain_layers[1:], nn.MaxPool2d(2))
+    assert fused.execution_plan[0] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    if variant == "frozen_conv":
+        fused[0].weight.requires_grad = plain[0].weight.requires_grad = False
+    x = random_array(rng, case[0], dtype)
+    g = random_array(rng, fused._layer.output_shape(x.shape), dtype)
+    need_dx = variant == "with_dx"
+    results = []
+    for model, threads in ((plain, 1), (fused, 1), (fused, 2), (fused, 3)):
+        model.train()
+        with num_threads(threads):
+            model(x)
+            model.zero_grad()
+            dx = model._layer.backward(g, need_dx)
+            results.append([model.flat_grad().copy()] + ([np.array(dx)] if need_dx else []))
+    assert np.any(results[0][0] != 0)
+    for want, *got in zip(*results):
+        for a in got:
+            np.testing.assert_array_equal(a, want)

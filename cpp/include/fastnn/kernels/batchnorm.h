@@ -323,10 +323,11 @@ namespace bn_detail {
 // g (x - col_m) over the tile [j0, j0 + L); input_tile(j0, L, col_m, col_a, col_b, col_d) must write
 // dx = col_a g + col_b (x - col_m) + col_d there. `rows` is the number of T-sized rows that the
 // two passes read per channel (what must stay in L2 between them); `cost` parallel_for's work per channel.
-template <class T, class SumsTile, class InputTile>
+// group_start(ca, cb), if given, runs in the thread before the passes over channels [ca, cb).
+template <class T, class SumsTile, class InputTile, class GroupStart>
 void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* save_mean, const T* save_invstd,
                      bool training, T* dgamma, T* dbeta, index_t rows, index_t cost, const char* op,
-                     SumsTile&& sums_tile, InputTile&& input_tile) {
+                     SumsTile&& sums_tile, InputTile&& input_tile, GroupStart&& group_start) {
   const index_t n = N * S;
   FASTNN_CHECK(N > 0 && C > 0 && S > 0, op, "x is empty");
   const index_t k = group_channels<T>(rows, S);
@@ -336,6 +337,7 @@ void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* s
     T col_m[kTileCols], col_a[kTileCols], col_b[kTileCols], col_d[kTileCols];
     for_each_group(c0, c1, k, [&](index_t ca, index_t cb) {
       const index_t kc = cb - ca;
+      group_start(ca, cb);
       std::fill(sg, sg + kc, 0.0);
       std::fill(sgx, sgx + kc, 0.0);
       for (index_t c = 0; c < kc; ++c) mean_c[c] = save_mean[ca + c];
@@ -366,6 +368,13 @@ void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* s
       });
     });
   });
+}
+template <class T, class SumsTile, class InputTile>
+void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* save_mean, const T* save_invstd,
+                     bool training, T* dgamma, T* dbeta, index_t rows, index_t cost, const char* op,
+                     SumsTile&& sums_tile, InputTile&& input_tile) {
+  backward_groups(N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, rows, cost, op, sums_tile,
+                  input_tile, [](index_t, index_t) {});
 }
 
 }  // namespace bn_detail

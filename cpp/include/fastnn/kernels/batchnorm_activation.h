@@ -199,6 +199,17 @@ void expand_or_zero(const T* v, index_t j0, index_t L, index_t S, T* col) {
   }
 }
 
+// The recomputed z's per-column coefficients of one tile: z = (x - zm) za + zb (null arrays: 0).
+template <class T>
+struct ZColumns {
+  T zm[kTileCols], za[kTileCols], zb[kTileCols];
+  ZColumns(const T* z_mean, const T* z_scale, const T* z_shift, index_t j0, index_t L, index_t S) {
+    expand_or_zero(z_mean, j0, L, S, zm);
+    expand_or_zero(z_scale, j0, L, S, za);
+    expand_or_zero(z_shift, j0, L, S, zb);
+  }
+};
+
 }  // namespace bn_detail
 
 // Training-mode forward: batch_norm_forward_train (the same statistics, save_mean/save_invstd and
@@ -370,18 +381,12 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
     backward_groups(
         N, C, S, gamma, save_mean, save_invstd, training, dgamma, dbeta, 2 * N, 6 * N * S, op,
         [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
-          T zm[kTileCols], za[kTileCols], zb[kTileCols];
-          expand_or_zero(z_mean, j0, L, S, zm);
-          expand_or_zero(z_scale, j0, L, S, za);
-          expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, zm, za, zb, acc_g, acc_gx, x_ld);
+          const ZColumns<T> z(z_mean, z_scale, z_shift, j0, L, S);
+          column_relu_grad_sums(g + j0, x + j0, ld, N, L, m, z.zm, z.za, z.zb, acc_g, acc_gx, x_ld);
         },
         [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
-          T zm[kTileCols], za[kTileCols], zb[kTileCols];
-          expand_or_zero(z_mean, j0, L, S, zm);
-          expand_or_zero(z_scale, j0, L, S, za);
-          expand_or_zero(z_shift, j0, L, S, zb);
-          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, zm, za, zb, a, b, d, x_ld, accumulate);
+          const ZColumns<T> z(z_mean, z_scale, z_shift, j0, L, S);
+          column_relu_grad_input(g + j0, x + j0, dx + j0, ld, N, L, m, z.zm, z.za, z.zb, a, b, d, x_ld, accumulate);
         });
     return;
   }
@@ -396,6 +401,80 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
       [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
         column_masked_grad_input(g + j0, mask + j0, x + j0, dx + j0, ld, N, L, m, scale, a, b, d);
       });
+}
+
+// Backward of batch_norm_relu_max_pool2d_forward_train (MaxPool2d's backward, then
+// batch_norm_relu_backward in training mode recomputing z) without the pool's full-size gradient
+// in memory: each channel group's planes of it are made, as max_pool2d_backward makes them (zeros,
+// then g_pool added at the argmax), in a per-thread buffer that BN's two passes then read from
+// cache. The values, tiles and sums are those of the two kernels run one after the other, so dx,
+// dgamma and dbeta are theirs, bit for bit. g_pool and indices (N, C, P, Q) as the pool's, pool
+// its geometry on x (N, C, H, W); z_scale and beta (the z shift, null: 0) as the forward gave them.
+// dx null: only the sums pass runs (dgamma, dbeta), and coef (3 C values, if not null) receives the
+// input pass's per-channel a, b, d (dx = a g_z + b (x - mean) + d), for
+// batch_norm_relu_max_pool2d_grad_image to make dx an image at a time.
+template <class T, class I>
+void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, const ConvGeometry& pool, const T* x,
+                                         const T* gamma, const T* beta, const T* save_mean, const T* save_invstd,
+                                         const T* z_scale, T* dx, T* dgamma, T* dbeta, T* coef = nullptr) {
+  using namespace bn_detail;
+  const char* op = "batch_norm_relu_max_pool2d_backward";
+  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, ld = C * S;
+  // as batch_norm_relu_backward without a mask: its groups, and its cost per channel plus the scatter
+  const index_t k = group_channels<T>(2 * N, S);
+  struct Group {
+    std::vector<T> dp;  // the group's gradient: N rows of (cb - ca) * S
+    index_t ca = 0, ld = 0;
+  };
+  thread_local Group grp;
+  backward_groups(
+      N, C, S, gamma, save_mean, save_invstd, true, dgamma, dbeta, 2 * N, 7 * N * S, op,
+      [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
+        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
+        column_relu_grad_sums(grp.dp.data() + (j0 - grp.ca * S), x + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, acc_g,
+                              acc_gx, ld);
+      },
+      [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
+        if (coef)  // the channels that start in this tile
+          for (index_t c = (j0 + S - 1) / S; c * S < j0 + L; ++c) {
+            const index_t j = c * S - j0;
+            coef[c] = a[j], coef[C + c] = b[j], coef[2 * C + c] = d[j];
+          }
+        if (!dx) return;
+        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
+        column_relu_grad_input(grp.dp.data() + (j0 - grp.ca * S), x + j0, dx + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, a,
+                               b, d, ld, false);
+      },
+      [&](index_t ca, index_t cb) {
+        grp.ca = ca, grp.ld = (cb - ca) * S;
+        if (grp.dp.size() < static_cast<size_t>(N * k * S)) grp.dp.resize(static_cast<size_t>(N * k * S));
+        for (index_t n = 0; n < N; ++n)
+          for (index_t c = ca; c < cb; ++c)
+            pool_detail::max_pool_backward_plane(g_pool + (n * C + c) * PQ, indices + (n * C + c) * PQ,
+                                                 grp.dp.data() + n * grp.ld + (c - ca) * S, S, PQ);
+      });
+}
+
+// Image n's part of batch_norm_relu_max_pool2d_backward's dx, (C, H, W) into dxn, from the
+// coefficients its sums pass gave (coef): the pool's gradient plane by plane (max_pool2d_backward's
+// scatter), then column_relu_grad_input's expression in place, so the same values bit for bit.
+template <class T, class I>
+void batch_norm_relu_max_pool2d_grad_image(index_t n, const T* g_pool, const I* indices, const ConvGeometry& pool,
+                                           const T* x, const T* beta, const T* save_mean, const T* z_scale,
+                                           const T* coef, T* dxn) {
+  const index_t C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q;
+  for (index_t c = 0; c < C; ++c) {
+    const index_t plane = n * C + c;
+    T* __restrict dr = dxn + c * S;
+    pool_detail::max_pool_backward_plane(g_pool + plane * PQ, indices + plane * PQ, dr, S, PQ);
+    const T* __restrict xr = x + plane * S;
+    const T m = save_mean[c], zm = save_mean[c], za = z_scale[c], zb = beta ? beta[c] : T(0);
+    const T a = coef[c], b = coef[C + c], d = coef[2 * C + c];
+    for (index_t j = 0; j < S; ++j) {
+      const T e = (xr[j] - zm) * za + zb > T(0) ? dr[j] : T(0);
+      dr[j] = a * e + b * (xr[j] - m) + d;
+    }
+  }
 }
 
 // The output of batch_norm_relu_forward_train (p = 0) or _eval again, from x and the coefficients

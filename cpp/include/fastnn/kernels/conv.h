@@ -33,10 +33,12 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/activations.h"
+#include "fastnn/kernels/conv_direct.h"
 #include "fastnn/kernels/conv_winograd.h"
 #include "fastnn/kernels/gemm.h"
 #include "fastnn/kernels/im2col.h"
@@ -218,6 +220,11 @@ inline bool winograd_input_grad(const Conv2dShape& s) {
 }
 // and its weight gradient as the transposed transform (winograd::weight_grad_images)
 inline bool winograd_weight_grad(const Conv2dShape& s) { return winograd_forward(s); }
+// The image-by-image passes run the forward and the weight gradient of a convolution with few taps
+// per output as kernels/conv_direct.h's loops instead of a GEMM per image.
+inline bool direct_taps(const Conv2dShape& s) {
+  return s.geom.n >= kFusedMinImages && s.group_taps() <= conv_direct::kMaxTaps && !winograd_forward(s);
+}
 // Images per set of 16 GEMMs (the forward's and both gradients'), by the larger tile count of an image.
 inline index_t winograd_group(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
@@ -251,6 +258,12 @@ void flip_weight(const T* weight, T* wf, const Conv2dShape& s) {
 }
 
 }  // namespace conv_detail
+
+// Whether conv2d_backward can take its upstream gradient image by image (grad_image): the
+// image-by-image passes, without Winograd (which reads groups of images).
+inline bool conv2d_grad_images(const Conv2dShape& s) {
+  return s.geom.n >= conv_detail::kFusedMinImages && !conv_detail::winograd_forward(s);
+}
 
 inline ConvWorkspaceSize conv2d_workspace_size(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
@@ -315,6 +328,7 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
           });
       return;
     }
+    const bool direct = conv_detail::direct_taps(s);
     conv_detail::for_each_image(g.n, PQ * K * Og, [&](index_t k, index_t, index_t n) {
       const T* cols = x + n * CHW;
       if (!g.pointwise()) {
@@ -322,9 +336,16 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epi, T* 
         cols = ws.cols + k * chunk;
       }
       for (index_t grp = 0; grp < G; ++grp) {
+        T* yn = y + (n * O + grp * Og) * PQ;
+        if (direct) {
+          conv_direct::forward_image(cols + grp * Kg * PQ, Kg, PQ, weight + grp * Og * Kg, Og, yn,
+                                     [&](index_t r, T* row, index_t len) {
+                                       if (!epi.empty()) epi.apply(row, len, grp * Og + r);
+                                     });
+          continue;
+        }
         CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
         CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
-        T* yn = y + (n * O + grp * Og) * PQ;
         MatMap<T> ym(yn, Og, PQ, Eigen::OuterStride<>(PQ));
         gemm_detail::gemm_tile(wm, cm, ym, false);
         if (!epi.empty())
@@ -366,14 +387,20 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
 //   grad_weight (O, C/G, kh, kw) (+)= [G_g^T cols_g]_g;  grad_bias (O) (+)= sums of grad_out,
 // added to (+=) with accumulate_weight / accumulate_bias (the layers' contract), else overwritten.
 // Null outputs are skipped. ws: conv2d_workspace_size(s), scratch only.
+// grad_image (conv2d_grad_images(s) only, and no grad_bias): grad_out is null and (*grad_image)(n)
+// returns image n's (O x P*Q) gradient, made on demand in a buffer of the calling thread that
+// stays valid until its next call there (FusedConvBatchNormPool: BN's input gradient never goes
+// to memory in full).
 template <class T>
 void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_input, T* grad_weight, T* grad_bias,
                      const Conv2dShape& s, ConvWorkspace<T> ws, bool accumulate_weight = false,
-                     bool accumulate_bias = false) {
+                     bool accumulate_bias = false, const std::function<const T*(index_t)>* grad_image = nullptr) {
   using gemm_detail::run_product_tiles;
   const ConvGeometry& g = s.geom;
   const index_t O = s.out_channels, G = s.groups, Og = s.group_out(), Cg = s.group_in(), Kg = s.group_taps();
   const index_t PQ = g.p * g.q;
+  FASTNN_CHECK(!grad_image || (!grad_bias && conv2d_grad_images(s)), "conv2d_backward",
+               "a gradient made image by image needs the image-by-image passes without Winograd or a bias");
   if (grad_bias) conv_detail::bias_grad(grad_out, grad_bias, g.n, O, PQ, accumulate_bias);
   if (g.pointwise() && g.n < conv_detail::kFusedMinImages) {
     if (grad_weight) {  // dW_grp (Og x Cg) (+)= sum_n g[n]_grp (Og x HW) x[n]_grp^T, n in order inside each tile
@@ -426,6 +453,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     const bool winograd_dw = grad_weight && conv_detail::winograd_weight_grad(s);
     const index_t group = conv_detail::winograd_forward(s) ? conv_detail::winograd_group(s) : 1;
     const index_t pstride = winograd_dw ? winograd::kPoints * O * g.c : wsize;
+    const bool direct = conv_detail::direct_taps(s);
     conv_detail::for_each_image_group(g.n, group, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n0, index_t n1) {
       T* buf = pointwise ? nullptr : ws.cols + k * chunk;
       T* part = ws.partial + k * pstride;
@@ -436,6 +464,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
         winograd::conv3x3_images(grad_out + n0 * O * PQ, n1 - n0, O, g.p, g.q, 2 - g.ph, 2 - g.pw, u, g.c,
                                  grad_input + n0 * CHW, g.h, g.w, buf, [](index_t, T*, index_t) {});
       for (index_t n = n0; n < n1; ++n) {
+        const T* gn = grad_image ? (*grad_image)(n) : grad_out + n * O * PQ;  // grad_out[n]
         if (grad_weight && !winograd_dw) {
           const T* cols = x + n * CHW;
           if (!pointwise) {
@@ -443,7 +472,12 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
             cols = buf;
           }
           for (index_t grp = 0; grp < G; ++grp) {
-            CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+            if (direct) {
+              conv_direct::weight_grad_image(gn + grp * Og * PQ, cols + grp * Kg * PQ, Kg, PQ,
+                                             part + grp * Og * Kg, Og, n > first);
+              continue;
+            }
+            CMatMap<T> gm(gn + grp * Og * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
             CMatMap<T> cm(cols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
             MatMap<T> pm(part + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
             gemm_detail::gemm_tile(gm, cm.transpose(), pm, n > first);
@@ -451,7 +485,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
         }
         if (winograd_dx) continue;
         if (as_conv) {  // dx[n] = Wf im2col(g[n])
-          im2col_image_t(grad_out + n * O * PQ, buf, gt, inside_t);
+          im2col_image_t(gn, buf, gt, inside_t);
           CMatMap<T> wf(ws.rows, g.c, KT, Eigen::OuterStride<>(KT));
           CMatMap<T> cm(buf, KT, PQ, Eigen::OuterStride<>(PQ));
           MatMap<T> dx(grad_input + n * CHW, g.c, PQ, Eigen::OuterStride<>(PQ));
@@ -459,7 +493,7 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
         } else if (grad_input) {
           T* dcols = pointwise ? grad_input + n * CHW : buf;
           for (index_t grp = 0; grp < G; ++grp) {
-            CMatMap<T> gm(grad_out + (n * O + grp * Og) * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
+            CMatMap<T> gm(gn + grp * Og * PQ, Og, PQ, Eigen::OuterStride<>(PQ));
             CMatMap<T> wm(weight + grp * Og * Kg, Og, Kg, Eigen::OuterStride<>(Kg));
             MatMap<T> dc(dcols + grp * Kg * PQ, Kg, PQ, Eigen::OuterStride<>(PQ));
             gemm_detail::gemm_tile(wm.transpose(), gm, dc, false);

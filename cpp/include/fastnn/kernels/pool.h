@@ -249,18 +249,22 @@ void max_pool2d_forward(const T* x, T* y, I* indices, const ConvGeometry& g) {
 // cache line still goes to memory once: measured on the CNN's pools, a pass that writes every
 // element once (the gradient or 0 by the argmax's position in its 2x2 window) was ~20x slower
 // (a select per element on interleaved stores, not vectorized).
+namespace pool_detail {
+// One plane of max_pool2d_backward: dp (HW) = 0, then gp[o] (PQ) added at ip[o] in order.
+template <class T, class I>
+void max_pool_backward_plane(const T* gp, const I* ip, T* dp, index_t HW, index_t PQ) {
+  std::fill(dp, dp + HW, T(0));  // the plane stays in L1/L2 for the scatter that follows
+  for (index_t o = 0; o < PQ; ++o)
+    if (ip[o] >= 0) dp[ip[o]] += gp[o];
+}
+}  // namespace pool_detail
+
 template <class T, class I>
 void max_pool2d_backward(const T* grad_out, const I* indices, T* grad_input, const ConvGeometry& g) {
-  const index_t H = g.h, W = g.w, P = g.p, Q = g.q, HW = H * W, PQ = P * Q;
+  const index_t HW = g.h * g.w, PQ = g.p * g.q;
   parallel_for(g.n * g.c, HW + PQ, [&](index_t b0, index_t b1) {
-    for (index_t b = b0; b < b1; ++b) {
-      T* dp = grad_input + b * HW;
-      std::fill(dp, dp + HW, T(0));  // the plane stays in L1/L2 for the scatter that follows
-      const T* gp = grad_out + b * PQ;
-      const I* ip = indices + b * PQ;
-      for (index_t o = 0; o < PQ; ++o)
-        if (ip[o] >= 0) dp[ip[o]] += gp[o];
-    }
+    for (index_t b = b0; b < b1; ++b)
+      pool_detail::max_pool_backward_plane(grad_out + b * PQ, indices + b * PQ, grad_input + b * HW, HW, PQ);
   });
 }
 

@@ -154,6 +154,35 @@ class BatchNorm : public Layer<T> {
     return need_input_grad ? dx : View<T>{};
   }
 
+  // Backward of forward_relu_max_pool from the pool's gradient g_pool and its argmax (the pool
+  // layer's, geometry pool): backward_relu of the pool's backward, bit for bit, without the pool's
+  // full-size gradient in memory (batch_norm_relu_max_pool2d_backward). Returns the input gradient.
+  View<T> backward_relu_max_pool(const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool) {
+    FASTNN_CHECK(training_ && fused_p_ == 0 && x_ld_ == 0 && x_.data, kind(),
+                 "backward_relu_max_pool needs forward_relu_max_pool first");
+    View<T> dx = grad_in_.get(x_.shape);
+    batch_norm_relu_max_pool2d_backward(g_pool, argmax, pool, x_.data, gamma_, beta_, mean_.data(), invstd_.data(),
+                                        scale_.data(), dx.data, dgamma_.data(), dbeta_.data());
+    accumulate_param_grads();
+    return dx;
+  }
+
+  // backward_relu_max_pool's parameter gradients alone, with the coefficients (coef, 3 C values)
+  // from which relu_max_pool_grad_image then makes its input gradient an image at a time.
+  void backward_relu_max_pool_sums(const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool, T* coef) {
+    FASTNN_CHECK(training_ && fused_p_ == 0 && x_ld_ == 0 && x_.data, kind(),
+                 "backward_relu_max_pool needs forward_relu_max_pool first");
+    batch_norm_relu_max_pool2d_backward(g_pool, argmax, pool, x_.data, gamma_, beta_, mean_.data(), invstd_.data(),
+                                        scale_.data(), static_cast<T*>(nullptr), dgamma_.data(), dbeta_.data(), coef);
+    accumulate_param_grads();
+  }
+  // Image n of backward_relu_max_pool's input gradient, (C, H, W) into dxn, after backward_relu_max_pool_sums.
+  void relu_max_pool_grad_image(index_t n, const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool,
+                                const T* coef, T* dxn) const {
+    batch_norm_relu_max_pool2d_grad_image(n, g_pool, argmax, pool, x_.data, beta_, mean_.data(), scale_.data(), coef,
+                                          dxn);
+  }
+
   // forward_relu's output (without dropout) again, bit for bit, into y: from the x it read and the
   // coefficients it kept.
   void recompute_relu(T* y) const {

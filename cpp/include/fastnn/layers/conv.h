@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <memory>
 
@@ -140,6 +141,22 @@ class Conv2d : public Layer<T> {
     const bool accumulate = !this->overwrite_grads;
     conv2d_backward(g.data, x_.data, w_, dx, grads ? gw_ : nullptr, grads ? gb_ : nullptr, s, workspace(s), accumulate,
                     accumulate);
+  }
+
+  // Whether backward_images can run on the last forward's input: the kernels' image-by-image passes
+  // (conv2d_grad_images), and no bias gradient (it sums the whole gradient).
+  bool takes_grad_images() {
+    return conv2d_grad_images(shape_for(x_.shape)) && !(has_bias_ && this->params_trainable);
+  }
+  // backward_into with the upstream gradient made an image at a time by grad_image(n) (conv2d_backward's
+  // grad_image): FusedConvBatchNormPool's BN input gradient, never in memory in full. Needs takes_grad_images().
+  void backward_images(const std::function<const T*(index_t)>& grad_image, T* dx) {
+    const Conv2dShape& s = shape_for(x_.shape);
+    const bool grads = this->params_trainable;
+    if (!grads && !dx) return;
+    const bool accumulate = !this->overwrite_grads;
+    conv2d_backward(static_cast<const T*>(nullptr), x_.data, w_, dx, grads ? gw_ : nullptr, static_cast<T*>(nullptr),
+                    s, workspace(s), accumulate, accumulate, &grad_image);
   }
 
   bool has_rop() const override { return true; }

@@ -117,8 +117,15 @@ class FusedConvBatchNorm : public Layer<T> {
 //   the block from there (Conv2d::forward_affine_blocks): on the cnn's first block that output is
 //   100 KB an image, 100 MB for a batch of 1000, written and read back once each otherwise.
 // The backward runs the pool's, BN+ReLU's and the conv's, as the separate layers do, so outputs and
-// gradients are theirs, bit for bit; after an eval forward FusedConvBatchNorm first reruns the conv
-// and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
+// gradients are theirs, bit for bit. After the pooled training pass the pool's full-size gradient
+// is never in memory (BN's passes make it per channel group, batch_norm_relu_max_pool2d_backward),
+// and when the conv takes its gradient image by image (Conv2d::takes_grad_images: batches of >= 4,
+// no Winograd, no bias: the cnn's first block) BN's input gradient isn't either: BN's sums pass
+// runs, then each image's input gradient is made where the conv's backward reads it, in cache.
+// Measured on the cnn's first block (batch 128, 1 -> 32, 28x28; loaded machine, 1 thread CPU time):
+// the step's backward 1.44x faster than with both gradients written out and a GEMM dW, the direct
+// conv's dW included (bench/conv1_step.py, bench/README.md). After an eval forward
+// FusedConvBatchNorm first reruns the conv and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
 // (a batch under two blocks in eval, other windows in training, a BatchNorm collecting its
 // statistics) FusedConvBatchNorm runs, then the pool.
 template <class T>
@@ -140,6 +147,7 @@ class FusedConvBatchNormPool : public Layer<T> {
     if (channels_fit && conv_bn_->folds(ctx) && conv_->block_images(x.shape) > 0)
       return pool_->forward_blocks(h_shape, [&](auto consume) { conv_bn_->forward_folded_blocks(x, ctx, consume); });
     pooled_ = channels_fit && !conv_bn_->folds(ctx) && !bn_->collecting() && pool_->tiles_2x2(h_shape);
+    conv_in_shape_ = x.shape;
     if (!pooled_) return pool_->forward(conv_bn_->forward(x, ctx), ctx);
     const View<T> h = conv_->forward(x, ctx);
     return pool_->forward_produced(h.shape, [&](const ConvGeometry& g, T* y, std::int32_t* argmax) {
@@ -148,9 +156,24 @@ class FusedConvBatchNormPool : public Layer<T> {
   }
 
   View<T> backward(const View<T>& g, bool need_input_grad) override {
-    const View<T> dp = pool_->backward(g, true);
-    if (!pooled_) return conv_bn_->backward(dp, need_input_grad);
-    return conv_->backward(bn_act_->backward(dp, true), need_input_grad);
+    if (!pooled_) return conv_bn_->backward(pool_->backward(g, true), need_input_grad);
+    const ConvGeometry& pool = pool_->geometry();
+    if (!conv_->takes_grad_images())  // the pool's and BN+ReLU's backward in BN's passes
+      return conv_->backward(bn_->backward_relu_max_pool(g.data, pool_->argmax(), pool), need_input_grad);
+    // BN's sums pass, then its input gradient an image at a time where the conv's backward reads
+    // it (in cache): the full-size gradient is neither written nor read back
+    coef_.resize(static_cast<size_t>(3 * pool.c));
+    bn_->backward_relu_max_pool_sums(g.data, pool_->argmax(), pool, coef_.data());
+    const index_t image = pool.c * pool.h * pool.w;
+    const std::function<const T*(index_t)> grad_image = [&](index_t n) -> const T* {
+      thread_local std::vector<T> buf;
+      if (buf.size() < static_cast<size_t>(image)) buf.resize(static_cast<size_t>(image));
+      bn_->relu_max_pool_grad_image(n, g.data, pool_->argmax(), pool, coef_.data(), buf.data());
+      return buf.data();
+    };
+    View<T> dx = need_input_grad ? grad_in_.get(conv_in_shape_) : View<T>{};
+    conv_->backward_images(grad_image, dx.data);
+    return dx;
   }
 
   // The R-operator composes the layers' own, in the order the last forward ran them.
@@ -173,6 +196,9 @@ class FusedConvBatchNormPool : public Layer<T> {
   std::shared_ptr<FusedConvBatchNorm<T>> conv_bn_;  // conv -> BN -> ReLU (folded in eval, in blocks or not)
   std::shared_ptr<FusedBatchNormActivation<T>> bn_act_;  // BN -> ReLU's backward and R-operator after the pooled pass
   bool pooled_ = false;  // the last forward ran the training pass that pools in BN's output pass
+  std::vector<T> coef_;  // BN's input-gradient coefficients (backward_relu_max_pool_sums)
+  Shape conv_in_shape_;
+  Workspace<T> grad_in_;
 };
 
 }  // namespace fastnn

@@ -99,6 +99,9 @@ class MaxPool2d : public Layer<T> {
       });
     });
   }
+  // The last forward's geometry and argmax (the fused backward of BatchNorm2d -> ReLU -> this pool).
+  const ConvGeometry& geometry() const { return g_; }
+  const std::int32_t* argmax() const { return argmax_.data(); }
   View<T> backward(const View<T>& g, bool need_input_grad) override {
     if (!need_input_grad) return {};
     View<T> dx = grad_in_.get(in_shape_);
