@@ -224,24 +224,27 @@ def test_training_with_max_pool_gradient_matches_finite_differences(rng):
     assert_model_gradient(model, x, w)
 
 
+@pytest.mark.parametrize("with_bn", [True, False], ids=["bn", "no-bn"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fit_with_the_pooled_layer_lowest_trains_its_conv(rng, dtype):
-    """fit's backward stops below the lowest layer that trains: a Conv2d+BN+ReLU+MaxPool2d first in
-    the model must say it trains (its conv and BN), or fit never updates them (a merge once lost it)."""
+def test_fit_with_the_pooled_layer_lowest_trains_its_conv(rng, dtype, with_bn):
+    """fit's backward stops below the lowest layer that trains: a Conv2d+BN+ReLU+MaxPool2d (or, with
+    no BatchNorm, layers/conv_relu.h's Conv2d+relu+MaxPool2d) first in the model must say it trains
+    (its conv and BN), or fit never updates them (a merge once lost it)."""
     def build(separate):
         fastnn.manual_seed(2)
-        head = [nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()]
-        return nn.Sequential(*head, *([nn.Identity()] if separate else []), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(36, 5)).to(dtype)
+        head = [nn.Conv2d(1, 4, 3, padding=1)] + ([nn.BatchNorm2d(4)] if with_bn else []) + [nn.ReLU()]
+        if separate:  # an Identity splits the step: before the pool with BN, before the ReLU without
+            head.insert(len(head) if with_bn else 1, nn.Identity())
+        return nn.Sequential(*head, nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5)).to(dtype)
     x, y = random_array(rng, (40, 1, 6, 6), dtype), rng.integers(0, 5, 40)
     fused, plain = build(False), build(True)
-    assert fused.execution_plan[0] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    assert fused.execution_plan[0] == ("Conv2d+BatchNorm2d+relu+MaxPool2d" if with_bn else "Conv2d+relu+MaxPool2d")
     start = fused.state_dict()["0.weight"].copy()
     for model in (fused, plain):
         fastnn.fit(model, x, y, optimizer="sgd", epochs=2, batch_size=16, seed=3, verbose=0)
     assert not np.array_equal(fused.state_dict()["0.weight"], start)
     np.testing.assert_array_equal(fused.flat_parameters(), plain.flat_parameters())
-    for key in ("1.running_mean", "1.running_var"):
+    for key in ("1.running_mean", "1.running_var") if with_bn else ():
         np.testing.assert_array_equal(fused.state_dict()[key], plain.state_dict()[key], err_msg=key)
 
 

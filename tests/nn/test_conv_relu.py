@@ -117,20 +117,8 @@ def test_hvp_is_the_separate_layers_one(rng, training):
     np.testing.assert_array_equal(hv[0], hv[1])
 
 
-def test_fit_with_the_fused_layer_lowest_trains_its_conv(rng):
-    """fit's backward stops below the lowest layer that trains: the fused step holds the conv."""
-    def build(separate):
-        fastnn.manual_seed(2)
-        head = [nn.Conv2d(1, 4, 3, padding=1)] + ([nn.Identity()] if separate else [])
-        return nn.Sequential(*head, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5))
-    x, y = random_array(rng, (40, 1, 6, 6), np.float32), rng.integers(0, 5, 40)
-    fused, plain = build(False), build(True)
-    assert fused.execution_plan[0] == "Conv2d+relu+MaxPool2d"
-    start = fused.state_dict()["0.weight"].copy()
-    for model in (fused, plain):
-        fastnn.fit(model, x, y, optimizer="sgd", epochs=2, batch_size=16, seed=3, verbose=0)
-    assert not np.array_equal(fused.state_dict()["0.weight"], start)
-    np.testing.assert_array_equal(fused.flat_parameters(), plain.flat_parameters())
+# fit with the fused step lowest in the model: tests/nn/test_conv_batchnorm.py's
+# test_fit_with_the_pooled_layer_lowest_trains_its_conv[no-bn].
 
 
 def test_a_folded_cnn_runs_its_blocks_fused(rng):
