@@ -125,9 +125,9 @@ class FusedConvBatchNorm : public Layer<T> {
 // Measured on the cnn's first block (batch 128, 1 -> 32, 28x28; loaded machine, 1 thread CPU time):
 // the step's backward 1.44x faster than with both gradients written out and a GEMM dW, the direct
 // conv's dW included (bench/conv1_step.py, bench/README.md). After an eval forward
-// FusedConvBatchNorm first reruns the conv and BN+ReLU (the fused pass keeps neither the conv's output nor BN's state). Otherwise
-// (a batch under two blocks in eval, other windows in training, a BatchNorm collecting its
-// statistics) FusedConvBatchNorm runs, then the pool.
+// FusedConvBatchNorm first reruns the conv and BN+ReLU (the fused pass keeps neither the conv's
+// output nor BN's state). Otherwise (a batch under two blocks in eval, other windows in training, a
+// BatchNorm collecting its statistics) FusedConvBatchNorm runs, then the pool.
 template <class T>
 class FusedConvBatchNormPool : public Layer<T> {
  public:
