@@ -8,7 +8,7 @@ checks are test_conv.py's (DIRECT_FD_CASES there)."""
 import numpy as np
 import pytest
 
-from fastnn import _C
+from fastnn._config import _C
 from fastnn import functional as F
 from fastnn import reference as R
 from tests.conftest import DTYPES, assert_sum_close, random_array
