@@ -143,9 +143,16 @@ def numerical_gradient(f, x, eps=1e-6):
 
 
 def assert_gradient(f, x, analytic, eps=1e-6, rtol=1e-6, atol=1e-8):
-    """analytic must match central differences of the scalar f() with respect to x."""
+    """analytic must match central differences of the scalar f() with respect to x.
+
+    The differences carry f's rounding divided by eps (~ the size of f's terms * 1e-10 at eps 1e-6),
+    the same for every element, so an element that cancels to near zero cannot meet rtol alone: the
+    absolute tolerance is also scaled to the largest gradient element (rtol * max |numeric|). A wrong
+    gradient is off by the size of its terms, far above that.
+    """
     numeric = numerical_gradient(f, x, eps)
-    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
+    scale = float(np.max(np.abs(numeric))) if numeric.size else 0.0
+    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=max(atol, rtol * scale))
 
 
 def assert_model_gradient(model, x, w, rtol=1e-5, atol=1e-7):
