@@ -22,29 +22,41 @@ difference of two gradients, (g(θ + εv) - g(θ - εv)) / 2ε with ε = eps^(1/
 (about 5 significant digits in float64, 2 to 3 in float32); gnvp needs the R-operator.
 """
 
+import functools
+
 import numpy as np
 
 from ._blas_pool import quieted as _quieted
 from ._config import _C
 from .functional import loss as _F
 from .nn.parameter import shared_buffer
-from .train.checks import as_cpp_model, as_loss, check_X, check_y, output_width
+from .train.checks import as_cpp_model, as_loss, check_X, check_y, inferred_output_width
 
 __all__ = ["CurvatureOperator", "curvature_operator", "gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
 
 _WHICH = ("LA", "SA", "LM")
 
 
+def _loss_kernel(loss):
+    """(reduction, kernel name) of a loss name or object, checked as fit checks it."""
+    loss_obj, kernel = as_loss(loss)
+    return loss_obj.reduction, kernel
+
+
+_named_loss = functools.lru_cache(maxsize=64)(_loss_kernel)  # a name's loss object is made once, not per call
+
+
 class _Problem:
     """The validated model, loss and data of one call, and what the call must restore."""
 
+    # fastnn.hvp builds one per call: its checks are kept to what each needs (no forward for the output
+    # width, one walk over the parameters, no masks when nothing is frozen): bench/bench_hvp.py
     def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn):
         self.fn = fn
-        loss_obj, self.kernel = as_loss(loss)
-        self.reduction = loss_obj.reduction
+        self.reduction, self.kernel = _named_loss(loss) if isinstance(loss, str) else _loss_kernel(loss)
         self.model = as_cpp_model(model)
         self.X = check_X(X, self.model)
-        width = output_width(self.model, self.X)
+        width = inferred_output_width(self.model, self.X)
         self.y = check_y(y, self.kernel, len(self.X), width, self.model)
         self.width = width
         if batch_size is None:
@@ -57,7 +69,7 @@ class _Problem:
         params = list(self.model.parameters())
         if not params:
             raise ValueError(f"{fn}: the model has no parameters")
-        self.buf = self.model.flatten_parameters_()
+        self.buf = self.model._flatten(params)
         self.layer = self.model._layer
         self.n = self.buf.params.size
         if self.layer.num_params() != self.n:
@@ -70,11 +82,18 @@ class _Problem:
     def _mark_frozen(self):
         """The entries of the constants (requires_grad=False)."""
         self.trains = tuple(p.requires_grad for p in self.params)
-        self.frozen = np.zeros(self.n, bool)
-        for p in self.params:
-            if not p.requires_grad:
-                self.frozen[p.offset:p.offset + p.size] = True
         self.any_frozen = not all(self.trains)  # else the masks below are skipped (a pass over n each)
+        self._frozen = None
+
+    @property
+    def frozen(self):
+        """Boolean mask of the constants' entries (made when first asked for)."""
+        if self._frozen is None:
+            self._frozen = np.zeros(self.n, bool)
+            for p in self.params:
+                if not p.requires_grad:
+                    self._frozen[p.offset:p.offset + p.size] = True
+        return self._frozen
 
     def still_valid(self):
         """For repeated products: the parameters still in the buffer checked at the start (else a clear
@@ -102,7 +121,8 @@ class _Problem:
         # a copy when it is changed or could be: the passes zero the gradients and (Python layers) move the parameters
         if self.any_frozen or np.may_share_memory(v, self.buf.grads) or np.may_share_memory(v, self.buf.params):
             v = v.copy()
-            v[self.frozen] = 0
+            if self.any_frozen:
+                v[self.frozen] = 0
         return v
 
     def _saved(self):
@@ -247,7 +267,8 @@ def loss_and_grad(model, loss, X, y, batch_size=None, training=True, seed=0, ste
         loss_value, grad = p._loss_grad()
     finally:
         p._restore(saved)
-    grad[p.frozen] = 0
+    if p.any_frozen:
+        grad[p.frozen] = 0
     return loss_value, grad
 
 
