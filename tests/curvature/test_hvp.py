@@ -296,6 +296,9 @@ def test_bad_data(fn):
         call(m, object(), X, y, *extra)
     with pytest.raises(ValueError, match="no parameters"):
         call(nn.Sequential(nn.ReLU()), "mse", X, X, *(() if not extra else (np.ones(0),)))
+    if extra:  # a C++ error that is not the data's passes through the deferred checks unchanged
+        with pytest.raises(ValueError, match=r"\[hvp\] loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got 'nll'"):
+            call(m, "nll", X, y, *extra)
 
 
 def test_loss_by_name_and_object_agree():

@@ -2,6 +2,8 @@
 object, the model's C++ handle, X and y against the model (shared by fit, evaluate, train_step,
 layer_statistics and fastnn.curvature, so that each rejects bad input with the same message)."""
 
+import math
+
 import numpy as np
 
 from .. import _validate as _v
@@ -88,7 +90,7 @@ def inferred_output_width(model, X, name="X"):
         raise ValueError(f"{name} has shape {X.shape}: {e}") from None
     if Ellipsis in shape:
         return output_width(model, X, name)
-    return int(np.prod(shape[1:]))
+    return math.prod(shape[1:])
 
 
 def check_y(y, kernel, n, width, model, name="y", ignore_index=-100):
