@@ -2,12 +2,15 @@
 products (X and y checked once, for loops of products) vs one fastnn gradient (fastnn.loss_and_grad) vs torch's
 double backward (autograd.grad of g·v through create_graph=True, the same weights), cross-entropy,
 float32, timed paired and alternating (the machine may be loaded: compare within one run, as ratios).
+Each round starts at the next implementation (a rotation), so that none always runs first after
+torch's call, whose cold caches cost the call after it ~0.15 ms (it was always fastnn.hvp's).
+--clock cpu times CPU time (time.process_time; for 1-thread runs on a loaded machine) instead of wall time.
 
     --model mlp: the seeds' 784-32-32-10 ReLU MLP on 1024 samples (BENCH.md's H·v target)
     --model cnn: BENCH.md's cnn (models.simple_cnn, dropout 0, training mode: BatchNorm through its
                  batch statistics) on 128 images
 
-    PYTHONPATH=python python bench/bench_hvp.py [--model mlp|cnn] [--repeats R] [--threads N] [--n N]
+    PYTHONPATH=python python bench/bench_hvp.py [--model mlp|cnn] [--repeats R] [--threads N] [--n N] [--clock wall|cpu]
 """
 
 import argparse
@@ -76,6 +79,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n", type=int, default=None, help="samples (default 1024 for mlp, 128 for cnn)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: time.perf_counter; cpu: time.process_time (all threads' CPU time)")
     a = ap.parse_args()
     n_default, repeats_default = DEFAULTS[a.model]
     repeats = a.repeats or repeats_default
@@ -101,18 +106,23 @@ def main():
         print(f"max |fastnn - torch| / max |torch H v| = {err:.2e}")
     except ImportError:
         print("torch not installed: fastnn only")
+    clock = time.perf_counter if a.clock == "wall" else time.process_time
     times = {k: [] for k in fns}
     for f in fns.values():  # warm-up
         f()
-    for _ in range(repeats):  # alternating: each round times every implementation once
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
+    names = list(fns)
+    for r in range(repeats):  # alternating: each round times every implementation once, from the r-th on
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0 = clock()
+            fns[k]()
+            times[k].append(clock() - t0)
     med = {k: float(np.median(t)) for k, t in times.items()}
-    print(f"{DESCRIPTION[a.model]}, {len(X)} samples, float32, {n} parameters; {repeats} paired rounds (median)")
+    print(f"{DESCRIPTION[a.model]}, {len(X)} samples, float32, {n} parameters; {repeats} paired rounds (median, "
+          f"{a.clock} time)")
     for k, t in med.items():
         print(f"  {k:24s} {t * 1e3:8.3f} ms")
+    overhead = np.median(np.subtract(times["fastnn hvp"], times["fastnn operator H(v)"]))
+    print(f"  hvp - operator (paired)  {overhead * 1e3:8.3f} ms  (the per-call checks of X, y and the model)")
     print(f"  hvp / gradient         {med['fastnn hvp'] / med['fastnn gradient']:.2f}x  (target <= 3)")
     if "torch double backward" in med:
         print(f"  torch / fastnn hvp     {med['torch double backward'] / med['fastnn hvp']:.2f}x  (target >= 3)")

@@ -22,31 +22,43 @@ difference of two gradients, (g(θ + εv) - g(θ - εv)) / 2ε with ε = eps^(1/
 (about 5 significant digits in float64, 2 to 3 in float32); gnvp needs the R-operator.
 """
 
+import functools
+
 import numpy as np
 
 from ._blas_pool import quieted as _quieted
 from ._config import _C
 from .functional import loss as _F
 from .nn.parameter import shared_buffer
-from .train.checks import as_cpp_model, as_loss, check_X, check_y, output_width
+from .train.checks import CLASS_KERNELS, as_cpp_model, as_loss, check_X, check_y, inferred_output_width
 
 __all__ = ["CurvatureOperator", "curvature_operator", "gnvp", "hessian", "hessian_eigenvalues", "hvp", "loss_and_grad"]
 
 _WHICH = ("LA", "SA", "LM")
 
 
+def _loss_kernel(loss):
+    """(reduction, kernel name) of a loss name or object, checked as fit checks it."""
+    loss_obj, kernel = as_loss(loss)
+    return loss_obj.reduction, kernel
+
+
+_named_loss = functools.lru_cache(maxsize=64)(_loss_kernel)  # a name's loss object is made once, not per call
+
+
 class _Problem:
     """The validated model, loss and data of one call, and what the call must restore."""
 
-    def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn):
+    # fastnn.hvp builds one per call: its checks are kept to what each needs (no forward for the output
+    # width, one walk over the parameters, no masks when nothing is frozen): bench/bench_hvp.py
+    def __init__(self, model, loss, X, y, batch_size, training, seed, step, fn, deferred=False):
         self.fn = fn
-        loss_obj, self.kernel = as_loss(loss)
-        self.reduction = loss_obj.reduction
+        self.reduction, self.kernel = _named_loss(loss) if isinstance(loss, str) else _loss_kernel(loss)
         self.model = as_cpp_model(model)
-        self.X = check_X(X, self.model)
-        width = output_width(self.model, self.X)
-        self.y = check_y(y, self.kernel, len(self.X), width, self.model)
-        self.width = width
+        self.layer = self.model._layer
+        self._data = (X, y)
+        if not (deferred and self.layer.has_rop and self._data_as_given(X, y)):
+            self._check_data(X, y)
         if batch_size is None:
             batch_size = len(self.X)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -57,8 +69,7 @@ class _Problem:
         params = list(self.model.parameters())
         if not params:
             raise ValueError(f"{fn}: the model has no parameters")
-        self.buf = self.model.flatten_parameters_()
-        self.layer = self.model._layer
+        self.buf = self.model._flatten(params)
         self.n = self.buf.params.size
         if self.layer.num_params() != self.n:
             raise ValueError(f"{fn}: the model runs {self.layer.num_params()} parameters but holds {self.n} "
@@ -67,14 +78,46 @@ class _Problem:
         self.params = params
         self._mark_frozen()
 
+    def _check_data(self, X, y):
+        """X and y checked and converted as fit does, against the model's output width."""
+        self.X = check_X(X, self.model)
+        self.width = inferred_output_width(self.model, self.X)
+        self.y = check_y(y, self.kernel, len(self.X), self.width, self.model)
+
+    def _data_as_given(self, X, y):
+        """For a single product (deferred): X and y taken as they are when they need no conversion, with
+        only their finiteness checked here; the C++ passes check the rest (X's shape, y's length, the
+        labels against the output width), and a ValueError of theirs runs _check_data, whose messages
+        name the problem (product). False: the data need _check_data now."""
+        dtype = self.model.dtype
+        if not (type(X) is np.ndarray and type(y) is np.ndarray and X.dtype == dtype and X.ndim >= 2 and len(X) >= 1
+                and X.flags.c_contiguous and y.flags.c_contiguous and y.shape[:1] == X.shape[:1]):
+            return False
+        if self.kernel in CLASS_KERNELS and y.ndim == 1:
+            if y.dtype != np.int64:
+                return False
+        elif y.dtype != dtype or _C.first_nonfinite(y) >= 0:
+            return False
+        if _C.first_nonfinite(X) >= 0:
+            return False
+        self.X, self.y, self.width = X, y, None  # width None: the data are the C++ passes' to check
+        return True
+
     def _mark_frozen(self):
         """The entries of the constants (requires_grad=False)."""
         self.trains = tuple(p.requires_grad for p in self.params)
-        self.frozen = np.zeros(self.n, bool)
-        for p in self.params:
-            if not p.requires_grad:
-                self.frozen[p.offset:p.offset + p.size] = True
         self.any_frozen = not all(self.trains)  # else the masks below are skipped (a pass over n each)
+        self._frozen = None
+
+    @property
+    def frozen(self):
+        """Boolean mask of the constants' entries (made when first asked for)."""
+        if self._frozen is None:
+            self._frozen = np.zeros(self.n, bool)
+            for p in self.params:
+                if not p.requires_grad:
+                    self._frozen[p.offset:p.offset + p.size] = True
+        return self._frozen
 
     def still_valid(self):
         """For repeated products: the parameters still in the buffer checked at the start (else a clear
@@ -102,7 +145,8 @@ class _Problem:
         # a copy when it is changed or could be: the passes zero the gradients and (Python layers) move the parameters
         if self.any_frozen or np.may_share_memory(v, self.buf.grads) or np.may_share_memory(v, self.buf.params):
             v = v.copy()
-            v[self.frozen] = 0
+            if self.any_frozen:
+                v[self.frozen] = 0
         return v
 
     def _saved(self):
@@ -121,9 +165,14 @@ class _Problem:
         try:
             self.buf.grads[...] = 0
             if self.layer.has_rop:
-                loss = _C.curvature_product(self.layer, self.X, self.y, self.kernel, self.reduction, self.buf.params,
-                                            self.buf.grads, v, hv, self.batch_size, self.training, gauss_newton,
-                                            self.seed, self.step, with_gradient)
+                try:
+                    loss = _C.curvature_product(self.layer, self.X, self.y, self.kernel, self.reduction,
+                                                self.buf.params, self.buf.grads, v, hv, self.batch_size, self.training,
+                                                gauss_newton, self.seed, self.step, with_gradient)
+                except ValueError:
+                    if self.width is None:  # deferred checks: theirs is the clearer message when the data are bad
+                        self._check_data(*self._data)
+                    raise
                 grad = self.buf.grads.copy() if with_gradient else None
             elif gauss_newton:
                 raise ValueError(f"{self.fn}: the Gauss-Newton product needs every layer to have an R-operator; "
@@ -183,14 +232,14 @@ def hvp(model, loss, X, y, v, batch_size=None, training=True, seed=0, step=0):
     loss: what fit accepts ("cross_entropy", "mse", "bce_with_logits" or a loss object).
     See the module docstring for batch_size, training, seed/step and frozen parameters.
     """
-    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "hvp")
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "hvp", deferred=True)
     return p.product(p.direction(v), False)[0]
 
 
 @_quieted
 def gnvp(model, loss, X, y, v, batch_size=None, training=True, seed=0, step=0):
     """G v = J^T H_loss J v, the generalized Gauss-Newton matrix (positive semidefinite) times v."""
-    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "gnvp")
+    p = _Problem(model, loss, X, y, batch_size, training, seed, step, "gnvp", deferred=True)
     return p.product(p.direction(v), True)[0]
 
 
@@ -247,7 +296,8 @@ def loss_and_grad(model, loss, X, y, batch_size=None, training=True, seed=0, ste
         loss_value, grad = p._loss_grad()
     finally:
         p._restore(saved)
-    grad[p.frozen] = 0
+    if p.any_frozen:
+        grad[p.frozen] = 0
     return loss_value, grad
 
 

@@ -267,6 +267,53 @@ def test_bad_input():
         fastnn.hvp(m, "cross_entropy", X, y + 5, np.ones(n))
 
 
+@pytest.mark.parametrize("fn", ["hvp", "gnvp", "loss_and_grad", "curvature_operator"])
+def test_bad_data(fn):
+    """The per-call checks of X, y and the model, shared by every entry point (_Problem)."""
+    m = mlp()
+    X, y = data()
+    n = m.flatten_parameters_().params.size
+    call = getattr(fastnn, fn)
+    extra = (np.ones(n),) if fn in ("hvp", "gnvp") else ()
+    bad = X.copy()
+    bad[4, 2] = np.inf
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index \(4, 2\)\)"):
+        call(m, "cross_entropy", bad, y, *extra)
+    # the output width comes from shape inference now: the same message as the forward's
+    with pytest.raises(ValueError, match=r"X has shape \(11, 5\): \[Linear\] expected input \(N, 4\), got \(1, 5\)"):
+        call(m, "cross_entropy", np.ones((11, 5)), y, *extra)
+    with pytest.raises(ValueError, match="must have 11 entries"):
+        call(m, "cross_entropy", X, y[:-1], *extra)
+    with pytest.raises(ValueError, match=r"y\[2\] = -1 is not a class index in \[0, 3\)"):
+        call(m, "cross_entropy", X, np.where(np.arange(11) == 2, -1, y), *extra)
+    with pytest.raises(ValueError, match=r"y\[0\] = 3 is not a class index in \[0, 3\) \(the model has 3 outputs\)"):
+        call(m, "cross_entropy", X, np.full(11, 3), *extra)
+    with pytest.raises(TypeError, match="class labels must be integers"):
+        call(m, "cross_entropy", X, y.astype(np.float64), *extra)
+    with pytest.raises(ValueError, match="must have 3 values per sample"):
+        call(m, "mse", X, np.ones((11, 2)), *extra)
+    with pytest.raises(TypeError, match="must be a fastnn.nn loss"):
+        call(m, object(), X, y, *extra)
+    with pytest.raises(ValueError, match="no parameters"):
+        call(nn.Sequential(nn.ReLU()), "mse", X, X, *(() if not extra else (np.ones(0),)))
+    if extra:  # a C++ error that is not the data's passes through the deferred checks unchanged
+        with pytest.raises(ValueError, match=r"\[hvp\] loss must be 'cross_entropy', 'bce_with_logits' or 'mse', got 'nll'"):
+            call(m, "nll", X, y, *extra)
+
+
+def test_loss_by_name_and_object_agree():
+    """A loss name's (reduction, kernel) is cached between calls; an object's is read per call."""
+    m = mlp()
+    X, y = data()
+    v = np.random.default_rng(3).standard_normal(m.flatten_parameters_().params.size)
+    by_name = fastnn.hvp(m, "cross_entropy", X, y, v)
+    np.testing.assert_array_equal(fastnn.hvp(m, "cross_entropy", X, y, v), by_name)
+    np.testing.assert_array_equal(fastnn.hvp(m, nn.CrossEntropyLoss(), X, y, v), by_name)
+    summed = fastnn.hvp(m, nn.CrossEntropyLoss(reduction="sum"), X, y, v)  # scaled once per element: a few ulps
+    np.testing.assert_allclose(summed, by_name * len(X), rtol=0, atol=1e-13 * len(X) * np.abs(by_name).max())
+    assert not np.allclose(summed, by_name)
+
+
 @requires_torch
 @pytest.mark.parametrize("loss,kind", CASES)
 def test_matches_torch_double_backward(loss, kind):

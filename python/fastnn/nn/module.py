@@ -185,7 +185,10 @@ class Module:
 
     def flatten_parameters_(self):
         """Puts all parameters of this module into one flat buffer (idempotent); returns the buffer."""
-        params = list(self.parameters())
+        return self._flatten(list(self.parameters()))
+
+    def _flatten(self, params):
+        """flatten_parameters_ on this module's `params` (list(self.parameters()), walked once by the caller)."""
         if not params:
             return None
         buf = shared_buffer(params) or repack(params)

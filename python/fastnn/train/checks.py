@@ -2,6 +2,8 @@
 object, the model's C++ handle, X and y against the model (shared by fit, evaluate, train_step,
 layer_statistics and fastnn.curvature, so that each rejects bad input with the same message)."""
 
+import math
+
 import numpy as np
 
 from .. import _validate as _v
@@ -78,6 +80,19 @@ def output_width(model, X, name="X"):
     return int(np.prod(out.shape[1:]))
 
 
+def inferred_output_width(model, X, name="X"):
+    """output_width from the model's shape inference of one sample (no forward: fastnn.hvp pays
+    this per call), with the same errors; a model whose shape is not known ahead (a layer written
+    in Python) runs output_width's forward."""
+    try:
+        shape = model._layer.output_shape((1,) + X.shape[1:])
+    except ValueError as e:
+        raise ValueError(f"{name} has shape {X.shape}: {e}") from None
+    if Ellipsis in shape:
+        return output_width(model, X, name)
+    return math.prod(shape[1:])
+
+
 def check_y(y, kernel, n, width, model, name="y", ignore_index=-100):
     y = np.asarray(y)
     if y.shape[:1] != (n,):
@@ -86,6 +101,8 @@ def check_y(y, kernel, n, width, model, name="y", ignore_index=-100):
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name}: class labels must be integers, got {y.dtype}")
         y = np.ascontiguousarray(y, dtype=np.int64)
+        if y.size and 0 <= y.min() and y.max() < width:  # two reductions, the common case
+            return y
         bad = ((y < 0) | (y >= width)) & (y != ignore_index)
         if bad.any():
             i = int(np.argmax(bad))
