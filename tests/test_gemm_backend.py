@@ -122,7 +122,7 @@ def test_a_raised_thread_count_of_our_openblas_is_put_back_to_one(restore_backen
     threadpoolctl = pytest.importorskip("threadpoolctl")
     fastnn.use_gemm_backend("openblas")
     path = fastnn.gemm_backend()["path"]
-    a = np.ones((64, 64), np.float32)
+    a = np.ones((256, 256), np.float32)  # wider than the narrow kernel's N (64 on AVX-512): OpenBLAS's product
     with threadpoolctl.threadpool_limits(limits=3):
         ours = [p for p in threadpoolctl.threadpool_info() if p.get("filepath") == path]
         if not ours or ours[0]["num_threads"] == 1:
