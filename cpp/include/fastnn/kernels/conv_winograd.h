@@ -253,31 +253,39 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
                     d3 = Vec::load(p + 3 * WP * L);
           out[0] = d0 - d2, out[1] = d1 + d2, out[2] = d2 - d1, out[3] = d1 - d3;
         };
-        const auto put = [&](T* dst, const Vec& val) {
-          if (l + PS <= nc) {
-            val.store(dst);
-          } else {  // the last, partial packet of an odd channel count
-            alignas(64) T buf[PS];
-            val.store(buf);
-            std::copy(buf, buf + (nc - l), dst);
+        // full packets, or the last, partial one of an odd channel count: decided once per row of
+        // tiles, so that the 16 stores of a tile have no branch and its packets stay in registers
+        const auto row_of_tiles = [&](auto full) {
+          const auto put = [&](T* dst, const Vec& val) {
+            if constexpr (decltype(full)::value) {
+              val.store(dst);
+            } else {
+              alignas(64) T buf[PS];
+              val.store(buf);
+              std::copy(buf, buf + (nc - l), dst);
+            }
+          };
+          Vec a[4], b[4];  // the tile's columns 0 and 1 (the previous tile's 2 and 3)
+          column(0, a);
+          column(1, b);
+          for (index_t tc = 0; tc < TC; ++tc) {
+            Vec e[4], f[4];
+            column(2 * tc + 2, e);
+            column(2 * tc + 3, f);
+            T* vt = v + (col0 + tr * TC + tc) * C + c0 + l;
+            FASTNN_UNROLL for (int r = 0; r < 4; ++r) {
+              put(vt + (4 * r) * S, a[r] - e[r]);
+              put(vt + (4 * r + 1) * S, b[r] + e[r]);
+              put(vt + (4 * r + 2) * S, e[r] - b[r]);
+              put(vt + (4 * r + 3) * S, b[r] - f[r]);
+              a[r] = e[r], b[r] = f[r];
+            }
           }
         };
-        Vec a[4], b[4];  // the tile's columns 0 and 1 (the previous tile's 2 and 3)
-        column(0, a);
-        column(1, b);
-        for (index_t tc = 0; tc < TC; ++tc) {
-          Vec e[4], f[4];
-          column(2 * tc + 2, e);
-          column(2 * tc + 3, f);
-          T* vt = v + (col0 + tr * TC + tc) * C + c0 + l;
-          for (int r = 0; r < 4; ++r) {
-            put(vt + (4 * r) * S, a[r] - e[r]);
-            put(vt + (4 * r + 1) * S, b[r] + e[r]);
-            put(vt + (4 * r + 2) * S, e[r] - b[r]);
-            put(vt + (4 * r + 3) * S, b[r] - f[r]);
-            a[r] = e[r], b[r] = f[r];
-          }
-        }
+        if (l + PS <= nc)
+          row_of_tiles(std::true_type{});
+        else
+          row_of_tiles(std::false_type{});
       }
   }
 }
