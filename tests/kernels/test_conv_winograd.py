@@ -30,6 +30,7 @@ CASES = [
     ((4, 16, 28, 28), 32, 1),
     ((5, 32, 14, 14), 64, 1),  # the BENCH.md CNN's second convolution
     ((3, 17, 7, 7), 19, 1),
+    ((2, 33, 5, 17), 16, (1, 0)),  # rows of 17: the planes' pixels transposed across rows, a lone 33rd channel
 ]
 IDS = [f"{c[0]}-o{c[1]}-p{c[2]}".replace(" ", "") for c in CASES]
 

@@ -28,6 +28,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/gemm.h"
@@ -51,8 +56,10 @@ struct Tiles {
 };
 
 // Tiles a group of images puts side by side in the 16 GEMMs: whole images, up to about
-// kGroupTiles columns (fewer images when one already has that many).
-constexpr index_t kGroupTiles = 192;
+// kGroupTiles columns (fewer images when one already has that many). Smaller groups keep V and dM
+// closer to L1 (Zen 4, 1 thread, paired, against 192: the cnn's conv2, 1 image instead of 3, even;
+// DenseNet 48 -> 12 at 14x14 fwd 1.06x, dW 1.14x, at 7x7 fwd 1.13x, dW 1.31x; 384 lost 2-26%).
+constexpr index_t kGroupTiles = 96;
 inline index_t group_images(index_t tiles_per_image) {
   return std::max<index_t>(1, kGroupTiles / std::max<index_t>(1, tiles_per_image));
 }
@@ -161,82 +168,124 @@ struct Plane {
   index_t size() const { return hp * wp * kLanes; }
 };
 
+// One SIMD packet with the arithmetic operators (Eigen's padd, psub, pnegate), so that a transform
+// is written once for packets and scalars.
+template <class T>
+struct Packed {
+  using P = narrow_detail::Packet<T>;
+  static constexpr index_t kSize = narrow_detail::kP<T>;
+  P p;
+  static Packed load(const T* a) { return {Eigen::internal::ploadu<P>(a)}; }
+  void store(T* a) const { Eigen::internal::pstoreu(a, p); }
+  friend Packed operator+(const Packed& a, const Packed& b) { return {Eigen::internal::padd(a.p, b.p)}; }
+  friend Packed operator-(const Packed& a, const Packed& b) { return {Eigen::internal::psub(a.p, b.p)}; }
+  Packed operator-() const { return {Eigen::internal::pnegate(p)}; }
+};
+
 // V[xi, col0 + t, c] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
 // padding (ph, pw); V_xi is a (rows x C) row-major matrix, its rows t: each xi's block is ld x C;
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. kLanes channels at a time: their planes are
-// transposed into `plane` (channels innermost), then every tile's 16 values are kLanes-wide
-// vectors and the transform is vector arithmetic, stored as contiguous runs of V's rows.
+// transposed into `plane` (channels innermost), then every tile's 16 values are packets of
+// channels and the transform is packet arithmetic, stored as contiguous runs of V's rows.
 template <class T>
 void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
                      T* v, index_t ld, index_t col0) {
   using Pk = narrow_detail::Packet<T>;
+  using Vec = Packed<T>;
   constexpr index_t L = kLanes, PS = narrow_detail::kP<T>;
   static_assert(L % PS == 0, "the plane's channel groups hold whole packets");
   const index_t TR = tiles.rows, TC = tiles.cols;
   const Plane pl(tiles);
-  const index_t WP = pl.wp;
+  const index_t WP = pl.wp, HW = H * W;
   // rows and columns of x that a tile reads (the plane covers the padded input up to the last tile)
   const index_t rows = std::min(H, pl.hp - ph), cols = std::min(W, WP - pw);
   const index_t S = ld * C;  // from one xi to the next
+  // the plane's pixel of x's (i, j), or null where no tile reads it
+  const auto pixel = [&](index_t i, index_t j) { return i < rows && j < cols ? plane + ((i + ph) * WP + j + pw) * L : nullptr; };
   for (index_t c0 = 0; c0 < C; c0 += L) {
     const index_t nc = std::min(L, C - c0);
-    std::fill(plane, plane + pl.size(), T(0));
-    // PS channels x PS pixels at a time transposed in registers, the rest (fewer channels or
-    // pixels) one by one
+    // zeros around x (the padding and beyond: the last tiles' unused part), x's pixels below
+    const auto zero = [&](index_t from, index_t to) {  // pixels [from, to) of the plane
+      std::fill(plane + std::min(from, pl.hp * WP) * L, plane + std::min(to, pl.hp * WP) * L, T(0));
+    };
+    zero(0, ph * WP + pw);
+    for (index_t i = 0; i < rows; ++i)  // right of row i, then left of row i + 1
+      zero((i + ph) * WP + pw + cols, (i + 1 + ph) * WP + pw);
+    zero((rows + ph) * WP + pw, pl.hp * WP);
+    if (nc < L)
+      for (index_t i = 0; i < rows; ++i)
+        for (index_t j = 0; j < cols; ++j) std::fill(pixel(i, j) + nc, pixel(i, j) + L, T(0));
+    // PS channels x PS pixels at a time transposed in registers: the pixels are consecutive in the
+    // channel planes (H x W), across rows (a row of 14 is less than one AVX-512 packet of floats);
+    // the rest (fewer channels or pixels) one by one
     index_t c = 0;
-    for (; c + PS <= nc; c += PS)
-      for (index_t i = 0; i < rows; ++i) {
-        const T* src = x + (c0 + c) * H * W + i * W;
-        T* dst = plane + ((i + ph) * WP + pw) * L + c;
-        index_t j = 0;
-        for (; j + PS <= cols; j += PS) {
-          Eigen::internal::PacketBlock<Pk, PS> blk;
-          for (index_t k = 0; k < PS; ++k) blk.packet[k] = Eigen::internal::ploadu<Pk>(src + k * H * W + j);
-          Eigen::internal::ptranspose(blk);
-          for (index_t k = 0; k < PS; ++k) Eigen::internal::pstoreu(dst + (j + k) * L, blk.packet[k]);
+    for (; c + PS <= nc; c += PS) {
+      const T* src = x + (c0 + c) * HW;
+      index_t e = 0, i = 0, j = 0;  // e = i W + j
+      for (; e + PS <= HW; e += PS) {
+        Eigen::internal::PacketBlock<Pk, PS> blk;
+        for (index_t k = 0; k < PS; ++k) blk.packet[k] = Eigen::internal::ploadu<Pk>(src + k * HW + e);
+        Eigen::internal::ptranspose(blk);
+        for (index_t k = 0; k < PS; ++k) {
+          if (T* dst = pixel(i, j)) Eigen::internal::pstoreu(dst + c, blk.packet[k]);
+          if (++j == W) j = 0, ++i;
         }
-        for (; j < cols; ++j)
-          for (index_t k = 0; k < PS; ++k) dst[j * L + k] = src[k * H * W + j];
       }
-    for (; c < nc; ++c) {
-      const T* xc = x + (c0 + c) * H * W;
-      for (index_t i = 0; i < rows; ++i) {
-        const T* __restrict src = xc + i * W;
-        T* __restrict dst = plane + ((i + ph) * WP + pw) * L + c;
-        for (index_t j = 0; j < cols; ++j) dst[j * L] = src[j];
+      for (; e < HW; ++e) {
+        if (T* dst = pixel(i, j))
+          for (index_t k = 0; k < PS; ++k) dst[c + k] = src[k * HW + e];
+        if (++j == W) j = 0, ++i;
       }
     }
+    for (; c < nc; ++c) {
+      const T* xc = x + (c0 + c) * HW;
+      for (index_t i = 0; i < rows; ++i)
+        for (index_t j = 0; j < cols; ++j) pixel(i, j)[c] = xc[i * W + j];
+    }
+    // per tile row and packet of channels: B^T d down each plane column once (a column is shared
+    // by two neighbouring tiles), then B along the tile's rows, left to right
     for (index_t tr = 0; tr < TR; ++tr)
-      for (index_t tc = 0; tc < TC; ++tc) {
-        const T* d = plane + (2 * tr * WP + 2 * tc) * L;
-        T t[4][4][L];  // B^T d: down the tile's columns
-        for (int j = 0; j < 4; ++j) {
-          const T *__restrict d0 = d + j * L, *__restrict d1 = d0 + WP * L, *__restrict d2 = d1 + WP * L,
-                  *__restrict d3 = d2 + WP * L;
-          for (index_t l = 0; l < L; ++l) {
-            t[0][j][l] = d0[l] - d2[l];
-            t[1][j][l] = d1[l] + d2[l];
-            t[2][j][l] = d2[l] - d1[l];
-            t[3][j][l] = d1[l] - d3[l];
+      for (index_t l = 0; l < nc; l += PS) {
+        const T* d = plane + 2 * tr * WP * L + l;
+        const auto column = [&](index_t j, Vec out[4]) {
+          const T* p = d + j * L;
+          const Vec d0 = Vec::load(p), d1 = Vec::load(p + WP * L), d2 = Vec::load(p + 2 * WP * L),
+                    d3 = Vec::load(p + 3 * WP * L);
+          out[0] = d0 - d2, out[1] = d1 + d2, out[2] = d2 - d1, out[3] = d1 - d3;
+        };
+        // full packets, or the last, partial one of an odd channel count: decided once per row of
+        // tiles, so that the 16 stores of a tile have no branch and its packets stay in registers
+        const auto row_of_tiles = [&](auto full) {
+          const auto put = [&](T* dst, const Vec& val) {
+            if constexpr (decltype(full)::value) {
+              val.store(dst);
+            } else {
+              alignas(64) T buf[PS];
+              val.store(buf);
+              std::copy(buf, buf + (nc - l), dst);
+            }
+          };
+          Vec a[4], b[4];  // the tile's columns 0 and 1 (the previous tile's 2 and 3)
+          column(0, a);
+          column(1, b);
+          for (index_t tc = 0; tc < TC; ++tc) {
+            Vec e[4], f[4];
+            column(2 * tc + 2, e);
+            column(2 * tc + 3, f);
+            T* vt = v + (col0 + tr * TC + tc) * C + c0 + l;
+            FASTNN_UNROLL for (int r = 0; r < 4; ++r) {
+              put(vt + (4 * r) * S, a[r] - e[r]);
+              put(vt + (4 * r + 1) * S, b[r] + e[r]);
+              put(vt + (4 * r + 2) * S, e[r] - b[r]);
+              put(vt + (4 * r + 3) * S, b[r] - f[r]);
+              a[r] = e[r], b[r] = f[r];
+            }
           }
-        }
-        T* vt = v + (col0 + tr * TC + tc) * C + c0;
-        for (int a = 0; a < 4; ++a) {  // then B along its rows
-          T out[4][L];
-          for (index_t l = 0; l < L; ++l) {
-            out[0][l] = t[a][0][l] - t[a][2][l];
-            out[1][l] = t[a][1][l] + t[a][2][l];
-            out[2][l] = t[a][2][l] - t[a][1][l];
-            out[3][l] = t[a][1][l] - t[a][3][l];
-          }
-          for (int b = 0; b < 4; ++b) {
-            T* __restrict dst = vt + (4 * a + b) * S;
-            if (nc == L)
-              for (index_t l = 0; l < L; ++l) dst[l] = out[b][l];
-            else
-              std::copy(out[b], out[b] + nc, dst);
-          }
-        }
+        };
+        if (l + PS <= nc)
+          row_of_tiles(std::true_type{});
+        else
+          row_of_tiles(std::false_type{});
       }
   }
 }
@@ -314,19 +363,31 @@ void to_planes(const T* yt, index_t op, index_t O, index_t PQ, T* y) {
     for (index_t o = 0; o < O; ++o) y[o * PQ + e] = yt[e * op + o];
 }
 
-// One SIMD packet with the arithmetic operators (Eigen's padd, psub, pnegate), so that a transform
-// is written once for packets and scalars.
+// left[k] = row[2 k], right[k] = row[2 k + 1] for a row of Q values (right[Q / 2] = 0 when Q is odd).
+// With AVX-512 floats, 16 values at a time by one permute (even ones low, odd ones high) and
+// masked loads and stores (the scalar loop, 7 pairs per row of 14, was 45% of weight_grad_images).
 template <class T>
-struct Packed {
-  using P = narrow_detail::Packet<T>;
-  static constexpr index_t kSize = narrow_detail::kP<T>;
-  P p;
-  static Packed load(const T* a) { return {Eigen::internal::ploadu<P>(a)}; }
-  void store(T* a) const { Eigen::internal::pstoreu(a, p); }
-  friend Packed operator+(const Packed& a, const Packed& b) { return {Eigen::internal::padd(a.p, b.p)}; }
-  friend Packed operator-(const Packed& a, const Packed& b) { return {Eigen::internal::psub(a.p, b.p)}; }
-  Packed operator-() const { return {Eigen::internal::pnegate(p)}; }
-};
+inline void deinterleave(const T* __restrict row, index_t Q, T* __restrict left, T* __restrict right) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    for (index_t e = 0; e < Q; e += 16) {
+      const index_t n = std::min<index_t>(16, Q - e), half = (n + 1) / 2;  // an odd n gives a 0 on the right
+      const __m512 v = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), row + e));
+      const __mmask16 out = __mmask16((1u << half) - 1);
+      _mm512_mask_storeu_ps(left + e / 2, out, v);
+      _mm512_mask_storeu_ps(right + e / 2, out, _mm512_shuffle_f32x4(v, v, 0xEE));  // lanes 8-15 to 0-7
+    }
+    return;
+  }
+#endif
+  const index_t Q2 = Q >> 1;
+  for (index_t k = 0; k < Q2; ++k) {
+    left[k] = row[2 * k];
+    right[k] = row[2 * k + 1];
+  }
+  if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
+}
 
 // dM[xi, o, col0 + t] = (A dY A^T)[a, b] for the 2x2 tiles dY of one image's grad_out g (O, P, Q)
 // (zero beyond P, Q), rows ld long; A = [1 0; 1 1; 1 -1; 0 -1]. outs: 4 x T.
@@ -335,23 +396,15 @@ void grad_transform(const T* g, index_t O, index_t P, index_t Q, const Tiles& ti
                     T* outs) {
   using Vec = Packed<T>;
   constexpr index_t L = Vec::kSize;
-  const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols, Q2 = Q >> 1;
+  const index_t NT = tiles.count(), TR = tiles.rows, TC = tiles.cols;
   T *__restrict d00 = outs, *__restrict d01 = outs + NT, *__restrict d10 = outs + 2 * NT,
     *__restrict d11 = outs + 3 * NT;
   const index_t S = O * ld;
   if (P & 1) std::fill(d10 + (TR - 1) * TC, d10 + NT, T(0)), std::fill(d11 + (TR - 1) * TC, d11 + NT, T(0));
   for (index_t o = 0; o < O; ++o) {
     const T* go = g + o * P * Q;
-    for (index_t p = 0; p < P; ++p) {  // deinterleave the 2x2 tiles
-      const T* __restrict row = go + p * Q;
-      T* __restrict left = (p & 1 ? d10 : d00) + (p >> 1) * TC;
-      T* __restrict right = (p & 1 ? d11 : d01) + (p >> 1) * TC;
-      for (index_t k = 0; k < Q2; ++k) {
-        left[k] = row[2 * k];
-        right[k] = row[2 * k + 1];
-      }
-      if (Q & 1) left[Q2] = row[Q - 1], right[Q2] = T(0);
-    }
+    for (index_t p = 0; p < P; ++p)  // deinterleave the 2x2 tiles
+      deinterleave(go + p * Q, Q, (p & 1 ? d10 : d00) + (p >> 1) * TC, (p & 1 ? d11 : d01) + (p >> 1) * TC);
     T* mo = dm + o * ld + col0;
     // rows: A dY = [d0; d0 + d1; d0 - d1; -d1] (d0, d1 the tile's rows), then the same on columns;
     // packets of tiles (the compiler kept the 16 output rows' pointers on the stack, scalar)
