@@ -269,22 +269,19 @@ void batch_norm_relu_max_pool2d_forward_train(const T* x, const ConvGeometry& po
                "needs a 2x2 window of stride 2 without padding or dilation on an even width, got kernel ("
                    << pool.kh << ", " << pool.kw << "), stride (" << pool.sh << ", " << pool.sw << ") on width "
                    << pool.w);
-  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, pooled = 2 * pool.p * pool.w;
+  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q;
   bn_detail::forward_train_groups(
       x, C * S, N, C, S, gamma, beta, eps, save_mean, save_invstd, momentum, running_mean, running_var, z_scale,
       4 * N * S, op, [&](index_t j0, index_t L, const T* m, const T* a, const T* b) {
         // the planes of the channels that start in this tile, each whole (tiles split channels at
-        // 512 columns, not at the pool's row pairs): relu(z) of the pooled rows into a buffer in
-        // L1 (the vectorized expression of column_normalize_relu), then the pool's plane pass
-        std::vector<T> z(static_cast<size_t>(pooled));
+        // 512 columns, not at the pool's row pairs): the pool's plane pass on relu(z), computed
+        // where it loads each tap (column_normalize_relu's expression), so never stored
         for (index_t c = (j0 + S - 1) / S; c * S < j0 + L; ++c) {
           const T mc = m[c * S - j0], ac = a[c * S - j0], bc = b[c * S - j0];
+          const auto relu_z = [mc, ac, bc](T v) { return bn_detail::relu_of((v - mc) * ac + bc); };
           for (index_t n = 0; n < N; ++n) {
             const index_t plane = n * C + c;
-            const T* __restrict xp = x + plane * S;
-            T* __restrict zp = z.data();
-            for (index_t s = 0; s < pooled; ++s) zp[s] = bn_detail::relu_of((xp[s] - mc) * ac + bc);
-            pool_detail::max_pool_even_2x2_plane(zp, y + plane * PQ, indices + plane * PQ, pool);
+            pool_detail::max_pool_even_2x2_plane(x + plane * S, y + plane * PQ, indices + plane * PQ, pool, relu_z);
           }
         }
       });
