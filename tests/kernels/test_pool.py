@@ -97,6 +97,26 @@ def test_max_pool_nan_and_infinity_as_the_reference(kernel, stride, padding):
         np.testing.assert_array_equal(indices, eidx)
 
 
+# The even-width 2x2 pass combines row pairs in whole vectors of 16 (float32) or 8 (float64) outputs
+# whose lanes past a row's end are overwritten by the next row's: rows of fewer, as many and more
+# outputs than a vector, several chunks of row pairs, an odd last row; values with many ties and NaNs.
+@pytest.mark.parametrize("shape", [(2, 3, 9, 14), (1, 2, 6, 32), (3, 1, 7, 34), (1, 2, 90, 36), (1, 1, 5, 1024)],
+                         ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_fast_path_ties_and_nans_as_the_reference(rng, shape, dtype):
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.05] = -np.inf
+    y, indices = F.max_pool2d_forward(x, 2)
+    ey, eidx = R.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(y, ey)
+    np.testing.assert_array_equal(indices, eidx)
+    with num_threads(2):
+        y2, indices2 = F.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(indices2, indices)
+
+
 def test_max_pool_window_between_the_pixels():
     x = np.arange(4.0).reshape(1, 1, 2, 2)
     y, indices = F.max_pool2d_forward(x, 2, 1, 1, 3)

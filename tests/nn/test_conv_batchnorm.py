@@ -312,9 +312,12 @@ def test_small_batches_and_many_taps_take_no_blocks():
 # lowest in the model (no dx, as fit runs the first layer) or not, against the separate layers bit
 # for bit: the cnn's first block (planes wider than a BN tile), several channels a BN group, 3 input
 # channels, a frozen conv (BN's gradients alone), BN without affine parameters, and a conv bias
-# (the whole-gradient path).
+# (the whole-gradient path); the cnn's second block's 14x14, rows of more windows than a vector of
+# the pool's row-pair pass (kernels/pool.h max_pool_even_2x2_plane: 16 floats, 8 doubles), and odd
+# heights (a last row in no window).
 LOWEST_CASES = [((16, 1, 28, 28), 8, 3, 1, False), ((9, 3, 10, 12), 5, 3, 1, False), ((5, 16, 6, 8), 4, 3, 1, False),
-                ((6, 2, 8, 8), 4, 3, 1, True)]
+                ((6, 2, 8, 8), 4, 3, 1, True), ((4, 3, 14, 14), 4, 3, 1, False), ((4, 2, 9, 40), 3, 3, 1, False),
+                ((5, 2, 7, 36), 3, 3, 1, True)]
 
 
 @pytest.mark.parametrize("case", LOWEST_CASES, ids=[str(c[0]) + f"-b{int(c[4])}" for c in LOWEST_CASES])

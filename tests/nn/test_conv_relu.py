@@ -138,3 +138,103 @@ def test_other_activations_and_pools_are_not_fused():
     for tail, plan in (([nn.Tanh()], ["Conv2d", "Tanh"]),
                        ([nn.ReLU(), nn.AvgPool2d(2)], ["Conv2d+relu", "AvgPool2d"])):
         assert nn.Sequential(nn.Conv2d(2, 3, 3), *tail).execution_plan == plan
+
+
+# Bad input to the fused step: the errors of the separate layers (a clear exception naming the
+# layer and the shapes, never a crash), in training, in eval (whole batch), and in eval with a batch
+# large enough for the pool to read the conv's output in blocks of images.
+class _Returns(nn.Module):
+    """A Python-written neighbour before the fused step: its forward returns make(x)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def forward(self, x):
+        return self.make(x)
+
+    def backward(self, g):
+        return np.zeros((g.shape[0], 1, 28, 28), g.dtype)
+
+
+def _fused_step(pool, *before):
+    model = nn.Sequential(*before, nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), *([nn.MaxPool2d(2)] if pool else []))
+    assert model.execution_plan[-1] == "Conv2d+relu" + ("+MaxPool2d" if pool else "")
+    return model
+
+
+BAD_INPUTS = [
+    ("wrong channels", (2, 3, 28, 28), ValueError, r"\[Conv2d\] expected input \(N, 1, H, W\), got \(B, 3, 28, 28\)"),
+    ("3-D", (2, 28, 28), ValueError, r"\[Conv2d\] expected input \(N, 1, H, W\), got \(B, 28, 28\)"),
+    ("5-D", (2, 1, 1, 28, 28), ValueError, r"\[Conv2d\] expected input \(N, 1, H, W\), got \(B, 1, 1, 28, 28\)"),
+    ("batch 0", (0, 1, 28, 28), ValueError, r"x is empty \(shape \(0, 1, 28, 28\)\)"),
+]
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("mode", ["train", "eval", "eval-blocks"])
+@pytest.mark.parametrize("what,shape,error,match", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_refused_naming_the_layer_and_shapes(pool, mode, what, shape, error, match):
+    model = _fused_step(pool)
+    model.train(mode == "train")
+    batch = 512 if mode == "eval-blocks" and shape[0] else shape[0]
+    if mode == "eval-blocks":
+        assert model[0]._layer._block_images([512, 1, 28, 28]) > 0, "the batch must take the blocked pass"
+    x = np.ones((batch,) + shape[1:], np.float32)
+    with pytest.raises(error, match=match.replace("B", str(batch))):
+        model(x)
+    y = model(np.ones((batch or 1, 1, 28, 28), np.float32))  # the step still runs
+    assert y.shape == (batch or 1, 8) + ((14, 14) if pool else (28, 28))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("mode", ["train", "eval", "eval-blocks"])
+def test_input_too_small_for_the_kernel_or_the_pool_is_refused(pool, mode):
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), *([nn.MaxPool2d(2)] if pool else []))  # no padding
+    model.train(mode == "train")
+    batch = 512 if mode == "eval-blocks" else 2
+    with pytest.raises(ValueError, match=rf"\[Conv2d\] the \(dilated\) kernel \(3, 3\) is larger than the padded "
+                                         rf"input \(2, 2\) of input \({batch}, 1, 2, 2\)"):
+        model(np.ones((batch, 1, 2, 2), np.float32))
+    if pool:  # 3x3 -> 1x1, which a 2x2 window does not fit
+        with pytest.raises(ValueError, match=rf"\[MaxPool2d\] input \({batch}, 8, 1, 1\) with kernel_size=\(2, 2\)"
+                                             r".* gives output size \(0, 0\)"):
+            model(np.ones((batch, 1, 3, 3), np.float32))
+    assert model(np.ones((batch, 1, 4, 4), np.float32)).shape == (batch, 8) + ((1, 1) if pool else (2, 2))
+
+
+NEIGHBOURS = [
+    ("wrong channels", lambda x: np.zeros((x.shape[0], 2, 28, 28), x.dtype), ValueError,
+     r"\[Conv2d\] expected input \(N, 1, H, W\), got \(B, 2, 28, 28\)"),
+    ("empty planes", lambda x: np.zeros((x.shape[0], 1, 1, 0), x.dtype), ValueError,
+     r"empty array of shape \(B, 1, 1, 0\)"),
+    ("3-D", lambda x: np.zeros((1, 28, 28), x.dtype), ValueError,
+     r"child 0 \(_Returns\) returned shape \(1, 28, 28\) .*must keep the batch \(B\)"),
+    ("batch 0", lambda x: np.zeros((0, 1, 28, 28), x.dtype), ValueError, r"empty array of shape \(0, 1, 28, 28\)"),
+    ("float64", lambda x: np.zeros(x.shape, np.float64), TypeError, r"\[_Returns.forward\] returned float64, the model is float32"),
+    ("not an array", lambda x: x.tolist(), TypeError, r"must return a numpy.ndarray, got list"),
+]
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("mode", ["train", "eval", "eval-blocks"])
+@pytest.mark.parametrize("what,make,error,match", NEIGHBOURS, ids=[n[0] for n in NEIGHBOURS])
+def test_a_python_written_neighbour_returning_a_wrong_array_is_refused(pool, mode, what, make, error, match):
+    model = _fused_step(pool, _Returns(make))
+    model.train(mode == "train")
+    batch = 512 if mode == "eval-blocks" else 2
+    with pytest.raises(error, match=match.replace("B", str(batch))):
+        model(np.ones((batch, 1, 28, 28), np.float32))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_wrong_gradient_into_the_fused_step_is_refused(pool):
+    model = _fused_step(pool)
+    with pytest.raises(RuntimeError, match=r"backward called before forward"):
+        model.backward(np.ones((2, 8, 14, 14), np.float32))
+    y = model(np.ones((2, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match=rf"grad_out must have the shape of the last output \(2, 8, {y.shape[2]}, "):
+        model.backward(np.ones((2, 8, 5, 5), np.float32))
+    with pytest.raises(TypeError, match=r"grad_out is float64 but the model is float32"):
+        model.backward(np.ones(y.shape))
+    assert model.backward(np.ones_like(y)).shape == (2, 1, 28, 28)

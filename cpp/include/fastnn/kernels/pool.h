@@ -132,42 +132,71 @@ inline bool is_even_2x2(const ConvGeometry& g) {
   return pool_is_2x2_tiling(g) && g.w == 2 * g.q && g.w <= kPairChunk;
 }
 
+// Lanes of max_pool_even_2x2_plane's row-pair pass: one 64-byte vector of T, a compile-time count
+// so that the pass over a row's Q outputs (14 or 7 on the CNN) is a few whole-vector operations.
+template <class T>
+constexpr index_t kRowLanes = 64 / index_t(sizeof(T));
+
+// The identity: max_pool_even_2x2_plane's `load` for the pool's own input.
+struct Identity {
+  template <class T>
+  T operator()(T v) const { return v; }
+};
+
 // max_pool2d_forward of one plane (H x W) on is_even_2x2's geometry g (even widths: the CNN's 28
-// and 14); also BatchNorm -> ReLU -> MaxPool's output pass (batchnorm_activation.h).
+// and 14) of the values load(xp[s]) (Identity: the input itself; BatchNorm -> ReLU -> MaxPool's
+// output pass, batchnorm_activation.h, passes relu(z) computed here, so it is never stored).
 // The horizontal pairs (2i, 2i+1) of a run of rows are one flat array, so the first pass, the
 // maximum of each pair, is one long vectorized loop (into a stack buffer, chunks of whole row
-// pairs); the second combines the pairs of rows 2p and 2p + 1. The selection is max_pool2d's
-// scan, which compares the taps in a total order (NaN last-wins, ties first-wins), so pairing them
-// first gives the same maximum and index. Measured (1 thread): 2.5-4x faster than one short loop
-// per output row, on rows of 14 or 7.
-template <class T, class I>
-void max_pool_even_2x2_plane(const T* xp, T* yp, I* ip, const ConvGeometry& g) {
+// pairs); the second combines the pairs of rows 2p and 2p + 1 in whole vectors of kRowLanes
+// outputs starting at each row's first, into a second buffer whose rows overlap: the lanes past a
+// row's Q outputs are overwritten by the next row's (the buffers' tails are padding), and the
+// chunk's outputs are then copied out in one flat copy. (A loop of Q per row, 14 or 7 on the CNN,
+// ran mostly in its scalar tail: 7.5% of a fit batch at 1 thread on Zen 4.) The selection is
+// max_pool2d's scan, which compares the taps in a total order (NaN last-wins, ties first-wins), so
+// pairing them first gives the same maximum and index.
+template <class T, class I, class Load = Identity>
+void max_pool_even_2x2_plane(const T* xp, T* yp, I* ip, const ConvGeometry& g, const Load& load = Load{}) {
+  constexpr index_t V = kRowLanes<T>;
   const index_t W = g.w, P = g.p, Q = g.q;
   const index_t rows_per_chunk = kPairChunk / W;  // row pairs, >= 1 (is_even_2x2)
-  T pm[kPairChunk];
-  I pk[kPairChunk];
+  T pm[kPairChunk + V], om[kPairChunk / 2 + V];
+  I pk[kPairChunk + V], ok[kPairChunk / 2 + V];
+  T zb[std::is_same_v<std::decay_t<Load>, Identity> ? 1 : 2 * kPairChunk];  // load()'s values of a chunk
   for (index_t p0 = 0; p0 < P; p0 += rows_per_chunk) {
     const index_t p1 = std::min(P, p0 + rows_per_chunk), pairs = (p1 - p0) * W;  // 2 rows of Q pairs each
     const T* __restrict src = xp + 2 * p0 * W;
+    if constexpr (!std::is_same_v<std::decay_t<Load>, Identity>) {
+      // the chunk's values first, in their own loop: with load() inside the pair loop (a ReLU's
+      // select beside the pair's), GCC 12 vectorizes neither (measured: 5x slower)
+      for (index_t s = 0; s < 2 * pairs; ++s) zb[s] = load(src[s]);
+      src = zb;
+    }
     for (index_t i = 0; i < pairs; ++i) {
       T m = src[2 * i];
       I k = 0;
       take_if_better(src[2 * i + 1], I(1), m, k);
       pm[i] = m, pk[i] = k;
     }
+    std::fill(pm + pairs, pm + pairs + V, T(0));  // read by the last row's lanes past Q, never used
+    std::fill(pk + pairs, pk + pairs + V, I(0));
     for (index_t p = p0; p < p1; ++p) {
-      const T* top = pm + (p - p0) * W;  // row 2p's pairs, then row 2p + 1's
-      const I* kt = pk + (p - p0) * W;
-      T* __restrict yr = yp + p * Q;
-      I* __restrict ir = ip + p * Q;
-      const I base = static_cast<I>(2 * p * W);
-      for (index_t q = 0; q < Q; ++q) {
-        T m = top[q];
-        I k = kt[q];
-        take_if_better(top[Q + q], static_cast<I>(kt[Q + q] + W), m, k);
-        yr[q] = m, ir[q] = base + static_cast<I>(2 * q) + k;
+      for (index_t q0 = 0; q0 < Q; q0 += V) {
+        const T* __restrict top = pm + (p - p0) * W + q0;  // row 2p's pairs; Q further, row 2p + 1's
+        const I* __restrict kt = pk + (p - p0) * W + q0;
+        T* __restrict yr = om + (p - p0) * Q + q0;
+        I* __restrict ir = ok + (p - p0) * Q + q0;
+        const I base = static_cast<I>(2 * p * W + 2 * q0);
+        for (index_t l = 0; l < V; ++l) {
+          T m = top[l];
+          I k = kt[l];
+          take_if_better(top[Q + l], static_cast<I>(kt[Q + l] + W), m, k);
+          yr[l] = m, ir[l] = base + static_cast<I>(2 * l) + k;
+        }
       }
     }
+    std::copy(om, om + (p1 - p0) * Q, yp + p0 * Q);
+    std::copy(ok, ok + (p1 - p0) * Q, ip + p0 * Q);
   }
 }
 
