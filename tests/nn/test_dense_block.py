@@ -270,6 +270,9 @@ def test_activation_memory_grows_linearly_in_layers():
     # (c_i = C0 + i k channels) costs sum_i c_i. The block keeps the feature and gradient buffers
     # (C0 + L k channels each), one shared scratch for the BN-ReLU outputs and one for the 1x1
     # convs' input gradients, and per layer only its bottleneck's and new channels' buffers.
+    # a warm-up at the largest size first: scratch that only grows (per thread, kept between calls)
+    # is then at its largest, so the figures below do not depend on what earlier tests ran
+    _activation_bytes(16, True), _activation_bytes(16, False)
     per = {L: _activation_bytes(L, True) for L in (4, 8, 16)}
     used = {L: u for L, (u, _) in per.items()}
     # linear: doubling the layers adds twice what the previous doubling added (quadratic: up to 4x;
