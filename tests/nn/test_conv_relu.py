@@ -10,6 +10,7 @@ import fastnn
 from fastnn import nn
 from fastnn import reference as R
 from tests.conftest import DTYPES, assert_model_gradient, assert_sum_close, num_threads, random_array
+from tests.nn.test_python_layer_contract import Fn
 
 # (input shape, out_channels, kernel, padding, conv bias): the small-batch (NHWC product),
 # image-by-image (batch >= 4), pointwise (1x1) and Winograd (>= 16 in, >= 8 out channels) paths.
@@ -143,20 +144,6 @@ def test_other_activations_and_pools_are_not_fused():
 # Bad input to the fused step: the errors of the separate layers (a clear exception naming the
 # layer and the shapes, never a crash), in training, in eval (whole batch), and in eval with a batch
 # large enough for the pool to read the conv's output in blocks of images.
-class _Returns(nn.Module):
-    """A Python-written neighbour before the fused step: its forward returns make(x)."""
-
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
-
-    def forward(self, x):
-        return self.make(x)
-
-    def backward(self, g):
-        return np.zeros((g.shape[0], 1, 28, 28), g.dtype)
-
-
 def _fused_step(pool, *before):
     model = nn.Sequential(*before, nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), *([nn.MaxPool2d(2)] if pool else []))
     assert model.execution_plan[-1] == "Conv2d+relu" + ("+MaxPool2d" if pool else "")
@@ -209,9 +196,9 @@ NEIGHBOURS = [
     ("empty planes", lambda x: np.zeros((x.shape[0], 1, 1, 0), x.dtype), ValueError,
      r"empty array of shape \(B, 1, 1, 0\)"),
     ("3-D", lambda x: np.zeros((1, 28, 28), x.dtype), ValueError,
-     r"child 0 \(_Returns\) returned shape \(1, 28, 28\) .*must keep the batch \(B\)"),
+     r"child 0 \(Fn\) returned shape \(1, 28, 28\) .*must keep the batch \(B\)"),
     ("batch 0", lambda x: np.zeros((0, 1, 28, 28), x.dtype), ValueError, r"empty array of shape \(0, 1, 28, 28\)"),
-    ("float64", lambda x: np.zeros(x.shape, np.float64), TypeError, r"\[_Returns.forward\] returned float64, the model is float32"),
+    ("float64", lambda x: np.zeros(x.shape, np.float64), TypeError, r"\[Fn.forward\] returned float64, the model is float32"),
     ("not an array", lambda x: x.tolist(), TypeError, r"must return a numpy.ndarray, got list"),
 ]
 
@@ -220,7 +207,7 @@ NEIGHBOURS = [
 @pytest.mark.parametrize("mode", ["train", "eval", "eval-blocks"])
 @pytest.mark.parametrize("what,make,error,match", NEIGHBOURS, ids=[n[0] for n in NEIGHBOURS])
 def test_a_python_written_neighbour_returning_a_wrong_array_is_refused(pool, mode, what, make, error, match):
-    model = _fused_step(pool, _Returns(make))
+    model = _fused_step(pool, Fn(make))  # a Python-written neighbour: its forward returns make(x)
     model.train(mode == "train")
     batch = 512 if mode == "eval-blocks" else 2
     with pytest.raises(error, match=match.replace("B", str(batch))):
