@@ -72,7 +72,9 @@ def cast_finite(a, dtype, name):
 
 
 def output_width(model, X, name="X"):
-    """Outputs per sample (one eval-mode forward of one sample); also checks the input shape."""
+    """Outputs per sample (one eval-mode forward of one sample); also checks the input shape. fit
+    needs the forward itself, not only its shape: each BatchNorm records the input shape it saw
+    (last_input_shape), which fit's _check_batch_statistics reads."""
     try:
         out = _C.predict(model._layer, X[:1], 1)
     except ValueError as e:  # the layer names its expected shape (or the model its output's); add the data's own
