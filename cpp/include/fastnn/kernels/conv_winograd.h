@@ -202,17 +202,18 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   const index_t S = ld * C;  // from one xi to the next
   // the plane's pixel of x's (i, j), or null where no tile reads it
   const auto pixel = [&](index_t i, index_t j) { return i < rows && j < cols ? plane + ((i + ph) * WP + j + pw) * L : nullptr; };
+  // zeros around x (the padding and beyond: the last tiles' unused part), once: the channel groups
+  // below write x's pixels only (not one memset per plane row for every group of channels)
+  const auto zero = [&](index_t from, index_t to) {  // pixels [from, to) of the plane
+    std::fill(plane + std::min(from, pl.hp * WP) * L, plane + std::min(to, pl.hp * WP) * L, T(0));
+  };
+  zero(0, ph * WP + pw);
+  for (index_t i = 0; i < rows; ++i)  // right of row i, then left of row i + 1
+    zero((i + ph) * WP + pw + cols, (i + 1 + ph) * WP + pw);
+  zero((rows + ph) * WP + pw, pl.hp * WP);
   for (index_t c0 = 0; c0 < C; c0 += L) {
     const index_t nc = std::min(L, C - c0);
-    // zeros around x (the padding and beyond: the last tiles' unused part), x's pixels below
-    const auto zero = [&](index_t from, index_t to) {  // pixels [from, to) of the plane
-      std::fill(plane + std::min(from, pl.hp * WP) * L, plane + std::min(to, pl.hp * WP) * L, T(0));
-    };
-    zero(0, ph * WP + pw);
-    for (index_t i = 0; i < rows; ++i)  // right of row i, then left of row i + 1
-      zero((i + ph) * WP + pw + cols, (i + 1 + ph) * WP + pw);
-    zero((rows + ph) * WP + pw, pl.hp * WP);
-    if (nc < L)
+    if (nc < L)  // x's pixels: channels beyond the last (the tail of the last group)
       for (index_t i = 0; i < rows; ++i)
         for (index_t j = 0; j < cols; ++j) std::fill(pixel(i, j) + nc, pixel(i, j) + L, T(0));
     // PS channels x PS pixels at a time transposed in registers: the pixels are consecutive in the
