@@ -24,7 +24,8 @@
 // product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
 // 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
 // In those passes a 3x3 stride-1 ungrouped convolution with >= 16 input and >= 8 output channels
-// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds): the forward,
+// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds; F(4x4, 3x3) for a
+// forward of >= 64 output channels): the forward,
 // the weight gradient and (unless input_grad_as_conv) the input gradient, several images of a
 // chunk per set of 16 GEMMs.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each

@@ -23,6 +23,8 @@
 //     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi (T x C),  dM = A dY A^T (dY: a 2x2 tile of grad_out),
 //     dW[o, c] = G^T dU[o, c] G,
 //   16 GEMMs of depth T (summed over the images) instead of one of depth 9 C.
+// With kWideOutChannels or more output channels the forward runs F(4x4, 3x3) instead (output_tile):
+// 6x6 tiles overlapping by 2, 36 products per 4x4 outputs, the same passes with 36 points.
 // Each group is one thread's, in a fixed order: results are the same for any thread count.
 #pragma once
 
