@@ -43,7 +43,7 @@ py::array run(const py::handle& x_in, const py::handle& w_in, const py::handle& 
   }
   CArray<T> x = in<T>(x_in, op, flip ? "grad_out" : "x"), w = in<T>(w_in, op, "weight");
   CArray<T> y = new_array<T>({N, out_ch, P, Q});
-  const index_t group = winograd::group_images(winograd::Tiles(P, Q).count());
+  const index_t group = winograd::group_images(P, Q, out_ch);
   const index_t chunks = conv_detail::image_chunks(N), per = winograd::group_scratch_size(in_ch, out_ch, P, Q, group);
   CArray<T> u = new_array<T>({winograd::kernel_size_bound(in_ch, out_ch)}), scratch = new_array<T>({chunks * per});
   const T *xp = x.data(), *wp = w.data(), *bp = b_in.is_none() ? nullptr : b.data();

@@ -1,5 +1,5 @@
-"""conv_winograd: wrappers of the Winograd F(2x2, 3x3) kernel (reference/conv_winograd.py is the
-specification). conv2d_forward / conv2d_backward take it on their own for 3x3 stride-1 convolutions
+"""conv_winograd: wrappers of the Winograd F(2x2, 3x3) kernel, F(4x4, 3x3) for a forward of >= 64
+output channels (reference/conv_winograd.py is the specification). conv2d_forward / conv2d_backward take it on their own for 3x3 stride-1 convolutions
 of >= 16 input and >= 8 output channels over batches of >= 4 images; these call it at any shape."""
 
 from .._config import _C
@@ -8,7 +8,8 @@ __all__ = ["conv3x3_winograd_forward", "conv3x3_winograd_input_grad", "conv3x3_w
 
 
 def conv3x3_winograd_forward(x, weight, bias=None, padding=1):
-    """conv2d(x, weight, bias, stride=1, padding=padding) for a 3x3 weight by Winograd F(2x2, 3x3).
+    """conv2d(x, weight, bias, stride=1, padding=padding) for a 3x3 weight by Winograd F(2x2, 3x3)
+    (F(4x4, 3x3) for >= 64 output channels: reference.output_tile).
 
     Args:
         x: (N, C, H, W) float32/float64; weight: (O, C, 3, 3), same dtype; bias: (O,) or None.

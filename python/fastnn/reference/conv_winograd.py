@@ -7,6 +7,12 @@ With d a 4x4 tile of channel c of the zero-padded input (rows 2r.., columns 2s..
     A^T = [1 1 1 0; 0 1 -1 -1].
 The sum over c of the 16 elementwise products is 16 matrix products of depth C. The output is cut
 to P x Q = (H + 2 ph - 2) x (W + 2 pw - 2) (a last, half-used tile when P or Q is odd).
+With 64 or more output channels the forward (and so the input gradient) uses F(4x4, 3x3) instead:
+6x6 tiles overlapping by 2, each giving 4x4 outputs, 36 products per tile (`output_tile`), with
+    G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+    B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+    A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+(the points 0, +-1, +-2: its rounding stays within the same bound, tests/kernels/test_conv_winograd.py).
 The input gradient of such a convolution is one too: the convolution of grad_out with the kernel
 rotated by 180 degrees and its channels swapped, padding 2 - p (`conv3x3_winograd_input_grad`).
 The weight gradient is the transposed transform of the forward (`conv3x3_winograd_weight_grad`):
@@ -17,11 +23,22 @@ The weight gradient is the transposed transform of the forward (`conv3x3_winogra
 import numpy as np
 
 __all__ = ["conv3x3_winograd_forward", "conv3x3_winograd_input_grad", "conv3x3_winograd_weight_grad",
-           "winograd_transform_weight"]
+           "winograd_transform_weight", "output_tile"]
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
+AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+_MATRICES = {2: (G, BT, AT), 4: (G4, BT4, AT4)}
+
+
+def output_tile(out_channels):
+    """The forward's output tile m (F(m x m, 3x3)): 4 for 64 or more output channels, else 2."""
+    return 4 if out_channels >= 64 else 2
 
 
 def _padding(padding):
@@ -31,33 +48,34 @@ def _padding(padding):
     return int(ph), int(pw)
 
 
-def winograd_transform_weight(weight):
-    """U (4, 4, O, C) = G g G^T for each 3x3 kernel g = weight[o, c] (weight (O, C, 3, 3))."""
+def winograd_transform_weight(weight, m=2):
+    """U (m+2, m+2, O, C) = G g G^T for each 3x3 kernel g = weight[o, c] (weight (O, C, 3, 3)), F(m x m)."""
     if weight.ndim != 4 or weight.shape[2:] != (3, 3):
         raise ValueError(f"[conv3x3_winograd_forward] weight must be (O, C, 3, 3), got {weight.shape}")
-    g = G.astype(weight.dtype)
+    g = _MATRICES[m][0].astype(weight.dtype)
     return np.einsum("ai,ocij,bj->aboc", g, weight, g)
 
 
-def _input_tiles(x, ph, pw, P, Q):
-    """V (4, 4, N, C, TR, TC) = B^T d B of the 4x4 tiles d of the padded x for a P x Q output."""
+def _input_tiles(x, ph, pw, P, Q, m=2):
+    """V (m+2, m+2, N, C, TR, TC) = B^T d B of the (m+2)x(m+2) tiles d of the padded x for a P x Q output."""
     N, C, H, W = x.shape
-    TR, TC = (P + 1) // 2, (Q + 1) // 2
-    plane = np.zeros((N, C, 2 * TR + 2, 2 * TC + 2), x.dtype)
+    TR, TC = -(-P // m), -(-Q // m)
+    plane = np.zeros((N, C, m * TR + 2, m * TC + 2), x.dtype)
     plane[:, :, ph:ph + H, pw:pw + W] = x
-    rows = 2 * np.arange(TR)[:, None] + np.arange(4)  # (TR, 4): the tiles' rows in the plane
-    cols = 2 * np.arange(TC)[:, None] + np.arange(4)
-    d = plane[:, :, rows[:, :, None, None], cols[None, None, :, :]]  # (N, C, TR, 4, TC, 4)
-    bt = BT.astype(x.dtype)
+    rows = m * np.arange(TR)[:, None] + np.arange(m + 2)  # (TR, m + 2): the tiles' rows in the plane
+    cols = m * np.arange(TC)[:, None] + np.arange(m + 2)
+    d = plane[:, :, rows[:, :, None, None], cols[None, None, :, :]]  # (N, C, TR, m + 2, TC, m + 2)
+    bt = _MATRICES[m][1].astype(x.dtype)
     return np.einsum("ai,ncrisj,bj->abncrs", bt, d, bt)
 
 
-def conv3x3_winograd_forward(x, weight, bias=None, padding=1):
-    """y = conv2d(x, weight, bias, stride=1, padding=padding) by Winograd F(2x2, 3x3).
+def conv3x3_winograd_forward(x, weight, bias=None, padding=1, m=None):
+    """y = conv2d(x, weight, bias, stride=1, padding=padding) by Winograd F(m x m, 3x3).
 
     Args:
         x: (N, C, H, W) float32/float64; weight: (O, C, 3, 3), same dtype; bias: (O,) or None.
         padding: int or (ph, pw), >= 0.
+        m: the output tile, 2 or 4; None: output_tile(O), as the C++ kernel.
     Returns:
         y: (N, O, H + 2 ph - 2, W + 2 pw - 2).
     """
@@ -68,13 +86,16 @@ def conv3x3_winograd_forward(x, weight, bias=None, padding=1):
     P, Q = H + 2 * ph - 2, W + 2 * pw - 2
     if P < 1 or Q < 1:
         raise ValueError(f"[conv3x3_winograd_forward] the 3x3 kernel is larger than the padded input {(H + 2 * ph, W + 2 * pw)}")
-    v = _input_tiles(x, ph, pw, P, Q)  # (4, 4, N, C, TR, TC)
+    m = output_tile(weight.shape[0]) if m is None else m
+    if m not in _MATRICES:
+        raise ValueError(f"[conv3x3_winograd_forward] m must be 2 or 4, got {m}")
+    v = _input_tiles(x, ph, pw, P, Q, m)  # (m+2, m+2, N, C, TR, TC)
     TR, TC = v.shape[4:]
-    u = winograd_transform_weight(weight)  # (4, 4, O, C)
-    m = np.einsum("aboc,abncrs->abnors", u, v)  # the 16 products of depth C
-    at = AT.astype(x.dtype)
-    tiles = np.einsum("ia,abnors,jb->norisj", at, m, at)  # (N, O, TR, 2, TC, 2)
-    y = tiles.reshape(N, weight.shape[0], 2 * TR, 2 * TC)[:, :, :P, :Q]
+    u = winograd_transform_weight(weight, m)  # (m+2, m+2, O, C)
+    prod = np.einsum("aboc,abncrs->abnors", u, v)  # the (m+2)^2 products of depth C
+    at = _MATRICES[m][2].astype(x.dtype)
+    tiles = np.einsum("ia,abnors,jb->norisj", at, prod, at)  # (N, O, TR, m, TC, m)
+    y = tiles.reshape(N, weight.shape[0], m * TR, m * TC)[:, :, :P, :Q]
     if bias is not None:
         y = y + bias[:, None, None]
     return np.ascontiguousarray(y)
@@ -82,8 +103,8 @@ def conv3x3_winograd_forward(x, weight, bias=None, padding=1):
 
 def conv3x3_winograd_input_grad(grad_out, weight, padding=1):
     """The input gradient of conv3x3_winograd_forward(x, weight, padding=padding), padding <= 2: the
-    convolution of grad_out (N, O, P, Q) with weight rotated by 180 degrees as (C, O, 3, 3), padding 2 - p.
-    Returns (N, C, P - 2 ph + 2, Q - 2 pw + 2)."""
+    convolution of grad_out (N, O, P, Q) with weight rotated by 180 degrees as (C, O, 3, 3), padding 2 - p
+    (so with the output tile of C output channels). Returns (N, C, P - 2 ph + 2, Q - 2 pw + 2)."""
     ph, pw = _padding(padding)
     if ph > 2 or pw > 2:
         raise ValueError(f"[conv3x3_winograd_input_grad] padding must be <= 2, got {padding}")

@@ -24,7 +24,8 @@
 // product over the batch, (O x N*H*W) by (N*H*W x C), is a single tile when O and C are below
 // 128 (a DenseNet's 1x1 convs, 48 x c), which left dW to one thread.
 // In those passes a 3x3 stride-1 ungrouped convolution with >= 16 input and >= 8 output channels
-// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds): the forward,
+// runs as Winograd F(2x2, 3x3) (kernels/conv_winograd.h: 2.25x fewer multiply-adds; F(4x4, 3x3) for a
+// forward of >= 64 output channels): the forward,
 // the weight gradient and (unless input_grad_as_conv) the input gradient, several images of a
 // chunk per set of 16 GEMMs.
 // Every product runs on gemm.h's shape-only tiles or one per image, every other pass gives each
@@ -225,18 +226,24 @@ inline bool winograd_weight_grad(const Conv2dShape& s) { return winograd_forward
 inline bool direct_taps(const Conv2dShape& s) {
   return s.geom.n >= kFusedMinImages && s.group_taps() <= conv_direct::kMaxTaps && !winograd_forward(s);
 }
-// Images per set of 16 GEMMs (the forward's and both gradients'), by the larger tile count of an image.
+// Images per group of the forward's Winograd products, and of the backward's (the fewer of the
+// weight gradient's, F(2x2) on P x Q, and the input gradient's, whose output is the input's H x W
+// of C channels).
 inline index_t winograd_group(const Conv2dShape& s) {
-  const ConvGeometry& g = s.geom;
-  return winograd::group_images(std::max(winograd::Tiles(g.p, g.q).count(), winograd::Tiles(g.h, g.w).count()));
+  return winograd::group_images(s.geom.p, s.geom.q, s.out_channels);
 }
-// Its scratch per chunk of images (the larger of the forward's and the input gradient's) and its
+inline index_t winograd_backward_group(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geom;
+  return std::min(winograd::group_images(winograd::Tiles(g.p, g.q).count()), winograd::group_images(g.h, g.w, g.c));
+}
+// Its scratch per chunk of images (the largest of the forward's and the gradients') and its
 // transformed kernel (16 O C, in the workspace's rows).
 inline index_t winograd_chunk_size(const Conv2dShape& s) {
   const ConvGeometry& g = s.geom;
-  const index_t b = winograd_group(s);
-  return std::max(winograd::group_scratch_size(g.c, s.out_channels, g.p, g.q, b),
-                  winograd::group_scratch_size(s.out_channels, g.c, g.h, g.w, b));
+  const index_t b = winograd_backward_group(s);
+  return std::max({winograd::group_scratch_size(g.c, s.out_channels, g.p, g.q, winograd_group(s)),
+                   winograd::group_scratch_size(g.c, s.out_channels, g.p, g.q, b),
+                   winograd::group_scratch_size(s.out_channels, g.c, g.h, g.w, b)});
 }
 // One chunk's buffer in the image-by-image passes: an image's patches, or its Winograd scratch.
 inline index_t chunk_buffer_size(const Conv2dShape& s) {
@@ -448,10 +455,10 @@ void conv2d_backward(const T* grad_out, const T* x, const T* weight, T* grad_inp
     T* u = winograd_dx ? winograd::aligned_kernel(ws.rows) : nullptr;
     if (winograd_dx) winograd::transform_weight(weight, O, g.c, true, u);
     else if (as_conv) conv_detail::flip_weight(weight, ws.rows, s);
-    // Winograd shapes: groups of images (winograd_group) share one set of 16 GEMMs; each chunk sums
+    // Winograd shapes: groups of images (winograd_backward_group) share one set of 16 GEMMs; each chunk sums
     // the transformed weight gradient dU (16 O C) and the chunks' sums become dW at the end
     const bool winograd_dw = grad_weight && conv_detail::winograd_weight_grad(s);
-    const index_t group = conv_detail::winograd_forward(s) ? conv_detail::winograd_group(s) : 1;
+    const index_t group = conv_detail::winograd_forward(s) ? conv_detail::winograd_backward_group(s) : 1;
     const index_t pstride = winograd_dw ? winograd::kPoints * O * g.c : wsize;
     const bool direct = conv_detail::direct_taps(s);
     conv_detail::for_each_image_group(g.n, group, PQ * K * Og * 2, [&](index_t k, index_t first, index_t n0, index_t n1) {

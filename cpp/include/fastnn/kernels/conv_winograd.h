@@ -23,6 +23,8 @@
 //     dU_xi (O x C) = sum over tiles dM_xi (O x T) V_xi (T x C),  dM = A dY A^T (dY: a 2x2 tile of grad_out),
 //     dW[o, c] = G^T dU[o, c] G,
 //   16 GEMMs of depth T (summed over the images) instead of one of depth 9 C.
+// With kWideOutChannels or more output channels the forward runs F(4x4, 3x3) instead (output_tile):
+// 6x6 tiles overlapping by 2, 36 products per 4x4 outputs, the same passes with 36 points.
 // Each group is one thread's, in a fixed order: results are the same for any thread count.
 #pragma once
 
@@ -41,17 +43,29 @@
 namespace fastnn {
 namespace winograd {
 
-constexpr index_t kPoints = 16;  // 4 x 4 transformed values per tile
+constexpr index_t kPoints = 16;  // F(2x2, 3x3): 4 x 4 transformed values per tile
+constexpr index_t kMaxPoints = 36;  // F(4x4, 3x3): 6 x 6
+
+// The forward's output tile (m x m, from (m + 2) x (m + 2) inputs): F(4x4, 3x3) for products of at
+// least kWideOutChannels output channels, where the products are most of the time: 36 products per
+// 16 outputs instead of 16 per 4 (1.36x fewer at 14x14, whose 4x4 tiles are 16 against 49), on
+// transforms with the points 0, +-1, +-2 (reference/conv_winograd.py, tests/kernels/test_conv_winograd.py
+// for the rounding). The transforms' cost per output grows with the input channels, the products'
+// with both: the cnn's conv2 forward (32 -> 64) took 1.16x less CPU time, its input gradient
+// (64 -> 32) none (Zen 1, 1 thread). The weight gradient stays F(2x2, 3x3).
+constexpr index_t kWideOutChannels = 64;
+inline index_t output_tile(index_t out) { return out >= kWideOutChannels ? 4 : 2; }
+constexpr index_t points(index_t m) { return (m + 2) * (m + 2); }
 
 // Channels below these leave the 16 GEMMs too thin to beat one im2col product (the first conv of
 // a CNN: 1 input channel). A DenseNet's 48 -> 12 wins: forward 1.4-1.8x, dW 1.6-1.9x (1 thread).
 constexpr index_t kMinChannels = 16;     // in
 constexpr index_t kMinOutChannels = 8;   // out
 
-// One image's tiles for an output of P x Q: ceil(P/2) x ceil(Q/2).
+// One image's m x m tiles for an output of P x Q: ceil(P/m) x ceil(Q/m).
 struct Tiles {
-  index_t rows = 0, cols = 0;
-  Tiles(index_t p, index_t q) : rows((p + 1) / 2), cols((q + 1) / 2) {}
+  index_t rows = 0, cols = 0, m = 2;
+  Tiles(index_t p, index_t q, index_t m = 2) : rows((p + m - 1) / m), cols((q + m - 1) / m), m(m) {}
   index_t count() const { return rows * cols; }
 };
 
@@ -62,6 +76,14 @@ struct Tiles {
 constexpr index_t kGroupTiles = 96;
 inline index_t group_images(index_t tiles_per_image) {
   return std::max<index_t>(1, kGroupTiles / std::max<index_t>(1, tiles_per_image));
+}
+// With F(4x4) tiles (36 points each) about half as many, and a multiple of kTileBlock for 14x14's 16
+// tiles (3 images: no block of the forward's products is cut short).
+constexpr index_t kGroupTiles4 = 48;
+// Images per group for the forward of a P x Q output of `out` channels.
+inline index_t group_images(index_t p, index_t q, index_t out) {
+  const Tiles t(p, q, output_tile(out));
+  return t.m == 2 ? group_images(t.count()) : std::max<index_t>(1, kGroupTiles4 / t.count());
 }
 
 // Scratch for a group of `images` images, in elements: the input transform's plane (Plane),
@@ -79,7 +101,7 @@ constexpr index_t padded(index_t out) {
 }
 template <class T>
 constexpr index_t kernel_size(index_t depth, index_t out) {
-  return kPoints * depth * padded<T>(out);
+  return points(output_tile(out)) * depth * padded<T>(out);
 }
 // narrow_detail's kernels load the panels as aligned packets: the kernel goes at the first 64-byte
 // boundary of its buffer, which has kMaxPad elements more for that.
@@ -89,43 +111,60 @@ T* aligned_kernel(T* buf) {
 }
 // A buffer for the kernel (aligned_kernel) of any T.
 inline index_t kernel_size_bound(index_t depth, index_t out) {
-  return kPoints * depth * ((out + kMaxPad - 1) / kMaxPad * kMaxPad) + kMaxPad;
+  return points(output_tile(out)) * depth * ((out + kMaxPad - 1) / kMaxPad * kMaxPad) + kMaxPad;
 }
 // Columns of one panel of the transformed kernel: as many as narrow_detail's register tiles take
 // in one call (4 packets).
 template <class T>
 constexpr index_t kPanel = narrow_detail::kMaxPackets * narrow_detail::kP<T>;
 
-// U = G g G^T of each kernel g[o, c] (3x3), laid out for the forward's products (conv3x3_images):
-// per point xi, U_xi^T (depth x out, out padded) in panels of kPanel<T> columns, each panel
-// depth x width row-major (narrow_detail's packed B). depth = C, out = O; with flip, the kernel of
+// G v (m + 2 values) of 3 values v: F(2x2)'s G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], F(4x4)'s
+// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
+template <class T>
+void kernel_transform(index_t m, const T v[3], T* out) {
+  if (m == 2) {
+    out[0] = v[0];
+    out[1] = T(0.5) * (v[0] + v[1] + v[2]);
+    out[2] = T(0.5) * (v[0] - v[1] + v[2]);
+    out[3] = v[2];
+    return;
+  }
+  const T even = v[0] / T(24) + v[2] / T(6), odd = v[1] / T(12);
+  out[0] = v[0] / T(4);
+  out[1] = -(v[0] + v[1] + v[2]) / T(6);
+  out[2] = -(v[0] - v[1] + v[2]) / T(6);
+  out[3] = even + odd;
+  out[4] = even - odd;
+  out[5] = v[2];
+}
+
+// U = G g G^T of each kernel g[o, c] (3x3), for the output tile output_tile(out), laid out for the
+// forward's products (conv3x3_images): per point xi, U_xi^T (depth x out, out padded) in panels of
+// kPanel<T> columns, each panel depth x width row-major (narrow_detail's packed B). depth = C, out = O; with flip, the kernel of
 // the input gradient: depth = O, out = C, from g'[c, o] = g[o, c] rotated by 180 degrees (weight is
 // (O, C, 3, 3)). u: kernel_size<T>(depth, out) elements, 64-byte aligned (aligned_kernel).
 template <class T>
 void transform_weight(const T* weight, index_t O, index_t C, bool flip, T* u) {
   const index_t out = flip ? C : O, depth = flip ? O : C, op = padded<T>(out), pw = kPanel<T>;
+  const index_t m = output_tile(out), n = m + 2;
   std::fill(u, u + kernel_size<T>(depth, out), T(0));
   parallel_for(O, C * 64, [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o)
       for (index_t c = 0; c < C; ++c) {
         const T* w = weight + (o * C + c) * 9;
-        T g[3][3];
+        T g[3][3];  // g transposed: g[j] is column j
         for (int i = 0; i < 3; ++i)
-          for (int j = 0; j < 3; ++j) g[i][j] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
-        T gg[4][3];  // G g, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
-        for (int j = 0; j < 3; ++j) {
-          gg[0][j] = g[0][j];
-          gg[1][j] = T(0.5) * (g[0][j] + g[1][j] + g[2][j]);
-          gg[2][j] = T(0.5) * (g[0][j] - g[1][j] + g[2][j]);
-          gg[3][j] = g[2][j];
-        }
+          for (int j = 0; j < 3; ++j) g[j][i] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
+        T gg[3][6];  // G g, its columns
+        for (int j = 0; j < 3; ++j) kernel_transform(m, g[j], gg[j]);
         const index_t r = flip ? c : o, k = flip ? o : c;  // output channel, depth index
         const index_t panel = r / pw, width = std::min(pw, op - panel * pw);
         T* dst = u + depth * panel * pw + k * width + (r - panel * pw);
-        for (int a = 0; a < 4; ++a) {  // (G g) G^T
-          const T v[4] = {gg[a][0], T(0.5) * (gg[a][0] + gg[a][1] + gg[a][2]), T(0.5) * (gg[a][0] - gg[a][1] + gg[a][2]),
-                          gg[a][2]};
-          for (int b = 0; b < 4; ++b) dst[(a * 4 + b) * depth * op] = v[b];
+        for (index_t a = 0; a < n; ++a) {  // (G g) G^T, row a
+          const T row[3] = {gg[0][a], gg[1][a], gg[2][a]};
+          T v[6];
+          kernel_transform(m, row, v);
+          for (index_t b = 0; b < n; ++b) dst[(a * n + b) * depth * op] = v[b];
         }
       }
   });
@@ -162,10 +201,13 @@ constexpr index_t kLanes = 16;
 
 // The input transform's plane: the zero-padded input of a P x Q output's tiles, HP x WP pixels of
 // kLanes channels each (channels innermost).
+// With F(4x4) tiles, B^T d of one row of tiles follows it: 6 values per plane column (rows wp x 6 of
+// kLanes channels), which the tiles of the row share (each column is in two of them).
 struct Plane {
-  index_t hp, wp;
-  explicit Plane(const Tiles& t) : hp(2 * t.rows + 2), wp(2 * t.cols + 2) {}
-  index_t size() const { return hp * wp * kLanes; }
+  index_t hp, wp, m;
+  explicit Plane(const Tiles& t) : hp(t.m * t.rows + 2), wp(t.m * t.cols + 2), m(t.m) {}
+  index_t pixels() const { return hp * wp * kLanes; }
+  index_t size() const { return pixels() + (m == 4 ? 6 * wp * kLanes : 0); }
 };
 
 // One SIMD packet with the arithmetic operators (Eigen's padd, psub, pnegate), so that a transform
@@ -180,12 +222,28 @@ struct Packed {
   friend Packed operator+(const Packed& a, const Packed& b) { return {Eigen::internal::padd(a.p, b.p)}; }
   friend Packed operator-(const Packed& a, const Packed& b) { return {Eigen::internal::psub(a.p, b.p)}; }
   Packed operator-() const { return {Eigen::internal::pnegate(p)}; }
+  friend Packed operator*(T s, const Packed& a) { return {Eigen::internal::pmul(Eigen::internal::pset1<P>(s), a.p)}; }
 };
 
-// V[xi, col0 + t, c] = (B^T d B)[a, b] (xi = 4 a + b) for the tiles t of one image x (C, H, W),
-// padding (ph, pw); V_xi is a (rows x C) row-major matrix, its rows t: each xi's block is ld x C;
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. kLanes channels at a time: their planes are
-// transposed into `plane` (channels innermost), then every tile's 16 values are packets of
+// B^T d of 6 values (F(4x4)): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+// 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
+template <class V>
+inline void input_transform6(const V d[6], V t[6]) {
+  const V s12 = d[1] + d[2], d12 = d[1] - d[2], s34 = d[3] + d[4], d43 = d[4] - d[3], d42 = d[4] - d[2],
+          d31 = d[3] - d[1];
+  t[0] = (4 * d[0] - 5 * d[2]) + d[4];
+  t[1] = s34 - 4 * s12;
+  t[2] = d43 + 4 * d12;
+  t[3] = d42 + 2 * d31;
+  t[4] = d42 - 2 * d31;
+  t[5] = (4 * d[1] - 5 * d[3]) + d[5];
+}
+
+// V[xi, col0 + t, c] = (B^T d B)[a, b] (xi = n a + b, n = m + 2) for the m x m tiles t (tiles.m) of
+// one image x (C, H, W), padding (ph, pw); V_xi is a (rows x C) row-major matrix, its rows t: each
+// xi's block is ld x C; F(2x2)'s B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], F(4x4)'s in
+// input_transform6. kLanes channels at a time: their planes are
+// transposed into `plane` (channels innermost), then every tile's n x n values are packets of
 // channels and the transform is packet arithmetic, stored as contiguous runs of V's rows.
 template <class T>
 void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, const Tiles& tiles, T* plane,
@@ -202,17 +260,18 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   const index_t S = ld * C;  // from one xi to the next
   // the plane's pixel of x's (i, j), or null where no tile reads it
   const auto pixel = [&](index_t i, index_t j) { return i < rows && j < cols ? plane + ((i + ph) * WP + j + pw) * L : nullptr; };
+  // zeros around x (the padding and beyond: the last tiles' unused part), once: the channel groups
+  // below write x's pixels only (not one memset per plane row for every group of channels)
+  const auto zero = [&](index_t from, index_t to) {  // pixels [from, to) of the plane
+    std::fill(plane + std::min(from, pl.hp * WP) * L, plane + std::min(to, pl.hp * WP) * L, T(0));
+  };
+  zero(0, ph * WP + pw);
+  for (index_t i = 0; i < rows; ++i)  // right of row i, then left of row i + 1
+    zero((i + ph) * WP + pw + cols, (i + 1 + ph) * WP + pw);
+  zero((rows + ph) * WP + pw, pl.hp * WP);
   for (index_t c0 = 0; c0 < C; c0 += L) {
     const index_t nc = std::min(L, C - c0);
-    // zeros around x (the padding and beyond: the last tiles' unused part), x's pixels below
-    const auto zero = [&](index_t from, index_t to) {  // pixels [from, to) of the plane
-      std::fill(plane + std::min(from, pl.hp * WP) * L, plane + std::min(to, pl.hp * WP) * L, T(0));
-    };
-    zero(0, ph * WP + pw);
-    for (index_t i = 0; i < rows; ++i)  // right of row i, then left of row i + 1
-      zero((i + ph) * WP + pw + cols, (i + 1 + ph) * WP + pw);
-    zero((rows + ph) * WP + pw, pl.hp * WP);
-    if (nc < L)
+    if (nc < L)  // x's pixels: channels beyond the last (the tail of the last group)
       for (index_t i = 0; i < rows; ++i)
         for (index_t j = 0; j < cols; ++j) std::fill(pixel(i, j) + nc, pixel(i, j) + L, T(0));
     // PS channels x PS pixels at a time transposed in registers: the pixels are consecutive in the
@@ -246,25 +305,47 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
     // by two neighbouring tiles), then B along the tile's rows, left to right
     for (index_t tr = 0; tr < TR; ++tr)
       for (index_t l = 0; l < nc; l += PS) {
-        const T* d = plane + 2 * tr * WP * L + l;
+        const T* d = plane + tiles.m * tr * WP * L + l;
+        // full packets, or the last, partial one of an odd channel count: decided once per row of
+        // tiles, so that the stores of a tile have no branch and its packets stay in registers
+        const auto put = [&](auto full, T* dst, const Vec& val) {
+          if constexpr (decltype(full)::value) {
+            val.store(dst);
+          } else {
+            alignas(64) T buf[PS];
+            val.store(buf);
+            std::copy(buf, buf + (nc - l), dst);
+          }
+        };
+        // F(4x4): B^T d of the row's columns into the plane's column buffer, then per tile B^T
+        // along its 6 rows of 6 columns
+        const auto row_of_tiles4 = [&](auto full) {
+          T* tcol = plane + pl.pixels();  // (WP x 6) x PS
+          for (index_t j = 0; j < WP; ++j) {
+            Vec dj[6], tj[6];
+            for (int i = 0; i < 6; ++i) dj[i] = Vec::load(d + (i * WP + j) * L);
+            input_transform6(dj, tj);
+            for (int i = 0; i < 6; ++i) tj[i].store(tcol + (j * 6 + i) * PS);
+          }
+          for (index_t tc = 0; tc < TC; ++tc) {
+            T* vt = v + (col0 + tr * TC + tc) * C + c0 + l;
+            const T* tt = tcol + 4 * tc * 6 * PS;
+            for (int a = 0; a < 6; ++a) {
+              Vec r[6], out[6];
+              FASTNN_UNROLL for (int b = 0; b < 6; ++b) r[b] = Vec::load(tt + (b * 6 + a) * PS);
+              input_transform6(r, out);
+              FASTNN_UNROLL for (int b = 0; b < 6; ++b) put(full, vt + (6 * a + b) * S, out[b]);
+            }
+          }
+        };
         const auto column = [&](index_t j, Vec out[4]) {
           const T* p = d + j * L;
           const Vec d0 = Vec::load(p), d1 = Vec::load(p + WP * L), d2 = Vec::load(p + 2 * WP * L),
                     d3 = Vec::load(p + 3 * WP * L);
           out[0] = d0 - d2, out[1] = d1 + d2, out[2] = d2 - d1, out[3] = d1 - d3;
         };
-        // full packets, or the last, partial one of an odd channel count: decided once per row of
-        // tiles, so that the 16 stores of a tile have no branch and its packets stay in registers
         const auto row_of_tiles = [&](auto full) {
-          const auto put = [&](T* dst, const Vec& val) {
-            if constexpr (decltype(full)::value) {
-              val.store(dst);
-            } else {
-              alignas(64) T buf[PS];
-              val.store(buf);
-              std::copy(buf, buf + (nc - l), dst);
-            }
-          };
+          if (tiles.m == 4) return row_of_tiles4(full);
           Vec a[4], b[4];  // the tile's columns 0 and 1 (the previous tile's 2 and 3)
           column(0, a);
           column(1, b);
@@ -274,10 +355,10 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
             column(2 * tc + 3, f);
             T* vt = v + (col0 + tr * TC + tc) * C + c0 + l;
             FASTNN_UNROLL for (int r = 0; r < 4; ++r) {
-              put(vt + (4 * r) * S, a[r] - e[r]);
-              put(vt + (4 * r + 1) * S, b[r] + e[r]);
-              put(vt + (4 * r + 2) * S, e[r] - b[r]);
-              put(vt + (4 * r + 3) * S, b[r] - f[r]);
+              put(full, vt + (4 * r) * S, a[r] - e[r]);
+              put(full, vt + (4 * r + 1) * S, b[r] + e[r]);
+              put(full, vt + (4 * r + 2) * S, e[r] - b[r]);
+              put(full, vt + (4 * r + 3) * S, b[r] - f[r]);
               a[r] = e[r], b[r] = f[r];
             }
           }
@@ -290,17 +371,18 @@ void input_transform(const T* x, index_t C, index_t H, index_t W, index_t ph, in
   }
 }
 
-// Tiles per block of the forward's fused pass: the block's 16 products (kTileBlock x out each)
-// are made and turned into outputs while in L1 (16 x 12 x 32 floats: 24 KiB).
+// Tiles per block of the forward's fused pass: the block's 16 (or 36) products (kTileBlock x out
+// each) are made and turned into outputs while in L1 (16 x 12 x 32 floats: 24 KiB) or L2.
 constexpr index_t kTileBlock = 12;
 
 // The block's products M_xi^T (n x out, rows op long: tiles t.. of V_xi, whose rows are ld long
 // per xi) = V_xi rows (n x C) U_xi^T (C x out, transform_weight's panels), into mb
-// (16 x kTileBlock x op), by narrow_detail's register tiles: C ascending for every element.
+// (points x kTileBlock x op), by narrow_detail's register tiles: C ascending for every element.
 template <class T>
-void block_products(const T* v, index_t ld, index_t C, const T* u, index_t op, index_t t, index_t n, T* mb) {
+void block_products(const T* v, index_t ld, index_t C, const T* u, index_t op, index_t t, index_t n, index_t points,
+                    T* mb) {
   const index_t pw = kPanel<T>;
-  for (index_t xi = 0; xi < kPoints; ++xi) {
+  for (index_t xi = 0; xi < points; ++xi) {
     const T* a = v + (xi * ld + t) * C;
     for (index_t p0 = 0; p0 < op; p0 += pw)
       narrow_detail::strided_rows(a, C, u + (xi * op + p0) * C, C, mb + xi * kTileBlock * op + p0, op,
@@ -342,6 +424,50 @@ void block_outputs(const T* mb, index_t op, const Tiles& tiles, index_t t0, inde
       if (!down) continue;
       pstoreu(y1 + j, padd(padd(s1[0], s1[1]), s1[2]));
       if (right) pstoreu(y1 + op + j, psub(psub(s1[1], s1[2]), s1[3]));
+    }
+  }
+}
+
+// A^T m of 6 values (F(4x4)): A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+template <class P>
+inline void output_transform6(const P m[6], P y[4]) {
+  using Eigen::internal::padd;
+  using Eigen::internal::pmadd;
+  using Eigen::internal::pset1;
+  using Eigen::internal::psub;
+  using T = typename Eigen::internal::unpacket_traits<P>::type;
+  const P s12 = padd(m[1], m[2]), d12 = psub(m[1], m[2]), s34 = padd(m[3], m[4]), d34 = psub(m[3], m[4]);
+  y[0] = padd(padd(m[0], s12), s34);
+  y[1] = pmadd(pset1<P>(T(2)), d34, d12);
+  y[2] = pmadd(pset1<P>(T(4)), s34, s12);
+  y[3] = padd(pmadd(pset1<P>(T(8)), d34, d12), m[5]);
+}
+
+// block_outputs for F(4x4) tiles: Y = A^T M A (4 x 4 of 6 x 6), cut at P, Q.
+template <class T>
+void block_outputs4(const T* mb, index_t op, const Tiles& tiles, index_t t0, index_t n, index_t P, index_t Q, T* yt) {
+  using Pk = narrow_detail::Packet<T>;
+  constexpr index_t S = narrow_detail::kP<T>;
+  const index_t NT = tiles.count(), step = kTileBlock * op;  // from one point to the next
+  for (index_t r = 0; r < n; ++r) {
+    const index_t image = (t0 + r) / NT, t = (t0 + r) % NT;
+    const index_t p = 4 * (t / tiles.cols), q = 4 * (t % tiles.cols);
+    const index_t down = std::min<index_t>(4, P - p), right = std::min<index_t>(4, Q - q);
+    T* y0 = yt + ((image * P + p) * Q + q) * op;
+    const T* m = mb + r * op;
+    for (index_t j = 0; j < op; j += S) {
+      Pk s[6][4];  // A^T M, by columns b of M
+      for (int b = 0; b < 6; ++b) {
+        Pk col[6];
+        for (int a = 0; a < 6; ++a) col[a] = Eigen::internal::ploadu<Pk>(m + (6 * a + b) * step + j);
+        output_transform6(col, s[b]);
+      }
+      for (index_t a = 0; a < down; ++a) {  // (A^T M) A, row a
+        const Pk row[6] = {s[0][a], s[1][a], s[2][a], s[3][a], s[4][a], s[5][a]};
+        Pk out[4];
+        output_transform6(row, out);
+        for (index_t c = 0; c < right; ++c) Eigen::internal::pstoreu(y0 + (a * Q + c) * op + j, out[c]);
+      }
     }
   }
 }
@@ -434,19 +560,23 @@ struct GroupBuffers {
 template <class T>
 GroupBuffers<T> group_buffers(T* scratch, const Tiles& tiles, index_t C, index_t O, index_t ld) {
   T* v = scratch + Plane(tiles).size();
-  T* m = v + kPoints * C * ld;
+  T* m = v + points(tiles.m) * C * ld;
   return {scratch, v, m, m + kPoints * O * ld};
 }
 
 }  // namespace detail
 
 inline index_t group_scratch_size(index_t in_channels, index_t out_channels, index_t p, index_t q, index_t images) {
-  const Tiles t(p, q);
   const index_t op = (out_channels + kMaxPad - 1) / kMaxPad * kMaxPad;
-  // after V: the weight gradient's dM and 2x2 outputs, or the forward's block products and outputs
-  const index_t rest = std::max(kPoints * out_channels * t.count() * images + 4 * t.count(),
-                                (kPoints * detail::kTileBlock + images * p * q) * op);
-  return detail::Plane(t).size() + kPoints * in_channels * t.count() * images + rest;
+  const auto size = [&](index_t m) {  // of F(m x m) tiles
+    const Tiles t(p, q, m);
+    const index_t pts = points(m);
+    // after V: the weight gradient's dM and 2x2 outputs, or the forward's block products and outputs
+    const index_t rest = std::max(m == 2 ? kPoints * out_channels * t.count() * images + 4 * t.count() : 0,
+                                  (pts * detail::kTileBlock + images * p * q) * op);
+    return detail::Plane(t).size() + pts * in_channels * t.count() * images + rest;
+  };
+  return std::max(size(2), size(output_tile(out_channels)));
 }
 
 // y[i] (O, P, Q) = epi(conv3x3(x[i])) for the `images` images x[i] (C, H, W) (consecutive), with
@@ -458,16 +588,19 @@ inline index_t group_scratch_size(index_t in_channels, index_t out_channels, ind
 template <class T, class Epi>
 void conv3x3_images(const T* x, index_t images, index_t C, index_t H, index_t W, index_t ph, index_t pw, const T* u,
                     index_t O, T* y, index_t P, index_t Q, T* scratch, Epi&& epi) {
-  const Tiles tiles(P, Q);
-  const index_t NT = tiles.count(), ld = images * NT, op = padded<T>(O), PQ = P * Q;
+  const Tiles tiles(P, Q, output_tile(O));
+  const index_t NT = tiles.count(), ld = images * NT, op = padded<T>(O), PQ = P * Q, pts = points(tiles.m);
   const detail::GroupBuffers<T> buf = detail::group_buffers(scratch, tiles, C, O, ld);
-  T *v = buf.v, *mb = buf.m, *yt = mb + kPoints * detail::kTileBlock * op;
+  T *v = buf.v, *mb = buf.m, *yt = mb + pts * detail::kTileBlock * op;
   for (index_t i = 0; i < images; ++i)
     detail::input_transform(x + i * C * H * W, C, H, W, ph, pw, tiles, buf.plane, v, ld, i * NT);
   for (index_t t0 = 0; t0 < ld; t0 += detail::kTileBlock) {  // blocks across the images: fewer partial ones
     const index_t n = std::min(detail::kTileBlock, ld - t0);
-    detail::block_products(v, ld, C, u, op, t0, n, mb);
-    detail::block_outputs(mb, op, tiles, t0, n, P, Q, yt);
+    detail::block_products(v, ld, C, u, op, t0, n, pts, mb);
+    if (tiles.m == 4)
+      detail::block_outputs4(mb, op, tiles, t0, n, P, Q, yt);
+    else
+      detail::block_outputs(mb, op, tiles, t0, n, P, Q, yt);
   }
   for (index_t i = 0; i < images; ++i) {
     T* yi = y + i * O * PQ;
