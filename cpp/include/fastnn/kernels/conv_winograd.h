@@ -91,10 +91,9 @@ T* aligned_kernel(T* buf) {
 inline index_t kernel_size_bound(index_t depth, index_t out) {
   return kPoints * depth * ((out + kMaxPad - 1) / kMaxPad * kMaxPad) + kMaxPad;
 }
-// Columns of one panel of the transformed kernel: as many as narrow_detail's register tiles take
-// in one call (4 packets).
+// Columns of one panel of the transformed kernel: a panel of narrow_detail's packed B.
 template <class T>
-constexpr index_t kPanel = narrow_detail::kMaxPackets * narrow_detail::kP<T>;
+constexpr index_t kPanel = narrow_detail::kPanelColumns<T>;
 
 // U = G g G^T of each kernel g[o, c] (3x3), laid out for the forward's products (conv3x3_images):
 // per point xi, U_xi^T (depth x out, out padded) in panels of kPanel<T> columns, each panel
