@@ -1,5 +1,6 @@
-// Products with few columns (at most 4 SIMD packets: 32 floats with AVX2, 64 with AVX-512), such
-// as a tall-skinny im2col product (25088 x 288 x 32) or a small Linear layer (784 -> 32). A
+// Products with few columns (a panel of at most 4 SIMD packets per call: 32 floats with AVX2, 64
+// with AVX-512; gemm() runs two panels with AVX2, narrow_gemm_fits), such as a tall-skinny im2col
+// product (25088 x 288 x 32) or a small Linear layer (784 -> 32). A
 // BLAS's register tile (e.g. 16 x 6 floats) is mostly empty at such widths and it packs A, the
 // large operand, for every product; here a whole row of C stays in registers while the row of A
 // is read where it lies, against B packed once (K x NV packets, zero-padded, aligned):
