@@ -43,8 +43,8 @@ TABLE = [
     (25088, 9, 32, "im2col 3×3 conv 1→32, batch 32"),
 ]
 # (M, K, N, note): products of few columns, which gemm gives to its narrow kernel
-# (kernels/gemm_narrow.h: 8 <= N <= 4 SIMD packets, K >= 32, M >= 16, A row-major; `python -m
-# fastnn info` prints this build's limits), and shapes just past those limits
+# (kernels/gemm_narrow.h: 8 <= N <= 4 SIMD packets (8 with AVX2), K >= 32, M >= 16, A row-major;
+# `python -m fastnn info` prints this build's limits), and shapes just past those limits
 NARROW = [
     (3136, 288, 32, "im2col 3×3 conv 32→32, batch 16"),
     (6272, 288, 32, "im2col 3×3 conv 32→32, batch 32"),
@@ -53,6 +53,14 @@ NARROW = [
     (25088, 36, 16, "im2col 3×3 conv 4→16, batch 32"),
     (2048, 4000, 32, "deep: B packed 500 KiB float32"),
     (6272, 288, 8, ""),
+]
+# (M, K, N, variant, id, note): the 784-32 MLP's first layer at batch 1024 (BENCH.md's H·v model)
+MLP_HV = [
+    (1024, 784, 64, "NT", "hv-1024x784x64-NT", "H·v's X·[W;V]ᵀ, a 784→64 Linear's x·Wᵀ"),
+    (128, 784, 64, "NT", "hv-128x784x64-NT", "a 784→64 Linear's x·Wᵀ, batch 128"),
+    (32, 1024, 784, "TN", "hv-32x1024x784-TN", "784→32 weight gradient δᵀX, H·v's R{dW}"),
+    (64, 1024, 784, "TN", "hv-64x1024x784-TN", "[δ, R{δ}]ᵀX stacked"),
+    (128, 3136, 64, "NN", "narrow-128x3136x64", "deep: B packed 784 KiB float32"),
 ]
 MLP = [784, 512, 256, 10]  # mlp-l's Linear layers
 MLP_BATCH = 128
@@ -69,6 +77,9 @@ def cases():
     for m, k, n, note in NARROW:
         out.append(dict(id=f"narrow-{m}x{k}x{n}", label=f"{m}×{k}×{n} A·B" + (f" ({note})" if note else ""),
                         kind="matmul", batch=1, m=m, k=k, n=n, variant="NN"))
+    for m, k, n, v, cid, note in MLP_HV:
+        out.append(dict(id=cid, label=f"{m}×{k}×{n} {VARIANT_LABEL[v]} ({note})", kind="matmul", batch=1, m=m, k=k,
+                        n=n, variant=v))
     for fan_in, fan_out in zip(MLP, MLP[1:]):
         layer = f"mlp {fan_in}→{fan_out}"
         for short, what, (m, k, n), v in [

@@ -115,6 +115,9 @@ void bind_gemm(py::module_& m) {
           e["min_k"] = l.min_k;
           e["min_m"] = l.min_m;
           e["max_packed_bytes"] = l.max_packed_bytes;
+          e["deep_n_from"] = l.deep_n_from;
+          e["deep_n_to"] = l.deep_n_to;
+          e["deep_min_k"] = l.deep_min_k;
           e["packet"] = narrow_detail::kP<T>;
           return e;
         };
@@ -124,7 +127,7 @@ void bind_gemm(py::module_& m) {
       },
       "The shapes gemm gives to its narrow kernel (gemm_narrow.h) in this build, per dtype: n in "
       "[min_n, max_n], k >= min_k, m >= min_m, k * (n rounded up to whole packets) * itemsize <= "
-      "max_packed_bytes, and a row-major a.");
+      "max_packed_bytes, k >= deep_min_k where deep_n_from <= n <= deep_n_to, and a row-major a.");
   m.def(
       "_narrow_gemm_fits",
       [](index_t m, index_t k, index_t n, const std::string& dtype) {

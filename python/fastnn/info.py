@@ -121,7 +121,13 @@ def _narrow_row(limits):
     if not limits:
         return "(none in this build)"
     f32, f64 = limits["float32"], limits["float64"]
-    return (f"N {f32['min_n']}-{f32['max_n']} (float32) / {f64['min_n']}-{f64['max_n']} (float64), "
+
+    def widths(lim, dtype):
+        deep = lim.get("deep_n_from", 0) <= lim.get("deep_n_to", -1)
+        return (f"{lim['min_n']}-{lim['max_n']} ({dtype}" +
+                (f"; {lim['deep_n_from']}-{lim['deep_n_to']} only at K >= {lim['deep_min_k']})" if deep else ")"))
+
+    return (f"N {widths(f32, 'float32')} / {widths(f64, 'float64')}, "
             f"K >= {f32['min_k']}, M >= {f32['min_m']}, packed B <= {f32['max_packed_bytes'] // 1024} KiB, row-major A")
 
 

@@ -1,5 +1,5 @@
-"""gemm's narrow kernel (kernels/gemm_narrow.h): products of few columns (8 <= N <= 4 SIMD packets)
-with a row-major A, through fastnn.functional.matmul, against the NumPy reference. Every limit is
+"""gemm's narrow kernel (kernels/gemm_narrow.h): products of few columns (8 <= N <= 4 SIMD packets,
+8 with AVX2's 32-byte packets, in panels of 4) with a row-major A, through fastnn.functional.matmul, against the NumPy reference. Every limit is
 read from the build (_C._narrow_gemm_limits, _C._narrow_gemm_fits), never hard-coded: the packet
 size is 4 floats with SSE2, 8 with AVX2, 16 with AVX-512. Shapes on each side of each limit, strided
 A and C, accumulate, and the same bits for 1, 2 and 3 threads."""
@@ -26,6 +26,22 @@ def fits(m, k, n, dtype):
 def packed_bytes(k, n, dtype):
     p = limits(dtype)["packet"]
     return k * -(-n // p) * p * np.dtype(dtype).itemsize
+
+
+def panel(dtype):
+    """Columns of one panel of the packed B: 4 packets (narrow_detail::kPanelColumns)."""
+    return 4 * limits(dtype)["packet"]
+
+
+def deep_only(dtype, n):
+    """Whether width n is taken only from depth deep_min_k (float32 N 33-47 with AVX2)."""
+    lim = limits(dtype)
+    return lim["deep_n_from"] <= n <= lim["deep_n_to"]
+
+
+def depth(dtype, n, k):
+    """k, raised to deep_min_k where width n needs it to run the narrow kernel."""
+    return max(k, limits(dtype)["deep_min_k"]) if deep_only(dtype, n) else k
 
 
 def widths(dtype):
@@ -56,7 +72,9 @@ def bits(x):
 def test_limits_come_from_the_packet_size():
     for dtype in DTYPES:
         lim = limits(dtype)
-        assert lim["max_n"] == 4 * lim["packet"] and lim["packet"] * np.dtype(dtype).itemsize in (16, 32, 64)
+        packet_bytes = lim["packet"] * np.dtype(dtype).itemsize
+        assert packet_bytes in (16, 32, 64)
+        assert lim["max_n"] == (8 if packet_bytes == 32 else 4) * lim["packet"]  # widened where measured (AVX2)
         assert lim["min_n"] <= lim["max_n"] and lim["min_k"] >= 1 and lim["min_m"] >= 1 and lim["max_packed_bytes"] > 0
 
 
@@ -99,17 +117,72 @@ def test_shapes_just_outside_each_limit_are_right_too(rng, dtype):
 def test_same_bits_as_the_narrow_linear_kernel(rng, dtype):
     """matmul(x, W^T) of a narrow shape runs the kernel Linear runs on its rows (no bias, no
     activation): the same bits, which a BLAS tile would not give."""
-    lim = limits(dtype)
-    for m, k, n in [(100, 288, lim["max_n"]), (lim["min_m"], lim["min_k"], lim["min_n"]), (257, 75, inside(dtype, lim["max_n"] - 3))]:
+    lim, widest = limits(dtype), panel(dtype)  # the Linear kernels' widest: one panel
+    for m, k, n in [(100, 288, widest), (lim["min_m"], lim["min_k"], lim["min_n"]), (257, 75, inside(dtype, widest - 3))]:
         assert fits(m, k, n, dtype)
         x, w = random_array(rng, (m, k), dtype), random_array(rng, (n, k), dtype)
         np.testing.assert_array_equal(bits(F.matmul(x, w.T)), bits(F.linear_forward(x, w)))
 
 
+def panel_widths(dtype):
+    """Widths past one panel of B (builds whose max_n spans several: AVX2), around each panel edge."""
+    lim, p = limits(dtype), panel(dtype)
+    q = lim["packet"]
+    return sorted({n for n in (p + 1, p + q - 1, p + q + 1, 2 * p - q - 1, 2 * p - 1, 2 * p) if p < n <= lim["max_n"]})
+
+
+@pytest.mark.skipif(not hasattr(_C, "_gemm_tuning"), reason="no _C._gemm_tuning in this build")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_widths_past_a_panel_that_need_depth(rng, dtype):
+    """float32 N 33-47 (AVX2) runs the narrow kernel from K = deep_min_k only; below, the BLAS tiles
+    (the same bits with the narrow kernel switched off)."""
+    lim = limits(dtype)
+    if lim["deep_n_from"] > lim["deep_n_to"]:
+        pytest.skip("no depth rule in this build")
+    assert lim["deep_n_from"] == panel(dtype) + 1 and lim["deep_n_to"] < lim["max_n"]
+    k = lim["deep_min_k"]
+    for n in (lim["deep_n_from"], lim["deep_n_to"]):
+        assert fits(100, k, n, dtype) and not fits(100, k - 1, n, dtype)
+    assert fits(100, lim["min_k"], lim["deep_n_to"] + 1, dtype) and fits(100, lim["min_k"], panel(dtype), dtype)
+    before = _C._gemm_tuning()
+    try:
+        a = random_array(rng, (100, k - 1), dtype)
+        b = random_array(rng, (k - 1, lim["deep_n_from"]), dtype)
+        on = F.matmul(a, b)
+        _C._gemm_tuning(narrow=False)
+        np.testing.assert_array_equal(bits(on), bits(F.matmul(a, b)))
+    finally:
+        _C._gemm_tuning(**before)
+    check(on, a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [16, 17, 1000])
+@pytest.mark.parametrize("k", [32, 47, 784])
+def test_matmul_across_panels(rng, dtype, m, k):
+    """N = 33, 39, 41, 47, 63, 64 (float32 with AVX2): the product runs panel after panel of B;
+    plain, B given transposed (x·Wᵀ), and accumulated."""
+    if not panel_widths(dtype):
+        pytest.skip("max_n is one panel in this build")
+    for n in panel_widths(dtype):
+        assert fits(m, k, n, dtype) == (not deep_only(dtype, n) or k >= limits(dtype)["deep_min_k"])
+        a, b = random_array(rng, (m, k), dtype), random_array(rng, (k, n), dtype)
+        check(F.matmul(a, b), a, b)
+        check(F.matmul(a, np.ascontiguousarray(b.T).T), a, b)
+        c0 = random_array(rng, (m, n), dtype)
+        c = c0.copy()
+        F.matmul(a, b, out=c, accumulate=True)
+        check(c, a, b, out0=c0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_strided_a_and_c_accumulate(rng, dtype):
     lim = limits(dtype)
-    m, k, n = 61, 40, inside(dtype, lim["max_n"] - 1)
+    for n in sorted({inside(dtype, lim["max_n"] - 1), inside(dtype, panel(dtype) + 1)}):
+        strided_a_and_c_accumulate(rng, dtype, 61, depth(dtype, n, 40), n)
+
+
+def strided_a_and_c_accumulate(rng, dtype, m, k, n):
     a0, b = random_array(rng, (m, k), dtype), random_array(rng, (k, n), dtype)
     big = np.zeros((m, k + 5), dtype)
     big[:, 3 : k + 3] = a0
@@ -131,7 +204,8 @@ def test_strided_a_and_c_accumulate(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_same_bits_for_one_two_three_threads(rng, dtype):
     lim = limits(dtype)
-    for m, k, n in [(1000, 288, lim["max_n"]), (3001, 64, lim["min_n"]), (777, 100, inside(dtype, lim["max_n"] - 1))]:
+    for m, k, n in [(1000, 288, lim["max_n"]), (3001, 64, lim["min_n"]), (777, 100, inside(dtype, lim["max_n"] - 1)),
+                    (1000, 784, inside(dtype, panel(dtype) + lim["packet"] - 1))]:
         assert fits(m, k, n, dtype)
         a, b = random_array(rng, (m, k), dtype), random_array(rng, (k, n), dtype)
         c0 = random_array(rng, (m, n), dtype)

@@ -113,10 +113,9 @@ T* aligned_kernel(T* buf) {
 inline index_t kernel_size_bound(index_t depth, index_t out) {
   return points(output_tile(out)) * depth * ((out + kMaxPad - 1) / kMaxPad * kMaxPad) + kMaxPad;
 }
-// Columns of one panel of the transformed kernel: as many as narrow_detail's register tiles take
-// in one call (4 packets).
+// Columns of one panel of the transformed kernel: a panel of narrow_detail's packed B.
 template <class T>
-constexpr index_t kPanel = narrow_detail::kMaxPackets * narrow_detail::kP<T>;
+constexpr index_t kPanel = narrow_detail::kPanelColumns<T>;
 
 // G v (m + 2 values) of 3 values v: F(2x2)'s G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], F(4x4)'s
 // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].

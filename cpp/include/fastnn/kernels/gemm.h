@@ -211,10 +211,11 @@ template <class T, class B, class E>
 void narrow_product(const T* a, index_t lda, const B& b, T* c, index_t ldc, index_t m, bool accumulate, E& epilogue) {
   using namespace narrow_detail;
   const T* bp = pack_b<T>(b, packed_buffer<T>());
-  const index_t k = b.rows(), n = b.cols(), unit = kRowUnit, items = (m + unit - 1) / unit;
+  const index_t k = b.rows(), n = b.cols(), unit = kRowUnit, items = (m + unit - 1) / unit, pw = kPanelColumns<T>;
   run_items(items, m * n * k / kMinTileMacs, [&](index_t i) {
     const index_t r0 = i * unit, r1 = std::min(m, r0 + unit);
-    strided_rows(a, lda, bp, k, c, ldc, n, r0, r1, m, accumulate);
+    for (index_t p0 = 0; p0 < n; p0 += pw)  // the item's rows of A stay in cache for the next panel
+      strided_rows(a, lda, bp + p0 * k, k, c + p0, ldc, std::min(pw, n - p0), r0, r1, m, accumulate);
     epilogue(r0, r1, index_t(0), n);
   });
 }

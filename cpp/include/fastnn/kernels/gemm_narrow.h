@@ -1,5 +1,6 @@
-// Products with few columns (at most 4 SIMD packets: 32 floats with AVX2, 64 with AVX-512), such
-// as a tall-skinny im2col product (25088 x 288 x 32) or a small Linear layer (784 -> 32). A
+// Products with few columns (a panel of at most 4 SIMD packets per call: 32 floats with AVX2, 64
+// with AVX-512; gemm() runs two panels with AVX2, narrow_gemm_fits), such as a tall-skinny im2col
+// product (25088 x 288 x 32) or a small Linear layer (784 -> 32). A
 // BLAS's register tile (e.g. 16 x 6 floats) is mostly empty at such widths and it packs A, the
 // large operand, for every product; here a whole row of C stays in registers while the row of A
 // is read where it lies, against B packed once (K x NV packets, zero-padded, aligned):
@@ -126,8 +127,8 @@ struct NoPost {
 };
 
 // c rows [r0, r1) (+)= A rows x B on the calling thread, then post(c row) on each (callers keep
-// r1 - r0 to a few rows, so that they are still in L1); bp: pack_b's B of `width` <= kMaxPackets
-// * S columns, k rows. Rows up to r_end (>= r1) are fetched ahead.
+// r1 - r0 to a few rows, so that they are still in L1); bp: one panel of pack_b's B, `width` <=
+// kPanelColumns<T> columns, k rows. Rows up to r_end (>= r1) are fetched ahead.
 template <class T, class Rows, class Post>
 void product_rows(const Rows& row, const T* bp, index_t k, T* c, index_t ldc, index_t width, index_t r0, index_t r1,
                   index_t r_end, bool accumulate, const Post& post) {
@@ -170,10 +171,17 @@ std::vector<T, Eigen::aligned_allocator<T>>& packed_buffer() {
   return buf;
 }
 
-// B (k x n, any view) into `buf`: k rows of packets<T>(n) packets, zero-padded past n, aligned.
+// Columns of one panel of a packed B: as many as one call of the register tiles takes.
+template <class T> constexpr index_t kPanelColumns = kMaxPackets * kP<T>;
+
+// B (k x n, any view) into `buf`: panels of kPanelColumns<T> columns (the last one narrower), each
+// k rows of its packets, zero-padded past n, aligned; the panel of column p0 starts at p0 * k. With
+// n <= kPanelColumns<T> (the Linear kernels), that is k rows of packets<T>(n) packets.
 template <class T, class BM>
 const T* pack_b(const BM& b, std::vector<T, Eigen::aligned_allocator<T>>& buf) {
+  constexpr index_t PW = kPanelColumns<T>;
   const index_t k = b.rows(), n = b.cols(), width = packets<T>(n) * kP<T>;
+  auto panel_width = [&](index_t p0) { return std::min(PW, width - p0); };
   buf.resize(static_cast<size_t>(k * width));
   T* dst = buf.data();
   index_t k_done = 0;
@@ -184,22 +192,27 @@ const T* pack_b(const BM& b, std::vector<T, Eigen::aligned_allocator<T>>& buf) {
     using P = Packet<T>;
     constexpr index_t S = kP<T>;
     k_done = k / S * S;
-    for (index_t o0 = 0; o0 < width; o0 += S)
+    for (index_t o0 = 0; o0 < width; o0 += S) {
+      const index_t p0 = o0 / PW * PW, pw = panel_width(p0);
+      T* panel = dst + p0 * k + (o0 - p0);
       for (index_t k0 = 0; k0 < k_done; k0 += S) {
         Eigen::internal::PacketBlock<P, S> blk;
         for (index_t j = 0; j < S; ++j)
           blk.packet[j] = o0 + j < n ? ploadu<P>(b.data() + (o0 + j) * b.outerStride() + k0) : pset1<P>(T(0));
         Eigen::internal::ptranspose(blk);
-        for (index_t i = 0; i < S; ++i) pstore(dst + (k0 + i) * width + o0, blk.packet[i]);
+        for (index_t i = 0; i < S; ++i) pstore(panel + (k0 + i) * pw, blk.packet[i]);
       }
+    }
   }
   // The rest (or any layout) element by element, k outer: the stores run contiguously and the
   // n columns being read stay in L1 (n outer missed L1 on every store: 4x slower).
-  for (index_t j = k_done; j < k; ++j) {
-    T* d = dst + j * width;
-    for (index_t o = 0; o < n; ++o) d[o] = b(j, o);
-    for (index_t o = n; o < width; ++o) d[o] = T(0);
-  }
+  for (index_t j = k_done; j < k; ++j)
+    for (index_t p0 = 0; p0 < width; p0 += PW) {
+      const index_t pw = panel_width(p0), valid = std::min(pw, n - p0);
+      T* d = dst + p0 * k + j * pw;
+      for (index_t o = 0; o < valid; ++o) d[o] = b(j, p0 + o);
+      for (index_t o = valid; o < pw; ++o) d[o] = T(0);
+    }
   return dst;
 }
 
@@ -211,13 +224,26 @@ const T* pack_b(const BM& b, std::vector<T, Eigen::aligned_allocator<T>>& buf) {
 // of A is too short to pay for the broadcasts: 0.88x), from 16 rows (a register tile of every
 // width), and with B packed in at most a core's L2 (512 KiB on Zen 2-5: at K = 4000, N = 64
 // B fell out of it and the kernel lost).
+// Widths: up to one panel (kMaxPackets packets, one call of the register tiles) everywhere; with
+// 256-bit packets (AVX2) up to 2 panels, measured on Zen 1 against OpenBLAS 0.3.34's Haswell
+// kernel at 1 thread (bench/README.md, session 11): float64 N 17-32 1.2-1.33x; float32 N 48-64
+// 1.2-2.6x, but N 33-41 lost at K <= 400 (0.91-0.96x: OpenBLAS's 16-column tiles fit them, and
+// the kernel pays for its padded fifth or sixth packet) and won at K >= 512 (1.04-1.5x), so
+// float32 takes N < 6 packets past one panel only from K = 512 (N 44-47: 1.03-1.16x at K = 288,
+// left to OpenBLAS by this rule). Not measured with SSE2 or AVX-512 packets, which keep one panel.
 struct NarrowGemmLimits {
   index_t min_n, max_n, min_k, min_m, max_packed_bytes;
+  index_t deep_n_from, deep_n_to, deep_min_k;  // widths in [from, to] need k >= deep_min_k
 };
+
+constexpr index_t kNarrowGemmMaxPackets =
+    sizeof(narrow_detail::Packet<float>) == 32 ? 2 * narrow_detail::kMaxPackets : narrow_detail::kMaxPackets;
 
 template <class T>
 constexpr NarrowGemmLimits narrow_gemm_limits() {
-  return {8, narrow_detail::kMaxPackets * narrow_detail::kP<T>, 32, 16, 512 * 1024};
+  constexpr index_t S = narrow_detail::kP<T>, panel = narrow_detail::kPanelColumns<T>, max_n = kNarrowGemmMaxPackets * S;
+  constexpr bool deep_rule = std::is_same_v<T, float> && max_n > panel;
+  return {8, max_n, 32, 16, 512 * 1024, deep_rule ? panel + 1 : 0, deep_rule ? 6 * S - 1 : -1, 512};
 }
 
 // Bytes of B packed for the narrow kernel.
@@ -230,6 +256,7 @@ template <class T>
 constexpr bool narrow_gemm_fits(index_t m, index_t k, index_t n) {
   constexpr NarrowGemmLimits l = narrow_gemm_limits<T>();
   return n >= l.min_n && n <= l.max_n && k >= l.min_k && m >= l.min_m &&
+         (n < l.deep_n_from || n > l.deep_n_to || k >= l.deep_min_k) &&
          narrow_gemm_packed_bytes<T>(k, n) <= l.max_packed_bytes;
 }
 
