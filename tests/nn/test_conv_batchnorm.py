@@ -1,6 +1,7 @@
 """Conv2d -> BatchNorm2d (-> ReLU (-> Dropout)) as one layer in a Sequential (layers/conv_batchnorm.h):
 in eval mode BN's folded affine and the ReLU run in the conv's output pass; the numbers are those
-of the separate layers (forward within rounding of the affine, gradients exactly), in every mode."""
+of the separate layers (forward within rounding of the affine, gradients exactly), in every mode; with a
+MaxPool2d(2) after the ReLU in training the gradients to rounding (BN's sums run over the pool's windows)."""
 
 import numpy as np
 import pytest
@@ -168,6 +169,16 @@ POOL_CASES = [CASES[0], CASES[1], CASES[2], CASES[3], ((4, 1, 28, 28), 8, 3, 1, 
 POOL_IDS = [str(c[0]) + f"-k{c[2]}" for c in POOL_CASES]
 
 
+def _assert_pooled_close(got, want, n, err_msg=""):
+    """A gradient (or what training made of it) after the pooled training backward, against the separate
+    layers': BN's sums over a channel's n values run over the pool's windows in another order, and their
+    rounding reaches every gradient below them, each a sum whose terms are on the scale of the array's
+    largest value: within c eps sqrt(n) of it (conftest's sum_bound; one element may cancel, the scale
+    does not)."""
+    want = np.asarray(want)
+    assert_sum_close(got, want, np.max(np.abs(want)), n, err_msg=err_msg)
+
+
 def _pool_pair(case, dtype, seed, pool=2):
     fused = nn.Sequential(nn.Identity(), *_layers(case, dtype, seed), nn.MaxPool2d(pool))
     plain = _layers(case, dtype, seed)
@@ -187,9 +198,15 @@ def test_training_with_max_pool_is_the_separate_layers(rng, case, dtype):
         bn.running_mean[...], bn.running_var[...] = 0.5, 2.0
         with num_threads(threads):
             results.append([model(x), *_backward(model, g), bn.running_mean.copy(), bn.running_var.copy()])
-    for want, *got in zip(*results):
-        for a in got:
-            np.testing.assert_array_equal(a, want)
+    pooled = case[0][3] % 2 == 0  # an even conv output width: the pooled backward (to rounding)
+    n = case[0][0] * case[0][2] * case[0][3]
+    for i, (want, one, *more) in enumerate(zip(*results)):
+        for a in more:  # the fused layer's, bit for bit on any thread count
+            np.testing.assert_array_equal(a, one)
+        if pooled and i in (1, 2):  # dx and the parameter gradients
+            _assert_pooled_close(one, want, n, err_msg=str(i))
+        else:  # the output and the running statistics
+            np.testing.assert_array_equal(one, want)
 
 
 @pytest.mark.parametrize("case", POOL_CASES[:2] + POOL_CASES[4:], ids=POOL_IDS[:2] + POOL_IDS[4:])
@@ -243,9 +260,14 @@ def test_fit_with_the_pooled_layer_lowest_trains_its_conv(rng, dtype, with_bn):
     for model in (fused, plain):
         fastnn.fit(model, x, y, optimizer="sgd", epochs=2, batch_size=16, seed=3, verbose=0)
     assert not np.array_equal(fused.state_dict()["0.weight"], start)
-    np.testing.assert_array_equal(fused.flat_parameters(), plain.flat_parameters())
-    for key in ("1.running_mean", "1.running_var") if with_bn else ():
-        np.testing.assert_array_equal(fused.state_dict()[key], plain.state_dict()[key], err_msg=key)
+    if not with_bn:
+        np.testing.assert_array_equal(fused.flat_parameters(), plain.flat_parameters())
+        return
+    # BN's pooled backward rounds its sums in another order (_assert_pooled_close), over 16 x 6 x 6 values
+    got, want = fused.state_dict(), plain.state_dict()  # the same entries, in order (the Identity has none)
+    assert len(got) == len(want)
+    for (key, a), b in zip(got.items(), want.values()):
+        _assert_pooled_close(a, b, 16 * 36, err_msg=key)
 
 
 # Eval mode in blocks of images (Conv2d::forward_affine_blocks): a batch of at least two blocks of a
@@ -309,8 +331,8 @@ def test_small_batches_and_many_taps_take_no_blocks():
 
 # The pooled training backward with the BN input gradient made an image at a time where the conv's
 # backward reads it (conv2d_backward's grad_image: batches of >= 4, no Winograd, no conv bias),
-# lowest in the model (no dx, as fit runs the first layer) or not, against the separate layers bit
-# for bit: the cnn's first block (planes wider than a BN tile), several channels a BN group, 3 input
+# lowest in the model (no dx, as fit runs the first layer) or not, against the separate layers (to
+# rounding, _assert_pooled_close; bit for bit on 1, 2 and 3 threads): the cnn's first block (planes wider than a BN tile), several channels a BN group, 3 input
 # channels, a frozen conv (BN's gradients alone), BN without affine parameters, and a conv bias
 # (the whole-gradient path); the cnn's second block's 14x14, rows of more windows than a vector of
 # the pool's row-pair pass (kernels/pool.h max_pool_even_2x2_plane: 16 floats, 8 doubles), and odd
@@ -343,6 +365,52 @@ def test_pooled_backward_by_images_is_the_separate_layers(rng, case, dtype, vari
             dx = model._layer.backward(g, need_dx)
             results.append([model.flat_grad().copy()] + ([np.array(dx)] if need_dx else []))
     assert np.any(results[0][0] != 0)
-    for want, *got in zip(*results):
-        for a in got:
-            np.testing.assert_array_equal(a, want)
+    for want, one, *more in zip(*results):
+        for a in more:  # the fused layer's, bit for bit on any thread count
+            np.testing.assert_array_equal(a, one)
+        _assert_pooled_close(one, want, case[0][0] * case[0][2] * case[0][3])
+
+
+# The pooled backward's edge cases (the window codes and x at the argmax that the forward keeps):
+# batch 1, odd heights (a last row in no window), 1, 3 and 17 channels, gamma negative and zero,
+# ties in the windows (a 1x1 conv of inputs on a coarse grid: equal taps, the first wins), and a
+# channel the ReLU closes everywhere (beta far below), against the separate layers.
+EDGE_CASES = [((1, 2, 7, 6), 3), ((3, 1, 9, 10), 17), ((4, 2, 6, 8), 1), ((5, 3, 5, 4), 3)]
+
+
+@pytest.mark.parametrize("case", EDGE_CASES, ids=[str(c) for c in EDGE_CASES])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pooled_backward_edge_cases_are_the_separate_layers(rng, case, dtype):
+    shape, C = case
+    x = (rng.integers(-2, 3, shape) * 0.5).astype(dtype)  # ties in most windows
+    gamma = rng.standard_normal(C)
+    gamma[::3] = -np.abs(gamma[::3])
+    gamma[1::4] = 0
+    beta = rng.standard_normal(C)
+    beta[-1] = -1e3  # the last channel's ReLU passes nothing (with gamma != 0 or not)
+    models = []
+    for separate in (False, True):
+        layers = [nn.Conv2d(shape[1], C, 1, bias=False, dtype=dtype, generator=3), nn.BatchNorm2d(C, dtype=dtype),
+                  nn.ReLU(), nn.MaxPool2d(2)]
+        layers[0].weight.data[...] = np.round(layers[0].weight.data * 4) / 4
+        layers[1].weight.data[...], layers[1].bias.data[...] = gamma, beta
+        models.append(nn.Sequential(*(layers[:3] + [nn.Identity()] + layers[3:] if separate else layers)))
+    fused, plain = models
+    assert fused.execution_plan[0] == "Conv2d+BatchNorm2d+relu+MaxPool2d"
+    g = random_array(rng, fused._layer.output_shape(x.shape), dtype)
+    results = []
+    for model, threads in ((plain, 1), (fused, 1), (fused, 2), (fused, 3)):
+        with num_threads(threads):
+            y = model(x)
+            model.zero_grad()
+            dx = model._layer.backward(g, True)
+            results.append([y, np.array(dx), model.flat_grad().copy()])
+    n = shape[0] * shape[2] * shape[3]
+    for i, (want, one, *more) in enumerate(zip(*results)):
+        for a in more:
+            np.testing.assert_array_equal(a, one)
+        if i == 0:
+            np.testing.assert_array_equal(one, want)  # the forward: bit for bit
+        else:
+            _assert_pooled_close(one, want, n, err_msg=str(i))
+    assert np.all(results[0][0][:, -1] == 0)  # the closed channel

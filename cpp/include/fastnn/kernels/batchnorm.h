@@ -318,6 +318,22 @@ void batch_norm_forward_eval(const T* x, index_t N, index_t C, index_t S, const 
 
 namespace bn_detail {
 
+// One channel's parameter gradients from the sums sg = sum g, sgx = sum g (x - mean) over its n
+// values, and its input gradient's coefficients: dx = a g + b (x - mean) + d with a = gamma invstd,
+// b = -a invstd dgamma / n, d = -a dbeta / n in training (b = d = 0 in eval mode).
+template <class T>
+void grad_coefficients(double sg, double sgx, T gamma, T save_invstd, bool training, index_t n, T& dgamma, T& dbeta,
+                       T& a, T& b, T& d) {
+  const double invstd = double(save_invstd);
+  const double db = sg, dgm = sgx * invstd;
+  dbeta = T(db);
+  dgamma = T(dgm);
+  const double A = double(gamma) * invstd;
+  a = T(A);
+  b = training ? T(-A * invstd * dgm / double(n)) : T(0);
+  d = training ? T(-A * db / double(n)) : T(0);
+}
+
 // batch_norm_backward's two passes per channel group with the per-element work left to the
 // caller: sums_tile(j0, L, col_m, acc_g, acc_gx) must write the column sums of g and of
 // g (x - col_m) over the tile [j0, j0 + L); input_tile(j0, L, col_m, col_a, col_b, col_d) must write
@@ -349,15 +365,8 @@ void backward_groups(index_t N, index_t C, index_t S, const T* gamma, const T* s
       });
       for (index_t c = 0; c < kc; ++c) {
         const index_t cg = ca + c;
-        const double invstd = double(save_invstd[cg]);
-        const double db = sg[c], dgm = sgx[c] * invstd;
-        dbeta[cg] = T(db);
-        dgamma[cg] = T(dgm);
-        // dx = A g + B (x - mean) + D with A = gamma invstd, B = -A invstd dgamma / n, D = -A dbeta / n.
-        const double A = (gamma ? double(gamma[cg]) : 1.0) * invstd;
-        a_c[c] = T(A);
-        b_c[c] = training ? T(-A * invstd * dgm / double(n)) : T(0);
-        d_c[c] = training ? T(-A * db / double(n)) : T(0);
+        grad_coefficients(sg[c], sgx[c], gamma ? gamma[cg] : T(1), save_invstd[cg], training, n, dgamma[cg],
+                          dbeta[cg], a_c[c], b_c[c], d_c[c]);
       }
       for_each_tile(ca, cb, S, [&](index_t j0, index_t L) {
         expand_columns(mean_c, j0, L, S, ca, col_m);

@@ -17,7 +17,12 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "fastnn/common.h"
 #include "fastnn/kernels/batchnorm.h"
@@ -29,6 +34,8 @@ namespace fastnn {
 
 constexpr std::uint8_t kReluPass = 1;  // mask bit: z > 0
 constexpr std::uint8_t kKept = 2;      // mask bit: kept by dropout
+// batch_norm_relu_max_pool2d_forward_train's code of a window whose ReLU passes no gradient
+constexpr std::uint8_t kReluClosedWindow = pool_detail::kNoPositiveTap;
 
 namespace bn_detail {
 
@@ -90,11 +97,12 @@ inline T masked_grad(T g, std::uint8_t mk, T scale) {
   return (mk & kReluPass) ? g * ((mk & kKept) ? scale : T(0)) : T(0);
 }
 
-// column_grad_sums with g replaced by masked_grad(g, mask): the same arithmetic, term by term.
-template <class T>
-void column_masked_grad_sums(const T* __restrict g, const std::uint8_t* __restrict mask, const T* __restrict x,
-                             index_t ld, index_t N, index_t L, const T* __restrict m, T scale, double* __restrict sg,
-                             double* __restrict sgx) {
+// column_grad_sums with g replaced by gate(g, byte) of each element's byte (mask): the same
+// arithmetic, term by term. masked_grad's gate: column_masked_grad_sums.
+template <class T, class Gate>
+void column_gated_grad_sums(const T* __restrict g, const std::uint8_t* __restrict mask, const T* __restrict x,
+                            index_t ld, index_t N, index_t L, const T* __restrict m, const Gate& gate,
+                            double* __restrict sg, double* __restrict sgx) {
   std::fill(sg, sg + L, 0.0);
   std::fill(sgx, sgx + L, 0.0);
   index_t i = 0;
@@ -104,8 +112,7 @@ void column_masked_grad_sums(const T* __restrict g, const std::uint8_t* __restri
                                    *__restrict k3 = k2 + ld;
     const T *__restrict x0 = x + i * ld, *__restrict x1 = x0 + ld, *__restrict x2 = x1 + ld, *__restrict x3 = x2 + ld;
     for (index_t j = 0; j < L; ++j) {
-      const T e0 = masked_grad(g0[j], k0[j], scale), e1 = masked_grad(g1[j], k1[j], scale);
-      const T e2 = masked_grad(g2[j], k2[j], scale), e3 = masked_grad(g3[j], k3[j], scale);
+      const T e0 = gate(g0[j], k0[j]), e1 = gate(g1[j], k1[j]), e2 = gate(g2[j], k2[j]), e3 = gate(g3[j], k3[j]);
       sg[j] += double((e0 + e1) + (e2 + e3));
       sgx[j] += double((e0 * (x0[j] - m[j]) + e1 * (x1[j] - m[j])) + (e2 * (x2[j] - m[j]) + e3 * (x3[j] - m[j])));
     }
@@ -114,11 +121,19 @@ void column_masked_grad_sums(const T* __restrict g, const std::uint8_t* __restri
     const T *__restrict g0 = g + i * ld, *__restrict x0 = x + i * ld;
     const std::uint8_t* __restrict k0 = mask + i * ld;
     for (index_t j = 0; j < L; ++j) {
-      const T e0 = masked_grad(g0[j], k0[j], scale);
+      const T e0 = gate(g0[j], k0[j]);
       sg[j] += double(e0);
       sgx[j] += double(e0 * (x0[j] - m[j]));
     }
   }
+}
+
+template <class T>
+void column_masked_grad_sums(const T* __restrict g, const std::uint8_t* __restrict mask, const T* __restrict x,
+                             index_t ld, index_t N, index_t L, const T* __restrict m, T scale, double* __restrict sg,
+                             double* __restrict sgx) {
+  column_gated_grad_sums(g, mask, x, ld, N, L, m, [scale](T gv, std::uint8_t mk) { return masked_grad(gv, mk, scale); },
+                         sg, sgx);
 }
 
 // column_grad_input with g replaced by masked_grad(g, mask).
@@ -260,10 +275,14 @@ void batch_norm_relu_forward_train(const T* x, index_t N, index_t C, index_t S, 
 // the expression of column_normalize_relu, and the scan max_pool2d_forward's, so y and indices
 // equal those of the two kernels run one after the other, bit for bit. The backward is
 // max_pool2d_backward, then batch_norm_relu_backward recomputing z (no mask; z_scale as there).
+// x_at_max and codes (N, C, P, Q each, both or neither) receive what batch_norm_relu_max_pool2d_backward
+// reads instead of x at the windows: each window's x at its argmax, and its code (the argmax's tap,
+// 0 1 / 2 3 over the window's two rows, or kReluClosedWindow when its maximum relu(z) is not > 0).
 template <class T, class I>
 void batch_norm_relu_max_pool2d_forward_train(const T* x, const ConvGeometry& pool, const T* gamma, const T* beta,
                                               T eps, T* y, I* indices, T* save_mean, T* save_invstd, T momentum,
-                                              T* running_mean, T* running_var, T* z_scale = nullptr) {
+                                              T* running_mean, T* running_var, T* z_scale = nullptr,
+                                              T* x_at_max = nullptr, std::uint8_t* codes = nullptr) {
   const char* op = "batch_norm_relu_max_pool2d_forward";
   FASTNN_CHECK(pool_detail::is_even_2x2(pool), op,
                "needs a 2x2 window of stride 2 without padding or dilation on an even width, got kernel ("
@@ -290,7 +309,10 @@ void batch_norm_relu_max_pool2d_forward_train(const T* x, const ConvGeometry& po
             const index_t plane = n * C + c;
             if (prefetch && c + k < C)
               for (index_t s = 0; s < S; s += 64 / index_t(sizeof(T))) __builtin_prefetch(x + (plane + k) * S + s, 0, 2);
-            pool_detail::max_pool_even_2x2_plane(x + plane * S, y + plane * PQ, indices + plane * PQ, pool, relu_z);
+            // codes: the tap where relu(z) > 0 at the argmax (the ReLU passes the gradient; NaN does not)
+            pool_detail::max_pool_even_2x2_plane(x + plane * S, y + plane * PQ, indices + plane * PQ, pool, relu_z,
+                                                 x_at_max ? x_at_max + plane * PQ : nullptr,
+                                                 codes ? codes + plane * PQ : nullptr);
           }
         }
       });
@@ -409,78 +431,143 @@ void batch_norm_relu_backward(const T* g, const std::uint8_t* mask, const T* x, 
       });
 }
 
-// Backward of batch_norm_relu_max_pool2d_forward_train (MaxPool2d's backward, then
-// batch_norm_relu_backward in training mode recomputing z) without the pool's full-size gradient
-// in memory: each channel group's planes of it are made, as max_pool2d_backward makes them (zeros,
-// then g_pool added at the argmax), in a per-thread buffer that BN's two passes then read from
-// cache. The values, tiles and sums are those of the two kernels run one after the other, so dx,
-// dgamma and dbeta are theirs, bit for bit. g_pool and indices (N, C, P, Q) as the pool's, pool
-// its geometry on x (N, C, H, W); z_scale and beta (the z shift, null: 0) as the forward gave them.
-// dx null: only the sums pass runs (dgamma, dbeta), and coef (3 C values, if not null) receives the
-// input pass's per-channel a, b, d (dx = a g_z + b (x - mean) + d), for
-// batch_norm_relu_max_pool2d_grad_image to make dx an image at a time.
-template <class T, class I>
-void batch_norm_relu_max_pool2d_backward(const T* g_pool, const I* indices, const ConvGeometry& pool, const T* x,
-                                         const T* gamma, const T* beta, const T* save_mean, const T* save_invstd,
-                                         const T* z_scale, T* dx, T* dgamma, T* dbeta, T* coef = nullptr) {
-  using namespace bn_detail;
-  const char* op = "batch_norm_relu_max_pool2d_backward";
-  const index_t N = pool.n, C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q, ld = C * S;
-  // as batch_norm_relu_backward without a mask: its groups, and its cost per channel plus the scatter
-  const index_t k = group_channels<T>(2 * N, S);
-  struct Group {
-    std::vector<T> dp;  // the group's gradient: N rows of (cb - ca) * S
-    index_t ca = 0, ld = 0;
-  };
-  thread_local Group grp;
-  backward_groups(
-      N, C, S, gamma, save_mean, save_invstd, true, dgamma, dbeta, 2 * N, 7 * N * S, op,
-      [&](index_t j0, index_t L, const T* m, double* acc_g, double* acc_gx) {
-        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
-        column_relu_grad_sums(grp.dp.data() + (j0 - grp.ca * S), x + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, acc_g,
-                              acc_gx, ld);
-      },
-      [&](index_t j0, index_t L, const T* m, const T* a, const T* b, const T* d) {
-        if (coef)  // the channels that start in this tile
-          for (index_t c = (j0 + S - 1) / S; c * S < j0 + L; ++c) {
-            const index_t j = c * S - j0;
-            coef[c] = a[j], coef[C + c] = b[j], coef[2 * C + c] = d[j];
-          }
-        if (!dx) return;
-        const ZColumns<T> z(save_mean, z_scale, beta, j0, L, S);
-        column_relu_grad_input(grp.dp.data() + (j0 - grp.ca * S), x + j0, dx + j0, grp.ld, N, L, m, z.zm, z.za, z.zb, a,
-                               b, d, ld, false);
-      },
-      [&](index_t ca, index_t cb) {
-        grp.ca = ca, grp.ld = (cb - ca) * S;
-        if (grp.dp.size() < static_cast<size_t>(N * k * S)) grp.dp.resize(static_cast<size_t>(N * k * S));
-        for (index_t n = 0; n < N; ++n)
-          for (index_t c = ca; c < cb; ++c)
-            pool_detail::max_pool_backward_plane(g_pool + (n * C + c) * PQ, indices + (n * C + c) * PQ,
-                                                 grp.dp.data() + n * grp.ld + (c - ca) * S, S, PQ);
-      });
+namespace bn_detail {
+
+// column_relu_grad_sums at the pooled size: over the windows of one channel (L of them, the rows
+// of g, codes and xa, the windows' x at their argmax, ld apart), the terms of the positions where
+// the pool's gradient lands: e = g where the ReLU passes (codes < kReluClosedWindow), else 0;
+// sg[j] = sum_i e, sgx[j] = sum_i e (xa - m). The other positions add nothing. m: L values.
+template <class T>
+void column_pooled_grad_sums(const T* __restrict g, const std::uint8_t* __restrict codes, const T* __restrict xa,
+                             index_t ld, index_t N, index_t L, const T* __restrict m, double* __restrict sg,
+                             double* __restrict sgx) {
+  column_gated_grad_sums(g, codes, xa, ld, N, L, m,
+                         [](T gv, std::uint8_t k) { return k < kReluClosedWindow ? gv : T(0); }, sg, sgx);
 }
 
-// Image n's part of batch_norm_relu_max_pool2d_backward's dx, (C, H, W) into dxn, from the
-// coefficients its sums pass gave (coef): the pool's gradient plane by plane (max_pool2d_backward's
-// scatter), then column_relu_grad_input's expression in place, so the same values bit for bit.
-template <class T, class I>
-void batch_norm_relu_max_pool2d_grad_image(index_t n, const T* g_pool, const I* indices, const ConvGeometry& pool,
-                                           const T* x, const T* beta, const T* save_mean, const T* z_scale,
-                                           const T* coef, T* dxn) {
+// The pool's gradient of n windows (g) split by their codes into the taps of the windows' top and
+// bottom rows: et[2o + t] = g[o] where codes[o] == t, eb[2o + t] = g[o] where codes[o] == 2 + t (t = 0,
+// 1), else 0. A window's two taps of a row are adjacent in the input, so a row pair's et and eb
+// are its two rows' pool gradients. (GCC 12 vectorizes this loop of byte compares and interleaved
+// float stores across 2 lanes only: AVX2 intrinsics for float, 8 windows at a time.)
+template <class T>
+void split_window_grads(const T* __restrict g, const std::uint8_t* __restrict codes, index_t n, T* __restrict et,
+                        T* __restrict eb) {
+  index_t o = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i t0 = _mm256_setzero_si256(), t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2),
+                  t3 = _mm256_set1_epi32(3);
+    for (; o + 8 <= n; o += 8) {
+      const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + o)));
+      const __m256 v = _mm256_loadu_ps(g + o);
+      const auto pick = [&](__m256i t) { return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, t)), v); };
+      // unpack interleaves within 128-bit lanes: windows 0 1 | 4 5 and 2 3 | 6 7, put in order
+      const auto store_pairs = [](__m256 a, __m256 b, float* out) {
+        const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+        _mm256_storeu_ps(out, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      };
+      store_pairs(pick(t0), pick(t1), et + 2 * o);
+      store_pairs(pick(t2), pick(t3), eb + 2 * o);
+    }
+  }
+#endif
+  for (; o < n; ++o) {
+    const std::uint8_t k = codes[o];
+    const T v = g[o];
+    et[2 * o] = k == 0 ? v : T(0), et[2 * o + 1] = k == 1 ? v : T(0);
+    eb[2 * o] = k == 2 ? v : T(0), eb[2 * o + 1] = k == 3 ? v : T(0);
+  }
+}
+
+// One plane (H x W, the pool's geometry g) of the input gradient dx = a e + b (x - m) + d, e the
+// pool's gradient gp (P x Q) at each window's argmax tap where the ReLU passes (codes), 0 elsewhere
+// (rows past 2P, in no window, too): split_window_grads of a chunk of row pairs, then the rows.
+template <class T>
+void relu_max_pool_grad_plane(const T* __restrict gp, const std::uint8_t* __restrict codes, const T* __restrict xp,
+                              T* __restrict dp, const ConvGeometry& g, T m, T a, T b, T d) {
+  const index_t W = g.w, Q = g.q, rows_per_chunk = pool_detail::kPairChunk / W;  // >= 1 (is_even_2x2)
+  T et[pool_detail::kPairChunk], eb[pool_detail::kPairChunk];
+  const auto row = [&](const T* __restrict e, const T* __restrict xr, T* __restrict dr) {
+    for (index_t s = 0; s < W; ++s) dr[s] = a * e[s] + b * (xr[s] - m) + d;
+  };
+  for (index_t p0 = 0; p0 < g.p; p0 += rows_per_chunk) {
+    const index_t p1 = std::min(g.p, p0 + rows_per_chunk);
+    split_window_grads(gp + p0 * Q, codes + p0 * Q, (p1 - p0) * Q, et, eb);
+    for (index_t p = p0; p < p1; ++p) {
+      const index_t s = 2 * p * W;
+      row(et + (p - p0) * W, xp + s, dp + s);
+      row(eb + (p - p0) * W, xp + s + W, dp + s + W);
+    }
+  }
+  for (index_t s = 2 * g.p * W; s < g.h * W; ++s) dp[s] = a * T(0) + b * (xp[s] - m) + d;
+}
+
+}  // namespace bn_detail
+
+// The sums pass of the backward of batch_norm_relu_max_pool2d_forward_train (MaxPool2d's backward,
+// then batch_norm_relu_backward in training mode): g_z is the pool's gradient g_pool at each
+// window's argmax where the ReLU passes and 0 elsewhere, so BN's sums (of g_z and g_z (x - mean))
+// run over the windows, from the forward's x_at_max and codes, a quarter of the positions and no x.
+// Writes dgamma, dbeta and coef (3 C values: the input gradient's per-channel a, b, d, dx = a g_z +
+// b (x - mean) + d). The sums are the separate kernels' in another order (each channel's windows
+// 4 samples at a time, then in window order), so equal to rounding: within |terms| eps sqrt(n).
+// pool: the pool's geometry on x (N, C, H, W), g_pool, x_at_max, codes (N, C, P, Q).
+template <class T>
+void batch_norm_relu_max_pool2d_backward_sums(const T* g_pool, const std::uint8_t* codes, const T* x_at_max,
+                                              const ConvGeometry& pool, const T* gamma, const T* save_mean,
+                                              const T* save_invstd, T* dgamma, T* dbeta, T* coef) {
+  using namespace bn_detail;
+  const index_t N = pool.n, C = pool.c, PQ = pool.p * pool.q, ld = C * PQ;
+  FASTNN_CHECK(N > 0 && C > 0 && PQ > 0, "batch_norm_relu_max_pool2d_backward", "x is empty");
+  parallel_for(C, 2 * N * PQ, [&](index_t c0, index_t c1) {
+    double acc_g[kTileCols], acc_gx[kTileCols];
+    T col_m[kTileCols];
+    for (index_t c = c0; c < c1; ++c) {
+      double sg = 0, sgx = 0;
+      std::fill(col_m, col_m + kTileCols, save_mean[c]);
+      for (index_t j0 = 0; j0 < PQ; j0 += kTileCols) {
+        const index_t L = std::min(kTileCols, PQ - j0), at = c * PQ + j0;
+        column_pooled_grad_sums(g_pool + at, codes + at, x_at_max + at, ld, N, L, col_m, acc_g, acc_gx);
+        for (index_t j = 0; j < L; ++j) sg += acc_g[j], sgx += acc_gx[j];
+      }
+      grad_coefficients(sg, sgx, gamma ? gamma[c] : T(1), save_invstd[c], true, N * pool.h * pool.w, dgamma[c],
+                        dbeta[c], coef[c], coef[C + c], coef[2 * C + c]);
+    }
+  });
+}
+
+// Image n's part of that backward's input gradient, (C, H, W) into dxn, from the coefficients of
+// batch_norm_relu_max_pool2d_backward_sums (coef) and x.
+template <class T>
+void batch_norm_relu_max_pool2d_grad_image(index_t n, const T* g_pool, const std::uint8_t* codes,
+                                           const ConvGeometry& pool, const T* x, const T* save_mean, const T* coef,
+                                           T* dxn) {
   const index_t C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q;
   for (index_t c = 0; c < C; ++c) {
     const index_t plane = n * C + c;
-    T* __restrict dr = dxn + c * S;
-    pool_detail::max_pool_backward_plane(g_pool + plane * PQ, indices + plane * PQ, dr, S, PQ);
-    const T* __restrict xr = x + plane * S;
-    const T m = save_mean[c], zm = save_mean[c], za = z_scale[c], zb = beta ? beta[c] : T(0);
-    const T a = coef[c], b = coef[C + c], d = coef[2 * C + c];
-    for (index_t j = 0; j < S; ++j) {
-      const T e = (xr[j] - zm) * za + zb > T(0) ? dr[j] : T(0);
-      dr[j] = a * e + b * (xr[j] - m) + d;
-    }
+    bn_detail::relu_max_pool_grad_plane(g_pool + plane * PQ, codes + plane * PQ, x + plane * S, dxn + c * S, pool,
+                                        save_mean[c], coef[c], coef[C + c], coef[2 * C + c]);
   }
+}
+
+// The whole backward: the sums pass, then the input gradient dx (N, C, H, W) plane by plane.
+template <class T>
+void batch_norm_relu_max_pool2d_backward(const T* g_pool, const std::uint8_t* codes, const T* x_at_max,
+                                         const ConvGeometry& pool, const T* x, const T* gamma, const T* save_mean,
+                                         const T* save_invstd, T* dx, T* dgamma, T* dbeta) {
+  const index_t C = pool.c, S = pool.h * pool.w, PQ = pool.p * pool.q;
+  std::vector<T> coef(static_cast<size_t>(3 * C));
+  batch_norm_relu_max_pool2d_backward_sums(g_pool, codes, x_at_max, pool, gamma, save_mean, save_invstd, dgamma,
+                                           dbeta, coef.data());
+  parallel_for(pool.n * C, 3 * S, [&](index_t b0, index_t b1) {
+    for (index_t q = b0; q < b1; ++q) {
+      const index_t c = q % C;
+      bn_detail::relu_max_pool_grad_plane(g_pool + q * PQ, codes + q * PQ, x + q * S, dx + q * S, pool, save_mean[c],
+                                          coef[c], coef[C + c], coef[2 * C + c]);
+    }
+  });
 }
 
 // The output of batch_norm_relu_forward_train (p = 0) or _eval again, from x and the coefficients

@@ -137,6 +137,9 @@ inline bool is_even_2x2(const ConvGeometry& g) {
 template <class T>
 constexpr index_t kRowLanes = 64 / index_t(sizeof(T));
 
+// max_pool_even_2x2_plane's tap of a window whose maximum is not > 0.
+constexpr std::uint8_t kNoPositiveTap = 4;
+
 // The identity: max_pool_even_2x2_plane's `load` for the pool's own input.
 struct Identity {
   template <class T>
@@ -155,21 +158,30 @@ struct Identity {
 // ran mostly in its scalar tail: 7.5% of a fit batch at 1 thread on Zen 4.) The selection is
 // max_pool2d's scan, which compares the taps in a total order (NaN last-wins, ties first-wins), so
 // pairing them first gives the same maximum and index.
+// With a load, at_max and taps (PQ values each, both or neither) receive each window's input value
+// at its argmax (xp's, before load) and the argmax's tap in the window (0, 1: top row; 2, 3: bottom
+// row), or kNoPositiveTap where the maximum is not > 0 (after a ReLU: no gradient passes), for a
+// backward that works at the pooled size (batchnorm_activation.h's fused BN -> ReLU -> pool).
 template <class T, class I, class Load = Identity>
-void max_pool_even_2x2_plane(const T* xp, T* yp, I* ip, const ConvGeometry& g, const Load& load = Load{}) {
-  constexpr index_t V = kRowLanes<T>;
+void max_pool_even_2x2_plane(const T* xp, T* yp, I* ip, const ConvGeometry& g, const Load& load = Load{},
+                             T* at_max = nullptr, std::uint8_t* taps = nullptr) {
+  constexpr bool carry = !std::is_same_v<std::decay_t<Load>, Identity>;  // a load: at_max and taps too
+  constexpr index_t V = kRowLanes<T>, CV = carry ? kPairChunk + V : 1, CO = carry ? kPairChunk / 2 + V : 1;
   const index_t W = g.w, P = g.p, Q = g.q;
   const index_t rows_per_chunk = kPairChunk / W;  // row pairs, >= 1 (is_even_2x2)
   T pm[kPairChunk + V], om[kPairChunk / 2 + V];
   I pk[kPairChunk + V], ok[kPairChunk / 2 + V];
-  T zb[std::is_same_v<std::decay_t<Load>, Identity> ? 1 : 2 * kPairChunk];  // load()'s values of a chunk
+  // with a load: load()'s values of a chunk, the pair pass's input at the pick, and the row pass's
+  T zb[carry ? 2 * kPairChunk : 1], pr[CV], oa[CO];
+  I ot[CO];
   for (index_t p0 = 0; p0 < P; p0 += rows_per_chunk) {
     const index_t p1 = std::min(P, p0 + rows_per_chunk), pairs = (p1 - p0) * W;  // 2 rows of Q pairs each
-    const T* __restrict src = xp + 2 * p0 * W;
-    if constexpr (!std::is_same_v<std::decay_t<Load>, Identity>) {
+    const T* __restrict raw = xp + 2 * p0 * W;
+    const T* __restrict src = raw;
+    if constexpr (carry) {
       // the chunk's values first, in their own loop: with load() inside the pair loop (a ReLU's
       // select beside the pair's), GCC 12 vectorizes neither (measured: 5x slower)
-      for (index_t s = 0; s < 2 * pairs; ++s) zb[s] = load(src[s]);
+      for (index_t s = 0; s < 2 * pairs; ++s) zb[s] = load(raw[s]);
       src = zb;
     }
     for (index_t i = 0; i < pairs; ++i) {
@@ -177,26 +189,43 @@ void max_pool_even_2x2_plane(const T* xp, T* yp, I* ip, const ConvGeometry& g, c
       I k = 0;
       take_if_better(src[2 * i + 1], I(1), m, k);
       pm[i] = m, pk[i] = k;
+      if constexpr (carry) {
+        const T r0 = raw[2 * i], r1 = raw[2 * i + 1];
+        pr[i] = k ? r1 : r0;
+      }
     }
     std::fill(pm + pairs, pm + pairs + V, T(0));  // read by the last row's lanes past Q, never used
     std::fill(pk + pairs, pk + pairs + V, I(0));
+    if constexpr (carry) std::fill(pr + pairs, pr + pairs + V, T(0));
     for (index_t p = p0; p < p1; ++p) {
       for (index_t q0 = 0; q0 < Q; q0 += V) {
-        const T* __restrict top = pm + (p - p0) * W + q0;  // row 2p's pairs; Q further, row 2p + 1's
-        const I* __restrict kt = pk + (p - p0) * W + q0;
-        T* __restrict yr = om + (p - p0) * Q + q0;
-        I* __restrict ir = ok + (p - p0) * Q + q0;
+        const index_t at = (p - p0) * W + q0, out = (p - p0) * Q + q0;
+        const T* __restrict top = pm + at;  // row 2p's pairs; Q further, row 2p + 1's
+        const I* __restrict kt = pk + at;
+        T* __restrict yr = om + out;
+        I* __restrict ir = ok + out;
         const I base = static_cast<I>(2 * p * W + 2 * q0);
         for (index_t l = 0; l < V; ++l) {
           T m = top[l];
           I k = kt[l];
           take_if_better(top[Q + l], static_cast<I>(kt[Q + l] + W), m, k);
           yr[l] = m, ir[l] = base + static_cast<I>(2 * l) + k;
+          if constexpr (carry) {
+            const bool bottom = k >= static_cast<I>(W);
+            const T rt = pr[at + l], rb = pr[at + Q + l];
+            oa[out + l] = bottom ? rb : rt;
+            ot[out + l] = m > T(0) ? (bottom ? I(2) : I(0)) + (k & I(1)) : I(kNoPositiveTap);
+          }
         }
       }
     }
     std::copy(om, om + (p1 - p0) * Q, yp + p0 * Q);
     std::copy(ok, ok + (p1 - p0) * Q, ip + p0 * Q);
+    if constexpr (carry) {
+      if (at_max) std::copy(oa, oa + (p1 - p0) * Q, at_max + p0 * Q);
+      if (taps)
+        for (index_t o = 0; o < (p1 - p0) * Q; ++o) taps[p0 * Q + o] = static_cast<std::uint8_t>(ot[o]);
+    }
   }
 }
 

@@ -61,6 +61,7 @@ class BatchNorm : public Layer<T> {
     output_shape(x.shape);
     x_ = x;
     x_ld_ = 0;
+    pooled_forward_ = false;
     training_ = this->training_in(ctx) || !track_;  // without running statistics eval also uses the batch's
     const index_t N = x.batch(), S = x.features() / C_;
     View<T> y = out_.get(x.shape);
@@ -95,6 +96,7 @@ class BatchNorm : public Layer<T> {
     output_shape(x.shape);
     x_ = x;
     x_ld_ = x_ld;
+    pooled_forward_ = false;
     training_ = this->training_in(ctx) || !track_;
     FASTNN_CHECK(training_ || p == 0, kind(), "dropout needs training mode");  // eval: the running statistics
     const index_t N = x.batch(), S = x.features() / C_;
@@ -122,8 +124,9 @@ class BatchNorm : public Layer<T> {
 
   // Training forward_relu without dropout followed by MaxPool2d(2) (pool: its geometry on x's
   // shape, pool.h is_even_2x2), in one output pass that writes only the pooled values y and their
-  // argmax (kernels/batchnorm_activation.h): what backward_relu, recompute_relu and the R-operator
-  // read is as forward_relu leaves it.
+  // argmax (kernels/batchnorm_activation.h), and keeps each window's x at its argmax and code for
+  // backward_relu_max_pool: what backward_relu, recompute_relu and the R-operator read is as
+  // forward_relu leaves it.
   void forward_relu_max_pool(const View<T>& x, const Context& ctx, const ConvGeometry& pool, T* y,
                              std::int32_t* argmax) {
     output_shape(x.shape);
@@ -133,9 +136,13 @@ class BatchNorm : public Layer<T> {
     x_ld_ = 0;
     training_ = true;
     fused_p_ = 0;
+    const size_t windows = static_cast<size_t>(pool.n * pool.c * pool.p * pool.q);
+    x_at_max_.resize(windows), window_codes_.resize(windows);
     batch_norm_relu_max_pool2d_forward_train(x.data, pool, gamma_, beta_, eps_, y, argmax, mean_.data(),
                                              invstd_.data(), momentum_, running_mean(ctx), running_var(ctx),
-                                             scale_.data());
+                                             scale_.data(), x_at_max_.data(), window_codes_.data());
+    pooled_ = pool;
+    pooled_forward_ = true;
   }
 
   // Backward of forward_relu: the ReLU and dropout derivatives applied inside BN's backward passes.
@@ -154,33 +161,29 @@ class BatchNorm : public Layer<T> {
     return need_input_grad ? dx : View<T>{};
   }
 
-  // Backward of forward_relu_max_pool from the pool's gradient g_pool and its argmax (the pool
-  // layer's, geometry pool): backward_relu of the pool's backward, bit for bit, without the pool's
-  // full-size gradient in memory (batch_norm_relu_max_pool2d_backward). Returns the input gradient.
-  View<T> backward_relu_max_pool(const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool) {
-    FASTNN_CHECK(training_ && fused_p_ == 0 && x_ld_ == 0 && x_.data, kind(),
-                 "backward_relu_max_pool needs forward_relu_max_pool first");
+  // Backward of forward_relu_max_pool from the pool's gradient g_pool: backward_relu of the pool's
+  // backward, to rounding (batch_norm_relu_max_pool2d_backward: its sums run over the windows, from
+  // what the forward kept, without the pool's full-size gradient or x). Returns the input gradient.
+  View<T> backward_relu_max_pool(const T* g_pool) {
+    check_pooled_forward();
     View<T> dx = grad_in_.get(x_.shape);
-    batch_norm_relu_max_pool2d_backward(g_pool, argmax, pool, x_.data, gamma_, beta_, mean_.data(), invstd_.data(),
-                                        scale_.data(), dx.data, dgamma_.data(), dbeta_.data());
+    batch_norm_relu_max_pool2d_backward(g_pool, window_codes_.data(), x_at_max_.data(), pooled_, x_.data, gamma_,
+                                        mean_.data(), invstd_.data(), dx.data, dgamma_.data(), dbeta_.data());
     accumulate_param_grads();
     return dx;
   }
 
   // backward_relu_max_pool's parameter gradients alone, with the coefficients (coef, 3 C values)
   // from which relu_max_pool_grad_image then makes its input gradient an image at a time.
-  void backward_relu_max_pool_sums(const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool, T* coef) {
-    FASTNN_CHECK(training_ && fused_p_ == 0 && x_ld_ == 0 && x_.data, kind(),
-                 "backward_relu_max_pool needs forward_relu_max_pool first");
-    batch_norm_relu_max_pool2d_backward(g_pool, argmax, pool, x_.data, gamma_, beta_, mean_.data(), invstd_.data(),
-                                        scale_.data(), static_cast<T*>(nullptr), dgamma_.data(), dbeta_.data(), coef);
+  void backward_relu_max_pool_sums(const T* g_pool, T* coef) {
+    check_pooled_forward();
+    batch_norm_relu_max_pool2d_backward_sums(g_pool, window_codes_.data(), x_at_max_.data(), pooled_, gamma_,
+                                             mean_.data(), invstd_.data(), dgamma_.data(), dbeta_.data(), coef);
     accumulate_param_grads();
   }
   // Image n of backward_relu_max_pool's input gradient, (C, H, W) into dxn, after backward_relu_max_pool_sums.
-  void relu_max_pool_grad_image(index_t n, const T* g_pool, const std::int32_t* argmax, const ConvGeometry& pool,
-                                const T* coef, T* dxn) const {
-    batch_norm_relu_max_pool2d_grad_image(n, g_pool, argmax, pool, x_.data, beta_, mean_.data(), scale_.data(), coef,
-                                          dxn);
+  void relu_max_pool_grad_image(index_t n, const T* g_pool, const T* coef, T* dxn) const {
+    batch_norm_relu_max_pool2d_grad_image(n, g_pool, window_codes_.data(), pooled_, x_.data, mean_.data(), coef, dxn);
   }
 
   // forward_relu's output (without dropout) again, bit for bit, into y: from the x it read and the
@@ -293,6 +296,9 @@ class BatchNorm : public Layer<T> {
   const Shape& last_input_shape() const { return x_.shape; }
 
  private:
+  void check_pooled_forward() const {
+    FASTNN_CHECK(pooled_forward_ && x_.data, kind(), "backward_relu_max_pool needs forward_relu_max_pool first");
+  }
   void check_batch(const Shape& in) const {
     FASTNN_CHECK(numel(in) / C_ > 1, kind(), "Expected more than 1 value per channel when training, got input "
                                                  << shape_str(in));
@@ -349,6 +355,11 @@ class BatchNorm : public Layer<T> {
   std::uint64_t collect_tick_ = 0;
   std::vector<double> collect_shift_, collect_sum_, collect_sumsq_;
   std::vector<std::uint8_t> mask_;  // forward_relu's mask bytes (kReluPass | kKept), with dropout
+  // forward_relu_max_pool's pool geometry, and each window's x at its argmax and code
+  ConvGeometry pooled_;
+  bool pooled_forward_ = false;  // the last forward was forward_relu_max_pool
+  std::vector<T> x_at_max_;
+  std::vector<std::uint8_t> window_codes_;
   View<T> x_, rx_;
   const T *vgamma_ = nullptr, *vbeta_ = nullptr;  // the direction (bind_direction)
   T* hv_ = nullptr;

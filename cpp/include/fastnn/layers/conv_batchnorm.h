@@ -116,12 +116,14 @@ class FusedConvBatchNorm : public Layer<T> {
 //   output pass, a block of images at a time into a buffer that stays in cache, and the pool reads
 //   the block from there (Conv2d::forward_affine_blocks): on the cnn's first block that output is
 //   100 KB an image, 100 MB for a batch of 1000, written and read back once each otherwise.
-// The backward runs the pool's, BN+ReLU's and the conv's, as the separate layers do, so outputs and
-// gradients are theirs, bit for bit. After the pooled training pass the pool's full-size gradient
-// is never in memory (BN's passes make it per channel group, batch_norm_relu_max_pool2d_backward),
-// and when the conv takes its gradient image by image (Conv2d::takes_grad_images: batches of >= 4,
-// no Winograd, no bias: the cnn's first block) BN's input gradient isn't either: BN's sums pass
-// runs, then each image's input gradient is made where the conv's backward reads it, in cache.
+// The backward runs the pool's, BN+ReLU's and the conv's, as the separate layers do: outputs are
+// theirs bit for bit, gradients after the pooled training pass to rounding (BN's sums run over the
+// pool's windows, from each window's x at its argmax that the forward kept: a quarter of the
+// positions, and no read of the conv's output; batch_norm_relu_max_pool2d_backward). The pool's
+// full-size gradient is never in memory, and when the conv takes its gradient image by image
+// (Conv2d::takes_grad_images: batches of >= 4, no Winograd, no bias: the cnn's first block) BN's
+// input gradient isn't either: BN's sums pass runs, then each image's input gradient is made where
+// the conv's backward reads it, in cache.
 // Measured on the cnn's first block (batch 128, 1 -> 32, 28x28; loaded machine, 1 thread CPU time):
 // the step's backward 1.44x faster than with both gradients written out and a GEMM dW, the direct
 // conv's dW included (bench/conv1_step.py, bench/README.md). After an eval forward
@@ -159,16 +161,16 @@ class FusedConvBatchNormPool : public Layer<T> {
     if (!pooled_) return conv_bn_->backward(pool_->backward(g, true), need_input_grad);
     const ConvGeometry& pool = pool_->geometry();
     if (!conv_->takes_grad_images())  // the pool's and BN+ReLU's backward in BN's passes
-      return conv_->backward(bn_->backward_relu_max_pool(g.data, pool_->argmax(), pool), need_input_grad);
+      return conv_->backward(bn_->backward_relu_max_pool(g.data), need_input_grad);
     // BN's sums pass, then its input gradient an image at a time where the conv's backward reads
     // it (in cache): the full-size gradient is neither written nor read back
     coef_.resize(static_cast<size_t>(3 * pool.c));
-    bn_->backward_relu_max_pool_sums(g.data, pool_->argmax(), pool, coef_.data());
+    bn_->backward_relu_max_pool_sums(g.data, coef_.data());
     const index_t image = pool.c * pool.h * pool.w;
     const std::function<const T*(index_t)> grad_image = [&](index_t n) -> const T* {
       thread_local std::vector<T> buf;
       if (buf.size() < static_cast<size_t>(image)) buf.resize(static_cast<size_t>(image));
-      bn_->relu_max_pool_grad_image(n, g.data, pool_->argmax(), pool, coef_.data(), buf.data());
+      bn_->relu_max_pool_grad_image(n, g.data, coef_.data(), buf.data());
       return buf.data();
     };
     View<T> dx = need_input_grad ? grad_in_.get(conv_in_shape_) : View<T>{};
